@@ -79,7 +79,9 @@ struct HookSnapshot {
 //
 // Example:
 //   HookRegistry hooks;
-//   hooks.Install({.before_poll = [](const TaskContext& c) { Trace(c); }});
+//   PollHooks h;
+//   h.before_poll = [](const TaskContext& c) { Trace(c); };
+//   hooks.Install(std::move(h));
 //   hooks.CallBeforePoll(ctx);   // runs Trace
 //   hooks.Clear();
 //   hooks.CallBeforePoll(ctx);   // one load and a branch
