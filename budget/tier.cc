@@ -381,12 +381,13 @@ void TierManager::Warn(TaskContext& ctx, uint64_t elapsed_ticks) noexcept {
     ctx.tier_state.logged_tiers |= bit;
     Bump(log_lines_);
     const unsigned p = static_cast<unsigned>(ctx.priority) & 3u;
+    const std::string_view tier_name = TierName(tier);
     ABSL_RAW_LOG(WARNING,
-                 "spindle budget: task %llu (%s) at tier %s: poll took %llu "
+                 "spindle budget: task %llu (%s) at tier %.*s: poll took %llu "
                  "ns, threshold %llu ns",
                  static_cast<unsigned long long>(ctx.task_id),
                  ctx.name != nullptr ? ctx.name : "unnamed",
-                 std::string(TierName(tier)).c_str(),
+                 static_cast<int>(tier_name.size()), tier_name.data(),
                  static_cast<unsigned long long>(poll_ns),
                  static_cast<unsigned long long>(
                      policy_.TicksToNanos(policy_.violation_ticks[p])));
