@@ -96,6 +96,9 @@ struct TierState {
 };
 
 // The task's budget and tier state, embedded in the executor's task header.
+// 16-byte aligned (it holds a TaskBudget): plain `new` and coroutine frames
+// on x86-64 / aarch64 already are.  Copyable (the budget copies relaxed), so
+// a header may be moved between polls by its owner.
 struct TaskContext {
   TaskBudget budget;
   TierState tier_state;
