@@ -461,15 +461,20 @@ Action TierManager::AfterPollSlow(TaskContext& ctx, PollOutcome outcome,
 void TierManager::OnYield(TaskContext& ctx) noexcept { Bump(yields_); }
 
 void TierManager::OnComplete(TaskContext& ctx) noexcept {
-  // Relaxed: a gauge, read by Metrics() only.
-  tasks_per_tier_[ctx.budget.tier() & 3u].fetch_sub(1,
-                                                    std::memory_order_relaxed);
+  // Relaxed load + store, not an RMW: only the owning thread writes (see
+  // the class comment); Metrics() on another thread reads relaxed.
+  auto& gauge = tasks_per_tier_[ctx.budget.tier() & 3u];
+  gauge.store(gauge.load(std::memory_order_relaxed) - 1,
+              std::memory_order_relaxed);
 }
 
 void TierManager::OnSpawn(TaskContext& ctx) noexcept {
   ctx.tier_state = TierState{};
   ctx.budget.set_tier(0);
-  tasks_per_tier_[0].fetch_add(1, std::memory_order_relaxed);
+  // Owner-thread write, as in OnComplete.
+  tasks_per_tier_[0].store(
+      tasks_per_tier_[0].load(std::memory_order_relaxed) + 1,
+      std::memory_order_relaxed);
 }
 
 TierMetrics TierManager::Metrics() const {

@@ -296,8 +296,9 @@ class TierManager {
   void Warn(TaskContext& ctx, uint64_t elapsed_ticks) noexcept;
 
   static void Bump(std::atomic<uint64_t>& c) noexcept {
-    // Relaxed: a statistic; pairs with the relaxed loads in Metrics().
-    c.fetch_add(1, std::memory_order_relaxed);
+    // Relaxed load + store: only the owning thread writes (no RMW needed);
+    // pairs with the relaxed loads in Metrics().
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
   const TierPolicy policy_;
