@@ -1,0 +1,582 @@
+#include "executor/executor.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <latch>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "sched/scheduler.h"
+#include "timing/clock.h"
+
+namespace spindle {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+std::unique_ptr<LocalExecutor> MakeExecutor(ExecutorBuilder& b) {
+  absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Build();
+  EXPECT_TRUE(ex.ok()) << ex.status();
+  return ex.ok() ? std::move(*ex) : nullptr;
+}
+
+std::unique_ptr<LocalExecutor> MakeExecutor() {
+  ExecutorBuilder b;
+  return MakeExecutor(b);
+}
+
+Task<int> Constant(int v) { co_return v; }
+
+Task<void> Record(std::vector<int>* out, int v) {
+  out->push_back(v);
+  co_return;
+}
+
+Task<int> YieldThenReturn(int yields, int v) {
+  for (int i = 0; i < yields; ++i) co_await YieldNow();
+  co_return v;
+}
+
+// Spins on the TSC for `ns` nanoseconds of wall time.
+void Spin(uint64_t ns) {
+  const uint64_t end = timing::TscClock::Now() + timing::TscClock::FromNanos(ns);
+  while (timing::TscClock::Now() < end) {
+  }
+}
+
+TEST(ExecutorTest, VersionIsExposed) {
+  EXPECT_EQ(executor::kVersion, "0.1.0");
+}
+
+TEST(ExecutorTest, BlockOnReturnsTheValue) {
+  auto ex = MakeExecutor();
+  EXPECT_EQ(ex->BlockOn(Constant(7)), 7);
+}
+
+TEST(ExecutorTest, JoinAfterRunYieldsValue) {
+  auto ex = MakeExecutor();
+  JoinHandle<int> h = ex->Spawn(YieldThenReturn(3, 11));
+  EXPECT_EQ(h.status(), JoinStatus::kPending);
+  ex->Run();
+  EXPECT_EQ(h.status(), JoinStatus::kCompleted);
+  EXPECT_EQ(h.Join(), 11);
+}
+
+TEST(ExecutorTest, FifoSpawnOrder) {
+  auto ex = MakeExecutor();
+  std::vector<int> order;
+  for (int i = 0; i < 5; ++i) ex->SpawnDetached(Record(&order, i));
+  ex->Run();
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
+}
+
+TEST(ExecutorTest, LifoSpawnOrderRunsNewestFirst) {
+  auto ex = MakeExecutor(ExecutorBuilder().WithQueue(
+      1, 1, std::make_unique<sched::LifoScheduler>(1000)));
+  std::vector<int> order;
+  for (int i = 0; i < 5; ++i) ex->SpawnDetached(Record(&order, i));
+  ex->Run();
+  EXPECT_EQ(order, (std::vector<int>{4, 3, 2, 1, 0}));
+}
+
+TEST(ExecutorTest, PrioritySpawnOrder) {
+  auto ex = MakeExecutor(ExecutorBuilder().WithQueue(
+      1, 1, std::make_unique<sched::PriorityScheduler>()));
+  std::vector<int> order;
+  const sched::Priority prios[] = {sched::Priority::kLow,
+                                   sched::Priority::kNormal,
+                                   sched::Priority::kHigh,
+                                   sched::Priority::kLow,
+                                   sched::Priority::kHigh};
+  for (int i = 0; i < 5; ++i) {
+    SpawnOptions o;
+    o.priority = prios[i];
+    ex->SpawnDetached(Record(&order, i), o);
+  }
+  ex->Run();
+  EXPECT_EQ(order, (std::vector<int>{2, 4, 1, 0, 3}));
+}
+
+TEST(ExecutorTest, NestedAwaitsReturnValues) {
+  auto ex = MakeExecutor();
+  auto outer = []() -> Task<int> {
+    int a = co_await Constant(2);
+    int b = co_await YieldThenReturn(2, 3);
+    co_return a * b;
+  };
+  EXPECT_EQ(ex->BlockOn(outer()), 6);
+}
+
+Task<int> Depth(int n) {
+  if (n == 0) co_return 0;
+  co_return 1 + co_await Depth(n - 1);
+}
+
+TEST(ExecutorTest, TenThousandNestedAwaitsDoNotGrowTheStack) {
+  auto ex = MakeExecutor();
+  EXPECT_EQ(ex->BlockOn(Depth(10'000)), 10'000);
+}
+
+TEST(ExecutorTest, ExceptionReachesJoinerAndExecutorKeepsRunning) {
+  auto ex = MakeExecutor();
+  auto thrower = []() -> Task<int> {
+    co_await YieldNow();
+    throw std::runtime_error("boom");
+  };
+  JoinHandle<int> bad = ex->Spawn(thrower());
+  JoinHandle<int> good = ex->Spawn(YieldThenReturn(5, 9));
+  ex->Run();
+  EXPECT_EQ(bad.status(), JoinStatus::kFailed);
+  EXPECT_THROW(
+      {
+        try {
+          bad.Join();
+        } catch (const std::runtime_error& e) {
+          EXPECT_STREQ(e.what(), "boom");
+          throw;
+        }
+      },
+      std::runtime_error);
+  EXPECT_EQ(good.Join(), 9);
+}
+
+TEST(ExecutorTest, ExceptionReachesAwaitingTask) {
+  auto ex = MakeExecutor();
+  auto thrower = []() -> Task<int> { throw std::logic_error("inner"); co_return 0; };
+  auto outer = [&]() -> Task<std::string> {
+    JoinHandle<int> h = CurrentExecutor()->Spawn(thrower());
+    try {
+      co_await h;
+    } catch (const std::logic_error& e) {
+      co_return std::string(e.what());
+    }
+    co_return std::string("no exception");
+  };
+  EXPECT_EQ(ex->BlockOn(outer()), "inner");
+}
+
+TEST(ExecutorTest, TaskAwaitsJoinHandleOfAnotherTask) {
+  auto ex = MakeExecutor();
+  auto outer = []() -> Task<int> {
+    JoinHandle<int> h = CurrentExecutor()->Spawn(YieldThenReturn(10, 5));
+    int v = co_await h;
+    co_return v + 1;
+  };
+  EXPECT_EQ(ex->BlockOn(outer()), 6);
+}
+
+TEST(ExecutorTest, AbortWhileQueued) {
+  auto ex = MakeExecutor();
+  bool ran = false;
+  auto body = [](bool* r) -> Task<int> {
+    *r = true;
+    co_return 1;
+  };
+  JoinHandle<int> h = ex->Spawn(body(&ran));
+  h.Abort();
+  ex->Run();
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+  EXPECT_THROW(h.Join(), TaskCancelledError);
+  EXPECT_EQ(ex->Stats().cancellations, 1u);
+}
+
+// An awaiter that parks the task until someone calls Release().
+struct Gate {
+  executor_internal::TaskHeader* waiter = nullptr;
+  bool open = false;
+  struct Awaiter {
+    Gate* gate;
+    bool await_ready() const noexcept { return gate->open; }
+    void await_suspend(std::coroutine_handle<> h) noexcept {
+      auto* t = executor_internal::CurrentTask();
+      t->resume_point = h;
+      t->run_state = executor_internal::RunState::kSuspended;
+      t->wait_kind = executor_internal::WaitKind::kOther;
+      gate->waiter = t;
+    }
+    void await_resume() const noexcept {}
+  };
+  Awaiter Wait() { return Awaiter{this}; }
+  void Release() {
+    open = true;
+    if (waiter != nullptr) executor_internal::Wake(std::exchange(waiter, nullptr));
+  }
+};
+
+TEST(ExecutorTest, AbortWhileSuspendedOnJoin) {
+  auto ex = MakeExecutor();
+  Gate gate;
+  auto blocked = [](Gate* g) -> Task<int> {
+    co_await g->Wait();
+    co_return 1;
+  };
+  int after_join = 0;
+  auto joiner = [&](JoinHandle<int> target) -> Task<int> {
+    int v = co_await target;
+    after_join = 1;
+    co_return v;
+  };
+  JoinHandle<int> target = ex->Spawn(blocked(&gate));
+  JoinHandle<int> j = ex->Spawn(joiner(std::move(target)));
+  auto aborter = [&]() -> Task<void> {
+    for (int i = 0; i < 5; ++i) co_await YieldNow();
+    j.Abort();  // the joiner is suspended on the join by now
+    gate.Release();
+    co_return;
+  };
+  ex->SpawnDetached(aborter());
+  ex->Run();
+  EXPECT_EQ(j.status(), JoinStatus::kCancelled);
+  EXPECT_EQ(after_join, 0);
+}
+
+TEST(ExecutorTest, AbortWhileSuspendedOnUserAwaiterTakesEffectAtWake) {
+  auto ex = MakeExecutor();
+  Gate gate;
+  bool resumed = false;
+  auto blocked = [&]() -> Task<int> {
+    co_await gate.Wait();
+    resumed = true;
+    co_return 1;
+  };
+  JoinHandle<int> h = ex->Spawn(blocked());
+  auto aborter = [&]() -> Task<void> {
+    co_await YieldNow();
+    h.Abort();
+    gate.Release();
+    co_return;
+  };
+  ex->SpawnDetached(aborter());
+  ex->Run();
+  EXPECT_FALSE(resumed);
+  EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+}
+
+TEST(ExecutorTest, AbortAfterCompletionKeepsTheResult) {
+  auto ex = MakeExecutor();
+  JoinHandle<int> h = ex->Spawn(Constant(3));
+  ex->Run();
+  h.Abort();
+  EXPECT_EQ(h.status(), JoinStatus::kCompleted);
+  EXPECT_EQ(h.Join(), 3);
+}
+
+TEST(ExecutorTest, SelfAbortCancelsAtNextYield) {
+  auto ex = MakeExecutor();
+  JoinHandle<int> h;
+  int steps = 0;
+  auto body = [&]() -> Task<int> {
+    steps++;
+    h.Abort();
+    co_await YieldNow();
+    steps++;
+    co_return 1;
+  };
+  h = ex->Spawn(body());
+  ex->Run();
+  EXPECT_EQ(steps, 1);
+  EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+}
+
+TEST(ExecutorTest, ShutdownCancelsEveryUnfinishedTask) {
+  Gate gate;
+  JoinHandle<int> queued, suspended;
+  {
+    auto ex = MakeExecutor();
+    auto blocked = [&]() -> Task<int> {
+      co_await gate.Wait();
+      co_return 1;
+    };
+    suspended = ex->Spawn(blocked());
+    // Run until the blocked task has suspended (nothing else is runnable).
+    auto starter = []() -> Task<void> { co_return; };
+    ex->BlockOn(starter());
+    queued = ex->Spawn(Constant(5));
+    EXPECT_EQ(ex->Stats().live_tasks, 2u);
+  }
+  EXPECT_EQ(queued.status(), JoinStatus::kCancelled);
+  EXPECT_EQ(suspended.status(), JoinStatus::kCancelled);
+  gate.waiter = nullptr;  // destroyed with the executor
+}
+
+TEST(ExecutorTest, SpawnFromTwoThreadsAtOnce) {
+  auto ex = MakeExecutor();
+  constexpr int kPerThread = kSanitized ? 2'000 : 20'000;
+  std::atomic<int> ran{0};
+  auto body = [](std::atomic<int>* r) -> Task<int> {
+    r->fetch_add(1, std::memory_order_relaxed);
+    co_return 1;
+  };
+  Spawner spawner = ex->GetSpawner();
+  // A task that keeps the executor alive until both threads are done.
+  std::atomic<int> producers_done{0};
+  auto keeper = [&]() -> Task<void> {
+    while (producers_done.load(std::memory_order_acquire) < 2) {
+      co_await YieldNow();
+    }
+    co_return;
+  };
+  ex->SpawnDetached(keeper());
+  std::vector<JoinHandle<int>> handles[2];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (i % 2 == 0) {
+          handles[t].push_back(spawner.Spawn(body(&ran)));
+        } else {
+          spawner.SpawnDetached(body(&ran));
+        }
+      }
+      producers_done.fetch_add(1, std::memory_order_release);
+    });
+  }
+  ex->Run();
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ran.load(), 2 * kPerThread);
+  for (auto& hs : handles) {
+    for (auto& h : hs) EXPECT_EQ(h.Join(), 1);
+  }
+}
+
+TEST(ExecutorTest, SpawnerWakesASleepingExecutorAndJoinFromThread) {
+  auto ex = MakeExecutor();
+  Spawner spawner = ex->GetSpawner();
+  Gate gate;  // keeps the executor alive, parked
+  auto holder = [&]() -> Task<void> {
+    co_await gate.Wait();
+    co_return;
+  };
+  ex->SpawnDetached(holder());
+  std::thread producer([&] {
+    JoinHandle<int> h = spawner.Spawn(Constant(41));
+    EXPECT_EQ(h.Join(), 41);  // blocks this thread until the executor ran it
+    // Release the holder from its own executor thread.
+    spawner.SpawnDetached([](Gate* g) -> Task<void> {
+      g->Release();
+      co_return;
+    }(&gate));
+  });
+  ex->Run();
+  producer.join();
+}
+
+TEST(ExecutorTest, SpawnAfterShutdownIsCancelled) {
+  std::optional<Spawner> spawner;
+  {
+    auto ex = MakeExecutor();
+    spawner = ex->GetSpawner();
+  }
+  JoinHandle<int> h = spawner->Spawn(Constant(1));
+  EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+}
+
+TEST(ExecutorTest, OneMillionTasks) {
+  auto ex = MakeExecutor();
+  const int n = kSanitized ? 100'000 : 1'000'000;
+  int64_t sum = 0;
+  auto body = [](int64_t* s, int v) -> Task<void> {
+    *s += v;
+    co_return;
+  };
+  for (int i = 0; i < n; ++i) ex->SpawnDetached(body(&sum, 1));
+  ex->Run();
+  EXPECT_EQ(sum, n);
+  EXPECT_EQ(ex->Stats().completions, static_cast<uint64_t>(n));
+}
+
+TEST(ExecutorTest, YieldMaybeYieldsWhenTheBudgetIsSpent) {
+  budget::TierConfig tc;
+  tc.poll_budget = 10;
+  tc.escalation_enabled = false;
+  auto ex = MakeExecutor(ExecutorBuilder().Tiers(tc));
+  auto body = []() -> Task<void> {
+    for (int i = 0; i < 100; ++i) co_await YieldMaybe();
+    co_return;
+  };
+  ex->SpawnDetached(body());
+  ex->Run();
+  // 100 YieldMaybe calls with a budget of 10 per poll: ~10 polls, not 100
+  // (YieldNow would give 101) and not 1 (never yielding).
+  const uint64_t polls = ex->Stats().polls;
+  EXPECT_GE(polls, 9u);
+  EXPECT_LE(polls, 12u);
+}
+
+TEST(ExecutorTest, FairnessThreeToOneOnTheRealExecutor) {
+  auto ex = MakeExecutor(ExecutorBuilder().WithQueue(1, 3).WithQueue(2, 1).NoTiers());
+  const uint64_t end = timing::TscClock::Now() + timing::TscClock::FromNanos(1'000'000'000);
+  auto worker = [](uint64_t until) -> Task<void> {
+    while (timing::TscClock::Now() < until) {
+      Spin(20'000);
+      co_await YieldNow();
+    }
+    co_return;
+  };
+  for (int i = 0; i < 4; ++i) {
+    ex->SpawnDetached(1, worker(end));
+    ex->SpawnDetached(2, worker(end));
+  }
+  ex->Run();
+  ExecutorStats s = ex->Stats();
+  const double a = static_cast<double>(s.queues[0].sched.service_ticks);
+  const double b = static_cast<double>(s.queues[1].sched.service_ticks);
+  EXPECT_NEAR(a / (a + b), 0.75, 0.03) << "a=" << a << " b=" << b;
+}
+
+TEST(ExecutorTest, HogClimbsToIsolateAndLatencyTasksKeepTheirLatency) {
+  budget::TierConfig tc = budget::TierConfig::Aggressive();
+  tc.cpu_threshold_ns = 1'000'000;
+  tc.promotion_violations = {1, 1, 1};
+  tc.promotion_hysteresis_ns = 10'000'000;
+  tc.demotion_good_polls = 5;
+  tc.demotion_cpu_threshold_ns = 500'000;
+  tc.demotion_min_time_ns = 20'000'000;
+  tc.demotion_hysteresis_ns = 20'000'000;
+  tc.log_warnings = false;
+  ASSERT_TRUE(tc.Validate().ok()) << tc.Validate();
+  auto ex = MakeExecutor(
+      ExecutorBuilder().WithQueue(1, 1).WithQueue(2, 1).Tiers(tc).IsolationShare(1));
+  bool hog_isolated = false;
+  bool stop = false;
+  budget::Tier final_tier = budget::Tier::kIsolate;
+  auto hog = [&]() -> Task<void> {
+    // Misbehaves: 5 ms per poll until it is isolated, for a while longer...
+    int isolated_polls = 0;
+    while (isolated_polls < 5) {
+      Spin(5'000'000);
+      co_await YieldNow();
+      if (executor_internal::CurrentTask()->isolated) {
+        hog_isolated = true;
+        isolated_polls++;
+      }
+    }
+    // ...then behaves until it is back at monitor.
+    const uint64_t give_up = timing::TscClock::Now() + timing::TscClock::FromNanos(3'000'000'000);
+    while (executor_internal::CurrentTask()->ctx.tier() != budget::Tier::kMonitor &&
+           timing::TscClock::Now() < give_up) {
+      Spin(10'000);
+      co_await YieldNow();
+    }
+    final_tier = executor_internal::CurrentTask()->ctx.tier();
+    stop = true;
+    co_return;
+  };
+  // A latency-sensitive task in the other queue: how late is it woken?
+  std::vector<uint64_t> delays_during_isolation;
+  auto latency = [&]() -> Task<void> {
+    while (!stop) {
+      const uint64_t t0 = timing::TscClock::Now();
+      co_await YieldNow();
+      const uint64_t d = timing::TscClock::ToNanos(timing::TscClock::Now() - t0);
+      if (hog_isolated) delays_during_isolation.push_back(d);
+    }
+    co_return;
+  };
+  ex->SpawnDetached(1, hog());
+  ex->SpawnDetached(2, latency());
+  ex->Run();
+  EXPECT_TRUE(hog_isolated);
+  EXPECT_EQ(final_tier, budget::Tier::kMonitor);
+  ExecutorStats s = ex->Stats();
+  EXPECT_GE(s.tier_isolations, 1u);
+  EXPECT_GE(s.tier_restores, 1u);
+  ASSERT_FALSE(delays_during_isolation.empty());
+  // While the hog is isolated (share 1 of 3), the latency task still gets
+  // to run between the hog's 5 ms polls: its median wake delay stays at
+  // most one hog poll (5 ms), with slack for a noisy machine.
+  std::sort(delays_during_isolation.begin(), delays_during_isolation.end());
+  const uint64_t median = delays_during_isolation[delays_during_isolation.size() / 2];
+  EXPECT_LT(median, 7'000'000u);
+}
+
+TEST(ExecutorTest, StatsAreFilled) {
+  auto ex = MakeExecutor(ExecutorBuilder().MaxPollsPerYield(4));
+  for (int i = 0; i < 10; ++i) ex->SpawnDetached(YieldThenReturn(3, i));
+  ex->Run();
+  ExecutorStats s = ex->Stats();
+  EXPECT_EQ(s.spawns, 10u);
+  EXPECT_EQ(s.completions, 10u);
+  EXPECT_EQ(s.polls, 40u);
+  EXPECT_GE(s.driver_yields, 10u);
+  EXPECT_GT(s.busy_ns, 0u);
+  EXPECT_EQ(s.live_tasks, 0u);
+  ASSERT_GE(s.queues.size(), 1u);
+  EXPECT_EQ(s.queues[0].sched.polls, 40u);
+  uint64_t hist = 0;
+  for (uint64_t c : s.queues[0].delay_histogram) hist += c;
+  EXPECT_EQ(hist, 40u);
+  EXPECT_EQ(s.driver, "parking");
+}
+
+TEST(ExecutorTest, CurrentExecutorInsideAndOutside) {
+  auto ex = MakeExecutor();
+  EXPECT_EQ(CurrentExecutor(), nullptr);
+  LocalExecutor* seen = nullptr;
+  auto body = [&]() -> Task<void> {
+    seen = CurrentExecutor();
+    co_return;
+  };
+  ex->BlockOn(body());
+  EXPECT_EQ(seen, ex.get());
+}
+
+void ExpectInvalid(ExecutorBuilder& b, const std::string& needle) {
+  absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Build();
+  ASSERT_FALSE(ex.ok()) << needle;
+  EXPECT_EQ(ex.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(ex.status().message()).find(needle), std::string::npos)
+      << ex.status();
+}
+
+TEST(ExecutorBuilderTest, BadValuesAreInvalidArgumentNamingTheValue) {
+  ExpectInvalid(ExecutorBuilder().WithQueue(1, 1).WithQueue(1, 2), "1");
+  ExpectInvalid(ExecutorBuilder().WithQueue(1, 0), "0");
+  ExpectInvalid(ExecutorBuilder().WithQueue(1, 10001), "10001");
+  ExpectInvalid(ExecutorBuilder().SchedLatency(std::chrono::nanoseconds(0)),
+                "SchedLatency(0ns)");
+  ExpectInvalid(ExecutorBuilder().MinSlice(std::chrono::nanoseconds(-5)),
+                "MinSlice(-5ns)");
+  ExpectInvalid(ExecutorBuilder().DriverYield(std::chrono::nanoseconds(0)),
+                "DriverYield(0ns)");
+  ExpectInvalid(ExecutorBuilder().MaxPollsPerYield(0), "MaxPollsPerYield(0)");
+  ExpectInvalid(ExecutorBuilder()
+                    .SchedLatency(std::chrono::microseconds(100))
+                    .MinSlice(std::chrono::milliseconds(1)),
+                "MinSlice");
+  ExpectInvalid(ExecutorBuilder().IsolationShare(0), "0");
+  budget::TierConfig bad;
+  bad.poll_budget = 0;
+  ExpectInvalid(ExecutorBuilder().Tiers(bad), "poll_budget");
+  setenv("SPINDLE_BUDGET", "lots", 1);
+  ExecutorBuilder from_env;
+  ExpectInvalid(from_env, "SPINDLE_BUDGET");
+  unsetenv("SPINDLE_BUDGET");
+  ExecutorBuilder many;
+  for (uint32_t i = 0; i < 256; ++i) many.WithQueue(i, 1);
+  ExpectInvalid(many, "256");
+  ExecutorBuilder too_many;
+  for (uint32_t i = 0; i < 257; ++i) too_many.WithQueue(i, 1);
+  ExpectInvalid(too_many.NoTiers(), "257");
+}
+
+TEST(ExecutorBuilderTest, TwoHundredFiftySixQueuesWithoutTiers) {
+  ExecutorBuilder b;
+  for (uint32_t i = 0; i < 256; ++i) b.WithQueue(i, 1 + i);
+  auto ex = MakeExecutor(b.NoTiers());
+  ASSERT_NE(ex, nullptr);
+  EXPECT_EQ(ex->BlockOn(Constant(1)), 1);
+}
+
+}  // namespace
+}  // namespace spindle

@@ -1,0 +1,82 @@
+#include "executor/frame_allocator.h"
+
+#include <new>
+
+namespace spindle::executor_internal {
+namespace {
+
+struct FreeBlock {
+  FreeBlock* next;
+};
+
+// One thread's cache.  Only its own thread touches it.
+struct ThreadCache {
+  FreeBlock* heads[kNumFrameClasses] = {};
+  uint32_t counts[kNumFrameClasses] = {};
+  FrameAllocatorStats stats;
+
+  ~ThreadCache() {
+    for (size_t c = 0; c < kNumFrameClasses; ++c) {
+      FreeBlock* b = heads[c];
+      while (b != nullptr) {
+        FreeBlock* next = b->next;
+        ::operator delete(static_cast<void*>(b), (c + 1) * kFrameGranule);
+        b = next;
+      }
+      heads[c] = nullptr;
+    }
+  }
+};
+
+ThreadCache& Cache() noexcept {
+  thread_local ThreadCache cache;
+  return cache;
+}
+
+inline size_t ClassOf(size_t size) noexcept {
+  return (size + kFrameGranule - 1) / kFrameGranule - 1;
+}
+
+}  // namespace
+
+void* AllocateFrame(size_t size) {
+  if (size == 0) size = 1;
+  if (size > kMaxPooledSize) {
+    Cache().stats.system_allocs++;
+    return ::operator new(size);
+  }
+  ThreadCache& cache = Cache();
+  const size_t c = ClassOf(size);
+  if (FreeBlock* b = cache.heads[c]; b != nullptr) {
+    cache.heads[c] = b->next;
+    cache.counts[c]--;
+    cache.stats.pooled_allocs++;
+    cache.stats.cached_blocks--;
+    return b;
+  }
+  cache.stats.system_allocs++;
+  return ::operator new((c + 1) * kFrameGranule);
+}
+
+void FreeFrame(void* block, size_t size) noexcept {
+  if (size == 0) size = 1;
+  if (size > kMaxPooledSize) {
+    ::operator delete(block, size);
+    return;
+  }
+  ThreadCache& cache = Cache();
+  const size_t c = ClassOf(size);
+  if (cache.counts[c] >= kMaxCachedPerClass) {
+    ::operator delete(block, (c + 1) * kFrameGranule);
+    return;
+  }
+  auto* b = static_cast<FreeBlock*>(block);
+  b->next = cache.heads[c];
+  cache.heads[c] = b;
+  cache.counts[c]++;
+  cache.stats.cached_blocks++;
+}
+
+FrameAllocatorStats ThreadFrameStats() noexcept { return Cache().stats; }
+
+}  // namespace spindle::executor_internal

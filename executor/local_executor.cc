@@ -1,0 +1,709 @@
+// LocalExecutor: the run loop, spawning, waking, cancellation, shutdown.
+//
+// Task protocol (see executor/task.h for the fields).
+//   Owner-thread state `run_state`:
+//     kNew -> kQueued            Spawn / Adopt (from the inbox)
+//     kQueued -> kRunning        picked by the loop
+//     kRunning -> kYielded       YieldNow / YieldMaybe; the loop re-queues
+//     kRunning -> kSuspended     an awaiter registered a wake-up
+//     kRunning -> kDone          final_suspend of the top-level coroutine
+//     kSuspended -> kQueued      Wake (owner thread directly; other threads
+//                                through the inbox)
+//   Atomic `state` (any thread): kStateNotified dedups wakes between a wake
+//   and the next poll; kStateCancelRequested is set by Abort; the completion
+//   bits are set once, by the owner, with a release RMW that also reads
+//   kStateJoinWaiter to wake a registered joiner.
+//   A task is cancelled only on the owner thread, and only when nothing else
+//   refers to its frame: queued (removed first), suspended on a join (after
+//   deregistering), or woken after its I/O operation was cancelled.
+//
+// Shutdown (destructor), in order:
+//   1. shutting_down_ = true: nothing is polled from here on.
+//   2. Close the inbox (no producer can touch it afterwards) and adopt what
+//      is in it, so spawned-from-afar tasks are cancelled like the others.
+//   3. Driver::Shutdown: cancel and reap every in-flight operation; the
+//      callbacks may wake tasks (queued, never run).
+//   4. Cancel every live task: completion bits, joiner wake, frame destroyed.
+//      A destroyed frame may spawn (cancelled at once) or drop handles.
+//   5. Destroy the driver, then the queue set.
+
+#include "executor/local_executor.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <string>
+
+#include "absl/base/internal/raw_logging.h"
+#include "absl/strings/str_cat.h"
+#include "executor/internal/inbox.h"
+#include "timing/clock.h"
+
+namespace spindle {
+namespace executor_internal {
+namespace {
+
+thread_local LocalExecutor* tl_executor = nullptr;
+thread_local TaskHeader* tl_task = nullptr;
+
+inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
+  // Only the frame refers to the task (no handle, no abort in flight): no
+  // other thread can observe the state, so skip the RMW and the notify.
+  // acquire: pairs with the acq_rel release of the last other reference.
+  if (t->refs.load(std::memory_order_acquire) == 1) return;
+  uint32_t bits = cancelled ? kStateCancelled : kStateComplete;
+  if (!cancelled && t->threw) bits |= kStateFailed;
+  // acq_rel: releases the result to joiners; acquires join_waiter.
+  const uint32_t old = t->state.fetch_or(bits, std::memory_order_acq_rel);
+  if (old & kStateJoinWaiter) Wake(t->join_waiter);
+  t->state.notify_all();
+}
+
+}  // namespace
+
+TaskHeader* CurrentTask() noexcept { return tl_task; }
+
+void Wake(TaskHeader* t) noexcept {
+  // acq_rel: a second waker sees the first's bit and backs off.
+  if (t->state.fetch_or(kStateNotified, std::memory_order_acq_rel) &
+      kStateNotified) {
+    return;
+  }
+  if (t->owner == tl_executor) {
+    t->woken = true;
+    t->owner->ScheduleLocal(t);
+    return;
+  }
+  // From another thread: through the owner's inbox.  If the owner has shut
+  // down the task has been (or is being) cancelled by it.
+  (void)t->inbox->Submit(t->inbox->wakes, &t->wake_node);
+}
+
+void RequestAbort(TaskHeader* t) noexcept {
+  const uint32_t old =
+      t->state.fetch_or(kStateCancelRequested, std::memory_order_acq_rel);
+  if (old & (kStateDone | kStateCancelRequested)) return;
+  if (t->owner == nullptr) return;  // never spawned
+  if (t->owner == tl_executor) {
+    t->owner->ProcessAbort(t);
+    return;
+  }
+  t->refs.fetch_add(1, std::memory_order_relaxed);  // held by the message
+  if (!t->inbox->Submit(t->inbox->aborts, &t->abort_node)) ReleaseRef(t);
+}
+
+void BlockUntilDone(TaskHeader* t) noexcept {
+  uint32_t s = t->state.load(std::memory_order_acquire);
+  while (!(s & kStateDone)) {
+    // Woken by notify_all in CompleteState.
+    t->state.wait(s, std::memory_order_acquire);
+    s = t->state.load(std::memory_order_acquire);
+  }
+}
+
+}  // namespace executor_internal
+
+using executor_internal::Inbox;
+using executor_internal::InboxNode;
+using executor_internal::RunState;
+using executor_internal::TaskHeader;
+using executor_internal::WaitKind;
+
+// ---- ParkingDriver -----------------------------------------------------------
+
+int ParkingDriver::Poll(uint64_t timeout_ns) noexcept {
+  uint32_t w = wakes_.load(std::memory_order_acquire);
+  if (w != seen_ || timeout_ns == 0) {
+    seen_ = w;
+    return 0;
+  }
+  timespec ts;
+  timespec* tsp = nullptr;
+  if (timeout_ns != UINT64_MAX) {
+    ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000u);
+    ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000u);
+    tsp = &ts;
+  }
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&wakes_), FUTEX_WAIT_PRIVATE,
+          w, tsp, nullptr, 0);
+  seen_ = wakes_.load(std::memory_order_acquire);
+  return 0;
+}
+
+void ParkingDriver::Wake() noexcept {
+  // release: pairs with the acquire load in Poll.
+  wakes_.fetch_add(1, std::memory_order_release);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&wakes_), FUTEX_WAKE_PRIVATE,
+          1, nullptr, nullptr, 0);
+}
+
+// ---- Spawner ------------------------------------------------------------------
+
+void Spawner::Submit(TaskHeader* t, const SpawnOptions& options) noexcept {
+  Inbox& in = *inbox_;
+  uint16_t q = in.default_queue;
+  if (options.queue.has_value()) {
+    auto it = in.queue_index.find(*options.queue);
+    ABSL_RAW_CHECK(it != in.queue_index.end(),
+                   "Spawner::Spawn: unknown queue id (not given to "
+                   "ExecutorBuilder::WithQueue)");
+    q = it->second;
+  }
+  t->home_queue = q;
+  t->priority = options.priority;
+  t->ctx.priority = options.budget_priority;
+  t->ctx.name = options.name;
+  t->inbox = inbox_.get();
+  t->spawn_tick = timing::TscClock::Now();
+  if (!in.Submit(in.wakes, &t->wake_node)) {
+    // The executor is gone: the task never runs.
+    t->state.fetch_or(executor_internal::kStateCancelled,
+                      std::memory_order_acq_rel);
+    t->state.notify_all();
+    t->frame.destroy();
+  }
+}
+
+// ---- ExecutorBuilder ----------------------------------------------------------
+
+ExecutorBuilder::ExecutorBuilder() = default;
+
+ExecutorBuilder& ExecutorBuilder::WithQueue(QueueId id, uint32_t share) {
+  return WithQueue(id, share, nullptr);
+}
+
+ExecutorBuilder& ExecutorBuilder::WithQueue(
+    QueueId id, uint32_t share, std::unique_ptr<sched::TaskScheduler> s) {
+  queues_.push_back(QueueSpec{id, share, std::move(s)});
+  return *this;
+}
+
+namespace {
+void CheckDuration(std::vector<absl::Status>& errors, const char* name,
+                   std::chrono::nanoseconds d) {
+  if (d.count() <= 0) {
+    errors.push_back(absl::InvalidArgumentError(absl::StrCat(
+        "ExecutorBuilder::", name, "(", d.count(),
+        "ns): must be positive (valid range: 1ns .. 1h)")));
+  } else if (d > std::chrono::hours(1)) {
+    errors.push_back(absl::InvalidArgumentError(absl::StrCat(
+        "ExecutorBuilder::", name, "(", d.count(),
+        "ns): too long (valid range: 1ns .. 1h)")));
+  }
+}
+}  // namespace
+
+ExecutorBuilder& ExecutorBuilder::SchedLatency(std::chrono::nanoseconds d) {
+  CheckDuration(errors_, "SchedLatency", d);
+  sched_latency_ = d;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::MinSlice(std::chrono::nanoseconds d) {
+  CheckDuration(errors_, "MinSlice", d);
+  min_slice_ = d;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::DriverYield(std::chrono::nanoseconds d) {
+  CheckDuration(errors_, "DriverYield", d);
+  driver_yield_ = d;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::MaxPollsPerYield(uint32_t polls) {
+  if (polls == 0 || polls > 1'000'000) {
+    errors_.push_back(absl::InvalidArgumentError(
+        absl::StrCat("ExecutorBuilder::MaxPollsPerYield(", polls,
+                     "): valid range is 1..1000000")));
+  }
+  max_polls_per_yield_ = polls;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::Tiers(budget::TierConfig config) {
+  tiers_ = std::move(config);
+  tiers_off_ = false;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::NoTiers() {
+  tiers_off_ = true;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::Hooks(
+    std::shared_ptr<budget::HookRegistry> hooks) {
+  hooks_ = std::move(hooks);
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::IsolationShare(uint32_t share) {
+  isolation_share_ = share;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::CollectStats(bool enabled) {
+  stats_ = enabled;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::WithDriver(std::unique_ptr<Driver> driver) {
+  driver_ = std::move(driver);
+  return *this;
+}
+
+absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
+  if (!errors_.empty()) return errors_.front();
+  if (min_slice_ > sched_latency_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ExecutorBuilder: MinSlice (", min_slice_.count(),
+        "ns) must not exceed SchedLatency (", sched_latency_.count(), "ns)"));
+  }
+  if (auto s = timing::TscClock::InitFromEnv(); !s.ok()) return s;
+
+  std::unique_ptr<budget::TierManager> tiers;
+  if (!tiers_off_) {
+    budget::TierConfig config;
+    if (tiers_.has_value()) {
+      config = *tiers_;
+    } else {
+      absl::StatusOr<budget::TierConfig> env = budget::TierConfig::FromEnv();
+      if (!env.ok()) return env.status();
+      config = *env;
+    }
+    absl::StatusOr<std::unique_ptr<budget::TierManager>> tm =
+        budget::TierManager::Create(config);
+    if (!tm.ok()) return tm.status();
+    tiers = std::move(*tm);
+  }
+
+  const size_t max_user_queues =
+      sched::QueueSet::kMaxQueues - (tiers != nullptr ? 1 : 0);
+  if (queues_.size() > max_user_queues) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ExecutorBuilder: ", queues_.size(),
+        " queues given; valid range is 1..", max_user_queues,
+        tiers != nullptr ? " (the isolation lane of the tiers takes one of "
+                           "the 256; use NoTiers() for 256)"
+                         : ""));
+  }
+
+  sched::QueueSetConfig qc;
+  qc.sched_latency_ticks = timing::TscClock::FromNanos(
+      static_cast<uint64_t>(sched_latency_.count()));
+  qc.min_slice_ticks =
+      timing::TscClock::FromNanos(static_cast<uint64_t>(min_slice_.count()));
+  if (auto s = qc.Validate(); !s.ok()) return s;
+
+  std::unique_ptr<LocalExecutor> ex(new LocalExecutor());
+  // driver_ stays null until the end: a half-built executor's destructor
+  // does nothing.
+  ex->queue_set_ = std::make_unique<sched::QueueSet>(qc);
+  ex->inbox_ = std::make_shared<Inbox>();
+  if (queues_.empty()) queues_.push_back(QueueSpec{0, 1, nullptr});
+  for (QueueSpec& q : queues_) {
+    if (q.id == kIsolationQueueId && tiers != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ExecutorBuilder::WithQueue(", q.id,
+                       "): this id is reserved for the isolation lane; valid "
+                       "ids are 0..",
+                       kIsolationQueueId - 1));
+    }
+    absl::StatusOr<uint16_t> idx =
+        ex->queue_set_->AddQueue(q.id, q.share, std::move(q.scheduler));
+    if (!idx.ok()) return idx.status();
+    ex->inbox_->queue_index.emplace(q.id, *idx);
+  }
+  ex->inbox_->default_queue = ex->inbox_->queue_index.at(queues_.front().id);
+  if (tiers != nullptr) {
+    absl::StatusOr<uint16_t> idx =
+        ex->queue_set_->AddQueue(kIsolationQueueId, isolation_share_);
+    if (!idx.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ExecutorBuilder::IsolationShare: ",
+                       std::string(idx.status().message())));
+    }
+    ex->isolation_index_ = *idx;
+    ex->default_budget_ = tiers->policy().budget[0][static_cast<size_t>(
+        budget::TaskPriority::kNormal)];
+  }
+  ex->tiers_ = std::move(tiers);
+  ex->hooks_ = std::move(hooks_);
+  ex->driver_ =
+      driver_ != nullptr ? std::move(driver_) : std::make_unique<ParkingDriver>();
+  ex->inbox_->driver = ex->driver_.get();
+  ex->max_polls_per_yield_ = static_cast<uint32_t>(max_polls_per_yield_);
+  ex->driver_yield_ticks_ = timing::TscClock::FromNanos(
+      static_cast<uint64_t>(driver_yield_.count()));
+  ex->collect_stats_ = stats_;
+  ex->delay_histograms_.assign(ex->queue_set_->num_queues(), {});
+  ex->preemptions_.assign(ex->queue_set_->num_queues(), 0);
+  ex->stats_.driver = ex->driver_->Name();
+  return ex;
+}
+
+// ---- LocalExecutor ------------------------------------------------------------
+
+LocalExecutor* CurrentExecutor() noexcept {
+  return executor_internal::tl_task != nullptr ? executor_internal::tl_executor
+                                               : nullptr;
+}
+
+void LocalExecutor::SpawnHeader(TaskHeader* t,
+                                const SpawnOptions& options) noexcept {
+  uint16_t q = inbox_->default_queue;
+  if (options.queue.has_value()) {
+    auto it = inbox_->queue_index.find(*options.queue);
+    ABSL_RAW_CHECK(it != inbox_->queue_index.end(),
+                   "LocalExecutor::Spawn: unknown queue id (not given to "
+                   "ExecutorBuilder::WithQueue)");
+    q = it->second;
+  }
+  t->home_queue = q;
+  t->priority = options.priority;
+  t->ctx.priority = options.budget_priority;
+  t->ctx.name = options.name;
+  t->inbox = inbox_.get();
+  t->spawn_tick = timing::TscClock::Now();
+  Adopt(t);
+}
+
+void LocalExecutor::Adopt(TaskHeader* t) noexcept {
+  t->owner = this;
+  t->ctx.task_id = next_task_id_++;
+  stats_.spawns++;
+  stats_.live_tasks++;
+  t->all_prev = nullptr;
+  t->all_next = all_tasks_;
+  if (all_tasks_ != nullptr) all_tasks_->all_prev = t;
+  all_tasks_ = t;
+  if (tiers_ != nullptr) tiers_->OnSpawn(t->ctx);
+  if (shutting_down_) {
+    CancelTask(t);
+    return;
+  }
+  if (t->state.load(std::memory_order_relaxed) &
+      executor_internal::kStateCancelRequested) {
+    CancelTask(t);
+    return;
+  }
+  Enqueue(t, t->spawn_tick);
+}
+
+void LocalExecutor::ScheduleLocal(TaskHeader* t) noexcept {
+  t->run_state = RunState::kQueued;
+  t->wait_kind = WaitKind::kNone;
+  if (collect_stats_) t->enqueue_tick = timing::TscClock::Now();
+  queue_set_->Push(QueueOf(t), t);
+}
+
+void LocalExecutor::Enqueue(TaskHeader* t, uint64_t now) noexcept {
+  t->run_state = RunState::kQueued;
+  t->enqueue_tick = now;
+  queue_set_->Push(QueueOf(t), t);
+}
+
+void LocalExecutor::ProcessAbort(TaskHeader* t) noexcept {
+  const uint32_t s = t->state.load(std::memory_order_acquire);
+  if (s & executor_internal::kStateDone) return;
+  switch (t->run_state) {
+    case RunState::kQueued:
+      if (queue_set_->Remove(t)) CancelTask(t);
+      return;
+    case RunState::kSuspended:
+      if (t->wait_kind == WaitKind::kJoin) {
+        auto* target = static_cast<TaskHeader*>(t->wait_object);
+        uint32_t ts = target->state.load(std::memory_order_acquire);
+        while (!(ts & executor_internal::kStateDone)) {
+          if (target->state.compare_exchange_weak(
+                  ts, ts & ~executor_internal::kStateJoinWaiter,
+                  std::memory_order_acq_rel, std::memory_order_acquire)) {
+            CancelTask(t);
+            return;
+          }
+        }
+        // The target finished and wakes us; cancel when woken.
+        return;
+      }
+      if (t->wait_kind == WaitKind::kIo) driver_->Cancel(t->wait_object);
+      // Cancelled when the operation completes (or the user awaiter wakes it).
+      return;
+    case RunState::kRunning:
+    case RunState::kYielded:
+    case RunState::kNew:
+    case RunState::kDone:
+      // Running: checked after the poll.  New: checked when adopted.
+      return;
+  }
+}
+
+void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
+  if (t->run_state == RunState::kQueued) (void)queue_set_->Remove(t);
+  t->run_state = RunState::kDone;
+  stats_.cancellations++;
+  stats_.live_tasks--;
+  if (t->all_prev != nullptr) t->all_prev->all_next = t->all_next;
+  if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
+  if (all_tasks_ == t) all_tasks_ = t->all_next;
+  if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
+  executor_internal::CompleteState(t, /*cancelled=*/true);
+  t->frame.destroy();  // drops the frame's reference; may free the cell
+}
+
+void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
+  stats_.completions++;
+  stats_.live_tasks--;
+  if (t->threw && t->refs.load(std::memory_order_relaxed) == 1) {
+    stats_.unhandled_exceptions++;  // nobody holds a handle to see it
+  }
+  if (t->all_prev != nullptr) t->all_prev->all_next = t->all_next;
+  if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
+  if (all_tasks_ == t) all_tasks_ = t->all_next;
+  if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
+  if (hooks_ != nullptr) hooks_->CallOnComplete(t->ctx);
+  executor_internal::CompleteState(t, /*cancelled=*/false);
+  t->frame.destroy();
+}
+
+uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
+  if (t->woken) {
+    t->woken = false;
+    const uint32_t old = t->state.fetch_and(~executor_internal::kStateNotified,
+                                            std::memory_order_acq_rel);
+    if (old & executor_internal::kStateCancelRequested) {
+      CancelTask(t);
+      return t0;
+    }
+  }
+  const uint16_t q = t->queue_index;
+  if (collect_stats_) {
+    const uint64_t delay_ns = timing::TscClock::ToNanos(t0 - std::min(t0, t->enqueue_tick));
+    const int bucket = delay_ns == 0 ? 0 : 64 - __builtin_clzll(delay_ns);
+    delay_histograms_[q][std::min(bucket, 63)]++;
+  }
+  if (tiers_ != nullptr) {
+    tiers_->BeforePoll(t->ctx, t0);
+  } else {
+    t->ctx.budget.Reset(default_budget_);
+    t->ctx.poll_start_tick = t0;
+  }
+  if (hooks_ != nullptr) hooks_->CallBeforePoll(t->ctx);
+
+  t->run_state = RunState::kRunning;
+  executor_internal::tl_task = t;
+  do {
+    t->bounce = false;
+    t->resume(t);
+  } while (t->bounce);
+  executor_internal::tl_task = nullptr;
+
+  const uint64_t t1 = timing::TscClock::Now();
+  const uint64_t elapsed = t1 - t0;
+  queue_set_->Charge(t, elapsed);
+  t->polls++;
+  t->service_ticks += elapsed;
+  stats_.polls++;
+  if (collect_stats_) busy_ticks_ += elapsed;
+
+  const bool done = t->run_state == RunState::kDone;
+  const budget::PollOutcome outcome =
+      done ? budget::PollOutcome::kReady : budget::PollOutcome::kPending;
+  if (hooks_ != nullptr) hooks_->CallAfterPoll(t->ctx, outcome, elapsed);
+  if (tiers_ != nullptr) {
+    const budget::Action a = tiers_->AfterPoll(t->ctx, outcome, elapsed);
+    switch (a) {
+      case budget::Action::kNone:
+        break;
+      case budget::Action::kWarn:
+        stats_.tier_warnings++;
+        break;
+      case budget::Action::kYield:
+        stats_.tier_yields++;
+        break;
+      case budget::Action::kIsolate:
+        if (!t->isolated) {
+          t->isolated = true;
+          stats_.tier_isolations++;
+        }
+        break;
+    }
+    if (t->isolated && t->ctx.tier() != budget::Tier::kIsolate) {
+      t->isolated = false;
+      stats_.tier_restores++;
+    }
+  }
+  if (queue_set_->ShouldPreempt()) {
+    preemptions_[q]++;
+    queue_set_->ClearPreempt();
+  }
+
+  switch (t->run_state) {
+    case RunState::kDone:
+      FinishTask(t);
+      break;
+    case RunState::kYielded:
+      if (t->state.load(std::memory_order_relaxed) &
+          executor_internal::kStateCancelRequested) {
+        CancelTask(t);
+        break;
+      }
+      if (tiers_ != nullptr) tiers_->OnYield(t->ctx);
+      if (hooks_ != nullptr) hooks_->CallOnYield(t->ctx);
+      t->run_state = RunState::kQueued;
+      if (collect_stats_) t->enqueue_tick = t1;
+      queue_set_->Push(QueueOf(t), t);
+      break;
+    case RunState::kSuspended:
+    case RunState::kQueued:  // woken during its own poll
+    case RunState::kRunning:
+    case RunState::kNew:
+      break;
+  }
+  return t1;
+}
+
+bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {
+  if (t->ctx.budget.Consume()) return true;
+  const uint64_t deadline = t->ctx.budget.deadline();
+  if (deadline != 0 && timing::TscClock::Now() >= deadline) return true;
+  return queue_set_->ShouldPreempt();
+}
+
+void LocalExecutor::DrainInbox() noexcept {
+  Inbox& in = *inbox_;
+  for (;;) {
+    InboxNode* n = in.wakes.Pop();
+    if (n == nullptr) break;
+    TaskHeader* t = n->task;
+    if (t->owner == nullptr) {
+      Adopt(t);  // spawned from another thread
+    } else {
+      t->woken = true;
+      ScheduleLocal(t);
+    }
+  }
+  for (;;) {
+    InboxNode* n = in.aborts.Pop();
+    if (n == nullptr) break;
+    ProcessAbort(n->task);
+    executor_internal::ReleaseRef(n->task);
+  }
+}
+
+void LocalExecutor::DriverYield(uint64_t now) noexcept {
+  const uint64_t gap = now - last_driver_tick_;
+  if (gap > max_ticks_without_driver_) max_ticks_without_driver_ = gap;
+  stats_.driver_yields++;
+  polls_since_driver_ = 0;
+  last_driver_tick_ = now;
+  driver_->Poll(0);
+  DrainInbox();
+}
+
+void LocalExecutor::Park() noexcept {
+  Inbox& in = *inbox_;
+  in.parked.store(true, std::memory_order_seq_cst);
+  if (!in.Empty()) {
+    in.parked.store(false, std::memory_order_relaxed);
+    DrainInbox();
+    if (queue_set_->Empty() && !in.Empty()) std::this_thread::yield();
+    return;
+  }
+  const uint64_t p0 = timing::TscClock::Now();
+  driver_->Poll(UINT64_MAX);
+  in.parked.store(false, std::memory_order_relaxed);
+  const uint64_t p1 = timing::TscClock::Now();
+  idle_ticks_ += p1 - p0;
+  last_driver_tick_ = p1;
+  polls_since_driver_ = 0;
+  DrainInbox();
+}
+
+void LocalExecutor::RunUntil(TaskHeader* until) {
+  ABSL_RAW_CHECK(!running_, "LocalExecutor::Run/BlockOn is not reentrant");
+  ABSL_RAW_CHECK(executor_internal::tl_executor == nullptr ||
+                     executor_internal::tl_executor == this,
+                 "another executor is running on this thread");
+  running_ = true;
+  LocalExecutor* const prev = executor_internal::tl_executor;
+  executor_internal::tl_executor = this;
+  DrainInbox();
+  // One TSC read per poll: the end of one poll is the start of the next
+  // (what lies between, the pick and the charge, is scheduling overhead
+  // billed to the next task's queue).  Re-read after the driver ran.
+  uint64_t now = timing::TscClock::Now();
+  last_driver_tick_ = now;
+  for (;;) {
+    stats_.loop_iterations++;
+    if (until != nullptr && (until->state.load(std::memory_order_acquire) &
+                             executor_internal::kStateDone)) {
+      break;
+    }
+    sched::TaskNode* node = queue_set_->Pick();
+    if (node == nullptr) {
+      if (until == nullptr && stats_.live_tasks == 0 && inbox_->Empty()) break;
+      Park();
+      now = timing::TscClock::Now();
+      continue;
+    }
+    now = PollTask(static_cast<TaskHeader*>(node), now);
+    if (++polls_since_driver_ >= max_polls_per_yield_ ||
+        now - last_driver_tick_ >= driver_yield_ticks_) {
+      DriverYield(now);
+      now = timing::TscClock::Now();
+    }
+  }
+  executor_internal::tl_executor = prev;
+  running_ = false;
+}
+
+ExecutorStats LocalExecutor::Stats() const {
+  ExecutorStats s = stats_;
+  s.max_ns_without_driver_yield =
+      timing::TscClock::ToNanos(max_ticks_without_driver_);
+  s.busy_ns = timing::TscClock::ToNanos(busy_ticks_);
+  s.idle_ns = timing::TscClock::ToNanos(idle_ticks_);
+  const size_t n = queue_set_->num_queues();
+  s.queues.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    s.queues[i].sched = queue_set_->Stats(static_cast<uint16_t>(i));
+    s.queues[i].delay_histogram = delay_histograms_[i];
+    s.queues[i].preemptions = preemptions_[i];
+  }
+  if (tiers_ != nullptr) s.tiers = tiers_->Metrics();
+  return s;
+}
+
+LocalExecutor::~LocalExecutor() {
+  ABSL_RAW_CHECK(!running_, "LocalExecutor destroyed while running");
+  if (driver_ == nullptr) return;  // Build() failed half way: nothing ran.
+  shutting_down_ = true;
+  LocalExecutor* const prev = executor_internal::tl_executor;
+  executor_internal::tl_executor = this;
+  inbox_->Close();
+  DrainInbox();
+  driver_->Shutdown();
+  DrainInbox();
+  while (all_tasks_ != nullptr) CancelTask(all_tasks_);
+  executor_internal::tl_executor = prev;
+  driver_.reset();
+  queue_set_.reset();
+}
+
+// ---- awaiters -------------------------------------------------------------------
+
+void YieldNowAwaiter::await_suspend(std::coroutine_handle<> h) const noexcept {
+  TaskHeader* t = executor_internal::tl_task;
+  t->resume_point = h;
+  t->run_state = RunState::kYielded;
+}
+
+bool YieldMaybeAwaiter::await_ready() const noexcept {
+  TaskHeader* t = executor_internal::tl_task;
+  return !t->owner->ShouldYield(t);
+}
+
+void YieldMaybeAwaiter::await_suspend(std::coroutine_handle<> h) const noexcept {
+  TaskHeader* t = executor_internal::tl_task;
+  t->resume_point = h;
+  t->run_state = RunState::kYielded;
+}
+
+}  // namespace spindle

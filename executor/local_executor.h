@@ -1,0 +1,317 @@
+// executor/local_executor.h: the single-threaded executor and its builder.
+//
+// Reach for `ExecutorBuilder` to make a `LocalExecutor`, then `Spawn` tasks
+// and `Run()` or `BlockOn()`.  Tasks call `YieldNow()`, `YieldMaybe()` and
+// `CurrentExecutor()`; other threads submit work through a `Spawner`.
+
+#ifndef SPINDLE_EXECUTOR_LOCAL_EXECUTOR_H_
+#define SPINDLE_EXECUTOR_LOCAL_EXECUTOR_H_
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "budget/hooks.h"
+#include "budget/tier.h"
+#include "executor/driver.h"
+#include "executor/task.h"
+#include "sched/queue_set.h"
+#include "sched/scheduler.h"
+
+namespace spindle {
+
+using QueueId = sched::QueueId;
+
+// The queue id the executor uses for its isolation lane when tiers are on.
+inline constexpr QueueId kIsolationQueueId = 0xFFFFFFFFu;
+
+// Per-task spawn settings.  Unset fields take the executor's defaults.
+struct SpawnOptions {
+  std::optional<QueueId> queue;                     // default: first queue
+  sched::Priority priority = sched::Priority::kNormal;  // PriorityScheduler
+  budget::TaskPriority budget_priority = budget::TaskPriority::kNormal;
+  const char* name = nullptr;  // for warnings; must outlive the task
+};
+
+// Statistics of one queue.
+struct QueueStatsSnapshot {
+  sched::QueueStats sched;  // service, polls, picks, lag, slices, overruns
+  // Queue delay (push to pick) in log2 buckets of nanoseconds: bucket b
+  // counts delays in [2^(b-1), 2^b) ns; bucket 0 counts zero.
+  std::array<uint64_t, 64> delay_histogram{};
+  uint64_t preemptions = 0;
+};
+
+// Statistics of one executor.  Taken on the executor's thread (or while it is
+// not running).
+struct ExecutorStats {
+  uint64_t polls = 0;
+  uint64_t loop_iterations = 0;
+  uint64_t driver_yields = 0;  // driver polls while tasks were runnable
+  uint64_t max_ns_without_driver_yield = 0;
+  uint64_t busy_ns = 0;  // time inside task polls
+  uint64_t idle_ns = 0;  // time parked in the driver
+  uint64_t spawns = 0;
+  uint64_t completions = 0;
+  uint64_t cancellations = 0;
+  uint64_t unhandled_exceptions = 0;  // exceptions of detached tasks
+  uint64_t tier_warnings = 0;
+  uint64_t tier_yields = 0;
+  uint64_t tier_isolations = 0;
+  uint64_t tier_restores = 0;  // tasks moved back from the isolation lane
+  uint64_t live_tasks = 0;
+  std::string_view driver;
+  std::vector<QueueStatsSnapshot> queues;
+  budget::TierMetrics tiers;
+};
+
+class LocalExecutor;
+
+// Spawner: submits tasks to an executor from any thread.
+//
+// Thread safety: copyable; every copy may be used concurrently from any
+// thread.  A Spawner may outlive its executor: a task submitted after the
+// executor shut down is cancelled at once (its handle reports kCancelled).
+// Memory ordering: the submission happens-before the task's first poll.
+class Spawner {
+ public:
+  template <typename T>
+  JoinHandle<T> Spawn(Task<T> task, const SpawnOptions& options = {}) {
+    auto* cell = task.Release();
+    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    Submit(cell, options);
+    return JoinHandle<T>(cell);
+  }
+  template <typename T>
+  JoinHandle<T> Spawn(QueueId queue, Task<T> task) {
+    SpawnOptions o;
+    o.queue = queue;
+    return Spawn(std::move(task), o);
+  }
+  template <typename T>
+  void SpawnDetached(Task<T> task, const SpawnOptions& options = {}) {
+    Submit(task.Release(), options);
+  }
+
+ private:
+  friend class LocalExecutor;
+  explicit Spawner(std::shared_ptr<executor_internal::Inbox> inbox)
+      : inbox_(std::move(inbox)) {}
+  void Submit(executor_internal::TaskHeader* task,
+              const SpawnOptions& options) noexcept;
+  std::shared_ptr<executor_internal::Inbox> inbox_;
+};
+
+// ExecutorBuilder: validated configuration of a LocalExecutor.
+//
+// Example:
+//   auto ex = spindle::ExecutorBuilder()
+//                 .WithQueue(1, 3).WithQueue(2, 1)
+//                 .Build();
+//   if (!ex.ok()) return ex.status();
+class ExecutorBuilder {
+ public:
+  ExecutorBuilder();
+  ExecutorBuilder& WithQueue(QueueId id, uint32_t share);
+  ExecutorBuilder& WithQueue(QueueId id, uint32_t share,
+                             std::unique_ptr<sched::TaskScheduler> scheduler);
+  ExecutorBuilder& SchedLatency(std::chrono::nanoseconds latency);  // 2 ms
+  ExecutorBuilder& MinSlice(std::chrono::nanoseconds slice);        // 100 us
+  ExecutorBuilder& DriverYield(std::chrono::nanoseconds interval);  // 1 ms
+  ExecutorBuilder& MaxPollsPerYield(uint32_t polls);                // 61
+  ExecutorBuilder& Tiers(budget::TierConfig config);  // default: FromEnv()
+  ExecutorBuilder& NoTiers();                          // no tier evaluation
+  ExecutorBuilder& Hooks(std::shared_ptr<budget::HookRegistry> hooks);
+  ExecutorBuilder& IsolationShare(uint32_t share);  // default 1
+  ExecutorBuilder& CollectStats(bool enabled);      // default true
+  // Replaces the default ParkingDriver (the reactor plugs in here).
+  ExecutorBuilder& WithDriver(std::unique_ptr<Driver> driver);
+
+  // InvalidArgument naming the value and the valid range for: duplicate
+  // queue id, share 0 or > 10000, more than 256 queues (255 with tiers on:
+  // the isolation lane takes one), non-positive durations, MaxPollsPerYield
+  // 0, min slice above sched latency, a bad TierConfig or SPINDLE_* value.
+  absl::StatusOr<std::unique_ptr<LocalExecutor>> Build();
+
+ private:
+  struct QueueSpec {
+    QueueId id;
+    uint32_t share;
+    std::unique_ptr<sched::TaskScheduler> scheduler;
+  };
+  std::vector<QueueSpec> queues_;
+  std::chrono::nanoseconds sched_latency_{2'000'000};
+  std::chrono::nanoseconds min_slice_{100'000};
+  std::chrono::nanoseconds driver_yield_{1'000'000};
+  int64_t max_polls_per_yield_ = 61;
+  std::optional<budget::TierConfig> tiers_;
+  bool tiers_off_ = false;
+  std::shared_ptr<budget::HookRegistry> hooks_;
+  uint32_t isolation_share_ = 1;
+  bool stats_ = true;
+  std::unique_ptr<Driver> driver_;
+  std::vector<absl::Status> errors_;
+};
+
+// LocalExecutor: runs tasks on the thread that calls Run() / BlockOn().
+//
+// Scheduling: an EEVDF QueueSet shares CPU time between queues in
+// proportion to their shares, measured in TSC ticks of real poll time; each
+// queue orders its own tasks with its TaskScheduler.  Before each poll the
+// TSC is read once and the TierManager resets the task's budget; after it
+// the elapsed ticks are charged to the queue and evaluated by the tiers,
+// whose action (warn, smaller budget, isolation lane) is carried out.  The
+// driver is polled every MaxPollsPerYield polls or DriverYield, whichever
+// comes first, and blocked in when nothing is runnable.
+//
+// Requires: Spawn, Run, BlockOn, Stats and destruction on one thread (the
+// owner); other threads use GetSpawner().  Run/BlockOn are not reentrant.
+// Guarantees: a task's exception surfaces at its JoinHandle and the executor
+// keeps running.  Destruction cancels every unfinished task (frames freed,
+// handles see kCancelled, in-flight operations cancelled and reaped); no
+// task runs after destruction begins.
+// Thread safety: see Requires.  Spawn/yield/wake on the owner thread take no
+// lock and do not allocate in steady state.
+//
+// Example:
+//   auto ex = spindle::ExecutorBuilder().Build().value();
+//   auto h = ex->Spawn([]() -> spindle::Task<int> { co_return 42; }());
+//   ex->Run();
+//   int v = h.Join();
+class LocalExecutor {
+ public:
+  ~LocalExecutor();
+  LocalExecutor(const LocalExecutor&) = delete;
+  LocalExecutor& operator=(const LocalExecutor&) = delete;
+
+  template <typename T>
+  JoinHandle<T> Spawn(Task<T> task, const SpawnOptions& options = {}) {
+    auto* cell = task.Release();
+    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    SpawnHeader(cell, options);
+    return JoinHandle<T>(cell);
+  }
+  template <typename T>
+  JoinHandle<T> Spawn(QueueId queue, Task<T> task) {
+    SpawnOptions o;
+    o.queue = queue;
+    return Spawn(std::move(task), o);
+  }
+  template <typename T>
+  void SpawnDetached(Task<T> task, const SpawnOptions& options = {}) {
+    SpawnHeader(task.Release(), options);
+  }
+  template <typename T>
+  void SpawnDetached(QueueId queue, Task<T> task) {
+    SpawnOptions o;
+    o.queue = queue;
+    SpawnDetached(std::move(task), o);
+  }
+
+  // Runs until `task` finishes and returns its value (or rethrows).
+  template <typename T>
+  T BlockOn(Task<T> task) {
+    JoinHandle<T> h = Spawn(std::move(task));
+    RunUntil(h.cell_);
+    if (h.status() == JoinStatus::kCancelled) throw TaskCancelledError();
+    return h.Join();
+  }
+
+  // Runs until no task is left (none queued, suspended or in flight).
+  void Run() { RunUntil(nullptr); }
+
+  ExecutorStats Stats() const;
+  Spawner GetSpawner() const { return Spawner(inbox_); }
+
+  // The isolation lane's queue index, if tiers are on.
+  std::optional<uint16_t> isolation_queue() const noexcept {
+    return isolation_index_;
+  }
+  Driver& driver() noexcept { return *driver_; }
+  sched::QueueSet& queue_set() noexcept { return *queue_set_; }
+  budget::TierManager* tier_manager() noexcept { return tiers_.get(); }
+
+  // Implementation entry points used by awaiters (not for users).
+  void ScheduleLocal(executor_internal::TaskHeader* task) noexcept;
+  void ProcessAbort(executor_internal::TaskHeader* task) noexcept;
+  bool ShouldYield(executor_internal::TaskHeader* task) noexcept;
+
+ private:
+  friend class ExecutorBuilder;
+  friend class Spawner;
+  LocalExecutor() = default;
+
+  void SpawnHeader(executor_internal::TaskHeader* task,
+                   const SpawnOptions& options) noexcept;
+  void Adopt(executor_internal::TaskHeader* task) noexcept;
+  void RunUntil(executor_internal::TaskHeader* until);
+  // Polls `task` starting at tick `start`; returns the tick it ended at.
+  uint64_t PollTask(executor_internal::TaskHeader* task,
+                    uint64_t start) noexcept;
+  void Enqueue(executor_internal::TaskHeader* task, uint64_t now) noexcept;
+  void FinishTask(executor_internal::TaskHeader* task) noexcept;
+  void CancelTask(executor_internal::TaskHeader* task) noexcept;
+  void DrainInbox() noexcept;
+  void DriverYield(uint64_t now) noexcept;
+  void Park() noexcept;
+  uint16_t QueueOf(const executor_internal::TaskHeader* task) const noexcept {
+    return task->isolated ? *isolation_index_ : task->home_queue;
+  }
+
+  std::unique_ptr<sched::QueueSet> queue_set_;
+  std::unique_ptr<budget::TierManager> tiers_;
+  std::shared_ptr<budget::HookRegistry> hooks_;
+  std::unique_ptr<Driver> driver_;
+  std::shared_ptr<executor_internal::Inbox> inbox_;
+  std::optional<uint16_t> isolation_index_;
+
+  uint32_t max_polls_per_yield_ = 61;
+  uint64_t driver_yield_ticks_ = 0;
+  uint32_t default_budget_ = 2000;
+  bool collect_stats_ = true;
+  bool running_ = false;
+  bool shutting_down_ = false;
+
+  uint32_t polls_since_driver_ = 0;
+  uint64_t last_driver_tick_ = 0;
+  uint64_t next_task_id_ = 1;
+  executor_internal::TaskHeader* all_tasks_ = nullptr;  // live task list
+
+  ExecutorStats stats_;
+  uint64_t max_ticks_without_driver_ = 0;
+  uint64_t busy_ticks_ = 0;
+  uint64_t idle_ticks_ = 0;
+  std::vector<std::array<uint64_t, 64>> delay_histograms_;
+  std::vector<uint64_t> preemptions_;
+};
+
+// The executor running the calling task, or nullptr outside a task.
+LocalExecutor* CurrentExecutor() noexcept;
+
+// Awaitable: re-queues the calling task behind the runnable ones.
+struct YieldNowAwaiter {
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) const noexcept;
+  void await_resume() const noexcept {}
+};
+inline YieldNowAwaiter YieldNow() noexcept { return {}; }
+
+// Awaitable: yields only when the task's budget or CPU slice for this poll is
+// used up, or another queue should run first (cross-queue preemption).
+struct YieldMaybeAwaiter {
+  bool await_ready() const noexcept;
+  void await_suspend(std::coroutine_handle<> h) const noexcept;
+  void await_resume() const noexcept {}
+};
+inline YieldMaybeAwaiter YieldMaybe() noexcept { return {}; }
+
+}  // namespace spindle
+
+#endif  // SPINDLE_EXECUTOR_LOCAL_EXECUTOR_H_

@@ -1,0 +1,481 @@
+// executor/task.h: Spindle's task type, its header, and the join handle.
+//
+// Reach for `Task<T>` (a lazily started C++20 coroutine) and `JoinHandle<T>`
+// (what spawning returns).  `TaskHeader` is what the schedulers and the run
+// loop see; users never touch it.
+//
+// Memory layout of one task (one allocation, from the frame allocator):
+//
+//   [ TaskCell<T>: TaskHeader | result slot ][ coroutine frame ... ]
+//
+// The cell sits in front of the frame so that it can outlive the frame: a
+// JoinHandle keeps the cell (state and result) after the frame is destroyed,
+// and the frame's operator delete only drops the frame's reference.  The
+// cell is freed when the last reference (frame, join handle, an in-flight
+// cross-thread abort) is gone.
+
+#ifndef SPINDLE_EXECUTOR_TASK_H_
+#define SPINDLE_EXECUTOR_TASK_H_
+
+#include <atomic>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+#include "budget/tier.h"
+#include "executor/frame_allocator.h"
+#include "sched/task_node.h"
+
+namespace spindle {
+
+class LocalExecutor;
+template <typename T>
+class Task;
+template <typename T>
+class JoinHandle;
+
+// How a task ended, as its JoinHandle reports it.
+enum class JoinStatus : uint8_t {
+  kPending = 0,    // not finished yet
+  kCompleted = 1,  // returned a value
+  kFailed = 2,     // threw; the exception is rethrown by Join / co_await
+  kCancelled = 3,  // aborted, or dropped when its executor shut down
+};
+
+// Thrown by JoinHandle::Join / co_await for a cancelled task.
+class TaskCancelledError : public std::exception {
+ public:
+  const char* what() const noexcept override {
+    return "spindle: the task was cancelled (aborted, or dropped at "
+           "executor shutdown)";
+  }
+};
+
+namespace executor_internal {
+
+struct Inbox;
+
+// Bits of TaskHeader::state, the only task field other threads touch.
+inline constexpr uint32_t kStateComplete = 1u << 0;   // result stored
+inline constexpr uint32_t kStateCancelled = 1u << 1;  // dropped unfinished
+inline constexpr uint32_t kStateFailed = 1u << 2;     // result is an exception
+inline constexpr uint32_t kStateJoinWaiter = 1u << 3; // join_waiter is set
+inline constexpr uint32_t kStateNotified = 1u << 4;   // a wake is queued
+inline constexpr uint32_t kStateCancelRequested = 1u << 5;
+inline constexpr uint32_t kStateDone = kStateComplete | kStateCancelled;
+
+// Owner-thread-only scheduling state.
+enum class RunState : uint8_t {
+  kNew,        // created, not yet spawned
+  kQueued,     // linked in a queue of the QueueSet
+  kRunning,    // being polled
+  kYielded,    // suspended by a yield: the loop re-queues it after the poll
+  kSuspended,  // waiting for a wake (I/O, timer, join, user awaiter)
+  kDone,       // reached final_suspend
+};
+
+// What a suspended task waits for (so Abort knows how to cancel it).
+enum class WaitKind : uint8_t { kNone, kIo, kJoin, kOther };
+
+// Link for the executor's cross-thread inbox (intrusive MPSC queue).
+struct InboxNode {
+  std::atomic<InboxNode*> next{nullptr};
+  struct TaskHeader* task = nullptr;
+};
+
+// One runnable thing.  See DESIGN.md "The task".
+struct TaskHeader : sched::TaskNode {
+  budget::TaskContext ctx;  // 16-byte TaskBudget, tier state, id, name.
+
+  // Resume entry: for a coroutine, resumes `resume_point`.  A stackful task
+  // would switch stacks here instead; the run loop does not care which.
+  void (*resume)(TaskHeader*) noexcept = nullptr;
+  // Frees the cell (destroys the result, returns the memory).
+  void (*free_cell)(TaskHeader*) noexcept = nullptr;
+  std::coroutine_handle<> resume_point;  // innermost suspended coroutine
+  std::coroutine_handle<> frame;         // the task's top-level coroutine
+
+  LocalExecutor* owner = nullptr;
+  Inbox* inbox = nullptr;  // owner's inbox, for wakes from other threads
+
+  // Memory ordering: completion sets kStateComplete/kStateCancelled with a
+  // release RMW after the result is written; JoinHandle readers acquire.
+  // A joiner publishes join_waiter, then sets kStateJoinWaiter with a
+  // release CAS; the completer's acq_rel fetch_or reads it.
+  std::atomic<uint32_t> state{0};
+  std::atomic<uint32_t> refs{1};  // frame + join handle + pending aborts
+
+  uint32_t alloc_size = 0;
+  uint16_t home_queue = 0;
+  RunState run_state = RunState::kNew;
+  WaitKind wait_kind = WaitKind::kNone;
+  bool woken = false;     // queued by a Wake: clear kStateNotified at poll
+  bool isolated = false;  // running in the isolation queue
+  bool threw = false;     // ended by an exception
+  bool bounce = false;    // resume `resume_point` again (nested await/return)
+
+  uint64_t polls = 0;
+  uint64_t service_ticks = 0;
+  uint64_t spawn_tick = 0;
+  void* wait_object = nullptr;      // reactor::Operation* or join target
+  TaskHeader* join_waiter = nullptr;
+
+  InboxNode wake_node;   // spawns and wakes from other threads
+  InboxNode abort_node;  // aborts from other threads
+  TaskHeader* all_prev = nullptr;  // executor's list of live tasks
+  TaskHeader* all_next = nullptr;
+
+  TaskHeader() {
+    wake_node.task = this;
+    abort_node.task = this;
+  }
+};
+
+// Drops one reference; frees the cell at zero.
+inline void ReleaseRef(TaskHeader* h) noexcept {
+  // Sole owner (the common case of a detached task): no other reference can
+  // appear, so no RMW.  acquire: sees the writes of earlier releasers.
+  if (h->refs.load(std::memory_order_acquire) == 1) {
+    h->free_cell(h);
+    return;
+  }
+  // acq_rel: the last releaser must see every write of the others.
+  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) h->free_cell(h);
+}
+
+// Wakes a suspended task from any thread (I/O completion, join, user code).
+// Duplicate wakes before the task runs again are ignored.
+void Wake(TaskHeader* task) noexcept;
+
+// Requests cancellation of a task from any thread (JoinHandle::Abort).
+void RequestAbort(TaskHeader* task) noexcept;
+
+// The task being polled on this thread, or nullptr outside a poll.
+TaskHeader* CurrentTask() noexcept;
+
+template <typename T>
+struct ResultSlot {
+  bool has_value = false;
+  std::exception_ptr error;
+  union {
+    T value;
+  };
+  ResultSlot() noexcept {}
+  ~ResultSlot() {
+    if (has_value) value.~T();
+  }
+  template <typename U>
+  void Set(U&& v) {
+    ::new (static_cast<void*>(std::addressof(value))) T(std::forward<U>(v));
+    has_value = true;
+  }
+  T Take() {
+    if (error) std::rethrow_exception(error);
+    return std::move(value);
+  }
+};
+
+template <>
+struct ResultSlot<void> {
+  std::exception_ptr error;
+  void Take() {
+    if (error) std::rethrow_exception(error);
+  }
+};
+
+template <typename T>
+struct TaskCell : TaskHeader {
+  ResultSlot<T> result;
+};
+
+// The cell is padded so the frame after it keeps the default new alignment.
+template <typename T>
+inline constexpr size_t kCellSize =
+    (sizeof(TaskCell<T>) + __STDCPP_DEFAULT_NEW_ALIGNMENT__ - 1) &
+    ~(size_t{__STDCPP_DEFAULT_NEW_ALIGNMENT__} - 1);
+
+template <typename T>
+TaskCell<T>* CellOfFrame(void* frame) noexcept {
+  return reinterpret_cast<TaskCell<T>*>(static_cast<char*>(frame) -
+                                        kCellSize<T>);
+}
+
+inline void ResumeCoroutine(TaskHeader* h) noexcept { h->resume_point.resume(); }
+
+template <typename T>
+void FreeCell(TaskHeader* h) noexcept {
+  auto* cell = static_cast<TaskCell<T>*>(h);
+  const size_t size = cell->alloc_size;
+  cell->~TaskCell<T>();
+  FreeFrame(cell, size);
+}
+
+struct PromiseBase {
+  std::coroutine_handle<> continuation;  // the awaiting parent, if nested
+
+  struct FinalAwaiter {
+    bool await_ready() const noexcept { return false; }
+    template <typename P>
+    void await_suspend(std::coroutine_handle<P> h) noexcept {
+      PromiseBase& p = h.promise();
+      TaskHeader* t = CurrentTask();
+      if (p.continuation) {
+        // Back to the awaiting parent, through the run loop's trampoline.
+        t->resume_point = p.continuation;
+        t->bounce = true;
+        return;
+      }
+      // A top-level task: back to the run loop, which completes it.
+      t->run_state = RunState::kDone;
+    }
+    void await_resume() const noexcept {}
+  };
+
+  std::suspend_always initial_suspend() const noexcept { return {}; }
+  FinalAwaiter final_suspend() const noexcept { return {}; }
+};
+
+template <typename T>
+struct PromiseStorage : PromiseBase {
+  template <typename U>
+  void return_value(U&& v) {
+    Cell()->result.Set(std::forward<U>(v));
+  }
+  TaskCell<T>* Cell() noexcept {
+    return CellOfFrame<T>(
+        std::coroutine_handle<PromiseStorage>::from_promise(*this).address());
+  }
+};
+
+template <>
+struct PromiseStorage<void> : PromiseBase {
+  void return_void() noexcept {}
+  TaskCell<void>* Cell() noexcept {
+    return CellOfFrame<void>(
+        std::coroutine_handle<PromiseStorage>::from_promise(*this).address());
+  }
+};
+
+template <typename T>
+struct Promise : PromiseStorage<T> {
+  Task<T> get_return_object() noexcept;
+
+  void unhandled_exception() noexcept {
+    TaskCell<T>* cell = this->Cell();
+    cell->result.error = std::current_exception();
+    cell->threw = true;
+  }
+
+  static void* operator new(size_t size) {
+    void* mem = AllocateFrame(kCellSize<T> + size);
+    // Default-initialised, not value-initialised: every field has its own
+    // initialiser, and zero-filling the whole cell first costs a rep stos.
+    auto* cell = ::new (mem) TaskCell<T>;
+    cell->alloc_size = static_cast<uint32_t>(kCellSize<T> + size);
+    cell->resume = &ResumeCoroutine;
+    cell->free_cell = &FreeCell<T>;
+    return static_cast<char*>(mem) + kCellSize<T>;
+  }
+  static void operator delete(void* frame, size_t) noexcept {
+    ReleaseRef(CellOfFrame<T>(frame));
+  }
+};
+
+}  // namespace executor_internal
+
+// Task<T>: a lazily started coroutine returning T.
+//
+// A Task does nothing until it is spawned on an executor or awaited by
+// another task.  `co_await task` runs it to completion and yields its value
+// (or rethrows its exception); the transfer is symmetric, so 10,000 nested
+// awaits do not grow the stack (the run loop is the trampoline).
+//
+// Thread safety: a Task is a plain move-only value; it may be created on one
+// thread and spawned on another's executor through a Spawner.
+//
+// Example:
+//   spindle::Task<int> Add(int a, int b) { co_return a + b; }
+//   spindle::Task<int> Twice() { co_return co_await Add(1, 2) * 2; }
+template <typename T = void>
+class [[nodiscard]] Task {
+ public:
+  using promise_type = executor_internal::Promise<T>;
+  using Handle = std::coroutine_handle<promise_type>;
+
+  Task() noexcept = default;
+  explicit Task(Handle h) noexcept : handle_(h) {}
+  Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  Task& operator=(Task&& other) noexcept {
+    if (this != &other) {
+      if (handle_) handle_.destroy();
+      handle_ = std::exchange(other.handle_, {});
+    }
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  ~Task() {
+    if (handle_) handle_.destroy();
+  }
+
+  bool valid() const noexcept { return static_cast<bool>(handle_); }
+
+  struct Awaiter {
+    Handle handle;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> parent) noexcept {
+      handle.promise().continuation = parent;
+      // Symmetric transfer without relying on the compiler's tail calls
+      // (gcc does not make them at -O0 or under ASan): the run loop resumes
+      // `resume_point` again at once, so the stack stays flat at any depth.
+      executor_internal::TaskHeader* t = executor_internal::CurrentTask();
+      t->resume_point = handle;
+      t->bounce = true;
+    }
+    T await_resume() { return handle.promise().Cell()->result.Take(); }
+  };
+  Awaiter operator co_await() && noexcept { return Awaiter{handle_}; }
+  Awaiter operator co_await() & noexcept { return Awaiter{handle_}; }
+
+  // Executor use: gives up ownership of the frame.
+  executor_internal::TaskCell<T>* Release() noexcept {
+    auto* cell = handle_.promise().Cell();
+    handle_ = {};
+    return cell;
+  }
+
+ private:
+  Handle handle_;
+};
+
+namespace executor_internal {
+template <typename T>
+Task<T> Promise<T>::get_return_object() noexcept {
+  auto h = std::coroutine_handle<Promise>::from_promise(*this);
+  TaskCell<T>* cell = this->Cell();
+  cell->frame = h;
+  cell->resume_point = h;
+  return Task<T>(h);
+}
+
+void BlockUntilDone(TaskHeader* task) noexcept;
+}  // namespace executor_internal
+
+// JoinHandle<T>: the spawner's view of a spawned task.
+//
+// `co_await handle` from a task, or `Join()` from a plain thread, yields the
+// task's value, rethrows the exception it threw, or throws
+// TaskCancelledError if it was aborted or dropped at shutdown; `status()`
+// tells which without throwing.  The value can be taken once.  Dropping the
+// handle detaches the task (it keeps running).  `Abort()` cancels the task:
+// a queued task is removed, a suspended one has its operation cancelled and
+// is destroyed, a finished one is left as it is.
+//
+// Thread safety: a handle may be used from any thread, one thread at a time.
+// Memory ordering: `status()` acquires the completion that released the
+// result, so the value is visible once status() is not kPending.
+template <typename T = void>
+class [[nodiscard]] JoinHandle {
+ public:
+  JoinHandle() noexcept = default;
+  explicit JoinHandle(executor_internal::TaskCell<T>* cell) noexcept
+      : cell_(cell) {}
+  JoinHandle(JoinHandle&& o) noexcept : cell_(std::exchange(o.cell_, nullptr)) {}
+  JoinHandle& operator=(JoinHandle&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      cell_ = std::exchange(o.cell_, nullptr);
+    }
+    return *this;
+  }
+  JoinHandle(const JoinHandle&) = delete;
+  JoinHandle& operator=(const JoinHandle&) = delete;
+  ~JoinHandle() { Reset(); }
+
+  bool valid() const noexcept { return cell_ != nullptr; }
+  uint64_t id() const noexcept { return cell_->ctx.task_id; }
+
+  JoinStatus status() const noexcept {
+    const uint32_t s = cell_->state.load(std::memory_order_acquire);
+    if (s & executor_internal::kStateCancelled) return JoinStatus::kCancelled;
+    if (s & executor_internal::kStateComplete) {
+      return (s & executor_internal::kStateFailed) ? JoinStatus::kFailed
+                                                    : JoinStatus::kCompleted;
+    }
+    return JoinStatus::kPending;
+  }
+  bool is_finished() const noexcept {
+    return status() != JoinStatus::kPending;
+  }
+
+  // Requests cancellation; returns immediately.  No effect once finished.
+  void Abort() noexcept { executor_internal::RequestAbort(cell_); }
+
+  // Blocks the calling thread (not an executor thread running this task's
+  // executor) until the task finishes; returns how it ended.
+  JoinStatus Wait() const noexcept {
+    executor_internal::BlockUntilDone(cell_);
+    return status();
+  }
+
+  // Wait(), then the value / the task's exception / TaskCancelledError.
+  T Join() {
+    if (Wait() == JoinStatus::kCancelled) throw TaskCancelledError();
+    return cell_->result.Take();
+  }
+
+  struct Awaiter {
+    executor_internal::TaskCell<T>* cell;
+    bool await_ready() const noexcept {
+      return cell->state.load(std::memory_order_acquire) &
+             executor_internal::kStateDone;
+    }
+    bool await_suspend(std::coroutine_handle<> h) noexcept {
+      using namespace executor_internal;
+      TaskHeader* me = CurrentTask();
+      me->resume_point = h;
+      me->run_state = RunState::kSuspended;
+      me->wait_kind = WaitKind::kJoin;
+      me->wait_object = cell;
+      cell->join_waiter = me;
+      uint32_t s = cell->state.load(std::memory_order_acquire);
+      while (!(s & kStateDone)) {
+        // release: publishes join_waiter to the completer's fetch_or.
+        if (cell->state.compare_exchange_weak(s, s | kStateJoinWaiter,
+                                              std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+          return true;
+        }
+      }
+      me->run_state = RunState::kRunning;
+      me->wait_kind = WaitKind::kNone;
+      return false;  // finished meanwhile: continue at once
+    }
+    T await_resume() {
+      if (cell->state.load(std::memory_order_acquire) &
+          executor_internal::kStateCancelled) {
+        throw TaskCancelledError();
+      }
+      return cell->result.Take();
+    }
+  };
+  Awaiter operator co_await() noexcept { return Awaiter{cell_}; }
+
+ private:
+  friend class LocalExecutor;
+  void Reset() noexcept {
+    if (cell_ != nullptr) {
+      executor_internal::ReleaseRef(cell_);
+      cell_ = nullptr;
+    }
+  }
+  executor_internal::TaskCell<T>* cell_ = nullptr;
+};
+
+}  // namespace spindle
+
+#endif  // SPINDLE_EXECUTOR_TASK_H_
