@@ -11,89 +11,16 @@
 
 #include "benchmark/benchmark.h"
 #include "executor/executor.h"
+#include "executor/executor_testing.h"
 
 namespace spindle {
 namespace {
 
-// ---- The floor ------------------------------------------------------------------
-// The least code that spawns and runs coroutine tasks: frames from a free
-// list, a ring of handles, no accounting, no fairness, no wake-ups.
+using executor_testing::FloorLoop;
+using executor_testing::FloorTask;
+using executor_testing::FloorYield;
+using executor_testing::g_floor_loop;
 
-struct FloorFreeList {
-  static constexpr size_t kBlock = 512;  // every frame here is smaller
-  struct Block {
-    Block* next;
-  };
-  Block* head = nullptr;
-  void* Get(size_t n) {
-    if (n > kBlock) return std::malloc(n);
-    if (head != nullptr) {
-      Block* b = head;
-      head = b->next;
-      return b;
-    }
-    return std::malloc(kBlock);
-  }
-  void Put(void* p, size_t n) {
-    if (n > kBlock) {
-      std::free(p);
-      return;
-    }
-    auto* b = static_cast<Block*>(p);
-    b->next = head;
-    head = b;
-  }
-  ~FloorFreeList() {
-    while (head != nullptr) {
-      Block* n = head->next;
-      std::free(head);
-      head = n;
-    }
-  }
-};
-thread_local FloorFreeList g_floor_frames;
-
-struct FloorLoop {
-  std::vector<std::coroutine_handle<>> ring;
-  size_t head = 0;
-  size_t tail = 0;
-  size_t mask = 0;
-  explicit FloorLoop(size_t capacity) {
-    size_t c = 1;
-    while (c < capacity) c <<= 1;
-    ring.resize(c);
-    mask = c - 1;
-  }
-  void Push(std::coroutine_handle<> h) { ring[tail++ & mask] = h; }
-  void Run() {
-    while (head != tail) ring[head++ & mask].resume();
-  }
-};
-thread_local FloorLoop* g_floor_loop = nullptr;
-
-struct FloorTask {
-  struct promise_type {
-    FloorTask get_return_object() {
-      return FloorTask{
-          std::coroutine_handle<promise_type>::from_promise(*this)};
-    }
-    std::suspend_always initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept { std::abort(); }
-    static void* operator new(size_t n) { return g_floor_frames.Get(n); }
-    static void operator delete(void* p, size_t n) { g_floor_frames.Put(p, n); }
-  };
-  std::coroutine_handle<promise_type> handle;
-};
-
-struct FloorYield {
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) const noexcept {
-    g_floor_loop->Push(h);
-  }
-  void await_resume() const noexcept {}
-};
 
 FloorTask FloorBump(std::atomic<uint64_t>* counter) {
   counter->fetch_add(1, std::memory_order_relaxed);

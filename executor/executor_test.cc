@@ -456,19 +456,19 @@ TEST(ExecutorTest, HogClimbsToIsolateAndLatencyTasksKeepTheirLatency) {
     while (isolated_polls < 5) {
       Spin(5'000'000);
       co_await YieldNow();
-      if (executor_internal::CurrentTask()->isolated) {
+      if ((CurrentTaskContext()->tier() == budget::Tier::kIsolate)) {
         hog_isolated = true;
         isolated_polls++;
       }
     }
     // ...then behaves until it is back at monitor.
     const uint64_t give_up = timing::TscClock::Now() + timing::TscClock::FromNanos(3'000'000'000);
-    while (executor_internal::CurrentTask()->ctx.tier() != budget::Tier::kMonitor &&
+    while (CurrentTaskContext()->tier() != budget::Tier::kMonitor &&
            timing::TscClock::Now() < give_up) {
       Spin(10'000);
       co_await YieldNow();
     }
-    final_tier = executor_internal::CurrentTask()->ctx.tier();
+    final_tier = CurrentTaskContext()->tier();
     stop = true;
     co_return;
   };

@@ -346,6 +346,11 @@ LocalExecutor* CurrentExecutor() noexcept {
                                                : nullptr;
 }
 
+const budget::TaskContext* CurrentTaskContext() noexcept {
+  TaskHeader* t = executor_internal::tl_task;
+  return t != nullptr ? &t->ctx : nullptr;
+}
+
 void LocalExecutor::SpawnHeader(TaskHeader* t,
                                 const SpawnOptions& options) noexcept {
   uint16_t q = inbox_->default_queue;

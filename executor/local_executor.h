@@ -295,6 +295,10 @@ class LocalExecutor {
 // The executor running the calling task, or nullptr outside a task.
 LocalExecutor* CurrentExecutor() noexcept;
 
+// The calling task's budget context (id, name, tier, budget), or nullptr
+// outside a task.
+const budget::TaskContext* CurrentTaskContext() noexcept;
+
 // Awaitable: re-queues the calling task behind the runnable ones.
 struct YieldNowAwaiter {
   bool await_ready() const noexcept { return false; }
