@@ -14,6 +14,10 @@
 
 namespace spindle {
 
+namespace reactor {
+class Reactor;
+}  // namespace reactor
+
 // Driver: what the run loop drives between polls.
 //
 // Requires: Poll and Shutdown are called on the executor's thread only.
@@ -37,6 +41,8 @@ class Driver {
   // Cancels everything in flight and reaps it (callbacks run).
   virtual void Shutdown() noexcept = 0;
   virtual std::string_view Name() const noexcept = 0;
+  // The reactor I/O awaitables start their operations on, if any.
+  virtual reactor::Reactor* reactor() noexcept { return nullptr; }
 };
 
 // ParkingDriver: no I/O; sleeps on a futex until Wake().

@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "executor/driver.h"
+#include "executor/io.h"
 #include "executor/local_executor.h"
 #include "executor/task.h"
 

@@ -501,7 +501,7 @@ TEST(ExecutorTest, HogClimbsToIsolateAndLatencyTasksKeepTheirLatency) {
 }
 
 TEST(ExecutorTest, StatsAreFilled) {
-  auto ex = MakeExecutor(ExecutorBuilder().MaxPollsPerYield(4));
+  auto ex = MakeExecutor(ExecutorBuilder().MaxPollsPerYield(4).NoReactor());
   for (int i = 0; i < 10; ++i) ex->SpawnDetached(YieldThenReturn(3, i));
   ex->Run();
   ExecutorStats s = ex->Stats();

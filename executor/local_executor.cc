@@ -42,6 +42,7 @@
 #include "absl/base/internal/raw_logging.h"
 #include "absl/strings/str_cat.h"
 #include "executor/internal/inbox.h"
+#include "executor/io.h"
 #include "timing/clock.h"
 
 namespace spindle {
@@ -67,6 +68,10 @@ inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
 }  // namespace
 
 TaskHeader* CurrentTask() noexcept { return tl_task; }
+
+reactor::Reactor* ThisThreadReactor() noexcept {
+  return tl_executor != nullptr ? tl_executor->driver().reactor() : nullptr;
+}
 
 void Wake(TaskHeader* t) noexcept {
   // acq_rel: a second waker sees the first's bit and backs off.
@@ -158,6 +163,7 @@ void Spawner::Submit(TaskHeader* t, const SpawnOptions& options) noexcept {
   t->priority = options.priority;
   t->ctx.priority = options.budget_priority;
   t->ctx.name = options.name;
+  t->io_priority = static_cast<uint8_t>(options.io_priority);
   t->inbox = inbox_.get();
   t->spawn_tick = timing::TscClock::Now();
   if (!in.Submit(in.wakes, &t->wake_node)) {
@@ -244,6 +250,15 @@ ExecutorBuilder& ExecutorBuilder::CollectStats(bool enabled) {
   stats_ = enabled;
   return *this;
 }
+ExecutorBuilder& ExecutorBuilder::Reactor(reactor::ReactorOptions options) {
+  reactor_options_ = options;
+  no_reactor_ = false;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::NoReactor() {
+  no_reactor_ = true;
+  return *this;
+}
 ExecutorBuilder& ExecutorBuilder::WithDriver(std::unique_ptr<Driver> driver) {
   driver_ = std::move(driver);
   return *this;
@@ -326,6 +341,21 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   }
   ex->tiers_ = std::move(tiers);
   ex->hooks_ = std::move(hooks_);
+  if (driver_ == nullptr && !no_reactor_) {
+    reactor::ReactorOptions options;
+    if (reactor_options_.has_value()) {
+      options = *reactor_options_;
+    } else {
+      absl::StatusOr<reactor::ReactorOptions> env =
+          reactor::ReactorOptions::FromEnv();
+      if (!env.ok()) return env.status();
+      options = *env;
+    }
+    absl::StatusOr<std::unique_ptr<ReactorDriver>> rd =
+        ReactorDriver::Create(options);
+    if (!rd.ok()) return rd.status();
+    driver_ = std::move(*rd);
+  }
   ex->driver_ =
       driver_ != nullptr ? std::move(driver_) : std::make_unique<ParkingDriver>();
   ex->inbox_->driver = ex->driver_.get();
@@ -365,6 +395,7 @@ void LocalExecutor::SpawnHeader(TaskHeader* t,
   t->priority = options.priority;
   t->ctx.priority = options.budget_priority;
   t->ctx.name = options.name;
+  t->io_priority = static_cast<uint8_t>(options.io_priority);
   t->inbox = inbox_.get();
   t->spawn_tick = timing::TscClock::Now();
   Adopt(t);

@@ -22,6 +22,7 @@
 #include "budget/tier.h"
 #include "executor/driver.h"
 #include "executor/task.h"
+#include "reactor/reactor.h"
 #include "sched/queue_set.h"
 #include "sched/scheduler.h"
 
@@ -37,6 +38,9 @@ struct SpawnOptions {
   std::optional<QueueId> queue;                     // default: first queue
   sched::Priority priority = sched::Priority::kNormal;  // PriorityScheduler
   budget::TaskPriority budget_priority = budget::TaskPriority::kNormal;
+  // I/O priority of the task's operations: the SQE's ioprio on io_uring
+  // (kHigh: real-time class, needs CAP_SYS_NICE; kLow: idle class).
+  reactor::IoPriority io_priority = reactor::IoPriority::kNormal;
   const char* name = nullptr;  // for warnings; must outlive the task
 };
 
@@ -131,7 +135,12 @@ class ExecutorBuilder {
   ExecutorBuilder& Hooks(std::shared_ptr<budget::HookRegistry> hooks);
   ExecutorBuilder& IsolationShare(uint32_t share);  // default 1
   ExecutorBuilder& CollectStats(bool enabled);      // default true
-  // Replaces the default ParkingDriver (the reactor plugs in here).
+  // The reactor's options (default: ReactorOptions::FromEnv(), i.e.
+  // SPINDLE_REACTOR=auto|io_uring|epoll, auto when unset).
+  ExecutorBuilder& Reactor(reactor::ReactorOptions options);
+  // No reactor: a futex ParkingDriver; I/O awaitables return -ENOTSUP.
+  ExecutorBuilder& NoReactor();
+  // Replaces the driver altogether (for tests and embedders).
   ExecutorBuilder& WithDriver(std::unique_ptr<Driver> driver);
 
   // InvalidArgument naming the value and the valid range for: duplicate
@@ -157,6 +166,8 @@ class ExecutorBuilder {
   uint32_t isolation_share_ = 1;
   bool stats_ = true;
   std::unique_ptr<Driver> driver_;
+  std::optional<reactor::ReactorOptions> reactor_options_;
+  bool no_reactor_ = false;
   std::vector<absl::Status> errors_;
 };
 

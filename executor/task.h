@@ -111,6 +111,7 @@ struct TaskHeader : sched::TaskNode {
 
   uint32_t alloc_size = 0;
   uint16_t home_queue = 0;
+  uint8_t io_priority = 1;  // reactor::IoPriority (kNormal)
   RunState run_state = RunState::kNew;
   WaitKind wait_kind = WaitKind::kNone;
   bool woken = false;     // queued by a Wake: clear kStateNotified at poll
