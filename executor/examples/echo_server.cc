@@ -1,0 +1,169 @@
+// echo_server: a TCP echo server on one LocalExecutor.
+//
+//   ./bazelw run -c opt //executor:echo_server -- --port 7777 [--seconds N]
+//   ./bazelw run -c opt //bench:echo_load -- --port 7777 --connections 64
+//
+// Listens on 127.0.0.1:PORT (0 picks a free port, printed at start), and
+// echoes back whatever each connection sends, one task per connection.
+// --seconds bounds the run (default: until interrupted); SPINDLE_REACTOR
+// picks the backend.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "executor/executor.h"
+#include "reactor/reactor.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+// Closes the descriptor if the task is cancelled before it closed it.
+struct OwnedFd {
+  int fd;
+  ~OwnedFd() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+spindle::Task<void> Serve(int conn, uint64_t* bytes) {
+  OwnedFd owned{conn};
+  char buf[16 * 1024];
+  for (;;) {
+    const int n = co_await spindle::Recv(conn, buf, sizeof(buf));
+    if (n <= 0) break;
+    int off = 0;
+    while (off < n) {
+      const int w = co_await spindle::Send(conn, buf + off, n - off);
+      if (w <= 0) {
+        off = -1;
+        break;
+      }
+      off += w;
+    }
+    if (off < 0) break;
+    *bytes += static_cast<uint64_t>(n);
+  }
+  owned.fd = -1;
+  co_await spindle::Close(conn);
+}
+
+spindle::Task<void> AcceptLoop(int listener, uint64_t* connections,
+                               uint64_t* bytes) {
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    // Bounded waits so that the stop flag is seen.
+    const int fd = co_await spindle::Timeout(spindle::Accept(listener),
+                                             std::chrono::milliseconds(100));
+    if (fd == -ECANCELED) continue;
+    if (fd < 0) {
+      std::fprintf(stderr, "echo_server: accept: %s\n", std::strerror(-fd));
+      break;
+    }
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    ++*connections;
+    spindle::CurrentExecutor()->SpawnDetached(Serve(fd, bytes));
+  }
+}
+
+spindle::Task<void> StopAfter(double seconds) {
+  co_await spindle::SleepFor(std::chrono::nanoseconds(
+      static_cast<int64_t>(seconds * 1e9)));
+  g_stop.store(true, std::memory_order_relaxed);
+}
+
+int Usage(const char* why) {
+  std::fprintf(stderr,
+               "echo_server: %s\nusage: echo_server --port P (0..65535) "
+               "[--seconds S (> 0)]\n",
+               why);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  long port = -1;
+  double seconds = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--port" && i + 1 < argc) {
+      char* end = nullptr;
+      port = std::strtol(argv[++i], &end, 10);
+      if (*end != '\0' || port < 0 || port > 65535) {
+        return Usage(("bad --port '" + std::string(argv[i]) +
+                      "': valid range 0..65535").c_str());
+      }
+    } else if (a == "--seconds" && i + 1 < argc) {
+      char* end = nullptr;
+      seconds = std::strtod(argv[++i], &end);
+      if (*end != '\0' || !(seconds > 0)) {
+        return Usage(("bad --seconds '" + std::string(argv[i]) +
+                      "': must be > 0").c_str());
+      }
+    } else {
+      return Usage(("unknown argument '" + a + "'").c_str());
+    }
+  }
+  if (port < 0) return Usage("--port is required");
+
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa{};
+  sa.sa_handler = [](int) { g_stop.store(true); };
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  auto ex = spindle::ExecutorBuilder().Build();
+  if (!ex.ok()) {
+    std::fprintf(stderr, "echo_server: %s\n",
+                 std::string(ex.status().message()).c_str());
+    return 1;
+  }
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(listener, 1024) != 0) {
+    std::fprintf(stderr, "echo_server: cannot listen on 127.0.0.1:%ld: %s\n",
+                 port, std::strerror(errno));
+    return 1;
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::printf("echo_server: listening on 127.0.0.1:%d (%s reactor)\n",
+              ntohs(addr.sin_port), std::string((*ex)->Stats().driver).c_str());
+  std::fflush(stdout);
+
+  uint64_t connections = 0;
+  uint64_t bytes = 0;
+  (*ex)->SpawnDetached(AcceptLoop(listener, &connections, &bytes));
+  if (seconds > 0) (*ex)->SpawnDetached(StopAfter(seconds));
+  // Runs until the accept loop stops; connections still open are then
+  // cancelled (and their sockets closed) by the executor's shutdown.
+  auto wait_stop = []() -> spindle::Task<void> {
+    while (!g_stop.load(std::memory_order_relaxed)) {
+      co_await spindle::SleepFor(std::chrono::milliseconds(50));
+    }
+  };
+  (*ex)->BlockOn(wait_stop());
+  std::printf("echo_server: %llu connections, %llu bytes echoed\n",
+              static_cast<unsigned long long>(connections),
+              static_cast<unsigned long long>(bytes));
+  ex->reset();
+  close(listener);
+  return 0;
+}
