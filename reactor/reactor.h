@@ -33,6 +33,8 @@
 //     io_uring an O_NONBLOCK descriptor returns -EAGAIN as the kernel does.
 //   - epoll runs regular-file reads, writes and fsync synchronously inside
 //     the call that starts them (their callbacks still run from Poll).
+//   - Close a descriptor that has pending operations only through
+//     Reactor::Close (epoll cancels its waiters) or after they completed.
 //   - IoPriority sets the SQE ioprio on io_uring only.  kHigh (real-time
 //     class) needs CAP_SYS_NICE or CAP_SYS_ADMIN: without it the kernel
 //     fails the read or write with -EPERM.

@@ -10,6 +10,8 @@
 //                                     mean_ratio (actual / requested),
 //                                     p50_ratio, p99_ratio.
 //   BM_Floor_RawTimeoutSleep          the same with raw IORING_OP_TIMEOUT.
+//   BM_TimerStartCancel/pending:N     64 timer starts + cancels beside N
+//                                     pending sleeps (1e3, 1e6).
 //
 // Run: ./bazelw run -c opt //reactor:reactor_benchmark --
 //        --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
@@ -263,6 +265,44 @@ void BM_Floor_RawTimeoutSleep(benchmark::State& state) {
 BENCHMARK(BM_Floor_RawTimeoutSleep)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// ---- Timer scaling ----------------------------------------------------------
+
+// Start and cancel 64 timers (plus one non-blocking Poll to run their
+// callbacks) beside `pending` long timers: O(log n) keeps this nearly flat
+// from a thousand to a million pending sleeps.
+void BM_TimerStartCancel(benchmark::State& state) {
+  ReactorOptions o;
+  o.backend = BackendChoice::kEpoll;  // Timers are backend-independent.
+  std::unique_ptr<Reactor> reactor = std::move(*Reactor::Create(o));
+  const int64_t pending = state.range(0);
+  std::unique_ptr<Operation[]> parked(new Operation[pending]);
+  const uint64_t now = MonotonicClock::Now();
+  auto noop = [](Operation*) noexcept {};
+  for (int64_t i = 0; i < pending; ++i) {
+    parked[i].on_complete = noop;
+    reactor->SleepUntil(&parked[i],
+                        now + 3600'000'000'000u + static_cast<uint64_t>(i));
+  }
+  Operation ops[64];
+  for (Operation& op : ops) op.on_complete = noop;
+  for (auto _ : state) {
+    for (int i = 0; i < 64; ++i) {
+      reactor->SleepUntil(&ops[i], now + 1800'000'000'000u +
+                                       static_cast<uint64_t>(i) * 7919);
+    }
+    for (Operation& op : ops) reactor->Cancel(&op);
+    reactor->Poll(0);
+  }
+  state.SetItemsProcessed(state.iterations() * 64);
+  state.counters["timers_pending"] =
+      static_cast<double>(reactor->Stats().timers_pending);
+  reactor.reset();  // Cancels the parked timers before they are freed.
+}
+BENCHMARK(BM_TimerStartCancel)
+    ->ArgName("pending")
+    ->Arg(1000)
+    ->Arg(1'000'000);
 
 }  // namespace
 }  // namespace spindle::reactor

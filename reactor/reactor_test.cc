@@ -443,6 +443,41 @@ TEST_P(ReactorTest, WakeFromAnotherThreadEndsABlockingPoll) {
   EXPECT_EQ(reactor_->Stats().wakes, before.wakes + 1);
 }
 
+TEST_P(ReactorTest, ManyThreadsWakeWhileTheOwnerPolls) {
+  constexpr int kThreads = 4;
+  const int kWakes = 2000 / kSanitizerScale;
+  std::atomic<int> finished{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kWakes; ++i) reactor_->Wake();
+      // Release: pairs with the acquire load in the polling loop.
+      finished.fetch_add(1, std::memory_order_release);
+      reactor_->Wake();
+    });
+  }
+  // Meanwhile the owner keeps timers and NOPs going.
+  TestOp nop, sleep;
+  int nops = 0;
+  nop.then = [&](TestOp* t) {
+    ++nops;
+    reactor_->Nop(t);
+  };
+  reactor_->Nop(&nop);
+  reactor_->SleepFor(&sleep, 60'000 * kMs);
+  while (finished.load(std::memory_order_acquire) < kThreads) {
+    reactor_->Poll(UINT64_MAX);
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(reactor_->Stats().wakes,
+            static_cast<uint64_t>(kThreads) * (kWakes + 1));
+  EXPECT_GT(nops, 0);
+  reactor_->Cancel(&sleep);
+  reactor_->Cancel(&nop);
+  ASSERT_TRUE(RunUntil([&] { return reactor_->inflight() == 0; }));
+  EXPECT_EQ(sleep.seen, -ECANCELED);
+}
+
 TEST_P(ReactorTest, WakeFromUsesMsgRingBetweenRings) {
   std::unique_ptr<Reactor> source = Make();
   ASSERT_NE(source, nullptr);
@@ -588,6 +623,30 @@ TEST(IoPriorityTest, SqeIoprioUsesRealTimeAndIdleClasses) {
   EXPECT_EQ(reactor_internal::IoprioFor(IoPriority::kHigh), 1u << 13);
   EXPECT_EQ(reactor_internal::IoprioFor(IoPriority::kNormal), 0u);
   EXPECT_EQ(reactor_internal::IoprioFor(IoPriority::kLow), 3u << 13);
+}
+
+TEST(SqpollTest, SqpollRingRunsOperations) {
+  ReactorOptions o;
+  o.backend = BackendChoice::kIoUring;
+  o.sqpoll = true;
+  absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create(o);
+  if (!r.ok()) GTEST_SKIP() << "SQPOLL ring refused: " << r.status();
+  EXPECT_NE((*r)->Stats().features.find("SQPOLL"), std::string::npos);
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  char buf[4];
+  TestOp nop, rd;
+  (*r)->Nop(&nop);
+  (*r)->Read(&rd, p[0], buf, sizeof(buf), -1);
+  ASSERT_EQ(write(p[1], "abcd", 4), 4);
+  const uint64_t give_up = MonotonicClock::Now() + 10'000 * kMs;
+  while (!(nop.done() && rd.done()) && MonotonicClock::Now() < give_up) {
+    (*r)->Poll(kMs);
+  }
+  EXPECT_EQ(nop.seen, 0);
+  EXPECT_EQ(rd.seen, 4);
+  close(p[0]);
+  close(p[1]);
 }
 
 // ---- Options and backend selection ------------------------------------------

@@ -244,6 +244,7 @@ bool UringDriver::Issue(Operation* op) noexcept {
 void UringDriver::Park(Operation* op) noexcept {
   S(op).phase = OpPhase::kQueued;
   parked_[static_cast<int>(op->priority) % 3].PushBack(op);
+  ++parked_count_;
   ++stats_.sq_full_waits;
 }
 
@@ -266,6 +267,7 @@ void UringDriver::Cancel(Operation* op) noexcept {
   OpState& s = S(op);
   if (s.phase == OpPhase::kQueued) {
     parked_[static_cast<int>(op->priority) % 3].Remove(op);
+    --parked_count_;
     core_->PushReady(op, -ECANCELED);
     return;
   }
@@ -288,6 +290,7 @@ void UringDriver::Resume() noexcept {
       Operation* op = q.front();
       if (!Issue(op)) return;  // Issue leaves the links alone.
       q.Remove(op);
+      --parked_count_;
     }
   }
   if (!wake_armed_ && !core_->shutting_down && HaveSlot()) ArmWake();
@@ -382,6 +385,7 @@ void UringDriver::CancelAll() noexcept {
   for (OpList& q : parked_) {
     while (Operation* op = q.PopFront()) core_->PushReady(op, -ECANCELED);
   }
+  parked_count_ = 0;
   if (cancel_any_) {
     // One request cancels everything in the kernel, the wake read included.
     // It may exceed the slot limit by one; the CQ keeps overflowed entries

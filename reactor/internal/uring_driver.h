@@ -99,9 +99,7 @@ class UringDriver final : public Driver {
   void Park(Operation* op) noexcept;
   void Resume() noexcept;
   int Reap() noexcept;
-  size_t parked() const noexcept {
-    return parked_[0].size() + parked_[1].size() + parked_[2].size();
-  }
+  size_t parked() const noexcept { return parked_count_; }
 
   Core* core_;
   io_uring ring_{};
@@ -120,6 +118,7 @@ class UringDriver final : public Driver {
   uint32_t pending_ = 0;     // Requests in the kernel (SQEs prepared, no CQE).
   uint32_t setup_flags_ = 0;
   OpList parked_[3];
+  size_t parked_count_ = 0;  // Sum of the parked_ sizes.
   OpList cancel_queue_;
   DriverStats stats_;
 };
