@@ -144,7 +144,8 @@ void Reactor::Begin(Operation* op, OpCode code, int fd) noexcept {
   core_.NoteStarted();
 }
 
-void Reactor::StartIo(Operation* op) noexcept {
+[[gnu::always_inline]] inline void Reactor::StartIo(
+    Operation* op) noexcept {
   if (core_.shutting_down) [[unlikely]] {
     core_.PushReady(op, -ECANCELED);
     return;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -482,15 +483,37 @@ TEST_P(ReactorTest, ManyThreadsWakeWhileTheOwnerPolls) {
 TEST_P(ReactorTest, WakeFromUsesMsgRingBetweenRings) {
   std::unique_ptr<Reactor> source = Make();
   ASSERT_NE(source, nullptr);
+  reactor_->Poll(0);  // The target's first use enables its ring.
   const bool via_msg_ring = reactor_->WakeFrom(*source);
   if (GetParam() == Backend::kEpoll) {
     EXPECT_FALSE(via_msg_ring);  // Falls back to the eventfd.
+  } else if (reactor_->Stats().features.find("msg_ring") !=
+             std::string::npos) {
+    EXPECT_TRUE(via_msg_ring) << reactor_->Stats().features;
   }
   const uint64_t before = reactor_->Stats().wakes_received;
   while (reactor_->Stats().wakes_received == before) {
     reactor_->Poll(UINT64_MAX);
   }
   EXPECT_EQ(reactor_->Stats().wakes, 1u);
+}
+
+TEST_P(ReactorTest, ReactorCreatedOnOneThreadRunsOnAnother) {
+  // With SINGLE_ISSUER the ring binds to the first thread that uses it.
+  std::unique_ptr<Reactor> r = Make();
+  ASSERT_NE(r, nullptr);
+  int32_t result = 1;
+  std::thread owner([&] {
+    TestOp op;
+    r->SleepFor(&op, kMs);
+    TestOp nop;
+    r->Nop(&nop);
+    while (!(op.done() && nop.done())) r->Poll(UINT64_MAX);
+    result = nop.seen;
+    r.reset();  // Destroyed on the thread that used it.
+  });
+  owner.join();
+  EXPECT_EQ(result, 0);
 }
 
 TEST_P(ReactorTest, ShutdownCancelsAndReapsEveryPendingOperation) {
@@ -759,7 +782,10 @@ TEST_F(SelectionTest, AutoPrefersIoUringWhenTheKernelAllowsIt) {
     GTEST_SKIP() << "io_uring refused here: " << (*r)->fallback_reason();
   }
   EXPECT_TRUE((*r)->fallback_reason().empty());
-  EXPECT_FALSE((*r)->Stats().features.empty());
+  const std::string features = (*r)->Stats().features;
+  EXPECT_NE(features.find("setup="), std::string::npos);
+  RecordProperty("io_uring_features", features);
+  std::printf("io_uring features: %s\n", features.c_str());
 }
 
 }  // namespace

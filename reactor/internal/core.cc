@@ -4,26 +4,18 @@
 
 namespace spindle::reactor::reactor_internal {
 
-void Core::Complete(Operation* op, int32_t res) noexcept {
+void Core::ResolveTimeout(Operation* op, int32_t res) noexcept {
   OpState& s = S(op);
-  s.phase = OpPhase::kIdle;
-  op->result = res;
-  ++completed_;
-  if (res == -ECANCELED) ++cancelled_;
-  if (s.link != nullptr) {
-    Operation* other = s.link;
-    s.link = nullptr;
-    S(other).link = nullptr;
-    if (s.bits & kBitTimeoutTimer) {
-      // The timer of a Timeout pair: when it expired, the target loses.
-      if (res == -ETIME) Cancel(other);
-    } else {
-      // The target finished first: the timer is no longer needed.
-      Cancel(other);
-    }
+  Operation* other = s.link;
+  s.link = nullptr;
+  S(other).link = nullptr;
+  if (s.bits & kBitTimeoutTimer) {
+    // The timer of a Timeout pair: when it expired, the target loses.
+    if (res == -ETIME) Cancel(other);
+  } else {
+    // The target finished first: the timer is no longer needed.
+    Cancel(other);
   }
-  s.bits = 0;
-  op->on_complete(op);
 }
 
 int Core::RunReady() noexcept {

@@ -93,7 +93,16 @@ class Core {
   }
 
   // Finishes `op` with `res` and runs its callback.
-  void Complete(Operation* op, int32_t res) noexcept;
+  void Complete(Operation* op, int32_t res) noexcept {
+    OpState& s = S(op);
+    s.phase = OpPhase::kIdle;
+    op->result = res;
+    ++completed_;
+    if (res == -ECANCELED) ++cancelled_;
+    if (s.link != nullptr) [[unlikely]] ResolveTimeout(op, res);
+    s.bits = 0;
+    op->on_complete(op);
+  }
 
   // Runs the callbacks of everything on the ready list now.
   int RunReady() noexcept;
@@ -122,6 +131,9 @@ class Core {
   void CancelAllTimers() noexcept;
 
  private:
+  // The Timeout pair of `op` is decided: cancel the loser.
+  void ResolveTimeout(Operation* op, int32_t res) noexcept;
+
   Driver* driver_ = nullptr;
   OpList ready_;
   TimerHeap timers_;

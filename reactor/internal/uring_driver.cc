@@ -157,9 +157,7 @@ int UringDriver::SubmitNow() noexcept {
   return io_uring_submit(&ring_);
 }
 
-io_uring_sqe* UringDriver::GetSqe() noexcept {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  if (sqe != nullptr) [[likely]] return sqe;
+io_uring_sqe* UringDriver::SlowSqe() noexcept {
   ++stats_.sq_flushes;
   SubmitNow();
   return io_uring_get_sqe(&ring_);
@@ -174,7 +172,7 @@ void UringDriver::ArmWake() noexcept {
   wake_armed_ = true;
 }
 
-bool UringDriver::Issue(Operation* op) noexcept {
+inline bool UringDriver::Issue(Operation* op) noexcept {
   io_uring_sqe* sqe = GetSqe();
   if (sqe == nullptr) return false;
   OpState& s = S(op);

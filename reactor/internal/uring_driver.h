@@ -90,10 +90,15 @@ class UringDriver final : public Driver {
   UringDriver(Core* core) : core_(core) {}
 
   bool HaveSlot() const noexcept { return pending_ < slot_limit_; }
-  io_uring_sqe* GetSqe() noexcept;
+  // Fast path inline; SlowSqe flushes a full SQ.
+  [[gnu::always_inline]] io_uring_sqe* GetSqe() noexcept {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    return sqe != nullptr ? sqe : SlowSqe();
+  }
+  io_uring_sqe* SlowSqe() noexcept;
   int SubmitNow() noexcept;
   void EnableIfNeeded() noexcept;
-  bool Issue(Operation* op) noexcept;
+  [[gnu::always_inline]] bool Issue(Operation* op) noexcept;
   bool IssueCancel(Operation* op) noexcept;
   void ArmWake() noexcept;
   void Park(Operation* op) noexcept;
