@@ -1,0 +1,354 @@
+#include "reactor/reactor.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "absl/base/internal/raw_logging.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "reactor/internal/epoll_driver.h"
+#include "reactor/internal/uring_driver.h"
+#include "timing/clock.h"
+
+namespace spindle::reactor {
+
+using reactor_internal::OpCode;
+using reactor_internal::S;
+
+namespace {
+
+std::string ErrnoText(int err) {
+  const char* name = strerrorname_np(err);
+  return absl::StrFormat("%s (%s)", name != nullptr ? name : "errno",
+                         std::string(std::strerror(err)));
+}
+
+bool IsPowerOfTwo(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+}  // namespace
+
+std::string_view BackendName(Backend backend) noexcept {
+  return backend == Backend::kIoUring ? "io_uring" : "epoll";
+}
+
+absl::StatusOr<BackendChoice> ReactorOptions::ParseBackend(
+    std::string_view value) {
+  if (value.empty() || value == "auto") return BackendChoice::kAuto;
+  if (value == "io_uring") return BackendChoice::kIoUring;
+  if (value == "epoll") return BackendChoice::kEpoll;
+  return absl::InvalidArgumentError(
+      absl::StrCat("SPINDLE_REACTOR=\"", std::string(value),
+                   "\" is not a reactor backend; valid values: auto, "
+                   "io_uring, epoll"));
+}
+
+absl::StatusOr<ReactorOptions> ReactorOptions::FromEnv() {
+  ReactorOptions options;
+  const char* value = std::getenv("SPINDLE_REACTOR");
+  absl::StatusOr<BackendChoice> choice =
+      ParseBackend(value == nullptr ? std::string_view() : value);
+  if (!choice.ok()) return choice.status();
+  options.backend = *choice;
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
+    const ReactorOptions& options) {
+  if (!IsPowerOfTwo(options.ring_entries) || options.ring_entries < 2 ||
+      options.ring_entries > 32768) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ReactorOptions::ring_entries = %u is invalid: must be a power of two "
+        "in [2, 32768]",
+        options.ring_entries));
+  }
+  std::unique_ptr<Reactor> r(new Reactor());
+  if (options.backend != BackendChoice::kEpoll) {
+    int err = 0;
+    std::string what;
+    std::unique_ptr<reactor_internal::UringDriver> d =
+        reactor_internal::UringDriver::Create(&r->core_, options.ring_entries,
+                                              options.sqpoll, &err, &what);
+    if (d != nullptr) {
+      r->backend_ = Backend::kIoUring;
+      r->core_.set_driver(d.get());
+      r->driver_ = std::move(d);
+      return r;
+    }
+    const std::string msg =
+        absl::StrFormat("io_uring setup failed: %s with %u entries: %s", what,
+                        options.ring_entries, ErrnoText(err));
+    if (options.backend == BackendChoice::kIoUring) {
+      if (err == ENOMEM) return absl::ResourceExhaustedError(msg);
+      return absl::UnavailableError(msg);
+    }
+    if (err != EPERM && err != ENOSYS && err != ENOMEM) {
+      return absl::UnavailableError(absl::StrCat(
+          msg, "; auto falls back to epoll only for EPERM, ENOSYS, ENOMEM"));
+    }
+    r->fallback_reason_ = absl::StrCat(msg, "; using epoll");
+    static std::once_flag logged;
+    std::call_once(logged, [&] {
+      std::fprintf(stderr, "spindle reactor: %s (logged once)\n",
+                   r->fallback_reason_.c_str());
+    });
+  }
+  int err = 0;
+  std::string what;
+  std::unique_ptr<reactor_internal::EpollDriver> d =
+      reactor_internal::EpollDriver::Create(&r->core_, &err, &what);
+  if (d == nullptr) {
+    return absl::UnavailableError(
+        absl::StrFormat("epoll setup failed: %s: %s", what, ErrnoText(err)));
+  }
+  r->backend_ = Backend::kEpoll;
+  r->core_.set_driver(d.get());
+  r->driver_ = std::move(d);
+  return r;
+}
+
+Reactor::~Reactor() {
+  if (driver_ == nullptr) return;  // Create failed before a backend existed.
+  // Shutdown sequence: see reactor/internal/core.h.
+  core_.shutting_down = true;
+  core_.CancelAllTimers();
+  driver_->CancelAll();
+  const uint64_t give_up = timing::MonotonicClock::Now() + 10'000'000'000u;
+  for (;;) {
+    core_.RunReady();
+    if (core_.outstanding() == 0 && driver_->Quiescent()) break;
+    if (timing::MonotonicClock::Now() > give_up) {
+      ABSL_RAW_LOG(ERROR,
+                   "spindle reactor: %zu operations still in flight after 10 "
+                   "s of shutdown; closing the ring",
+                   core_.outstanding());
+      break;
+    }
+    driver_->Wait(1'000'000, UINT64_MAX);
+  }
+  driver_.reset();
+}
+
+void Reactor::Begin(Operation* op, OpCode code, int fd) noexcept {
+  ABSL_RAW_CHECK(!op->pending(), "Operation started while still pending");
+  reactor_internal::OpState& s = S(op);
+  s.code = code;
+  s.fd = fd;
+  s.bits = 0;
+  s.link = nullptr;
+  core_.NoteStarted();
+}
+
+[[gnu::always_inline]] inline void Reactor::StartIo(
+    Operation* op) noexcept {
+  if (core_.shutting_down) [[unlikely]] {
+    core_.PushReady(op, -ECANCELED);
+    return;
+  }
+  driver_->Start(op);
+}
+
+void Reactor::Nop(Operation* op) noexcept {
+  Begin(op, OpCode::kNop, -1);
+  StartIo(op);
+}
+
+void Reactor::SleepUntil(Operation* op, uint64_t deadline_ns) noexcept {
+  Begin(op, OpCode::kTimer, -1);
+  S(op).deadline_ns = deadline_ns;
+  if (core_.shutting_down) [[unlikely]] {
+    core_.PushReady(op, -ECANCELED);
+    return;
+  }
+  core_.StartTimer(op);
+}
+
+void Reactor::SleepFor(Operation* op, uint64_t duration_ns) noexcept {
+  const uint64_t now = timing::MonotonicClock::Now();
+  SleepUntil(op, duration_ns > UINT64_MAX - now ? UINT64_MAX
+                                                 : now + duration_ns);
+}
+
+void Reactor::Read(Operation* op, int fd, void* buf, size_t len,
+                   int64_t offset) noexcept {
+  Begin(op, OpCode::kRead, fd);
+  S(op).addr = buf;
+  S(op).len = len;
+  S(op).offset = offset;
+  StartIo(op);
+}
+
+void Reactor::Write(Operation* op, int fd, const void* buf, size_t len,
+                    int64_t offset) noexcept {
+  Begin(op, OpCode::kWrite, fd);
+  S(op).addr = const_cast<void*>(buf);
+  S(op).len = len;
+  S(op).offset = offset;
+  StartIo(op);
+}
+
+void Reactor::Readv(Operation* op, int fd, const iovec* iov, int iovcnt,
+                    int64_t offset) noexcept {
+  Begin(op, OpCode::kReadv, fd);
+  S(op).addr = const_cast<iovec*>(iov);
+  S(op).len = static_cast<uint64_t>(iovcnt);
+  S(op).offset = offset;
+  StartIo(op);
+}
+
+void Reactor::Writev(Operation* op, int fd, const iovec* iov, int iovcnt,
+                     int64_t offset) noexcept {
+  Begin(op, OpCode::kWritev, fd);
+  S(op).addr = const_cast<iovec*>(iov);
+  S(op).len = static_cast<uint64_t>(iovcnt);
+  S(op).offset = offset;
+  StartIo(op);
+}
+
+void Reactor::Accept(Operation* op, int fd, sockaddr* addr,
+                     socklen_t* addrlen) noexcept {
+  Begin(op, OpCode::kAccept, fd);
+  S(op).addr = addr;
+  S(op).addr2 = addrlen;
+  StartIo(op);
+}
+
+void Reactor::Connect(Operation* op, int fd, const sockaddr* addr,
+                      socklen_t len) noexcept {
+  Begin(op, OpCode::kConnect, fd);
+  S(op).addr = const_cast<sockaddr*>(addr);
+  S(op).len = len;
+  StartIo(op);
+}
+
+void Reactor::Recv(Operation* op, int fd, void* buf, size_t len,
+                   int flags) noexcept {
+  Begin(op, OpCode::kRecv, fd);
+  S(op).addr = buf;
+  S(op).len = len;
+  S(op).flags = flags;
+  StartIo(op);
+}
+
+void Reactor::Send(Operation* op, int fd, const void* buf, size_t len,
+                   int flags) noexcept {
+  Begin(op, OpCode::kSend, fd);
+  S(op).addr = const_cast<void*>(buf);
+  S(op).len = len;
+  S(op).flags = flags;
+  StartIo(op);
+}
+
+void Reactor::Close(Operation* op, int fd) noexcept {
+  Begin(op, OpCode::kClose, fd);
+  StartIo(op);
+}
+
+void Reactor::Fsync(Operation* op, int fd) noexcept {
+  Begin(op, OpCode::kFsync, fd);
+  StartIo(op);
+}
+
+void Reactor::PollReadable(Operation* op, int fd) noexcept {
+  Begin(op, OpCode::kPollIn, fd);
+  StartIo(op);
+}
+
+void Reactor::PollWritable(Operation* op, int fd) noexcept {
+  Begin(op, OpCode::kPollOut, fd);
+  StartIo(op);
+}
+
+void Reactor::Timeout(Operation* op, Operation* timeout_op,
+                      uint64_t timeout_ns) noexcept {
+  Begin(timeout_op, OpCode::kTimer, -1);
+  reactor_internal::OpState& t = S(timeout_op);
+  t.bits = reactor_internal::kBitTimeoutTimer;
+  const uint64_t now = timing::MonotonicClock::Now();
+  t.deadline_ns = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+  if (core_.shutting_down || !op->pending()) {
+    core_.PushReady(timeout_op, -ECANCELED);
+    return;
+  }
+  ABSL_RAW_CHECK(S(op).link == nullptr, "Operation already has a Timeout");
+  t.link = op;
+  S(op).link = timeout_op;
+  core_.StartTimer(timeout_op);
+}
+
+void Reactor::Cancel(Operation* op) noexcept { core_.Cancel(op); }
+
+int Reactor::Poll(uint64_t timeout_ns) noexcept {
+  int n = core_.RunReady();
+  if (!core_.timers().empty()) {
+    core_.ExpireTimers(timing::MonotonicClock::Now());
+    n += core_.RunReady();
+  }
+  const uint64_t wait = (n > 0 || core_.has_ready()) ? 0 : timeout_ns;
+  n += driver_->Wait(wait, core_.timers().EarliestDeadline());
+  if (!core_.timers().empty()) {
+    core_.ExpireTimers(timing::MonotonicClock::Now());
+  }
+  n += core_.RunReady();
+  return n;
+}
+
+void Reactor::Wake() noexcept {
+  // Relaxed: a statistic; the eventfd write carries the wake-up itself.
+  wakes_.fetch_add(1, std::memory_order_relaxed);
+  driver_->Wake();
+}
+
+bool Reactor::WakeFrom(Reactor& source) noexcept {
+  if (backend_ == Backend::kIoUring && source.backend_ == Backend::kIoUring) {
+    auto* target = static_cast<reactor_internal::UringDriver*>(driver_.get());
+    auto* from =
+        static_cast<reactor_internal::UringDriver*>(source.driver_.get());
+    if (target->WakeFrom(from)) {
+      wakes_.fetch_add(1, std::memory_order_relaxed);  // Statistic only.
+      return true;
+    }
+  }
+  Wake();
+  return false;
+}
+
+ReactorStats Reactor::Stats() const {
+  const reactor_internal::DriverStats d = driver_->Stats();
+  ReactorStats s;
+  s.backend = backend_;
+  s.fallback_reason = fallback_reason_;
+  s.features = d.features;
+  s.started = core_.started();
+  s.submitted = d.submitted;
+  s.completed = core_.completed();
+  s.cancelled = core_.cancelled();
+  s.cancel_requests = core_.cancel_requests();
+  s.sq_full_waits = d.sq_full_waits;
+  s.sq_flushes = d.sq_flushes;
+  s.syscalls = d.syscalls;
+  s.timers_fired = core_.timers_fired();
+  s.wakes = wakes_.load(std::memory_order_relaxed);  // Statistic only.
+  s.wakes_received = d.wakes_received;
+  s.timers_pending = core_.timers().size();
+  s.queued = d.queued;
+  s.inflight = core_.outstanding();
+  s.ring_entries = d.ring_entries;
+  s.cq_entries = d.cq_entries;
+  return s;
+}
+
+void SetIoUringSetupFailureForTesting(int err) {
+  reactor_internal::g_forced_setup_errno.store(err, std::memory_order_relaxed);
+}
+
+int IoUringSetupAttemptsForTesting() {
+  return reactor_internal::g_setup_attempts.load(std::memory_order_relaxed);
+}
+
+}  // namespace spindle::reactor

@@ -1,0 +1,244 @@
+// reactor/reactor.h: Spindle's I/O reactor.
+//
+// Reach for `Reactor` first: `Reactor::Create(ReactorOptions{})` gives an
+// io_uring reactor where the kernel allows one and an epoll reactor where it
+// does not.  Operations are started with a caller-owned `Operation` (no
+// allocation per operation) and report through a plain callback that runs
+// inside `Reactor::Poll` on the reactor's thread.  The executor wraps these
+// operations in C++20 awaitables and drives `Poll` from its run loop; this
+// layer knows nothing about tasks.
+//
+// Backends:
+//   - io_uring (liburing): one SQE per operation, submitted in batches by
+//     Poll; IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN where the kernel has
+//     them (6.1+), else COOP_TASKRUN (5.19+), else plain; SQPOLL on request.
+//   - epoll: the same operations emulated by readiness (try the system call,
+//     wait for readiness on EAGAIN, retry).
+//   Timers are the same on both: an intrusive binary heap in the reactor
+//   (O(log n) per start, cancel and expiry, 8 bytes per pending timer), with
+//   the kernel wait bounded by the earliest deadline (io_uring: the
+//   io_uring_enter timeout; epoll: a timerfd at the deadline).  This keeps a
+//   million pending sleeps out of the ring, where each would hold a CQ slot.
+//
+// Selection: `ReactorOptions::backend` or SPINDLE_REACTOR=auto|io_uring|epoll
+// (`ReactorOptions::FromEnv`).  `auto` falls back to epoll when ring setup
+// fails with EPERM, ENOSYS or ENOMEM (io_uring disabled by sysctl or seccomp,
+// missing, or over the memlock limit), logs that once on stderr and reports
+// the reason in `fallback_reason()` and `Stats()`.  `epoll` never touches
+// io_uring.
+//
+// Results are the kernel's: a value >= 0 on success, -errno on failure,
+// -ECANCELED when cancelled.  Differences between the backends that show:
+//   - epoll puts stream descriptors it waits on into O_NONBLOCK mode; on
+//     io_uring an O_NONBLOCK descriptor returns -EAGAIN as the kernel does.
+//   - epoll runs regular-file reads, writes and fsync synchronously inside
+//     the call that starts them (their callbacks still run from Poll).
+//   - Close a descriptor that has pending operations only through
+//     Reactor::Close (epoll cancels its waiters) or after they completed.
+//   - IoPriority sets the SQE ioprio on io_uring only.  kHigh (real-time
+//     class) needs CAP_SYS_NICE or CAP_SYS_ADMIN: without it the kernel
+//     fails the read or write with -EPERM.
+
+#ifndef SPINDLE_REACTOR_REACTOR_H_
+#define SPINDLE_REACTOR_REACTOR_H_
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "reactor/internal/core.h"
+#include "reactor/internal/operation.h"
+
+namespace spindle::reactor {
+
+// The reactor layer's version (see reactor/VERSION and reactor/CHANGELOG.md).
+inline constexpr std::string_view kVersion = "0.1.0";
+
+// Which backend to use.
+enum class BackendChoice : uint8_t { kAuto, kIoUring, kEpoll };
+
+std::string_view BackendName(Backend backend) noexcept;
+
+// Reactor configuration.
+struct ReactorOptions {
+  BackendChoice backend = BackendChoice::kAuto;
+  // io_uring SQ size; the CQ is twice that.  A power of two in [2, 32768].
+  uint32_t ring_entries = 256;
+  // io_uring: a kernel thread polls the SQ (IORING_SETUP_SQPOLL).
+  bool sqpoll = false;
+
+  // Defaults, with `backend` from SPINDLE_REACTOR (auto|io_uring|epoll;
+  // unset or empty means auto).  InvalidArgument names an unknown value and
+  // the valid ones.
+  static absl::StatusOr<ReactorOptions> FromEnv();
+  // The same parsing for a given value.
+  static absl::StatusOr<BackendChoice> ParseBackend(std::string_view value);
+};
+
+// A snapshot of a Reactor's counters.
+struct ReactorStats {
+  Backend backend = Backend::kEpoll;
+  std::string fallback_reason;  // Why auto chose epoll; empty otherwise.
+  std::string features;         // io_uring setup flags and probed features.
+  uint64_t started = 0;         // Operations started (timers included).
+  uint64_t submitted = 0;       // Handed to the kernel (SQEs / syscalls).
+  uint64_t completed = 0;       // Callbacks run.
+  uint64_t cancelled = 0;       // Completed with -ECANCELED.
+  uint64_t cancel_requests = 0; // Cancel calls that found a pending op.
+  uint64_t sq_full_waits = 0;   // Operations parked for an SQ/CQ slot.
+  uint64_t sq_flushes = 0;      // Early submits because the SQ was full.
+  uint64_t syscalls = 0;        // io_uring_enter / epoll_wait calls.
+  uint64_t timers_fired = 0;
+  uint64_t wakes = 0;           // Wake() / WakeFrom() calls.
+  uint64_t wakes_received = 0;  // Doorbells seen by Poll.
+  size_t timers_pending = 0;
+  size_t queued = 0;            // Operations in the resumption queue now.
+  size_t inflight = 0;          // Started, callback not yet run.
+  uint32_t ring_entries = 0;
+  uint32_t cq_entries = 0;
+};
+
+// Reactor: starts I/O operations and timers and runs their callbacks.
+//
+// Requires: every Operation passed in stays alive, unmodified, until its
+// callback has run; so do the buffers, iovec arrays and sockaddrs it names.
+// `on_complete` is set before the operation is started.  A reactor is used
+// by one thread (the first that starts an operation or polls it; with io_uring
+// that thread becomes the ring's single issuer) and is destroyed on that
+// thread.  Callbacks must not call Poll or destroy the reactor.
+//
+// Guarantees: every started operation's callback runs exactly once, from
+// Poll or from the destructor, never from inside the call that started it.
+// A callback runs only when the kernel has finished with the operation's
+// buffers.  Starting an operation does not allocate (the timer heap and the
+// epoll descriptor table grow to their high-water mark once) and does not
+// block; io_uring operations are submitted by the next Poll, in batches.
+// When the ring's slots (CQ size) are all taken, operations wait in a
+// resumption queue, highest IoPriority first, and are submitted as
+// completions free slots.  The destructor cancels every pending operation,
+// runs every callback (with -ECANCELED unless the operation had already
+// finished) and closes every descriptor it opened.
+//
+// Thread safety: only Wake() and WakeFrom()'s target may be used from other
+// threads; everything else belongs to the reactor's thread.
+//
+// Memory ordering: Wake() writes an eventfd; the kernel orders that write
+// before the wake-up that a Poll on the reactor's thread observes.  Data a
+// waking thread wrote before Wake() needs its own synchronisation (the
+// executor's inbox).
+//
+// Example:
+//   auto reactor = Reactor::Create(ReactorOptions{}).value();
+//   Operation op;
+//   op.on_complete = [](Operation* o) noexcept { Use(o->result); };
+//   reactor->Read(&op, fd, buf, sizeof(buf), /*offset=*/0);
+//   while (op.pending()) reactor->Poll(UINT64_MAX);
+class Reactor {
+ public:
+  static absl::StatusOr<std::unique_ptr<Reactor>> Create(
+      const ReactorOptions& options);
+
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+  ~Reactor();
+
+  Backend backend() const noexcept { return backend_; }
+  std::string_view fallback_reason() const noexcept { return fallback_reason_; }
+
+  // ---- Operations.  Each calls op->on_complete exactly once. -------------
+  // Result 0.
+  void Nop(Operation* op) noexcept;
+  // Completes with 0 once MonotonicClock::Now() >= deadline_ns (io_uring's
+  // -ETIME for an expired timeout is reported as 0), or -ECANCELED.
+  void SleepUntil(Operation* op, uint64_t deadline_ns) noexcept;
+  void SleepFor(Operation* op, uint64_t duration_ns) noexcept;
+  // offset >= 0: file offset (pread/pwrite); -1: current position, or a
+  // socket / pipe.  Result: bytes transferred.
+  void Read(Operation* op, int fd, void* buf, size_t len,
+            int64_t offset) noexcept;
+  void Write(Operation* op, int fd, const void* buf, size_t len,
+             int64_t offset) noexcept;
+  void Readv(Operation* op, int fd, const iovec* iov, int iovcnt,
+             int64_t offset) noexcept;
+  void Writev(Operation* op, int fd, const iovec* iov, int iovcnt,
+              int64_t offset) noexcept;
+  // Result: the accepted descriptor (blocking, no CLOEXEC: accept(2) flags
+  // 0).  addr / addrlen may be null.
+  void Accept(Operation* op, int fd, sockaddr* addr,
+              socklen_t* addrlen) noexcept;
+  // Result 0 or -errno (e.g. -ECONNREFUSED).
+  void Connect(Operation* op, int fd, const sockaddr* addr,
+               socklen_t len) noexcept;
+  void Recv(Operation* op, int fd, void* buf, size_t len, int flags) noexcept;
+  void Send(Operation* op, int fd, const void* buf, size_t len,
+            int flags) noexcept;
+  void Close(Operation* op, int fd) noexcept;
+  void Fsync(Operation* op, int fd) noexcept;
+  // Result: the poll(2) revents mask (POLLIN / POLLOUT, plus POLLERR /
+  // POLLHUP when set).
+  void PollReadable(Operation* op, int fd) noexcept;
+  void PollWritable(Operation* op, int fd) noexcept;
+
+  // Bounds `op`, already started and pending, by `timeout_ns`: if it has not
+  // completed by then it is cancelled (its result is -ECANCELED unless it
+  // wins the race).  `timeout_op` is a second caller-owned Operation whose
+  // callback also runs exactly once: with -ETIME when the timeout fired,
+  // -ECANCELED when `op` completed first.  If `op` is not pending,
+  // `timeout_op` completes with -ECANCELED at the next Poll.
+  void Timeout(Operation* op, Operation* timeout_op,
+               uint64_t timeout_ns) noexcept;
+
+  // Requests cancellation.  The callback still runs exactly once: with
+  // -ECANCELED, or with the real result if the operation won the race.
+  // Ignored for an operation that is not pending.
+  void Cancel(Operation* op) noexcept;
+
+  // ---- Driving. ----------------------------------------------------------
+  // Submits pending work, waits and runs callbacks.  timeout_ns: 0 = do not
+  // block; UINT64_MAX = block until something completes or Wake(); else
+  // block at most that long.  Never blocks past the earliest timer, nor at
+  // all when a callback is ready to run.  Returns the callbacks run.
+  int Poll(uint64_t timeout_ns) noexcept;
+
+  // Thread-safe: makes a blocked (or the next) Poll return.
+  void Wake() noexcept;
+
+  // Wakes this reactor through IORING_OP_MSG_RING sent on `source`'s ring
+  // (one SQE, no eventfd).  Call on `source`'s thread.  Both must be
+  // io_uring reactors and the kernel must have MSG_RING (5.18+); otherwise
+  // falls back to Wake() and returns false.
+  bool WakeFrom(Reactor& source) noexcept;
+
+  // Operations started whose callback has not run yet.
+  size_t inflight() const noexcept { return core_.outstanding(); }
+
+  ReactorStats Stats() const;
+
+ private:
+  Reactor() = default;
+  void Begin(Operation* op, reactor_internal::OpCode code, int fd) noexcept;
+  void StartIo(Operation* op) noexcept;
+
+  Backend backend_ = Backend::kEpoll;
+  std::string fallback_reason_;
+  reactor_internal::Core core_;
+  std::unique_ptr<reactor_internal::Driver> driver_;
+  std::atomic<uint64_t> wakes_{0};
+};
+
+// Test hook: while `err` is non-zero, io_uring ring setup fails with that
+// errno (e.g. EPERM) instead of calling the kernel.  0 restores normal setup.
+void SetIoUringSetupFailureForTesting(int err);
+// Test hook: how many times ring setup has been attempted in this process.
+int IoUringSetupAttemptsForTesting();
+
+}  // namespace spindle::reactor
+
+#endif  // SPINDLE_REACTOR_REACTOR_H_
