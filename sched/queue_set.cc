@@ -1,0 +1,552 @@
+// QueueSet: EEVDF across queues.  See queue_set.h for the model.
+//
+// Representation.  Virtual times are int64 offsets from an implicit origin v0
+// (`key` = v_i - v0, `deadline` = vd_i - v0), in units of 2^-16 tick per unit
+// of weight: a charge of s ticks adds dv = s * 2^16 / w_i, computed as
+// (s * round(2^32 / w_i)) >> 16.  The exact zero-lag point is
+// V = v0 + avg_ / load_ with avg_ = sum(w_i * key_i) and load_ = sum(w_i)
+// over runnable queues; it is evaluated as (avg_ * floor(2^62 / load_)) >> 62
+// (off by less than one unit, i.e. 2^-16 tick per weight), so the hot path
+// has no division.  When a key passes 2^36 every runnable key and deadline is
+// shifted down by V (Renormalize, O(queues), at most every ~2^20 ticks of
+// service), which with the charge cap of 2^32 ticks and weights <= 10^4
+// keeps every product below 2^63.
+//
+// Runnable-set invariant: every queue whose scheduler holds a task is
+// runnable.  A runnable queue may be empty only while it is the current
+// queue (picked, not yet charged) or the pending-idle queue (charged empty,
+// not yet pushed to); Pick settles the pending one first, so the pick /
+// charge / re-push cycle never goes through an idle transition.
+//
+// Tree: tree_[1..2*cap_) is a tournament tree whose leaves cap_ + i are the
+// queue slots; a node holds the least key and the earliest deadline (and its
+// queue) below it.  Idle slots hold +inf.  With one runnable queue the tree
+// is not maintained (solo_ is used); it is refreshed when a second queue
+// joins.
+
+#include "sched/queue_set.h"
+
+#include <algorithm>
+#include <bit>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "timing/clock.h"
+
+namespace spindle::sched {
+
+QueueSetConfig QueueSetConfig::Default() {
+  QueueSetConfig c;
+  c.sched_latency_ticks =
+      std::max<uint64_t>(1, timing::TscClock::FromNanos(2'000'000));
+  c.min_slice_ticks = std::max<uint64_t>(1, timing::TscClock::FromNanos(100'000));
+  c.min_slice_ticks = std::min(c.min_slice_ticks, c.sched_latency_ticks);
+  return c;
+}
+
+absl::Status QueueSetConfig::Validate() const {
+  if (sched_latency_ticks == 0 || sched_latency_ticks > kMaxLatencyTicks) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sched_latency_ticks is ", sched_latency_ticks,
+        "; valid range 1..", kMaxLatencyTicks));
+  }
+  if (min_slice_ticks == 0 || min_slice_ticks > sched_latency_ticks) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "min_slice_ticks is ", min_slice_ticks, "; valid range 1..",
+        sched_latency_ticks, " (sched_latency_ticks)"));
+  }
+  return absl::OkStatus();
+}
+
+QueueSet::QueueSet(QueueSetConfig config)
+    : config_(config.Validate().ok() ? config : QueueSetConfig::Default()),
+      q_(new Queue[kMaxQueues]),
+      tree_(new Node[2 * kMaxQueues]) {
+  owned_.reserve(kMaxQueues);
+  RebuildTree();
+}
+
+QueueSet::~QueueSet() = default;
+
+absl::StatusOr<std::unique_ptr<QueueSet>> QueueSet::Create(
+    QueueSetConfig config) {
+  absl::Status s = config.Validate();
+  if (!s.ok()) return s;
+  return std::make_unique<QueueSet>(config);
+}
+
+absl::StatusOr<uint16_t> QueueSet::AddQueue(
+    QueueId id, uint32_t share, std::unique_ptr<TaskScheduler> scheduler) {
+  if (share < kMinShare || share > kMaxShare) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("share ", share, " for queue id ", id,
+                     " is out of range; valid range ", kMinShare, "..",
+                     kMaxShare));
+  }
+  if (std::optional<uint16_t> existing = IndexOf(id)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "queue id ", id, " already exists (index ", *existing, ")"));
+  }
+  if (num_queues_ >= kMaxQueues) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot add queue id ", id, ": already ", num_queues_,
+                     " queues; valid count 1..", kMaxQueues));
+  }
+  if (scheduler == nullptr) scheduler = std::make_unique<FifoScheduler>();
+  const auto index = static_cast<uint16_t>(num_queues_);
+  Queue& q = q_[index];
+  q = Queue{};
+  q.id = id;
+  q.weight = share;
+  q.inv_weight = ((uint64_t{1} << 32) + share / 2) / share;
+  q.sched = scheduler.get();
+  q.fifo = dynamic_cast<FifoScheduler*>(scheduler.get());
+  owned_.push_back(std::move(scheduler));
+  ++num_queues_;
+  total_weight_ += share;
+  RecomputeSlices();
+  if (num_queues_ > cap_) {
+    cap_ = std::bit_ceil(static_cast<uint32_t>(num_queues_));
+    RebuildTree();
+  }
+  // Tasks may already sit in a user's scheduler.
+  size_ += q.sched->Size();
+  if (!q.sched->Empty()) Join(index);
+  return index;
+}
+
+std::optional<uint16_t> QueueSet::IndexOf(QueueId id) const {
+  for (size_t i = 0; i < num_queues_; ++i) {
+    if (q_[i].id == id) return static_cast<uint16_t>(i);
+  }
+  return std::nullopt;
+}
+
+absl::Status QueueSet::SetShare(uint16_t index, uint32_t share) {
+  if (index >= num_queues_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("queue index ", index, " is out of range; valid range 0..",
+                     static_cast<int64_t>(num_queues_) - 1));
+  }
+  if (share < kMinShare || share > kMaxShare) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("share ", share, " for queue id ", q_[index].id,
+                     " is out of range; valid range ", kMinShare, "..",
+                     kMaxShare));
+  }
+  Queue& q = q_[index];
+  const int64_t w_old = q.weight;
+  const int64_t w_new = share;
+  total_weight_ = total_weight_ - q.weight + share;
+  if (q.runnable) {
+    const int64_t v = VirtualTime();
+    // Keep lag and the rest of the request in ticks (Linux's reweight).
+    const int64_t lag_scaled = w_old * (v - q.key);
+    const int64_t rest_scaled = w_old * (q.deadline - q.key);
+    avg_ -= w_old * q.key;
+    load_ -= w_old;
+    q.weight = share;
+    q.key = v - lag_scaled / w_new;
+    q.deadline = q.key + std::max<int64_t>(1, rest_scaled / w_new);
+    avg_ += w_new * q.key;
+    load_ += w_new;
+    SetInvLoad();
+  } else {
+    q.weight = share;
+    q.vlag = q.vlag * w_old / w_new;
+  }
+  q.inv_weight = ((uint64_t{1} << 32) + share / 2) / share;
+  RecomputeSlices();
+  if (!q.runnable) q.vlag = std::clamp(q.vlag, -q.vslice, q.vslice);
+  RebuildTree();
+  return absl::OkStatus();
+}
+
+void QueueSet::RecomputeSlices() noexcept {
+  for (size_t i = 0; i < num_queues_; ++i) {
+    Queue& q = q_[i];
+    const uint64_t share_of_latency =
+        config_.sched_latency_ticks * q.weight / total_weight_;
+    q.slice_ticks = std::max(config_.min_slice_ticks, share_of_latency);
+    q.vslice = static_cast<int64_t>((q.slice_ticks << kVShift) / q.weight);
+    if (q.vslice < 1) q.vslice = 1;
+  }
+}
+
+void QueueSet::SetInvLoad() noexcept {
+  inv_load_ = load_ > 0 ? (uint64_t{1} << 62) / static_cast<uint64_t>(load_)
+                        : 0;
+}
+
+int64_t QueueSet::VirtualTime() const noexcept {
+  if (nr_running_ == 0) return idle_v_;
+  return static_cast<int64_t>(
+      (static_cast<__int128>(avg_) * static_cast<__int128>(inv_load_)) >> 62);
+}
+
+uint16_t QueueSet::FindSolo() const noexcept {
+  for (size_t w = 0; w < kMaxQueues / 64; ++w) {
+    if (runnable_bits_[w] != 0) {
+      return static_cast<uint16_t>(w * 64 + std::countr_zero(runnable_bits_[w]));
+    }
+  }
+  return kNoQueue;
+}
+
+void QueueSet::UpdateLeaf(uint16_t index) noexcept {
+  Node* t = tree_.get();
+  const Queue& q = q_[index];
+  uint32_t n = cap_ + index;
+  if (q.runnable) {
+    t[n] = Node{q.key, q.deadline, index};
+  } else {
+    t[n] = Node{kInf, kInf, index};
+  }
+  for (n >>= 1; n != 0; n >>= 1) {
+    const Node& l = t[2 * n];
+    const Node& r = t[2 * n + 1];
+    Node& p = t[n];
+    p.min_key = std::min(l.min_key, r.min_key);
+    if (r.min_dl < l.min_dl) {
+      p.min_dl = r.min_dl;
+      p.win = r.win;
+    } else {
+      p.min_dl = l.min_dl;
+      p.win = l.win;
+    }
+  }
+}
+
+void QueueSet::RebuildTree() noexcept {
+  Node* t = tree_.get();
+  for (uint32_t i = 0; i < cap_; ++i) {
+    const bool live = i < num_queues_ && q_[i].runnable;
+    t[cap_ + i] = live ? Node{q_[i].key, q_[i].deadline, i}
+                       : Node{kInf, kInf, i};
+  }
+  for (uint32_t n = cap_ - 1; n != 0; --n) {
+    const Node& l = t[2 * n];
+    const Node& r = t[2 * n + 1];
+    t[n].min_key = std::min(l.min_key, r.min_key);
+    if (r.min_dl < l.min_dl) {
+      t[n].min_dl = r.min_dl;
+      t[n].win = r.win;
+    } else {
+      t[n].min_dl = l.min_dl;
+      t[n].win = l.win;
+    }
+  }
+}
+
+void QueueSet::Renormalize() noexcept {
+  if (nr_running_ == 0) return;
+  const int64_t v = avg_ / load_;
+  for (size_t w = 0; w < kMaxQueues / 64; ++w) {
+    for (uint64_t bits = runnable_bits_[w]; bits != 0; bits &= bits - 1) {
+      Queue& q = q_[w * 64 + std::countr_zero(bits)];
+      q.key -= v;
+      q.deadline -= v;
+    }
+  }
+  avg_ -= load_ * v;
+  RebuildTree();
+}
+
+void QueueSet::Join(uint16_t index) noexcept {
+  Queue& q = q_[index];
+  const int64_t v = VirtualTime();
+  int64_t lag = q.vlag;
+  // Joining with lag moves V toward the newcomer; inflate the kept lag so the
+  // newcomer's lag against the new V is exactly what it kept (Linux 6.6
+  // place_entity).
+  if (load_ > 0) lag += lag * static_cast<int64_t>(q.weight) / load_;
+  q.key = v - lag;
+  q.deadline = q.key + q.vslice;
+  q.vlag = 0;
+  avg_ += static_cast<int64_t>(q.weight) * q.key;
+  load_ += q.weight;
+  SetInvLoad();
+  q.runnable = true;
+  runnable_bits_[index / 64] |= uint64_t{1} << (index % 64);
+  ++nr_running_;
+  if (nr_running_ == 1) {
+    solo_ = index;
+  } else {
+    if (nr_running_ == 2) UpdateLeaf(solo_);
+    UpdateLeaf(index);
+  }
+}
+
+void QueueSet::Leave(uint16_t index) noexcept {
+  Queue& q = q_[index];
+  const int64_t v = VirtualTime();
+  q.vlag = std::clamp(v - q.key, -q.vslice, q.vslice);
+  avg_ -= static_cast<int64_t>(q.weight) * q.key;
+  load_ -= q.weight;
+  q.runnable = false;
+  runnable_bits_[index / 64] &= ~(uint64_t{1} << (index % 64));
+  --nr_running_;
+  UpdateLeaf(index);
+  if (pending_idle_ == index) pending_idle_ = kNoQueue;
+  if (nr_running_ == 0) {
+    // Nothing refers to v0 any more: restart virtual time at 0.
+    avg_ = 0;
+    load_ = 0;
+    idle_v_ = 0;
+  } else if (nr_running_ == 1) {
+    solo_ = FindSolo();
+  }
+  SetInvLoad();
+}
+
+uint16_t QueueSet::PickQueue() const noexcept {
+  const int64_t v = VirtualTime();
+  const Node* t = tree_.get();
+  uint32_t stack[64];
+  int sp = 0;
+  stack[sp++] = 1;
+  int64_t best_dl = kInf;
+  uint32_t best = kNoQueue;
+  while (sp != 0) {
+    const uint32_t n = stack[--sp];
+    const Node& nd = t[n];
+    if (nd.min_key > v || nd.min_dl >= best_dl) continue;
+    if (t[cap_ + nd.win].min_key <= v) {
+      // The subtree's earliest deadline is eligible: best of the subtree.
+      best_dl = nd.min_dl;
+      best = nd.win;
+      continue;
+    }
+    if (n < cap_) {
+      stack[sp++] = 2 * n + 1;
+      stack[sp++] = 2 * n;
+    }
+  }
+  // V is rounded down by < 1 unit; if that hid every queue, take the least
+  // deadline (EEVDF guarantees some queue is eligible).
+  if (best == kNoQueue) best = t[1].win;
+  return static_cast<uint16_t>(best);
+}
+
+void QueueSet::SettlePending() noexcept {
+  const uint16_t p = pending_idle_;
+  pending_idle_ = kNoQueue;
+  if (q_[p].runnable && q_[p].sched->Empty()) Leave(p);
+}
+
+void QueueSet::Push(uint16_t queue_index, TaskNode* task) noexcept {
+  Queue& q = q_[queue_index];
+  task->queue_index = queue_index;
+  if (q.fifo != nullptr) {
+    q.fifo->FifoScheduler::Push(task);
+  } else {
+    q.sched->Push(task);
+  }
+  task->queued = true;
+  ++size_;
+  if (q.runnable) [[likely]] {
+    if (pending_idle_ == queue_index) pending_idle_ = kNoQueue;
+    return;
+  }
+  Join(queue_index);
+  const uint16_t c = current_;
+  if (c != kNoQueue && c != queue_index && q_[c].runnable &&
+      q.key <= VirtualTime() && q.deadline < q_[c].deadline) {
+    preempt_ = true;
+    ++q_[c].preemptions;
+  }
+}
+
+TaskNode* QueueSet::Pick() noexcept {
+  preempt_ = false;
+  if (pending_idle_ != kNoQueue) SettlePending();
+  for (;;) {
+    if (nr_running_ == 0) {
+      current_ = kNoQueue;
+      return nullptr;
+    }
+    const uint16_t i = nr_running_ == 1 ? solo_ : PickQueue();
+    Queue& q = q_[i];
+    TaskNode* t = PopFrom(q);
+    if (t == nullptr) [[unlikely]] {
+      Leave(i);
+      continue;
+    }
+    t->queued = false;
+    --size_;
+    ++q.picks;
+    current_ = i;
+    return t;
+  }
+}
+
+void QueueSet::Charge(TaskNode* task, uint64_t service_ticks) noexcept {
+  const uint16_t i = task->queue_index;
+  Queue& q = q_[i];
+  q.service += service_ticks;
+  ++q.polls;
+  task->attained_service += service_ticks;
+  const uint64_t s = std::min(service_ticks, kMaxChargeTicks);
+  if (s > q.slice_ticks) ++q.overruns;
+  const auto dv = static_cast<int64_t>((s * q.inv_weight) >> kVShift);
+  if (q.runnable) [[likely]] {
+    q.key += dv;
+    avg_ += static_cast<int64_t>(q.weight) * dv;
+    if (q.key >= q.deadline) {
+      q.deadline = q.key + q.vslice;
+      ++q.exhaustions;
+    }
+    if (nr_running_ > 1) UpdateLeaf(i);
+    if (q.key > kRenormKey) [[unlikely]] Renormalize();
+    const bool empty =
+        q.fifo != nullptr ? q.fifo->FifoScheduler::Empty() : q.sched->Empty();
+    if (empty) {
+      if (pending_idle_ != kNoQueue && pending_idle_ != i) SettlePending();
+      pending_idle_ = i;
+    }
+  } else {
+    // Charged after its queue went idle (e.g. Pick ran again before Charge):
+    // the service still counts against the kept lag.
+    q.vlag = std::clamp(q.vlag - dv, -q.vslice, q.vslice);
+  }
+  if (q.fifo == nullptr) q.sched->Observe(task, service_ticks);
+}
+
+bool QueueSet::Remove(TaskNode* task) noexcept {
+  if (!task->queued) return false;
+  const uint16_t i = task->queue_index;
+  if (i >= num_queues_) return false;
+  Queue& q = q_[i];
+  if (!q.sched->Remove(task)) return false;
+  task->queued = false;
+  --size_;
+  if (q.runnable && q.sched->Empty()) {
+    if (i == current_ || i == pending_idle_) {
+      // Settled at the next Pick unless a push comes first.
+      if (pending_idle_ != kNoQueue && pending_idle_ != i) SettlePending();
+      pending_idle_ = i;
+    } else {
+      Leave(i);
+    }
+  }
+  return true;
+}
+
+int64_t QueueSet::LagTicks(uint16_t index) const noexcept {
+  const Queue& q = q_[index];
+  const int64_t vlag = q.runnable ? VirtualTime() - q.key : q.vlag;
+  return static_cast<int64_t>(q.weight) * vlag / (int64_t{1} << kVShift);
+}
+
+QueueStats QueueSet::Stats(uint16_t index) const {
+  const Queue& q = q_[index];
+  QueueStats s;
+  s.id = q.id;
+  s.share = q.weight;
+  s.service_ticks = q.service;
+  s.polls = q.polls;
+  s.picks = q.picks;
+  s.lag_ticks = LagTicks(index);
+  s.slice_exhaustions = q.exhaustions;
+  s.overruns = q.overruns;
+  s.preemptions = q.preemptions;
+  s.queued = q.sched->Size();
+  s.slice_ticks = q.slice_ticks;
+  s.runnable = q.runnable;
+  return s;
+}
+
+std::vector<QueueStats> QueueSet::Snapshot() const {
+  std::vector<QueueStats> out;
+  out.reserve(num_queues_);
+  for (size_t i = 0; i < num_queues_; ++i) {
+    out.push_back(Stats(static_cast<uint16_t>(i)));
+  }
+  return out;
+}
+
+absl::Status QueueSet::CheckInvariants() const {
+  int64_t avg = 0;
+  int64_t load = 0;
+  uint32_t nr = 0;
+  size_t size = 0;
+  for (size_t i = 0; i < num_queues_; ++i) {
+    const Queue& q = q_[i];
+    size += q.sched->Size();
+    const bool bit = (runnable_bits_[i / 64] >> (i % 64)) & 1;
+    if (bit != q.runnable) {
+      return absl::InternalError(absl::StrCat("queue ", i, " runnable bit"));
+    }
+    if (!q.runnable) {
+      if (!q.sched->Empty()) {
+        return absl::InternalError(
+            absl::StrCat("queue ", i, " holds tasks but is idle"));
+      }
+      if (q.vlag > q.vslice || q.vlag < -q.vslice) {
+        return absl::InternalError(
+            absl::StrCat("queue ", i, " kept lag ", q.vlag, " beyond +-",
+                         q.vslice));
+      }
+      continue;
+    }
+    ++nr;
+    avg += static_cast<int64_t>(q.weight) * q.key;
+    load += q.weight;
+    if (q.sched->Empty() && i != current_ && i != pending_idle_) {
+      return absl::InternalError(
+          absl::StrCat("queue ", i, " is runnable but empty"));
+    }
+    if (q.deadline <= q.key) {
+      return absl::InternalError(absl::StrCat(
+          "queue ", i, " deadline ", q.deadline, " <= key ", q.key));
+    }
+    if (q.key > kRenormKey + (int64_t{1} << 34)) {
+      return absl::InternalError(absl::StrCat("queue ", i, " key ", q.key,
+                                              " not renormalized"));
+    }
+  }
+  if (nr != nr_running_ || avg != avg_ || load != load_) {
+    return absl::InternalError(absl::StrCat(
+        "sums: nr ", nr, "/", nr_running_, " avg ", avg, "/", avg_, " load ",
+        load, "/", load_));
+  }
+  if (size != size_) {
+    return absl::InternalError(
+        absl::StrCat("size ", size, " != counted ", size_));
+  }
+  if (nr == 1 && !q_[solo_].runnable) {
+    return absl::InternalError("solo queue is not runnable");
+  }
+  if (nr > 0 && load_ > 0) {
+    // V is the weighted mean of the keys: the lags sum to zero (rounding).
+    const int64_t v = VirtualTime();
+    const __int128 residual = static_cast<__int128>(load_) * v - avg_;
+    if (residual > load_ || residual < -2 * load_) {
+      return absl::InternalError(absl::StrCat(
+          "lag sum residual ", static_cast<int64_t>(residual)));
+    }
+  }
+  if (nr > 1) {
+    const Node* t = tree_.get();
+    for (uint32_t i = 0; i < cap_; ++i) {
+      const Node& leaf = t[cap_ + i];
+      const bool live = i < num_queues_ && q_[i].runnable;
+      if (live ? (leaf.min_key != q_[i].key || leaf.min_dl != q_[i].deadline)
+               : (leaf.min_key != kInf || leaf.min_dl != kInf)) {
+        return absl::InternalError(absl::StrCat("stale leaf ", i));
+      }
+    }
+    for (uint32_t n = 1; n < cap_; ++n) {
+      const Node& l = t[2 * n];
+      const Node& r = t[2 * n + 1];
+      if (t[n].min_key != std::min(l.min_key, r.min_key) ||
+          t[n].min_dl != std::min(l.min_dl, r.min_dl) ||
+          t[cap_ + t[n].win].min_dl != t[n].min_dl) {
+        return absl::InternalError(absl::StrCat("tree node ", n));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace spindle::sched

@@ -1,0 +1,251 @@
+// sched/queue_set.h: EEVDF fair sharing of one thread between task queues.
+//
+// Reach for `QueueSet` when tasks belong to tenants or classes that must get
+// the CPU in proportion to configured shares.  Each queue has an id, a share
+// (1..10000) and its own `TaskScheduler` (FIFO by default).  Between queues
+// the set runs EEVDF (Stoica and Abdel-Wahab 1995; Linux 6.6's fair class):
+//
+//   * Each runnable queue i has a virtual runtime v_i that advances by
+//     service / w_i, and a virtual deadline vd_i = v_i + slice_i / w_i
+//     (its request, slice_i, in virtual time).
+//   * The virtual time V is the load-weighted average of the runnable v_i
+//     (kept exactly as sum(w_i * (v_i - v0)) / sum(w_i)); queue i's lag is
+//     w_i * (V - v_i) ticks: what it is owed (> 0) or overdrew (< 0).
+//   * Pick takes, among the eligible queues (lag >= 0, i.e. v_i <= V), the one
+//     with the earliest virtual deadline, then pops a task from that queue's
+//     scheduler.  When a charge carries v_i past vd_i the request is used up
+//     (a slice exhaustion) and vd_i moves on by one slice.
+//   * A queue that goes idle keeps its lag, clamped to +-slice_i, and on
+//     return is placed at v_i = V - lag * (W + w_i) / W (Linux's place_entity),
+//     so it neither hoards credit while asleep nor loses what it was owed.
+//
+// Service is charged in TSC ticks of real poll time, passed in by the caller.
+// A queue's request is its share of `sched_latency_ticks` among all configured
+// queues, at least `min_slice_ticks`.  Virtual time is fixed point: a queue's
+// inverse weight is precomputed (2^32 / w), so the hot path multiplies and
+// shifts and never divides (divisions happen only when the runnable set
+// changes).  Runnable queues sit in a tournament tree over queue slots that
+// keeps the earliest deadline and the least v_i of each subtree, so a pick is
+// a pruned descent (O(log n) in practice) and a charge updates one leaf-to-root
+// path; with one runnable queue both skip the tree.
+//
+// Idle transitions and the pick / charge / push cycle: a queue whose last task
+// was just picked stays runnable through Charge; it goes idle only at the next
+// Pick if nobody pushed to it in between.  So `Pick; Charge; Push(same queue)`
+// is seamless and never looks like a sleep.
+
+#ifndef SPINDLE_SCHED_QUEUE_SET_H_
+#define SPINDLE_SCHED_QUEUE_SET_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "sched/scheduler.h"
+#include "sched/task_node.h"
+
+namespace spindle::sched {
+
+using QueueId = uint32_t;
+
+// Knobs of a QueueSet.  Ticks are TscClock ticks.
+struct QueueSetConfig {
+  // Period over which every runnable queue should run once; a queue's request
+  // is sched_latency * share / (sum of shares), at least min_slice.
+  uint64_t sched_latency_ticks = 0;
+  // Smallest request of any queue.
+  uint64_t min_slice_ticks = 0;
+
+  // The largest sched_latency_ticks accepted (2^32 ticks, ~1.4 s at 3 GHz),
+  // so virtual time arithmetic cannot overflow.
+  static constexpr uint64_t kMaxLatencyTicks = uint64_t{1} << 32;
+
+  // sched_latency 2 ms, min_slice 100 us, in ticks of the calibrated TSC.
+  static QueueSetConfig Default();
+  // InvalidArgument (naming the value and the valid range) for a zero
+  // value, min_slice > sched_latency, or sched_latency > kMaxLatencyTicks.
+  absl::Status Validate() const;
+};
+
+// One queue's counters (QueueSet::Stats / Snapshot).
+struct QueueStats {
+  QueueId id = 0;
+  uint32_t share = 0;
+  uint64_t service_ticks = 0;  // Sum of service charged.
+  uint64_t polls = 0;          // Charges.
+  uint64_t picks = 0;          // Tasks picked from this queue.
+  int64_t lag_ticks = 0;       // Current lag (kept lag when idle); > 0 owed.
+  uint64_t slice_exhaustions = 0;  // Requests used up (deadline moved on).
+  uint64_t overruns = 0;       // Single polls longer than the queue's slice.
+  uint64_t preemptions = 0;    // Times a wake-up set ShouldPreempt while this
+                               // queue was the current one.
+  size_t queued = 0;           // Tasks in the queue's scheduler.
+  uint64_t slice_ticks = 0;    // The queue's request.
+  bool runnable = false;
+};
+
+// QueueSet: up to 256 task queues shared by EEVDF.
+//
+// Requires: setup calls (AddQueue, SetShare) are not interleaved with a
+// pick/charge cycle in flight.  Push takes a task that is not queued; Charge
+// takes the task the last Pick returned (or one picked earlier from a queue
+// that is still configured).  Tasks stay valid while queued.
+// Guarantees: Push, Pick, Charge, Remove, ShouldPreempt are noexcept,
+// allocation-free (except what a queue's own scheduler documents) and never
+// read a clock.  While every queue stays runnable, each queue's service
+// converges to its share: |lag| stays within about one request plus one poll.
+// Thread safety: none; one thread drives a QueueSet (the executor's).
+//
+// Example:
+//   QueueSet qs;
+//   uint16_t web = *qs.AddQueue(/*id=*/1, /*share=*/300);
+//   uint16_t batch = *qs.AddQueue(/*id=*/2, /*share=*/100);
+//   qs.Push(web, &task.node);
+//   while (TaskNode* t = qs.Pick()) {
+//     uint64_t t0 = TscClock::Now();
+//     bool runnable = Poll(t);
+//     qs.Charge(t, TscClock::Now() - t0);
+//     if (runnable) qs.Push(t->queue_index, t);
+//   }
+class QueueSet {
+ public:
+  static constexpr size_t kMaxQueues = 256;
+  static constexpr uint32_t kMinShare = 1;
+  static constexpr uint32_t kMaxShare = 10000;
+  // Service of one charge counted in virtual time is capped at this (stats
+  // keep the full value), so one runaway poll cannot overflow virtual time.
+  static constexpr uint64_t kMaxChargeTicks = (uint64_t{1} << 32) - 1;
+  static constexpr uint16_t kNoQueue = 0xffff;
+
+  // An invalid config is replaced by Default() (call Validate() first to get
+  // the error); use Create() to have it reported.
+  explicit QueueSet(QueueSetConfig config = QueueSetConfig::Default());
+  static absl::StatusOr<std::unique_ptr<QueueSet>> Create(
+      QueueSetConfig config);
+  QueueSet(const QueueSet&) = delete;
+  QueueSet& operator=(const QueueSet&) = delete;
+  ~QueueSet();
+
+  // Setup: adds a queue and returns its index (0..255, in order of addition).
+  // InvalidArgument for share outside 1..10000, a duplicate id, or a 257th
+  // queue.  A null scheduler means FifoScheduler.
+  absl::StatusOr<uint16_t> AddQueue(
+      QueueId id, uint32_t share,
+      std::unique_ptr<TaskScheduler> scheduler = nullptr);
+  std::optional<uint16_t> IndexOf(QueueId id) const;
+  // Setup: changes a queue's share, keeping its lag in ticks.
+  // InvalidArgument for a bad index or share.
+  absl::Status SetShare(uint16_t index, uint32_t share);
+  size_t num_queues() const noexcept { return num_queues_; }
+  const QueueSetConfig& config() const noexcept { return config_; }
+  TaskScheduler& scheduler(uint16_t index) const { return *q_[index].sched; }
+
+  // Hot path.
+  // Queues `task` on queue `queue_index` (sets task->queue_index).  If the
+  // queue was idle it becomes runnable, placed by its kept lag; if EEVDF would
+  // then pick it before the current queue's request ends, ShouldPreempt()
+  // becomes true.
+  void Push(uint16_t queue_index, TaskNode* task) noexcept;
+  // EEVDF's queue, then that queue's scheduler's Pop; nullptr if all empty.
+  // Clears ShouldPreempt and makes the picked queue the current one.
+  TaskNode* Pick() noexcept;
+  // Charges the poll that just ran to task->queue_index's queue: virtual
+  // time, deadline, lag, stats, task->attained_service, then the scheduler's
+  // Observe.  The caller pushes the task again afterwards if it is runnable.
+  void Charge(TaskNode* task, uint64_t service_ticks) noexcept;
+  // Unlinks a queued task (cancellation).  False if it is not queued.
+  bool Remove(TaskNode* task) noexcept;
+  bool ShouldPreempt() const noexcept { return preempt_; }
+  void ClearPreempt() noexcept { preempt_ = false; }
+  size_t Size() const noexcept { return size_; }
+  bool Empty() const noexcept { return size_ == 0; }
+  // The queue of the last Pick (kNoQueue before the first or after an empty
+  // Pick).
+  uint16_t current() const noexcept { return current_; }
+  size_t num_runnable() const noexcept { return nr_running_; }
+
+  // Not hot.
+  QueueStats Stats(uint16_t queue_index) const;
+  std::vector<QueueStats> Snapshot() const;
+  // Lag of a queue in ticks (> 0: owed service).  Kept lag when idle.
+  int64_t LagTicks(uint16_t queue_index) const noexcept;
+  // Checks every internal invariant (tree, sums, runnable set, counts); for
+  // tests and debugging.  O(queues); tasks are not walked.
+  absl::Status CheckInvariants() const;
+
+ private:
+  // Hot per-queue state, indexed by queue index.
+  struct Queue {
+    int64_t key = 0;       // v_i - v0 while runnable.
+    int64_t deadline = 0;  // vd_i - v0 while runnable.
+    uint64_t inv_weight = 0;  // round(2^32 / w): dv = (ticks * inv) >> 16.
+    int64_t vslice = 0;    // slice in virtual units.
+    int64_t vlag = 0;      // Kept V - v_i while idle (virtual units).
+    uint32_t weight = 0;
+    bool runnable = false;
+    TaskScheduler* sched = nullptr;
+    FifoScheduler* fifo = nullptr;  // == sched when it is exactly a FIFO.
+    uint64_t slice_ticks = 0;
+    // Stats.
+    uint64_t service = 0;
+    uint64_t polls = 0;
+    uint64_t picks = 0;
+    uint64_t exhaustions = 0;
+    uint64_t overruns = 0;
+    uint64_t preemptions = 0;
+    QueueId id = 0;
+  };
+  // Tournament tree node over queue slots.
+  struct Node {
+    int64_t min_key;  // Least key of a runnable queue below.
+    int64_t min_dl;   // Earliest deadline below ...
+    uint32_t win;     // ... and its queue.
+  };
+
+  static constexpr int kVShift = 16;  // Virtual units per tick per weight.
+  static constexpr int64_t kInf = INT64_MAX;
+  static constexpr int64_t kRenormKey = int64_t{1} << 36;
+
+  TaskNode* PopFrom(Queue& q) noexcept {
+    return q.fifo != nullptr ? q.fifo->FifoScheduler::Pop() : q.sched->Pop();
+  }
+  int64_t VirtualTime() const noexcept;
+  uint16_t PickQueue() const noexcept;
+  void Join(uint16_t index) noexcept;
+  void Leave(uint16_t index) noexcept;
+  void UpdateLeaf(uint16_t index) noexcept;
+  void RebuildTree() noexcept;
+  void SettlePending() noexcept;
+  void Renormalize() noexcept;
+  void RecomputeSlices() noexcept;
+  void SetInvLoad() noexcept;
+  uint16_t FindSolo() const noexcept;
+
+  QueueSetConfig config_;
+  std::unique_ptr<Queue[]> q_;  // kMaxQueues entries.
+  std::vector<std::unique_ptr<TaskScheduler>> owned_;
+  std::unique_ptr<Node[]> tree_;  // 2 * kMaxQueues nodes; leaves at cap_.
+  uint32_t cap_ = 1;
+  size_t num_queues_ = 0;
+  size_t size_ = 0;
+  uint32_t nr_running_ = 0;
+  uint16_t solo_ = kNoQueue;  // The runnable queue when nr_running_ == 1.
+  uint16_t current_ = kNoQueue;
+  uint16_t pending_idle_ = kNoQueue;
+  bool preempt_ = false;
+  int64_t avg_ = 0;         // sum over runnable of w_i * key_i.
+  int64_t load_ = 0;        // sum over runnable of w_i.
+  uint64_t inv_load_ = 0;   // floor(2^62 / load_).
+  int64_t idle_v_ = 0;      // V to place against when nothing is runnable.
+  uint64_t runnable_bits_[kMaxQueues / 64] = {};
+  uint64_t total_weight_ = 0;  // Over all configured queues.
+};
+
+}  // namespace spindle::sched
+
+#endif  // SPINDLE_SCHED_QUEUE_SET_H_
