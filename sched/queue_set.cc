@@ -107,8 +107,9 @@ absl::StatusOr<uint16_t> QueueSet::AddQueue(
   RecomputeSlices();
   if (num_queues_ > cap_) {
     cap_ = std::bit_ceil(static_cast<uint32_t>(num_queues_));
-    RebuildTree();
   }
+  RebuildTree();  // Deadlines may have moved (RecomputeSlices).
+
   // Tasks may already sit in a user's scheduler.
   size_ += q.sched->Size();
   if (!q.sched->Empty()) Join(index);
@@ -157,7 +158,6 @@ absl::Status QueueSet::SetShare(uint16_t index, uint32_t share) {
   }
   q.inv_weight = ((uint64_t{1} << 32) + share / 2) / share;
   RecomputeSlices();
-  if (!q.runnable) q.vlag = std::clamp(q.vlag, -q.vslice, q.vslice);
   RebuildTree();
   return absl::OkStatus();
 }
@@ -170,6 +170,14 @@ void QueueSet::RecomputeSlices() noexcept {
     q.slice_ticks = std::max(config_.min_slice_ticks, share_of_latency);
     q.vslice = static_cast<int64_t>((q.slice_ticks << kVShift) / q.weight);
     if (q.vslice < 1) q.vslice = 1;
+    // A request that shrank (a queue was added, a share changed) takes
+    // effect now, not at the old, later deadline; kept lags obey the new
+    // clamp.
+    if (q.runnable) {
+      q.deadline = std::min(q.deadline, q.key + q.vslice);
+    } else {
+      q.vlag = std::clamp(q.vlag, -q.vslice, q.vslice);
+    }
   }
 }
 
@@ -544,6 +552,23 @@ absl::Status QueueSet::CheckInvariants() const {
           t[cap_ + t[n].win].min_dl != t[n].min_dl) {
         return absl::InternalError(absl::StrCat("tree node ", n));
       }
+    }
+  }
+  if (nr > 1) {
+    // The tree descent agrees with a scan: the earliest deadline among the
+    // eligible queues.
+    const int64_t v = VirtualTime();
+    int64_t best_dl = kInf;
+    for (size_t i = 0; i < num_queues_; ++i) {
+      if (q_[i].runnable && q_[i].key <= v) {
+        best_dl = std::min(best_dl, q_[i].deadline);
+      }
+    }
+    const uint16_t picked = PickQueue();
+    if (best_dl != kInf && q_[picked].deadline != best_dl) {
+      return absl::InternalError(absl::StrCat(
+          "pick chose queue ", picked, " deadline ", q_[picked].deadline,
+          " but the earliest eligible deadline is ", best_dl));
     }
   }
   return absl::OkStatus();
