@@ -6,28 +6,37 @@
 // (s * round(2^32 / w_i)) >> 16.  The exact zero-lag point is
 // V = v0 + avg_ / load_ with avg_ = sum(w_i * key_i) and load_ = sum(w_i)
 // over runnable queues; it is evaluated as (avg_ * floor(2^62 / load_)) >> 62
-// (off by less than one unit, i.e. 2^-16 tick per weight), so the hot path
-// has no division.  When a key passes 2^36 every runnable key and deadline is
-// shifted down by V (Renormalize, O(queues), at most every ~2^20 ticks of
-// service), which with the charge cap of 2^32 ticks and weights <= 10^4
-// keeps every product below 2^63.
+// (off by less than one unit), so no division is needed to choose.  When a
+// key passes 2^36 at a slice boundary every runnable key and deadline is
+// shifted down by V (Renormalize, O(queues)); with the charge cap of 2^32
+// ticks, requests <= 2^32 ticks and weights <= 10^4 every product stays below
+// 2^63.
+//
+// States of a queue: idle (where == kIdle; its lag kept in vlag), or runnable
+// and in exactly one of two trees: `eligible_` (keyed by deadline) or
+// `waiting_` (keyed by key, i.e. the virtual time at which it becomes
+// eligible).  A queue in `eligible_` was eligible when last looked at; V can
+// step back when a queue joins with positive lag or leaves with negative lag,
+// so ChooseQueue rechecks the winner and moves it to `waiting_` if needed.
+// Only the chosen queue is charged, and a charge changes its key, which
+// `eligible_` does not hold; so a charge inside a slice touches no tree.
+//
+// Slices.  `slice_left_` says the current queue is runnable and has not used
+// up its request: Pick then pops from it again without choosing.  It is
+// cleared by a slice exhaustion, the current queue going idle, a preempting
+// wake-up (via preempt_) and setup changes.
 //
 // Runnable-set invariant: every queue whose scheduler holds a task is
 // runnable.  A runnable queue may be empty only while it is the current
 // queue (picked, not yet charged) or the pending-idle queue (charged empty,
 // not yet pushed to); Pick settles the pending one first, so the pick /
 // charge / re-push cycle never goes through an idle transition.
-//
-// Tree: tree_[1..2*cap_) is a tournament tree whose leaves cap_ + i are the
-// queue slots; a node holds the least key and the earliest deadline (and its
-// queue) below it.  Idle slots hold +inf.  With one runnable queue the tree
-// is not maintained (solo_ is used); it is refreshed when a second queue
-// joins.
 
 #include "sched/queue_set.h"
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -39,31 +48,72 @@ QueueSetConfig QueueSetConfig::Default() {
   QueueSetConfig c;
   c.sched_latency_ticks =
       std::max<uint64_t>(1, timing::TscClock::FromNanos(2'000'000));
-  c.min_slice_ticks = std::max<uint64_t>(1, timing::TscClock::FromNanos(100'000));
+  c.min_slice_ticks =
+      std::max<uint64_t>(1, timing::TscClock::FromNanos(100'000));
   c.min_slice_ticks = std::min(c.min_slice_ticks, c.sched_latency_ticks);
+  c.sched_latency_ticks = std::min(c.sched_latency_ticks, kMaxLatencyTicks);
   return c;
 }
 
 absl::Status QueueSetConfig::Validate() const {
   if (sched_latency_ticks == 0 || sched_latency_ticks > kMaxLatencyTicks) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sched_latency_ticks is ", sched_latency_ticks,
-        "; valid range 1..", kMaxLatencyTicks));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sched_latency_ticks is ", sched_latency_ticks,
+                     "; valid range 1..", kMaxLatencyTicks));
   }
   if (min_slice_ticks == 0 || min_slice_ticks > sched_latency_ticks) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "min_slice_ticks is ", min_slice_ticks, "; valid range 1..",
-        sched_latency_ticks, " (sched_latency_ticks)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_slice_ticks is ", min_slice_ticks,
+                     "; valid range 1..", sched_latency_ticks,
+                     " (sched_latency_ticks)"));
   }
   return absl::OkStatus();
 }
 
+// ---------------------------------------------------------------- MinTree
+
+QueueSet::MinTree::MinTree() : nodes_(new Node[2 * kMaxQueues]) { Reset(1); }
+
+void QueueSet::MinTree::Reset(uint32_t cap) noexcept {
+  cap_ = cap;
+  for (uint32_t n = 0; n < 2 * cap_; ++n) {
+    nodes_[n] = Node{kInf, n >= cap_ ? n - cap_ : 0};
+  }
+}
+
+void QueueSet::MinTree::Set(uint32_t slot, int64_t value) noexcept {
+  Node* t = nodes_.get();
+  uint32_t n = cap_ + slot;
+  t[n].value = value;
+  for (n >>= 1; n != 0; n >>= 1) {
+    const Node& l = t[2 * n];
+    const Node& r = t[2 * n + 1];
+    const Node& best = r.value < l.value ? r : l;
+    // Unchanged here means unchanged above.
+    if (t[n].value == best.value && t[n].slot == best.slot) break;
+    t[n] = best;
+  }
+}
+
+absl::Status QueueSet::MinTree::Check() const {
+  for (uint32_t n = 1; n < cap_; ++n) {
+    const Node& l = nodes_[2 * n];
+    const Node& r = nodes_[2 * n + 1];
+    const Node& best = r.value < l.value ? r : l;
+    if (nodes_[n].value != best.value ||
+        (best.value != kInf && nodes_[n].slot != best.slot)) {
+      return absl::InternalError(absl::StrCat("tree node ", n, " is stale"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- setup
+
 QueueSet::QueueSet(QueueSetConfig config)
     : config_(config.Validate().ok() ? config : QueueSetConfig::Default()),
-      q_(new Queue[kMaxQueues]),
-      tree_(new Node[2 * kMaxQueues]) {
+      q_(new Queue[kMaxQueues]) {
   owned_.reserve(kMaxQueues);
-  RebuildTree();
 }
 
 QueueSet::~QueueSet() = default;
@@ -104,12 +154,10 @@ absl::StatusOr<uint16_t> QueueSet::AddQueue(
   owned_.push_back(std::move(scheduler));
   ++num_queues_;
   total_weight_ += share;
+  cap_ = std::max(cap_, std::bit_ceil(static_cast<uint32_t>(num_queues_)));
   RecomputeSlices();
-  if (num_queues_ > cap_) {
-    cap_ = std::bit_ceil(static_cast<uint32_t>(num_queues_));
-  }
-  RebuildTree();  // Deadlines may have moved (RecomputeSlices).
-
+  RebuildTrees();
+  slice_left_ = false;
   // Tasks may already sit in a user's scheduler.
   size_ += q.sched->Size();
   if (!q.sched->Empty()) Join(index);
@@ -125,9 +173,9 @@ std::optional<uint16_t> QueueSet::IndexOf(QueueId id) const {
 
 absl::Status QueueSet::SetShare(uint16_t index, uint32_t share) {
   if (index >= num_queues_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("queue index ", index, " is out of range; valid range 0..",
-                     static_cast<int64_t>(num_queues_) - 1));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "queue index ", index, " is out of range; valid range 0..",
+        static_cast<int64_t>(num_queues_) - 1));
   }
   if (share < kMinShare || share > kMaxShare) {
     return absl::InvalidArgumentError(
@@ -139,7 +187,7 @@ absl::Status QueueSet::SetShare(uint16_t index, uint32_t share) {
   const int64_t w_old = q.weight;
   const int64_t w_new = share;
   total_weight_ = total_weight_ - q.weight + share;
-  if (q.runnable) {
+  if (q.runnable()) {
     const int64_t v = VirtualTime();
     // Keep lag and the rest of the request in ticks (Linux's reweight).
     const int64_t lag_scaled = w_old * (v - q.key);
@@ -158,7 +206,8 @@ absl::Status QueueSet::SetShare(uint16_t index, uint32_t share) {
   }
   q.inv_weight = ((uint64_t{1} << 32) + share / 2) / share;
   RecomputeSlices();
-  RebuildTree();
+  RebuildTrees();
+  slice_left_ = false;
   return absl::OkStatus();
 }
 
@@ -173,7 +222,7 @@ void QueueSet::RecomputeSlices() noexcept {
     // A request that shrank (a queue was added, a share changed) takes
     // effect now, not at the old, later deadline; kept lags obey the new
     // clamp.
-    if (q.runnable) {
+    if (q.runnable()) {
       q.deadline = std::min(q.deadline, q.key + q.vslice);
     } else {
       q.vlag = std::clamp(q.vlag, -q.vslice, q.vslice);
@@ -181,9 +230,21 @@ void QueueSet::RecomputeSlices() noexcept {
   }
 }
 
+void QueueSet::RebuildTrees() noexcept {
+  eligible_.Reset(cap_);
+  waiting_.Reset(cap_);
+  for (size_t i = 0; i < num_queues_; ++i) {
+    const Queue& q = q_[i];
+    if (q.where == kEligible) eligible_.Set(i, q.deadline);
+    if (q.where == kWaiting) waiting_.Set(i, q.key);
+  }
+}
+
+// ---------------------------------------------------------------- virtual time
+
 void QueueSet::SetInvLoad() noexcept {
-  inv_load_ = load_ > 0 ? (uint64_t{1} << 62) / static_cast<uint64_t>(load_)
-                        : 0;
+  inv_load_ =
+      load_ > 0 ? (uint64_t{1} << 62) / static_cast<uint64_t>(load_) : 0;
 }
 
 int64_t QueueSet::VirtualTime() const noexcept {
@@ -195,55 +256,11 @@ int64_t QueueSet::VirtualTime() const noexcept {
 uint16_t QueueSet::FindSolo() const noexcept {
   for (size_t w = 0; w < kMaxQueues / 64; ++w) {
     if (runnable_bits_[w] != 0) {
-      return static_cast<uint16_t>(w * 64 + std::countr_zero(runnable_bits_[w]));
+      return static_cast<uint16_t>(w * 64 +
+                                   std::countr_zero(runnable_bits_[w]));
     }
   }
   return kNoQueue;
-}
-
-void QueueSet::UpdateLeaf(uint16_t index) noexcept {
-  Node* t = tree_.get();
-  const Queue& q = q_[index];
-  uint32_t n = cap_ + index;
-  if (q.runnable) {
-    t[n] = Node{q.key, q.deadline, index};
-  } else {
-    t[n] = Node{kInf, kInf, index};
-  }
-  for (n >>= 1; n != 0; n >>= 1) {
-    const Node& l = t[2 * n];
-    const Node& r = t[2 * n + 1];
-    Node& p = t[n];
-    p.min_key = std::min(l.min_key, r.min_key);
-    if (r.min_dl < l.min_dl) {
-      p.min_dl = r.min_dl;
-      p.win = r.win;
-    } else {
-      p.min_dl = l.min_dl;
-      p.win = l.win;
-    }
-  }
-}
-
-void QueueSet::RebuildTree() noexcept {
-  Node* t = tree_.get();
-  for (uint32_t i = 0; i < cap_; ++i) {
-    const bool live = i < num_queues_ && q_[i].runnable;
-    t[cap_ + i] = live ? Node{q_[i].key, q_[i].deadline, i}
-                       : Node{kInf, kInf, i};
-  }
-  for (uint32_t n = cap_ - 1; n != 0; --n) {
-    const Node& l = t[2 * n];
-    const Node& r = t[2 * n + 1];
-    t[n].min_key = std::min(l.min_key, r.min_key);
-    if (r.min_dl < l.min_dl) {
-      t[n].min_dl = r.min_dl;
-      t[n].win = r.win;
-    } else {
-      t[n].min_dl = l.min_dl;
-      t[n].win = l.win;
-    }
-  }
 }
 
 void QueueSet::Renormalize() noexcept {
@@ -257,7 +274,19 @@ void QueueSet::Renormalize() noexcept {
     }
   }
   avg_ -= load_ * v;
-  RebuildTree();
+  RebuildTrees();
+}
+
+// Files a runnable queue under the tree its eligibility at `v` calls for.
+void QueueSet::Place(uint16_t index, int64_t v) noexcept {
+  Queue& q = q_[index];
+  if (q.key <= v) {
+    q.where = kEligible;
+    eligible_.Set(index, q.deadline);
+  } else {
+    q.where = kWaiting;
+    waiting_.Set(index, q.key);
+  }
 }
 
 void QueueSet::Join(uint16_t index) noexcept {
@@ -274,15 +303,10 @@ void QueueSet::Join(uint16_t index) noexcept {
   avg_ += static_cast<int64_t>(q.weight) * q.key;
   load_ += q.weight;
   SetInvLoad();
-  q.runnable = true;
   runnable_bits_[index / 64] |= uint64_t{1} << (index % 64);
   ++nr_running_;
-  if (nr_running_ == 1) {
-    solo_ = index;
-  } else {
-    if (nr_running_ == 2) UpdateLeaf(solo_);
-    UpdateLeaf(index);
-  }
+  if (nr_running_ == 1) solo_ = index;
+  Place(index, VirtualTime());
 }
 
 void QueueSet::Leave(uint16_t index) noexcept {
@@ -291,11 +315,16 @@ void QueueSet::Leave(uint16_t index) noexcept {
   q.vlag = std::clamp(v - q.key, -q.vslice, q.vslice);
   avg_ -= static_cast<int64_t>(q.weight) * q.key;
   load_ -= q.weight;
-  q.runnable = false;
+  if (q.where == kEligible) {
+    eligible_.Clear(index);
+  } else {
+    waiting_.Clear(index);
+  }
+  q.where = kIdle;
   runnable_bits_[index / 64] &= ~(uint64_t{1} << (index % 64));
   --nr_running_;
-  UpdateLeaf(index);
   if (pending_idle_ == index) pending_idle_ = kNoQueue;
+  if (current_ == index) slice_left_ = false;
   if (nr_running_ == 0) {
     // Nothing refers to v0 any more: restart virtual time at 0.
     avg_ = 0;
@@ -307,73 +336,66 @@ void QueueSet::Leave(uint16_t index) noexcept {
   SetInvLoad();
 }
 
-uint16_t QueueSet::PickQueue() const noexcept {
+// ---------------------------------------------------------------- hot path
+
+uint16_t QueueSet::ChooseQueue() noexcept {
   const int64_t v = VirtualTime();
-  const Node* t = tree_.get();
-  uint32_t stack[64];
-  int sp = 0;
-  stack[sp++] = 1;
-  int64_t best_dl = kInf;
-  uint32_t best = kNoQueue;
-  while (sp != 0) {
-    const uint32_t n = stack[--sp];
-    const Node& nd = t[n];
-    if (nd.min_key > v || nd.min_dl >= best_dl) continue;
-    if (t[cap_ + nd.win].min_key <= v) {
-      // The subtree's earliest deadline is eligible: best of the subtree.
-      best_dl = nd.min_dl;
-      best = nd.win;
-      continue;
+  for (;;) {
+    // Queues whose eligible time V has reached join the eligible tree.
+    while (waiting_.min() <= v) {
+      const uint32_t j = waiting_.argmin();
+      waiting_.Clear(j);
+      q_[j].where = kEligible;
+      eligible_.Set(j, q_[j].deadline);
     }
-    if (n < cap_) {
-      stack[sp++] = 2 * n + 1;
-      stack[sp++] = 2 * n;
+    if (eligible_.min() == kInf) {
+      // V is rounded down by < 1 unit; if that hid every queue, take the
+      // least eligible time (EEVDF guarantees some queue is eligible).
+      const uint32_t j = waiting_.argmin();
+      waiting_.Clear(j);
+      q_[j].where = kEligible;
+      eligible_.Set(j, q_[j].deadline);
+      return static_cast<uint16_t>(j);
     }
+    const uint32_t w = eligible_.argmin();
+    if (q_[w].key <= v) {
+#ifndef NDEBUG
+      // Exact EEVDF: no eligible queue has an earlier deadline.
+      for (size_t i = 0; i < num_queues_; ++i) {
+        assert(!q_[i].runnable() || q_[i].key > v ||
+               q_[i].deadline >= q_[w].deadline);
+      }
+#endif
+      return static_cast<uint16_t>(w);
+    }
+    // V stepped back since it was filed: not eligible after all.
+    eligible_.Clear(w);
+    q_[w].where = kWaiting;
+    waiting_.Set(w, q_[w].key);
   }
-  // V is rounded down by < 1 unit; if that hid every queue, take the least
-  // deadline (EEVDF guarantees some queue is eligible).
-  if (best == kNoQueue) best = t[1].win;
-  return static_cast<uint16_t>(best);
 }
 
 void QueueSet::SettlePending() noexcept {
   const uint16_t p = pending_idle_;
   pending_idle_ = kNoQueue;
-  if (q_[p].runnable && q_[p].sched->Empty()) Leave(p);
+  if (q_[p].runnable() && QueueEmpty(q_[p])) Leave(p);
 }
 
-void QueueSet::Push(uint16_t queue_index, TaskNode* task) noexcept {
-  Queue& q = q_[queue_index];
-  task->queue_index = queue_index;
-  if (q.fifo != nullptr) {
-    q.fifo->FifoScheduler::Push(task);
-  } else {
-    q.sched->Push(task);
-  }
-  task->queued = true;
-  ++size_;
-  if (q.runnable) [[likely]] {
-    if (pending_idle_ == queue_index) pending_idle_ = kNoQueue;
-    return;
-  }
-  Join(queue_index);
-  const uint16_t c = current_;
-  if (c != kNoQueue && c != queue_index && q_[c].runnable &&
-      q.key <= VirtualTime() && q.deadline < q_[c].deadline) {
-    preempt_ = true;
-    ++q_[c].preemptions;
-  }
+void QueueSet::MarkPendingIdle(uint16_t index) noexcept {
+  if (pending_idle_ != kNoQueue && pending_idle_ != index) SettlePending();
+  pending_idle_ = index;
 }
 
-TaskNode* QueueSet::Pick() noexcept {
+TaskNode* QueueSet::PickSlow() noexcept {
   preempt_ = false;
   if (pending_idle_ != kNoQueue) SettlePending();
   for (;;) {
     if (nr_running_ == 0) {
       current_ = kNoQueue;
+      slice_left_ = false;
       return nullptr;
     }
-    const uint16_t i = nr_running_ == 1 ? solo_ : PickQueue();
+    const uint16_t i = nr_running_ == 1 ? solo_ : ChooseQueue();
     Queue& q = q_[i];
     TaskNode* t = PopFrom(q);
     if (t == nullptr) [[unlikely]] {
@@ -384,40 +406,50 @@ TaskNode* QueueSet::Pick() noexcept {
     --size_;
     ++q.picks;
     current_ = i;
+    slice_left_ = true;
     return t;
   }
 }
 
-void QueueSet::Charge(TaskNode* task, uint64_t service_ticks) noexcept {
-  const uint16_t i = task->queue_index;
-  Queue& q = q_[i];
-  q.service += service_ticks;
-  ++q.polls;
-  task->attained_service += service_ticks;
-  const uint64_t s = std::min(service_ticks, kMaxChargeTicks);
-  if (s > q.slice_ticks) ++q.overruns;
-  const auto dv = static_cast<int64_t>((s * q.inv_weight) >> kVShift);
-  if (q.runnable) [[likely]] {
+// The charged queue used up its request (or its key needs renormalizing).
+void QueueSet::ChargeSlow(uint16_t index) noexcept {
+  Queue& q = q_[index];
+  if (q.key >= q.deadline) {
+    q.deadline = q.key + q.vslice;
+    ++q.exhaustions;
+    if (index == current_) slice_left_ = false;
+    if (q.where == kEligible) eligible_.Set(index, q.deadline);
+  }
+  if (q.where == kWaiting) waiting_.Set(index, q.key);
+  if (q.key > kRenormKey) [[unlikely]] Renormalize();
+}
+
+// A charge to a queue that is not in the eligible tree: it is waiting (it was
+// picked, then moved by a later choice before this charge) or idle (it went
+// idle before the charge).
+void QueueSet::ChargeIdle(Queue& q, int64_t dv) noexcept {
+  const auto index = static_cast<uint16_t>(&q - q_.get());
+  if (q.where == kWaiting) {
     q.key += dv;
     avg_ += static_cast<int64_t>(q.weight) * dv;
-    if (q.key >= q.deadline) {
-      q.deadline = q.key + q.vslice;
-      ++q.exhaustions;
-    }
-    if (nr_running_ > 1) UpdateLeaf(i);
-    if (q.key > kRenormKey) [[unlikely]] Renormalize();
-    const bool empty =
-        q.fifo != nullptr ? q.fifo->FifoScheduler::Empty() : q.sched->Empty();
-    if (empty) {
-      if (pending_idle_ != kNoQueue && pending_idle_ != i) SettlePending();
-      pending_idle_ = i;
-    }
-  } else {
-    // Charged after its queue went idle (e.g. Pick ran again before Charge):
-    // the service still counts against the kept lag.
-    q.vlag = std::clamp(q.vlag - dv, -q.vslice, q.vslice);
+    ChargeSlow(index);
+    if (QueueEmpty(q)) MarkPendingIdle(index);
+    return;
   }
-  if (q.fifo == nullptr) q.sched->Observe(task, service_ticks);
+  // Idle: the service still counts against the kept lag.
+  q.vlag = std::clamp(q.vlag - dv, -q.vslice, q.vslice);
+}
+
+void QueueSet::PushJoin(uint16_t index) noexcept {
+  Join(index);
+  const Queue& q = q_[index];
+  const uint16_t c = current_;
+  // Would EEVDF pick the newcomer before the current queue's request ends?
+  if (slice_left_ && c != index && q.key <= VirtualTime() &&
+      q.deadline < q_[c].deadline) {
+    preempt_ = true;
+    ++q_[c].preemptions;
+  }
 }
 
 bool QueueSet::Remove(TaskNode* task) noexcept {
@@ -428,11 +460,10 @@ bool QueueSet::Remove(TaskNode* task) noexcept {
   if (!q.sched->Remove(task)) return false;
   task->queued = false;
   --size_;
-  if (q.runnable && q.sched->Empty()) {
+  if (q.runnable() && q.sched->Empty()) {
     if (i == current_ || i == pending_idle_) {
       // Settled at the next Pick unless a push comes first.
-      if (pending_idle_ != kNoQueue && pending_idle_ != i) SettlePending();
-      pending_idle_ = i;
+      MarkPendingIdle(i);
     } else {
       Leave(i);
     }
@@ -440,9 +471,11 @@ bool QueueSet::Remove(TaskNode* task) noexcept {
   return true;
 }
 
+// ---------------------------------------------------------------- stats
+
 int64_t QueueSet::LagTicks(uint16_t index) const noexcept {
   const Queue& q = q_[index];
-  const int64_t vlag = q.runnable ? VirtualTime() - q.key : q.vlag;
+  const int64_t vlag = q.runnable() ? VirtualTime() - q.key : q.vlag;
   return static_cast<int64_t>(q.weight) * vlag / (int64_t{1} << kVShift);
 }
 
@@ -460,7 +493,7 @@ QueueStats QueueSet::Stats(uint16_t index) const {
   s.preemptions = q.preemptions;
   s.queued = q.sched->Size();
   s.slice_ticks = q.slice_ticks;
-  s.runnable = q.runnable;
+  s.runnable = q.runnable();
   return s;
 }
 
@@ -482,18 +515,22 @@ absl::Status QueueSet::CheckInvariants() const {
     const Queue& q = q_[i];
     size += q.sched->Size();
     const bool bit = (runnable_bits_[i / 64] >> (i % 64)) & 1;
-    if (bit != q.runnable) {
+    if (bit != q.runnable()) {
       return absl::InternalError(absl::StrCat("queue ", i, " runnable bit"));
     }
-    if (!q.runnable) {
+    const int64_t want_elig = q.where == kEligible ? q.deadline : kInf;
+    const int64_t want_wait = q.where == kWaiting ? q.key : kInf;
+    if (eligible_.at(i) != want_elig || waiting_.at(i) != want_wait) {
+      return absl::InternalError(absl::StrCat("queue ", i, " tree leaves"));
+    }
+    if (!q.runnable()) {
       if (!q.sched->Empty()) {
         return absl::InternalError(
             absl::StrCat("queue ", i, " holds tasks but is idle"));
       }
       if (q.vlag > q.vslice || q.vlag < -q.vslice) {
-        return absl::InternalError(
-            absl::StrCat("queue ", i, " kept lag ", q.vlag, " beyond +-",
-                         q.vslice));
+        return absl::InternalError(absl::StrCat(
+            "queue ", i, " kept lag ", q.vlag, " beyond +-", q.vslice));
       }
       continue;
     }
@@ -508,70 +545,37 @@ absl::Status QueueSet::CheckInvariants() const {
       return absl::InternalError(absl::StrCat(
           "queue ", i, " deadline ", q.deadline, " <= key ", q.key));
     }
-    if (q.key > kRenormKey + (int64_t{1} << 34)) {
-      return absl::InternalError(absl::StrCat("queue ", i, " key ", q.key,
-                                              " not renormalized"));
+    if (q.key > kRenormKey + (int64_t{1} << 50)) {
+      return absl::InternalError(
+          absl::StrCat("queue ", i, " key ", q.key, " not renormalized"));
     }
   }
   if (nr != nr_running_ || avg != avg_ || load != load_) {
-    return absl::InternalError(absl::StrCat(
-        "sums: nr ", nr, "/", nr_running_, " avg ", avg, "/", avg_, " load ",
-        load, "/", load_));
+    return absl::InternalError(absl::StrCat("sums: nr ", nr, "/", nr_running_,
+                                            " avg ", avg, "/", avg_, " load ",
+                                            load, "/", load_));
   }
   if (size != size_) {
     return absl::InternalError(
         absl::StrCat("size ", size, " != counted ", size_));
   }
-  if (nr == 1 && !q_[solo_].runnable) {
+  if (nr == 1 && !q_[solo_].runnable()) {
     return absl::InternalError("solo queue is not runnable");
   }
-  if (nr > 0 && load_ > 0) {
+  if (slice_left_ && (current_ == kNoQueue || !q_[current_].runnable())) {
+    return absl::InternalError("slice left on a queue that is not runnable");
+  }
+  if (nr > 0) {
     // V is the weighted mean of the keys: the lags sum to zero (rounding).
     const int64_t v = VirtualTime();
     const __int128 residual = static_cast<__int128>(load_) * v - avg_;
     if (residual > load_ || residual < -2 * load_) {
-      return absl::InternalError(absl::StrCat(
-          "lag sum residual ", static_cast<int64_t>(residual)));
+      return absl::InternalError(
+          absl::StrCat("lag sum residual ", static_cast<int64_t>(residual)));
     }
   }
-  if (nr > 1) {
-    const Node* t = tree_.get();
-    for (uint32_t i = 0; i < cap_; ++i) {
-      const Node& leaf = t[cap_ + i];
-      const bool live = i < num_queues_ && q_[i].runnable;
-      if (live ? (leaf.min_key != q_[i].key || leaf.min_dl != q_[i].deadline)
-               : (leaf.min_key != kInf || leaf.min_dl != kInf)) {
-        return absl::InternalError(absl::StrCat("stale leaf ", i));
-      }
-    }
-    for (uint32_t n = 1; n < cap_; ++n) {
-      const Node& l = t[2 * n];
-      const Node& r = t[2 * n + 1];
-      if (t[n].min_key != std::min(l.min_key, r.min_key) ||
-          t[n].min_dl != std::min(l.min_dl, r.min_dl) ||
-          t[cap_ + t[n].win].min_dl != t[n].min_dl) {
-        return absl::InternalError(absl::StrCat("tree node ", n));
-      }
-    }
-  }
-  if (nr > 1) {
-    // The tree descent agrees with a scan: the earliest deadline among the
-    // eligible queues.
-    const int64_t v = VirtualTime();
-    int64_t best_dl = kInf;
-    for (size_t i = 0; i < num_queues_; ++i) {
-      if (q_[i].runnable && q_[i].key <= v) {
-        best_dl = std::min(best_dl, q_[i].deadline);
-      }
-    }
-    const uint16_t picked = PickQueue();
-    if (best_dl != kInf && q_[picked].deadline != best_dl) {
-      return absl::InternalError(absl::StrCat(
-          "pick chose queue ", picked, " deadline ", q_[picked].deadline,
-          " but the earliest eligible deadline is ", best_dl));
-    }
-  }
-  return absl::OkStatus();
+  if (absl::Status s = eligible_.Check(); !s.ok()) return s;
+  return waiting_.Check();
 }
 
 }  // namespace spindle::sched

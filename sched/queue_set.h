@@ -11,10 +11,13 @@
 //   * The virtual time V is the load-weighted average of the runnable v_i
 //     (kept exactly as sum(w_i * (v_i - v0)) / sum(w_i)); queue i's lag is
 //     w_i * (V - v_i) ticks: what it is owed (> 0) or overdrew (< 0).
-//   * Pick takes, among the eligible queues (lag >= 0, i.e. v_i <= V), the one
-//     with the earliest virtual deadline, then pops a task from that queue's
-//     scheduler.  When a charge carries v_i past vd_i the request is used up
-//     (a slice exhaustion) and vd_i moves on by one slice.
+//   * When the current queue's request is used up (a slice exhaustion: v_i
+//     reached vd_i, and vd_i moves on by one request), or a wake-up preempts
+//     it, Pick takes, among the eligible queues (lag >= 0, i.e. v_i <= V),
+//     the one with the earliest virtual deadline.  Until then the picked
+//     queue keeps running: a request is served whole, as in the paper
+//     (request = quantum = the queue's slice), which bounds every queue's lag
+//     by about one slice plus one poll.
 //   * A queue that goes idle keeps its lag, clamped to +-slice_i, and on
 //     return is placed at v_i = V - lag * (W + w_i) / W (Linux's place_entity),
 //     so it neither hoards credit while asleep nor loses what it was owed.
@@ -24,10 +27,15 @@
 // queues, at least `min_slice_ticks`.  Virtual time is fixed point: a queue's
 // inverse weight is precomputed (2^32 / w), so the hot path multiplies and
 // shifts and never divides (divisions happen only when the runnable set
-// changes).  Runnable queues sit in a tournament tree over queue slots that
-// keeps the earliest deadline and the least v_i of each subtree, so a pick is
-// a pruned descent (O(log n) in practice) and a charge updates one leaf-to-root
-// path; with one runnable queue both skip the tree.
+// changes).
+//
+// Cost: a Pick inside the current slice and a Charge that does not end it are
+// O(1) (inline, no tree).  At a slice boundary the choice is exact EEVDF in
+// O(log n): runnable queues sit in one of two tournament trees over queue
+// slots, "eligible" keyed by deadline and "not yet eligible" keyed by v_i;
+// queues whose v_i V has passed move over, and the eligible tree's minimum is
+// the answer (rechecked, since V can step back when a queue joins or leaves).
+// With one runnable queue the trees are not consulted.
 //
 // Idle transitions and the pick / charge / push cycle: a queue whose last task
 // was just picked stays runnable through Charge; it goes idle only at the next
@@ -160,6 +168,9 @@ class QueueSet {
   void Charge(TaskNode* task, uint64_t service_ticks) noexcept;
   // Unlinks a queued task (cancellation).  False if it is not queued.
   bool Remove(TaskNode* task) noexcept;
+  // True when a queue that became runnable would be picked before the
+  // current queue's slice ends.  The executor checks it after each poll; the
+  // next Pick clears it (and re-chooses the queue).
   bool ShouldPreempt() const noexcept { return preempt_; }
   void ClearPreempt() noexcept { preempt_ = false; }
   size_t Size() const noexcept { return size_; }
@@ -179,18 +190,22 @@ class QueueSet {
   absl::Status CheckInvariants() const;
 
  private:
-  // Hot per-queue state, indexed by queue index.
+  static constexpr int kVShift = 16;  // Virtual units per tick per weight.
+  static constexpr int64_t kInf = INT64_MAX;
+  static constexpr int64_t kRenormKey = int64_t{1} << 36;
+
+  enum Where : uint8_t { kIdle = 0, kEligible = 1, kWaiting = 2 };
+
+  // Per-queue state, indexed by queue index; hot fields first.
   struct Queue {
-    int64_t key = 0;       // v_i - v0 while runnable.
-    int64_t deadline = 0;  // vd_i - v0 while runnable.
+    int64_t key = 0;          // v_i - v0 while runnable.
+    int64_t deadline = 0;     // vd_i - v0 while runnable.
     uint64_t inv_weight = 0;  // round(2^32 / w): dv = (ticks * inv) >> 16.
-    int64_t vslice = 0;    // slice in virtual units.
-    int64_t vlag = 0;      // Kept V - v_i while idle (virtual units).
-    uint32_t weight = 0;
-    bool runnable = false;
     TaskScheduler* sched = nullptr;
     FifoScheduler* fifo = nullptr;  // == sched when it is exactly a FIFO.
     uint64_t slice_ticks = 0;
+    uint32_t weight = 0;
+    Where where = kIdle;      // Which tree holds it (kIdle: not runnable).
     // Stats.
     uint64_t service = 0;
     uint64_t polls = 0;
@@ -198,38 +213,64 @@ class QueueSet {
     uint64_t exhaustions = 0;
     uint64_t overruns = 0;
     uint64_t preemptions = 0;
+    int64_t vslice = 0;       // slice in virtual units.
+    int64_t vlag = 0;         // Kept V - v_i while idle (virtual units).
     QueueId id = 0;
-  };
-  // Tournament tree node over queue slots.
-  struct Node {
-    int64_t min_key;  // Least key of a runnable queue below.
-    int64_t min_dl;   // Earliest deadline below ...
-    uint32_t win;     // ... and its queue.
+    bool runnable() const noexcept { return where != kIdle; }
   };
 
-  static constexpr int kVShift = 16;  // Virtual units per tick per weight.
-  static constexpr int64_t kInf = INT64_MAX;
-  static constexpr int64_t kRenormKey = int64_t{1} << 36;
+  // A tournament tree over queue slots: the least value and its slot.
+  class MinTree {
+   public:
+    MinTree();
+    void Reset(uint32_t cap) noexcept;  // All slots +inf.
+    void Set(uint32_t slot, int64_t value) noexcept;
+    void Clear(uint32_t slot) noexcept { Set(slot, kInf); }
+    int64_t min() const noexcept { return nodes_[1].value; }
+    uint32_t argmin() const noexcept { return nodes_[1].slot; }
+    int64_t at(uint32_t slot) const noexcept {
+      return nodes_[cap_ + slot].value;
+    }
+    absl::Status Check() const;
+
+   private:
+    struct Node {
+      int64_t value;
+      uint32_t slot;
+    };
+    std::unique_ptr<Node[]> nodes_;  // [1, 2 * cap_); leaves at cap_ + slot.
+    uint32_t cap_ = 1;
+  };
 
   TaskNode* PopFrom(Queue& q) noexcept {
     return q.fifo != nullptr ? q.fifo->FifoScheduler::Pop() : q.sched->Pop();
   }
+  bool QueueEmpty(const Queue& q) const noexcept {
+    return q.fifo != nullptr ? q.fifo->FifoScheduler::Empty()
+                             : q.sched->Empty();
+  }
+  TaskNode* PickSlow() noexcept;
+  void ChargeSlow(uint16_t index) noexcept;
+  void ChargeIdle(Queue& q, int64_t dv) noexcept;
+  void MarkPendingIdle(uint16_t index) noexcept;
+  void PushJoin(uint16_t index) noexcept;
   int64_t VirtualTime() const noexcept;
-  uint16_t PickQueue() const noexcept;
+  uint16_t ChooseQueue() noexcept;
+  void Place(uint16_t index, int64_t v) noexcept;
   void Join(uint16_t index) noexcept;
   void Leave(uint16_t index) noexcept;
-  void UpdateLeaf(uint16_t index) noexcept;
-  void RebuildTree() noexcept;
-  void SettlePending() noexcept;
+  void RebuildTrees() noexcept;
   void Renormalize() noexcept;
   void RecomputeSlices() noexcept;
   void SetInvLoad() noexcept;
+  void SettlePending() noexcept;
   uint16_t FindSolo() const noexcept;
 
   QueueSetConfig config_;
   std::unique_ptr<Queue[]> q_;  // kMaxQueues entries.
   std::vector<std::unique_ptr<TaskScheduler>> owned_;
-  std::unique_ptr<Node[]> tree_;  // 2 * kMaxQueues nodes; leaves at cap_.
+  MinTree eligible_;  // Eligible (as of the last choice): keyed by deadline.
+  MinTree waiting_;   // Not yet eligible: keyed by v_i (eligible time).
   uint32_t cap_ = 1;
   size_t num_queues_ = 0;
   size_t size_ = 0;
@@ -238,13 +279,68 @@ class QueueSet {
   uint16_t current_ = kNoQueue;
   uint16_t pending_idle_ = kNoQueue;
   bool preempt_ = false;
-  int64_t avg_ = 0;         // sum over runnable of w_i * key_i.
-  int64_t load_ = 0;        // sum over runnable of w_i.
-  uint64_t inv_load_ = 0;   // floor(2^62 / load_).
-  int64_t idle_v_ = 0;      // V to place against when nothing is runnable.
+  bool slice_left_ = false;  // current_ is runnable and within its request.
+  int64_t avg_ = 0;          // sum over runnable of w_i * key_i.
+  int64_t load_ = 0;         // sum over runnable of w_i.
+  uint64_t inv_load_ = 0;    // floor(2^62 / load_).
+  int64_t idle_v_ = 0;       // V to place against when nothing is runnable.
   uint64_t runnable_bits_[kMaxQueues / 64] = {};
   uint64_t total_weight_ = 0;  // Over all configured queues.
 };
+
+// Hot path, inline so the executor's loop pays no calls inside a slice.
+
+inline void QueueSet::Push(uint16_t queue_index, TaskNode* task) noexcept {
+  Queue& q = q_[queue_index];
+  task->queue_index = queue_index;
+  if (q.fifo != nullptr) {
+    q.fifo->FifoScheduler::Push(task);
+  } else {
+    q.sched->Push(task);
+  }
+  task->queued = true;
+  ++size_;
+  if (!q.runnable()) [[unlikely]] {
+    PushJoin(queue_index);
+    return;
+  }
+  if (pending_idle_ == queue_index) pending_idle_ = kNoQueue;
+}
+
+inline TaskNode* QueueSet::Pick() noexcept {
+  if (slice_left_ && !preempt_ && pending_idle_ == kNoQueue) [[likely]] {
+    Queue& q = q_[current_];
+    if (TaskNode* t = PopFrom(q)) [[likely]] {
+      t->queued = false;
+      --size_;
+      ++q.picks;
+      return t;
+    }
+  }
+  return PickSlow();
+}
+
+inline void QueueSet::Charge(TaskNode* task,
+                             uint64_t service_ticks) noexcept {
+  const uint16_t i = task->queue_index;
+  Queue& q = q_[i];
+  q.service += service_ticks;
+  ++q.polls;
+  task->attained_service += service_ticks;
+  const uint64_t s =
+      service_ticks < kMaxChargeTicks ? service_ticks : kMaxChargeTicks;
+  q.overruns += s > q.slice_ticks ? 1 : 0;
+  const auto dv = static_cast<int64_t>((s * q.inv_weight) >> kVShift);
+  if (q.where == kEligible) [[likely]] {
+    q.key += dv;
+    avg_ += static_cast<int64_t>(q.weight) * dv;
+    if (q.key >= q.deadline) [[unlikely]] ChargeSlow(i);
+    if (QueueEmpty(q)) [[unlikely]] MarkPendingIdle(i);
+  } else {
+    ChargeIdle(q, dv);
+  }
+  if (q.fifo == nullptr) q.sched->Observe(task, service_ticks);
+}
 
 }  // namespace spindle::sched
 

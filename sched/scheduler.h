@@ -78,10 +78,10 @@ class TaskList {
     last->next = t;
     head_.prev = t;
   }
+  // An unlinked node's next / prev are left stale: `queued` is the truth.
   static void Unlink(TaskNode* t) noexcept {
     t->prev->next = t->next;
     t->next->prev = t->prev;
-    t->next = t->prev = nullptr;
   }
   TaskNode* PopFront() noexcept {
     TaskNode* t = head_.next;
@@ -89,7 +89,6 @@ class TaskList {
     TaskNode* n = t->next;
     head_.next = n;
     n->prev = &head_;
-    t->next = t->prev = nullptr;
     return t;
   }
   TaskNode* PopBack() noexcept {
@@ -98,7 +97,6 @@ class TaskList {
     TaskNode* p = t->prev;
     head_.prev = p;
     p->next = &head_;
-    t->next = t->prev = nullptr;
     return t;
   }
 
