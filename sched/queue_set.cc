@@ -10,7 +10,8 @@
 // key passes 2^36 at a slice boundary every runnable key and deadline is
 // shifted down by V (Renormalize, O(queues)); with the charge cap of 2^32
 // ticks, requests <= 2^32 ticks and weights <= 10^4 every product stays below
-// 2^63.
+// 2^63, and keys and deadlines stay within +-2^50, so a tree node can pack
+// value << 8 | slot into one int64.
 //
 // States of a queue: idle (where == kIdle; its lag kept in vlag), or runnable
 // and in exactly one of two trees: `eligible_` (keyed by deadline) or
@@ -72,37 +73,25 @@ absl::Status QueueSetConfig::Validate() const {
 
 // ---------------------------------------------------------------- MinTree
 
-QueueSet::MinTree::MinTree() : nodes_(new Node[2 * kMaxQueues]) { Reset(1); }
+QueueSet::MinTree::MinTree() : nodes_(new int64_t[2 * kMaxQueues]) {
+  Reset(1);
+}
 
 void QueueSet::MinTree::Reset(uint32_t cap) noexcept {
   cap_ = cap;
-  for (uint32_t n = 0; n < 2 * cap_; ++n) {
-    nodes_[n] = Node{kInf, n >= cap_ ? n - cap_ : 0};
-  }
-}
-
-void QueueSet::MinTree::Set(uint32_t slot, int64_t value) noexcept {
-  Node* t = nodes_.get();
-  uint32_t n = cap_ + slot;
-  t[n].value = value;
-  for (n >>= 1; n != 0; n >>= 1) {
-    const Node& l = t[2 * n];
-    const Node& r = t[2 * n + 1];
-    const Node& best = r.value < l.value ? r : l;
-    // Unchanged here means unchanged above.
-    if (t[n].value == best.value && t[n].slot == best.slot) break;
-    t[n] = best;
-  }
+  for (uint32_t n = 0; n < 2 * cap_; ++n) nodes_[n] = kInf;
 }
 
 absl::Status QueueSet::MinTree::Check() const {
   for (uint32_t n = 1; n < cap_; ++n) {
-    const Node& l = nodes_[2 * n];
-    const Node& r = nodes_[2 * n + 1];
-    const Node& best = r.value < l.value ? r : l;
-    if (nodes_[n].value != best.value ||
-        (best.value != kInf && nodes_[n].slot != best.slot)) {
+    if (nodes_[n] != std::min(nodes_[2 * n], nodes_[2 * n + 1])) {
       return absl::InternalError(absl::StrCat("tree node ", n, " is stale"));
+    }
+  }
+  for (uint32_t i = 0; i < cap_; ++i) {
+    const int64_t v = nodes_[cap_ + i];
+    if (v != kInf && (v & (kMaxQueues - 1)) != i) {
+      return absl::InternalError(absl::StrCat("tree leaf ", i, " slot"));
     }
   }
   return absl::OkStatus();
@@ -155,11 +144,12 @@ absl::StatusOr<uint16_t> QueueSet::AddQueue(
   ++num_queues_;
   total_weight_ += share;
   cap_ = std::max(cap_, std::bit_ceil(static_cast<uint32_t>(num_queues_)));
+  use_trees_ = num_queues_ > kScanMaxQueues;
   RecomputeSlices();
   RebuildTrees();
   slice_left_ = false;
   // Tasks may already sit in a user's scheduler.
-  size_ += q.sched->Size();
+  pushed_ += q.sched->Size();
   if (!q.sched->Empty()) Join(index);
   return index;
 }
@@ -233,6 +223,7 @@ void QueueSet::RecomputeSlices() noexcept {
 void QueueSet::RebuildTrees() noexcept {
   eligible_.Reset(cap_);
   waiting_.Reset(cap_);
+  if (!use_trees_) return;
   for (size_t i = 0; i < num_queues_; ++i) {
     const Queue& q = q_[i];
     if (q.where == kEligible) eligible_.Set(i, q.deadline);
@@ -280,6 +271,10 @@ void QueueSet::Renormalize() noexcept {
 // Files a runnable queue under the tree its eligibility at `v` calls for.
 void QueueSet::Place(uint16_t index, int64_t v) noexcept {
   Queue& q = q_[index];
+  if (!use_trees_) {
+    q.where = kEligible;  // Scan mode: one set, eligibility checked by scan.
+    return;
+  }
   if (q.key <= v) {
     q.where = kEligible;
     eligible_.Set(index, q.deadline);
@@ -315,10 +310,12 @@ void QueueSet::Leave(uint16_t index) noexcept {
   q.vlag = std::clamp(v - q.key, -q.vslice, q.vslice);
   avg_ -= static_cast<int64_t>(q.weight) * q.key;
   load_ -= q.weight;
-  if (q.where == kEligible) {
-    eligible_.Clear(index);
-  } else {
-    waiting_.Clear(index);
+  if (use_trees_) {
+    if (q.where == kEligible) {
+      eligible_.Clear(index);
+    } else {
+      waiting_.Clear(index);
+    }
   }
   q.where = kIdle;
   runnable_bits_[index / 64] &= ~(uint64_t{1} << (index % 64));
@@ -338,8 +335,49 @@ void QueueSet::Leave(uint16_t index) noexcept {
 
 // ---------------------------------------------------------------- hot path
 
+uint16_t QueueSet::ScanChoose(int64_t v) const noexcept {
+  // Branch-free: an ineligible queue's deadline is replaced by kBig, and
+  // (deadline << 8 | index) is minimised, so the loop has no data-dependent
+  // branch to mispredict.  Deadlines and keys are within +-2^50.
+  constexpr int64_t kBig = int64_t{1} << 54;
+  int64_t best = kInf;
+  for (uint64_t bits = runnable_bits_[0]; bits != 0; bits &= bits - 1) {
+    const auto i = static_cast<uint64_t>(std::countr_zero(bits));
+    const Queue& q = q_[i];
+    const int64_t ineligible = (v - q.key) >> 63;  // -1 when key > v.
+    const int64_t cand = (q.deadline & ~ineligible) | (kBig & ineligible);
+    best = std::min(best,
+                    static_cast<int64_t>((static_cast<uint64_t>(cand) << 8) | i));
+  }
+  if ((best >> 8) < kBig) [[likely]] {
+    return static_cast<uint16_t>(best & 0xff);
+  }
+  // V is rounded down by < 1 unit; if that hid every queue, take the least
+  // eligible time (EEVDF guarantees some queue is eligible).
+  int64_t least = kInf;
+  uint16_t pick = kNoQueue;
+  for (uint64_t bits = runnable_bits_[0]; bits != 0; bits &= bits - 1) {
+    const auto i = static_cast<uint16_t>(std::countr_zero(bits));
+    if (q_[i].key < least) {
+      least = q_[i].key;
+      pick = i;
+    }
+  }
+  return pick;
+}
+
 uint16_t QueueSet::ChooseQueue() noexcept {
   const int64_t v = VirtualTime();
+  if (!use_trees_) {
+    const uint16_t w = ScanChoose(v);
+#ifndef NDEBUG
+    for (size_t i = 0; i < num_queues_; ++i) {
+      assert(!q_[i].runnable() || q_[i].key > v ||
+             q_[i].deadline >= q_[w].deadline);
+    }
+#endif
+    return w;
+  }
   for (;;) {
     // Queues whose eligible time V has reached join the eligible tree.
     while (waiting_.min() <= v) {
@@ -403,7 +441,7 @@ TaskNode* QueueSet::PickSlow() noexcept {
       continue;
     }
     t->queued = false;
-    --size_;
+    ++taken_;
     ++q.picks;
     current_ = i;
     slice_left_ = true;
@@ -414,14 +452,21 @@ TaskNode* QueueSet::PickSlow() noexcept {
 // The charged queue used up its request (or its key needs renormalizing).
 void QueueSet::ChargeSlow(uint16_t index) noexcept {
   Queue& q = q_[index];
+  if (q.key > kRenormKey) [[unlikely]] Renormalize();
   if (q.key >= q.deadline) {
     q.deadline = q.key + q.vslice;
     ++q.exhaustions;
     if (index == current_) slice_left_ = false;
-    if (q.where == kEligible) eligible_.Set(index, q.deadline);
+    // File it now by its eligibility (usually: not eligible, it just used a
+    // whole request), saving ChooseQueue the move.
+    if (use_trees_) {
+      if (q.where == kEligible) eligible_.Clear(index);
+      if (q.where == kWaiting) waiting_.Clear(index);
+      Place(index, VirtualTime());
+    }
+  } else if (q.where == kWaiting) {
+    waiting_.Set(index, q.key);
   }
-  if (q.where == kWaiting) waiting_.Set(index, q.key);
-  if (q.key > kRenormKey) [[unlikely]] Renormalize();
 }
 
 // A charge to a queue that is not in the eligible tree: it is waiting (it was
@@ -459,7 +504,7 @@ bool QueueSet::Remove(TaskNode* task) noexcept {
   Queue& q = q_[i];
   if (!q.sched->Remove(task)) return false;
   task->queued = false;
-  --size_;
+  ++taken_;
   if (q.runnable() && q.sched->Empty()) {
     if (i == current_ || i == pending_idle_) {
       // Settled at the next Pick unless a push comes first.
@@ -518,8 +563,12 @@ absl::Status QueueSet::CheckInvariants() const {
     if (bit != q.runnable()) {
       return absl::InternalError(absl::StrCat("queue ", i, " runnable bit"));
     }
-    const int64_t want_elig = q.where == kEligible ? q.deadline : kInf;
-    const int64_t want_wait = q.where == kWaiting ? q.key : kInf;
+    if (!use_trees_ && q.where == kWaiting) {
+      return absl::InternalError(absl::StrCat("queue ", i, " waiting in scan mode"));
+    }
+    const int64_t want_elig =
+        use_trees_ && q.where == kEligible ? q.deadline : kInf;
+    const int64_t want_wait = use_trees_ && q.where == kWaiting ? q.key : kInf;
     if (eligible_.at(i) != want_elig || waiting_.at(i) != want_wait) {
       return absl::InternalError(absl::StrCat("queue ", i, " tree leaves"));
     }
@@ -555,9 +604,9 @@ absl::Status QueueSet::CheckInvariants() const {
                                             " avg ", avg, "/", avg_, " load ",
                                             load, "/", load_));
   }
-  if (size != size_) {
+  if (size != Size()) {
     return absl::InternalError(
-        absl::StrCat("size ", size, " != counted ", size_));
+        absl::StrCat("size ", size, " != counted ", Size()));
   }
   if (nr == 1 && !q_[solo_].runnable()) {
     return absl::InternalError("solo queue is not runnable");

@@ -30,12 +30,13 @@
 // changes).
 //
 // Cost: a Pick inside the current slice and a Charge that does not end it are
-// O(1) (inline, no tree).  At a slice boundary the choice is exact EEVDF in
+// O(1) (inline, no tree).  At a slice boundary the choice is exact EEVDF:
+// with up to 32 queues a branch-free scan of the runnable ones; with more, in
 // O(log n): runnable queues sit in one of two tournament trees over queue
 // slots, "eligible" keyed by deadline and "not yet eligible" keyed by v_i;
 // queues whose v_i V has passed move over, and the eligible tree's minimum is
 // the answer (rechecked, since V can step back when a queue joins or leaves).
-// With one runnable queue the trees are not consulted.
+// With one runnable queue nothing is consulted.
 //
 // Idle transitions and the pick / charge / push cycle: a queue whose last task
 // was just picked stays runnable through Charge; it goes idle only at the next
@@ -46,6 +47,7 @@
 #define SPINDLE_SCHED_QUEUE_SET_H_
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -173,8 +175,8 @@ class QueueSet {
   // next Pick clears it (and re-chooses the queue).
   bool ShouldPreempt() const noexcept { return preempt_; }
   void ClearPreempt() noexcept { preempt_ = false; }
-  size_t Size() const noexcept { return size_; }
-  bool Empty() const noexcept { return size_ == 0; }
+  size_t Size() const noexcept { return pushed_ - taken_; }
+  bool Empty() const noexcept { return pushed_ == taken_; }
   // The queue of the last Pick (kNoQueue before the first or after an empty
   // Pick).
   uint16_t current() const noexcept { return current_; }
@@ -219,26 +221,43 @@ class QueueSet {
     bool runnable() const noexcept { return where != kIdle; }
   };
 
-  // A tournament tree over queue slots: the least value and its slot.
+  // A tournament tree over queue slots: the least value and its slot.  A
+  // node is one int64, value << 8 | slot, so a level is a single min (ties go
+  // to the lower slot); values stay within +-2^50 (see queue_set.cc).
   class MinTree {
    public:
     MinTree();
     void Reset(uint32_t cap) noexcept;  // All slots +inf.
-    void Set(uint32_t slot, int64_t value) noexcept;
+    void Set(uint32_t slot, int64_t value) noexcept {
+      int64_t* t = nodes_.get();
+      uint32_t n = cap_ + slot;
+      t[n] = value == kInf ? kInf
+                           : static_cast<int64_t>(
+                                 (static_cast<uint64_t>(value) << kSlotBits) |
+                                 slot);
+      for (n >>= 1; n != 0; n >>= 1) {
+        const int64_t best = std::min(t[2 * n], t[2 * n + 1]);
+        if (t[n] == best) break;  // Unchanged here means unchanged above.
+        t[n] = best;
+      }
+    }
     void Clear(uint32_t slot) noexcept { Set(slot, kInf); }
-    int64_t min() const noexcept { return nodes_[1].value; }
-    uint32_t argmin() const noexcept { return nodes_[1].slot; }
+    // The least value (+inf when empty) and its slot.
+    int64_t min() const noexcept {
+      return nodes_[1] == kInf ? kInf : nodes_[1] >> kSlotBits;
+    }
+    uint32_t argmin() const noexcept {
+      return static_cast<uint32_t>(nodes_[1] & (kMaxQueues - 1));
+    }
     int64_t at(uint32_t slot) const noexcept {
-      return nodes_[cap_ + slot].value;
+      const int64_t v = nodes_[cap_ + slot];
+      return v == kInf ? kInf : v >> kSlotBits;
     }
     absl::Status Check() const;
 
    private:
-    struct Node {
-      int64_t value;
-      uint32_t slot;
-    };
-    std::unique_ptr<Node[]> nodes_;  // [1, 2 * cap_); leaves at cap_ + slot.
+    static constexpr int kSlotBits = 8;
+    std::unique_ptr<int64_t[]> nodes_;  // [1, 2 * cap_); leaves at cap_ + i.
     uint32_t cap_ = 1;
   };
 
@@ -246,8 +265,7 @@ class QueueSet {
     return q.fifo != nullptr ? q.fifo->FifoScheduler::Pop() : q.sched->Pop();
   }
   bool QueueEmpty(const Queue& q) const noexcept {
-    return q.fifo != nullptr ? q.fifo->FifoScheduler::Empty()
-                             : q.sched->Empty();
+    return q.fifo != nullptr ? q.fifo->IsEmpty() : q.sched->Empty();
   }
   TaskNode* PickSlow() noexcept;
   void ChargeSlow(uint16_t index) noexcept;
@@ -256,6 +274,7 @@ class QueueSet {
   void PushJoin(uint16_t index) noexcept;
   int64_t VirtualTime() const noexcept;
   uint16_t ChooseQueue() noexcept;
+  uint16_t ScanChoose(int64_t v) const noexcept;
   void Place(uint16_t index, int64_t v) noexcept;
   void Join(uint16_t index) noexcept;
   void Leave(uint16_t index) noexcept;
@@ -272,8 +291,14 @@ class QueueSet {
   MinTree eligible_;  // Eligible (as of the last choice): keyed by deadline.
   MinTree waiting_;   // Not yet eligible: keyed by v_i (eligible time).
   uint32_t cap_ = 1;
+  // Up to kScanMaxQueues queues the choice scans the runnable queues (a few
+  // dozen branch-free compares beat keeping two trees); beyond, the trees.
+  static constexpr size_t kScanMaxQueues = 32;
+  bool use_trees_ = false;
   size_t num_queues_ = 0;
-  size_t size_ = 0;
+  // Tasks queued = pushed_ - taken_ (two counters: see sched_internal::Count).
+  size_t pushed_ = 0;
+  size_t taken_ = 0;
   uint32_t nr_running_ = 0;
   uint16_t solo_ = kNoQueue;  // The runnable queue when nr_running_ == 1.
   uint16_t current_ = kNoQueue;
@@ -299,7 +324,7 @@ inline void QueueSet::Push(uint16_t queue_index, TaskNode* task) noexcept {
     q.sched->Push(task);
   }
   task->queued = true;
-  ++size_;
+  ++pushed_;
   if (!q.runnable()) [[unlikely]] {
     PushJoin(queue_index);
     return;
@@ -312,7 +337,7 @@ inline TaskNode* QueueSet::Pick() noexcept {
     Queue& q = q_[current_];
     if (TaskNode* t = PopFrom(q)) [[likely]] {
       t->queued = false;
-      --size_;
+      ++taken_;
       ++q.picks;
       return t;
     }

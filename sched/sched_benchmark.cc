@@ -132,6 +132,14 @@ void BM_QueueSet_PickCharge(benchmark::State& state) {
     qs.Push(t->queue_index, t);
   }
   state.SetItemsProcessed(state.iterations());
+  uint64_t polls = 0;
+  uint64_t exhaustions = 0;
+  for (const QueueStats& s : qs.Snapshot()) {
+    polls += s.polls;
+    exhaustions += s.slice_exhaustions;
+  }
+  state.counters["polls_per_slice"] =
+      static_cast<double>(polls) / static_cast<double>(exhaustions + 1);
   if (!qs.CheckInvariants().ok()) state.SkipWithError("invariants broken");
 }
 BENCHMARK(BM_QueueSet_PickCharge)->ArgName("queues")->Arg(1)->Arg(2)->Arg(16)->Arg(256);

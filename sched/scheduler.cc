@@ -18,7 +18,7 @@ std::string_view PriorityName(Priority priority) noexcept {
 }
 
 TaskNode* PriorityScheduler::Pop() noexcept {
-  if (size_ == 0) return nullptr;
+  if (count_.size() == 0) return nullptr;
   if (aging_pops_ != 0) {
     // Promote the oldest task of a level once it has waited aging_pops pops
     // there.  Normal first, so a low task promoted now is not promoted again
@@ -37,11 +37,11 @@ TaskNode* PriorityScheduler::Pop() noexcept {
   for (auto& level : levels_) {
     if (TaskNode* t = level.PopFront()) {
       t->queued = false;
-      --size_;
+      count_.Taken();
       return t;
     }
   }
-  return nullptr;  // Unreachable while size_ is right.
+  return nullptr;  // Unreachable while the count is right.
 }
 
 LasScheduler::LasScheduler(size_t capacity) { Reserve(capacity); }

@@ -104,6 +104,21 @@ class TaskList {
   TaskNode head_;
 };
 
+// A size kept as two monotonic counters.  One counter that every push
+// increments and every pop decrements is a single read-modify-write chain
+// through memory (two store-forwarding round trips per push+pop); two
+// counters are two independent chains, which the CPU overlaps.
+class Count {
+ public:
+  void Added() noexcept { ++added_; }
+  void Taken() noexcept { ++taken_; }
+  size_t size() const noexcept { return static_cast<size_t>(added_ - taken_); }
+
+ private:
+  uint64_t added_ = 0;
+  uint64_t taken_ = 0;
+};
+
 }  // namespace sched_internal
 
 // FifoScheduler: first in, first out.  The default.
@@ -118,13 +133,13 @@ class FifoScheduler final : public TaskScheduler {
   void Push(TaskNode* task) noexcept override {
     task->queued = true;
     list_.PushBack(task);
-    ++size_;
+    count_.Added();
   }
   TaskNode* Pop() noexcept override {
     TaskNode* t = list_.PopFront();
     if (t != nullptr) {
       t->queued = false;
-      --size_;
+      count_.Taken();
     }
     return t;
   }
@@ -132,15 +147,17 @@ class FifoScheduler final : public TaskScheduler {
     if (!task->queued) return false;
     sched_internal::TaskList::Unlink(task);
     task->queued = false;
-    --size_;
+    count_.Taken();
     return true;
   }
-  size_t Size() const noexcept override { return size_; }
+  size_t Size() const noexcept override { return count_.size(); }
+  // Non-virtual, for callers that know the type (QueueSet's fast path).
+  bool IsEmpty() const noexcept { return list_.empty(); }
   std::string_view Name() const noexcept override { return "fifo"; }
 
  private:
   sched_internal::TaskList list_;
-  size_t size_ = 0;
+  sched_internal::Count count_;
 };
 
 // LifoScheduler: newest first, with a skip interval against starvation.
@@ -160,10 +177,10 @@ class LifoScheduler final : public TaskScheduler {
   void Push(TaskNode* task) noexcept override {
     task->queued = true;
     list_.PushBack(task);
-    ++size_;
+    count_.Added();
   }
   TaskNode* Pop() noexcept override {
-    if (size_ == 0) return nullptr;
+    if (list_.empty()) return nullptr;
     TaskNode* t;
     if (skip_interval_ != 0 && ++pops_ >= skip_interval_) {
       pops_ = 0;
@@ -172,23 +189,23 @@ class LifoScheduler final : public TaskScheduler {
       t = list_.PopBack();
     }
     t->queued = false;
-    --size_;
+    count_.Taken();
     return t;
   }
   bool Remove(TaskNode* task) noexcept override {
     if (!task->queued) return false;
     sched_internal::TaskList::Unlink(task);
     task->queued = false;
-    --size_;
+    count_.Taken();
     return true;
   }
-  size_t Size() const noexcept override { return size_; }
+  size_t Size() const noexcept override { return count_.size(); }
   std::string_view Name() const noexcept override { return "lifo"; }
   uint32_t skip_interval() const noexcept { return skip_interval_; }
 
  private:
   sched_internal::TaskList list_;
-  size_t size_ = 0;
+  sched_internal::Count count_;
   uint32_t skip_interval_;
   uint32_t pops_ = 0;
 };
@@ -215,17 +232,17 @@ class PriorityScheduler final : public TaskScheduler {
     task->queued = true;
     task->aux = pops_;
     levels_[level].PushBack(task);
-    ++size_;
+    count_.Added();
   }
   TaskNode* Pop() noexcept override;
   bool Remove(TaskNode* task) noexcept override {
     if (!task->queued) return false;
     sched_internal::TaskList::Unlink(task);
     task->queued = false;
-    --size_;
+    count_.Taken();
     return true;
   }
-  size_t Size() const noexcept override { return size_; }
+  size_t Size() const noexcept override { return count_.size(); }
   std::string_view Name() const noexcept override { return "priority"; }
   uint32_t aging_pops() const noexcept { return aging_pops_; }
   // Tasks moved up a level by aging so far.
@@ -233,7 +250,7 @@ class PriorityScheduler final : public TaskScheduler {
 
  private:
   sched_internal::TaskList levels_[kNumPriorities];
-  size_t size_ = 0;
+  sched_internal::Count count_;
   uint32_t aging_pops_;
   uint32_t pops_ = 0;
   uint64_t promotions_ = 0;
