@@ -29,9 +29,9 @@
 //
 // Runnable-set invariant: every queue whose scheduler holds a task is
 // runnable.  A runnable queue may be empty only while it is the current
-// queue (picked, not yet charged) or the pending-idle queue (charged empty,
-// not yet pushed to); Pick settles the pending one first, so the pick /
-// charge / re-push cycle never goes through an idle transition.
+// queue (its last task picked, charged or not, not pushed to since); PickSlow
+// settles it first, so the pick / charge / re-push cycle never goes through
+// an idle transition, and Charge and Push need no emptiness test.
 
 #include "sched/queue_set.h"
 
@@ -101,8 +101,14 @@ absl::Status QueueSet::MinTree::Check() const {
 
 QueueSet::QueueSet(QueueSetConfig config)
     : config_(config.Validate().ok() ? config : QueueSetConfig::Default()),
-      q_(new Queue[kMaxQueues]) {
+      q_(new Queue[kMaxQueues]),
+      scan_key_(new int64_t[kMaxQueues]),
+      scan_dl_(new int64_t[kMaxQueues]) {
   owned_.reserve(kMaxQueues);
+  for (size_t i = 0; i < kMaxQueues; ++i) {
+    scan_key_[i] = kScanIdle;
+    scan_dl_[i] = 0;
+  }
 }
 
 QueueSet::~QueueSet() = default;
@@ -187,6 +193,7 @@ absl::Status QueueSet::SetShare(uint16_t index, uint32_t share) {
     q.weight = share;
     q.key = v - lag_scaled / w_new;
     q.deadline = q.key + std::max<int64_t>(1, rest_scaled / w_new);
+    Sync(index);
     avg_ += w_new * q.key;
     load_ += w_new;
     SetInvLoad();
@@ -214,6 +221,7 @@ void QueueSet::RecomputeSlices() noexcept {
     // clamp.
     if (q.runnable()) {
       q.deadline = std::min(q.deadline, q.key + q.vslice);
+      Sync(static_cast<uint16_t>(i));
     } else {
       q.vlag = std::clamp(q.vlag, -q.vslice, q.vslice);
     }
@@ -259,9 +267,11 @@ void QueueSet::Renormalize() noexcept {
   const int64_t v = avg_ / load_;
   for (size_t w = 0; w < kMaxQueues / 64; ++w) {
     for (uint64_t bits = runnable_bits_[w]; bits != 0; bits &= bits - 1) {
-      Queue& q = q_[w * 64 + std::countr_zero(bits)];
+      const auto i = static_cast<uint16_t>(w * 64 + std::countr_zero(bits));
+      Queue& q = q_[i];
       q.key -= v;
       q.deadline -= v;
+      Sync(i);
     }
   }
   avg_ -= load_ * v;
@@ -302,6 +312,7 @@ void QueueSet::Join(uint16_t index) noexcept {
   ++nr_running_;
   if (nr_running_ == 1) solo_ = index;
   Place(index, VirtualTime());
+  Sync(index);
 }
 
 void QueueSet::Leave(uint16_t index) noexcept {
@@ -318,9 +329,9 @@ void QueueSet::Leave(uint16_t index) noexcept {
     }
   }
   q.where = kIdle;
+  Sync(index);
   runnable_bits_[index / 64] &= ~(uint64_t{1} << (index % 64));
   --nr_running_;
-  if (pending_idle_ == index) pending_idle_ = kNoQueue;
   if (current_ == index) slice_left_ = false;
   if (nr_running_ == 0) {
     // Nothing refers to v0 any more: restart virtual time at 0.
@@ -336,18 +347,20 @@ void QueueSet::Leave(uint16_t index) noexcept {
 // ---------------------------------------------------------------- hot path
 
 uint16_t QueueSet::ScanChoose(int64_t v) const noexcept {
-  // Branch-free: an ineligible queue's deadline is replaced by kBig, and
-  // (deadline << 8 | index) is minimised, so the loop has no data-dependent
-  // branch to mispredict.  Deadlines and keys are within +-2^50.
+  // Branch-free over contiguous arrays: an ineligible queue's deadline is
+  // replaced by kBig, and (deadline << 8 | index) is minimised, so the loop
+  // has no data-dependent branch.  Idle queues carry key kScanIdle, which V
+  // never reaches.  Runnable keys and deadlines are within +-2^50.
   constexpr int64_t kBig = int64_t{1} << 54;
+  const int64_t* key = scan_key_.get();
+  const int64_t* dl = scan_dl_.get();
+  const auto n = static_cast<uint32_t>(num_queues_);
   int64_t best = kInf;
-  for (uint64_t bits = runnable_bits_[0]; bits != 0; bits &= bits - 1) {
-    const auto i = static_cast<uint64_t>(std::countr_zero(bits));
-    const Queue& q = q_[i];
-    const int64_t ineligible = (v - q.key) >> 63;  // -1 when key > v.
-    const int64_t cand = (q.deadline & ~ineligible) | (kBig & ineligible);
-    best = std::min(best,
-                    static_cast<int64_t>((static_cast<uint64_t>(cand) << 8) | i));
+  for (uint32_t i = 0; i < n; ++i) {
+    const int64_t ineligible = (v - key[i]) >> 63;  // -1 when key > v.
+    const int64_t cand = (dl[i] & ~ineligible) | (kBig & ineligible);
+    best = std::min(
+        best, static_cast<int64_t>((static_cast<uint64_t>(cand) << 8) | i));
   }
   if ((best >> 8) < kBig) [[likely]] {
     return static_cast<uint16_t>(best & 0xff);
@@ -356,11 +369,10 @@ uint16_t QueueSet::ScanChoose(int64_t v) const noexcept {
   // eligible time (EEVDF guarantees some queue is eligible).
   int64_t least = kInf;
   uint16_t pick = kNoQueue;
-  for (uint64_t bits = runnable_bits_[0]; bits != 0; bits &= bits - 1) {
-    const auto i = static_cast<uint16_t>(std::countr_zero(bits));
-    if (q_[i].key < least) {
-      least = q_[i].key;
-      pick = i;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (key[i] < least) {
+      least = key[i];
+      pick = static_cast<uint16_t>(i);
     }
   }
   return pick;
@@ -413,20 +425,13 @@ uint16_t QueueSet::ChooseQueue() noexcept {
   }
 }
 
-void QueueSet::SettlePending() noexcept {
-  const uint16_t p = pending_idle_;
-  pending_idle_ = kNoQueue;
-  if (q_[p].runnable() && QueueEmpty(q_[p])) Leave(p);
-}
-
-void QueueSet::MarkPendingIdle(uint16_t index) noexcept {
-  if (pending_idle_ != kNoQueue && pending_idle_ != index) SettlePending();
-  pending_idle_ = index;
-}
-
 TaskNode* QueueSet::PickSlow() noexcept {
   preempt_ = false;
-  if (pending_idle_ != kNoQueue) SettlePending();
+  // The current queue's idle transition was deferred to here (see header).
+  if (current_ != kNoQueue && q_[current_].runnable() &&
+      QueueEmpty(q_[current_])) {
+    Leave(current_);
+  }
   for (;;) {
     if (nr_running_ == 0) {
       current_ = kNoQueue;
@@ -440,7 +445,6 @@ TaskNode* QueueSet::PickSlow() noexcept {
       Leave(i);
       continue;
     }
-    t->queued = false;
     ++taken_;
     ++q.picks;
     current_ = i;
@@ -455,6 +459,7 @@ void QueueSet::ChargeSlow(uint16_t index) noexcept {
   if (q.key > kRenormKey) [[unlikely]] Renormalize();
   if (q.key >= q.deadline) {
     q.deadline = q.key + q.vslice;
+    Sync(index);
     ++q.exhaustions;
     if (index == current_) slice_left_ = false;
     // File it now by its eligibility (usually: not eligible, it just used a
@@ -476,9 +481,9 @@ void QueueSet::ChargeIdle(Queue& q, int64_t dv) noexcept {
   const auto index = static_cast<uint16_t>(&q - q_.get());
   if (q.where == kWaiting) {
     q.key += dv;
+    Sync(index);
     avg_ += static_cast<int64_t>(q.weight) * dv;
     ChargeSlow(index);
-    if (QueueEmpty(q)) MarkPendingIdle(index);
     return;
   }
   // Idle: the service still counts against the kept lag.
@@ -505,14 +510,9 @@ bool QueueSet::Remove(TaskNode* task) noexcept {
   if (!q.sched->Remove(task)) return false;
   task->queued = false;
   ++taken_;
-  if (q.runnable() && q.sched->Empty()) {
-    if (i == current_ || i == pending_idle_) {
-      // Settled at the next Pick unless a push comes first.
-      MarkPendingIdle(i);
-    } else {
-      Leave(i);
-    }
-  }
+  // The current queue's idle transition waits for the next Pick, as after
+  // its last task was picked.
+  if (q.runnable() && i != current_ && q.sched->Empty()) Leave(i);
   return true;
 }
 
@@ -563,6 +563,10 @@ absl::Status QueueSet::CheckInvariants() const {
     if (bit != q.runnable()) {
       return absl::InternalError(absl::StrCat("queue ", i, " runnable bit"));
     }
+    if (scan_key_[i] != (q.runnable() ? q.key : kScanIdle) ||
+        (q.runnable() && scan_dl_[i] != q.deadline)) {
+      return absl::InternalError(absl::StrCat("queue ", i, " scan copy"));
+    }
     if (!use_trees_ && q.where == kWaiting) {
       return absl::InternalError(absl::StrCat("queue ", i, " waiting in scan mode"));
     }
@@ -586,7 +590,7 @@ absl::Status QueueSet::CheckInvariants() const {
     ++nr;
     avg += static_cast<int64_t>(q.weight) * q.key;
     load += q.weight;
-    if (q.sched->Empty() && i != current_ && i != pending_idle_) {
+    if (q.sched->Empty() && i != current_) {
       return absl::InternalError(
           absl::StrCat("queue ", i, " is runnable but empty"));
     }

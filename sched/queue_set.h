@@ -40,7 +40,7 @@
 //
 // Idle transitions and the pick / charge / push cycle: a queue whose last task
 // was just picked stays runnable through Charge; it goes idle only at the next
-// Pick if nobody pushed to it in between.  So `Pick; Charge; Push(same queue)`
+// Pick, if nobody pushed to it in between.  So `Pick; Charge; Push(same queue)`
 // is seamless and never looks like a sleep.
 
 #ifndef SPINDLE_SCHED_QUEUE_SET_H_
@@ -261,8 +261,12 @@ class QueueSet {
     uint32_t cap_ = 1;
   };
 
+  // Pops and clears `queued` (FifoScheduler does; a user's might not).
   TaskNode* PopFrom(Queue& q) noexcept {
-    return q.fifo != nullptr ? q.fifo->FifoScheduler::Pop() : q.sched->Pop();
+    if (q.fifo != nullptr) return q.fifo->FifoScheduler::Pop();
+    TaskNode* t = q.sched->Pop();
+    if (t != nullptr) t->queued = false;
+    return t;
   }
   bool QueueEmpty(const Queue& q) const noexcept {
     return q.fifo != nullptr ? q.fifo->IsEmpty() : q.sched->Empty();
@@ -270,11 +274,17 @@ class QueueSet {
   TaskNode* PickSlow() noexcept;
   void ChargeSlow(uint16_t index) noexcept;
   void ChargeIdle(Queue& q, int64_t dv) noexcept;
-  void MarkPendingIdle(uint16_t index) noexcept;
   void PushJoin(uint16_t index) noexcept;
   int64_t VirtualTime() const noexcept;
   uint16_t ChooseQueue() noexcept;
   uint16_t ScanChoose(int64_t v) const noexcept;
+  // Copies a queue's key and deadline into the scan arrays (kScanIdle when
+  // idle, which no V reaches).
+  void Sync(uint16_t index) noexcept {
+    const Queue& q = q_[index];
+    scan_key_[index] = q.runnable() ? q.key : kScanIdle;
+    scan_dl_[index] = q.deadline;
+  }
   void Place(uint16_t index, int64_t v) noexcept;
   void Join(uint16_t index) noexcept;
   void Leave(uint16_t index) noexcept;
@@ -282,7 +292,6 @@ class QueueSet {
   void Renormalize() noexcept;
   void RecomputeSlices() noexcept;
   void SetInvLoad() noexcept;
-  void SettlePending() noexcept;
   uint16_t FindSolo() const noexcept;
 
   QueueSetConfig config_;
@@ -294,7 +303,11 @@ class QueueSet {
   // Up to kScanMaxQueues queues the choice scans the runnable queues (a few
   // dozen branch-free compares beat keeping two trees); beyond, the trees.
   static constexpr size_t kScanMaxQueues = 32;
+  static constexpr int64_t kScanIdle = int64_t{1} << 54;
   bool use_trees_ = false;
+  // Keys and deadlines of every queue, contiguous for the scan.
+  std::unique_ptr<int64_t[]> scan_key_;
+  std::unique_ptr<int64_t[]> scan_dl_;
   size_t num_queues_ = 0;
   // Tasks queued = pushed_ - taken_ (two counters: see sched_internal::Count).
   size_t pushed_ = 0;
@@ -302,7 +315,6 @@ class QueueSet {
   uint32_t nr_running_ = 0;
   uint16_t solo_ = kNoQueue;  // The runnable queue when nr_running_ == 1.
   uint16_t current_ = kNoQueue;
-  uint16_t pending_idle_ = kNoQueue;
   bool preempt_ = false;
   bool slice_left_ = false;  // current_ is runnable and within its request.
   int64_t avg_ = 0;          // sum over runnable of w_i * key_i.
@@ -319,24 +331,19 @@ inline void QueueSet::Push(uint16_t queue_index, TaskNode* task) noexcept {
   Queue& q = q_[queue_index];
   task->queue_index = queue_index;
   if (q.fifo != nullptr) {
-    q.fifo->FifoScheduler::Push(task);
+    q.fifo->FifoScheduler::Push(task);  // Sets `queued`.
   } else {
     q.sched->Push(task);
+    task->queued = true;  // Whatever a user's scheduler does.
   }
-  task->queued = true;
   ++pushed_;
-  if (!q.runnable()) [[unlikely]] {
-    PushJoin(queue_index);
-    return;
-  }
-  if (pending_idle_ == queue_index) pending_idle_ = kNoQueue;
+  if (!q.runnable()) [[unlikely]] PushJoin(queue_index);
 }
 
 inline TaskNode* QueueSet::Pick() noexcept {
-  if (slice_left_ && !preempt_ && pending_idle_ == kNoQueue) [[likely]] {
+  if (slice_left_ && !preempt_) [[likely]] {
     Queue& q = q_[current_];
     if (TaskNode* t = PopFrom(q)) [[likely]] {
-      t->queued = false;
       ++taken_;
       ++q.picks;
       return t;
@@ -358,9 +365,9 @@ inline void QueueSet::Charge(TaskNode* task,
   const auto dv = static_cast<int64_t>((s * q.inv_weight) >> kVShift);
   if (q.where == kEligible) [[likely]] {
     q.key += dv;
+    scan_key_[i] = q.key;
     avg_ += static_cast<int64_t>(q.weight) * dv;
     if (q.key >= q.deadline) [[unlikely]] ChargeSlow(i);
-    if (QueueEmpty(q)) [[unlikely]] MarkPendingIdle(i);
   } else {
     ChargeIdle(q, dv);
   }

@@ -3,8 +3,12 @@
 //       --benchmark_report_aggregates_only=true
 //
 // Push+pop benchmarks keep 64 tasks queued and move one task through the
-// scheduler per iteration.  BM_QueueSet_PickCharge runs the executor's cycle:
-// Pick, Charge (service from a fixed pseudo-random table), Push back.
+// scheduler per iteration.  BM_QueueSet_PickCharge runs the executor's cycle
+// on the default config (sched_latency 2 ms, min_slice 100 us) with two
+// tasks per queue and shares 1 + 37i mod 1000: Pick, Charge with a poll time
+// of 1..20 us (uniform, from a fixed pseudo-random table, in TSC ticks), Push
+// back.  The counter polls_per_slice says how often a slice ends, i.e. how
+// often the EEVDF choice itself runs.
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -12,13 +16,15 @@
 
 #include "benchmark/benchmark.h"
 #include "sched/sched.h"
+#include "timing/clock.h"
 
 namespace spindle::sched {
 namespace {
 
 constexpr int kQueued = 64;
 
-// The floor: the least work a FIFO of intrusive nodes can do.
+// The floor: the least work a FIFO of intrusive nodes can do (singly linked,
+// no size, no `queued` flag, no O(1) remove).
 struct FloorList {
   TaskNode* head = nullptr;
   TaskNode* tail = nullptr;
@@ -40,9 +46,15 @@ struct FloorList {
   }
 };
 
+// Every list and scheduler here lives on the heap, as a QueueSet's do: a
+// local would be addressed off the frame pointer, which some CPUs (AMD Zen's
+// memory renaming) forward at zero latency, flattering whichever variant the
+// compiler happens to leave on the stack.
 void BM_Floor_IntrusiveListPushPop(benchmark::State& state) {
   std::vector<TaskNode> nodes(kQueued);
-  FloorList list;
+  auto owned = std::make_unique<FloorList>();
+  FloorList& list = *owned;
+  benchmark::DoNotOptimize(&list);
   for (auto& n : nodes) list.Push(&n);
   for (auto _ : state) {
     TaskNode* t = list.Pop();
@@ -66,15 +78,15 @@ void PushPopLoop(benchmark::State& state, S& s, std::vector<TaskNode>& nodes) {
 
 void BM_Fifo_PushPop(benchmark::State& state) {
   std::vector<TaskNode> nodes(kQueued);
-  FifoScheduler s;
-  PushPopLoop(state, s, nodes);
+  auto s = std::make_unique<FifoScheduler>();
+  PushPopLoop(state, *s, nodes);
 }
 BENCHMARK(BM_Fifo_PushPop);
 
 void BM_Lifo_PushPop(benchmark::State& state) {
   std::vector<TaskNode> nodes(kQueued);
-  LifoScheduler s;
-  PushPopLoop(state, s, nodes);
+  auto s = std::make_unique<LifoScheduler>();
+  PushPopLoop(state, *s, nodes);
 }
 BENCHMARK(BM_Lifo_PushPop);
 
@@ -83,14 +95,15 @@ void BM_Priority_PushPop(benchmark::State& state) {
   for (size_t i = 0; i < nodes.size(); ++i) {
     nodes[i].priority = static_cast<Priority>(i % 3);
   }
-  PriorityScheduler s(/*aging_pops=*/64);
-  PushPopLoop(state, s, nodes);
+  auto s = std::make_unique<PriorityScheduler>(/*aging_pops=*/64);
+  PushPopLoop(state, *s, nodes);
 }
 BENCHMARK(BM_Priority_PushPop);
 
 void BM_Las_PushPop(benchmark::State& state) {
   std::vector<TaskNode> nodes(kQueued);
-  LasScheduler s(kQueued);
+  auto owned = std::make_unique<LasScheduler>(kQueued);
+  LasScheduler& s = *owned;
   for (auto& n : nodes) s.Push(&n);
   uint64_t x = 88172645463325252ull;
   for (auto _ : state) {
@@ -107,10 +120,7 @@ BENCHMARK(BM_Las_PushPop);
 
 void BM_QueueSet_PickCharge(benchmark::State& state) {
   const int queues = static_cast<int>(state.range(0));
-  QueueSetConfig config;
-  config.sched_latency_ticks = 2'000'000;
-  config.min_slice_ticks = 100'000;
-  QueueSet qs(config);
+  QueueSet qs(QueueSetConfig::Default());
   std::vector<TaskNode> nodes(2 * queues);
   for (int i = 0; i < queues; ++i) {
     const uint16_t q = *qs.AddQueue(i, 1 + (i * 37) % 1000);
@@ -123,7 +133,7 @@ void BM_QueueSet_PickCharge(benchmark::State& state) {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    s = 5'000 + x % 50'000;  // ~2-20 us polls.
+    s = timing::TscClock::FromNanos(1'000 + x % 19'001);  // 1..20 us.
   }
   uint32_t k = 0;
   for (auto _ : state) {

@@ -18,7 +18,6 @@ std::string_view PriorityName(Priority priority) noexcept {
 }
 
 TaskNode* PriorityScheduler::Pop() noexcept {
-  if (count_.size() == 0) return nullptr;
   if (aging_pops_ != 0) {
     // Promote the oldest task of a level once it has waited aging_pops pops
     // there.  Normal first, so a low task promoted now is not promoted again
@@ -33,15 +32,14 @@ TaskNode* PriorityScheduler::Pop() noexcept {
       }
     }
   }
-  ++pops_;
   for (auto& level : levels_) {
     if (TaskNode* t = level.PopFront()) {
       t->queued = false;
-      count_.Taken();
+      ++pops_;  // Counts pops that served a task, the unit of aging.
       return t;
     }
   }
-  return nullptr;  // Unreachable while the count is right.
+  return nullptr;
 }
 
 LasScheduler::LasScheduler(size_t capacity) { Reserve(capacity); }

@@ -30,7 +30,8 @@ namespace spindle::sched {
 // O(1); QueueSet guarantees it through `TaskNode::queue_index`).
 // Guarantees: Push sets `queued`, Pop and a successful Remove clear it; Pop
 // returns nullptr when empty; Remove returns false for a node that is not
-// queued.  Every call is O(1) or O(log n), noexcept and allocation-free
+// queued.  Push, Pop and Remove are O(1) or O(log n) (Size of the list-based
+// FIFO and LIFO is a walk), noexcept and allocation-free
 // (LasScheduler: allocation-free once its capacity covers the largest number
 // of tasks queued at once; see there).
 // Thread safety: none; one thread uses a scheduler at a time.
@@ -68,6 +69,12 @@ class TaskList {
   TaskList& operator=(const TaskList&) = delete;
 
   bool empty() const noexcept { return head_.next == &head_; }
+  // O(n): a walk.  Lists keep no count, see FifoScheduler.
+  size_t CountNodes() const noexcept {
+    size_t n = 0;
+    for (const TaskNode* t = head_.next; t != &head_; t = t->next) ++n;
+    return n;
+  }
   TaskNode* front() const noexcept { return empty() ? nullptr : head_.next; }
   TaskNode* back() const noexcept { return empty() ? nullptr : head_.prev; }
 
@@ -104,21 +111,6 @@ class TaskList {
   TaskNode head_;
 };
 
-// A size kept as two monotonic counters.  One counter that every push
-// increments and every pop decrements is a single read-modify-write chain
-// through memory (two store-forwarding round trips per push+pop); two
-// counters are two independent chains, which the CPU overlaps.
-class Count {
- public:
-  void Added() noexcept { ++added_; }
-  void Taken() noexcept { ++taken_; }
-  size_t size() const noexcept { return static_cast<size_t>(added_ - taken_); }
-
- private:
-  uint64_t added_ = 0;
-  uint64_t taken_ = 0;
-};
-
 }  // namespace sched_internal
 
 // FifoScheduler: first in, first out.  The default.
@@ -133,31 +125,28 @@ class FifoScheduler final : public TaskScheduler {
   void Push(TaskNode* task) noexcept override {
     task->queued = true;
     list_.PushBack(task);
-    count_.Added();
   }
   TaskNode* Pop() noexcept override {
     TaskNode* t = list_.PopFront();
-    if (t != nullptr) {
-      t->queued = false;
-      count_.Taken();
-    }
+    if (t != nullptr) t->queued = false;
     return t;
   }
   bool Remove(TaskNode* task) noexcept override {
     if (!task->queued) return false;
     sched_internal::TaskList::Unlink(task);
     task->queued = false;
-    count_.Taken();
     return true;
   }
-  size_t Size() const noexcept override { return count_.size(); }
-  // Non-virtual, for callers that know the type (QueueSet's fast path).
+  // O(n) (a walk): keeping a count would put a read-modify-write of one
+  // memory word on every push and pop, a ~5-cycle recurrence that doubles
+  // their cost; sizes are read for stats, not on the hot path.
+  size_t Size() const noexcept override { return list_.CountNodes(); }
+  // O(1), non-virtual, for callers that know the type (QueueSet).
   bool IsEmpty() const noexcept { return list_.empty(); }
   std::string_view Name() const noexcept override { return "fifo"; }
 
  private:
   sched_internal::TaskList list_;
-  sched_internal::Count count_;
 };
 
 // LifoScheduler: newest first, with a skip interval against starvation.
@@ -177,7 +166,6 @@ class LifoScheduler final : public TaskScheduler {
   void Push(TaskNode* task) noexcept override {
     task->queued = true;
     list_.PushBack(task);
-    count_.Added();
   }
   TaskNode* Pop() noexcept override {
     if (list_.empty()) return nullptr;
@@ -189,23 +177,21 @@ class LifoScheduler final : public TaskScheduler {
       t = list_.PopBack();
     }
     t->queued = false;
-    count_.Taken();
     return t;
   }
   bool Remove(TaskNode* task) noexcept override {
     if (!task->queued) return false;
     sched_internal::TaskList::Unlink(task);
     task->queued = false;
-    count_.Taken();
     return true;
   }
-  size_t Size() const noexcept override { return count_.size(); }
+  // O(n) (a walk), as FifoScheduler's.
+  size_t Size() const noexcept override { return list_.CountNodes(); }
   std::string_view Name() const noexcept override { return "lifo"; }
   uint32_t skip_interval() const noexcept { return skip_interval_; }
 
  private:
   sched_internal::TaskList list_;
-  sched_internal::Count count_;
   uint32_t skip_interval_;
   uint32_t pops_ = 0;
 };
@@ -232,17 +218,20 @@ class PriorityScheduler final : public TaskScheduler {
     task->queued = true;
     task->aux = pops_;
     levels_[level].PushBack(task);
-    count_.Added();
   }
   TaskNode* Pop() noexcept override;
   bool Remove(TaskNode* task) noexcept override {
     if (!task->queued) return false;
     sched_internal::TaskList::Unlink(task);
     task->queued = false;
-    count_.Taken();
     return true;
   }
-  size_t Size() const noexcept override { return count_.size(); }
+  // O(n) (a walk), as FifoScheduler's.
+  size_t Size() const noexcept override {
+    size_t n = 0;
+    for (const auto& level : levels_) n += level.CountNodes();
+    return n;
+  }
   std::string_view Name() const noexcept override { return "priority"; }
   uint32_t aging_pops() const noexcept { return aging_pops_; }
   // Tasks moved up a level by aging so far.
@@ -250,7 +239,6 @@ class PriorityScheduler final : public TaskScheduler {
 
  private:
   sched_internal::TaskList levels_[kNumPriorities];
-  sched_internal::Count count_;
   uint32_t aging_pops_;
   uint32_t pops_ = 0;
   uint64_t promotions_ = 0;
