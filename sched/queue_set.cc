@@ -138,6 +138,11 @@ absl::StatusOr<uint16_t> QueueSet::AddQueue(
                      " queues; valid count 1..", kMaxQueues));
   }
   if (scheduler == nullptr) scheduler = std::make_unique<FifoScheduler>();
+  if (!scheduler->Empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "scheduler for queue id ", id, " already holds ", scheduler->Size(),
+        " tasks; it must be empty (push tasks through the QueueSet)"));
+  }
   const auto index = static_cast<uint16_t>(num_queues_);
   Queue& q = q_[index];
   q = Queue{};
@@ -154,9 +159,6 @@ absl::StatusOr<uint16_t> QueueSet::AddQueue(
   RecomputeSlices();
   RebuildTrees();
   slice_left_ = false;
-  // Tasks may already sit in a user's scheduler.
-  pushed_ += q.sched->Size();
-  if (!q.sched->Empty()) Join(index);
   return index;
 }
 
@@ -519,14 +521,16 @@ bool QueueSet::Remove(TaskNode* task) noexcept {
 // ---------------------------------------------------------------- stats
 
 int64_t QueueSet::LagTicks(uint16_t index) const noexcept {
+  if (index >= num_queues_) return 0;
   const Queue& q = q_[index];
   const int64_t vlag = q.runnable() ? VirtualTime() - q.key : q.vlag;
   return static_cast<int64_t>(q.weight) * vlag / (int64_t{1} << kVShift);
 }
 
 QueueStats QueueSet::Stats(uint16_t index) const {
-  const Queue& q = q_[index];
   QueueStats s;
+  if (index >= num_queues_) return s;
+  const Queue& q = q_[index];
   s.id = q.id;
   s.share = q.weight;
   s.service_ticks = q.service;

@@ -146,8 +146,9 @@ class QueueSet {
   ~QueueSet();
 
   // Setup: adds a queue and returns its index (0..255, in order of addition).
-  // InvalidArgument for share outside 1..10000, a duplicate id, or a 257th
-  // queue.  A null scheduler means FifoScheduler.
+  // InvalidArgument for share outside 1..10000, a duplicate id, a 257th
+  // queue, or a scheduler that already holds tasks.  A null scheduler means
+  // FifoScheduler.
   absl::StatusOr<uint16_t> AddQueue(
       QueueId id, uint32_t share,
       std::unique_ptr<TaskScheduler> scheduler = nullptr);
@@ -189,7 +190,7 @@ class QueueSet {
   uint16_t current() const noexcept { return current_; }
   size_t num_runnable() const noexcept { return nr_running_; }
 
-  // Not hot.
+  // Not hot.  An index >= num_queues() gives zeroed stats and lag 0.
   QueueStats Stats(uint16_t queue_index) const;
   std::vector<QueueStats> Snapshot() const;
   // Lag of a queue in ticks (> 0: owed service).  Kept lag when idle.

@@ -470,6 +470,16 @@ TEST(QueueSetConfigTest, BadSharesDuplicateIdsAndConfigsAreInvalidArgument) {
   EXPECT_FALSE(c.Validate().ok());
   c.sched_latency_ticks = 100;
   EXPECT_TRUE(QueueSet::Create(c).ok());
+
+  auto busy = std::make_unique<FifoScheduler>();
+  TaskNode stray;
+  busy->Push(&stray);
+  auto nonempty = qs.AddQueue(77, 5, std::move(busy));
+  ASSERT_EQ(nonempty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(nonempty.status().message()).find("holds 1 tasks"),
+            std::string::npos)
+      << nonempty.status();
+  EXPECT_EQ(qs.Stats(200).share, 0u);  // Out of range: zeroed.
 }
 
 TEST(QueueSetTest, SetShareOnARunnableQueueChangesItsRate) {
