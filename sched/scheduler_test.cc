@@ -1,0 +1,306 @@
+#include "sched/scheduler.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "sched/sched.h"
+
+namespace spindle::sched {
+namespace {
+
+std::vector<TaskNode> MakeNodes(size_t n) { return std::vector<TaskNode>(n); }
+
+TEST(SchedTest, VersionMatchesVersionFile) { EXPECT_EQ(kVersion, "0.1.0"); }
+
+TEST(FifoSchedulerTest, PopOnEmptyReturnsNothing) {
+  FifoScheduler fifo;
+  EXPECT_EQ(fifo.Pop(), nullptr);
+  EXPECT_TRUE(fifo.Empty());
+  EXPECT_EQ(fifo.Name(), "fifo");
+}
+
+TEST(FifoSchedulerTest, PopsInPushOrder) {
+  auto nodes = MakeNodes(5);
+  FifoScheduler fifo;
+  for (auto& n : nodes) fifo.Push(&n);
+  EXPECT_EQ(fifo.Size(), 5u);
+  for (auto& n : nodes) {
+    EXPECT_TRUE(n.queued);
+    TaskNode* t = fifo.Pop();
+    EXPECT_EQ(t, &n);
+    EXPECT_FALSE(t->queued);
+  }
+  EXPECT_EQ(fifo.Pop(), nullptr);
+}
+
+TEST(FifoSchedulerTest, RemoveUnlinksOnlyThatTask) {
+  auto nodes = MakeNodes(4);
+  FifoScheduler fifo;
+  for (auto& n : nodes) fifo.Push(&n);
+  EXPECT_TRUE(fifo.Remove(&nodes[1]));
+  EXPECT_FALSE(fifo.Remove(&nodes[1]));  // Already gone.
+  EXPECT_FALSE(nodes[1].queued);
+  EXPECT_EQ(fifo.Size(), 3u);
+  EXPECT_EQ(fifo.Pop(), &nodes[0]);
+  EXPECT_EQ(fifo.Pop(), &nodes[2]);
+  EXPECT_TRUE(fifo.Remove(&nodes[3]));  // The last one.
+  EXPECT_EQ(fifo.Pop(), nullptr);
+  fifo.Push(&nodes[1]);  // Reusable after removal.
+  EXPECT_EQ(fifo.Pop(), &nodes[1]);
+}
+
+TEST(LifoSchedulerTest, NewestFirstAndEveryNthPopTakesTheOldest) {
+  auto nodes = MakeNodes(10);
+  LifoScheduler lifo(/*skip_interval=*/4);
+  for (auto& n : nodes) lifo.Push(&n);
+  // Pops 1..3 newest (9, 8, 7), pop 4 the oldest (0), pops 5..7 newest
+  // (6, 5, 4), pop 8 the oldest left (1), then 3, 2.
+  const int expected[] = {9, 8, 7, 0, 6, 5, 4, 1, 3, 2};
+  for (int e : expected) {
+    TaskNode* t = lifo.Pop();
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t - nodes.data(), e);
+  }
+  EXPECT_EQ(lifo.Pop(), nullptr);
+}
+
+TEST(LifoSchedulerTest, OldestIsNotStarvedByAStreamOfNewTasks) {
+  // One old task and a producer that pushes a new task before every pop:
+  // pure LIFO would never run the old one; skip interval 16 runs it by pop 16.
+  auto nodes = MakeNodes(64);
+  LifoScheduler lifo;  // Default skip interval.
+  EXPECT_EQ(lifo.skip_interval(), LifoScheduler::kDefaultSkipInterval);
+  lifo.Push(&nodes[0]);
+  int popped_at = -1;
+  for (int i = 1; i < 64 && popped_at < 0; ++i) {
+    lifo.Push(&nodes[i]);
+    if (lifo.Pop() == &nodes[0]) popped_at = i;
+  }
+  EXPECT_EQ(popped_at, static_cast<int>(LifoScheduler::kDefaultSkipInterval));
+}
+
+TEST(LifoSchedulerTest, ZeroSkipIsPureLifoAndRemoveWorks) {
+  auto nodes = MakeNodes(3);
+  LifoScheduler lifo(0);
+  for (auto& n : nodes) lifo.Push(&n);
+  EXPECT_TRUE(lifo.Remove(&nodes[1]));
+  EXPECT_EQ(lifo.Pop(), &nodes[2]);
+  EXPECT_EQ(lifo.Pop(), &nodes[0]);
+  EXPECT_EQ(lifo.Pop(), nullptr);
+}
+
+TEST(PrioritySchedulerTest, HighThenNormalThenLowFifoWithinLevel) {
+  auto nodes = MakeNodes(9);
+  const Priority prios[] = {Priority::kLow,    Priority::kNormal,
+                            Priority::kHigh,   Priority::kLow,
+                            Priority::kHigh,   Priority::kNormal,
+                            Priority::kNormal, Priority::kLow,
+                            Priority::kHigh};
+  PriorityScheduler ps;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    nodes[i].priority = prios[i];
+    ps.Push(&nodes[i]);
+  }
+  const int expected[] = {2, 4, 8, 1, 5, 6, 0, 3, 7};
+  for (int e : expected) {
+    TaskNode* t = ps.Pop();
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t - nodes.data(), e);
+  }
+  EXPECT_EQ(ps.Pop(), nullptr);
+  EXPECT_EQ(ps.promotions(), 0u);
+}
+
+TEST(PrioritySchedulerTest, WithoutAgingLowStarvesUnderSteadyHighLoad) {
+  auto nodes = MakeNodes(3);
+  PriorityScheduler ps;
+  nodes[0].priority = Priority::kLow;
+  ps.Push(&nodes[0]);
+  nodes[1].priority = nodes[2].priority = Priority::kHigh;
+  ps.Push(&nodes[1]);
+  for (int i = 0; i < 1000; ++i) {
+    TaskNode* t = ps.Pop();
+    ASSERT_NE(t, &nodes[0]);
+    ps.Push(t);  // The high task is runnable again.
+  }
+}
+
+TEST(PrioritySchedulerTest, AgingBoundsTheWaitOfALowTask) {
+  // Two high tasks that are always runnable, one normal, one low.  With aging
+  // after 8 pops, the low task climbs to normal then high and runs within
+  // ~3 x 8 pops plus the line ahead of it.
+  auto nodes = MakeNodes(4);
+  PriorityScheduler ps(/*aging_pops=*/8);
+  nodes[0].priority = nodes[1].priority = Priority::kHigh;
+  nodes[2].priority = Priority::kNormal;
+  nodes[3].priority = Priority::kLow;
+  for (auto& n : nodes) ps.Push(&n);
+  int low_at = -1;
+  int normal_at = -1;
+  for (int i = 0; i < 200 && low_at < 0; ++i) {
+    TaskNode* t = ps.Pop();
+    ASSERT_NE(t, nullptr);
+    if (t == &nodes[3]) {
+      low_at = i;
+    } else if (t == &nodes[2]) {
+      if (normal_at < 0) normal_at = i;
+    } else {
+      ps.Push(t);
+    }
+  }
+  ASSERT_GE(normal_at, 0);
+  ASSERT_GE(low_at, 0);
+  EXPECT_LE(normal_at, 8 + 3);
+  EXPECT_LE(low_at, 2 * 8 + 4);
+  EXPECT_GE(ps.promotions(), 2u);
+  // Strict order still holds for tasks that have not waited long.
+  nodes[0].priority = Priority::kLow;
+  nodes[1].priority = Priority::kHigh;
+  while (ps.Pop() != nullptr) {
+  }
+  ps.Push(&nodes[0]);
+  ps.Push(&nodes[1]);
+  EXPECT_EQ(ps.Pop(), &nodes[1]);
+  EXPECT_EQ(ps.Pop(), &nodes[0]);
+}
+
+TEST(PrioritySchedulerTest, RemoveFromAnyLevel) {
+  auto nodes = MakeNodes(3);
+  PriorityScheduler ps(4);
+  nodes[0].priority = Priority::kLow;
+  nodes[1].priority = Priority::kNormal;
+  nodes[2].priority = Priority::kHigh;
+  for (auto& n : nodes) ps.Push(&n);
+  EXPECT_TRUE(ps.Remove(&nodes[1]));
+  EXPECT_FALSE(ps.Remove(&nodes[1]));
+  EXPECT_EQ(ps.Size(), 2u);
+  EXPECT_EQ(ps.Pop(), &nodes[2]);
+  EXPECT_EQ(ps.Pop(), &nodes[0]);
+  EXPECT_TRUE(ps.Empty());
+}
+
+TEST(LasSchedulerTest, LeastAttainedServiceFirstTiesInPushOrder) {
+  auto nodes = MakeNodes(6);
+  const uint64_t service[] = {50, 10, 30, 10, 0, 30};
+  LasScheduler las(2);  // Small capacity: exercises growth too.
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    nodes[i].attained_service = service[i];
+    las.Push(&nodes[i]);
+  }
+  EXPECT_GE(las.capacity(), 6u);
+  const int expected[] = {4, 1, 3, 2, 5, 0};
+  for (int e : expected) {
+    TaskNode* t = las.Pop();
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t - nodes.data(), e);
+    EXPECT_FALSE(t->queued);
+  }
+  EXPECT_EQ(las.Pop(), nullptr);
+}
+
+TEST(LasSchedulerTest, RandomPushPopRemoveMatchesASortedModel) {
+  std::mt19937_64 rng(7);
+  auto nodes = MakeNodes(300);
+  LasScheduler las(300);
+  std::vector<TaskNode*> model;  // Queued, any order.
+  uint64_t seq_key[300] = {};
+  uint64_t seq = 0;
+  std::vector<uint64_t> order(300);
+  for (int step = 0; step < 20000; ++step) {
+    const int op = static_cast<int>(rng() % 3);
+    if (op == 0) {
+      TaskNode* n = &nodes[rng() % nodes.size()];
+      if (n->queued) continue;
+      n->attained_service = rng() % 50;
+      order[n - nodes.data()] = seq++;
+      las.Push(n);
+      model.push_back(n);
+    } else if (op == 1) {
+      TaskNode* t = las.Pop();
+      if (model.empty()) {
+        ASSERT_EQ(t, nullptr);
+        continue;
+      }
+      auto best = std::min_element(
+          model.begin(), model.end(), [&](TaskNode* a, TaskNode* b) {
+            return a->attained_service < b->attained_service ||
+                   (a->attained_service == b->attained_service &&
+                    order[a - nodes.data()] < order[b - nodes.data()]);
+          });
+      ASSERT_EQ(t, *best);
+      model.erase(best);
+    } else {
+      TaskNode* n = &nodes[rng() % nodes.size()];
+      const bool was = n->queued;
+      ASSERT_EQ(las.Remove(n), was);
+      if (was) model.erase(std::find(model.begin(), model.end(), n));
+    }
+    ASSERT_EQ(las.Size(), model.size());
+  }
+  (void)seq_key;
+}
+
+// A user-defined policy through the same interface: shortest "expected
+// service" first, where the owner keeps an estimate in enqueue_tick; built
+// on two FIFO lists (short < threshold, long) to stay O(1).
+class TwoClassScheduler final : public TaskScheduler {
+ public:
+  explicit TwoClassScheduler(uint64_t threshold) : threshold_(threshold) {}
+  void Push(TaskNode* t) noexcept override {
+    (t->enqueue_tick < threshold_ ? short_ : long_).Push(t);
+  }
+  TaskNode* Pop() noexcept override {
+    TaskNode* t = short_.Pop();
+    return t != nullptr ? t : long_.Pop();
+  }
+  bool Remove(TaskNode* t) noexcept override {
+    return t->enqueue_tick < threshold_ ? short_.Remove(t) : long_.Remove(t);
+  }
+  size_t Size() const noexcept override { return short_.Size() + long_.Size(); }
+  void Observe(TaskNode* t, uint64_t service) noexcept override {
+    ++observed_;
+    t->enqueue_tick = service;  // Next estimate: the last poll.
+  }
+  std::string_view Name() const noexcept override { return "two-class"; }
+  int observed() const { return observed_; }
+
+ private:
+  uint64_t threshold_;
+  FifoScheduler short_;
+  FifoScheduler long_;
+  int observed_ = 0;
+};
+
+TEST(UserSchedulerTest, PlugsIntoAQueueSetAndIsObservedAfterEachPoll) {
+  QueueSetConfig config;
+  config.sched_latency_ticks = 1000;
+  config.min_slice_ticks = 100;
+  QueueSet qs(config);
+  auto owned = std::make_unique<TwoClassScheduler>(100);
+  TwoClassScheduler* mine = owned.get();
+  auto index = qs.AddQueue(9, 10, std::move(owned));
+  ASSERT_TRUE(index.ok());
+  EXPECT_EQ(qs.scheduler(*index).Name(), "two-class");
+  auto nodes = MakeNodes(2);
+  nodes[0].enqueue_tick = 500;  // Long.
+  nodes[1].enqueue_tick = 5;    // Short.
+  qs.Push(*index, &nodes[0]);
+  qs.Push(*index, &nodes[1]);
+  TaskNode* t = qs.Pick();
+  EXPECT_EQ(t, &nodes[1]);  // Short first.
+  qs.Charge(t, 700);        // It ran long: now classed long.
+  qs.Push(*index, t);
+  EXPECT_EQ(qs.Pick(), &nodes[0]);
+  EXPECT_EQ(mine->observed(), 1);
+  EXPECT_EQ(nodes[1].attained_service, 700u);
+  EXPECT_TRUE(qs.Remove(&nodes[1]));
+  EXPECT_TRUE(qs.Empty());
+  EXPECT_TRUE(qs.CheckInvariants().ok());
+}
+
+}  // namespace
+}  // namespace spindle::sched
