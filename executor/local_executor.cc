@@ -102,6 +102,28 @@ void RequestAbort(TaskHeader* t) noexcept {
   if (!t->inbox->Submit(t->inbox->aborts, &t->abort_node)) ReleaseRef(t);
 }
 
+void PrepareSpawn(Inbox& in, TaskHeader* t,
+                  const SpawnOptions& options) noexcept {
+  uint16_t q = in.default_queue;
+  if (options.queue.has_value()) {
+    auto it = in.queue_index.find(*options.queue);
+    if (it == in.queue_index.end()) {
+      ABSL_RAW_LOG(FATAL,
+                   "Spawn: unknown queue id %u (not given to "
+                   "ExecutorBuilder::WithQueue)",
+                   static_cast<unsigned>(*options.queue));
+    }
+    q = it->second;
+  }
+  t->home_queue = q;
+  t->priority = options.priority;
+  t->ctx.priority = options.budget_priority;
+  t->ctx.name = options.name;
+  t->io_priority = static_cast<uint8_t>(options.io_priority);
+  t->inbox = &in;
+  t->spawn_tick = timing::TscClock::Now();
+}
+
 void BlockUntilDone(TaskHeader* t) noexcept {
   uint32_t s = t->state.load(std::memory_order_acquire);
   while (!(s & kStateDone)) {
@@ -149,23 +171,9 @@ void ParkingDriver::Wake() noexcept {
 
 // ---- Spawner ------------------------------------------------------------------
 
-void Spawner::Submit(TaskHeader* t, const SpawnOptions& options) noexcept {
+void Spawner::SubmitTask(TaskHeader* t, const SpawnOptions& options) noexcept {
   Inbox& in = *inbox_;
-  uint16_t q = in.default_queue;
-  if (options.queue.has_value()) {
-    auto it = in.queue_index.find(*options.queue);
-    ABSL_RAW_CHECK(it != in.queue_index.end(),
-                   "Spawner::Spawn: unknown queue id (not given to "
-                   "ExecutorBuilder::WithQueue)");
-    q = it->second;
-  }
-  t->home_queue = q;
-  t->priority = options.priority;
-  t->ctx.priority = options.budget_priority;
-  t->ctx.name = options.name;
-  t->io_priority = static_cast<uint8_t>(options.io_priority);
-  t->inbox = inbox_.get();
-  t->spawn_tick = timing::TscClock::Now();
+  executor_internal::PrepareSpawn(in, t, options);
   if (!in.Submit(in.wakes, &t->wake_node)) {
     // The executor is gone: the task never runs.
     t->state.fetch_or(executor_internal::kStateCancelled,
@@ -381,23 +389,9 @@ const budget::TaskContext* CurrentTaskContext() noexcept {
   return t != nullptr ? &t->ctx : nullptr;
 }
 
-void LocalExecutor::SpawnHeader(TaskHeader* t,
-                                const SpawnOptions& options) noexcept {
-  uint16_t q = inbox_->default_queue;
-  if (options.queue.has_value()) {
-    auto it = inbox_->queue_index.find(*options.queue);
-    ABSL_RAW_CHECK(it != inbox_->queue_index.end(),
-                   "LocalExecutor::Spawn: unknown queue id (not given to "
-                   "ExecutorBuilder::WithQueue)");
-    q = it->second;
-  }
-  t->home_queue = q;
-  t->priority = options.priority;
-  t->ctx.priority = options.budget_priority;
-  t->ctx.name = options.name;
-  t->io_priority = static_cast<uint8_t>(options.io_priority);
-  t->inbox = inbox_.get();
-  t->spawn_tick = timing::TscClock::Now();
+void LocalExecutor::SubmitTask(TaskHeader* t,
+                               const SpawnOptions& options) noexcept {
+  executor_internal::PrepareSpawn(*inbox_, t, options);
   Adopt(t);
 }
 
@@ -510,9 +504,11 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   }
   const uint16_t q = t->queue_index;
   if (collect_stats_) {
-    const uint64_t delay_ns = timing::TscClock::ToNanos(t0 - std::min(t0, t->enqueue_tick));
-    const int bucket = delay_ns == 0 ? 0 : 64 - __builtin_clzll(delay_ns);
-    delay_histograms_[q][std::min(bucket, 63)]++;
+    // Buckets of TSC ticks (no conversion on the hot path); Stats() says
+    // how long a tick is.
+    const uint64_t delay = t0 - std::min(t0, t->enqueue_tick);
+    const int bucket = delay == 0 ? 0 : 64 - __builtin_clzll(delay);
+    delay_histograms_[q][bucket]++;
   }
   if (tiers_ != nullptr) {
     tiers_->BeforePoll(t->ctx, t0);
@@ -692,6 +688,7 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
 
 ExecutorStats LocalExecutor::Stats() const {
   ExecutorStats s = stats_;
+  s.ns_per_tick = static_cast<double>(timing::TscClock::ToNanos(1'000'000)) / 1e6;
   s.max_ns_without_driver_yield =
       timing::TscClock::ToNanos(max_ticks_without_driver_);
   s.busy_ns = timing::TscClock::ToNanos(busy_ticks_);

@@ -47,9 +47,11 @@ struct SpawnOptions {
 // Statistics of one queue.
 struct QueueStatsSnapshot {
   sched::QueueStats sched;  // service, polls, picks, lag, slices, overruns
-  // Queue delay (push to pick) in log2 buckets of nanoseconds: bucket b
-  // counts delays in [2^(b-1), 2^b) ns; bucket 0 counts zero.
-  std::array<uint64_t, 64> delay_histogram{};
+  // Queue delay (push to pick) in log2 buckets of TSC ticks: bucket b
+  // counts delays in [2^(b-1), 2^b) ticks (ExecutorStats::ns_per_tick
+  // converts); bucket 0 counts zero.  Bucketing ticks keeps the per-poll
+  // cost to a subtraction, a clz and an increment.
+  std::array<uint64_t, 65> delay_histogram{};
   uint64_t preemptions = 0;
 };
 
@@ -72,25 +74,25 @@ struct ExecutorStats {
   uint64_t tier_restores = 0;  // tasks moved back from the isolation lane
   uint64_t live_tasks = 0;
   std::string_view driver;
+  double ns_per_tick = 0;  // for the tick-based histograms
   std::vector<QueueStatsSnapshot> queues;
   budget::TierMetrics tiers;
 };
 
 class LocalExecutor;
 
-// Spawner: submits tasks to an executor from any thread.
-//
-// Thread safety: copyable; every copy may be used concurrently from any
-// thread.  A Spawner may outlive its executor: a task submitted after the
-// executor shut down is cancelled at once (its handle reports kCancelled).
-// Memory ordering: the submission happens-before the task's first poll.
-class Spawner {
+namespace executor_internal {
+
+// The Spawn / SpawnDetached overloads shared by LocalExecutor and Spawner;
+// `Derived::SubmitTask(header, options)` takes the task from there.
+template <typename Derived>
+class SpawnApi {
  public:
   template <typename T>
   JoinHandle<T> Spawn(Task<T> task, const SpawnOptions& options = {}) {
-    auto* cell = task.Release();
+    TaskCell<T>* cell = task.Release();
     cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
-    Submit(cell, options);
+    static_cast<Derived*>(this)->SubmitTask(cell, options);
     return JoinHandle<T>(cell);
   }
   template <typename T>
@@ -101,15 +103,38 @@ class Spawner {
   }
   template <typename T>
   void SpawnDetached(Task<T> task, const SpawnOptions& options = {}) {
-    Submit(task.Release(), options);
+    static_cast<Derived*>(this)->SubmitTask(task.Release(), options);
   }
+  template <typename T>
+  void SpawnDetached(QueueId queue, Task<T> task) {
+    SpawnOptions o;
+    o.queue = queue;
+    SpawnDetached(std::move(task), o);
+  }
+};
 
+// Fills a task's spawn-time fields from `options`; the queue id is looked
+// up in the inbox's immutable map (an unknown id is a bug: it crashes,
+// naming the id).
+void PrepareSpawn(Inbox& inbox, TaskHeader* task,
+                  const SpawnOptions& options) noexcept;
+
+}  // namespace executor_internal
+
+// Spawner: submits tasks to an executor from any thread.
+//
+// Thread safety: copyable; every copy may be used concurrently from any
+// thread.  A Spawner may outlive its executor: a task submitted after the
+// executor shut down is cancelled at once (its handle reports kCancelled).
+// Memory ordering: the submission happens-before the task's first poll.
+class Spawner : public executor_internal::SpawnApi<Spawner> {
  private:
   friend class LocalExecutor;
+  friend class executor_internal::SpawnApi<Spawner>;
   explicit Spawner(std::shared_ptr<executor_internal::Inbox> inbox)
       : inbox_(std::move(inbox)) {}
-  void Submit(executor_internal::TaskHeader* task,
-              const SpawnOptions& options) noexcept;
+  void SubmitTask(executor_internal::TaskHeader* task,
+                  const SpawnOptions& options) noexcept;
   std::shared_ptr<executor_internal::Inbox> inbox_;
 };
 
@@ -196,35 +221,15 @@ class ExecutorBuilder {
 //   auto h = ex->Spawn([]() -> spindle::Task<int> { co_return 42; }());
 //   ex->Run();
 //   int v = h.Join();
-class LocalExecutor {
+class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
  public:
   ~LocalExecutor();
   LocalExecutor(const LocalExecutor&) = delete;
   LocalExecutor& operator=(const LocalExecutor&) = delete;
 
-  template <typename T>
-  JoinHandle<T> Spawn(Task<T> task, const SpawnOptions& options = {}) {
-    auto* cell = task.Release();
-    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
-    SpawnHeader(cell, options);
-    return JoinHandle<T>(cell);
-  }
-  template <typename T>
-  JoinHandle<T> Spawn(QueueId queue, Task<T> task) {
-    SpawnOptions o;
-    o.queue = queue;
-    return Spawn(std::move(task), o);
-  }
-  template <typename T>
-  void SpawnDetached(Task<T> task, const SpawnOptions& options = {}) {
-    SpawnHeader(task.Release(), options);
-  }
-  template <typename T>
-  void SpawnDetached(QueueId queue, Task<T> task) {
-    SpawnOptions o;
-    o.queue = queue;
-    SpawnDetached(std::move(task), o);
-  }
+  // Spawn / SpawnDetached (from SpawnApi): on the owner thread only.
+  using SpawnApi::Spawn;
+  using SpawnApi::SpawnDetached;
 
   // Runs until `task` finishes and returns its value (or rethrows).
   template <typename T>
@@ -257,10 +262,11 @@ class LocalExecutor {
  private:
   friend class ExecutorBuilder;
   friend class Spawner;
+  friend class executor_internal::SpawnApi<LocalExecutor>;
   LocalExecutor() = default;
 
-  void SpawnHeader(executor_internal::TaskHeader* task,
-                   const SpawnOptions& options) noexcept;
+  void SubmitTask(executor_internal::TaskHeader* task,
+                  const SpawnOptions& options) noexcept;
   void Adopt(executor_internal::TaskHeader* task) noexcept;
   void RunUntil(executor_internal::TaskHeader* until);
   // Polls `task` starting at tick `start`; returns the tick it ended at.
@@ -299,7 +305,7 @@ class LocalExecutor {
   uint64_t max_ticks_without_driver_ = 0;
   uint64_t busy_ticks_ = 0;
   uint64_t idle_ticks_ = 0;
-  std::vector<std::array<uint64_t, 64>> delay_histograms_;
+  std::vector<std::array<uint64_t, 65>> delay_histograms_;
   std::vector<uint64_t> preemptions_;
 };
 
