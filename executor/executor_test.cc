@@ -349,6 +349,42 @@ TEST(ExecutorTest, SpawnFromTwoThreadsAtOnce) {
   }
 }
 
+TEST(ExecutorTest, AbortFromAnotherThreadRacesWithSpawnAndRun) {
+  auto ex = MakeExecutor();
+  constexpr int kTasks = kSanitized ? 500 : 5'000;
+  Spawner spawner = ex->GetSpawner();
+  std::atomic<bool> producer_done{false};
+  auto keeper = [&]() -> Task<void> {
+    while (!producer_done.load(std::memory_order_acquire)) co_await YieldNow();
+  };
+  ex->SpawnDetached(keeper());
+  std::vector<JoinHandle<int>> handles;
+  handles.reserve(kTasks);
+  std::thread producer([&] {
+    for (int i = 0; i < kTasks; ++i) {
+      handles.push_back(spawner.Spawn(YieldThenReturn(i % 3, i)));
+      if (i % 2 == 0) handles.back().Abort();  // may land before or after adoption
+    }
+    producer_done.store(true, std::memory_order_release);
+  });
+  ex->Run();
+  producer.join();
+  int completed = 0, cancelled = 0;
+  for (int i = 0; i < kTasks; ++i) {
+    const JoinStatus s = handles[i].status();
+    if (s == JoinStatus::kCompleted) {
+      EXPECT_EQ(handles[i].Join(), i);
+      ++completed;
+    } else {
+      EXPECT_EQ(s, JoinStatus::kCancelled) << i;
+      EXPECT_EQ(i % 2, 0) << "only aborted tasks may be cancelled";
+      ++cancelled;
+    }
+  }
+  EXPECT_EQ(completed + cancelled, kTasks);
+  EXPECT_GE(completed, kTasks / 2);
+}
+
 TEST(ExecutorTest, SpawnerWakesASleepingExecutorAndJoinFromThread) {
   auto ex = MakeExecutor();
   Spawner spawner = ex->GetSpawner();

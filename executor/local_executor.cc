@@ -93,7 +93,6 @@ void RequestAbort(TaskHeader* t) noexcept {
   const uint32_t old =
       t->state.fetch_or(kStateCancelRequested, std::memory_order_acq_rel);
   if (old & (kStateDone | kStateCancelRequested)) return;
-  if (t->owner == nullptr) return;  // never spawned
   if (t->owner == tl_executor) {
     t->owner->ProcessAbort(t);
     return;
@@ -120,6 +119,10 @@ void PrepareSpawn(Inbox& in, TaskHeader* t,
   t->ctx.priority = options.budget_priority;
   t->ctx.name = options.name;
   t->io_priority = static_cast<uint8_t>(options.io_priority);
+  // owner and inbox are written before the task is published (a plain call
+  // on the owner thread, or the inbox's release exchange) and never change:
+  // Wake and RequestAbort read them from any thread.
+  t->owner = in.owner;
   t->inbox = &in;
   t->spawn_tick = timing::TscClock::Now();
 }
@@ -320,6 +323,7 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   // does nothing.
   ex->queue_set_ = std::make_unique<sched::QueueSet>(qc);
   ex->inbox_ = std::make_shared<Inbox>();
+  ex->inbox_->owner = ex.get();
   if (queues_.empty()) queues_.push_back(QueueSpec{0, 1, nullptr});
   for (QueueSpec& q : queues_) {
     if (q.id == kIsolationQueueId && tiers != nullptr) {
@@ -396,7 +400,6 @@ void LocalExecutor::SubmitTask(TaskHeader* t,
 }
 
 void LocalExecutor::Adopt(TaskHeader* t) noexcept {
-  t->owner = this;
   t->ctx.task_id = next_task_id_++;
   stats_.spawns++;
   stats_.live_tasks++;
@@ -604,7 +607,7 @@ void LocalExecutor::DrainInbox() noexcept {
     InboxNode* n = in.wakes.Pop();
     if (n == nullptr) break;
     TaskHeader* t = n->task;
-    if (t->owner == nullptr) {
+    if (t->run_state == RunState::kNew) {
       Adopt(t);  // spawned from another thread
     } else {
       t->woken = true;

@@ -90,6 +90,9 @@ struct Inbox {
   std::atomic<bool> closed{false};
   std::atomic<int64_t> inflight{0};
   Driver* driver = nullptr;  // valid until closed and drained
+  // The executor; tasks record it at spawn.  Only compared by other threads
+  // (never dereferenced by them) once the executor may be gone.
+  LocalExecutor* owner = nullptr;
 
   // Immutable after Build: queue ids to QueueSet indices.
   absl::flat_hash_map<uint32_t, uint16_t> queue_index;
