@@ -290,7 +290,14 @@ int Reactor::Poll(uint64_t timeout_ns) noexcept {
     n += core_.RunReady();
   }
   const uint64_t wait = (n > 0 || core_.has_ready()) ? 0 : timeout_ns;
-  n += driver_->Wait(wait, core_.timers().EarliestDeadline());
+  // A non-blocking poll with nothing in the kernel (every outstanding
+  // operation is a timer in our heap) has nothing to submit or reap: skip
+  // the system call.  The executor polls this way every few dozen task polls.
+  if (wait != 0 || core_.outstanding() != core_.timers().size()) {
+    n += driver_->Wait(wait, core_.timers().EarliestDeadline());
+  } else {
+    driver_->Claim();
+  }
   if (!core_.timers().empty()) {
     core_.ExpireTimers(timing::MonotonicClock::Now());
   }

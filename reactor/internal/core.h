@@ -66,6 +66,9 @@ class Driver {
   // do not block; UINT64_MAX: no limit) and not past `deadline_ns`
   // (MonotonicClock; UINT64_MAX: none).  Returns the callbacks it ran.
   virtual int Wait(uint64_t timeout_ns, uint64_t deadline_ns) noexcept = 0;
+  // Called by a Poll that skips Wait (nothing in the kernel): the first
+  // poll still binds the backend to the polling thread.
+  virtual void Claim() noexcept {}
   // Thread-safe: makes a blocked Wait return.
   virtual void Wake() noexcept = 0;
   // Shutdown step 3.

@@ -98,6 +98,7 @@ class UringDriver final : public Driver {
   io_uring_sqe* SlowSqe() noexcept;
   int SubmitNow() noexcept;
   void EnableIfNeeded() noexcept;
+  void Claim() noexcept override { EnableIfNeeded(); }
   [[gnu::always_inline]] bool Issue(Operation* op) noexcept;
   bool IssueCancel(Operation* op) noexcept;
   void ArmWake() noexcept;
