@@ -68,7 +68,7 @@ struct Config {
   std::optional<int64_t> n_tasks;          // N_TASKS
   std::optional<int64_t> yields_per_task;  // YIELDS_PER_TASK
   std::string executor;                    // EXECUTOR; empty: every variant
-  std::string filter;                      // BENCH_FILTER (ECMAScript regex)
+  std::string filter;                      // BENCH_FILTER (see FilterMatches)
   int64_t fairness_ms = 500;               // FAIRNESS_MS
   int64_t hog_ms = 300;                    // HOG_MS
   int64_t tail_ms = 1000;                  // TAIL_MS
@@ -77,8 +77,8 @@ struct Config {
 };
 
 // Reads ITERATIONS [1, 1000], N_TASKS [1, 10000000], YIELDS_PER_TASK
-// [1, 1000000], EXECUTOR (spindle|asio|tbb|floor), BENCH_FILTER (a regex
-// matched against benchmark ids), FAIRNESS_MS, HOG_MS, TAIL_MS [10, 60000],
+// [1, 1000000], EXECUTOR (spindle|asio|tbb|floor), BENCH_FILTER (see
+// FilterMatches), FAIRNESS_MS, HOG_MS, TAIL_MS [10, 60000],
 // NOP_OPS [32, 10000000].  InvalidArgument names the variable, the value and
 // the valid range or values.  `defaults` supplies per-target defaults.
 absl::StatusOr<Config> ConfigFromEnv(const Config& defaults = {});
@@ -101,6 +101,10 @@ struct RunOutput {
   std::vector<Result> results;
   std::vector<std::string> skipped;  // "benchmark/variant/param: reason"
 };
+
+// BENCH_FILTER: comma-separated terms; an id matches when it contains a
+// term, or starts with it when the term begins with '^'.  Empty: all.
+bool FilterMatches(const std::string& filter, const std::string& id);
 
 // Keeps the benchmarks whose id matches config.filter and the variants that
 // config.executor selects (`spindle` selects spindle and spindle_*).
