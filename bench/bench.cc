@@ -436,7 +436,9 @@ absl::StatusOr<std::vector<std::string>> WriteCharts(
         << "set style fill solid 0.7 border -1\n"
         << "set logscale y\n"
         << "set ylabel 'median (min-max): ns, or ticks / ppm as the row says'\n"
-        << "set xtics rotate by -30 noenhanced\n"
+        << "set xtics rotate by 30 right noenhanced\n"
+        << "set bmargin 9\n"
+        << "set format y '%g'\n"
         << "set key outside right top noenhanced\n"
         << "set grid ytics\n"
         << "plot ";

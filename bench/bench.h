@@ -69,7 +69,7 @@ struct Config {
   std::optional<int64_t> yields_per_task;  // YIELDS_PER_TASK
   std::string executor;                    // EXECUTOR; empty: every variant
   std::string filter;                      // BENCH_FILTER (see FilterMatches)
-  int64_t fairness_ms = 500;               // FAIRNESS_MS
+  int64_t fairness_ms = 1000;              // FAIRNESS_MS
   int64_t hog_ms = 300;                    // HOG_MS
   int64_t tail_ms = 1000;                  // TAIL_MS
   int64_t nop_ops = 32000;                 // NOP_OPS

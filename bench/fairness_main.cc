@@ -3,6 +3,5 @@
 
 int main(int argc, char** argv) {
   spindle::bench::Config defaults;
-  defaults.fairness_ms = 1000;
   return spindle::bench::SuiteMain(argc, argv, "fairness", {"fairness"}, defaults);
 }

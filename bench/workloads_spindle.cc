@@ -19,8 +19,19 @@ namespace {
 using timing::MonotonicClock;
 using timing::TscClock;
 
+// The default configuration, except that tier warnings are not logged: a
+// VM preempting a poll for milliseconds would print them mid-table.  A
+// builder that sets its own Tiers()/NoTiers() overrides this.
 absl::StatusOr<std::unique_ptr<LocalExecutor>> Make(ExecutorBuilder& b) {
   return b.Build();
+}
+
+ExecutorBuilder Quiet() {
+  ExecutorBuilder b;
+  budget::TierConfig tc = budget::TierConfig::Balanced();
+  tc.log_warnings = false;
+  b.Tiers(tc);
+  return b;
 }
 
 Row Wall(const std::string& id, uint64_t t0) {
@@ -180,7 +191,7 @@ Task<void> TailGenerator(int64_t rate, int64_t ms, TailMode mode,
 }  // namespace
 
 absl::StatusOr<Rows> SpindleSpawn(const std::string& id, int64_t n) {
-  ExecutorBuilder b;
+  ExecutorBuilder b = Quiet();
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
   std::atomic<uint64_t> counter{0};
@@ -196,7 +207,7 @@ absl::StatusOr<Rows> SpindleSpawn(const std::string& id, int64_t n) {
 
 absl::StatusOr<Rows> SpindleYield(const std::string& id, int64_t tasks,
                                   int64_t yields, int queues) {
-  ExecutorBuilder b;
+  ExecutorBuilder b = Quiet();
   for (int q = 0; q < queues; ++q) b.WithQueue(static_cast<QueueId>(q + 1), 1);
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
@@ -220,7 +231,7 @@ absl::StatusOr<Rows> SpindleSleep(const std::string& id, int64_t tasks,
   o.backend = backend == SpindleBackend::kIoUring
                   ? reactor::BackendChoice::kIoUring
                   : reactor::BackendChoice::kEpoll;
-  ExecutorBuilder b;
+  ExecutorBuilder b = Quiet();
   b.Reactor(o);
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
@@ -238,7 +249,7 @@ absl::StatusOr<Rows> SpindleSleep(const std::string& id, int64_t tasks,
 absl::StatusOr<Rows> SpindleNop(const std::string& id, int64_t ops) {
   reactor::ReactorOptions o;
   o.backend = reactor::BackendChoice::kIoUring;
-  ExecutorBuilder b;
+  ExecutorBuilder b = Quiet();
   b.Reactor(o);
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
@@ -255,7 +266,7 @@ absl::StatusOr<Rows> SpindleNop(const std::string& id, int64_t ops) {
 }
 
 absl::StatusOr<Rows> SpindleLaunch(const std::string& id, int64_t launches) {
-  ExecutorBuilder b;
+  ExecutorBuilder b = Quiet();
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
   std::vector<double> ticks(static_cast<size_t>(launches));
@@ -272,7 +283,7 @@ absl::StatusOr<Rows> SpindleFairness(const std::string& id, int queues,
                                      int64_t ms) {
   const std::vector<uint32_t> shares =
       queues == 2 ? std::vector<uint32_t>{3, 1} : std::vector<uint32_t>{1, 1, 2};
-  ExecutorBuilder b;
+  ExecutorBuilder b = Quiet();
   for (size_t q = 0; q < shares.size(); ++q) {
     b.WithQueue(static_cast<QueueId>(q + 1), shares[q]);
   }
@@ -311,7 +322,7 @@ absl::StatusOr<Rows> SpindleFairness(const std::string& id, int queues,
 
 absl::StatusOr<Rows> SpindleHog(const std::string& id, int64_t sensitive,
                                 int64_t ms, HogMode mode) {
-  ExecutorBuilder b;
+  ExecutorBuilder b = Quiet();
   if (mode == HogMode::kTiersOff) {
     b.NoTiers();
   } else {
@@ -342,7 +353,7 @@ absl::StatusOr<Rows> SpindleHog(const std::string& id, int64_t sensitive,
 
 absl::StatusOr<Rows> SpindleTail(const std::string& id, int64_t rate,
                                  int64_t ms, TailMode mode) {
-  ExecutorBuilder b;
+  ExecutorBuilder b = Quiet();
   if (mode == TailMode::kEevdf) {
     b.WithQueue(1, 8).WithQueue(2, 1);
   } else {
