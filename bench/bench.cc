@@ -41,8 +41,8 @@ absl::Status EnvInt(const char* name, int64_t lo, int64_t hi,
   const long long x = std::strtoll(v, &end, 10);
   if (errno != 0 || end == v || *end != '\0' || x < lo || x > hi) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "%s='%s' is not valid: it must be an integer in [%d, %d]", name, v,
-        lo, hi));
+        "%s='%s' is not valid: it must be an integer in [%d, %d]", name, v, lo,
+        hi));
   }
   *out = x;
   return absl::OkStatus();
@@ -117,8 +117,9 @@ Grouped Group(const std::vector<Result>& results, const std::string& bench_id,
     }
   }
   // Main row first, then the others in order of appearance, by parameter.
-  std::stable_sort(g.order.begin(), g.order.end(),
-                   [](const Key& a, const Key& b) { return a.param < b.param; });
+  std::stable_sort(
+      g.order.begin(), g.order.end(),
+      [](const Key& a, const Key& b) { return a.param < b.param; });
   return g;
 }
 
@@ -175,7 +176,8 @@ double Median(std::vector<double> v) {
 double Quantile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
+  size_t rank =
+      static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
   if (rank < 1) rank = 1;
   if (rank > v.size()) rank = v.size();
   return v[rank - 1];
@@ -189,8 +191,8 @@ absl::StatusOr<Config> ConfigFromEnv(const Config& defaults) {
   if (absl::Status s = EnvInt("N_TASKS", 1, 10'000'000, &c.n_tasks); !s.ok()) {
     return s;
   }
-  if (absl::Status s = EnvInt("YIELDS_PER_TASK", 1, 1'000'000,
-                              &c.yields_per_task);
+  if (absl::Status s =
+          EnvInt("YIELDS_PER_TASK", 1, 1'000'000, &c.yields_per_task);
       !s.ok()) {
     return s;
   }
@@ -221,7 +223,8 @@ absl::StatusOr<Config> ConfigFromEnv(const Config& defaults) {
   return c;
 }
 
-std::vector<Benchmark> Select(std::vector<Benchmark> all, const Config& config) {
+std::vector<Benchmark> Select(std::vector<Benchmark> all,
+                              const Config& config) {
   std::vector<Benchmark> out;
   for (Benchmark& b : all) {
     if (!FilterMatches(config.filter, b.id)) continue;
@@ -253,8 +256,9 @@ RunOutput RunBenchmarks(const std::vector<Benchmark>& benchmarks,
       for (const Variant& v : b.variants) {
         absl::StatusOr<Rows> r = v.run(p);
         if (!r.ok()) {
-          out.skipped.push_back(absl::StrCat(b.id, "/", v.name, "/", p, ": ",
-                                             std::string(r.status().message())));
+          out.skipped.push_back(
+              absl::StrCat(b.id, "/", v.name, "/", p, ": ",
+                           std::string(r.status().message())));
           continue;
         }
         live.push_back(&v);
@@ -308,7 +312,8 @@ void PrintMachine(std::ostream& out) {
       "clock:   TSC %.3f GHz (%s)%s\n", cal.ticks_per_second / 1e9,
       cal.source == timing::ClockSource::kTsc ? "rdtsc" : "monotonic fallback",
       timing::TscClock::CounterIsInvariant() ? ", invariant" : "");
-  out << "reactor: " << backend << " (default backend; SPINDLE_REACTOR overrides)\n";
+  out << "reactor: " << backend
+      << " (default backend; SPINDLE_REACTOR overrides)\n";
 }
 
 void PrintTable(const std::vector<Benchmark>& benchmarks, const RunOutput& run,
@@ -322,10 +327,11 @@ void PrintTable(const std::vector<Benchmark>& benchmarks, const RunOutput& run,
       if (v.name == "asio" || v.name == "tbb") peers.push_back(v.name);
     }
     out << "\n== " << b.id << ": " << b.what << "\n";
-    std::string header = absl::StrFormat("%-26s %8s  %-18s %12s  %-25s %9s",
-                                         "row", "param", "variant", "median",
-                                         "min - max", "/" + b.baseline);
-    for (const std::string& p : peers) header += absl::StrFormat(" %7s", "/" + p);
+    std::string header =
+        absl::StrFormat("%-26s %8s  %-18s %12s  %-25s %9s", "row", "param",
+                        "variant", "median", "min - max", "/" + b.baseline);
+    for (const std::string& p : peers)
+      header += absl::StrFormat(" %7s", "/" + p);
     out << header << "\n";
     for (const Key& k : g.order) {
       const auto& per = g.stats[k];
@@ -365,8 +371,8 @@ absl::Status WriteCsv(const std::string& path,
   }
   f << "benchmark,variant,parameter,iteration,duration_ns\n";
   for (const Result& r : results) {
-    f << r.benchmark << ',' << r.variant << ',' << r.param << ','
-      << r.iteration << ',' << absl::StrFormat("%.0f", r.value) << '\n';
+    f << r.benchmark << ',' << r.variant << ',' << r.param << ',' << r.iteration
+      << ',' << absl::StrFormat("%.0f", r.value) << '\n';
   }
   f.close();
   if (!f) return absl::DataLossError(absl::StrCat("error writing ", path));
@@ -415,10 +421,9 @@ absl::StatusOr<std::vector<std::string>> WriteCharts(
           if (it == g.stats[k].end()) {
             d << " NaN NaN NaN";
           } else {
-            d << absl::StrFormat(" %.6g %.6g %.6g",
-                                 std::max(it->second.median, 1e-3),
-                                 std::max(it->second.min, 1e-3),
-                                 std::max(it->second.max, 1e-3));
+            d << absl::StrFormat(
+                " %.6g %.6g %.6g", std::max(it->second.median, 1e-3),
+                std::max(it->second.min, 1e-3), std::max(it->second.max, 1e-3));
           }
         }
         d << "\n";
@@ -477,7 +482,8 @@ int SuiteMain(int argc, char** argv, std::string_view name,
     if (a == "--help" || a == "-h") {
       std::cout
           << "usage: " << name << " [--out DIR] [--help]\n\n"
-          << "Runs Spindle's benchmarks beside the peers (Asio, oneTBB) and the "
+          << "Runs Spindle's benchmarks beside the peers (Asio, oneTBB) and "
+             "the "
              "floor,\ninterleaved, and writes benchmark_results.csv and "
              "chart_<id>.svg into DIR\n(default: the directory the command was "
              "run from).\n\nEnvironment:\n"

@@ -119,8 +119,8 @@ RunOutput RunBenchmarks(const std::vector<Benchmark>& benchmarks,
 void PrintMachine(std::ostream& out);
 
 // A table of medians with min-max and the ratios to the baseline and peers.
-void PrintTable(const std::vector<Benchmark>& benchmarks,
-                const RunOutput& run, std::ostream& out);
+void PrintTable(const std::vector<Benchmark>& benchmarks, const RunOutput& run,
+                std::ostream& out);
 
 // Writes `benchmark,variant,parameter,iteration,duration_ns` and one row per
 // result.

@@ -42,8 +42,8 @@ TEST(FilterTest, TermsAndAnchors) {
 class EnvTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    for (const char* v : {"ITERATIONS", "N_TASKS", "YIELDS_PER_TASK",
-                          "EXECUTOR", "HOG_MS"}) {
+    for (const char* v :
+         {"ITERATIONS", "N_TASKS", "YIELDS_PER_TASK", "EXECUTOR", "HOG_MS"}) {
       unsetenv(v);
     }
   }
@@ -85,14 +85,18 @@ TEST_F(EnvTest, BadValuesNameVariableValueAndRange) {
   setenv("EXECUTOR", "boost", 1);
   c = ConfigFromEnv();
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(std::string(c.status().message()).find("spindle, asio, tbb or floor"),
-            std::string::npos);
+  EXPECT_NE(
+      std::string(c.status().message()).find("spindle, asio, tbb or floor"),
+      std::string::npos);
 }
 
 TEST(SelectTest, ExecutorKeepsItsVariantsAndFilterItsBenchmarks) {
   auto ok = [](int64_t) -> absl::StatusOr<Rows> { return Rows{}; };
   std::vector<Benchmark> all = {
-      {"1B_yield", "", "floor", {10},
+      {"1B_yield",
+       "",
+       "floor",
+       {10},
        {{"spindle", ok}, {"spindle_eevdf2", ok}, {"asio", ok}, {"floor", ok}}},
       {"hog", "", "spindle_alone", {10}, {{"spindle_alone", ok}}},
   };
@@ -113,20 +117,26 @@ TEST(SelectTest, ExecutorKeepsItsVariantsAndFilterItsBenchmarks) {
 TEST(RunnerTest, InterleavesAfterWarmupAndSkipsFailingVariants) {
   std::vector<std::string> calls;
   auto make = [&calls](std::string name, bool fail) {
-    return Variant{name, [&calls, name, fail](int64_t p) -> absl::StatusOr<Rows> {
+    return Variant{name,
+                   [&calls, name, fail](int64_t p) -> absl::StatusOr<Rows> {
                      calls.push_back(name);
                      if (fail) return absl::UnavailableError("no ring");
                      return Rows{{"x", static_cast<double>(p)}};
                    }};
   };
   std::vector<Benchmark> b = {
-      {"x", "", "b", {3}, {make("a", false), make("b", false), make("c", true)}}};
+      {"x",
+       "",
+       "b",
+       {3},
+       {make("a", false), make("b", false), make("c", true)}}};
   Config c;
   c.iterations = 2;
   std::ostringstream log;
   RunOutput out = RunBenchmarks(b, c, log);
   // Warm-up a b c, then a b, a b (c skipped after its warm-up failed).
-  EXPECT_EQ(calls, (std::vector<std::string>{"a", "b", "c", "a", "b", "a", "b"}));
+  EXPECT_EQ(calls,
+            (std::vector<std::string>{"a", "b", "c", "a", "b", "a", "b"}));
   ASSERT_EQ(out.results.size(), 4u);
   EXPECT_EQ(out.results[0].variant, "a");
   EXPECT_EQ(out.results[1].variant, "b");

@@ -89,7 +89,8 @@ void Worker(const Flags& f, std::vector<Conn>* conns, uint64_t deadline,
     c.received = 0;
     size_t off = 0;
     while (off < msg.size()) {
-      const ssize_t n = send(c.fd, msg.data() + off, msg.size() - off, MSG_NOSIGNAL);
+      const ssize_t n =
+          send(c.fd, msg.data() + off, msg.size() - off, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         out->error = std::string("send: ") + std::strerror(errno);
@@ -186,7 +187,8 @@ int main(int argc, char** argv) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(f.port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (fd < 0 ||
+        connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
       std::fprintf(stderr, "echo_load: cannot connect to 127.0.0.1:%lld: %s\n",
                    static_cast<long long>(f.port), std::strerror(errno));
       return 1;
@@ -196,15 +198,18 @@ int main(int argc, char** argv) {
     per_thread[static_cast<size_t>(i % f.threads)].push_back(Conn{fd});
   }
   const uint64_t start = MonotonicClock::Now();
-  const uint64_t deadline = start + static_cast<uint64_t>(f.seconds) * 1'000'000'000;
+  const uint64_t deadline =
+      start + static_cast<uint64_t>(f.seconds) * 1'000'000'000;
   std::vector<ThreadResult> results(static_cast<size_t>(f.threads));
   std::vector<std::thread> threads;
   for (int64_t t = 0; t < f.threads; ++t) {
-    threads.emplace_back(Worker, std::cref(f), &per_thread[static_cast<size_t>(t)],
-                         deadline, &results[static_cast<size_t>(t)]);
+    threads.emplace_back(Worker, std::cref(f),
+                         &per_thread[static_cast<size_t>(t)], deadline,
+                         &results[static_cast<size_t>(t)]);
   }
   for (std::thread& t : threads) t.join();
-  const double elapsed = static_cast<double>(MonotonicClock::Now() - start) / 1e9;
+  const double elapsed =
+      static_cast<double>(MonotonicClock::Now() - start) / 1e9;
   for (auto& conns : per_thread) {
     for (Conn& c : conns) close(c.fd);
   }

@@ -77,8 +77,8 @@ absl::StatusOr<uint64_t> Callgrind(const std::string& self,
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = 0;
-  const int rc =
-      posix_spawnp(&pid, "valgrind", nullptr, nullptr, argv.data(), envp.data());
+  const int rc = posix_spawnp(&pid, "valgrind", nullptr, nullptr, argv.data(),
+                              envp.data());
   if (rc != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot start valgrind: ", std::strerror(rc)));
@@ -97,8 +97,7 @@ absl::StatusOr<uint64_t> Callgrind(const std::string& self,
       }
     }
   }
-  return absl::InternalError(
-      absl::StrCat("no totals line in ", out_file));
+  return absl::InternalError(absl::StrCat("no totals line in ", out_file));
 }
 
 int Profile(const Config& c) {
@@ -157,12 +156,12 @@ int main(int argc, char** argv) {
   if (std::getenv(kChildEnv) != nullptr) {
     absl::StatusOr<Config> c = ConfigFromEnv();
     if (!c.ok()) return 2;
-    absl::StatusOr<Rows> r =
-        RunOnce(c->executor, c->n_tasks.value_or(1000),
-                c->yields_per_task.value_or(100));
+    absl::StatusOr<Rows> r = RunOnce(c->executor, c->n_tasks.value_or(1000),
+                                     c->yields_per_task.value_or(100));
     return r.ok() ? 0 : 1;
   }
-  if (p.empty()) return SuiteMain(argc, argv, "poll_profile", {"poll_profile"}, {});
+  if (p.empty())
+    return SuiteMain(argc, argv, "poll_profile", {"poll_profile"}, {});
   if (p != "callgrind") {
     std::cerr << "poll_profile: PROFILE='" << p
               << "' is not valid: use callgrind (or leave it unset)\n";

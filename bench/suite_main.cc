@@ -1,4 +1,5 @@
-// bench/suite_main.cc: //bench:suite, every benchmark of ../shared/BENCH.md's table that has landed.
+// bench/suite_main.cc: //bench:suite, every benchmark of ../shared/BENCH.md's
+// table that has landed.
 #include "bench/bench.h"
 
 int main(int argc, char** argv) {

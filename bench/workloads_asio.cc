@@ -4,7 +4,6 @@
 //   1B: co_spawn of N coroutines that each `co_await post(use_awaitable)`.
 //   1C: steady_timer, each task re-arming its own timer.
 #include <asio.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -22,8 +21,8 @@ Row Wall(const std::string& id, uint64_t t0) {
   return Row{id, static_cast<double>(MonotonicClock::Now() - t0), Unit::kNanos};
 }
 
-asio::awaitable<void> AsioYielder(asio::io_context::executor_type ex,
-                                  int64_t k, uint64_t* counter) {
+asio::awaitable<void> AsioYielder(asio::io_context::executor_type ex, int64_t k,
+                                  uint64_t* counter) {
   for (int64_t i = 0; i < k; ++i) {
     ++*counter;
     co_await asio::post(ex, asio::use_awaitable);
@@ -57,6 +56,7 @@ absl::StatusOr<Rows> AsioSpawn(const std::string& id, int64_t n) {
   const uint64_t t0 = MonotonicClock::Now();
   for (int64_t i = 0; i < n; ++i) {
     asio::post(io, [&counter] {
+      // relaxed: one thread; read after io.run() returns.
       counter.fetch_add(1, std::memory_order_relaxed);
     });
   }

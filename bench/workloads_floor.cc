@@ -27,6 +27,7 @@ using timing::MonotonicClock;
 using timing::TscClock;
 
 FloorTask FloorBump(std::atomic<uint64_t>* counter) {
+  // relaxed: one thread; read after the loop ran.
   counter->fetch_add(1, std::memory_order_relaxed);
   co_return;
 }
@@ -93,8 +94,10 @@ void AppendSleepRows(const std::string& id, std::vector<double>& actual_ns,
   for (double v : actual_ns) sum += v;
   const double mean = actual_ns.empty() ? 0 : sum / actual_ns.size();
   rows.push_back(Row{id + "_actual_mean", mean, Unit::kNanos});
-  rows.push_back(Row{id + "_actual_p50", Quantile(actual_ns, 0.5), Unit::kNanos});
-  rows.push_back(Row{id + "_actual_p99", Quantile(actual_ns, 0.99), Unit::kNanos});
+  rows.push_back(
+      Row{id + "_actual_p50", Quantile(actual_ns, 0.5), Unit::kNanos});
+  rows.push_back(
+      Row{id + "_actual_p99", Quantile(actual_ns, 0.99), Unit::kNanos});
 }
 
 absl::StatusOr<Rows> FloorSpawn(const std::string& id, int64_t n) {
@@ -183,7 +186,8 @@ absl::StatusOr<Rows> FloorNop(const std::string& id, int64_t ops) {
 absl::StatusOr<Rows> FloorSleep(const std::string& id, int64_t tasks) {
   Ring ring;
   unsigned entries = 2;
-  while (entries < static_cast<unsigned>(tasks) && entries < 4096) entries <<= 1;
+  while (entries < static_cast<unsigned>(tasks) && entries < 4096)
+    entries <<= 1;
   if (absl::Status s = ring.Init(entries); !s.ok()) return s;
   io_uring* r = ring.get();
   __kernel_timespec ts{0, kSleepNs};
@@ -220,8 +224,8 @@ absl::StatusOr<Rows> FloorSleep(const std::string& id, int64_t tasks) {
       const uint64_t now = MonotonicClock::Now();
       if (cqe->res != -ETIME) {
         io_uring_cq_advance(r, n);
-        return absl::InternalError(absl::StrCat(
-            "floor 1C: timeout completed with ", cqe->res));
+        return absl::InternalError(
+            absl::StrCat("floor 1C: timeout completed with ", cqe->res));
       }
       actual.push_back(static_cast<double>(now - started[task]));
       --remaining;

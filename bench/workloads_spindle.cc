@@ -50,6 +50,7 @@ void AppendPercentiles(const std::string& prefix, std::vector<double>& v,
 // ---- 1A / 1B ----------------------------------------------------------------
 
 Task<void> Bump(std::atomic<uint64_t>* counter) {
+  // relaxed: one thread; read after Run() returns.
   counter->fetch_add(1, std::memory_order_relaxed);
   co_return;
 }
@@ -99,6 +100,10 @@ Task<void> LaunchParent(int64_t n, double* out) {
 
 // ---- fairness ---------------------------------------------------------------
 
+// The `stop` flags below are std::atomic only to be shared by pointer; every
+// load and the store (Stopper) run on the executor's one thread, so relaxed
+// is enough (they pair with Stopper's store by program order).
+
 Task<void> CpuBound(const std::atomic<bool>* stop) {
   while (!stop->load(std::memory_order_relaxed)) {
     SpinFor(50'000);
@@ -109,6 +114,7 @@ Task<void> CpuBound(const std::atomic<bool>* stop) {
 
 Task<void> Stopper(uint64_t ms, std::atomic<bool>* stop) {
   co_await SleepFor(std::chrono::milliseconds(ms));
+  // relaxed: every reader runs on this executor's thread (program order).
   stop->store(true, std::memory_order_relaxed);
   co_return;
 }
@@ -238,7 +244,8 @@ absl::StatusOr<Rows> SpindleSleep(const std::string& id, int64_t tasks,
   std::vector<double> actual(static_cast<size_t>(tasks) * kSleepsPerTask);
   const uint64_t t0 = MonotonicClock::Now();
   for (int64_t i = 0; i < tasks; ++i) {
-    (*ex)->SpawnDetached(Sleeper(&actual[static_cast<size_t>(i) * kSleepsPerTask]));
+    (*ex)->SpawnDetached(
+        Sleeper(&actual[static_cast<size_t>(i) * kSleepsPerTask]));
   }
   (*ex)->Run();
   Rows rows{Wall(id, t0)};
@@ -281,8 +288,9 @@ absl::StatusOr<Rows> SpindleLaunch(const std::string& id, int64_t launches) {
 
 absl::StatusOr<Rows> SpindleFairness(const std::string& id, int queues,
                                      int64_t ms) {
-  const std::vector<uint32_t> shares =
-      queues == 2 ? std::vector<uint32_t>{3, 1} : std::vector<uint32_t>{1, 1, 2};
+  const std::vector<uint32_t> shares = queues == 2
+                                           ? std::vector<uint32_t>{3, 1}
+                                           : std::vector<uint32_t>{1, 1, 2};
   ExecutorBuilder b = Quiet();
   for (size_t q = 0; q < shares.size(); ++q) {
     b.WithQueue(static_cast<QueueId>(q + 1), shares[q]);
