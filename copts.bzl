@@ -19,3 +19,10 @@ BENCHMARK_COPTS = DEFAULT_COPTS
 
 # third_party wrappers wrap system libraries and add no flags of ours.
 THIRD_PARTY_COPTS = []
+
+# Benchmark peers (bench/'s Asio and oneTBB wrappers only): the same as
+# BENCHMARK_COPTS, except that Asio's headers use std::atomic_thread_fence,
+# which gcc's -Wtsan rejects under --config=tsan.
+PEER_COPTS = BENCHMARK_COPTS + [
+    "-Wno-tsan",
+]

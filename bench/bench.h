@@ -1,0 +1,151 @@
+// bench/bench.h: the benchmark suite's framework (registry, runner, output).
+//
+// A Benchmark is an id from ../shared/BENCH.md's table, the parameters that
+// size it and its variants (`spindle...`, a peer such as `asio` or `tbb`, or
+// `floor`).  RunBenchmarks interleaves the variants (A B A B ...) after one
+// unmeasured warm-up per variant and parameter; each measured iteration
+// yields one or more Rows (the main row, named by the benchmark id, is the
+// iteration's wall time; others carry a statistic such as a percentile).
+// The results go to a CSV file, a table of medians and ratios, and one SVG
+// chart per benchmark drawn by gnuplot.  SuiteMain is the `main` of
+// //bench:suite and of the focused targets (//bench:overhead, ...).
+//
+// Thread safety: everything here runs on the calling thread.
+
+#ifndef SPINDLE_BENCH_BENCH_H_
+#define SPINDLE_BENCH_BENCH_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace spindle::bench {
+
+inline constexpr std::string_view kVersion = "0.1.0";
+
+// What a Row's value is.  The CSV column is `duration_ns` whatever the
+// unit; the table and bench/README.md say which rows are not durations.
+enum class Unit : uint8_t {
+  kNanos,  // nanoseconds
+  kTicks,  // TSC ticks
+  kPpm,    // parts per million (fairness error)
+};
+
+// One value measured by one iteration of one variant.
+struct Row {
+  std::string benchmark;  // the id in the CSV's `benchmark` column
+  double value = 0;
+  Unit unit = Unit::kNanos;
+};
+using Rows = std::vector<Row>;
+
+// A variant runs one iteration for a parameter and returns its rows, the
+// first being the iteration's wall time under the benchmark's id.  An error
+// (e.g. io_uring unavailable) skips the variant for that parameter.
+struct Variant {
+  std::string name;
+  std::function<absl::StatusOr<Rows>(int64_t param)> run;
+};
+
+struct Benchmark {
+  std::string id;
+  std::string what;      // one line: what the parameter and rows mean
+  std::string baseline;  // the variant ratios are taken against ("floor")
+  std::vector<int64_t> params;
+  std::vector<Variant> variants;
+};
+
+// The run's settings, from the environment (see ConfigFromEnv).
+struct Config {
+  int iterations = 5;
+  std::optional<int64_t> n_tasks;          // N_TASKS
+  std::optional<int64_t> yields_per_task;  // YIELDS_PER_TASK
+  std::string executor;                    // EXECUTOR; empty: every variant
+  std::string filter;                      // BENCH_FILTER (see FilterMatches)
+  int64_t fairness_ms = 1000;              // FAIRNESS_MS
+  int64_t hog_ms = 300;                    // HOG_MS
+  int64_t tail_ms = 1000;                  // TAIL_MS
+  int64_t nop_ops = 32000;                 // NOP_OPS
+  std::string out_dir;                     // --out, else the caller's cwd
+};
+
+// Reads ITERATIONS [1, 1000], N_TASKS [1, 10000000], YIELDS_PER_TASK
+// [1, 1000000], EXECUTOR (spindle|asio|tbb|floor), BENCH_FILTER (see
+// FilterMatches), FAIRNESS_MS, HOG_MS, TAIL_MS [10, 60000],
+// NOP_OPS [32, 10000000].  InvalidArgument names the variable, the value and
+// the valid range or values.  `defaults` supplies per-target defaults.
+absl::StatusOr<Config> ConfigFromEnv(const Config& defaults = {});
+
+// Every benchmark of BENCH.md's table that the landed layers support, sized
+// by `config` (N_TASKS and YIELDS_PER_TASK replace the default parameters).
+std::vector<Benchmark> AllBenchmarks(const Config& config);
+
+// One measured value.
+struct Result {
+  std::string benchmark;
+  std::string variant;
+  int64_t param = 0;
+  int iteration = 0;
+  double value = 0;
+  Unit unit = Unit::kNanos;
+};
+
+struct RunOutput {
+  std::vector<Result> results;
+  std::vector<std::string> skipped;  // "benchmark/variant/param: reason"
+};
+
+// BENCH_FILTER: comma-separated terms; an id matches when it contains a
+// term, or starts with it when the term begins with '^'.  Empty: all.
+bool FilterMatches(const std::string& filter, const std::string& id);
+
+// Keeps the benchmarks whose id matches config.filter and the variants that
+// config.executor selects (`spindle` selects spindle and spindle_*).
+std::vector<Benchmark> Select(std::vector<Benchmark> all, const Config& config);
+
+// Runs each benchmark: per parameter, one warm-up per variant, then
+// config.iterations rounds of every variant in turn.  Progress to `log`.
+RunOutput RunBenchmarks(const std::vector<Benchmark>& benchmarks,
+                        const Config& config, std::ostream& log);
+
+// The machine: CPU model, cores, kernel, TSC frequency, reactor backend.
+void PrintMachine(std::ostream& out);
+
+// A table of medians with min-max and the ratios to the baseline and peers.
+void PrintTable(const std::vector<Benchmark>& benchmarks, const RunOutput& run,
+                std::ostream& out);
+
+// Writes `benchmark,variant,parameter,iteration,duration_ns` and one row per
+// result.
+absl::Status WriteCsv(const std::string& path,
+                      const std::vector<Result>& results);
+
+// Draws one SVG chart per benchmark into `dir` (chart_<id>.svg) by running
+// gnuplot on a generated script.  Returns the files written; FailedPrecondition
+// when gnuplot is missing or fails (the message says why).
+absl::StatusOr<std::vector<std::string>> WriteCharts(
+    const std::vector<Benchmark>& benchmarks,
+    const std::vector<Result>& results, const std::string& dir);
+
+// Median of `v` (mean of the middle two for an even count); 0 when empty.
+double Median(std::vector<double> v);
+// The q-quantile (0..1) of `v` by nearest rank; 0 when empty.
+double Quantile(std::vector<double> v, double q);
+
+// main() of the suite and of the focused targets: parses --out/--help,
+// reads the environment (exit 2 on a bad value), runs the benchmarks whose
+// ids are in `only` (all when empty), prints the machine and the table,
+// writes the CSV and charts.  `name` is the target's name for messages.
+int SuiteMain(int argc, char** argv, std::string_view name,
+              const std::vector<std::string>& only, const Config& defaults);
+
+}  // namespace spindle::bench
+
+#endif  // SPINDLE_BENCH_BENCH_H_

@@ -1,0 +1,199 @@
+// bench/registry.cc: BENCH.md's table as Benchmarks with their variants.
+#include <string>
+#include <vector>
+
+#include "bench/bench.h"
+#include "bench/workloads.h"
+
+namespace spindle::bench {
+namespace {
+
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kTsan = true;
+#else
+inline constexpr bool kTsan = false;
+#endif
+
+std::vector<int64_t> Or(const std::optional<int64_t>& v,
+                        std::vector<int64_t> defaults) {
+  if (v) return {*v};
+  return defaults;
+}
+
+}  // namespace
+
+std::vector<Benchmark> AllBenchmarks(const Config& c) {
+  std::vector<Benchmark> all;
+  const int64_t tasks_1b = c.n_tasks.value_or(1000);
+  const int64_t yields_pp = c.yields_per_task.value_or(100);
+  const int64_t tasks_pp = c.n_tasks.value_or(1000);
+
+  {
+    const std::string id = "1A_spawn";
+    Benchmark b{id,
+                "spawn N tasks that bump an atomic; wall time to all done",
+                "floor",
+                Or(c.n_tasks, {1000, 10000, 100000}),
+                {}};
+    b.variants.push_back(
+        {"spindle", [id](int64_t n) { return SpindleSpawn(id, n); }});
+    b.variants.push_back(
+        {"asio", [id](int64_t n) { return AsioSpawn(id, n); }});
+    b.variants.push_back({"tbb", [id](int64_t n) -> absl::StatusOr<Rows> {
+                            if (kTsan) {
+                              return absl::UnavailableError(
+                                  "oneTBB is not instrumented for "
+                                  "ThreadSanitizer");
+                            }
+                            return TbbSpawn(id, n);
+                          }});
+    b.variants.push_back(
+        {"floor", [id](int64_t n) { return FloorSpawn(id, n); }});
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "1B_yield";
+    Benchmark b{
+        id,
+        "T tasks (N_TASKS, 1000) each yield K times; param K; wall time",
+        "floor",
+        Or(c.yields_per_task, {10, 100, 1000}),
+        {}};
+    b.variants.push_back({"spindle", [id, tasks_1b](int64_t k) {
+                            return SpindleYield(id, tasks_1b, k, 1);
+                          }});
+    b.variants.push_back({"spindle_eevdf2", [id, tasks_1b](int64_t k) {
+                            return SpindleYield(id, tasks_1b, k, 2);
+                          }});
+    b.variants.push_back({"asio", [id, tasks_1b](int64_t k) {
+                            return AsioYield(id, tasks_1b, k);
+                          }});
+    b.variants.push_back({"floor", [id, tasks_1b](int64_t k) {
+                            return FloorYieldLoop(id, tasks_1b, k);
+                          }});
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "1C_sleep";
+    Benchmark b{id,
+                "N tasks x 10 sleeps of 500 us; wall time and actual sleeps",
+                "floor",
+                Or(c.n_tasks, {100}),
+                {}};
+    b.variants.push_back({"spindle", [id](int64_t n) {
+                            return SpindleSleep(id, n,
+                                                SpindleBackend::kIoUring);
+                          }});
+    b.variants.push_back({"spindle_epoll", [id](int64_t n) {
+                            return SpindleSleep(id, n, SpindleBackend::kEpoll);
+                          }});
+    b.variants.push_back(
+        {"asio", [id](int64_t n) { return AsioSleep(id, n); }});
+    b.variants.push_back(
+        {"floor", [id](int64_t n) { return FloorSleep(id, n); }});
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "uring_nop";
+    Benchmark b{id,
+                "N io_uring NOPs: 32 tasks suspend on each (floor: raw batches "
+                "of 32); wall time",
+                "floor",
+                {c.nop_ops},
+                {}};
+    b.variants.push_back(
+        {"spindle", [id](int64_t n) { return SpindleNop(id, n); }});
+    b.variants.push_back(
+        {"floor", [id](int64_t n) { return FloorNop(id, n); }});
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "launch";
+    Benchmark b{id,
+                "N spawns, each from a running task; launch_ticks_*: TSC ticks "
+                "from spawn to the task's first instruction",
+                "floor",
+                {1000},
+                {}};
+    b.variants.push_back(
+        {"spindle", [id](int64_t n) { return SpindleLaunch(id, n); }});
+    b.variants.push_back(
+        {"floor", [id](int64_t n) { return FloorLaunch(id, n); }});
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "poll_profile";
+    Benchmark b{id,
+                "N_TASKS tasks x YIELDS_PER_TASK yields (param N); wall time",
+                "floor",
+                {tasks_pp},
+                {}};
+    b.variants.push_back({"spindle", [id, yields_pp](int64_t n) {
+                            return SpindleYield(id, n, yields_pp, 1);
+                          }});
+    b.variants.push_back({"asio", [id, yields_pp](int64_t n) {
+                            return AsioYield(id, n, yields_pp);
+                          }});
+    b.variants.push_back({"floor", [id, yields_pp](int64_t n) {
+                            return FloorYieldLoop(id, n, yields_pp);
+                          }});
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "fairness";
+    const int64_t ms = c.fairness_ms;
+    Benchmark b{id,
+                "CPU-bound tasks, param 2: shares 3:1, param 3: 1:1:2; "
+                "fairness_error_ppm: worst |measured/share - 1|",
+                "spindle",
+                {2, 3},
+                {}};
+    b.variants.push_back({"spindle", [id, ms](int64_t q) {
+                            return SpindleFairness(id, static_cast<int>(q), ms);
+                          }});
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "hog";
+    const int64_t ms = c.hog_ms;
+    Benchmark b{id,
+                "N tasks sleeping 1 ms beside a yield_maybe spinner and a 3 ms "
+                "overrunner; hog_p50/_p99: wake-up lateness",
+                "spindle_alone",
+                {10},
+                {}};
+    b.variants.push_back({"spindle_alone", [id, ms](int64_t n) {
+                            return SpindleHog(id, n, ms, HogMode::kAlone);
+                          }});
+    b.variants.push_back({"spindle_tiers", [id, ms](int64_t n) {
+                            return SpindleHog(id, n, ms, HogMode::kTiersOn);
+                          }});
+    b.variants.push_back({"spindle_notiers", [id, ms](int64_t n) {
+                            return SpindleHog(id, n, ms, HogMode::kTiersOff);
+                          }});
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "tail_latency";
+    const int64_t ms = c.tail_ms;
+    Benchmark b{id,
+                "arrivals at param/s, 99% thin (2 x 20 us) / 1% fat (10 x 500 "
+                "us); tail_<class>_<start|total>_<pct>",
+                "spindle_thin_alone",
+                {1000},
+                {}};
+    b.variants.push_back({"spindle_thin_alone", [id, ms](int64_t r) {
+                            return SpindleTail(id, r, ms, TailMode::kThinAlone);
+                          }});
+    b.variants.push_back({"spindle_fifo", [id, ms](int64_t r) {
+                            return SpindleTail(id, r, ms, TailMode::kFifo);
+                          }});
+    b.variants.push_back({"spindle_eevdf", [id, ms](int64_t r) {
+                            return SpindleTail(id, r, ms, TailMode::kEevdf);
+                          }});
+    all.push_back(std::move(b));
+  }
+  return all;
+}
+
+}  // namespace spindle::bench

@@ -1,0 +1,73 @@
+// bench/workloads.h: one iteration of each benchmark, per variant.
+//
+// Each function builds what it needs (executor, io_context, ring) outside
+// its timed region, runs one iteration and returns its Rows: the first is
+// the wall time under `id`, the others statistics (see bench/README.md).
+// An error means the variant cannot run here (e.g. io_uring unavailable).
+// Spindle and floor workloads live in workloads_spindle.cc and
+// workloads_floor.cc; the peers in workloads_asio.cc and workloads_tbb.cc.
+
+#ifndef SPINDLE_BENCH_WORKLOADS_H_
+#define SPINDLE_BENCH_WORKLOADS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "bench/bench.h"
+
+namespace spindle::bench {
+
+// 1C: every task sleeps this many times for this long.
+inline constexpr int kSleepsPerTask = 10;
+inline constexpr int64_t kSleepNs = 500'000;
+// uring_nop: Spindle's tasks; the floor's batch size.
+inline constexpr int kNopTasks = 32;
+inline constexpr int kNopBatch = 32;
+
+// Busy-waits `ns` nanoseconds on the TSC.
+void SpinFor(uint64_t ns) noexcept;
+
+// Rows of an iteration's individual sleeps: <id>_actual_mean/_p50/_p99.
+void AppendSleepRows(const std::string& id, std::vector<double>& actual_ns,
+                     Rows& rows);
+
+// ---- Spindle ----------------------------------------------------------------
+enum class SpindleBackend { kIoUring, kEpoll };
+enum class HogMode { kAlone, kTiersOn, kTiersOff };
+enum class TailMode { kFifo, kEevdf, kThinAlone };
+
+absl::StatusOr<Rows> SpindleSpawn(const std::string& id, int64_t n);
+// `queues` queues of share 1 (tasks spread round-robin); 1 = FIFO.
+absl::StatusOr<Rows> SpindleYield(const std::string& id, int64_t tasks,
+                                  int64_t yields, int queues);
+absl::StatusOr<Rows> SpindleSleep(const std::string& id, int64_t tasks,
+                                  SpindleBackend backend);
+absl::StatusOr<Rows> SpindleNop(const std::string& id, int64_t ops);
+absl::StatusOr<Rows> SpindleLaunch(const std::string& id, int64_t launches);
+// queues == 2: shares 3:1; queues == 3: shares 1:1:2.
+absl::StatusOr<Rows> SpindleFairness(const std::string& id, int queues,
+                                     int64_t ms);
+absl::StatusOr<Rows> SpindleHog(const std::string& id, int64_t sensitive,
+                                int64_t ms, HogMode mode);
+absl::StatusOr<Rows> SpindleTail(const std::string& id, int64_t rate,
+                                 int64_t ms, TailMode mode);
+
+// ---- Floors -----------------------------------------------------------------
+absl::StatusOr<Rows> FloorSpawn(const std::string& id, int64_t n);
+absl::StatusOr<Rows> FloorYieldLoop(const std::string& id, int64_t tasks,
+                                    int64_t yields);
+absl::StatusOr<Rows> FloorSleep(const std::string& id, int64_t tasks);
+absl::StatusOr<Rows> FloorNop(const std::string& id, int64_t ops);
+absl::StatusOr<Rows> FloorLaunch(const std::string& id, int64_t launches);
+
+// ---- Peers ------------------------------------------------------------------
+absl::StatusOr<Rows> AsioSpawn(const std::string& id, int64_t n);
+absl::StatusOr<Rows> AsioYield(const std::string& id, int64_t tasks,
+                               int64_t yields);
+absl::StatusOr<Rows> AsioSleep(const std::string& id, int64_t tasks);
+absl::StatusOr<Rows> TbbSpawn(const std::string& id, int64_t n);
+
+}  // namespace spindle::bench
+
+#endif  // SPINDLE_BENCH_WORKLOADS_H_

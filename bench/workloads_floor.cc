@@ -1,0 +1,242 @@
+// bench/workloads_floor.cc: the floors (the least code that does the job)
+// and the helpers shared by every workload.
+//
+// Coroutine floors reuse executor_testing.h's FloorLoop (free-list frames,
+// a ring of handles).  The I/O floors are raw liburing with nothing around
+// it: NOPs in batches of 32, and IORING_OP_TIMEOUT for sleeps.
+#include <liburing.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "bench/workloads.h"
+#include "executor/executor_testing.h"
+#include "timing/clock.h"
+
+namespace spindle::bench {
+namespace {
+
+using executor_testing::FloorLoop;
+using executor_testing::FloorTask;
+using executor_testing::FloorYield;
+using executor_testing::g_floor_loop;
+using timing::MonotonicClock;
+using timing::TscClock;
+
+FloorTask FloorBump(std::atomic<uint64_t>* counter) {
+  // relaxed: one thread; read after the loop ran.
+  counter->fetch_add(1, std::memory_order_relaxed);
+  co_return;
+}
+
+FloorTask FloorYielder(int64_t k, uint64_t* counter) {
+  for (int64_t i = 0; i < k; ++i) {
+    ++*counter;
+    co_await FloorYield{};
+  }
+  co_return;
+}
+
+FloorTask FloorLaunchChild(uint64_t t0, double* out) {
+  *out = static_cast<double>(TscClock::Now() - t0);
+  co_return;
+}
+
+FloorTask FloorLaunchParent(int64_t n, double* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t t0 = TscClock::Now();
+    g_floor_loop->Push(FloorLaunchChild(t0, &out[i]).handle);
+    co_await FloorYield{};
+  }
+  co_return;
+}
+
+// An io_uring ring that is torn down on every path.
+class Ring {
+ public:
+  absl::Status Init(unsigned entries) {
+    const int rc = io_uring_queue_init(entries, &ring_, 0);
+    if (rc < 0) {
+      return absl::UnavailableError(
+          absl::StrCat("io_uring_queue_init: ", std::strerror(-rc)));
+    }
+    ok_ = true;
+    return absl::OkStatus();
+  }
+  ~Ring() {
+    if (ok_) io_uring_queue_exit(&ring_);
+  }
+  io_uring* get() { return &ring_; }
+
+ private:
+  io_uring ring_{};
+  bool ok_ = false;
+};
+
+Row Wall(const std::string& id, uint64_t t0) {
+  return Row{id, static_cast<double>(MonotonicClock::Now() - t0), Unit::kNanos};
+}
+
+}  // namespace
+
+void SpinFor(uint64_t ns) noexcept {
+  const uint64_t end = TscClock::Now() + TscClock::FromNanos(ns);
+  while (TscClock::Now() < end) {
+  }
+}
+
+void AppendSleepRows(const std::string& id, std::vector<double>& actual_ns,
+                     Rows& rows) {
+  double sum = 0;
+  for (double v : actual_ns) sum += v;
+  const double mean = actual_ns.empty() ? 0 : sum / actual_ns.size();
+  rows.push_back(Row{id + "_actual_mean", mean, Unit::kNanos});
+  rows.push_back(
+      Row{id + "_actual_p50", Quantile(actual_ns, 0.5), Unit::kNanos});
+  rows.push_back(
+      Row{id + "_actual_p99", Quantile(actual_ns, 0.99), Unit::kNanos});
+}
+
+absl::StatusOr<Rows> FloorSpawn(const std::string& id, int64_t n) {
+  FloorLoop loop(static_cast<size_t>(n));
+  g_floor_loop = &loop;
+  std::atomic<uint64_t> counter{0};
+  const uint64_t t0 = MonotonicClock::Now();
+  for (int64_t i = 0; i < n; ++i) loop.Push(FloorBump(&counter).handle);
+  loop.Run();
+  Rows rows{Wall(id, t0)};
+  g_floor_loop = nullptr;
+  if (counter.load() != static_cast<uint64_t>(n)) {
+    return absl::InternalError("floor 1A: not every task ran");
+  }
+  return rows;
+}
+
+absl::StatusOr<Rows> FloorYieldLoop(const std::string& id, int64_t tasks,
+                                    int64_t yields) {
+  FloorLoop loop(static_cast<size_t>(tasks) * 2);
+  g_floor_loop = &loop;
+  uint64_t counter = 0;
+  const uint64_t t0 = MonotonicClock::Now();
+  for (int64_t i = 0; i < tasks; ++i) {
+    loop.Push(FloorYielder(yields, &counter).handle);
+  }
+  loop.Run();
+  Rows rows{Wall(id, t0)};
+  g_floor_loop = nullptr;
+  if (counter != static_cast<uint64_t>(tasks * yields)) {
+    return absl::InternalError("floor 1B: yield count mismatch");
+  }
+  return rows;
+}
+
+absl::StatusOr<Rows> FloorLaunch(const std::string& id, int64_t launches) {
+  FloorLoop loop(4);
+  g_floor_loop = &loop;
+  std::vector<double> ticks(static_cast<size_t>(launches));
+  const uint64_t t0 = MonotonicClock::Now();
+  loop.Push(FloorLaunchParent(launches, ticks.data()).handle);
+  loop.Run();
+  Rows rows{Wall(id, t0)};
+  g_floor_loop = nullptr;
+  rows.push_back(Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks});
+  rows.push_back(Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks});
+  return rows;
+}
+
+absl::StatusOr<Rows> FloorNop(const std::string& id, int64_t ops) {
+  Ring ring;
+  if (absl::Status s = ring.Init(kNopBatch * 2); !s.ok()) return s;
+  io_uring* r = ring.get();
+  const int64_t batches = std::max<int64_t>(1, ops / kNopBatch);
+  int64_t errors = 0;
+  const uint64_t t0 = MonotonicClock::Now();
+  for (int64_t b = 0; b < batches; ++b) {
+    for (int i = 0; i < kNopBatch; ++i) {
+      io_uring_sqe* sqe = io_uring_get_sqe(r);
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data64(sqe, static_cast<uint64_t>(i));
+    }
+    int rc = io_uring_submit_and_wait(r, kNopBatch);
+    if (rc < 0) return absl::InternalError("io_uring_submit_and_wait failed");
+    int seen = 0;
+    while (seen < kNopBatch) {
+      io_uring_cqe* cqe = nullptr;
+      unsigned head = 0;
+      unsigned n = 0;
+      io_uring_for_each_cqe(r, head, cqe) {
+        if (cqe->res != 0) ++errors;
+        ++n;
+      }
+      io_uring_cq_advance(r, n);
+      seen += static_cast<int>(n);
+      if (seen < kNopBatch && io_uring_wait_cqe(r, &cqe) < 0) {
+        return absl::InternalError("io_uring_wait_cqe failed");
+      }
+    }
+  }
+  Rows rows{Wall(id, t0)};
+  if (errors != 0) return absl::InternalError("floor uring_nop: a NOP failed");
+  return rows;
+}
+
+absl::StatusOr<Rows> FloorSleep(const std::string& id, int64_t tasks) {
+  Ring ring;
+  unsigned entries = 2;
+  while (entries < static_cast<unsigned>(tasks) && entries < 4096)
+    entries <<= 1;
+  if (absl::Status s = ring.Init(entries); !s.ok()) return s;
+  io_uring* r = ring.get();
+  __kernel_timespec ts{0, kSleepNs};
+  std::vector<uint64_t> started(static_cast<size_t>(tasks));
+  std::vector<int> done(static_cast<size_t>(tasks), 0);
+  std::vector<double> actual;
+  actual.reserve(static_cast<size_t>(tasks) * kSleepsPerTask);
+  auto arm = [&](uint64_t task) {
+    io_uring_sqe* sqe = io_uring_get_sqe(r);
+    if (sqe == nullptr) {
+      io_uring_submit(r);
+      sqe = io_uring_get_sqe(r);
+    }
+    io_uring_prep_timeout(sqe, &ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, task);
+    started[task] = MonotonicClock::Now();
+  };
+  const uint64_t t0 = MonotonicClock::Now();
+  for (int64_t i = 0; i < tasks; ++i) arm(static_cast<uint64_t>(i));
+  int64_t remaining = tasks * kSleepsPerTask;
+  std::vector<uint64_t> rearm;
+  rearm.reserve(static_cast<size_t>(tasks));
+  while (remaining > 0) {
+    if (io_uring_submit_and_wait(r, 1) < 0) {
+      return absl::InternalError("io_uring_submit_and_wait failed");
+    }
+    io_uring_cqe* cqe = nullptr;
+    unsigned head = 0;
+    unsigned n = 0;
+    rearm.clear();
+    io_uring_for_each_cqe(r, head, cqe) {
+      ++n;
+      const uint64_t task = io_uring_cqe_get_data64(cqe);
+      const uint64_t now = MonotonicClock::Now();
+      if (cqe->res != -ETIME) {
+        io_uring_cq_advance(r, n);
+        return absl::InternalError(
+            absl::StrCat("floor 1C: timeout completed with ", cqe->res));
+      }
+      actual.push_back(static_cast<double>(now - started[task]));
+      --remaining;
+      if (++done[task] < kSleepsPerTask) rearm.push_back(task);
+    }
+    io_uring_cq_advance(r, n);
+    for (uint64_t task : rearm) arm(task);
+  }
+  Rows rows{Wall(id, t0)};
+  AppendSleepRows(id, actual, rows);
+  return rows;
+}
+
+}  // namespace spindle::bench
