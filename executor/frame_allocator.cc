@@ -12,7 +12,6 @@ struct FreeBlock {
 // One thread's cache.  Only its own thread touches it.
 struct ThreadCache {
   FreeBlock* heads[kNumFrameClasses] = {};
-  uint32_t counts[kNumFrameClasses] = {};
   FrameAllocatorStats stats;
 
   ~ThreadCache() {
@@ -49,9 +48,9 @@ void* AllocateFrame(size_t size) {
   const size_t c = ClassOf(size);
   if (FreeBlock* b = cache.heads[c]; b != nullptr) {
     cache.heads[c] = b->next;
-    cache.counts[c]--;
     cache.stats.pooled_allocs++;
     cache.stats.cached_blocks--;
+    cache.stats.cached_bytes -= (c + 1) * kFrameGranule;
     return b;
   }
   cache.stats.system_allocs++;
@@ -66,15 +65,16 @@ void FreeFrame(void* block, size_t size) noexcept {
   }
   ThreadCache& cache = Cache();
   const size_t c = ClassOf(size);
-  if (cache.counts[c] >= kMaxCachedPerClass) {
-    ::operator delete(block, (c + 1) * kFrameGranule);
+  const size_t block_size = (c + 1) * kFrameGranule;
+  if (cache.stats.cached_bytes + block_size > kMaxCachedBytes) {
+    ::operator delete(block, block_size);
     return;
   }
   auto* b = static_cast<FreeBlock*>(block);
   b->next = cache.heads[c];
   cache.heads[c] = b;
-  cache.counts[c]++;
   cache.stats.cached_blocks++;
+  cache.stats.cached_bytes += block_size;
 }
 
 FrameAllocatorStats ThreadFrameStats() noexcept { return Cache().stats; }

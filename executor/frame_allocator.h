@@ -8,9 +8,11 @@
 // Thread safety: Allocate and Free may be called on any thread, and a block
 // may be freed on a thread other than the one that allocated it (a frame of
 // a task spawned through a Spawner, or one that moved between shards): the
-// block simply joins the freeing thread's list.  Each list is capped
-// (kMaxCachedPerClass); beyond that blocks go back to the system.  A
-// thread's lists are released when the thread exits.
+// block simply joins the freeing thread's list.  A thread caches at most
+// kMaxCachedBytes of free frames (all classes together); beyond that blocks
+// go back to the system, so a burst of a million tasks does not pin its
+// memory for the life of the thread.  A thread's lists are released when the
+// thread exits.
 
 #ifndef SPINDLE_EXECUTOR_FRAME_ALLOCATOR_H_
 #define SPINDLE_EXECUTOR_FRAME_ALLOCATOR_H_
@@ -23,7 +25,7 @@ namespace spindle::executor_internal {
 inline constexpr size_t kFrameGranule = 64;
 inline constexpr size_t kMaxPooledSize = 4096;
 inline constexpr size_t kNumFrameClasses = kMaxPooledSize / kFrameGranule;
-inline constexpr size_t kMaxCachedPerClass = 16384;
+inline constexpr size_t kMaxCachedBytes = size_t{64} << 20;  // 64 MiB
 
 // Returns a block of at least `size` bytes, aligned to
 // __STDCPP_DEFAULT_NEW_ALIGNMENT__.  Throws std::bad_alloc only when the
@@ -39,6 +41,7 @@ struct FrameAllocatorStats {
   uint64_t pooled_allocs = 0;   // served from a free list
   uint64_t system_allocs = 0;   // went to ::operator new
   uint64_t cached_blocks = 0;   // currently on this thread's lists
+  uint64_t cached_bytes = 0;
 };
 FrameAllocatorStats ThreadFrameStats() noexcept;
 
