@@ -19,26 +19,14 @@
 namespace spindle::bench {
 namespace {
 
+using executor_testing::FloorBump;
 using executor_testing::FloorLoop;
 using executor_testing::FloorTask;
 using executor_testing::FloorYield;
+using executor_testing::FloorYielder;
 using executor_testing::g_floor_loop;
 using timing::MonotonicClock;
 using timing::TscClock;
-
-FloorTask FloorBump(std::atomic<uint64_t>* counter) {
-  // relaxed: one thread; read after the loop ran.
-  counter->fetch_add(1, std::memory_order_relaxed);
-  co_return;
-}
-
-FloorTask FloorYielder(int64_t k, uint64_t* counter) {
-  for (int64_t i = 0; i < k; ++i) {
-    ++*counter;
-    co_await FloorYield{};
-  }
-  co_return;
-}
 
 FloorTask FloorLaunchChild(uint64_t t0, double* out) {
   *out = static_cast<double>(TscClock::Now() - t0);

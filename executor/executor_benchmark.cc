@@ -16,24 +16,11 @@
 namespace spindle {
 namespace {
 
+using executor_testing::FloorBump;
 using executor_testing::FloorLoop;
 using executor_testing::FloorTask;
-using executor_testing::FloorYield;
+using executor_testing::FloorYielder;
 using executor_testing::g_floor_loop;
-
-
-FloorTask FloorBump(std::atomic<uint64_t>* counter) {
-  counter->fetch_add(1, std::memory_order_relaxed);
-  co_return;
-}
-
-FloorTask FloorYielder(int k, uint64_t* counter) {
-  for (int i = 0; i < k; ++i) {
-    ++*counter;
-    co_await FloorYield{};
-  }
-  co_return;
-}
 
 void BM_Floor_Spawn(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));

@@ -8,7 +8,9 @@
 #ifndef SPINDLE_EXECUTOR_EXECUTOR_TESTING_H_
 #define SPINDLE_EXECUTOR_EXECUTOR_TESTING_H_
 
+#include <atomic>
 #include <coroutine>
+#include <cstdint>
 #include <cstddef>
 #include <cstdlib>
 #include <vector>
@@ -93,6 +95,21 @@ struct FloorYield {
   }
   void await_resume() const noexcept {}
 };
+
+// The floor's tasks for the spawn and yield benchmarks.
+inline FloorTask FloorBump(std::atomic<uint64_t>* counter) {
+  // relaxed: one thread; read after the loop ran.
+  counter->fetch_add(1, std::memory_order_relaxed);
+  co_return;
+}
+
+inline FloorTask FloorYielder(int64_t k, uint64_t* counter) {
+  for (int64_t i = 0; i < k; ++i) {
+    ++*counter;
+    co_await FloorYield{};
+  }
+  co_return;
+}
 
 }  // namespace spindle::executor_testing
 
