@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -255,6 +256,51 @@ TEST_P(IoTest, SpawnerWakesAnExecutorSleepingInTheReactor) {
   });
   ex->Run();
   producer.join();
+}
+
+TEST_P(IoTest, TasksOnTwoExecutorsJoinEachOther) {
+  // Executor A's task spawns work onto executor B (another thread) through
+  // B's Spawner and awaits the handle: B's completion wakes A's task from
+  // B's thread (IORING_OP_MSG_RING from B's ring to A's on io_uring, the
+  // eventfd on epoll).  Both executors sleep in their reactors meanwhile.
+  MAKE_OR_SKIP(a);
+  std::unique_ptr<LocalExecutor> b;
+  std::atomic<bool> b_ready{false};
+  std::atomic<bool> stop_b{false};
+  std::optional<Spawner> b_spawner;
+  std::thread b_thread([&] {
+    b = Make();
+    if (b == nullptr) {
+      b_ready.store(true, std::memory_order_release);
+      return;
+    }
+    b_spawner = b->GetSpawner();
+    b_ready.store(true, std::memory_order_release);
+    auto keeper = [&]() -> Task<void> {
+      while (!stop_b.load(std::memory_order_acquire)) {
+        co_await SleepFor(20ms);
+      }
+    };
+    b->BlockOn(keeper());
+    b.reset();  // destroyed on its own thread
+  });
+  while (!b_ready.load(std::memory_order_acquire)) std::this_thread::yield();
+  ASSERT_TRUE(b_spawner.has_value()) << skip_reason_;
+  auto remote = [](int v) -> Task<int> {
+    co_await SleepFor(1ms);
+    co_return v * 2;
+  };
+  auto local = [&]() -> Task<int> {
+    int sum = 0;
+    for (int i = 0; i < 20; ++i) {
+      JoinHandle<int> h = b_spawner->Spawn(remote(i));
+      sum += co_await h;
+    }
+    co_return sum;
+  };
+  EXPECT_EQ(a->BlockOn(local()), 380);
+  stop_b.store(true, std::memory_order_release);
+  b_thread.join();
 }
 
 TEST_P(IoTest, ShutdownCancelsInFlightOperationsAndLeaksNoFd) {
