@@ -330,7 +330,10 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   ex->queue_set_ = std::make_unique<sched::QueueSet>(qc);
   ex->inbox_ = std::make_shared<Inbox>();
   ex->inbox_->owner = ex.get();
-  if (queues_.empty()) queues_.push_back(QueueSpec{0, 1, nullptr});
+  // The default queue gets share 100, so that the isolation lane (share
+  // IsolationShare(), default 1) receives about 1% of the thread while the
+  // default queue has work.
+  if (queues_.empty()) queues_.push_back(QueueSpec{0, kDefaultQueueShare, nullptr});
   for (QueueSpec& q : queues_) {
     if (q.id == kIsolationQueueId && tiers != nullptr) {
       return absl::InvalidArgumentError(

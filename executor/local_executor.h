@@ -33,6 +33,12 @@ using QueueId = sched::QueueId;
 // The queue id the executor uses for its isolation lane when tiers are on.
 inline constexpr QueueId kIsolationQueueId = 0xFFFFFFFFu;
 
+// The share of the default queue (id 0) when no WithQueue is given.  Shares
+// are relative: against the isolation lane's default share of 1, a busy
+// default queue leaves an isolated task about 1% of the thread.  Give your
+// own queues shares well above IsolationShare() for the same effect.
+inline constexpr uint32_t kDefaultQueueShare = 100;
+
 // Per-task spawn settings.  Unset fields take the executor's defaults.
 struct SpawnOptions {
   std::optional<QueueId> queue;                     // default: first queue
@@ -158,7 +164,8 @@ class ExecutorBuilder {
   ExecutorBuilder& Tiers(budget::TierConfig config);  // default: FromEnv()
   ExecutorBuilder& NoTiers();                          // no tier evaluation
   ExecutorBuilder& Hooks(std::shared_ptr<budget::HookRegistry> hooks);
-  ExecutorBuilder& IsolationShare(uint32_t share);  // default 1
+  // The isolation lane's share (default 1), relative to the queues' shares.
+  ExecutorBuilder& IsolationShare(uint32_t share);
   ExecutorBuilder& CollectStats(bool enabled);      // default true
   // The reactor's options (default: ReactorOptions::FromEnv(), i.e.
   // SPINDLE_REACTOR=auto|io_uring|epoll, auto when unset).
