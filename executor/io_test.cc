@@ -303,6 +303,55 @@ TEST_P(IoTest, TasksOnTwoExecutorsJoinEachOther) {
   b_thread.join();
 }
 
+TEST_P(IoTest, DestroyingAnExecutorWhoseTaskAwaitsAnotherExecutorsTask) {
+  // A's task awaits a slow task of executor B; A is destroyed while it
+  // waits.  B's later completion must not touch A's freed task or inbox
+  // (AddressSanitizer checks), and A's handle-holding task is cancelled.
+  auto a = Make();
+  if (a == nullptr) GTEST_SKIP() << "no reactor: " << skip_reason_;
+  std::unique_ptr<LocalExecutor> b;
+  std::atomic<bool> b_ready{false};
+  std::atomic<bool> slow_finished{false};
+  std::optional<Spawner> b_spawner;
+  std::thread b_thread([&] {
+    b = Make();
+    if (b != nullptr) b_spawner = b->GetSpawner();
+    b_ready.store(true, std::memory_order_release);
+    if (b == nullptr) return;
+    // Keeps B running until its slow task has completed (set in its last
+    // poll, which completes it before the keeper can look again).
+    auto keeper = [&]() -> Task<void> {
+      while (!slow_finished.load(std::memory_order_acquire)) {
+        co_await SleepFor(5ms);
+      }
+    };
+    b->BlockOn(keeper());
+    b.reset();
+  });
+  while (!b_ready.load(std::memory_order_acquire)) std::this_thread::yield();
+  ASSERT_TRUE(b_spawner.has_value()) << skip_reason_;
+  auto slow = [&]() -> Task<int> {
+    co_await SleepFor(300ms);
+    slow_finished.store(true, std::memory_order_release);
+    co_return 7;
+  };
+  auto waiter = [&]() -> Task<int> {
+    JoinHandle<int> h = b_spawner->Spawn(slow());
+    co_return co_await h;
+  };
+  JoinHandle<int> w = a->Spawn(waiter());
+  auto kick = []() -> Task<void> { co_await SleepFor(2ms); };
+  a->BlockOn(kick());
+  EXPECT_EQ(w.status(), JoinStatus::kPending);
+  a.reset();  // the waiter is still registered on B's task
+  EXPECT_EQ(w.status(), JoinStatus::kCancelled);
+  // A's destruction took its registration back instead of waiting for B.
+  EXPECT_FALSE(slow_finished.load(std::memory_order_acquire));
+  // B's task completes (and must find no waiter); then B stops.
+  b_thread.join();
+  EXPECT_TRUE(slow_finished.load());
+}
+
 TEST_P(IoTest, ShutdownCancelsInFlightOperationsAndLeaksNoFd) {
   const int before = CountOpenFds();
   int fds[2];

@@ -23,9 +23,12 @@
 //      is in it, so spawned-from-afar tasks are cancelled like the others.
 //   3. Driver::Shutdown: cancel and reap every in-flight operation; the
 //      callbacks may wake tasks (queued, never run).
-//   4. Cancel every live task: completion bits, joiner wake, frame destroyed.
+//   4. Take back the join registrations of waiting tasks; wait until every
+//      completer that won the race (maybe on another thread) has finished
+//      waking its waiter (Inbox::join_waits drops to zero).
+//   5. Cancel every live task: completion bits, joiner wake, frame destroyed.
 //      A destroyed frame may spawn (cancelled at once) or drop handles.
-//   5. Destroy the driver, then the queue set.
+//   6. Destroy the driver, then the queue set.
 
 #include "executor/local_executor.h"
 
@@ -61,13 +64,45 @@ inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
   if (!cancelled && t->threw) bits |= kStateFailed;
   // acq_rel: releases the result to joiners; acquires join_waiter.
   const uint32_t old = t->state.fetch_or(bits, std::memory_order_acq_rel);
-  if (old & kStateJoinWaiter) Wake(t->join_waiter);
+  if (old & kStateJoinWaiter) {
+    TaskHeader* waiter = t->join_waiter;
+    Inbox* waiter_inbox = waiter->inbox;  // read before the wake
+    Wake(waiter);
+    // The last touch of the waiter's executor: its destructor waits for it.
+    JoinWaitEnd(waiter_inbox);
+  }
   t->state.notify_all();
+}
+
+// Clears `waiter`'s join registration on `target` if the target has not
+// finished; true when the registration is gone (and uncounted).
+bool DeregisterJoin(TaskHeader* waiter, TaskHeader* target) noexcept {
+  uint32_t ts = target->state.load(std::memory_order_acquire);
+  while (!(ts & kStateDone)) {
+    if (target->state.compare_exchange_weak(ts, ts & ~kStateJoinWaiter,
+                                            std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+      JoinWaitEnd(waiter->inbox);
+      return true;
+    }
+  }
+  return false;  // the target finished: its completer wakes the waiter
 }
 
 }  // namespace
 
 TaskHeader* CurrentTask() noexcept { return tl_task; }
+
+void JoinWaitBegin(TaskHeader* waiter) noexcept {
+  // relaxed: the registration itself is published by the state CAS.
+  waiter->inbox->join_waits.fetch_add(1, std::memory_order_relaxed);
+}
+
+void JoinWaitEnd(Inbox* waiter_inbox) noexcept {
+  // release: pairs with the destructor's acquire wait; everything the
+  // completer did to the waiter happens-before the executor goes away.
+  waiter_inbox->join_waits.fetch_sub(1, std::memory_order_release);
+}
 
 reactor::Reactor* ThisThreadReactor() noexcept {
   return tl_executor != nullptr ? tl_executor->driver().reactor() : nullptr;
@@ -451,17 +486,11 @@ void LocalExecutor::ProcessAbort(TaskHeader* t) noexcept {
       return;
     case RunState::kSuspended:
       if (t->wait_kind == WaitKind::kJoin) {
-        auto* target = static_cast<TaskHeader*>(t->wait_object);
-        uint32_t ts = target->state.load(std::memory_order_acquire);
-        while (!(ts & executor_internal::kStateDone)) {
-          if (target->state.compare_exchange_weak(
-                  ts, ts & ~executor_internal::kStateJoinWaiter,
-                  std::memory_order_acq_rel, std::memory_order_acquire)) {
-            CancelTask(t);
-            return;
-          }
+        if (executor_internal::DeregisterJoin(
+                t, static_cast<TaskHeader*>(t->wait_object))) {
+          CancelTask(t);
         }
-        // The target finished and wakes us; cancel when woken.
+        // Otherwise the target finished and wakes us; cancel when woken.
         return;
       }
       if (t->wait_kind == WaitKind::kIo) driver_->Cancel(t->wait_object);
@@ -726,6 +755,20 @@ LocalExecutor::~LocalExecutor() {
   DrainInbox();
   driver_->Shutdown();
   DrainInbox();
+  // Tasks waiting on joins: take their registrations back, then wait for
+  // the completers (maybe on other threads) that got there first to finish
+  // waking them; only then may their frames and this inbox go.
+  for (TaskHeader* t = all_tasks_; t != nullptr; t = t->all_next) {
+    if (t->run_state == RunState::kSuspended &&
+        t->wait_kind == WaitKind::kJoin) {
+      (void)executor_internal::DeregisterJoin(
+          t, static_cast<TaskHeader*>(t->wait_object));
+    }
+  }
+  // acquire: pairs with JoinWaitEnd's release.
+  while (inbox_->join_waits.load(std::memory_order_acquire) != 0) {
+    std::this_thread::yield();
+  }
   while (all_tasks_ != nullptr) CancelTask(all_tasks_);
   executor_internal::tl_executor = prev;
   driver_.reset();

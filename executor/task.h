@@ -155,6 +155,13 @@ void Wake(TaskHeader* task) noexcept;
 // Requests cancellation of a task from any thread (JoinHandle::Abort).
 void RequestAbort(TaskHeader* task) noexcept;
 
+// Counts a join registration of `waiter` in its executor's inbox, so that
+// the executor's destruction waits for a completer that is waking it from
+// another thread (see LocalExecutor's shutdown protocol).  JoinWaitEnd
+// undoes it: called by whoever consumes the registration.
+void JoinWaitBegin(TaskHeader* waiter) noexcept;
+void JoinWaitEnd(Inbox* waiter_inbox) noexcept;
+
 // The task being polled on this thread, or nullptr outside a poll.
 TaskHeader* CurrentTask() noexcept;
 
@@ -443,6 +450,7 @@ class [[nodiscard]] JoinHandle {
       me->wait_kind = WaitKind::kJoin;
       me->wait_object = cell;
       cell->join_waiter = me;
+      JoinWaitBegin(me);
       uint32_t s = cell->state.load(std::memory_order_acquire);
       while (!(s & kStateDone)) {
         // release: publishes join_waiter to the completer's fetch_or.
@@ -452,6 +460,7 @@ class [[nodiscard]] JoinHandle {
           return true;
         }
       }
+      JoinWaitEnd(me->inbox);
       me->run_state = RunState::kRunning;
       me->wait_kind = WaitKind::kNone;
       return false;  // finished meanwhile: continue at once

@@ -89,6 +89,9 @@ struct Inbox {
   std::atomic<bool> parked{false};
   std::atomic<bool> closed{false};
   std::atomic<int64_t> inflight{0};
+  // Join registrations of this executor's tasks not yet consumed (by the
+  // completer, after its wake, or by the waiter's own deregistration).
+  std::atomic<int64_t> join_waits{0};
   Driver* driver = nullptr;  // valid until closed and drained
   // The executor; tasks record it at spawn.  Only compared by other threads
   // (never dereferenced by them) once the executor may be gone.
