@@ -43,7 +43,8 @@ void BM_Floor_Yield(benchmark::State& state) {
   g_floor_loop = &loop;
   uint64_t counter = 0;
   for (auto _ : state) {
-    for (int i = 0; i < kTasks; ++i) loop.Push(FloorYielder(k, &counter).handle);
+    for (int i = 0; i < kTasks; ++i)
+      loop.Push(FloorYielder(k, &counter).handle);
     loop.Run();
   }
   benchmark::DoNotOptimize(counter);
@@ -51,7 +52,8 @@ void BM_Floor_Yield(benchmark::State& state) {
 }
 BENCHMARK(BM_Floor_Yield)->ArgName("yields")->Arg(10)->Arg(100)->Arg(1000);
 
-// ---- Spindle ----------------------------------------------------------------------
+// ---- Spindle
+// ----------------------------------------------------------------------
 
 Task<void> Bump(std::atomic<uint64_t>* counter) {
   counter->fetch_add(1, std::memory_order_relaxed);
@@ -107,8 +109,12 @@ void BM_YieldImpl(benchmark::State& state, int queues, bool stats) {
 }
 
 void BM_Yield(benchmark::State& state) { BM_YieldImpl(state, 1, true); }
-void BM_Yield_NoStats(benchmark::State& state) { BM_YieldImpl(state, 1, false); }
-void BM_Yield_TwoQueues(benchmark::State& state) { BM_YieldImpl(state, 2, true); }
+void BM_Yield_NoStats(benchmark::State& state) {
+  BM_YieldImpl(state, 1, false);
+}
+void BM_Yield_TwoQueues(benchmark::State& state) {
+  BM_YieldImpl(state, 2, true);
+}
 void BM_Yield_TwoQueues_NoStats(benchmark::State& state) {
   BM_YieldImpl(state, 2, false);
 }

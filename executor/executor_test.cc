@@ -48,14 +48,13 @@ Task<int> YieldThenReturn(int yields, int v) {
 
 // Spins on the TSC for `ns` nanoseconds of wall time.
 void Spin(uint64_t ns) {
-  const uint64_t end = timing::TscClock::Now() + timing::TscClock::FromNanos(ns);
+  const uint64_t end =
+      timing::TscClock::Now() + timing::TscClock::FromNanos(ns);
   while (timing::TscClock::Now() < end) {
   }
 }
 
-TEST(ExecutorTest, VersionIsExposed) {
-  EXPECT_EQ(executor::kVersion, "0.1.0");
-}
+TEST(ExecutorTest, VersionIsExposed) { EXPECT_EQ(executor::kVersion, "0.1.0"); }
 
 TEST(ExecutorTest, BlockOnReturnsTheValue) {
   auto ex = MakeExecutor();
@@ -92,11 +91,9 @@ TEST(ExecutorTest, PrioritySpawnOrder) {
   auto ex = MakeExecutor(ExecutorBuilder().WithQueue(
       1, 1, std::make_unique<sched::PriorityScheduler>()));
   std::vector<int> order;
-  const sched::Priority prios[] = {sched::Priority::kLow,
-                                   sched::Priority::kNormal,
-                                   sched::Priority::kHigh,
-                                   sched::Priority::kLow,
-                                   sched::Priority::kHigh};
+  const sched::Priority prios[] = {
+      sched::Priority::kLow, sched::Priority::kNormal, sched::Priority::kHigh,
+      sched::Priority::kLow, sched::Priority::kHigh};
   for (int i = 0; i < 5; ++i) {
     SpawnOptions o;
     o.priority = prios[i];
@@ -111,7 +108,7 @@ TEST(ExecutorTest, NestedAwaitsReturnValues) {
   auto outer = []() -> Task<int> {
     int a = co_await Constant(2);
     int b = co_await YieldThenReturn(2, 3);
-    co_return a * b;
+    co_return a* b;
   };
   EXPECT_EQ(ex->BlockOn(outer()), 6);
 }
@@ -151,7 +148,10 @@ TEST(ExecutorTest, ExceptionReachesJoinerAndExecutorKeepsRunning) {
 
 TEST(ExecutorTest, ExceptionReachesAwaitingTask) {
   auto ex = MakeExecutor();
-  auto thrower = []() -> Task<int> { throw std::logic_error("inner"); co_return 0; };
+  auto thrower = []() -> Task<int> {
+    throw std::logic_error("inner");
+    co_return 0;
+  };
   auto outer = [&]() -> Task<std::string> {
     JoinHandle<int> h = CurrentExecutor()->Spawn(thrower());
     try {
@@ -209,7 +209,8 @@ struct Gate {
   Awaiter Wait() { return Awaiter{this}; }
   void Release() {
     open = true;
-    if (waiter != nullptr) executor_internal::Wake(std::exchange(waiter, nullptr));
+    if (waiter != nullptr)
+      executor_internal::Wake(std::exchange(waiter, nullptr));
   }
 };
 
@@ -363,7 +364,8 @@ TEST(ExecutorTest, AbortFromAnotherThreadRacesWithSpawnAndRun) {
   std::thread producer([&] {
     for (int i = 0; i < kTasks; ++i) {
       handles.push_back(spawner.Spawn(YieldThenReturn(i % 3, i)));
-      if (i % 2 == 0) handles.back().Abort();  // may land before or after adoption
+      if (i % 2 == 0)
+        handles.back().Abort();  // may land before or after adoption
     }
     producer_done.store(true, std::memory_order_release);
   });
@@ -450,8 +452,10 @@ TEST(ExecutorTest, YieldMaybeYieldsWhenTheBudgetIsSpent) {
 }
 
 TEST(ExecutorTest, FairnessThreeToOneOnTheRealExecutor) {
-  auto ex = MakeExecutor(ExecutorBuilder().WithQueue(1, 3).WithQueue(2, 1).NoTiers());
-  const uint64_t end = timing::TscClock::Now() + timing::TscClock::FromNanos(1'000'000'000);
+  auto ex =
+      MakeExecutor(ExecutorBuilder().WithQueue(1, 3).WithQueue(2, 1).NoTiers());
+  const uint64_t end =
+      timing::TscClock::Now() + timing::TscClock::FromNanos(1'000'000'000);
   auto worker = [](uint64_t until) -> Task<void> {
     while (timing::TscClock::Now() < until) {
       Spin(20'000);
@@ -484,8 +488,11 @@ TEST(ExecutorTest, HogClimbsToIsolateAndLatencyTasksKeepTheirLatency) {
   tc.demotion_hysteresis_ns = 20'000'000;
   tc.log_warnings = false;
   ASSERT_TRUE(tc.Validate().ok()) << tc.Validate();
-  auto ex = MakeExecutor(
-      ExecutorBuilder().WithQueue(1, 1).WithQueue(2, 1).Tiers(tc).IsolationShare(1));
+  auto ex = MakeExecutor(ExecutorBuilder()
+                             .WithQueue(1, 1)
+                             .WithQueue(2, 1)
+                             .Tiers(tc)
+                             .IsolationShare(1));
   bool hog_isolated = false;
   bool stop = false;
   budget::Tier final_tier = budget::Tier::kIsolate;
@@ -501,7 +508,8 @@ TEST(ExecutorTest, HogClimbsToIsolateAndLatencyTasksKeepTheirLatency) {
       }
     }
     // ...then behaves until it is back at monitor.
-    const uint64_t give_up = timing::TscClock::Now() + timing::TscClock::FromNanos(10'000'000'000);
+    const uint64_t give_up =
+        timing::TscClock::Now() + timing::TscClock::FromNanos(10'000'000'000);
     while (CurrentTaskContext()->tier() != budget::Tier::kMonitor &&
            timing::TscClock::Now() < give_up) {
       Spin(10'000);
@@ -517,7 +525,8 @@ TEST(ExecutorTest, HogClimbsToIsolateAndLatencyTasksKeepTheirLatency) {
     while (!stop) {
       const uint64_t t0 = timing::TscClock::Now();
       co_await YieldNow();
-      const uint64_t d = timing::TscClock::ToNanos(timing::TscClock::Now() - t0);
+      const uint64_t d =
+          timing::TscClock::ToNanos(timing::TscClock::Now() - t0);
       if (hog_isolated) delays_during_isolation.push_back(d);
     }
     co_return;
@@ -535,7 +544,8 @@ TEST(ExecutorTest, HogClimbsToIsolateAndLatencyTasksKeepTheirLatency) {
   // the hog's 20 ms polls: its median wake delay stays well under one hog
   // poll.
   std::sort(delays_during_isolation.begin(), delays_during_isolation.end());
-  const uint64_t median = delays_during_isolation[delays_during_isolation.size() / 2];
+  const uint64_t median =
+      delays_during_isolation[delays_during_isolation.size() / 2];
   EXPECT_LT(median, 20'000'000u);
 }
 

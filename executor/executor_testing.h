@@ -10,8 +10,8 @@
 
 #include <atomic>
 #include <coroutine>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <vector>
 

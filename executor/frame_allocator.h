@@ -38,9 +38,9 @@ void FreeFrame(void* block, size_t size) noexcept;
 
 // Per-thread counters, for tests and stats.
 struct FrameAllocatorStats {
-  uint64_t pooled_allocs = 0;   // served from a free list
-  uint64_t system_allocs = 0;   // went to ::operator new
-  uint64_t cached_blocks = 0;   // currently on this thread's lists
+  uint64_t pooled_allocs = 0;  // served from a free list
+  uint64_t system_allocs = 0;  // went to ::operator new
+  uint64_t cached_blocks = 0;  // currently on this thread's lists
   uint64_t cached_bytes = 0;
 };
 FrameAllocatorStats ThreadFrameStats() noexcept;

@@ -13,8 +13,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <string>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -51,15 +51,15 @@ class IoTest : public ::testing::TestWithParam<reactor::BackendChoice> {
   std::string skip_reason_;
 };
 
-#define MAKE_OR_SKIP(ex, ...)                                   \
-  auto ex = Make(__VA_ARGS__);                                  \
+#define MAKE_OR_SKIP(ex, ...)  \
+  auto ex = Make(__VA_ARGS__); \
   if (ex == nullptr) GTEST_SKIP() << "no reactor: " << skip_reason_
 
 TEST_P(IoTest, DriverNameIsTheBackend) {
   MAKE_OR_SKIP(ex);
   const std::string name(ex->Stats().driver);
   EXPECT_EQ(name, GetParam() == reactor::BackendChoice::kEpoll ? "epoll"
-                                                                : "io_uring");
+                                                               : "io_uring");
 }
 
 TEST_P(IoTest, SleepForWaitsAtLeastTheDuration) {
@@ -134,7 +134,8 @@ TEST_P(IoTest, TcpEchoRoundTrips) {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+            0);
   ASSERT_EQ(listen(listener, 16), 0);
   socklen_t len = sizeof(addr);
   ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
@@ -195,7 +196,8 @@ TEST_P(IoTest, AbortCancelsAPendingAccept) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+            0);
   ASSERT_EQ(listen(listener, 4), 0);
   bool resumed = false;
   auto acceptor = [&]() -> Task<int> {
@@ -217,9 +219,7 @@ TEST_P(IoTest, AbortCancelsAPendingAccept) {
 
 TEST_P(IoTest, AbortFromAnotherThreadCancelsALongSleep) {
   MAKE_OR_SKIP(ex);
-  auto sleeper = []() -> Task<int> {
-    co_return co_await SleepFor(60s);
-  };
+  auto sleeper = []() -> Task<int> { co_return co_await SleepFor(60s); };
   JoinHandle<int> h = ex->Spawn(sleeper());
   std::atomic<bool> started{false};
   auto marker = [&]() -> Task<void> {
@@ -249,7 +249,8 @@ TEST_P(IoTest, SpawnerWakesAnExecutorSleepingInTheReactor) {
   ex->SpawnDetached(holder());
   std::thread producer([&] {
     for (int i = 0; i < 20; ++i) {
-      JoinHandle<int> h = spawner.Spawn([](int v) -> Task<int> { co_return v; }(i));
+      JoinHandle<int> h =
+          spawner.Spawn([](int v) -> Task<int> { co_return v; }(i));
       EXPECT_EQ(h.Join(), i);
     }
     release.store(true, std::memory_order_release);
@@ -426,7 +427,8 @@ TEST(IoEnvTest, UnknownReactorValueIsAStartupError) {
   unsetenv("SPINDLE_REACTOR");
   ASSERT_FALSE(ex.ok());
   EXPECT_EQ(ex.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(ex.status().message()).find("kqueue"), std::string::npos)
+  EXPECT_NE(std::string(ex.status().message()).find("kqueue"),
+            std::string::npos)
       << ex.status();
 }
 

@@ -185,7 +185,8 @@ using executor_internal::RunState;
 using executor_internal::TaskHeader;
 using executor_internal::WaitKind;
 
-// ---- ParkingDriver -----------------------------------------------------------
+// ---- ParkingDriver
+// -----------------------------------------------------------
 
 int ParkingDriver::Poll(uint64_t timeout_ns) noexcept {
   uint32_t w = wakes_.load(std::memory_order_acquire);
@@ -213,7 +214,8 @@ void ParkingDriver::Wake() noexcept {
           1, nullptr, nullptr, 0);
 }
 
-// ---- Spawner ------------------------------------------------------------------
+// ---- Spawner
+// ------------------------------------------------------------------
 
 void Spawner::SubmitTask(TaskHeader* t, const SpawnOptions& options) noexcept {
   Inbox& in = *inbox_;
@@ -227,7 +229,8 @@ void Spawner::SubmitTask(TaskHeader* t, const SpawnOptions& options) noexcept {
   }
 }
 
-// ---- ExecutorBuilder ----------------------------------------------------------
+// ---- ExecutorBuilder
+// ----------------------------------------------------------
 
 ExecutorBuilder::ExecutorBuilder() = default;
 
@@ -245,13 +248,13 @@ namespace {
 void CheckDuration(std::vector<absl::Status>& errors, const char* name,
                    std::chrono::nanoseconds d) {
   if (d.count() <= 0) {
-    errors.push_back(absl::InvalidArgumentError(absl::StrCat(
-        "ExecutorBuilder::", name, "(", d.count(),
-        "ns): must be positive (valid range: 1ns .. 1h)")));
+    errors.push_back(absl::InvalidArgumentError(
+        absl::StrCat("ExecutorBuilder::", name, "(", d.count(),
+                     "ns): must be positive (valid range: 1ns .. 1h)")));
   } else if (d > std::chrono::hours(1)) {
-    errors.push_back(absl::InvalidArgumentError(absl::StrCat(
-        "ExecutorBuilder::", name, "(", d.count(),
-        "ns): too long (valid range: 1ns .. 1h)")));
+    errors.push_back(absl::InvalidArgumentError(
+        absl::StrCat("ExecutorBuilder::", name, "(", d.count(),
+                     "ns): too long (valid range: 1ns .. 1h)")));
   }
 }
 }  // namespace
@@ -368,7 +371,8 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   // The default queue gets share 100, so that the isolation lane (share
   // IsolationShare(), default 1) receives about 1% of the thread while the
   // default queue has work.
-  if (queues_.empty()) queues_.push_back(QueueSpec{0, kDefaultQueueShare, nullptr});
+  if (queues_.empty())
+    queues_.push_back(QueueSpec{0, kDefaultQueueShare, nullptr});
   for (QueueSpec& q : queues_) {
     if (q.id == kIsolationQueueId && tiers != nullptr) {
       return absl::InvalidArgumentError(
@@ -392,8 +396,9 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
                        std::string(idx.status().message())));
     }
     ex->isolation_index_ = *idx;
-    ex->default_budget_ = tiers->policy().budget[0][static_cast<size_t>(
-        budget::TaskPriority::kNormal)];
+    ex->default_budget_ =
+        tiers->policy()
+            .budget[0][static_cast<size_t>(budget::TaskPriority::kNormal)];
   }
   ex->tiers_ = std::move(tiers);
   ex->hooks_ = std::move(hooks_);
@@ -412,12 +417,12 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
     if (!rd.ok()) return rd.status();
     driver_ = std::move(*rd);
   }
-  ex->driver_ =
-      driver_ != nullptr ? std::move(driver_) : std::make_unique<ParkingDriver>();
+  ex->driver_ = driver_ != nullptr ? std::move(driver_)
+                                   : std::make_unique<ParkingDriver>();
   ex->inbox_->driver = ex->driver_.get();
   ex->max_polls_per_yield_ = static_cast<uint32_t>(max_polls_per_yield_);
-  ex->driver_yield_ticks_ = timing::TscClock::FromNanos(
-      static_cast<uint64_t>(driver_yield_.count()));
+  ex->driver_yield_ticks_ =
+      timing::TscClock::FromNanos(static_cast<uint64_t>(driver_yield_.count()));
   ex->collect_stats_ = stats_;
   ex->delay_histograms_.assign(ex->queue_set_->num_queues(), {});
   ex->preemptions_.assign(ex->queue_set_->num_queues(), 0);
@@ -425,7 +430,8 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   return ex;
 }
 
-// ---- LocalExecutor ------------------------------------------------------------
+// ---- LocalExecutor
+// ------------------------------------------------------------
 
 LocalExecutor* CurrentExecutor() noexcept {
   return executor_internal::tl_task != nullptr ? executor_internal::tl_executor
@@ -729,7 +735,8 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
 
 ExecutorStats LocalExecutor::Stats() const {
   ExecutorStats s = stats_;
-  s.ns_per_tick = static_cast<double>(timing::TscClock::ToNanos(1'000'000)) / 1e6;
+  s.ns_per_tick =
+      static_cast<double>(timing::TscClock::ToNanos(1'000'000)) / 1e6;
   s.max_ns_without_driver_yield =
       timing::TscClock::ToNanos(max_ticks_without_driver_);
   s.busy_ns = timing::TscClock::ToNanos(busy_ticks_);
@@ -775,7 +782,8 @@ LocalExecutor::~LocalExecutor() {
   queue_set_.reset();
 }
 
-// ---- awaiters -------------------------------------------------------------------
+// ---- awaiters
+// -------------------------------------------------------------------
 
 void YieldNowAwaiter::await_suspend(std::coroutine_handle<> h) const noexcept {
   TaskHeader* t = executor_internal::tl_task;
@@ -788,7 +796,8 @@ bool YieldMaybeAwaiter::await_ready() const noexcept {
   return !t->owner->ShouldYield(t);
 }
 
-void YieldMaybeAwaiter::await_suspend(std::coroutine_handle<> h) const noexcept {
+void YieldMaybeAwaiter::await_suspend(
+    std::coroutine_handle<> h) const noexcept {
   TaskHeader* t = executor_internal::tl_task;
   t->resume_point = h;
   t->run_state = RunState::kYielded;

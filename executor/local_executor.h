@@ -41,7 +41,7 @@ inline constexpr uint32_t kDefaultQueueShare = 100;
 
 // Per-task spawn settings.  Unset fields take the executor's defaults.
 struct SpawnOptions {
-  std::optional<QueueId> queue;                     // default: first queue
+  std::optional<QueueId> queue;                         // default: first queue
   sched::Priority priority = sched::Priority::kNormal;  // PriorityScheduler
   budget::TaskPriority budget_priority = budget::TaskPriority::kNormal;
   // I/O priority of the task's operations: the SQE's ioprio on io_uring
@@ -162,11 +162,11 @@ class ExecutorBuilder {
   ExecutorBuilder& DriverYield(std::chrono::nanoseconds interval);  // 1 ms
   ExecutorBuilder& MaxPollsPerYield(uint32_t polls);                // 61
   ExecutorBuilder& Tiers(budget::TierConfig config);  // default: FromEnv()
-  ExecutorBuilder& NoTiers();                          // no tier evaluation
+  ExecutorBuilder& NoTiers();                         // no tier evaluation
   ExecutorBuilder& Hooks(std::shared_ptr<budget::HookRegistry> hooks);
   // The isolation lane's share (default 1), relative to the queues' shares.
   ExecutorBuilder& IsolationShare(uint32_t share);
-  ExecutorBuilder& CollectStats(bool enabled);      // default true
+  ExecutorBuilder& CollectStats(bool enabled);  // default true
   // The reactor's options (default: ReactorOptions::FromEnv(), i.e.
   // SPINDLE_REACTOR=auto|io_uring|epoll, auto when unset).
   ExecutorBuilder& Reactor(reactor::ReactorOptions options);

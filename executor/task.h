@@ -60,11 +60,11 @@ namespace executor_internal {
 struct Inbox;
 
 // Bits of TaskHeader::state, the only task field other threads touch.
-inline constexpr uint32_t kStateComplete = 1u << 0;   // result stored
-inline constexpr uint32_t kStateCancelled = 1u << 1;  // dropped unfinished
-inline constexpr uint32_t kStateFailed = 1u << 2;     // result is an exception
-inline constexpr uint32_t kStateJoinWaiter = 1u << 3; // join_waiter is set
-inline constexpr uint32_t kStateNotified = 1u << 4;   // a wake is queued
+inline constexpr uint32_t kStateComplete = 1u << 0;    // result stored
+inline constexpr uint32_t kStateCancelled = 1u << 1;   // dropped unfinished
+inline constexpr uint32_t kStateFailed = 1u << 2;      // result is an exception
+inline constexpr uint32_t kStateJoinWaiter = 1u << 3;  // join_waiter is set
+inline constexpr uint32_t kStateNotified = 1u << 4;    // a wake is queued
 inline constexpr uint32_t kStateCancelRequested = 1u << 5;
 inline constexpr uint32_t kStateDone = kStateComplete | kStateCancelled;
 
@@ -122,11 +122,11 @@ struct TaskHeader : sched::TaskNode {
   uint64_t polls = 0;
   uint64_t service_ticks = 0;
   uint64_t spawn_tick = 0;
-  void* wait_object = nullptr;      // reactor::Operation* or join target
+  void* wait_object = nullptr;  // reactor::Operation* or join target
   TaskHeader* join_waiter = nullptr;
 
-  InboxNode wake_node;   // spawns and wakes from other threads
-  InboxNode abort_node;  // aborts from other threads
+  InboxNode wake_node;             // spawns and wakes from other threads
+  InboxNode abort_node;            // aborts from other threads
   TaskHeader* all_prev = nullptr;  // executor's list of live tasks
   TaskHeader* all_next = nullptr;
 
@@ -212,7 +212,9 @@ TaskCell<T>* CellOfFrame(void* frame) noexcept {
                                         kCellSize<T>);
 }
 
-inline void ResumeCoroutine(TaskHeader* h) noexcept { h->resume_point.resume(); }
+inline void ResumeCoroutine(TaskHeader* h) noexcept {
+  h->resume_point.resume();
+}
 
 template <typename T>
 void FreeCell(TaskHeader* h) noexcept {
@@ -392,7 +394,8 @@ class [[nodiscard]] JoinHandle {
   JoinHandle() noexcept = default;
   explicit JoinHandle(executor_internal::TaskCell<T>* cell) noexcept
       : cell_(cell) {}
-  JoinHandle(JoinHandle&& o) noexcept : cell_(std::exchange(o.cell_, nullptr)) {}
+  JoinHandle(JoinHandle&& o) noexcept
+      : cell_(std::exchange(o.cell_, nullptr)) {}
   JoinHandle& operator=(JoinHandle&& o) noexcept {
     if (this != &o) {
       Reset();
@@ -412,13 +415,11 @@ class [[nodiscard]] JoinHandle {
     if (s & executor_internal::kStateCancelled) return JoinStatus::kCancelled;
     if (s & executor_internal::kStateComplete) {
       return (s & executor_internal::kStateFailed) ? JoinStatus::kFailed
-                                                    : JoinStatus::kCompleted;
+                                                   : JoinStatus::kCompleted;
     }
     return JoinStatus::kPending;
   }
-  bool is_finished() const noexcept {
-    return status() != JoinStatus::kPending;
-  }
+  bool is_finished() const noexcept { return status() != JoinStatus::kPending; }
 
   // Requests cancellation; returns immediately.  No effect once finished.
   void Abort() noexcept { executor_internal::RequestAbort(cell_); }

@@ -116,8 +116,8 @@ inline uint64_t ReadCycleCounterOrdered() noexcept {
 }
 
 inline uint64_t MulShift(uint64_t value, uint64_t mult) noexcept {
-  return static_cast<uint64_t>(
-      (static_cast<unsigned __int128>(value) * mult) >> kShift);
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(value) * mult) >>
+                               kShift);
 }
 
 }  // namespace timing_internal

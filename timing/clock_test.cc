@@ -84,8 +84,7 @@ TEST_F(ClockTest, ConversionRoundTrip) {
     // Truncation in each direction loses at most a tick: allow 2 ns.
     EXPECT_LE(std::abs(static_cast<double>(back) - static_cast<double>(ns)),
               2.0 + 1e-6 * static_cast<double>(ns))
-        << "ns=" << ns << " ticks=" << ticks
-                         << " back=" << back;
+        << "ns=" << ns << " ticks=" << ticks << " back=" << back;
   }
   EXPECT_EQ(TscClock::ToNanos(0), 0u);
 }
@@ -175,9 +174,7 @@ TEST(ThreadCpuClockTest, AdvancesWithWorkAndNotWithSleep) {
   EXPECT_LT(c2 - c1, 10'000'000u);
 }
 
-TEST(VersionTest, MatchesSemver) {
-  EXPECT_EQ(kVersion, "0.1.0");
-}
+TEST(VersionTest, MatchesSemver) { EXPECT_EQ(kVersion, "0.1.0"); }
 
 }  // namespace
 }  // namespace spindle::timing

@@ -77,8 +77,8 @@ spindle::Task<void> AcceptLoop(int listener, uint64_t* connections,
 }
 
 spindle::Task<void> StopAfter(double seconds) {
-  co_await spindle::SleepFor(std::chrono::nanoseconds(
-      static_cast<int64_t>(seconds * 1e9)));
+  co_await spindle::SleepFor(
+      std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9)));
   g_stop.store(true, std::memory_order_relaxed);
 }
 
@@ -101,15 +101,17 @@ int main(int argc, char** argv) {
       char* end = nullptr;
       port = std::strtol(argv[++i], &end, 10);
       if (*end != '\0' || port < 0 || port > 65535) {
-        return Usage(("bad --port '" + std::string(argv[i]) +
-                      "': valid range 0..65535").c_str());
+        return Usage(
+            ("bad --port '" + std::string(argv[i]) + "': valid range 0..65535")
+                .c_str());
       }
     } else if (a == "--seconds" && i + 1 < argc) {
       char* end = nullptr;
       seconds = std::strtod(argv[++i], &end);
       if (*end != '\0' || !(seconds > 0)) {
-        return Usage(("bad --seconds '" + std::string(argv[i]) +
-                      "': must be > 0").c_str());
+        return Usage(
+            ("bad --seconds '" + std::string(argv[i]) + "': must be > 0")
+                .c_str());
       }
     } else {
       return Usage(("unknown argument '" + a + "'").c_str());
@@ -118,7 +120,7 @@ int main(int argc, char** argv) {
   if (port < 0) return Usage("--port is required");
 
   signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = [](int) { g_stop.store(true); };
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);

@@ -67,8 +67,7 @@ Task<void> Hog(int* phase_out) {
   // Misbehaves for a while: 10 ms per poll, far over the 1 ms threshold.
   spindle::budget::Tier last = spindle::budget::Tier::kMonitor;
   auto report = [&](const char* what) {
-    const spindle::budget::Tier t =
-        spindle::CurrentTaskContext()->tier();
+    const spindle::budget::Tier t = spindle::CurrentTaskContext()->tier();
     if (t != last) {
       std::printf("  hog %s: tier %s -> %s\n", what,
                   std::string(spindle::budget::TierName(last)).c_str(),
@@ -108,13 +107,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   {
-    auto ex = ExecutorBuilder().WithQueue(1, 1).WithQueue(2, 2).WithQueue(3, 5).Build();
+    auto ex = ExecutorBuilder()
+                  .WithQueue(1, 1)
+                  .WithQueue(2, 2)
+                  .WithQueue(3, 5)
+                  .Build();
     if (!ex.ok()) {
       std::fprintf(stderr, "%s\n", std::string(ex.status().message()).c_str());
       return 1;
     }
     const uint64_t until =
-        TscClock::Now() + TscClock::FromNanos(static_cast<uint64_t>(seconds * 1e9));
+        TscClock::Now() +
+        TscClock::FromNanos(static_cast<uint64_t>(seconds * 1e9));
     std::printf("Three queues, shares 1:2:5, 4 CPU-bound tasks each, %.1f s:\n",
                 seconds);
     for (spindle::QueueId q = 1; q <= 3; ++q) {
@@ -125,28 +129,32 @@ int main(int argc, char** argv) {
   }
   {
     // Aggressive promotion; demotion sped up so the example is short.
-    spindle::budget::TierConfig tiers = spindle::budget::TierConfig::Aggressive();
+    spindle::budget::TierConfig tiers =
+        spindle::budget::TierConfig::Aggressive();
     tiers.log_warnings = false;
     tiers.demotion_good_polls = 50;
     tiers.demotion_min_time_ns = 200'000'000;
     tiers.demotion_hysteresis_ns = 200'000'000;
-    auto ex = ExecutorBuilder().WithQueue(1, 1).WithQueue(2, 1).Tiers(tiers).Build();
+    auto ex =
+        ExecutorBuilder().WithQueue(1, 1).WithQueue(2, 1).Tiers(tiers).Build();
     if (!ex.ok()) {
       std::fprintf(stderr, "%s\n", std::string(ex.status().message()).c_str());
       return 1;
     }
-    std::printf("\nA hog (10 ms per poll) beside polite tasks, Aggressive tiers:\n");
+    std::printf(
+        "\nA hog (10 ms per poll) beside polite tasks, Aggressive tiers:\n");
     int phase = 0;
     (*ex)->SpawnDetached(1, Hog(&phase));
     for (int i = 0; i < 3; ++i) (*ex)->SpawnDetached(2, Polite(&phase));
     (*ex)->Run();
     spindle::ExecutorStats s = (*ex)->Stats();
-    std::printf("  tier actions: %llu warnings, %llu yields, %llu isolations, "
-                "%llu returns from isolation\n",
-                static_cast<unsigned long long>(s.tier_warnings),
-                static_cast<unsigned long long>(s.tier_yields),
-                static_cast<unsigned long long>(s.tier_isolations),
-                static_cast<unsigned long long>(s.tier_restores));
+    std::printf(
+        "  tier actions: %llu warnings, %llu yields, %llu isolations, "
+        "%llu returns from isolation\n",
+        static_cast<unsigned long long>(s.tier_warnings),
+        static_cast<unsigned long long>(s.tier_yields),
+        static_cast<unsigned long long>(s.tier_isolations),
+        static_cast<unsigned long long>(s.tier_restores));
   }
   return 0;
 }

@@ -73,8 +73,7 @@ class MpscQueue {
 
   // Consumer only.
   bool Empty() const noexcept {
-    return tail_ == &stub_ &&
-           head_.load(std::memory_order_seq_cst) == &stub_;
+    return tail_ == &stub_ && head_.load(std::memory_order_seq_cst) == &stub_;
   }
 
  private:
