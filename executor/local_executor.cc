@@ -579,7 +579,6 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   t->polls++;
   t->service_ticks += elapsed;
   stats_.polls++;
-  if (collect_stats_) busy_ticks_ += elapsed;
 
   const bool done = t->run_state == RunState::kDone;
   const budget::PollOutcome outcome =
@@ -739,15 +738,18 @@ ExecutorStats LocalExecutor::Stats() const {
       static_cast<double>(timing::TscClock::ToNanos(1'000'000)) / 1e6;
   s.max_ns_without_driver_yield =
       timing::TscClock::ToNanos(max_ticks_without_driver_);
-  s.busy_ns = timing::TscClock::ToNanos(busy_ticks_);
   s.idle_ns = timing::TscClock::ToNanos(idle_ticks_);
   const size_t n = queue_set_->num_queues();
   s.queues.resize(n);
+  // Busy time is the service charged to the queues (derived, not counted).
+  uint64_t busy_ticks = 0;
   for (size_t i = 0; i < n; ++i) {
     s.queues[i].sched = queue_set_->Stats(static_cast<uint16_t>(i));
+    busy_ticks += s.queues[i].sched.service_ticks;
     s.queues[i].delay_histogram = delay_histograms_[i];
     s.queues[i].preemptions = preemptions_[i];
   }
+  s.busy_ns = timing::TscClock::ToNanos(busy_ticks);
   if (tiers_ != nullptr) s.tiers = tiers_->Metrics();
   return s;
 }

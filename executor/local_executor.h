@@ -310,7 +310,6 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
 
   ExecutorStats stats_;
   uint64_t max_ticks_without_driver_ = 0;
-  uint64_t busy_ticks_ = 0;
   uint64_t idle_ticks_ = 0;
   std::vector<std::array<uint64_t, 65>> delay_histograms_;
   std::vector<uint64_t> preemptions_;
