@@ -32,8 +32,6 @@ class Driver {
   virtual int Poll(uint64_t timeout_ns) noexcept = 0;
   // Makes a blocked Poll return.  Thread-safe.
   virtual void Wake() noexcept = 0;
-  // Operations in flight that will wake a task when they finish.
-  virtual size_t Pending() const noexcept = 0;
   // Requests cancellation of one in-flight operation (`op` is what the
   // awaiter registered as the task's wait object); its completion still
   // arrives through Poll.
@@ -50,7 +48,6 @@ class ParkingDriver final : public Driver {
  public:
   int Poll(uint64_t timeout_ns) noexcept override;
   void Wake() noexcept override;
-  size_t Pending() const noexcept override { return 0; }
   void Shutdown() noexcept override {}
   std::string_view Name() const noexcept override { return "parking"; }
 

@@ -29,8 +29,6 @@ void ReactorDriver::Wake() noexcept {
   reactor_->Wake();
 }
 
-size_t ReactorDriver::Pending() const noexcept { return reactor_->inflight(); }
-
 void ReactorDriver::Cancel(void* op) noexcept {
   reactor_->Cancel(static_cast<reactor::Operation*>(op));
 }

@@ -55,7 +55,6 @@ class ReactorDriver final : public Driver {
 
   int Poll(uint64_t timeout_ns) noexcept override;
   void Wake() noexcept override;
-  size_t Pending() const noexcept override;
   void Cancel(void* op) noexcept override;
   void Shutdown() noexcept override;
   std::string_view Name() const noexcept override;
