@@ -1,5 +1,9 @@
 #include "executor/executor.h"
 
+#include <sched.h>
+#include <time.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -547,6 +551,75 @@ TEST(ExecutorTest, HogClimbsToIsolateAndLatencyTasksKeepTheirLatency) {
   const uint64_t median =
       delays_during_isolation[delays_during_isolation.size() / 2];
   EXPECT_LT(median, 20'000'000u);
+}
+
+budget::TierConfig QuickTiers() {
+  budget::TierConfig tc = budget::TierConfig::Aggressive();
+  tc.cpu_threshold_ns = 1'000'000;
+  tc.promotion_violations = {1, 1, 1};
+  tc.promotion_hysteresis_ns = 1'000'000;
+  tc.log_warnings = false;
+  return tc;
+}
+
+TEST(ExecutorTest, PreemptionByTheOsDoesNotPromotePoliteTasks) {
+  // The executor thread and a busy competitor share one CPU: the OS
+  // preempts the executor every few ms, in the middle of 100 us polls.
+  cpu_set_t before;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(before), &before), 0);
+  const int cpu = sched_getcpu();
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  if (sched_setaffinity(0, sizeof(one), &one) != 0) {
+    GTEST_SKIP() << "cannot pin threads here";
+  }
+  std::atomic<bool> stop{false};
+  std::thread competitor([&] {
+    sched_setaffinity(0, sizeof(one), &one);
+    while (!stop.load(std::memory_order_relaxed)) {
+    }
+  });
+  budget::TierConfig tc = QuickTiers();
+  auto ex = MakeExecutor(ExecutorBuilder().Tiers(tc).NoReactor());
+  budget::Tier worst = budget::Tier::kMonitor;
+  auto polite = [&]() -> Task<void> {
+    const uint64_t end =
+        timing::TscClock::Now() + timing::TscClock::FromNanos(300'000'000);
+    while (timing::TscClock::Now() < end) {
+      Spin(100'000);
+      co_await YieldNow();
+      worst = std::max(worst, CurrentTaskContext()->tier());
+    }
+  };
+  ex->SpawnDetached(polite());
+  ex->Run();
+  stop.store(true);
+  competitor.join();
+  sched_setaffinity(0, sizeof(before), &before);
+  const ExecutorStats s = ex->Stats();
+  EXPECT_GT(s.preempted_polls, 0u) << "the OS never preempted the thread?";
+  EXPECT_EQ(worst, budget::Tier::kMonitor)
+      << s.preempted_polls << " preempted polls, " << s.tier_warnings
+      << " warnings";
+}
+
+TEST(ExecutorTest, BlockingInsideAPollStillCountsAgainstTheTask) {
+  // Sleeping inside a poll blocks the whole executor: judged on wall time.
+  auto ex = MakeExecutor(ExecutorBuilder().Tiers(QuickTiers()).NoReactor());
+  budget::Tier worst = budget::Tier::kMonitor;
+  auto blocker = [&]() -> Task<void> {
+    for (int i = 0; i < 6; ++i) {
+      timespec pause{0, 3'000'000};
+      nanosleep(&pause, nullptr);  // a blocking call in a task: the bug
+      co_await YieldNow();
+      worst = std::max(worst, CurrentTaskContext()->tier());
+    }
+  };
+  ex->SpawnDetached(blocker());
+  ex->Run();
+  EXPECT_GE(worst, budget::Tier::kYield);
+  EXPECT_GT(ex->Stats().tier_warnings, 0u);
 }
 
 TEST(ExecutorTest, StatsAreFilled) {

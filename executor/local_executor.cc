@@ -33,6 +33,7 @@
 #include "executor/local_executor.h"
 
 #include <linux/futex.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -396,6 +397,9 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
                        std::string(idx.status().message())));
     }
     ex->isolation_index_ = *idx;
+    ex->min_violation_ticks_ =
+        *std::min_element(tiers->policy().violation_ticks.begin(),
+                          tiers->policy().violation_ticks.end());
     ex->default_budget_ =
         tiers->policy()
             .budget[0][static_cast<size_t>(budget::TaskPriority::kNormal)];
@@ -585,7 +589,13 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
       done ? budget::PollOutcome::kReady : budget::PollOutcome::kPending;
   if (hooks_ != nullptr) hooks_->CallAfterPoll(t->ctx, outcome, elapsed);
   if (tiers_ != nullptr) {
-    const budget::Action a = tiers_->AfterPoll(t->ctx, outcome, elapsed);
+    // A poll long enough to be a violation is checked against the thread's
+    // context switches: time the OS took the thread away (involuntary
+    // switches only) is not the task's doing.  Rare: only slow polls pay.
+    const uint64_t judged = elapsed > min_violation_ticks_
+                                ? DiscountPreemption(elapsed, t1)
+                                : elapsed;
+    const budget::Action a = tiers_->AfterPoll(t->ctx, outcome, judged);
     switch (a) {
       case budget::Action::kNone:
         break;
@@ -635,6 +645,40 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
       break;
   }
   return t1;
+}
+
+void LocalExecutor::MarkCpu(uint64_t now) noexcept {
+  rusage ru;
+  if (getrusage(RUSAGE_THREAD, &ru) != 0) return;
+  cpu_mark_.tick = now;
+  cpu_mark_.cpu_us =
+      static_cast<uint64_t>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+          1'000'000u +
+      static_cast<uint64_t>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+  cpu_mark_.voluntary = static_cast<uint64_t>(ru.ru_nvcsw);
+  cpu_mark_.involuntary = static_cast<uint64_t>(ru.ru_nivcsw);
+}
+
+uint64_t LocalExecutor::DiscountPreemption(uint64_t elapsed,
+                                           uint64_t now) noexcept {
+  const CpuMark before = cpu_mark_;
+  MarkCpu(now);
+  if (cpu_mark_.tick != now) return elapsed;  // getrusage failed
+  // Since the previous mark the thread was switched out only involuntarily
+  // (preempted, never blocked): the wall time it did not run is the OS's,
+  // and the task's poll is at least `elapsed` minus that.  A task that
+  // blocked (a voluntary switch: sleep, blocking I/O) is judged on wall
+  // time, since it blocked the whole executor.
+  if (cpu_mark_.involuntary == before.involuntary ||
+      cpu_mark_.voluntary != before.voluntary) {
+    return elapsed;
+  }
+  const uint64_t wall_ns = timing::TscClock::ToNanos(now - before.tick);
+  const uint64_t cpu_ns = (cpu_mark_.cpu_us - before.cpu_us) * 1000u;
+  if (wall_ns <= cpu_ns) return elapsed;
+  const uint64_t off_cpu = timing::TscClock::FromNanos(wall_ns - cpu_ns);
+  stats_.preempted_polls++;
+  return elapsed > off_cpu ? elapsed - off_cpu : 0;
 }
 
 bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {
@@ -689,6 +733,8 @@ void LocalExecutor::Park() noexcept {
   in.parked.store(false, std::memory_order_relaxed);
   const uint64_t p1 = timing::TscClock::Now();
   idle_ticks_ += p1 - p0;
+  // Parking blocked the thread (a voluntary switch): start a new window.
+  if (tiers_ != nullptr) MarkCpu(p1);
   last_driver_tick_ = p1;
   polls_since_driver_ = 0;
   DrainInbox();
@@ -708,6 +754,7 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
   // billed to the next task's queue).  Re-read after the driver ran.
   uint64_t now = timing::TscClock::Now();
   last_driver_tick_ = now;
+  if (tiers_ != nullptr) MarkCpu(now);
   for (;;) {
     stats_.loop_iterations++;
     if (until != nullptr && (until->state.load(std::memory_order_acquire) &

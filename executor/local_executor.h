@@ -78,6 +78,9 @@ struct ExecutorStats {
   uint64_t tier_yields = 0;
   uint64_t tier_isolations = 0;
   uint64_t tier_restores = 0;  // tasks moved back from the isolation lane
+  // Slow polls whose wall time was cut by time the OS preempted the thread
+  // before the tiers judged them.
+  uint64_t preempted_polls = 0;
   uint64_t live_tasks = 0;
   std::string_view driver;
   double ns_per_tick = 0;  // for the tick-based histograms
@@ -285,6 +288,15 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void DrainInbox() noexcept;
   void DriverYield(uint64_t now) noexcept;
   void Park() noexcept;
+  // Context-switch accounting for slow polls (see DiscountPreemption).
+  struct CpuMark {
+    uint64_t tick = 0;
+    uint64_t cpu_us = 0;
+    uint64_t voluntary = 0;
+    uint64_t involuntary = 0;
+  };
+  void MarkCpu(uint64_t now) noexcept;
+  uint64_t DiscountPreemption(uint64_t elapsed, uint64_t now) noexcept;
   uint16_t QueueOf(const executor_internal::TaskHeader* task) const noexcept {
     return task->isolated ? *isolation_index_ : task->home_queue;
   }
@@ -297,6 +309,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   std::optional<uint16_t> isolation_index_;
 
   uint32_t max_polls_per_yield_ = 61;
+  uint64_t min_violation_ticks_ = UINT64_MAX;
+  CpuMark cpu_mark_;
   uint64_t driver_yield_ticks_ = 0;
   uint32_t default_budget_ = 2000;
   bool collect_stats_ = true;
