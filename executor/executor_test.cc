@@ -580,7 +580,10 @@ TEST(ExecutorTest, PreemptionByTheOsDoesNotPromotePoliteTasks) {
     while (!stop.load(std::memory_order_relaxed)) {
     }
   });
+  // Four violations per tier: a stray undiscounted poll cannot promote alone,
+  // while undiscounted preemption (dozens of slow polls) reaches isolate.
   budget::TierConfig tc = QuickTiers();
+  tc.promotion_violations = {4, 4, 4};
   auto ex = MakeExecutor(ExecutorBuilder().Tiers(tc).NoReactor());
   budget::Tier worst = budget::Tier::kMonitor;
   auto polite = [&]() -> Task<void> {
@@ -599,7 +602,13 @@ TEST(ExecutorTest, PreemptionByTheOsDoesNotPromotePoliteTasks) {
   sched_setaffinity(0, sizeof(before), &before);
   const ExecutorStats s = ex->Stats();
   EXPECT_GT(s.preempted_polls, 0u) << "the OS never preempted the thread?";
-  EXPECT_EQ(worst, budget::Tier::kMonitor)
+  // Nearly every preempted poll is discounted (a stray one may not be: the
+  // sanitizers' runtimes sometimes block briefly, a voluntary switch), so
+  // the polite task never gets near isolation.  Without the discount every
+  // preempted poll is a violation and it climbs to isolate at once.
+  EXPECT_LE(s.tiers.violations * 4, s.preempted_polls)
+      << s.tiers.violations << " violations";
+  EXPECT_LT(worst, budget::Tier::kIsolate)
       << s.preempted_polls << " preempted polls, " << s.tier_warnings
       << " warnings";
 }
