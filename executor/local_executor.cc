@@ -475,10 +475,13 @@ void LocalExecutor::Adopt(TaskHeader* t) noexcept {
 }
 
 void LocalExecutor::ScheduleLocal(TaskHeader* t) noexcept {
-  t->run_state = RunState::kQueued;
   t->wait_kind = WaitKind::kNone;
-  if (collect_stats_) t->enqueue_tick = timing::TscClock::Now();
-  queue_set_->Push(QueueOf(t), t);
+  // No clock read per wake: a wake inside a poll is stamped with that poll's
+  // start, a wake from a driver poll with the tick the loop read for it
+  // (after a park, one read for the whole batch).  The queue delay is thus
+  // over-stated by at most one poll or one reap.
+  if (wake_tick_ == 0) wake_tick_ = timing::TscClock::Now();
+  Enqueue(t, wake_tick_);
 }
 
 void LocalExecutor::Enqueue(TaskHeader* t, uint64_t now) noexcept {
@@ -570,6 +573,7 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   if (hooks_ != nullptr) hooks_->CallBeforePoll(t->ctx);
 
   t->run_state = RunState::kRunning;
+  wake_tick_ = t0;
   executor_internal::tl_task = t;
   do {
     t->bounce = false;
@@ -579,9 +583,8 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
 
   const uint64_t t1 = timing::TscClock::Now();
   const uint64_t elapsed = t1 - t0;
-  queue_set_->Charge(t, elapsed);
+  queue_set_->Charge(t, elapsed);  // also t->attained_service
   t->polls++;
-  t->service_ticks += elapsed;
   stats_.polls++;
 
   const bool done = t->run_state == RunState::kDone;
@@ -595,9 +598,10 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
     const uint64_t judged = elapsed > min_violation_ticks_
                                 ? DiscountPreemption(elapsed, t1)
                                 : elapsed;
-    const budget::Action a = tiers_->AfterPoll(t->ctx, outcome, judged);
-    switch (a) {
+    const budget::Tier before = t->ctx.tier();
+    switch (tiers_->AfterPoll(t->ctx, outcome, judged)) {
       case budget::Action::kNone:
+      case budget::Action::kIsolate:  // counted from the tier change below
         break;
       case budget::Action::kWarn:
         stats_.tier_warnings++;
@@ -605,16 +609,13 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
       case budget::Action::kYield:
         stats_.tier_yields++;
         break;
-      case budget::Action::kIsolate:
-        if (!t->isolated) {
-          t->isolated = true;
-          stats_.tier_isolations++;
-        }
-        break;
     }
-    if (t->isolated && t->ctx.tier() != budget::Tier::kIsolate) {
-      t->isolated = false;
-      stats_.tier_restores++;
+    // The isolation lane is where a task at tier isolate is queued (see
+    // QueueOf); count the moves in and out.
+    const budget::Tier after = t->ctx.tier();
+    if (after != before) {
+      if (after == budget::Tier::kIsolate) stats_.tier_isolations++;
+      if (before == budget::Tier::kIsolate) stats_.tier_restores++;
     }
   }
   if (queue_set_->ShouldPreempt()) {
@@ -634,9 +635,7 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
       }
       if (tiers_ != nullptr) tiers_->OnYield(t->ctx);
       if (hooks_ != nullptr) hooks_->CallOnYield(t->ctx);
-      t->run_state = RunState::kQueued;
-      if (collect_stats_) t->enqueue_tick = t1;
-      queue_set_->Push(QueueOf(t), t);
+      Enqueue(t, t1);
       break;
     case RunState::kSuspended:
     case RunState::kQueued:  // woken during its own poll
@@ -715,6 +714,7 @@ void LocalExecutor::DriverYield(uint64_t now) noexcept {
   stats_.driver_yields++;
   polls_since_driver_ = 0;
   last_driver_tick_ = now;
+  wake_tick_ = now;
   driver_->Poll(0);
   DrainInbox();
 }
@@ -729,10 +729,12 @@ void LocalExecutor::Park() noexcept {
     return;
   }
   const uint64_t p0 = timing::TscClock::Now();
+  wake_tick_ = 0;  // wakes reaped after the sleep read the clock once
   driver_->Poll(UINT64_MAX);
   in.parked.store(false, std::memory_order_relaxed);
   const uint64_t p1 = timing::TscClock::Now();
   idle_ticks_ += p1 - p0;
+  wake_tick_ = 0;  // wakes drained from the inbox next: one read
   // Parking blocked the thread (a voluntary switch): start a new window.
   if (tiers_ != nullptr) MarkCpu(p1);
   last_driver_tick_ = p1;

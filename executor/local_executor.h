@@ -298,7 +298,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void MarkCpu(uint64_t now) noexcept;
   uint64_t DiscountPreemption(uint64_t elapsed, uint64_t now) noexcept;
   uint16_t QueueOf(const executor_internal::TaskHeader* task) const noexcept {
-    return task->isolated ? *isolation_index_ : task->home_queue;
+    // A task at tier isolate runs in the isolation lane (tiers on only).
+    return task->ctx.tier() == budget::Tier::kIsolate ? *isolation_index_
+                                                      : task->home_queue;
   }
 
   std::unique_ptr<sched::QueueSet> queue_set_;
@@ -319,6 +321,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
 
   uint32_t polls_since_driver_ = 0;
   uint64_t last_driver_tick_ = 0;
+  uint64_t wake_tick_ = 0;  // enqueue tick for wakes; 0: read the clock
   uint64_t next_task_id_ = 1;
   executor_internal::TaskHeader* all_tasks_ = nullptr;  // live task list
 

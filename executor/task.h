@@ -114,13 +114,13 @@ struct TaskHeader : sched::TaskNode {
   uint8_t io_priority = 1;  // reactor::IoPriority (kNormal)
   RunState run_state = RunState::kNew;
   WaitKind wait_kind = WaitKind::kNone;
-  bool woken = false;     // queued by a Wake: clear kStateNotified at poll
-  bool isolated = false;  // running in the isolation queue
-  bool threw = false;     // ended by an exception
-  bool bounce = false;    // resume `resume_point` again (nested await/return)
+  bool woken = false;   // queued by a Wake: clear kStateNotified at poll
+  bool threw = false;   // ended by an exception
+  bool bounce = false;  // resume `resume_point` again (nested await/return)
 
+  // Accounting: polls here; service time is TaskNode::attained_service
+  // (charged by QueueSet::Charge), the spawn tick below.
   uint64_t polls = 0;
-  uint64_t service_ticks = 0;
   uint64_t spawn_tick = 0;
   void* wait_object = nullptr;  // reactor::Operation* or join target
   TaskHeader* join_waiter = nullptr;
