@@ -223,9 +223,7 @@ void Spawner::SubmitTask(TaskHeader* t, const SpawnOptions& options) noexcept {
   executor_internal::PrepareSpawn(in, t, options);
   if (!in.Submit(in.wakes, &t->wake_node)) {
     // The executor is gone: the task never runs.
-    t->state.fetch_or(executor_internal::kStateCancelled,
-                      std::memory_order_acq_rel);
-    t->state.notify_all();
+    executor_internal::CompleteState(t, /*cancelled=*/true);
     t->frame.destroy();
   }
 }
