@@ -1,0 +1,219 @@
+// executor/executor_builder.cc: ExecutorBuilder, the validated
+// configuration of a LocalExecutor.
+
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "executor/internal/inbox.h"
+#include "executor/io.h"
+#include "executor/local_executor.h"
+#include "timing/clock.h"
+
+namespace spindle {
+
+using executor_internal::Inbox;
+
+
+ExecutorBuilder::ExecutorBuilder() = default;
+
+ExecutorBuilder& ExecutorBuilder::WithQueue(QueueId id, uint32_t share) {
+  return WithQueue(id, share, nullptr);
+}
+
+ExecutorBuilder& ExecutorBuilder::WithQueue(
+    QueueId id, uint32_t share, std::unique_ptr<sched::TaskScheduler> s) {
+  queues_.push_back(QueueSpec{id, share, std::move(s)});
+  return *this;
+}
+
+namespace {
+void CheckDuration(std::vector<absl::Status>& errors, const char* name,
+                   std::chrono::nanoseconds d) {
+  if (d.count() <= 0) {
+    errors.push_back(absl::InvalidArgumentError(
+        absl::StrCat("ExecutorBuilder::", name, "(", d.count(),
+                     "ns): must be positive (valid range: 1ns .. 1h)")));
+  } else if (d > std::chrono::hours(1)) {
+    errors.push_back(absl::InvalidArgumentError(
+        absl::StrCat("ExecutorBuilder::", name, "(", d.count(),
+                     "ns): too long (valid range: 1ns .. 1h)")));
+  }
+}
+}  // namespace
+
+ExecutorBuilder& ExecutorBuilder::SchedLatency(std::chrono::nanoseconds d) {
+  CheckDuration(errors_, "SchedLatency", d);
+  sched_latency_ = d;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::MinSlice(std::chrono::nanoseconds d) {
+  CheckDuration(errors_, "MinSlice", d);
+  min_slice_ = d;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::DriverYield(std::chrono::nanoseconds d) {
+  CheckDuration(errors_, "DriverYield", d);
+  driver_yield_ = d;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::MaxPollsPerYield(uint32_t polls) {
+  if (polls == 0 || polls > 1'000'000) {
+    errors_.push_back(absl::InvalidArgumentError(
+        absl::StrCat("ExecutorBuilder::MaxPollsPerYield(", polls,
+                     "): valid range is 1..1000000")));
+  }
+  max_polls_per_yield_ = polls;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::Tiers(budget::TierConfig config) {
+  tiers_ = std::move(config);
+  tiers_off_ = false;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::NoTiers() {
+  tiers_off_ = true;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::Hooks(
+    std::shared_ptr<budget::HookRegistry> hooks) {
+  hooks_ = std::move(hooks);
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::IsolationShare(uint32_t share) {
+  isolation_share_ = share;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::CollectStats(bool enabled) {
+  stats_ = enabled;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::Reactor(reactor::ReactorOptions options) {
+  reactor_options_ = options;
+  no_reactor_ = false;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::NoReactor() {
+  no_reactor_ = true;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::WithDriver(std::unique_ptr<Driver> driver) {
+  driver_ = std::move(driver);
+  return *this;
+}
+
+absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
+  if (!errors_.empty()) return errors_.front();
+  if (min_slice_ > sched_latency_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ExecutorBuilder: MinSlice (", min_slice_.count(),
+        "ns) must not exceed SchedLatency (", sched_latency_.count(), "ns)"));
+  }
+  if (auto s = timing::TscClock::InitFromEnv(); !s.ok()) return s;
+
+  std::unique_ptr<budget::TierManager> tiers;
+  if (!tiers_off_) {
+    budget::TierConfig config;
+    if (tiers_.has_value()) {
+      config = *tiers_;
+    } else {
+      absl::StatusOr<budget::TierConfig> env = budget::TierConfig::FromEnv();
+      if (!env.ok()) return env.status();
+      config = *env;
+    }
+    absl::StatusOr<std::unique_ptr<budget::TierManager>> tm =
+        budget::TierManager::Create(config);
+    if (!tm.ok()) return tm.status();
+    tiers = std::move(*tm);
+  }
+
+  const size_t max_user_queues =
+      sched::QueueSet::kMaxQueues - (tiers != nullptr ? 1 : 0);
+  if (queues_.size() > max_user_queues) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ExecutorBuilder: ", queues_.size(),
+        " queues given; valid range is 1..", max_user_queues,
+        tiers != nullptr ? " (the isolation lane of the tiers takes one of "
+                           "the 256; use NoTiers() for 256)"
+                         : ""));
+  }
+
+  sched::QueueSetConfig qc;
+  qc.sched_latency_ticks = timing::TscClock::FromNanos(
+      static_cast<uint64_t>(sched_latency_.count()));
+  qc.min_slice_ticks =
+      timing::TscClock::FromNanos(static_cast<uint64_t>(min_slice_.count()));
+  if (auto s = qc.Validate(); !s.ok()) return s;
+
+  std::unique_ptr<LocalExecutor> ex(new LocalExecutor());
+  // driver_ stays null until the end: a half-built executor's destructor
+  // does nothing.
+  ex->queue_set_ = std::make_unique<sched::QueueSet>(qc);
+  ex->inbox_ = std::make_shared<Inbox>();
+  ex->inbox_->owner = ex.get();
+  // The default queue gets share 100, so that the isolation lane (share
+  // IsolationShare(), default 1) receives about 1% of the thread while the
+  // default queue has work.
+  if (queues_.empty())
+    queues_.push_back(QueueSpec{0, kDefaultQueueShare, nullptr});
+  for (QueueSpec& q : queues_) {
+    if (q.id == kIsolationQueueId && tiers != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ExecutorBuilder::WithQueue(", q.id,
+                       "): this id is reserved for the isolation lane; valid "
+                       "ids are 0..",
+                       kIsolationQueueId - 1));
+    }
+    absl::StatusOr<uint16_t> idx =
+        ex->queue_set_->AddQueue(q.id, q.share, std::move(q.scheduler));
+    if (!idx.ok()) return idx.status();
+    ex->inbox_->queue_index.emplace(q.id, *idx);
+  }
+  ex->inbox_->default_queue = ex->inbox_->queue_index.at(queues_.front().id);
+  if (tiers != nullptr) {
+    absl::StatusOr<uint16_t> idx =
+        ex->queue_set_->AddQueue(kIsolationQueueId, isolation_share_);
+    if (!idx.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ExecutorBuilder::IsolationShare: ",
+                       std::string(idx.status().message())));
+    }
+    ex->isolation_index_ = *idx;
+    ex->min_violation_ticks_ =
+        *std::min_element(tiers->policy().violation_ticks.begin(),
+                          tiers->policy().violation_ticks.end());
+    ex->default_budget_ =
+        tiers->policy()
+            .budget[0][static_cast<size_t>(budget::TaskPriority::kNormal)];
+  }
+  ex->tiers_ = std::move(tiers);
+  ex->hooks_ = std::move(hooks_);
+  if (driver_ == nullptr && !no_reactor_) {
+    reactor::ReactorOptions options;
+    if (reactor_options_.has_value()) {
+      options = *reactor_options_;
+    } else {
+      absl::StatusOr<reactor::ReactorOptions> env =
+          reactor::ReactorOptions::FromEnv();
+      if (!env.ok()) return env.status();
+      options = *env;
+    }
+    absl::StatusOr<std::unique_ptr<ReactorDriver>> rd =
+        ReactorDriver::Create(options);
+    if (!rd.ok()) return rd.status();
+    driver_ = std::move(*rd);
+  }
+  ex->driver_ = driver_ != nullptr ? std::move(driver_)
+                                   : std::make_unique<ParkingDriver>();
+  ex->inbox_->driver = ex->driver_.get();
+  ex->max_polls_per_yield_ = static_cast<uint32_t>(max_polls_per_yield_);
+  ex->driver_yield_ticks_ =
+      timing::TscClock::FromNanos(static_cast<uint64_t>(driver_yield_.count()));
+  ex->collect_stats_ = stats_;
+  ex->delay_histograms_.assign(ex->queue_set_->num_queues(), {});
+  ex->preemptions_.assign(ex->queue_set_->num_queues(), 0);
+  ex->stats_.driver = ex->driver_->Name();
+  return ex;
+}
+
+}  // namespace spindle

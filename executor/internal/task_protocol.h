@@ -1,0 +1,64 @@
+// executor/internal/task_protocol.h: the parts of the task protocol that
+// the run loop and the cross-thread entry points share (see the protocol
+// comment at the top of executor/local_executor.cc).
+
+#ifndef SPINDLE_EXECUTOR_INTERNAL_TASK_PROTOCOL_H_
+#define SPINDLE_EXECUTOR_INTERNAL_TASK_PROTOCOL_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "executor/internal/inbox.h"
+#include "executor/task.h"
+
+namespace spindle {
+class LocalExecutor;
+}  // namespace spindle
+
+namespace spindle::executor_internal {
+
+// The executor running on this thread (inside Run / BlockOn / shutdown) and
+// the task it is polling.  constinit: no TLS wrapper call on access.
+extern constinit thread_local LocalExecutor* tl_executor;
+extern constinit thread_local TaskHeader* tl_task;
+
+// Sets the completion bits of `t` (owner thread) and wakes its joiner.
+inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
+  // Only the frame refers to the task (no handle, no abort in flight): no
+  // other thread can observe the state, so skip the RMW and the notify.
+  // acquire: pairs with the acq_rel release of the last other reference.
+  if (t->refs.load(std::memory_order_acquire) == 1) return;
+  uint32_t bits = cancelled ? kStateCancelled : kStateComplete;
+  if (!cancelled && t->threw) bits |= kStateFailed;
+  // acq_rel: releases the result to joiners; acquires join_waiter.
+  const uint32_t old = t->state.fetch_or(bits, std::memory_order_acq_rel);
+  if (old & kStateJoinWaiter) {
+    TaskHeader* waiter = t->join_waiter;
+    Inbox* waiter_inbox = waiter->inbox;  // read before the wake
+    Wake(waiter);
+    // The last touch of the waiter's executor: its destructor waits for it.
+    JoinWaitEnd(waiter_inbox);
+  }
+  t->state.notify_all();
+}
+
+
+// Clears `waiter`'s join registration on `target` if the target has not
+// finished; true when the registration is gone (and uncounted).
+inline bool DeregisterJoin(TaskHeader* waiter, TaskHeader* target) noexcept {
+  uint32_t ts = target->state.load(std::memory_order_acquire);
+  while (!(ts & kStateDone)) {
+    if (target->state.compare_exchange_weak(ts, ts & ~kStateJoinWaiter,
+                                            std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+      JoinWaitEnd(waiter->inbox);
+      return true;
+    }
+  }
+  return false;  // the target finished: its completer wakes the waiter
+}
+
+
+}  // namespace spindle::executor_internal
+
+#endif  // SPINDLE_EXECUTOR_INTERNAL_TASK_PROTOCOL_H_
