@@ -138,6 +138,28 @@ void LocalExecutor::ProcessAbort(TaskHeader* t) noexcept {
   }
 }
 
+void LocalExecutor::ReportUnhandled(TaskHeader* t) noexcept {
+  // Nobody holds a handle to see the exception: count it, and say so once
+  // per executor so it is not lost silently.
+  if (stats_.unhandled_exceptions++ != 0) return;
+  std::string what = "unknown exception";
+  std::exception_ptr e = executor_internal::ErrorOf(t);
+  if (e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      what = ex.what();
+    } catch (...) {
+    }
+  }
+  ABSL_RAW_LOG(WARNING,
+               "spindle: detached task %llu (%s) ended by an exception that "
+               "nobody will see: %s (further ones are only counted in "
+               "ExecutorStats::unhandled_exceptions)",
+               static_cast<unsigned long long>(t->ctx.task_id),
+               t->ctx.name != nullptr ? t->ctx.name : "unnamed", what.c_str());
+}
+
 void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
   if (t->run_state == RunState::kQueued) (void)queue_set_->Remove(t);
   t->run_state = RunState::kDone;
@@ -152,10 +174,12 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
 }
 
 void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
-  stats_.completions++;
   stats_.live_tasks--;
-  if (t->threw && t->refs.load(std::memory_order_relaxed) == 1) {
-    stats_.unhandled_exceptions++;  // nobody holds a handle to see it
+  if (!t->threw) [[likely]] {
+    stats_.completions++;
+  } else {
+    stats_.failed++;
+    if (t->refs.load(std::memory_order_relaxed) == 1) ReportUnhandled(t);
   }
   if (t->all_prev != nullptr) t->all_prev->all_next = t->all_next;
   if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;

@@ -70,10 +70,15 @@ struct ExecutorStats {
   uint64_t max_ns_without_driver_yield = 0;
   uint64_t busy_ns = 0;  // time inside task polls
   uint64_t idle_ns = 0;  // time parked in the driver
+  // Every spawned task is counted once when it ends: spawns == completions
+  // + failed + cancellations + live_tasks at any time.
   uint64_t spawns = 0;
-  uint64_t completions = 0;
-  uint64_t cancellations = 0;
-  uint64_t unhandled_exceptions = 0;  // exceptions of detached tasks
+  uint64_t completions = 0;    // returned a value
+  uint64_t failed = 0;         // ended by an exception
+  uint64_t cancellations = 0;  // aborted, stopped or dropped at shutdown
+  // Of `failed`: tasks nobody holds a handle to (detached), so nobody will
+  // see the exception.  The first one is logged on stderr.
+  uint64_t unhandled_exceptions = 0;
   uint64_t tier_warnings = 0;
   uint64_t tier_yields = 0;
   uint64_t tier_isolations = 0;
@@ -284,6 +289,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
                     uint64_t start) noexcept;
   void Enqueue(executor_internal::TaskHeader* task, uint64_t now) noexcept;
   void FinishTask(executor_internal::TaskHeader* task) noexcept;
+  void ReportUnhandled(executor_internal::TaskHeader* task) noexcept;
   void CancelTask(executor_internal::TaskHeader* task) noexcept;
   void DrainInbox() noexcept;
   void DriverYield(uint64_t now) noexcept;

@@ -96,6 +96,8 @@ struct TaskHeader : sched::TaskNode {
   void (*resume)(TaskHeader*) noexcept = nullptr;
   // Frees the cell (destroys the result, returns the memory).
   void (*free_cell)(TaskHeader*) noexcept = nullptr;
+  // The exception the task ended with (set when `threw`), type-erased.
+  std::exception_ptr (*error_of)(TaskHeader*) noexcept = nullptr;
   std::coroutine_handle<> resume_point;  // innermost suspended coroutine
   std::coroutine_handle<> frame;         // the task's top-level coroutine
 
@@ -217,6 +219,15 @@ inline void ResumeCoroutine(TaskHeader* h) noexcept {
 }
 
 template <typename T>
+std::exception_ptr ErrorOfCell(TaskHeader* h) noexcept {
+  return static_cast<TaskCell<T>*>(h)->result.error;
+}
+
+inline std::exception_ptr ErrorOf(TaskHeader* h) noexcept {
+  return h->error_of(h);
+}
+
+template <typename T>
 void FreeCell(TaskHeader* h) noexcept {
   auto* cell = static_cast<TaskCell<T>*>(h);
   const size_t size = cell->alloc_size;
@@ -288,6 +299,7 @@ struct Promise : PromiseStorage<T> {
     cell->alloc_size = static_cast<uint32_t>(kCellSize<T> + size);
     cell->resume = &ResumeCoroutine;
     cell->free_cell = &FreeCell<T>;
+    cell->error_of = &ErrorOfCell<T>;
     return static_cast<char*>(mem) + kCellSize<T>;
   }
   static void operator delete(void* frame, size_t) noexcept {

@@ -1,0 +1,67 @@
+// executor/local_executor_testing.h: helpers shared by the executor's
+// tests (not for benchmarks: see executor_testing.h for the floor).
+
+#ifndef SPINDLE_EXECUTOR_LOCAL_EXECUTOR_TESTING_H_
+#define SPINDLE_EXECUTOR_LOCAL_EXECUTOR_TESTING_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "executor/executor.h"
+#include "gtest/gtest.h"
+#include "timing/clock.h"
+
+namespace spindle::executor_testing {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+inline std::unique_ptr<LocalExecutor> MakeExecutor(ExecutorBuilder& b) {
+  absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Build();
+  EXPECT_TRUE(ex.ok()) << ex.status();
+  return ex.ok() ? std::move(*ex) : nullptr;
+}
+
+inline std::unique_ptr<LocalExecutor> MakeExecutor() {
+  ExecutorBuilder b;
+  return MakeExecutor(b);
+}
+
+inline Task<int> Constant(int v) { co_return v; }
+
+inline Task<void> Record(std::vector<int>* out, int v) {
+  out->push_back(v);
+  co_return;
+}
+
+inline Task<int> YieldThenReturn(int yields, int v) {
+  for (int i = 0; i < yields; ++i) co_await YieldNow();
+  co_return v;
+}
+
+// Spins on the TSC for `ns` nanoseconds of wall time.
+inline void Spin(uint64_t ns) {
+  const uint64_t end =
+      timing::TscClock::Now() + timing::TscClock::FromNanos(ns);
+  while (timing::TscClock::Now() < end) {
+  }
+}
+
+// Every task is accounted for: spawned = completed + failed + cancelled +
+// live.
+inline void ExpectAccounted(const LocalExecutor& ex) {
+  const ExecutorStats s = ex.Stats();
+  EXPECT_EQ(s.spawns, s.completions + s.failed + s.cancellations +
+                          s.live_tasks)
+      << "spawns " << s.spawns << " completions " << s.completions
+      << " failed " << s.failed << " cancellations " << s.cancellations
+      << " live " << s.live_tasks;
+}
+
+}  // namespace spindle::executor_testing
+
+#endif  // SPINDLE_EXECUTOR_LOCAL_EXECUTOR_TESTING_H_
