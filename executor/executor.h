@@ -26,6 +26,7 @@
 #include "executor/io.h"
 #include "executor/local_executor.h"
 #include "executor/task.h"
+#include "executor/waker.h"
 
 namespace spindle::executor {
 

@@ -161,27 +161,23 @@ TEST(ExecutorTest, AbortWhileQueued) {
   EXPECT_EQ(ex->Stats().cancellations, 1u);
 }
 
-// An awaiter that parks the task until someone calls Release().
+// An awaiter that parks the task until someone calls Release(): written
+// with the public Waker, as a user would.
 struct Gate {
-  executor_internal::TaskHeader* waiter = nullptr;
+  Waker waiter;
   bool open = false;
   struct Awaiter {
     Gate* gate;
     bool await_ready() const noexcept { return gate->open; }
     void await_suspend(std::coroutine_handle<> h) noexcept {
-      auto* t = executor_internal::CurrentTask();
-      t->resume_point = h;
-      t->run_state = executor_internal::RunState::kSuspended;
-      t->wait_kind = executor_internal::WaitKind::kOther;
-      gate->waiter = t;
+      gate->waiter = Waker::SuspendCurrent(h);
     }
     void await_resume() const noexcept {}
   };
   Awaiter Wait() { return Awaiter{this}; }
   void Release() {
     open = true;
-    if (waiter != nullptr)
-      executor_internal::Wake(std::exchange(waiter, nullptr));
+    waiter.Wake();
   }
 };
 
@@ -212,7 +208,7 @@ TEST(ExecutorTest, AbortWhileSuspendedOnJoin) {
   EXPECT_EQ(after_join, 0);
 }
 
-TEST(ExecutorTest, AbortWhileSuspendedOnUserAwaiterTakesEffectAtWake) {
+TEST(ExecutorTest, AbortWhileSuspendedOnAWakerCancelsAtOnce) {
   auto ex = MakeExecutor();
   Gate gate;
   bool resumed = false;
@@ -222,16 +218,20 @@ TEST(ExecutorTest, AbortWhileSuspendedOnUserAwaiterTakesEffectAtWake) {
     co_return 1;
   };
   JoinHandle<int> h = ex->Spawn(blocked());
+  JoinStatus right_after_abort = JoinStatus::kPending;
   auto aborter = [&]() -> Task<void> {
     co_await YieldNow();
     h.Abort();
-    gate.Release();
+    right_after_abort = h.status();
+    gate.Release();  // the waker's Wake() is a no-op now
     co_return;
   };
   ex->SpawnDetached(aborter());
   ex->Run();
   EXPECT_FALSE(resumed);
+  EXPECT_EQ(right_after_abort, JoinStatus::kCancelled);
   EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+  ExpectAccounted(*ex);
 }
 
 TEST(ExecutorTest, AbortAfterCompletionKeepsTheResult) {
@@ -278,7 +278,7 @@ TEST(ExecutorTest, ShutdownCancelsEveryUnfinishedTask) {
   }
   EXPECT_EQ(queued.status(), JoinStatus::kCancelled);
   EXPECT_EQ(suspended.status(), JoinStatus::kCancelled);
-  gate.waiter = nullptr;  // destroyed with the executor
+  gate.Release();  // the executor is gone: a no-op, safe
 }
 
 TEST(ExecutorTest, SpawnFromTwoThreadsAtOnce) {

@@ -71,16 +71,34 @@ namespace executor_internal {
 // The reactor of the executor running on this thread, or nullptr.
 reactor::Reactor* ThisThreadReactor() noexcept;
 
-// Registers the calling task as waiting on `op` and makes `op` wake it;
-// returns the reactor, or nullptr (with op.result = -ENOTSUP) when the
-// executor has none.
-inline reactor::Reactor* PrepareIo(reactor::Operation& op,
-                                   std::coroutine_handle<> h) noexcept {
+// What PrepareIo decided.
+enum class IoStart : uint8_t {
+  kStart,     // start the operation on the returned reactor
+  kNoReactor, // op.result = -ENOTSUP: continue at once
+  kAborted,   // the task is being aborted: stay suspended, start nothing
+};
+
+// Registers the calling task as waiting on `op` and makes `op` wake it.
+// Sets *r to the reactor when the result is kStart.  A task with an abort
+// pending starts nothing and is cancelled after this poll (its
+// cancellation takes effect at this suspension point).
+inline IoStart PrepareIo(reactor::Operation& op, std::coroutine_handle<> h,
+                         reactor::Reactor** out) noexcept {
   TaskHeader* t = CurrentTask();
   reactor::Reactor* r = t->owner->driver().reactor();
   if (r == nullptr) {
     op.result = -ENOTSUP;
-    return nullptr;
+    return IoStart::kNoReactor;
+  }
+  // relaxed: the abort is acted on by this thread after the poll; a bit
+  // set by another thread meanwhile is seen there.
+  if (t->state.load(std::memory_order_relaxed) & kStateCancelRequested)
+      [[unlikely]] {
+    op.result = -ECANCELED;
+    t->resume_point = h;
+    t->run_state = RunState::kSuspended;
+    t->wait_kind = WaitKind::kAborted;
+    return IoStart::kAborted;
   }
   (void)t->ctx.budget.Consume();
   t->resume_point = h;
@@ -92,7 +110,8 @@ inline reactor::Reactor* PrepareIo(reactor::Operation& op,
     Wake(static_cast<TaskHeader*>(o->user));
   };
   op.priority = static_cast<reactor::IoPriority>(t->io_priority);
-  return r;
+  *out = r;
+  return IoStart::kStart;
 }
 
 // One operation: `start(reactor, op)` issues it.
@@ -104,9 +123,16 @@ struct IoAwaiter {
   explicit IoAwaiter(Start s) : start(std::move(s)) {}
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
-    reactor::Reactor* r = PrepareIo(op, h);
-    if (r == nullptr) return false;
-    start(*r, &op);
+    reactor::Reactor* r = nullptr;
+    switch (PrepareIo(op, h, &r)) {
+      case IoStart::kStart:
+        start(*r, &op);
+        return true;
+      case IoStart::kNoReactor:
+        return false;
+      case IoStart::kAborted:
+        return true;
+    }
     return true;
   }
   int32_t await_resume() const noexcept { return op.result; }
@@ -142,8 +168,15 @@ struct TimeoutAwaiter {
 
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
-    reactor::Reactor* r = PrepareIo(op, h);
-    if (r == nullptr) return false;
+    reactor::Reactor* r = nullptr;
+    switch (PrepareIo(op, h, &r)) {
+      case IoStart::kStart:
+        break;
+      case IoStart::kNoReactor:
+        return false;
+      case IoStart::kAborted:
+        return true;
+    }
     op.owner = this;
     op.on_complete = &OnEither;
     timeout_op.owner = this;
@@ -158,14 +191,13 @@ struct TimeoutAwaiter {
 
 }  // namespace executor_internal
 
-// Sleeps for `d` (at least; the reactor wakes at the deadline).  Result 0,
-// or -ECANCELED.
+// Sleeps for `d` (at least; the reactor wakes at the deadline), counted
+// from the co_await, not from the call.  Result 0, or -ECANCELED.
 inline auto SleepFor(std::chrono::nanoseconds d) {
   const uint64_t ns = d.count() > 0 ? static_cast<uint64_t>(d.count()) : 0;
-  const uint64_t deadline = timing::MonotonicClock::Now() + ns;
   return executor_internal::MakeIo(
-      [deadline](reactor::Reactor& r, reactor::Operation* op) noexcept {
-        r.SleepUntil(op, deadline);
+      [ns](reactor::Reactor& r, reactor::Operation* op) noexcept {
+        r.SleepFor(op, ns);
       });
 }
 

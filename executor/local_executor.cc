@@ -69,12 +69,13 @@ const budget::TaskContext* CurrentTaskContext() noexcept {
 
 void LocalExecutor::SubmitTask(TaskHeader* t,
                                const SpawnOptions& options) noexcept {
-  executor_internal::PrepareSpawn(*inbox_, t, options);
+  executor_internal::PrepareSpawn(*inbox_, t, options, /*remote=*/false);
+  t->ctx.task_id = next_task_id_;  // odd; a Spawner's are even
+  next_task_id_ += 2;
   Adopt(t);
 }
 
 void LocalExecutor::Adopt(TaskHeader* t) noexcept {
-  t->ctx.task_id = next_task_id_++;
   stats_.spawns++;
   stats_.live_tasks++;
   t->all_prev = nullptr;
@@ -82,7 +83,7 @@ void LocalExecutor::Adopt(TaskHeader* t) noexcept {
   if (all_tasks_ != nullptr) all_tasks_->all_prev = t;
   all_tasks_ = t;
   if (tiers_ != nullptr) tiers_->OnSpawn(t->ctx);
-  if (shutting_down_) {
+  if (shutting_down_ || stopping_) {
     CancelTask(t);
     return;
   }
@@ -95,7 +96,8 @@ void LocalExecutor::Adopt(TaskHeader* t) noexcept {
 }
 
 void LocalExecutor::ScheduleLocal(TaskHeader* t) noexcept {
-  t->wait_kind = WaitKind::kNone;
+  // wait_kind stays until the poll: an abort of a queued task needs to know
+  // whether an operation's result waits to be delivered.
   // No clock read per wake: a wake inside a poll is stamped with that poll's
   // start, a wake from a driver poll with the tick the loop read for it
   // (after a park, one read for the whole batch).  The queue delay is thus
@@ -110,30 +112,58 @@ void LocalExecutor::Enqueue(TaskHeader* t, uint64_t now) noexcept {
   queue_set_->Push(QueueOf(t), t);
 }
 
+namespace {
+// A queued task woken by an operation that completed with a real result
+// (bytes, a descriptor): the result is delivered before a cancellation
+// takes effect, so nothing is lost (an accepted socket would leak).
+bool HasUndeliveredResult(const TaskHeader* t) noexcept {
+  return t->wait_kind == WaitKind::kIo &&
+         static_cast<const reactor::Operation*>(t->wait_object)->result !=
+             -ECANCELED;
+}
+}  // namespace
+
 void LocalExecutor::ProcessAbort(TaskHeader* t) noexcept {
+  if (t->run_state == RunState::kDone || t->abort_seen) return;
   const uint32_t s = t->state.load(std::memory_order_acquire);
   if (s & executor_internal::kStateDone) return;
   switch (t->run_state) {
     case RunState::kQueued:
+      // Woken with a result to deliver: it runs, and is cancelled at its
+      // next suspension point (PollTask).
+      if (HasUndeliveredResult(t)) return;
       if (queue_set_->Remove(t)) CancelTask(t);
       return;
     case RunState::kSuspended:
-      if (t->wait_kind == WaitKind::kJoin) {
-        if (executor_internal::DeregisterJoin(
-                t, static_cast<TaskHeader*>(t->wait_object))) {
+      switch (t->wait_kind) {
+        case WaitKind::kJoin:
+          t->abort_seen = true;
+          if (executor_internal::DeregisterJoin(
+                  t, static_cast<TaskHeader*>(t->wait_object))) {
+            CancelTask(t);
+          }
+          // Otherwise the target finished and wakes us; cancelled then.
+          return;
+        case WaitKind::kIo:
+          // Cancelled when the operation's completion wakes it (or its real
+          // result is delivered first, if it won the race).
+          t->abort_seen = true;
+          driver_->Cancel(t->wait_object);
+          return;
+        case WaitKind::kWaker:
+        case WaitKind::kAborted:
+        case WaitKind::kNone:
+          // Nothing refers to the frame that the cancellation would not
+          // tolerate: a Waker's late Wake() is a no-op on a finished task.
           CancelTask(t);
-        }
-        // Otherwise the target finished and wakes us; cancel when woken.
-        return;
+          return;
       }
-      if (t->wait_kind == WaitKind::kIo) driver_->Cancel(t->wait_object);
-      // Cancelled when the operation completes (or the user awaiter wakes it).
       return;
     case RunState::kRunning:
     case RunState::kYielded:
     case RunState::kNew:
     case RunState::kDone:
-      // Running: checked after the poll.  New: checked when adopted.
+      // Running or yielded: acted on after the poll.  New: when adopted.
       return;
   }
 }
@@ -195,11 +225,14 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
     t->woken = false;
     const uint32_t old = t->state.fetch_and(~executor_internal::kStateNotified,
                                             std::memory_order_acq_rel);
-    if (old & executor_internal::kStateCancelRequested) {
+    if ((old & executor_internal::kStateCancelRequested) &&
+        !HasUndeliveredResult(t)) {
       CancelTask(t);
       return t0;
     }
   }
+  t->wait_kind = WaitKind::kNone;
+  t->abort_seen = false;
   const uint16_t q = t->queue_index;
   if (collect_stats_) {
     // Buckets of TSC ticks (no conversion on the hot path); Stats() says
@@ -262,10 +295,9 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
       if (before == budget::Tier::kIsolate) stats_.tier_restores++;
     }
   }
-  if (queue_set_->ShouldPreempt()) {
-    preemptions_[q]++;
-    queue_set_->ClearPreempt();
-  }
+  // Counted, not cleared: the next Pick clears it when it switches queues
+  // (clearing it here would cancel the preemption it asks for).
+  if (queue_set_->ShouldPreempt()) preemptions_[q]++;
 
   switch (t->run_state) {
     case RunState::kDone:
@@ -283,6 +315,13 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
       break;
     case RunState::kSuspended:
     case RunState::kQueued:  // woken during its own poll
+      // Aborted during the poll (by itself, a hook, or another thread):
+      // the cancellation takes effect at this suspension point.
+      if (t->state.load(std::memory_order_relaxed) &
+          executor_internal::kStateCancelRequested) {
+        ProcessAbort(t);
+      }
+      break;
     case RunState::kRunning:
     case RunState::kNew:
       break;
@@ -345,10 +384,26 @@ void LocalExecutor::DrainInbox() noexcept {
     }
   }
   for (;;) {
+    InboxNode* n = in.waker_wakes.Pop();
+    if (n == nullptr) break;
+    TaskHeader* t = n->task;
+    // A task cancelled after the Wake() was sent: nothing to do.
+    if (t->run_state == RunState::kSuspended) {
+      t->woken = true;
+      ScheduleLocal(t);
+    }
+    executor_internal::ReleaseRef(t);  // the message's reference
+  }
+  for (;;) {
     InboxNode* n = in.aborts.Pop();
     if (n == nullptr) break;
     ProcessAbort(n->task);
     executor_internal::ReleaseRef(n->task);
+  }
+  // relaxed load first: the exchange (an RMW) only when a stop is pending.
+  if (in.stop.load(std::memory_order_relaxed) &&
+      in.stop.exchange(false, std::memory_order_acq_rel)) {
+    BeginStop();
   }
 }
 
@@ -392,6 +447,8 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
                      executor_internal::tl_executor == this,
                  "another executor is running on this thread");
   running_ = true;
+  // relaxed: read only by PrepareSpawn's misuse diagnostic.
+  inbox_->running.store(true, std::memory_order_relaxed);
   LocalExecutor* const prev = executor_internal::tl_executor;
   executor_internal::tl_executor = this;
   DrainInbox();
@@ -421,8 +478,33 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
       now = timing::TscClock::Now();
     }
   }
+  // A stop ends with the Run it interrupted (the next Run starts afresh).
+  if (stopping_ && stats_.live_tasks == 0) stopping_ = false;
   executor_internal::tl_executor = prev;
+  inbox_->running.store(false, std::memory_order_relaxed);
   running_ = false;
+}
+
+void LocalExecutor::RequestStop() noexcept { inbox_->RequestStop(); }
+
+void LocalExecutor::BeginStop() noexcept {
+  stopping_ = true;
+  stats_.stops++;
+  // Every live task is aborted.  A reference on each keeps the list's
+  // cells alive while cancellations run user destructors (which may abort
+  // or drop other tasks).
+  std::vector<TaskHeader*> live;
+  live.reserve(stats_.live_tasks);
+  for (TaskHeader* t = all_tasks_; t != nullptr; t = t->all_next) {
+    t->refs.fetch_add(1, std::memory_order_relaxed);
+    live.push_back(t);
+  }
+  for (TaskHeader* t : live) {
+    t->state.fetch_or(executor_internal::kStateCancelRequested,
+                      std::memory_order_acq_rel);
+    ProcessAbort(t);
+    executor_internal::ReleaseRef(t);
+  }
 }
 
 ExecutorStats LocalExecutor::Stats() const {

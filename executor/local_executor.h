@@ -79,6 +79,7 @@ struct ExecutorStats {
   // Of `failed`: tasks nobody holds a handle to (detached), so nobody will
   // see the exception.  The first one is logged on stderr.
   uint64_t unhandled_exceptions = 0;
+  uint64_t stops = 0;  // RequestStop()s acted on
   uint64_t tier_warnings = 0;
   uint64_t tier_yields = 0;
   uint64_t tier_isolations = 0;
@@ -107,7 +108,7 @@ class SpawnApi {
     TaskCell<T>* cell = task.Release();
     cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
     static_cast<Derived*>(this)->SubmitTask(cell, options);
-    return JoinHandle<T>(cell);
+    return JoinHandle<T>(cell, static_cast<Derived*>(this)->inbox_);
   }
   template <typename T>
   JoinHandle<T> Spawn(QueueId queue, Task<T> task) {
@@ -130,8 +131,19 @@ class SpawnApi {
 // Fills a task's spawn-time fields from `options`; the queue id is looked
 // up in the inbox's immutable map (an unknown id is a bug: it crashes,
 // naming the id).
-void PrepareSpawn(Inbox& inbox, TaskHeader* task,
-                  const SpawnOptions& options) noexcept;
+void PrepareSpawn(Inbox& inbox, TaskHeader* task, const SpawnOptions& options,
+                  bool remote) noexcept;
+
+// Wakes a task for a Waker (executor/waker.h), consuming the waker's
+// reference; a no-op on a task that is finished or already woken.
+void WakeByWaker(TaskHeader* task) noexcept;
+
+// The executor's inbox, for objects that must keep it alive (Waker).
+const std::shared_ptr<Inbox>& InboxOf(const LocalExecutor& ex) noexcept;
+
+// Test hook: called inside a cross-thread Abort between taking the
+// message's reference and submitting it (nullptr: none).
+void SetAbortWindowHookForTesting(void (*hook)()) noexcept;
 
 }  // namespace executor_internal
 
@@ -255,8 +267,20 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
     return h.Join();
   }
 
-  // Runs until no task is left (none queued, suspended or in flight).
+  // Runs until no task is left (none queued, suspended or in flight), or
+  // until a RequestStop() has cancelled what was left.
   void Run() { RunUntil(nullptr); }
+
+  // Any thread (a signal-handling task, another thread, a task of this
+  // executor): asks Run() to cancel every task that is left and return.
+  // Tasks cancelled this way end as kCancelled (their operations cancelled
+  // and reaped; a result an operation already produced is delivered first,
+  // and the task is cancelled at its next suspension point).  Tasks spawned
+  // while the stop runs are cancelled at once.  Takes effect at the next
+  // driver poll (within MaxPollsPerYield polls or DriverYield); made before
+  // Run() starts, it stops the next Run().  The executor stays usable: a
+  // later Run() runs new tasks normally.
+  void RequestStop() noexcept;
 
   ExecutorStats Stats() const;
   Spawner GetSpawner() const { return Spawner(inbox_); }
@@ -266,7 +290,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
     return isolation_index_;
   }
   Driver& driver() noexcept { return *driver_; }
-  sched::QueueSet& queue_set() noexcept { return *queue_set_; }
+  // Read-only: queues are fixed at Build() (per-queue state is sized then).
+  const sched::QueueSet& queue_set() const noexcept { return *queue_set_; }
   budget::TierManager* tier_manager() noexcept { return tiers_.get(); }
 
   // Implementation entry points used by awaiters (not for users).
@@ -277,6 +302,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
  private:
   friend class ExecutorBuilder;
   friend class Spawner;
+  friend const std::shared_ptr<executor_internal::Inbox>&
+  executor_internal::InboxOf(const LocalExecutor& ex) noexcept;
   friend class executor_internal::SpawnApi<LocalExecutor>;
   LocalExecutor() = default;
 
@@ -292,6 +319,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void ReportUnhandled(executor_internal::TaskHeader* task) noexcept;
   void CancelTask(executor_internal::TaskHeader* task) noexcept;
   void DrainInbox() noexcept;
+  void BeginStop() noexcept;
   void DriverYield(uint64_t now) noexcept;
   void Park() noexcept;
   // Context-switch accounting for slow polls (see DiscountPreemption).
@@ -324,11 +352,12 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool collect_stats_ = true;
   bool running_ = false;
   bool shutting_down_ = false;
+  bool stopping_ = false;  // RequestStop in progress
 
   uint32_t polls_since_driver_ = 0;
   uint64_t last_driver_tick_ = 0;
   uint64_t wake_tick_ = 0;  // enqueue tick for wakes; 0: read the clock
-  uint64_t next_task_id_ = 1;
+  uint64_t next_task_id_ = 1;  // odd ids for local spawns
   executor_internal::TaskHeader* all_tasks_ = nullptr;  // live task list
 
   ExecutorStats stats_;

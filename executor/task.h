@@ -22,7 +22,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -44,6 +47,15 @@ enum class JoinStatus : uint8_t {
   kCompleted = 1,  // returned a value
   kFailed = 2,     // threw; the exception is rethrown by Join / co_await
   kCancelled = 3,  // aborted, or dropped when its executor shut down
+};
+
+// Thrown for a misuse of a handle that would otherwise hang or return
+// garbage: joining a task from inside its own executor (a deadlock), a task
+// awaiting itself, two tasks awaiting one handle at once, taking a value
+// twice, or using an empty (default-constructed or moved-from) handle.
+class TaskMisuseError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
 };
 
 // Thrown by JoinHandle::Join / co_await for a cancelled task.
@@ -79,7 +91,17 @@ enum class RunState : uint8_t {
 };
 
 // What a suspended task waits for (so Abort knows how to cancel it).
-enum class WaitKind : uint8_t { kNone, kIo, kJoin, kOther };
+//   kIo: a reactor operation (wait_object); cancelled through the driver,
+//        the task is cancelled when the operation's completion wakes it,
+//        unless the operation completed with a real result, which is
+//        delivered first (cancellation then takes effect at the task's next
+//        suspension point).
+//   kJoin: another task's completion (wait_object is its header).
+//   kWaker: a Waker (executor/waker.h); the task is cancelled at once, and
+//        the waker's later Wake() is a no-op.
+//   kAborted: nothing: the task asked to suspend while an abort was
+//        pending; the run loop cancels it after the poll.
+enum class WaitKind : uint8_t { kNone, kIo, kJoin, kWaker, kAborted };
 
 // Link for the executor's cross-thread inbox (intrusive MPSC queue).
 struct InboxNode {
@@ -119,6 +141,8 @@ struct TaskHeader : sched::TaskNode {
   bool woken = false;   // queued by a Wake: clear kStateNotified at poll
   bool threw = false;   // ended by an exception
   bool bounce = false;  // resume `resume_point` again (nested await/return)
+  bool abort_seen = false;  // owner: the abort was acted on (idempotence)
+  bool value_taken = false;  // the result was moved out by a join
 
   // Accounting: polls here; service time is TaskNode::attained_service
   // (charged by QueueSet::Charge), the spawn tick below.
@@ -128,12 +152,14 @@ struct TaskHeader : sched::TaskNode {
   TaskHeader* join_waiter = nullptr;
 
   InboxNode wake_node;             // spawns and wakes from other threads
+  InboxNode waker_node;            // Waker wakes from other threads
   InboxNode abort_node;            // aborts from other threads
   TaskHeader* all_prev = nullptr;  // executor's list of live tasks
   TaskHeader* all_next = nullptr;
 
   TaskHeader() {
     wake_node.task = this;
+    waker_node.task = this;
     abort_node.task = this;
   }
 };
@@ -166,6 +192,14 @@ void JoinWaitEnd(Inbox* waiter_inbox) noexcept;
 
 // The task being polled on this thread, or nullptr outside a poll.
 TaskHeader* CurrentTask() noexcept;
+
+// Reports a misuse that cannot be an exception (a noexcept path) on stderr
+// and aborts the process.
+[[noreturn]] void FatalMisuse(const char* what) noexcept;
+
+// The join rules, checked before a task or thread waits for `target`:
+// throws TaskMisuseError for a join that could never finish.
+void CheckJoin(const TaskHeader* target, bool from_task);
 
 template <typename T>
 struct ResultSlot {
@@ -360,17 +394,32 @@ class [[nodiscard]] Task {
     }
     T await_resume() { return handle.promise().Cell()->result.Take(); }
   };
-  Awaiter operator co_await() && noexcept { return Awaiter{handle_}; }
-  Awaiter operator co_await() & noexcept { return Awaiter{handle_}; }
+  Awaiter operator co_await() && noexcept { return Awaiter{Awaitable()}; }
+  Awaiter operator co_await() & noexcept { return Awaiter{Awaitable()}; }
 
   // Executor use: gives up ownership of the frame.
   executor_internal::TaskCell<T>* Release() noexcept {
+    if (!handle_) {
+      executor_internal::FatalMisuse(
+          "Spawn of an empty Task (default-constructed or moved-from)");
+    }
     auto* cell = handle_.promise().Cell();
     handle_ = {};
     return cell;
   }
 
  private:
+  Handle Awaitable() const noexcept {
+    if (!handle_) {
+      executor_internal::FatalMisuse(
+          "co_await of an empty Task (default-constructed or moved-from)");
+    }
+    if (handle_.done() || handle_.promise().continuation) {
+      executor_internal::FatalMisuse(
+          "a Task was awaited twice (a Task runs once: keep its result)");
+    }
+    return handle_;
+  }
   Handle handle_;
 };
 
@@ -394,24 +443,35 @@ void BlockUntilDone(TaskHeader* task) noexcept;
 // TaskCancelledError if it was aborted or dropped at shutdown; `status()`
 // tells which without throwing.  The value can be taken once.  Dropping the
 // handle detaches the task (it keeps running).  `Abort()` cancels the task:
-// a queued task is removed, a suspended one has its operation cancelled and
-// is destroyed, a finished one is left as it is.
+// a queued task is removed, a suspended one has its wait cancelled and is
+// destroyed, a finished one is left as it is.
 //
-// Thread safety: a handle may be used from any thread, one thread at a time.
+// Requires: a valid handle (not default-constructed or moved-from) for
+// everything but valid(), Abort() (a no-op then) and destruction.  One task
+// at a time awaits a handle.  Join() / Wait() are for threads that do not
+// run the task's executor: on that executor's thread they could never
+// return.  A task never awaits its own handle.  Each of these misuses
+// throws TaskMisuseError at once (the accessors that are noexcept abort
+// with a message instead), rather than hanging.
+// Thread safety: a handle may be used from any thread, one thread at a time;
+// it keeps its executor's inbox alive, so Abort() is safe while (or after)
+// the executor is destroyed on another thread.
 // Memory ordering: `status()` acquires the completion that released the
 // result, so the value is visible once status() is not kPending.
 template <typename T = void>
 class [[nodiscard]] JoinHandle {
  public:
   JoinHandle() noexcept = default;
-  explicit JoinHandle(executor_internal::TaskCell<T>* cell) noexcept
-      : cell_(cell) {}
+  JoinHandle(executor_internal::TaskCell<T>* cell,
+             std::shared_ptr<executor_internal::Inbox> inbox) noexcept
+      : cell_(cell), inbox_(std::move(inbox)) {}
   JoinHandle(JoinHandle&& o) noexcept
-      : cell_(std::exchange(o.cell_, nullptr)) {}
+      : cell_(std::exchange(o.cell_, nullptr)), inbox_(std::move(o.inbox_)) {}
   JoinHandle& operator=(JoinHandle&& o) noexcept {
     if (this != &o) {
       Reset();
       cell_ = std::exchange(o.cell_, nullptr);
+      inbox_ = std::move(o.inbox_);
     }
     return *this;
   }
@@ -420,10 +480,12 @@ class [[nodiscard]] JoinHandle {
   ~JoinHandle() { Reset(); }
 
   bool valid() const noexcept { return cell_ != nullptr; }
-  uint64_t id() const noexcept { return cell_->ctx.task_id; }
+  // The task's id (unique per executor; the same as CurrentTaskContext()
+  // inside the task).
+  uint64_t id() const noexcept { return Cell("id")->ctx.task_id; }
 
   JoinStatus status() const noexcept {
-    const uint32_t s = cell_->state.load(std::memory_order_acquire);
+    const uint32_t s = Cell("status")->state.load(std::memory_order_acquire);
     if (s & executor_internal::kStateCancelled) return JoinStatus::kCancelled;
     if (s & executor_internal::kStateComplete) {
       return (s & executor_internal::kStateFailed) ? JoinStatus::kFailed
@@ -433,12 +495,18 @@ class [[nodiscard]] JoinHandle {
   }
   bool is_finished() const noexcept { return status() != JoinStatus::kPending; }
 
-  // Requests cancellation; returns immediately.  No effect once finished.
-  void Abort() noexcept { executor_internal::RequestAbort(cell_); }
+  // Requests cancellation; returns immediately.  No effect once finished, or
+  // on an empty handle.
+  void Abort() noexcept {
+    if (cell_ != nullptr) executor_internal::RequestAbort(cell_);
+  }
 
-  // Blocks the calling thread (not an executor thread running this task's
-  // executor) until the task finishes; returns how it ended.
-  JoinStatus Wait() const noexcept {
+  // Blocks the calling thread until the task finishes; returns how it
+  // ended.  TaskMisuseError (instead of a deadlock) when called on the
+  // thread running the task's executor while the task is unfinished.
+  JoinStatus Wait() const {
+    ThrowIfEmpty("Wait");
+    executor_internal::CheckJoin(cell_, /*from_task=*/false);
     executor_internal::BlockUntilDone(cell_);
     return status();
   }
@@ -446,17 +514,20 @@ class [[nodiscard]] JoinHandle {
   // Wait(), then the value / the task's exception / TaskCancelledError.
   T Join() {
     if (Wait() == JoinStatus::kCancelled) throw TaskCancelledError();
-    return cell_->result.Take();
+    return Take();
   }
 
   struct Awaiter {
-    executor_internal::TaskCell<T>* cell;
-    bool await_ready() const noexcept {
-      return cell->state.load(std::memory_order_acquire) &
+    JoinHandle* handle;
+    bool await_ready() const {
+      handle->ThrowIfEmpty("co_await");
+      executor_internal::CheckJoin(handle->cell_, /*from_task=*/true);
+      return handle->cell_->state.load(std::memory_order_acquire) &
              executor_internal::kStateDone;
     }
     bool await_suspend(std::coroutine_handle<> h) noexcept {
       using namespace executor_internal;
+      TaskCell<T>* cell = handle->cell_;
       TaskHeader* me = CurrentTask();
       me->resume_point = h;
       me->run_state = RunState::kSuspended;
@@ -479,24 +550,57 @@ class [[nodiscard]] JoinHandle {
       return false;  // finished meanwhile: continue at once
     }
     T await_resume() {
-      if (cell->state.load(std::memory_order_acquire) &
+      if (handle->cell_->state.load(std::memory_order_acquire) &
           executor_internal::kStateCancelled) {
         throw TaskCancelledError();
       }
-      return cell->result.Take();
+      return handle->Take();
     }
   };
-  Awaiter operator co_await() noexcept { return Awaiter{cell_}; }
+  Awaiter operator co_await() noexcept { return Awaiter{this}; }
 
  private:
   friend class LocalExecutor;
+  void ThrowIfEmpty(const char* op) const {
+    if (cell_ == nullptr) {
+      throw TaskMisuseError(
+          std::string("spindle: JoinHandle::") + op +
+          " on an empty handle (default-constructed or moved-from)");
+    }
+  }
+  executor_internal::TaskCell<T>* Cell(const char* op) const noexcept {
+    if (cell_ == nullptr) {
+      executor_internal::FatalMisuse(
+          op[0] == 'i' ? "JoinHandle::id() on an empty handle "
+                         "(default-constructed or moved-from)"
+                       : "JoinHandle::status() on an empty handle "
+                         "(default-constructed or moved-from)");
+    }
+    return cell_;
+  }
+  T Take() {
+    if constexpr (!std::is_void_v<T>) {
+      if (!cell_->result.error) {
+        if (cell_->value_taken) {
+          throw TaskMisuseError(
+              "spindle: the task's value was already taken by an earlier "
+              "Join() or co_await of this handle");
+        }
+        cell_->value_taken = true;
+      }
+    }
+    return cell_->result.Take();
+  }
   void Reset() noexcept {
     if (cell_ != nullptr) {
       executor_internal::ReleaseRef(cell_);
       cell_ = nullptr;
     }
+    inbox_.reset();
   }
   executor_internal::TaskCell<T>* cell_ = nullptr;
+  // Keeps the executor's inbox alive for Abort() from any thread.
+  std::shared_ptr<executor_internal::Inbox> inbox_;
 };
 
 }  // namespace spindle

@@ -4,6 +4,7 @@
 // whose top comment describes the whole protocol.
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "absl/base/internal/raw_logging.h"
 #include "executor/internal/inbox.h"
@@ -50,6 +51,14 @@ void Wake(TaskHeader* t) noexcept {
   (void)t->inbox->Submit(t->inbox->wakes, &t->wake_node);
 }
 
+namespace {
+std::atomic<void (*)()> g_abort_window_hook{nullptr};
+}  // namespace
+
+void SetAbortWindowHookForTesting(void (*hook)()) noexcept {
+  g_abort_window_hook.store(hook, std::memory_order_release);
+}
+
 void RequestAbort(TaskHeader* t) noexcept {
   const uint32_t old =
       t->state.fetch_or(kStateCancelRequested, std::memory_order_acq_rel);
@@ -59,11 +68,79 @@ void RequestAbort(TaskHeader* t) noexcept {
     return;
   }
   t->refs.fetch_add(1, std::memory_order_relaxed);  // held by the message
+  // The window a regression test widens: the executor may be destroyed
+  // right here.  The caller's JoinHandle keeps the inbox alive, and Submit
+  // sees it closed.
+  if (void (*hook)() = g_abort_window_hook.load(std::memory_order_acquire)) {
+    hook();
+  }
   if (!t->inbox->Submit(t->inbox->aborts, &t->abort_node)) ReleaseRef(t);
 }
 
+void WakeByWaker(TaskHeader* t) noexcept {
+  // acq_rel: a second waker sees the first's bit and backs off; acquires
+  // the completion bits of a task cancelled meanwhile.
+  const uint32_t old =
+      t->state.fetch_or(kStateNotified, std::memory_order_acq_rel);
+  if (old & (kStateNotified | kStateDone)) {
+    ReleaseRef(t);  // woken already, or cancelled: nothing to do
+    return;
+  }
+  if (t->owner == tl_executor) {
+    t->woken = true;
+    t->owner->ScheduleLocal(t);
+    ReleaseRef(t);
+    return;
+  }
+  // The message carries the waker's reference: the task may be cancelled
+  // before the owner drains it, and the cell must outlive the node.
+  if (!t->inbox->Submit(t->inbox->waker_wakes, &t->waker_node)) {
+    ReleaseRef(t);
+  }
+}
+
+const std::shared_ptr<Inbox>& InboxOf(const LocalExecutor& ex) noexcept {
+  return ex.inbox_;
+}
+
+void FatalMisuse(const char* what) noexcept {
+  ABSL_RAW_LOG(FATAL, "spindle: %s", what);
+  std::abort();  // not reached
+}
+
+void CheckJoin(const TaskHeader* target, bool from_task) {
+  const uint32_t s = target->state.load(std::memory_order_acquire);
+  if (s & kStateDone) return;
+  if (from_task) {
+    if (target == tl_task) {
+      throw TaskMisuseError(
+          "spindle: a task awaits its own JoinHandle (it could never "
+          "finish)");
+    }
+    if (s & kStateJoinWaiter) {
+      throw TaskMisuseError(
+          "spindle: a second task awaits a JoinHandle that another task is "
+          "already awaiting (one awaiter at a time)");
+    }
+    return;
+  }
+  if (tl_executor != nullptr && tl_executor == target->owner) {
+    throw TaskMisuseError(
+        "spindle: JoinHandle::Join()/Wait() on the thread running the "
+        "task's own executor would block it forever; co_await the handle "
+        "from a task instead");
+  }
+}
+
 void PrepareSpawn(Inbox& in, TaskHeader* t,
-                  const SpawnOptions& options) noexcept {
+                  const SpawnOptions& options, bool remote) noexcept {
+  // relaxed: a diagnostic only; `running` is set by the thread in Run.
+  if (!remote && tl_executor != in.owner &&
+      in.running.load(std::memory_order_relaxed)) {
+    FatalMisuse(
+        "LocalExecutor::Spawn called from a thread other than the one "
+        "running the executor; use GetSpawner() on other threads");
+  }
   uint16_t q = in.default_queue;
   if (options.queue.has_value()) {
     auto it = in.queue_index.find(*options.queue);
@@ -115,7 +192,11 @@ void Spawner::SubmitTask(executor_internal::TaskHeader* t,
                          const SpawnOptions& options) noexcept {
   using executor_internal::Inbox;
   Inbox& in = *inbox_;
-  executor_internal::PrepareSpawn(in, t, options);
+  executor_internal::PrepareSpawn(in, t, options, /*remote=*/true);
+  // Ids of tasks from spawners are even, those of local spawns odd: the id
+  // is final before the handle exists (no race with the adopting thread).
+  t->ctx.task_id =
+      in.next_remote_id.fetch_add(2, std::memory_order_relaxed) + 2;
   if (!in.Submit(in.wakes, &t->wake_node)) {
     // The executor is gone: the task never runs.
     executor_internal::CompleteState(t, /*cancelled=*/true);

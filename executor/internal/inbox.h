@@ -83,8 +83,16 @@ class MpscQueue {
 };
 
 struct Inbox {
-  MpscQueue wakes;   // spawned tasks and wakes
-  MpscQueue aborts;  // abort requests
+  MpscQueue wakes;        // spawned tasks and wakes
+  MpscQueue waker_wakes;  // Waker wakes (each holds a task reference)
+  MpscQueue aborts;       // abort requests (each holds a task reference)
+  // RequestStop: set by any thread, consumed by the executor's DrainInbox.
+  std::atomic<bool> stop{false};
+  // True while a thread is inside Run/BlockOn (a misuse diagnostic: a
+  // foreign thread spawning through the executor instead of a Spawner).
+  std::atomic<bool> running{false};
+  // Ids of tasks spawned through a Spawner (even; local spawns are odd).
+  std::atomic<uint64_t> next_remote_id{0};
   std::atomic<bool> parked{false};
   std::atomic<bool> closed{false};
   std::atomic<int64_t> inflight{0};
@@ -113,6 +121,16 @@ struct Inbox {
     return true;
   }
 
+  // Any thread: asks the executor to stop (see LocalExecutor::RequestStop).
+  void RequestStop() noexcept {
+    inflight.fetch_add(1, std::memory_order_seq_cst);
+    if (!closed.load(std::memory_order_seq_cst)) {
+      stop.store(true, std::memory_order_seq_cst);
+      if (parked.load(std::memory_order_seq_cst)) driver->Wake();
+    }
+    inflight.fetch_sub(1, std::memory_order_seq_cst);
+  }
+
   // Executor thread, at shutdown: after this no producer touches the inbox.
   void Close() noexcept {
     closed.store(true, std::memory_order_seq_cst);
@@ -121,7 +139,10 @@ struct Inbox {
     }
   }
 
-  bool Empty() const noexcept { return wakes.Empty() && aborts.Empty(); }
+  bool Empty() const noexcept {
+    return wakes.Empty() && waker_wakes.Empty() && aborts.Empty() &&
+           !stop.load(std::memory_order_seq_cst);
+  }
 };
 
 }  // namespace spindle::executor_internal
