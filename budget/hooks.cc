@@ -76,20 +76,46 @@ HazardRecord* AcquireRecord() {
   return r;
 }
 
+// The thread's record.  A constant-initialised pointer (no destructor), so
+// hook calls from destructors of other thread_locals that run after the
+// record was given back at thread exit still find a record of their own.
+constinit thread_local HazardRecord* tl_record = nullptr;
+constinit thread_local bool tl_record_released = false;
+
+// Gives the record back when the thread exits (constructed at the thread's
+// first hook call, so destroyed before thread_locals built earlier).
 struct RecordOwner {
-  HazardRecord* record = AcquireRecord();
   ~RecordOwner() {
+    HazardRecord* record = tl_record;
     for (auto& s : record->slots) s.store(nullptr, std::memory_order_release);
     record->depth = 0;
+    tl_record = nullptr;
+    tl_record_released = true;
     // Pairs with the acquire CAS in AcquireRecord.
     record->in_use.store(false, std::memory_order_release);
   }
 };
 
 HazardRecord* ThisThreadRecord() {
-  thread_local RecordOwner owner;
-  return owner.record;
+  if (tl_record != nullptr) [[likely]] return tl_record;
+  tl_record = AcquireRecord();
+  if (!tl_record_released) {
+    thread_local RecordOwner owner;
+    (void)owner;
+  }
+  // After the owner's destructor ran (thread exit), the record acquired
+  // here stays taken: one record per such thread, reused by none.
+  return tl_record;
 }
+
+}  // namespace
+
+bool ThisThreadHazardRecordOwnedForTesting() {
+  HazardRecord* r = ThisThreadRecord();
+  return r->in_use.load(std::memory_order_relaxed);
+}
+
+namespace {
 
 // Announces the current snapshot for the guard's lifetime.
 class HazardGuard {

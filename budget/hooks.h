@@ -62,6 +62,9 @@ namespace budget_internal {
 struct HookSnapshot {
   PollHooks hooks;
 };
+// Test hook: whether the calling thread's hazard record is held (in use) by
+// it; true at any point of the thread's life, thread exit included.
+bool ThisThreadHazardRecordOwnedForTesting();
 }  // namespace budget_internal
 
 // HookRegistry: an atomically replaceable PollHooks set.

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "executor/internal/inbox.h"
+#include "executor/internal/preemption.h"
 #include "executor/io.h"
 #include "executor/local_executor.h"
 #include "timing/clock.h"
@@ -110,9 +111,26 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
         "ns) must not exceed SchedLatency (", sched_latency_.count(), "ns)"));
   }
   if (auto s = timing::TscClock::InitFromEnv(); !s.ok()) return s;
+  // The queue set keeps its latency in TSC ticks (at most 2^32); say what
+  // that is in the unit the user gave.
+  const uint64_t max_latency_ns =
+      timing::TscClock::ToNanos(sched::QueueSetConfig::kMaxLatencyTicks);
+  if (static_cast<uint64_t>(sched_latency_.count()) > max_latency_ns) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ExecutorBuilder::SchedLatency(", sched_latency_.count(),
+        "ns): too long for this machine's clock (valid range: 1ns .. ",
+        max_latency_ns, "ns)"));
+  }
 
   std::unique_ptr<budget::TierManager> tiers;
-  if (!tiers_off_) {
+  uint32_t untiered_budget = 0;
+  if (tiers_off_) {
+    // No tiers, but the budget still sets how often YieldMaybe yields:
+    // SPINDLE_BUDGET applies (and a bad SPINDLE_* value is still an error).
+    absl::StatusOr<budget::TierConfig> env = budget::TierConfig::FromEnv();
+    if (!env.ok()) return env.status();
+    untiered_budget = env->poll_budget;
+  } else {
     budget::TierConfig config;
     if (tiers_.has_value()) {
       config = *tiers_;
@@ -151,11 +169,22 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   ex->queue_set_ = std::make_unique<sched::QueueSet>(qc);
   ex->inbox_ = std::make_shared<Inbox>();
   ex->inbox_->owner = ex.get();
-  // The default queue gets share 100, so that the isolation lane (share
-  // IsolationShare(), default 1) receives about 1% of the thread while the
-  // default queue has work.
+  // Without WithQueue: one default queue (id 0).
   if (queues_.empty())
     queues_.push_back(QueueSpec{0, kDefaultQueueShare, nullptr});
+  // With tiers on, user shares are scaled up inside the queue set so that
+  // the isolation lane can be a small fraction of any of them: with shares
+  // 3:1, a lane of share 1 would get as much as the second queue.
+  uint32_t scale = 1;
+  if (tiers != nullptr) {
+    uint32_t max_share = 1;
+    for (const QueueSpec& q : queues_) max_share = std::max(max_share, q.share);
+    if (max_share <= sched::QueueSet::kMaxShare) {
+      scale = std::max<uint32_t>(1, sched::QueueSet::kMaxShare / max_share);
+    }
+  }
+  ex->share_scale_ = scale;
+  uint64_t scaled_sum = 0;
   for (QueueSpec& q : queues_) {
     if (q.id == kIsolationQueueId && tiers != nullptr) {
       return absl::InvalidArgumentError(
@@ -164,15 +193,33 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
                        "ids are 0..",
                        kIsolationQueueId - 1));
     }
-    absl::StatusOr<uint16_t> idx =
-        ex->queue_set_->AddQueue(q.id, q.share, std::move(q.scheduler));
+    if (q.share == 0 || q.share > sched::QueueSet::kMaxShare) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ExecutorBuilder::WithQueue(", q.id, ", share ", q.share,
+          "): valid shares are 1..", sched::QueueSet::kMaxShare));
+    }
+    absl::StatusOr<uint16_t> idx = ex->queue_set_->AddQueue(
+        q.id, q.share * scale, std::move(q.scheduler));
     if (!idx.ok()) return idx.status();
+    scaled_sum += uint64_t{q.share} * scale;
     ex->inbox_->queue_index.emplace(q.id, *idx);
   }
   ex->inbox_->default_queue = ex->inbox_->queue_index.at(queues_.front().id);
   if (tiers != nullptr) {
-    absl::StatusOr<uint16_t> idx =
-        ex->queue_set_->AddQueue(kIsolationQueueId, isolation_share_);
+    // Default: about 1% of what the user queues share together.
+    uint64_t lane = isolation_share_.has_value()
+                        ? uint64_t{*isolation_share_} * scale
+                        : std::max<uint64_t>(1, scaled_sum / 100);
+    lane = std::min<uint64_t>(lane, sched::QueueSet::kMaxShare);
+    if (isolation_share_.has_value() &&
+        (*isolation_share_ == 0 ||
+         *isolation_share_ > sched::QueueSet::kMaxShare)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ExecutorBuilder::IsolationShare(", *isolation_share_,
+          "): valid range is 1..", sched::QueueSet::kMaxShare));
+    }
+    absl::StatusOr<uint16_t> idx = ex->queue_set_->AddQueue(
+        kIsolationQueueId, static_cast<uint32_t>(std::max<uint64_t>(1, lane)));
     if (!idx.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("ExecutorBuilder::IsolationShare: ",
@@ -186,6 +233,7 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
         tiers->policy()
             .budget[0][static_cast<size_t>(budget::TaskPriority::kNormal)];
   }
+  if (tiers == nullptr) ex->default_budget_ = untiered_budget;
   ex->tiers_ = std::move(tiers);
   ex->hooks_ = std::move(hooks_);
   if (driver_ == nullptr && !no_reactor_) {
@@ -210,6 +258,8 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   ex->driver_yield_ticks_ =
       timing::TscClock::FromNanos(static_cast<uint64_t>(driver_yield_.count()));
   ex->collect_stats_ = stats_;
+  ex->cpu_mark_refresh_ticks_ =
+      timing::TscClock::FromNanos(executor_internal::kCpuMarkRefreshNs);
   ex->delay_histograms_.assign(ex->queue_set_->num_queues(), {});
   ex->preemptions_.assign(ex->queue_set_->num_queues(), 0);
   ex->stats_.driver = ex->driver_->Name();

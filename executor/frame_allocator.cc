@@ -9,26 +9,51 @@ struct FreeBlock {
   FreeBlock* next;
 };
 
-// One thread's cache.  Only its own thread touches it.
+// One thread's cache.  Only its own thread touches it.  Trivially
+// destructible and constant-initialised, so it is usable at any point of
+// the thread's life, including from destructors of other thread_local
+// objects that run after the cache was flushed (an executor or a handle in
+// thread-local storage created before the thread's first frame).
 struct ThreadCache {
-  FreeBlock* heads[kNumFrameClasses] = {};
+  FreeBlock* heads[kNumFrameClasses];
   FrameAllocatorStats stats;
+  bool registered;  // the flusher below is armed
+  bool closed;      // flushed at thread exit: frees go to the system
+};
 
-  ~ThreadCache() {
-    for (size_t c = 0; c < kNumFrameClasses; ++c) {
-      FreeBlock* b = heads[c];
-      while (b != nullptr) {
-        FreeBlock* next = b->next;
-        ::operator delete(static_cast<void*>(b), (c + 1) * kFrameGranule);
-        b = next;
-      }
-      heads[c] = nullptr;
+constinit thread_local ThreadCache tl_cache{};
+
+void Flush(ThreadCache& cache) noexcept {
+  for (size_t c = 0; c < kNumFrameClasses; ++c) {
+    FreeBlock* b = cache.heads[c];
+    while (b != nullptr) {
+      FreeBlock* next = b->next;
+      ::operator delete(static_cast<void*>(b), (c + 1) * kFrameGranule);
+      b = next;
     }
+    cache.heads[c] = nullptr;
+  }
+  cache.stats.cached_blocks = 0;
+  cache.stats.cached_bytes = 0;
+}
+
+// Flushes the cache when the thread exits and closes it for good.
+struct CacheFlusher {
+  ~CacheFlusher() {
+    Flush(tl_cache);
+    tl_cache.closed = true;
   }
 };
 
 ThreadCache& Cache() noexcept {
-  thread_local ThreadCache cache;
+  ThreadCache& cache = tl_cache;
+  if (!cache.registered) [[unlikely]] {
+    // First use on this thread: arm the flusher (its constructor runs now,
+    // so it is destroyed before any thread_local built earlier).
+    cache.registered = true;
+    thread_local CacheFlusher flusher;
+    (void)flusher;
+  }
   return cache;
 }
 
@@ -66,7 +91,8 @@ void FreeFrame(void* block, size_t size) noexcept {
   ThreadCache& cache = Cache();
   const size_t c = ClassOf(size);
   const size_t block_size = (c + 1) * kFrameGranule;
-  if (cache.stats.cached_bytes + block_size > kMaxCachedBytes) {
+  if (cache.closed ||
+      cache.stats.cached_bytes + block_size > kMaxCachedBytes) {
     ::operator delete(block, block_size);
     return;
   }

@@ -41,6 +41,7 @@
 
 #include "absl/base/internal/raw_logging.h"
 #include "executor/internal/inbox.h"
+#include "executor/internal/preemption.h"
 #include "executor/internal/task_protocol.h"
 #include "executor/io.h"
 #include "timing/clock.h"
@@ -358,9 +359,10 @@ uint64_t LocalExecutor::DiscountPreemption(uint64_t elapsed,
   const uint64_t wall_ns = timing::TscClock::ToNanos(now - before.tick);
   const uint64_t cpu_ns = (cpu_mark_.cpu_us - before.cpu_us) * 1000u;
   if (wall_ns <= cpu_ns) return elapsed;
-  const uint64_t off_cpu = timing::TscClock::FromNanos(wall_ns - cpu_ns);
   stats_.preempted_polls++;
-  return elapsed > off_cpu ? elapsed - off_cpu : 0;
+  const uint64_t judged_ns = executor_internal::JudgedPollNs(
+      timing::TscClock::ToNanos(elapsed), wall_ns, cpu_ns);
+  return std::min(elapsed, timing::TscClock::FromNanos(judged_ns));
 }
 
 bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {
@@ -414,6 +416,11 @@ void LocalExecutor::DriverYield(uint64_t now) noexcept {
   polls_since_driver_ = 0;
   last_driver_tick_ = now;
   wake_tick_ = now;
+  // Keep the preemption window short (see internal/preemption.h): one
+  // getrusage per kCpuMarkRefreshNs at most.
+  if (tiers_ != nullptr && now - cpu_mark_.tick > cpu_mark_refresh_ticks_) {
+    MarkCpu(now);
+  }
   driver_->Poll(0);
   DrainInbox();
 }
@@ -485,7 +492,15 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
   running_ = false;
 }
 
-void LocalExecutor::RequestStop() noexcept { inbox_->RequestStop(); }
+void LocalExecutor::RequestStop() noexcept {
+  // On the thread running this executor (a task, a hook): at once; the
+  // calling task itself is cancelled at its next suspension point.
+  if (executor_internal::tl_executor == this && running_) {
+    BeginStop();
+    return;
+  }
+  inbox_->RequestStop();
+}
 
 void LocalExecutor::BeginStop() noexcept {
   stopping_ = true;
@@ -509,6 +524,7 @@ void LocalExecutor::BeginStop() noexcept {
 
 ExecutorStats LocalExecutor::Stats() const {
   ExecutorStats s = stats_;
+  s.share_scale = share_scale_;
   s.ns_per_tick =
       static_cast<double>(timing::TscClock::ToNanos(1'000'000)) / 1e6;
   s.max_ns_without_driver_yield =
@@ -520,6 +536,9 @@ ExecutorStats LocalExecutor::Stats() const {
   uint64_t busy_ticks = 0;
   for (size_t i = 0; i < n; ++i) {
     s.queues[i].sched = queue_set_->Stats(static_cast<uint16_t>(i));
+    if (!isolation_index_.has_value() || i != *isolation_index_) {
+      s.queues[i].sched.share /= share_scale_;
+    }
     busy_ticks += s.queues[i].sched.service_ticks;
     s.queues[i].delay_histogram = delay_histograms_[i];
     s.queues[i].preemptions = preemptions_[i];

@@ -33,10 +33,7 @@ using QueueId = sched::QueueId;
 // The queue id the executor uses for its isolation lane when tiers are on.
 inline constexpr QueueId kIsolationQueueId = 0xFFFFFFFFu;
 
-// The share of the default queue (id 0) when no WithQueue is given.  Shares
-// are relative: against the isolation lane's default share of 1, a busy
-// default queue leaves an isolated task about 1% of the thread.  Give your
-// own queues shares well above IsolationShare() for the same effect.
+// The share of the default queue (id 0) when no WithQueue is given.
 inline constexpr uint32_t kDefaultQueueShare = 100;
 
 // Per-task spawn settings.  Unset fields take the executor's defaults.
@@ -90,6 +87,10 @@ struct ExecutorStats {
   uint64_t live_tasks = 0;
   std::string_view driver;
   double ns_per_tick = 0;  // for the tick-based histograms
+  // Queue weights inside the queue set are the user shares times this
+  // (queues[i].sched.share reports the user's share; the isolation lane's
+  // is its internal weight, in user units divided by share_scale).
+  uint32_t share_scale = 1;
   std::vector<QueueStatsSnapshot> queues;
   budget::TierMetrics tiers;
 };
@@ -184,7 +185,10 @@ class ExecutorBuilder {
   ExecutorBuilder& Tiers(budget::TierConfig config);  // default: FromEnv()
   ExecutorBuilder& NoTiers();                         // no tier evaluation
   ExecutorBuilder& Hooks(std::shared_ptr<budget::HookRegistry> hooks);
-  // The isolation lane's share (default 1), relative to the queues' shares.
+  // The isolation lane's share, in the same units as the queues' shares
+  // (1..10000).  Default: about 1% of the sum of the queues' shares, however
+  // small they are (user shares are scaled up internally so that the lane
+  // can be a fraction of the smallest; ExecutorStats::share_scale).
   ExecutorBuilder& IsolationShare(uint32_t share);
   ExecutorBuilder& CollectStats(bool enabled);  // default true
   // The reactor's options (default: ReactorOptions::FromEnv(), i.e.
@@ -215,7 +219,7 @@ class ExecutorBuilder {
   std::optional<budget::TierConfig> tiers_;
   bool tiers_off_ = false;
   std::shared_ptr<budget::HookRegistry> hooks_;
-  uint32_t isolation_share_ = 1;
+  std::optional<uint32_t> isolation_share_;
   bool stats_ = true;
   std::unique_ptr<Driver> driver_;
   std::optional<reactor::ReactorOptions> reactor_options_;
@@ -347,8 +351,10 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   uint32_t max_polls_per_yield_ = 61;
   uint64_t min_violation_ticks_ = UINT64_MAX;
   CpuMark cpu_mark_;
+  uint64_t cpu_mark_refresh_ticks_ = UINT64_MAX;
   uint64_t driver_yield_ticks_ = 0;
   uint32_t default_budget_ = 2000;
+  uint32_t share_scale_ = 1;  // internal weight per unit of user share
   bool collect_stats_ = true;
   bool running_ = false;
   bool shutting_down_ = false;
