@@ -336,6 +336,9 @@ TEST(HardeningTest, PreemptionDiscountIsProportionalToThePoll) {
   EXPECT_EQ(JudgedPollNs(20'000'000, 30'000'000, 30'000'000), 20'000'000u);
   // The poll is the whole window and was preempted half of it.
   EXPECT_EQ(JudgedPollNs(10'000'000, 10'000'000, 5'000'000), 5'000'000u);
+  // A short window: a polite 50 us poll preempted for 5 ms is charged its
+  // own time, not the preemption.
+  EXPECT_EQ(JudgedPollNs(5'050'000, 5'500'000, 500'000), 50'000u);
   // Never more than the wall time; no overflow on huge values.
   EXPECT_LE(JudgedPollNs(UINT64_MAX / 2, UINT64_MAX / 2, 1), UINT64_MAX / 2);
 }

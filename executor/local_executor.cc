@@ -32,6 +32,7 @@
 #include "executor/local_executor.h"
 
 #include <sys/resource.h>
+#include <time.h>
 
 #include <algorithm>
 #include <climits>
@@ -333,11 +334,14 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
 void LocalExecutor::MarkCpu(uint64_t now) noexcept {
   rusage ru;
   if (getrusage(RUSAGE_THREAD, &ru) != 0) return;
+  // The CPU time from the thread clock: getrusage's is only brought up to
+  // date at scheduler ticks (up to 4 ms stale at HZ=250), far too coarse to
+  // judge a millisecond poll.
+  timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return;
   cpu_mark_.tick = now;
-  cpu_mark_.cpu_us =
-      static_cast<uint64_t>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
-          1'000'000u +
-      static_cast<uint64_t>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+  cpu_mark_.cpu_ns = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u +
+                     static_cast<uint64_t>(ts.tv_nsec);
   cpu_mark_.voluntary = static_cast<uint64_t>(ru.ru_nvcsw);
   cpu_mark_.involuntary = static_cast<uint64_t>(ru.ru_nivcsw);
 }
@@ -357,7 +361,7 @@ uint64_t LocalExecutor::DiscountPreemption(uint64_t elapsed,
     return elapsed;
   }
   const uint64_t wall_ns = timing::TscClock::ToNanos(now - before.tick);
-  const uint64_t cpu_ns = (cpu_mark_.cpu_us - before.cpu_us) * 1000u;
+  const uint64_t cpu_ns = cpu_mark_.cpu_ns - before.cpu_ns;
   if (wall_ns <= cpu_ns) return elapsed;
   stats_.preempted_polls++;
   const uint64_t judged_ns = executor_internal::JudgedPollNs(

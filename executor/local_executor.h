@@ -329,7 +329,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // Context-switch accounting for slow polls (see DiscountPreemption).
   struct CpuMark {
     uint64_t tick = 0;
-    uint64_t cpu_us = 0;
+    uint64_t cpu_ns = 0;
     uint64_t voluntary = 0;
     uint64_t involuntary = 0;
   };

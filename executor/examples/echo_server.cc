@@ -5,16 +5,20 @@
 //
 // Listens on 127.0.0.1:PORT (0 picks a free port, printed at start), and
 // echoes back whatever each connection sends, one task per connection.
-// --seconds bounds the run (default: until interrupted); SPINDLE_REACTOR
-// picks the backend.
+// --seconds bounds the run (default: until SIGINT / SIGTERM, read from a
+// signalfd, which call RequestStop()); SPINDLE_REACTOR picks the backend.
+// A transient accept error (EMFILE under a low `ulimit -n`, ECONNABORTED)
+// is retried; the server keeps serving.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,8 +29,6 @@
 #include "reactor/reactor.h"
 
 namespace {
-
-std::atomic<bool> g_stop{false};
 
 // Closes the descriptor if the task is cancelled before it closed it.
 struct OwnedFd {
@@ -58,17 +60,51 @@ spindle::Task<void> Serve(int conn, uint64_t* bytes) {
   co_await spindle::Close(conn);
 }
 
+// accept(2) errors after which the listener still works: out of
+// descriptors or memory (wait a little: a connection closing frees one),
+// or a connection that died before it was accepted (retry at once).
+bool TransientAcceptError(int err) {
+  switch (err) {
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+      return true;
+    case ECONNABORTED:
+    case EINTR:
+    case EAGAIN:
+    case EPROTO:
+    case EPERM:  // a firewall rule refused this one connection
+      return true;
+    default:
+      return false;
+  }
+}
+
 spindle::Task<void> AcceptLoop(int listener, uint64_t* connections,
                                uint64_t* bytes) {
-  while (!g_stop.load(std::memory_order_relaxed)) {
-    // Bounded waits so that the stop flag is seen.
-    const int fd = co_await spindle::Timeout(spindle::Accept(listener),
-                                             std::chrono::milliseconds(100));
-    if (fd == -ECANCELED) continue;
+  uint64_t transient = 0;
+  for (;;) {
+    const int fd = co_await spindle::Accept(listener);
+    if (fd == -ECANCELED) break;  // stopping
     if (fd < 0) {
-      std::fprintf(stderr, "echo_server: accept: %s\n", std::strerror(-fd));
-      break;
+      if (!TransientAcceptError(-fd)) {
+        std::fprintf(stderr, "echo_server: accept: %s; stopping\n",
+                     std::strerror(-fd));
+        spindle::CurrentExecutor()->RequestStop();
+        break;
+      }
+      // Say so once per burst, not once per retry.
+      if (transient++ == 0) {
+        std::fprintf(stderr, "echo_server: accept: %s; retrying\n",
+                     std::strerror(-fd));
+      }
+      if (-fd == EMFILE || -fd == ENFILE || -fd == ENOBUFS || -fd == ENOMEM) {
+        co_await spindle::SleepFor(std::chrono::milliseconds(10));
+      }
+      continue;
     }
+    transient = 0;
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     ++*connections;
@@ -76,10 +112,22 @@ spindle::Task<void> AcceptLoop(int listener, uint64_t* connections,
   }
 }
 
+// Stops the executor on SIGINT or SIGTERM, read from a signalfd like any
+// other descriptor (no flag to poll, no work in a signal handler).
+spindle::Task<void> StopOnSignal(int sfd) {
+  signalfd_siginfo info;
+  const int n = co_await spindle::Read(sfd, &info, sizeof(info));
+  if (n == static_cast<int>(sizeof(info))) {
+    std::printf("echo_server: signal %u, stopping\n", info.ssi_signo);
+    std::fflush(stdout);
+    spindle::CurrentExecutor()->RequestStop();
+  }
+}
+
 spindle::Task<void> StopAfter(double seconds) {
   co_await spindle::SleepFor(
       std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9)));
-  g_stop.store(true, std::memory_order_relaxed);
+  spindle::CurrentExecutor()->RequestStop();
 }
 
 int Usage(const char* why) {
@@ -120,10 +168,23 @@ int main(int argc, char** argv) {
   if (port < 0) return Usage("--port is required");
 
   signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa {};
-  sa.sa_handler = [](int) { g_stop.store(true); };
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  // SIGINT / SIGTERM arrive through a signalfd (blocked for the thread).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+  const int sfd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+  if (sfd < 0) {
+    std::fprintf(stderr, "echo_server: signalfd: %s\n", std::strerror(errno));
+    return 1;
+  }
+  // Many connections need more descriptors than the usual soft limit.
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
 
   auto ex = spindle::ExecutorBuilder().Build();
   if (!ex.ok()) {
@@ -139,7 +200,7 @@ int main(int argc, char** argv) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(port));
   if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(listener, 1024) != 0) {
+      listen(listener, 4096) != 0) {
     std::fprintf(stderr, "echo_server: cannot listen on 127.0.0.1:%ld: %s\n",
                  port, std::strerror(errno));
     return 1;
@@ -153,19 +214,16 @@ int main(int argc, char** argv) {
   uint64_t connections = 0;
   uint64_t bytes = 0;
   (*ex)->SpawnDetached(AcceptLoop(listener, &connections, &bytes));
+  (*ex)->SpawnDetached(StopOnSignal(sfd));
   if (seconds > 0) (*ex)->SpawnDetached(StopAfter(seconds));
-  // Runs until the accept loop stops; connections still open are then
-  // cancelled (and their sockets closed) by the executor's shutdown.
-  auto wait_stop = []() -> spindle::Task<void> {
-    while (!g_stop.load(std::memory_order_relaxed)) {
-      co_await spindle::SleepFor(std::chrono::milliseconds(50));
-    }
-  };
-  (*ex)->BlockOn(wait_stop());
+  // Runs until a stop: then every task left (the accept loop, open
+  // connections) is cancelled, their sockets closed, and Run returns.
+  (*ex)->Run();
   std::printf("echo_server: %llu connections, %llu bytes echoed\n",
               static_cast<unsigned long long>(connections),
               static_cast<unsigned long long>(bytes));
   ex->reset();
   close(listener);
+  close(sfd);
   return 0;
 }
