@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -131,7 +132,9 @@ void CalibrateLocked() {
   g_calibrated.store(true, std::memory_order_release);
 }
 
-absl::Status ConfigureLocked(std::string_view value) {
+absl::Status ConfigureLocked(std::string_view raw) {
+  // Any case, as the SPINDLE_* tier variables accept ("TSC", "Auto").
+  const std::string value = absl::AsciiStrToLower(std::string(raw));
   ClockSource wanted;
   const bool invariant = TscClock::CounterIsInvariant();
   if (value.empty() || value == "auto") {
@@ -153,7 +156,7 @@ absl::Status ConfigureLocked(std::string_view value) {
     wanted = ClockSource::kMonotonic;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("SPINDLE_CLOCK='", Av(value),
+        absl::StrCat("SPINDLE_CLOCK='", Av(raw),
                      "' is not a valid clock; valid values: auto, tsc, "
                      "monotonic"));
   }
@@ -161,7 +164,7 @@ absl::Status ConfigureLocked(std::string_view value) {
   if (current != 0) {
     if (current == static_cast<uint8_t>(wanted)) return absl::OkStatus();
     return absl::FailedPreconditionError(absl::StrCat(
-        "SPINDLE_CLOCK='", Av(value), "': the clock is already running as ",
+        "SPINDLE_CLOCK='", Av(raw), "': the clock is already running as ",
         Av(ClockSourceName(static_cast<ClockSource>(current))),
         "; configure it before the first TscClock::Now()"));
   }

@@ -117,6 +117,16 @@ TEST_F(ClockTest, ForcedTscOnNonInvariantCounterIsAnError) {
   EXPECT_NE(s.message().find("SPINDLE_CLOCK=tsc"), std::string::npos) << s;
 }
 
+TEST_F(ClockTest, ValuesAreCaseInsensitive) {
+  TscClock::ResetForTesting();
+  timing_internal::OverrideInvariantForTesting(1);
+  ASSERT_TRUE(TscClock::Configure("MONOTONIC").ok());
+  EXPECT_EQ(TscClock::Source(), ClockSource::kMonotonic);
+  TscClock::ResetForTesting();
+  ASSERT_TRUE(TscClock::Configure("Auto").ok());
+  EXPECT_EQ(TscClock::Source(), ClockSource::kTsc);
+}
+
 TEST_F(ClockTest, AutoUsesCounterWhenInvariant) {
   TscClock::ResetForTesting();
   timing_internal::OverrideInvariantForTesting(1);
