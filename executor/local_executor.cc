@@ -5,18 +5,35 @@
 //     kNew -> kQueued            Spawn / Adopt (from the inbox)
 //     kQueued -> kRunning        picked by the loop
 //     kRunning -> kYielded       YieldNow / YieldMaybe; the loop re-queues
-//     kRunning -> kSuspended     an awaiter registered a wake-up
+//     kRunning -> kSuspended     an awaiter registered a wake-up (wait_kind
+//                                says on what: kIo, kJoin, kWaker, or
+//                                kAborted when an abort was already pending)
 //     kRunning -> kDone          final_suspend of the top-level coroutine
 //     kSuspended -> kQueued      Wake (owner thread directly; other threads
-//                                through the inbox)
+//                                through the inbox: `wakes`, or `waker_wakes`
+//                                whose messages hold a task reference)
 //   Atomic `state` (any thread): kStateNotified dedups wakes between a wake
-//   and the next poll; kStateCancelRequested is set by Abort; the completion
-//   bits are set once, by the owner, with a release RMW that also reads
-//   kStateJoinWaiter to wake a registered joiner.
-//   A task is cancelled only on the owner thread, and only when nothing else
-//   refers to its frame: queued (removed first), suspended on a join (after
-//   deregistering), or woken after its I/O operation was cancelled.
-//
+//   and the next poll; kStateCancelRequested is set by Abort and by a stop;
+//   the completion bits are set once, by the owner, with a release RMW that
+//   also reads kStateJoinWaiter to wake a registered joiner.
+//   Cancellation (owner thread only, ProcessAbort; idempotent per
+//   suspension through `abort_seen`):
+//     queued             removed and cancelled, unless it was woken by an
+//                        operation that completed with a real result: then
+//                        it runs and is cancelled at its next suspension
+//     suspended, kIo     the operation is cancelled; the completion wakes
+//                        the task, which is cancelled (or, if the operation
+//                        won the race, gets its result first, as above)
+//     suspended, kJoin   the join registration is taken back and the task
+//                        cancelled; if the target finished first, its
+//                        completer wakes the task, which is cancelled then
+//     suspended, kWaker  cancelled at once (a late Wake() finds it done)
+//     running / yielded  acted on after the poll, at the suspension point
+//                        the poll ended in (an I/O awaiter with an abort
+//                        pending starts nothing: kAborted)
+//   Stop (RequestStop): every live task is aborted as above, tasks spawned
+//   meanwhile are cancelled at adoption, and Run returns when none is left.
+
 // Shutdown (destructor), in order:
 //   1. shutting_down_ = true: nothing is polled from here on.
 //   2. Close the inbox (no producer can touch it afterwards) and adopt what
