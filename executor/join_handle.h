@@ -1,0 +1,189 @@
+// executor/join_handle.h: JoinHandle<T>, what spawning a Task returns.
+//
+// Included by executor/task.h; include either.
+
+#ifndef SPINDLE_EXECUTOR_JOIN_HANDLE_H_
+#define SPINDLE_EXECUTOR_JOIN_HANDLE_H_
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "executor/task.h"
+
+namespace spindle {
+
+// JoinHandle<T>: the spawner's view of a spawned task.
+//
+// `co_await handle` from a task, or `Join()` from a plain thread, yields the
+// task's value, rethrows the exception it threw, or throws
+// TaskCancelledError if it was aborted or dropped at shutdown; `status()`
+// tells which without throwing.  The value can be taken once.  Dropping the
+// handle detaches the task (it keeps running).  `Abort()` cancels the task:
+// a queued task is removed, a suspended one has its wait cancelled and is
+// destroyed, a finished one is left as it is.
+//
+// Requires: a valid handle (not default-constructed or moved-from) for
+// everything but valid(), Abort() (a no-op then) and destruction.  One task
+// at a time awaits a handle.  Join() / Wait() are for threads that do not
+// run the task's executor: on that executor's thread they could never
+// return.  A task never awaits its own handle.  Each of these misuses
+// throws TaskMisuseError at once (the accessors that are noexcept abort
+// with a message instead), rather than hanging.
+// Thread safety: a handle may be used from any thread, one thread at a time;
+// it keeps its executor's inbox alive, so Abort() is safe while (or after)
+// the executor is destroyed on another thread.
+// Memory ordering: `status()` acquires the completion that released the
+// result, so the value is visible once status() is not kPending.
+template <typename T = void>
+class [[nodiscard]] JoinHandle {
+ public:
+  JoinHandle() noexcept = default;
+  JoinHandle(executor_internal::TaskCell<T>* cell,
+             std::shared_ptr<executor_internal::Inbox> inbox) noexcept
+      : cell_(cell), inbox_(std::move(inbox)) {}
+  JoinHandle(JoinHandle&& o) noexcept
+      : cell_(std::exchange(o.cell_, nullptr)), inbox_(std::move(o.inbox_)) {}
+  JoinHandle& operator=(JoinHandle&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      cell_ = std::exchange(o.cell_, nullptr);
+      inbox_ = std::move(o.inbox_);
+    }
+    return *this;
+  }
+  JoinHandle(const JoinHandle&) = delete;
+  JoinHandle& operator=(const JoinHandle&) = delete;
+  ~JoinHandle() { Reset(); }
+
+  bool valid() const noexcept { return cell_ != nullptr; }
+  // The task's id (unique per executor; the same as CurrentTaskContext()
+  // inside the task).
+  uint64_t id() const noexcept { return Cell("id")->ctx.task_id; }
+
+  JoinStatus status() const noexcept {
+    const uint32_t s = Cell("status")->state.load(std::memory_order_acquire);
+    if (s & executor_internal::kStateCancelled) return JoinStatus::kCancelled;
+    if (s & executor_internal::kStateComplete) {
+      return (s & executor_internal::kStateFailed) ? JoinStatus::kFailed
+                                                   : JoinStatus::kCompleted;
+    }
+    return JoinStatus::kPending;
+  }
+  bool is_finished() const noexcept { return status() != JoinStatus::kPending; }
+
+  // Requests cancellation; returns immediately.  No effect once finished, or
+  // on an empty handle.
+  void Abort() noexcept {
+    if (cell_ != nullptr) executor_internal::RequestAbort(cell_);
+  }
+
+  // Blocks the calling thread until the task finishes; returns how it
+  // ended.  TaskMisuseError (instead of a deadlock) when called on the
+  // thread running the task's executor while the task is unfinished.
+  JoinStatus Wait() const {
+    ThrowIfEmpty("Wait");
+    executor_internal::CheckJoin(cell_, /*from_task=*/false);
+    executor_internal::BlockUntilDone(cell_);
+    return status();
+  }
+
+  // Wait(), then the value / the task's exception / TaskCancelledError.
+  T Join() {
+    if (Wait() == JoinStatus::kCancelled) throw TaskCancelledError();
+    return Take();
+  }
+
+  struct Awaiter {
+    JoinHandle* handle;
+    bool await_ready() const {
+      handle->ThrowIfEmpty("co_await");
+      executor_internal::CheckJoin(handle->cell_, /*from_task=*/true);
+      return handle->cell_->state.load(std::memory_order_acquire) &
+             executor_internal::kStateDone;
+    }
+    bool await_suspend(std::coroutine_handle<> h) noexcept {
+      using namespace executor_internal;
+      TaskCell<T>* cell = handle->cell_;
+      TaskHeader* me = CurrentTask();
+      me->resume_point = h;
+      me->run_state = RunState::kSuspended;
+      me->wait_kind = WaitKind::kJoin;
+      me->wait_object = cell;
+      cell->join_waiter = me;
+      JoinWaitBegin(me);
+      uint32_t s = cell->state.load(std::memory_order_acquire);
+      while (!(s & kStateDone)) {
+        // release: publishes join_waiter to the completer's fetch_or.
+        if (cell->state.compare_exchange_weak(s, s | kStateJoinWaiter,
+                                              std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+          return true;
+        }
+      }
+      JoinWaitEnd(me->inbox);
+      me->run_state = RunState::kRunning;
+      me->wait_kind = WaitKind::kNone;
+      return false;  // finished meanwhile: continue at once
+    }
+    T await_resume() {
+      if (handle->cell_->state.load(std::memory_order_acquire) &
+          executor_internal::kStateCancelled) {
+        throw TaskCancelledError();
+      }
+      return handle->Take();
+    }
+  };
+  Awaiter operator co_await() noexcept { return Awaiter{this}; }
+
+ private:
+  friend class LocalExecutor;
+  void ThrowIfEmpty(const char* op) const {
+    if (cell_ == nullptr) {
+      throw TaskMisuseError(
+          std::string("spindle: JoinHandle::") + op +
+          " on an empty handle (default-constructed or moved-from)");
+    }
+  }
+  executor_internal::TaskCell<T>* Cell(const char* op) const noexcept {
+    if (cell_ == nullptr) {
+      executor_internal::FatalMisuse(
+          op[0] == 'i' ? "JoinHandle::id() on an empty handle "
+                         "(default-constructed or moved-from)"
+                       : "JoinHandle::status() on an empty handle "
+                         "(default-constructed or moved-from)");
+    }
+    return cell_;
+  }
+  T Take() {
+    if constexpr (!std::is_void_v<T>) {
+      if (!cell_->result.error) {
+        if (cell_->value_taken) {
+          throw TaskMisuseError(
+              "spindle: the task's value was already taken by an earlier "
+              "Join() or co_await of this handle");
+        }
+        cell_->value_taken = true;
+      }
+    }
+    return cell_->result.Take();
+  }
+  void Reset() noexcept {
+    if (cell_ != nullptr) {
+      executor_internal::ReleaseRef(cell_);
+      cell_ = nullptr;
+    }
+    inbox_.reset();
+  }
+  executor_internal::TaskCell<T>* cell_ = nullptr;
+  // Keeps the executor's inbox alive for Abort() from any thread.
+  std::shared_ptr<executor_internal::Inbox> inbox_;
+};
+
+}  // namespace spindle
+
+#endif  // SPINDLE_EXECUTOR_JOIN_HANDLE_H_
