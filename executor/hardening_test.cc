@@ -381,23 +381,25 @@ TEST(HardeningTest, QueueSetIsReadOnlyAfterBuild) {
   EXPECT_EQ(ex->queue_set().num_queues(), 2u);  // default + isolation lane
 }
 
+void SpawnFromAForeignThreadWhileRunning() {
+  auto ex = MakeExecutor();
+  std::atomic<bool> stop{false};
+  std::atomic<bool> running{false};
+  auto spin = [&]() -> Task<void> {
+    running = true;
+    while (!stop.load()) co_await YieldNow();
+  };
+  ex->SpawnDetached(spin());
+  std::thread runner([&] { ex->Run(); });
+  while (!running.load()) std::this_thread::yield();
+  ex->SpawnDetached(Constant(1));  // not the running thread
+  stop = true;
+  runner.join();
+}
+
 TEST(HardeningDeathTest, SpawningThroughTheExecutorFromAnotherThreadFails) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_DEATH(
-      {
-        auto ex = MakeExecutor();
-        std::atomic<bool> stop{false};
-        auto spin = [&]() -> Task<void> {
-          while (!stop.load()) co_await YieldNow();
-        };
-        ex->SpawnDetached(spin());
-        std::thread runner([&] { ex->Run(); });
-        while (!ex->Stats().polls) std::this_thread::yield();
-        ex->SpawnDetached(Constant(1));  // not the running thread
-        stop = true;
-        runner.join();
-      },
-      "use GetSpawner");
+  EXPECT_DEATH(SpawnFromAForeignThreadWhileRunning(), "use GetSpawner");
 }
 
 // ---- Item 14: empty handles and tasks, values taken twice, failures.
