@@ -17,7 +17,7 @@
 namespace spindle::budget {
 
 // The budget layer's version (see budget/VERSION and budget/CHANGELOG.md).
-inline constexpr std::string_view kVersion = "0.1.0";
+inline constexpr std::string_view kVersion = "0.1.1";
 
 }  // namespace spindle::budget
 

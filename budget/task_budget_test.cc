@@ -20,7 +20,7 @@ TEST(TaskBudgetTest, SizeAndAlignment) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(&b) % 16, 0u);
   }
   EXPECT_EQ(alignof(TaskContext) % 16, 0u);
-  EXPECT_EQ(kVersion, "0.1.0");
+  EXPECT_EQ(kVersion, "0.1.1");
 }
 
 TEST(TaskBudgetTest, FreshBudgetIsExhaustedWithNoDeadline) {

@@ -31,7 +31,7 @@
 namespace spindle::executor {
 
 // The executor layer's version (see executor/VERSION, executor/CHANGELOG.md).
-inline constexpr std::string_view kVersion = "0.1.0";
+inline constexpr std::string_view kVersion = "0.2.0";
 
 }  // namespace spindle::executor
 

@@ -25,7 +25,7 @@ namespace {
 
 using namespace executor_testing;  // NOLINT: test helpers
 
-TEST(ExecutorTest, VersionIsExposed) { EXPECT_EQ(executor::kVersion, "0.1.0"); }
+TEST(ExecutorTest, VersionIsExposed) { EXPECT_EQ(executor::kVersion, "0.2.0"); }
 
 TEST(ExecutorTest, BlockOnReturnsTheValue) {
   auto ex = MakeExecutor();

@@ -14,7 +14,7 @@ namespace {
 
 std::vector<TaskNode> MakeNodes(size_t n) { return std::vector<TaskNode>(n); }
 
-TEST(SchedTest, VersionMatchesVersionFile) { EXPECT_EQ(kVersion, "0.1.0"); }
+TEST(SchedTest, VersionMatchesVersionFile) { EXPECT_EQ(kVersion, "0.1.1"); }
 
 TEST(FifoSchedulerTest, PopOnEmptyReturnsNothing) {
   FifoScheduler fifo;

@@ -41,7 +41,7 @@
 namespace spindle::timing {
 
 // The timing layer's version (see timing/VERSION and timing/CHANGELOG.md).
-inline constexpr std::string_view kVersion = "0.1.0";
+inline constexpr std::string_view kVersion = "0.1.1";
 
 // What `TscClock` ticks are.
 enum class ClockSource : uint8_t {

@@ -184,7 +184,7 @@ TEST(ThreadCpuClockTest, AdvancesWithWorkAndNotWithSleep) {
   EXPECT_LT(c2 - c1, 10'000'000u);
 }
 
-TEST(VersionTest, MatchesSemver) { EXPECT_EQ(kVersion, "0.1.0"); }
+TEST(VersionTest, MatchesSemver) { EXPECT_EQ(kVersion, "0.1.1"); }
 
 }  // namespace
 }  // namespace spindle::timing
