@@ -1,4 +1,4 @@
-"""The layering rule of DESIGN.md, enforced by `bazel test //...`.
+"""Spindle's layering rule, enforced by `bazel test //...`.
 
 Every layer's BUILD file ends with
 
@@ -8,10 +8,12 @@ which creates a test over every cc_library, cc_binary and cc_test declared
 above it in that package.  An aspect walks each target's transitive `deps` at
 analysis time; the test fails, naming the target and the label it reaches,
 when a target reaches a layer (or an external library) that its layer may not
-depend on.  DESIGN.md's table is LAYER_DEPS below; edit both together.
+depend on.  LAYER_DEPS below is the one source of the rule:
+docs/architecture.md points here instead of copying it, and the CMake build
+(CMakeLists.txt) reads it from this file.
 """
 
-# Direct allowances from DESIGN.md.  Reach is transitive, so the check allows
+# Direct allowances.  Reach is transitive, so the check allows
 # the closure of these.
 LAYER_DEPS = {
     "timing": [],
@@ -81,7 +83,7 @@ def _violation(layer, allowed, label):
             return "only %s may use //third_party:%s" % (", ".join(users), name)
         return None
     if top in LAYER_DEPS and top not in allowed:
-        return "layer '%s' may depend only on [%s] (DESIGN.md)" % (
+        return "layer '%s' may depend only on [%s] (LAYER_DEPS in layering.bzl; docs/architecture.md)" % (
             layer,
             ", ".join(sorted([k for k in allowed if k != layer])),
         )

@@ -1,6 +1,6 @@
 // bench/bench.h: the benchmark suite's framework (registry, runner, output).
 //
-// A Benchmark is an id from ../shared/BENCH.md's table, the parameters that
+// A Benchmark is an id from docs/measuring.md's table, the parameters that
 // size it and its variants (`spindle...`, a peer such as `asio` or `tbb`, or
 // `floor`).  RunBenchmarks interleaves the variants (A B A B ...) after one
 // unmeasured warm-up per variant and parameter; each measured iteration
@@ -83,7 +83,7 @@ struct Config {
 // the valid range or values.  `defaults` supplies per-target defaults.
 absl::StatusOr<Config> ConfigFromEnv(const Config& defaults = {});
 
-// Every benchmark of BENCH.md's table that the landed layers support, sized
+// Every benchmark of docs/measuring.md's table that the landed layers support, sized
 // by `config` (N_TASKS and YIELDS_PER_TASK replace the default parameters).
 std::vector<Benchmark> AllBenchmarks(const Config& config);
 

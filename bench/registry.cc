@@ -1,4 +1,4 @@
-// bench/registry.cc: BENCH.md's table as Benchmarks with their variants.
+// bench/registry.cc: docs/measuring.md's table as Benchmarks with their variants.
 #include <string>
 #include <vector>
 

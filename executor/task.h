@@ -93,7 +93,7 @@ struct InboxNode {
   struct TaskHeader* task = nullptr;
 };
 
-// One runnable thing.  See DESIGN.md "The task".
+// One runnable thing.  See docs/architecture.md, "The task".
 struct TaskHeader : sched::TaskNode {
   budget::TaskContext ctx;  // 16-byte TaskBudget, tier state, id, name.
 
