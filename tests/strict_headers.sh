@@ -51,5 +51,5 @@ for cxx in "${compilers[@]}"; do
 done
 
 echo "strict_headers: ${#headers[@]} public headers, ${compilers[*]}"
-echo "strict_headers: ${passed} passed, ${failed} failed"
+echo "strict_headers: ${passed} checks ok, ${failed} failing"
 (( failed == 0 ))
