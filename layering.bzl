@@ -55,11 +55,13 @@ _ReachInfo = provider(
 )
 
 def _reach_aspect_impl(target, ctx):
-    transitive = [
-        d[_ReachInfo].labels
-        for d in getattr(ctx.rule.attr, "deps", [])
-        if _ReachInfo in d
-    ]
+    deps = getattr(ctx.rule.attr, "deps", [])
+    if target.label.package.split("/")[0] == "third_party":
+        # A wrapper may reach its library's own repository (a Bazel module
+        # under bzlmod): that is what wrapping means.  Keep only the wrappers
+        # it reaches, so that a layer is judged by the wrappers it uses.
+        deps = [d for d in deps if d.label.workspace_name == target.label.workspace_name]
+    transitive = [d[_ReachInfo].labels for d in deps if _ReachInfo in d]
     return [_ReachInfo(labels = depset([target.label], transitive = transitive))]
 
 _reach_aspect = aspect(
@@ -67,8 +69,8 @@ _reach_aspect = aspect(
     attr_aspects = ["deps"],
 )
 
-def _violation(layer, allowed, label):
-    if label.workspace_name not in ("", "spindle"):
+def _violation(layer, allowed, label, own_repo):
+    if label.workspace_name not in ("", "spindle", own_repo):
         return "external repository @%s is not allowed; wrap it in //third_party" % label.workspace_name
     top = label.package.split("/")[0]
     if top == "third_party":
@@ -99,7 +101,7 @@ def _layering_test_impl(ctx):
     for t in ctx.attr.targets:
         for label in t[_ReachInfo].labels.to_list():
             checked += 1
-            why = _violation(layer, allowed, label)
+            why = _violation(layer, allowed, label, ctx.label.workspace_name)
             if why:
                 violations.append("%s reaches %s: %s" % (t.label, label, why))
     lines = ["#!/bin/sh"]
