@@ -43,6 +43,10 @@ struct Row {
   std::string benchmark;  // the id in the CSV's `benchmark` column
   double value = 0;
   Unit unit = Unit::kNanos;
+  // For a statistic (mean, percentile): how many values it summarises.  The
+  // charts draw a percentile only where enough samples lie beyond it.  Not
+  // in the CSV.
+  int64_t samples = 0;
 };
 using Rows = std::vector<Row>;
 
@@ -60,6 +64,14 @@ struct Benchmark {
   std::string baseline;  // the variant ratios are taken against ("floor")
   std::vector<int64_t> params;
   std::vector<Variant> variants;
+  // For the charts.  `ops(param)`: the operations one iteration performs, so
+  // that the main row (a total) is drawn per operation, named `op` ("spawn");
+  // unset: drawn per iteration.  `fixed_duration`: the main row's wall time
+  // is set by design (the benchmark runs for a given time), so it is left
+  // out of the charts (it stays in the CSV and the table).
+  std::function<double(int64_t param)> ops{};
+  std::string op{};
+  bool fixed_duration = false;
 };
 
 // The run's settings, from the environment (see ConfigFromEnv).
@@ -95,6 +107,7 @@ struct Result {
   int iteration = 0;
   double value = 0;
   Unit unit = Unit::kNanos;
+  int64_t samples = 0;  // Row::samples
 };
 
 struct RunOutput {
@@ -127,12 +140,27 @@ void PrintTable(const std::vector<Benchmark>& benchmarks, const RunOutput& run,
 absl::Status WriteCsv(const std::string& path,
                       const std::vector<Result>& results);
 
-// Draws one SVG chart per benchmark into `dir` (chart_<id>.svg) by running
-// gnuplot on a generated script.  Returns the files written; FailedPrecondition
-// when gnuplot is missing or fails (the message says why).
+// What a chart's title says about the run.
+struct ChartInfo {
+  std::string machine;  // CPU model and cores
+  std::string date;     // UTC
+  std::string commit;   // short hash, "+dirty" with local changes
+  int iterations = 0;
+};
+// The machine, the date now and the commit of the checkout `bazel run`
+// started from (BUILD_WORKSPACE_DIRECTORY; "unknown" outside one).
+ChartInfo CurrentChartInfo(int iterations);
+
+// Draws charts into `dir` by running gnuplot on generated scripts: per
+// benchmark, one SVG per unit (chart_<id>_<what>.svg: time per operation,
+// latency, ticks, share error), bars in a fixed colour per variant, each
+// labelled with its ratio to the baseline (see bench/charts.cc).  Returns
+// the files written; FailedPrecondition when gnuplot is missing or fails
+// (the message says why).
 absl::StatusOr<std::vector<std::string>> WriteCharts(
     const std::vector<Benchmark>& benchmarks,
-    const std::vector<Result>& results, const std::string& dir);
+    const std::vector<Result>& results, const std::string& dir,
+    const ChartInfo& info);
 
 // Median of `v` (mean of the middle two for an even count); 0 when empty.
 double Median(std::vector<double> v);
