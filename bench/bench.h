@@ -6,9 +6,9 @@
 // unmeasured warm-up per variant and parameter; each measured iteration
 // yields one or more Rows (the main row, named by the benchmark id, is the
 // iteration's wall time; others carry a statistic such as a percentile).
-// The results go to a CSV file, a table of medians and ratios, and one SVG
-// chart per benchmark drawn by gnuplot.  SuiteMain is the `main` of
-// //bench:suite and of the focused targets (//bench:overhead, ...).
+// The results go to a CSV file, a table of medians and ratios, and SVG
+// charts (one per benchmark and unit) drawn by gnuplot.  SuiteMain is the
+// `main` of //bench:suite and of the focused targets (//bench:overhead, ...).
 //
 // Thread safety: everything here runs on the calling thread.
 
@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -95,8 +96,9 @@ struct Config {
 // the valid range or values.  `defaults` supplies per-target defaults.
 absl::StatusOr<Config> ConfigFromEnv(const Config& defaults = {});
 
-// Every benchmark of docs/measuring.md's table that the landed layers support, sized
-// by `config` (N_TASKS and YIELDS_PER_TASK replace the default parameters).
+// Every benchmark of docs/measuring.md's table that the landed layers support,
+// sized by `config` (N_TASKS and YIELDS_PER_TASK replace the default
+// parameters).
 std::vector<Benchmark> AllBenchmarks(const Config& config);
 
 // One measured value.
@@ -140,6 +142,28 @@ void PrintTable(const std::vector<Benchmark>& benchmarks, const RunOutput& run,
 absl::Status WriteCsv(const std::string& path,
                       const std::vector<Result>& results);
 
+// What WriteCharts draws, planned from the results (see bench/charts.cc).
+struct ChartBar {
+  double median = 0, min = 0, max = 0;
+  std::string ratio;  // "1.63x" to the baseline's median; "" without one
+};
+struct ChartCluster {  // one row id and parameter
+  std::string label;
+  std::map<std::string, ChartBar> bars;  // by variant
+};
+struct ChartPlan {     // one SVG
+  std::string kind;    // file name part: per_<op>, latency, ticks, ...
+  std::string title;   // first title line
+  std::string ylabel;  // after the unit: what per, and "lower is better"
+  bool in_ns = true;   // nanoseconds: drawn in ns, us or ms
+  std::vector<ChartCluster> clusters;
+};
+// The charts of one benchmark: one per unit; the main row per operation
+// (Benchmark::ops) unless fixed by design; percentile rows only where every
+// iteration had at least 5 samples beyond the percentile.
+std::vector<ChartPlan> PlanCharts(const Benchmark& b,
+                                  const std::vector<Result>& results);
+
 // What a chart's title says about the run.
 struct ChartInfo {
   std::string machine;  // CPU model and cores
@@ -152,7 +176,7 @@ struct ChartInfo {
 ChartInfo CurrentChartInfo(int iterations);
 
 // Draws charts into `dir` by running gnuplot on generated scripts: per
-// benchmark, one SVG per unit (chart_<id>_<what>.svg: time per operation,
+// benchmark, one SVG per unit (chart_<id>_<unit>.svg: time per operation,
 // latency, ticks, share error), bars in a fixed colour per variant, each
 // labelled with its ratio to the baseline (see bench/charts.cc).  Returns
 // the files written; FailedPrecondition when gnuplot is missing or fails

@@ -1,7 +1,7 @@
 // bench/charts.cc: the suite's SVG charts, drawn by gnuplot.
 //
 // What a chart shows, and why:
-// - One chart per benchmark and unit (chart_<id>_<kind>.svg), never two
+// - One chart per benchmark and unit (chart_<id>_<unit>.svg), never two
 //   units on one axis: time per operation (ns), latencies (ns), TSC ticks,
 //   share error (ppm).
 // - A row that is a total (an iteration's wall time) is divided by the
@@ -122,140 +122,11 @@ double PercentileOf(const std::string& row) {
   return std::stod(digits) / std::pow(10.0, static_cast<double>(digits.size()));
 }
 
-// One bar: a variant's median over the iterations of one row and parameter.
-struct Bar {
-  double median = 0, min = 0, max = 0;
-  std::string ratio;  // "1.63x", or "" without a baseline value
-};
-
-// One cluster of bars: a row id and parameter.
-struct Cluster {
-  std::string label;
-  std::map<std::string, Bar> bars;  // by variant
-};
-
-struct Chart {
-  std::string kind;    // file name part: per_spawn, latency, ticks, ...
-  std::string title;   // first title line
-  std::string ylabel;  // after the unit: what per, and "lower is better"
-  bool in_ns = true;   // nanoseconds: drawn in ns, us or ms
-  std::vector<Cluster> clusters;
-};
-
 // The values of one (row, param), per variant, already per operation.
 struct Series {
   std::map<std::string, std::vector<double>> values;
   std::map<std::string, int64_t> min_samples;
 };
-
-std::vector<Chart> ChartsOf(const Benchmark& b,
-                            const std::vector<Result>& results) {
-  const std::string family = b.id == "tail_latency" ? "tail_" : b.id + "_";
-  // (kind, row, param) in order of appearance.
-  std::vector<std::tuple<std::string, std::string, int64_t>> order;
-  std::map<std::tuple<std::string, std::string, int64_t>, Series> series;
-  for (const Result& r : results) {
-    const bool main = r.benchmark == b.id;
-    if (!main && r.benchmark.rfind(family, 0) != 0) continue;
-    std::string kind;
-    double value = r.value;
-    if (main) {
-      if (b.fixed_duration) continue;
-      if (b.ops) {
-        const double ops = b.ops(r.param);
-        if (ops <= 0) continue;
-        value /= ops;
-        kind = "per_" + b.op;
-      } else {
-        kind = "wall";
-      }
-    } else {
-      switch (r.unit) {
-        case Unit::kTicks:
-          kind = "ticks";
-          break;
-        case Unit::kPpm:
-          kind = "share_error";
-          break;
-        case Unit::kNanos:
-          kind = "latency";
-          break;
-      }
-    }
-    const auto key = std::make_tuple(kind, r.benchmark, r.param);
-    auto it = series.find(key);
-    if (it == series.end()) {
-      order.push_back(key);
-      it = series.emplace(key, Series{}).first;
-    }
-    it->second.values[r.variant].push_back(value);
-    auto [ms, fresh] = it->second.min_samples.emplace(r.variant, r.samples);
-    if (!fresh) ms->second = std::min(ms->second, r.samples);
-  }
-
-  std::set<int64_t> params(b.params.begin(), b.params.end());
-  std::vector<Chart> charts;
-  auto chart_for = [&](const std::string& kind) -> Chart& {
-    for (Chart& c : charts) {
-      if (c.kind == kind) return c;
-    }
-    Chart c;
-    c.kind = kind;
-    if (kind == "ticks") {
-      c.title = b.id + ": TSC ticks";
-      c.ylabel = "TSC ticks (lower is better)";
-      c.in_ns = false;
-    } else if (kind == "share_error") {
-      c.title = b.id + ": CPU share error, worst queue";
-      c.ylabel = "parts per million off the shares (lower is better)";
-      c.in_ns = false;
-    } else if (kind == "latency") {
-      c.title = b.id + ": latencies";
-      c.ylabel = " (lower is better)";
-    } else if (kind == "wall") {
-      c.title = b.id + ": wall time per iteration";
-      c.ylabel = " per iteration (lower is better)";
-    } else {
-      c.title = absl::StrCat(b.id, ": time per ", b.op);
-      c.ylabel = absl::StrCat(" per ", b.op, " (lower is better)");
-    }
-    charts.push_back(std::move(c));
-    return charts.back();
-  };
-  for (const auto& key : order) {
-    const auto& [kind, row, param] = key;
-    const Series& s = series[key];
-    const double q = PercentileOf(row);
-    Cluster cl;
-    std::string short_row =
-        row == b.id ? ""
-                    : row.substr(row.rfind(family, 0) == 0 ? family.size() : 0);
-    cl.label = short_row;
-    if (params.size() > 1 || short_row.empty()) {
-      cl.label += absl::StrCat(short_row.empty() ? "" : " ", "param ", param);
-    }
-    double base = 0;
-    if (auto it = s.values.find(b.baseline); it != s.values.end()) {
-      base = Median(it->second);
-    }
-    for (const auto& [variant, v] : s.values) {
-      // A percentile with too few samples beyond it is not drawn.
-      if (q > 0 && q < 1 &&
-          static_cast<double>(s.min_samples.at(variant)) * (1 - q) <
-              kMinBeyond) {
-        continue;
-      }
-      Bar bar;
-      bar.median = Median(v);
-      bar.min = *std::min_element(v.begin(), v.end());
-      bar.max = *std::max_element(v.begin(), v.end());
-      if (base > 0) bar.ratio = absl::StrFormat("%.2fx", bar.median / base);
-      cl.bars[variant] = bar;
-    }
-    if (!cl.bars.empty()) chart_for(kind).clusters.push_back(std::move(cl));
-  }
-  return charts;
-}
 
 absl::Status RunGnuplot(const std::string& script) {
   pid_t pid = 0;
@@ -274,13 +145,13 @@ absl::Status RunGnuplot(const std::string& script) {
 }
 
 // Writes the data and script of one chart; returns the script's path.
-std::string WriteScript(const Benchmark& b, const Chart& c,
+std::string WriteScript(const Benchmark& b, const ChartPlan& c,
                         const ChartInfo& info, const std::string& tmp,
                         const std::string& svg) {
   // Variants in the benchmark's order, those with at least one bar.
   std::vector<std::string> variants;
   for (const Variant& v : b.variants) {
-    for (const Cluster& cl : c.clusters) {
+    for (const ChartCluster& cl : c.clusters) {
       if (cl.bars.count(v.name) != 0) {
         variants.push_back(v.name);
         break;
@@ -289,7 +160,7 @@ std::string WriteScript(const Benchmark& b, const Chart& c,
   }
   double lo = 0, hi = 0;
   bool first = true;
-  for (const Cluster& cl : c.clusters) {
+  for (const ChartCluster& cl : c.clusters) {
     for (const auto& [v, bar] : cl.bars) {
       const double m = std::max(bar.min, 1e-9);
       lo = first ? m : std::min(lo, m);
@@ -324,7 +195,7 @@ std::string WriteScript(const Benchmark& b, const Chart& c,
       for (size_t ci = 0; ci < c.clusters.size(); ++ci) {
         auto it = c.clusters[ci].bars.find(variants[vi]);
         if (it == c.clusters[ci].bars.end()) continue;
-        const Bar& bar = it->second;
+        const ChartBar& bar = it->second;
         const double top = bar.max / scale;
         const double label_y = log ? top * 1.25 : top + hi * 0.03;
         d << absl::StrFormat("%d %.6g %.6g %.6g %.6g %s\n", ci * width + vi,
@@ -397,6 +268,115 @@ std::string WriteScript(const Benchmark& b, const Chart& c,
 
 }  // namespace
 
+std::vector<ChartPlan> PlanCharts(const Benchmark& b,
+                                  const std::vector<Result>& results) {
+  const std::string family = b.id == "tail_latency" ? "tail_" : b.id + "_";
+  // (kind, row, param) in order of appearance.
+  std::vector<std::tuple<std::string, std::string, int64_t>> order;
+  std::map<std::tuple<std::string, std::string, int64_t>, Series> series;
+  for (const Result& r : results) {
+    const bool main = r.benchmark == b.id;
+    if (!main && r.benchmark.rfind(family, 0) != 0) continue;
+    std::string kind;
+    double value = r.value;
+    if (main) {
+      if (b.fixed_duration) continue;
+      if (b.ops) {
+        const double ops = b.ops(r.param);
+        if (ops <= 0) continue;
+        value /= ops;
+        kind = "per_" + b.op;
+      } else {
+        kind = "wall";
+      }
+    } else {
+      switch (r.unit) {
+        case Unit::kTicks:
+          kind = "ticks";
+          break;
+        case Unit::kPpm:
+          kind = "share_error";
+          break;
+        case Unit::kNanos:
+          kind = "latency";
+          break;
+      }
+    }
+    const auto key = std::make_tuple(kind, r.benchmark, r.param);
+    auto it = series.find(key);
+    if (it == series.end()) {
+      order.push_back(key);
+      it = series.emplace(key, Series{}).first;
+    }
+    it->second.values[r.variant].push_back(value);
+    auto [ms, fresh] = it->second.min_samples.emplace(r.variant, r.samples);
+    if (!fresh) ms->second = std::min(ms->second, r.samples);
+  }
+
+  std::set<int64_t> params(b.params.begin(), b.params.end());
+  std::vector<ChartPlan> charts;
+  auto chart_for = [&](const std::string& kind) -> ChartPlan& {
+    for (ChartPlan& c : charts) {
+      if (c.kind == kind) return c;
+    }
+    ChartPlan c;
+    c.kind = kind;
+    if (kind == "ticks") {
+      c.title = b.id + ": TSC ticks";
+      c.ylabel = "TSC ticks (lower is better)";
+      c.in_ns = false;
+    } else if (kind == "share_error") {
+      c.title = b.id + ": CPU share error, worst queue";
+      c.ylabel = "parts per million off the shares (lower is better)";
+      c.in_ns = false;
+    } else if (kind == "latency") {
+      c.title = b.id + ": latencies";
+      c.ylabel = " (lower is better)";
+    } else if (kind == "wall") {
+      c.title = b.id + ": wall time per iteration";
+      c.ylabel = " per iteration (lower is better)";
+    } else {
+      c.title = absl::StrCat(b.id, ": time per ", b.op);
+      c.ylabel = absl::StrCat(" per ", b.op, " (lower is better)");
+    }
+    charts.push_back(std::move(c));
+    return charts.back();
+  };
+  for (const auto& key : order) {
+    const auto& [kind, row, param] = key;
+    const Series& s = series[key];
+    const double q = PercentileOf(row);
+    ChartCluster cl;
+    std::string short_row =
+        row == b.id ? ""
+                    : row.substr(row.rfind(family, 0) == 0 ? family.size() : 0);
+    cl.label = short_row;
+    if (params.size() > 1 || short_row.empty()) {
+      cl.label += absl::StrCat(short_row.empty() ? "" : " ", "param ", param);
+    }
+    double base = 0;
+    if (auto it = s.values.find(b.baseline); it != s.values.end()) {
+      base = Median(it->second);
+    }
+    for (const auto& [variant, v] : s.values) {
+      // A percentile with too few samples beyond it is not drawn.
+      if (q > 0 && q < 1 &&
+          static_cast<double>(s.min_samples.at(variant)) * (1 - q) <
+              kMinBeyond) {
+        continue;
+      }
+      ChartBar bar;
+      bar.median = Median(v);
+      bar.min = *std::min_element(v.begin(), v.end());
+      bar.max = *std::max_element(v.begin(), v.end());
+      if (base > 0) bar.ratio = absl::StrFormat("%.2fx", bar.median / base);
+      cl.bars[variant] = bar;
+    }
+    if (!cl.bars.empty()) chart_for(kind).clusters.push_back(std::move(cl));
+  }
+  return charts;
+}
+
 ChartInfo CurrentChartInfo(int iterations) {
   ChartInfo info;
   info.iterations = iterations;
@@ -451,7 +431,7 @@ absl::StatusOr<std::vector<std::string>> WriteCharts(
   const std::string tmp = tmpl;
   std::vector<std::string> written;
   for (const Benchmark& b : benchmarks) {
-    for (const Chart& c : ChartsOf(b, results)) {
+    for (const ChartPlan& c : PlanCharts(b, results)) {
       const std::string svg = dir + "/chart_" + b.id + "_" + c.kind + ".svg";
       absl::Status s = RunGnuplot(WriteScript(b, c, info, tmp, svg));
       if (!s.ok()) return s;  // The scripts stay in `tmp` for a look.
