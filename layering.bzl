@@ -1,4 +1,4 @@
-"""The layering rule of DESIGN.md, enforced by `bazel test //...`.
+"""Spindle's layering rule, enforced by `bazel test //...`.
 
 Every layer's BUILD file ends with
 
@@ -8,10 +8,12 @@ which creates a test over every cc_library, cc_binary and cc_test declared
 above it in that package.  An aspect walks each target's transitive `deps` at
 analysis time; the test fails, naming the target and the label it reaches,
 when a target reaches a layer (or an external library) that its layer may not
-depend on.  DESIGN.md's table is LAYER_DEPS below; edit both together.
+depend on.  LAYER_DEPS below is the one source of the rule:
+docs/architecture.md points here instead of copying it, and the CMake build
+(CMakeLists.txt) reads it from this file.
 """
 
-# Direct allowances from DESIGN.md.  Reach is transitive, so the check allows
+# Direct allowances.  Reach is transitive, so the check allows
 # the closure of these.
 LAYER_DEPS = {
     "timing": [],
@@ -53,11 +55,13 @@ _ReachInfo = provider(
 )
 
 def _reach_aspect_impl(target, ctx):
-    transitive = [
-        d[_ReachInfo].labels
-        for d in getattr(ctx.rule.attr, "deps", [])
-        if _ReachInfo in d
-    ]
+    deps = getattr(ctx.rule.attr, "deps", [])
+    if target.label.package.split("/")[0] == "third_party":
+        # A wrapper may reach its library's own repository (a Bazel module
+        # under bzlmod): that is what wrapping means.  Keep only the wrappers
+        # it reaches, so that a layer is judged by the wrappers it uses.
+        deps = [d for d in deps if d.label.workspace_name == target.label.workspace_name]
+    transitive = [d[_ReachInfo].labels for d in deps if _ReachInfo in d]
     return [_ReachInfo(labels = depset([target.label], transitive = transitive))]
 
 _reach_aspect = aspect(
@@ -65,8 +69,8 @@ _reach_aspect = aspect(
     attr_aspects = ["deps"],
 )
 
-def _violation(layer, allowed, label):
-    if label.workspace_name not in ("", "spindle"):
+def _violation(layer, allowed, label, own_repo):
+    if label.workspace_name not in ("", "spindle", own_repo):
         return "external repository @%s is not allowed; wrap it in //third_party" % label.workspace_name
     top = label.package.split("/")[0]
     if top == "third_party":
@@ -81,7 +85,7 @@ def _violation(layer, allowed, label):
             return "only %s may use //third_party:%s" % (", ".join(users), name)
         return None
     if top in LAYER_DEPS and top not in allowed:
-        return "layer '%s' may depend only on [%s] (DESIGN.md)" % (
+        return "layer '%s' may depend only on [%s] (LAYER_DEPS in layering.bzl; docs/architecture.md)" % (
             layer,
             ", ".join(sorted([k for k in allowed if k != layer])),
         )
@@ -97,7 +101,7 @@ def _layering_test_impl(ctx):
     for t in ctx.attr.targets:
         for label in t[_ReachInfo].labels.to_list():
             checked += 1
-            why = _violation(layer, allowed, label)
+            why = _violation(layer, allowed, label, ctx.label.workspace_name)
             if why:
                 violations.append("%s reaches %s: %s" % (t.label, label, why))
     lines = ["#!/bin/sh"]

@@ -1,11 +1,10 @@
-// bench/bench.cc: the suite's runner, environment, table, CSV and charts.
+// bench/bench.cc: the suite's runner, environment, table and CSV (charts:
+// bench/charts.cc).
 #include "bench/bench.h"
 
-#include <spawn.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,8 +26,6 @@
 #include "executor/executor.h"
 #include "timing/clock.h"
 
-extern char** environ;
-
 namespace spindle::bench {
 namespace {
 
@@ -46,17 +43,6 @@ absl::Status EnvInt(const char* name, int64_t lo, int64_t hi,
   }
   *out = x;
   return absl::OkStatus();
-}
-
-bool OnPath(const std::string& tool) {
-  const char* path = std::getenv("PATH");
-  std::stringstream ss(path != nullptr ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(ss, dir, ':')) {
-    if (dir.empty()) continue;
-    if (access((dir + "/" + tool).c_str(), X_OK) == 0) return true;
-  }
-  return false;
 }
 
 std::string FormatValue(double v, Unit unit) {
@@ -138,15 +124,6 @@ std::set<std::string> RowIds(const Benchmark& b,
     if (r.benchmark.rfind(family, 0) == 0) ids.insert(r.benchmark);
   }
   return ids;
-}
-
-std::string Quote(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    o += c;
-  }
-  return o + "\"";
 }
 
 }  // namespace
@@ -274,7 +251,8 @@ RunOutput RunBenchmarks(const std::vector<Benchmark>& benchmarks,
           }
           for (const Row& row : *r) {
             out.results.push_back(
-                Result{row.benchmark, v->name, p, it, row.value, row.unit});
+                Result{row.benchmark, v->name, p, it, row.value, row.unit,
+                       row.samples});
           }
         }
       }
@@ -379,101 +357,6 @@ absl::Status WriteCsv(const std::string& path,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> WriteCharts(
-    const std::vector<Benchmark>& benchmarks,
-    const std::vector<Result>& results, const std::string& dir) {
-  if (!OnPath("gnuplot")) {
-    return absl::FailedPreconditionError(
-        "gnuplot is not on PATH (install Debian's gnuplot-nox; ./bazelw "
-        "installs it for `run` of //bench targets)");
-  }
-  char tmpl[] = "/tmp/spindle_bench_charts.XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("mkdtemp: ", std::strerror(errno)));
-  }
-  const std::string tmp = tmpl;
-  std::vector<std::string> written;
-  absl::Status status;
-  for (const Benchmark& b : benchmarks) {
-    const std::set<std::string> ids = RowIds(b, results);
-    if (ids.empty()) continue;
-    Grouped g = Group(results, b.id, ids);
-    std::vector<std::string> variants;
-    for (const Variant& v : b.variants) {
-      for (const Key& k : g.order) {
-        if (g.stats[k].count(v.name) != 0) {
-          variants.push_back(v.name);
-          break;
-        }
-      }
-    }
-    if (variants.empty()) continue;
-    const std::string dat = tmp + "/" + b.id + ".dat";
-    const std::string gp = tmp + "/" + b.id + ".gp";
-    const std::string svg = dir + "/chart_" + b.id + ".svg";
-    {
-      std::ofstream d(dat);
-      for (const Key& k : g.order) {
-        d << Quote(absl::StrCat(k.row, " ", k.param));
-        for (const std::string& v : variants) {
-          auto it = g.stats[k].find(v);
-          if (it == g.stats[k].end()) {
-            d << " NaN NaN NaN";
-          } else {
-            d << absl::StrFormat(
-                " %.6g %.6g %.6g", std::max(it->second.median, 1e-3),
-                std::max(it->second.min, 1e-3), std::max(it->second.max, 1e-3));
-          }
-        }
-        d << "\n";
-      }
-    }
-    {
-      std::ofstream s(gp);
-      s << "set terminal svg size 1000,560 dynamic background rgb 'white'\n"
-        << "set output " << Quote(svg) << "\n"
-        << "set title " << Quote(absl::StrCat(b.id, ": ", b.what))
-        << " noenhanced\n"
-        << "set datafile missing 'NaN'\n"
-        << "set style data histograms\n"
-        << "set style histogram errorbars gap 2 lw 1\n"
-        << "set style fill solid 0.7 border -1\n"
-        << "set logscale y\n"
-        << "set ylabel 'median (min-max): ns, or ticks / ppm as the row says'\n"
-        << "set xtics rotate by -45 left noenhanced\n"
-        << "set bmargin 12\n"
-        << "set format y '%g'\n"
-        << "set key outside right top noenhanced\n"
-        << "set grid ytics\n"
-        << "plot ";
-      for (size_t i = 0; i < variants.size(); ++i) {
-        const size_t c = 2 + 3 * i;
-        s << (i ? ", " : "") << Quote(dat) << " using " << c << ":" << c + 1
-          << ":" << c + 2 << (i == 0 ? ":xtic(1)" : "") << " title "
-          << Quote(variants[i]);
-      }
-      s << "\n";
-    }
-    pid_t pid = 0;
-    std::string gp_copy = gp;
-    char arg0[] = "gnuplot";
-    char* argv[] = {arg0, gp_copy.data(), nullptr};
-    int rc = posix_spawnp(&pid, "gnuplot", nullptr, nullptr, argv, environ);
-    int wstatus = 0;
-    if (rc == 0) waitpid(pid, &wstatus, 0);
-    if (rc != 0 || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-      status = absl::FailedPreconditionError(absl::StrCat(
-          "gnuplot failed on ", gp, rc != 0 ? std::strerror(rc) : ""));
-      break;
-    }
-    written.push_back(svg);
-  }
-  if (status.ok()) std::filesystem::remove_all(tmp);
-  if (!status.ok()) return status;
-  return written;
-}
-
 int SuiteMain(int argc, char** argv, std::string_view name,
               const std::vector<std::string>& only, const Config& defaults) {
   std::string out_dir;
@@ -485,7 +368,7 @@ int SuiteMain(int argc, char** argv, std::string_view name,
           << "Runs Spindle's benchmarks beside the peers (Asio, oneTBB) and "
              "the "
              "floor,\ninterleaved, and writes benchmark_results.csv and "
-             "chart_<id>.svg into DIR\n(default: the directory the command was "
+             "chart_<id>_<unit>.svg into DIR\n(default: the directory the command was "
              "run from).\n\nEnvironment:\n"
           << "  BENCH_FILTER     comma-separated parts of benchmark ids; a "
              "leading ^\n                   anchors at the start (e.g. "
@@ -565,10 +448,11 @@ int SuiteMain(int argc, char** argv, std::string_view name,
   }
   std::cout << "\nwrote " << csv << " (" << run.results.size() << " rows)\n";
   absl::StatusOr<std::vector<std::string>> charts =
-      WriteCharts(selected, run.results, out_dir);
+      WriteCharts(selected, run.results, out_dir,
+                  CurrentChartInfo(config->iterations));
   if (charts.ok()) {
     std::cout << "wrote " << charts->size() << " charts: " << out_dir
-              << "/chart_<benchmark>.svg\n";
+              << "/chart_<benchmark>_<unit>.svg\n";
   } else {
     std::cout << "no charts: " << charts.status().message() << "\n";
   }

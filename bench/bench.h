@@ -1,14 +1,14 @@
 // bench/bench.h: the benchmark suite's framework (registry, runner, output).
 //
-// A Benchmark is an id from ../shared/BENCH.md's table, the parameters that
+// A Benchmark is an id from docs/measuring.md's table, the parameters that
 // size it and its variants (`spindle...`, a peer such as `asio` or `tbb`, or
 // `floor`).  RunBenchmarks interleaves the variants (A B A B ...) after one
 // unmeasured warm-up per variant and parameter; each measured iteration
 // yields one or more Rows (the main row, named by the benchmark id, is the
 // iteration's wall time; others carry a statistic such as a percentile).
-// The results go to a CSV file, a table of medians and ratios, and one SVG
-// chart per benchmark drawn by gnuplot.  SuiteMain is the `main` of
-// //bench:suite and of the focused targets (//bench:overhead, ...).
+// The results go to a CSV file, a table of medians and ratios, and SVG
+// charts (one per benchmark and unit) drawn by gnuplot.  SuiteMain is the
+// `main` of //bench:suite and of the focused targets (//bench:overhead, ...).
 //
 // Thread safety: everything here runs on the calling thread.
 
@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -43,6 +44,10 @@ struct Row {
   std::string benchmark;  // the id in the CSV's `benchmark` column
   double value = 0;
   Unit unit = Unit::kNanos;
+  // For a statistic (mean, percentile): how many values it summarises.  The
+  // charts draw a percentile only where enough samples lie beyond it.  Not
+  // in the CSV.
+  int64_t samples = 0;
 };
 using Rows = std::vector<Row>;
 
@@ -60,6 +65,14 @@ struct Benchmark {
   std::string baseline;  // the variant ratios are taken against ("floor")
   std::vector<int64_t> params;
   std::vector<Variant> variants;
+  // For the charts.  `ops(param)`: the operations one iteration performs, so
+  // that the main row (a total) is drawn per operation, named `op` ("spawn");
+  // unset: drawn per iteration.  `fixed_duration`: the main row's wall time
+  // is set by design (the benchmark runs for a given time), so it is left
+  // out of the charts (it stays in the CSV and the table).
+  std::function<double(int64_t param)> ops{};
+  std::string op{};
+  bool fixed_duration = false;
 };
 
 // The run's settings, from the environment (see ConfigFromEnv).
@@ -83,8 +96,9 @@ struct Config {
 // the valid range or values.  `defaults` supplies per-target defaults.
 absl::StatusOr<Config> ConfigFromEnv(const Config& defaults = {});
 
-// Every benchmark of BENCH.md's table that the landed layers support, sized
-// by `config` (N_TASKS and YIELDS_PER_TASK replace the default parameters).
+// Every benchmark of docs/measuring.md's table that the landed layers support,
+// sized by `config` (N_TASKS and YIELDS_PER_TASK replace the default
+// parameters).
 std::vector<Benchmark> AllBenchmarks(const Config& config);
 
 // One measured value.
@@ -95,6 +109,7 @@ struct Result {
   int iteration = 0;
   double value = 0;
   Unit unit = Unit::kNanos;
+  int64_t samples = 0;  // Row::samples
 };
 
 struct RunOutput {
@@ -127,12 +142,49 @@ void PrintTable(const std::vector<Benchmark>& benchmarks, const RunOutput& run,
 absl::Status WriteCsv(const std::string& path,
                       const std::vector<Result>& results);
 
-// Draws one SVG chart per benchmark into `dir` (chart_<id>.svg) by running
-// gnuplot on a generated script.  Returns the files written; FailedPrecondition
-// when gnuplot is missing or fails (the message says why).
+// What WriteCharts draws, planned from the results (see bench/charts.cc).
+struct ChartBar {
+  double median = 0, min = 0, max = 0;
+  std::string ratio;  // "1.63x" to the baseline's median; "" without one
+};
+struct ChartCluster {  // one row id and parameter
+  std::string label;
+  std::map<std::string, ChartBar> bars;  // by variant
+};
+struct ChartPlan {     // one SVG
+  std::string kind;    // file name part: per_<op>, latency, ticks, ...
+  std::string title;   // first title line
+  std::string ylabel;  // after the unit: what per, and "lower is better"
+  bool in_ns = true;   // nanoseconds: drawn in ns, us or ms
+  std::vector<ChartCluster> clusters;
+};
+// The charts of one benchmark: one per unit; the main row per operation
+// (Benchmark::ops) unless fixed by design; percentile rows only where every
+// iteration had at least 5 samples beyond the percentile.
+std::vector<ChartPlan> PlanCharts(const Benchmark& b,
+                                  const std::vector<Result>& results);
+
+// What a chart's title says about the run.
+struct ChartInfo {
+  std::string machine;  // CPU model and cores
+  std::string date;     // UTC
+  std::string commit;   // short hash, "+dirty" with local changes
+  int iterations = 0;
+};
+// The machine, the date now and the commit of the checkout `bazel run`
+// started from (BUILD_WORKSPACE_DIRECTORY; "unknown" outside one).
+ChartInfo CurrentChartInfo(int iterations);
+
+// Draws charts into `dir` by running gnuplot on generated scripts: per
+// benchmark, one SVG per unit (chart_<id>_<unit>.svg: time per operation,
+// latency, ticks, share error), bars in a fixed colour per variant, each
+// labelled with its ratio to the baseline (see bench/charts.cc).  Returns
+// the files written; FailedPrecondition when gnuplot is missing or fails
+// (the message says why).
 absl::StatusOr<std::vector<std::string>> WriteCharts(
     const std::vector<Benchmark>& benchmarks,
-    const std::vector<Result>& results, const std::string& dir);
+    const std::vector<Result>& results, const std::string& dir,
+    const ChartInfo& info);
 
 // Median of `v` (mean of the middle two for an even count); 0 when empty.
 double Median(std::vector<double> v);

@@ -1,5 +1,5 @@
 // bench/bench_test.cc: the framework's statistics, filter, environment
-// parsing and CSV writer.
+// parsing, CSV writer and chart planning.
 #include "bench/bench.h"
 
 #include <stdlib.h>
@@ -157,6 +157,82 @@ TEST(CsvTest, ExactHeaderAndOneRowPerResult) {
             "benchmark,variant,parameter,iteration,duration_ns\n"
             "1A_spawn,spindle,1000,0,1234\n"
             "1A_spawn,floor,1000,0,99\n");
+}
+
+// A benchmark as the registry makes them, for the chart planner.
+Benchmark ChartBench(bool fixed) {
+  Benchmark b{"x", "what", "floor", {10, 20}, {}};
+  b.variants = {{"spindle", nullptr}, {"floor", nullptr}};
+  if (fixed) {
+    b.fixed_duration = true;
+  } else {
+    b.ops = [](int64_t p) { return static_cast<double>(p); };
+    b.op = "spawn";
+  }
+  return b;
+}
+
+const ChartPlan* Find(const std::vector<ChartPlan>& plans,
+                      const std::string& kind) {
+  for (const ChartPlan& p : plans) {
+    if (p.kind == kind) return &p;
+  }
+  return nullptr;
+}
+
+TEST(ChartTest, TotalsPerOperationWithRatioToBaseline) {
+  std::vector<Result> r = {{"x", "spindle", 10, 0, 1000},
+                           {"x", "floor", 10, 0, 500},
+                           {"x", "spindle", 20, 0, 4000},
+                           {"x", "floor", 20, 0, 1000}};
+  std::vector<ChartPlan> plans = PlanCharts(ChartBench(false), r);
+  ASSERT_EQ(plans.size(), 1u);
+  EXPECT_EQ(plans[0].kind, "per_spawn");
+  EXPECT_NE(plans[0].ylabel.find("per spawn (lower is better)"),
+            std::string::npos);
+  ASSERT_EQ(plans[0].clusters.size(), 2u);
+  EXPECT_EQ(plans[0].clusters[0].bars.at("spindle").median, 100);
+  EXPECT_EQ(plans[0].clusters[0].bars.at("spindle").ratio, "2.00x");
+  EXPECT_EQ(plans[0].clusters[1].bars.at("spindle").median, 200);
+  EXPECT_EQ(plans[0].clusters[1].bars.at("spindle").ratio, "4.00x");
+  EXPECT_EQ(plans[0].clusters[1].bars.at("floor").ratio, "1.00x");
+}
+
+TEST(ChartTest, OneChartPerUnitAndFixedWallTimeLeftOut) {
+  std::vector<Result> r = {
+      {"x", "spindle", 10, 0, 1e9},  // wall time fixed by design
+      {"x_ticks_p50", "spindle", 10, 0, 80, Unit::kTicks, 1000},
+      {"x_error_ppm", "spindle", 10, 0, 400, Unit::kPpm, 0},
+      {"x_actual_mean", "spindle", 10, 0, 5e5, Unit::kNanos, 1000}};
+  std::vector<ChartPlan> plans = PlanCharts(ChartBench(true), r);
+  ASSERT_EQ(plans.size(), 3u);
+  ASSERT_NE(Find(plans, "ticks"), nullptr);
+  EXPECT_FALSE(Find(plans, "ticks")->in_ns);
+  ASSERT_NE(Find(plans, "share_error"), nullptr);
+  ASSERT_NE(Find(plans, "latency"), nullptr);
+  EXPECT_TRUE(Find(plans, "latency")->in_ns);
+  EXPECT_EQ(Find(plans, "latency")->clusters[0].label, "actual_mean param 10");
+}
+
+TEST(ChartTest, PercentilesNeedSamplesBeyondThem) {
+  // 10 samples: a p50 has 5 beyond it (drawn), a p90 or p99 does not.
+  // 1000 samples: a p99 has 10 beyond it (drawn), a p999 has 1 (not).
+  std::vector<Result> r = {
+      {"x_fat_p50", "spindle", 10, 0, 1, Unit::kNanos, 10},
+      {"x_fat_p90", "spindle", 10, 0, 2, Unit::kNanos, 10},
+      {"x_fat_p99", "spindle", 10, 0, 3, Unit::kNanos, 10},
+      {"x_thin_p99", "spindle", 10, 0, 4, Unit::kNanos, 1000},
+      {"x_thin_p99", "spindle", 10, 1, 4, Unit::kNanos, 1000},
+      {"x_thin_p999", "spindle", 10, 0, 5, Unit::kNanos, 1000},
+      // One iteration short of samples is enough to leave the bar out.
+      {"x_thin_p90", "spindle", 10, 0, 6, Unit::kNanos, 1000},
+      {"x_thin_p90", "spindle", 10, 1, 6, Unit::kNanos, 20}};
+  std::vector<ChartPlan> plans = PlanCharts(ChartBench(true), r);
+  ASSERT_EQ(plans.size(), 1u);
+  std::vector<std::string> labels;
+  for (const ChartCluster& c : plans[0].clusters) labels.push_back(c.label);
+  EXPECT_EQ(labels, (std::vector<std::string>{"fat_p50 param 10",
+                                              "thin_p99 param 10"}));
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// bench/registry.cc: BENCH.md's table as Benchmarks with their variants.
+// bench/registry.cc: docs/measuring.md's table as Benchmarks with their variants.
 #include <string>
 #include <vector>
 
@@ -49,6 +49,8 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
                           }});
     b.variants.push_back(
         {"floor", [id](int64_t n) { return FloorSpawn(id, n); }});
+    b.ops = [](int64_t n) { return static_cast<double>(n); };
+    b.op = "spawn";
     all.push_back(std::move(b));
   }
   {
@@ -71,6 +73,8 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
     b.variants.push_back({"floor", [id, tasks_1b](int64_t k) {
                             return FloorYieldLoop(id, tasks_1b, k);
                           }});
+    b.ops = [tasks_1b](int64_t k) { return static_cast<double>(tasks_1b * k); };
+    b.op = "yield";
     all.push_back(std::move(b));
   }
   {
@@ -91,6 +95,8 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
         {"asio", [id](int64_t n) { return AsioSleep(id, n); }});
     b.variants.push_back(
         {"floor", [id](int64_t n) { return FloorSleep(id, n); }});
+    // 10 x 500 us of sleeping set the wall time; the actual sleeps tell.
+    b.fixed_duration = true;
     all.push_back(std::move(b));
   }
   {
@@ -105,6 +111,8 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
         {"spindle", [id](int64_t n) { return SpindleNop(id, n); }});
     b.variants.push_back(
         {"floor", [id](int64_t n) { return FloorNop(id, n); }});
+    b.ops = [](int64_t n) { return static_cast<double>(n); };
+    b.op = "NOP";
     all.push_back(std::move(b));
   }
   {
@@ -119,6 +127,8 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
         {"spindle", [id](int64_t n) { return SpindleLaunch(id, n); }});
     b.variants.push_back(
         {"floor", [id](int64_t n) { return FloorLaunch(id, n); }});
+    b.ops = [](int64_t n) { return static_cast<double>(n); };
+    b.op = "launch";
     all.push_back(std::move(b));
   }
   {
@@ -137,6 +147,10 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
     b.variants.push_back({"floor", [id, yields_pp](int64_t n) {
                             return FloorYieldLoop(id, n, yields_pp);
                           }});
+    b.ops = [yields_pp](int64_t n) {
+      return static_cast<double>(n * yields_pp);
+    };
+    b.op = "poll";
     all.push_back(std::move(b));
   }
   {
@@ -151,6 +165,7 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
     b.variants.push_back({"spindle", [id, ms](int64_t q) {
                             return SpindleFairness(id, static_cast<int>(q), ms);
                           }});
+    b.fixed_duration = true;  // FAIRNESS_MS
     all.push_back(std::move(b));
   }
   {
@@ -171,6 +186,7 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
     b.variants.push_back({"spindle_notiers", [id, ms](int64_t n) {
                             return SpindleHog(id, n, ms, HogMode::kTiersOff);
                           }});
+    b.fixed_duration = true;  // HOG_MS
     all.push_back(std::move(b));
   }
   {
@@ -191,6 +207,7 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
     b.variants.push_back({"spindle_eevdf", [id, ms](int64_t r) {
                             return SpindleTail(id, r, ms, TailMode::kEevdf);
                           }});
+    b.fixed_duration = true;  // TAIL_MS
     all.push_back(std::move(b));
   }
   return all;

@@ -1,4 +1,4 @@
-// bench/suite_main.cc: //bench:suite, every benchmark of ../shared/BENCH.md's
+// bench/suite_main.cc: //bench:suite, every benchmark of docs/measuring.md's
 // table that has landed.
 #include "bench/bench.h"
 

@@ -81,11 +81,12 @@ void AppendSleepRows(const std::string& id, std::vector<double>& actual_ns,
   double sum = 0;
   for (double v : actual_ns) sum += v;
   const double mean = actual_ns.empty() ? 0 : sum / actual_ns.size();
-  rows.push_back(Row{id + "_actual_mean", mean, Unit::kNanos});
+  const auto n = static_cast<int64_t>(actual_ns.size());
+  rows.push_back(Row{id + "_actual_mean", mean, Unit::kNanos, n});
   rows.push_back(
-      Row{id + "_actual_p50", Quantile(actual_ns, 0.5), Unit::kNanos});
+      Row{id + "_actual_p50", Quantile(actual_ns, 0.5), Unit::kNanos, n});
   rows.push_back(
-      Row{id + "_actual_p99", Quantile(actual_ns, 0.99), Unit::kNanos});
+      Row{id + "_actual_p99", Quantile(actual_ns, 0.99), Unit::kNanos, n});
 }
 
 absl::StatusOr<Rows> FloorSpawn(const std::string& id, int64_t n) {
@@ -130,8 +131,11 @@ absl::StatusOr<Rows> FloorLaunch(const std::string& id, int64_t launches) {
   loop.Run();
   Rows rows{Wall(id, t0)};
   g_floor_loop = nullptr;
-  rows.push_back(Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks});
-  rows.push_back(Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks});
+  const auto n = static_cast<int64_t>(ticks.size());
+  rows.push_back(
+      Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks, n});
+  rows.push_back(
+      Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks, n});
   return rows;
 }
 

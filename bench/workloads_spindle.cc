@@ -41,10 +41,11 @@ Row Wall(const std::string& id, uint64_t t0) {
 void AppendPercentiles(const std::string& prefix, std::vector<double>& v,
                        Rows& rows) {
   if (v.empty()) return;
-  rows.push_back(Row{prefix + "_p50", Quantile(v, 0.50), Unit::kNanos});
-  rows.push_back(Row{prefix + "_p90", Quantile(v, 0.90), Unit::kNanos});
-  rows.push_back(Row{prefix + "_p99", Quantile(v, 0.99), Unit::kNanos});
-  rows.push_back(Row{prefix + "_p999", Quantile(v, 0.999), Unit::kNanos});
+  const auto n = static_cast<int64_t>(v.size());
+  rows.push_back(Row{prefix + "_p50", Quantile(v, 0.50), Unit::kNanos, n});
+  rows.push_back(Row{prefix + "_p90", Quantile(v, 0.90), Unit::kNanos, n});
+  rows.push_back(Row{prefix + "_p99", Quantile(v, 0.99), Unit::kNanos, n});
+  rows.push_back(Row{prefix + "_p999", Quantile(v, 0.999), Unit::kNanos, n});
 }
 
 // ---- 1A / 1B ----------------------------------------------------------------
@@ -281,8 +282,11 @@ absl::StatusOr<Rows> SpindleLaunch(const std::string& id, int64_t launches) {
   (*ex)->SpawnDetached(LaunchParent(launches, ticks.data()));
   (*ex)->Run();
   Rows rows{Wall(id, t0)};
-  rows.push_back(Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks});
-  rows.push_back(Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks});
+  const auto n = static_cast<int64_t>(ticks.size());
+  rows.push_back(
+      Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks, n});
+  rows.push_back(
+      Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks, n});
   return rows;
 }
 
@@ -354,8 +358,9 @@ absl::StatusOr<Rows> SpindleHog(const std::string& id, int64_t sensitive,
   Rows rows{Wall(id, t0)};
   std::vector<double> all;
   for (auto& l : late) all.insert(all.end(), l.begin(), l.end());
-  rows.push_back(Row{id + "_p50", Quantile(all, 0.5), Unit::kNanos});
-  rows.push_back(Row{id + "_p99", Quantile(all, 0.99), Unit::kNanos});
+  const auto n = static_cast<int64_t>(all.size());
+  rows.push_back(Row{id + "_p50", Quantile(all, 0.5), Unit::kNanos, n});
+  rows.push_back(Row{id + "_p99", Quantile(all, 0.99), Unit::kNanos, n});
   return rows;
 }
 

@@ -43,6 +43,12 @@
 #ifndef SPINDLE_BUDGET_TIER_H_
 #define SPINDLE_BUDGET_TIER_H_
 
+// Spindle is C++20: an older -std stops here, with one error that says so.
+#if __cplusplus < 202002L
+#error "Spindle requires C++20: compile with -std=c++20 (or later)"
+#include "Spindle requires C++20, see the error above"  // Stops the build.
+#endif
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -190,8 +196,10 @@ struct TierPolicy {
                                                double ticks_per_ns);
 
   uint64_t TicksToNanos(uint64_t ticks) const noexcept {
+    // __extension__: a consumer's -Wpedantic accepts the 128-bit type.
+    __extension__ typedef unsigned __int128 Uint128;
     return static_cast<uint64_t>(
-        (static_cast<unsigned __int128>(ticks) * ns_per_tick_q32) >> 32);
+        (static_cast<Uint128>(ticks) * ns_per_tick_q32) >> 32);
   }
 };
 

@@ -1,6 +1,6 @@
 // executor/executor_testing.h: test and benchmark helpers for the executor.
 //
-// The floor of BENCH.md: the least code that spawns and runs coroutine
+// The floor of docs/measuring.md: the least code that spawns and runs coroutine
 // tasks (frames from a free list, a ring of handles; no accounting, no
 // fairness, no wake-ups).  Benchmarks measure Spindle beside it, in the same
 // binary and run.  Single-threaded: one FloorLoop per thread.

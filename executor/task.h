@@ -17,6 +17,12 @@
 #ifndef SPINDLE_EXECUTOR_TASK_H_
 #define SPINDLE_EXECUTOR_TASK_H_
 
+// Spindle is C++20: an older -std stops here, with one error that says so.
+#if __cplusplus < 202002L
+#error "Spindle requires C++20: compile with -std=c++20 (or later)"
+#include "Spindle requires C++20, see the error above"  // Stops the build.
+#endif
+
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
@@ -109,7 +115,7 @@ struct InboxNode {
   struct TaskHeader* task = nullptr;
 };
 
-// One runnable thing.  See DESIGN.md "The task".
+// One runnable thing.  See docs/architecture.md, "The task".
 struct TaskHeader : sched::TaskNode {
   budget::TaskContext ctx;  // 16-byte TaskBudget, tier state, id, name.
 

@@ -18,6 +18,12 @@
 #ifndef SPINDLE_SCHED_SCHEDULER_H_
 #define SPINDLE_SCHED_SCHEDULER_H_
 
+// Spindle is C++20: an older -std stops here, with one error that says so.
+#if __cplusplus < 202002L
+#error "Spindle requires C++20: compile with -std=c++20 (or later)"
+#include "Spindle requires C++20, see the error above"  // Stops the build.
+#endif
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -59,7 +65,8 @@ class TaskScheduler {
   virtual size_t Size() const noexcept = 0;
   bool Empty() const noexcept { return Size() == 0; }
   // Called after each poll of `task` (already popped) with the ticks it ran.
-  virtual void Observe(TaskNode* task, uint64_t service_ticks) noexcept {}
+  virtual void Observe([[maybe_unused]] TaskNode* task,
+                       [[maybe_unused]] uint64_t service_ticks) noexcept {}
   virtual std::string_view Name() const noexcept = 0;
 };
 

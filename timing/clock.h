@@ -27,6 +27,12 @@
 #ifndef SPINDLE_TIMING_CLOCK_H_
 #define SPINDLE_TIMING_CLOCK_H_
 
+// Spindle is C++20: an older -std stops here, with one error that says so.
+#if __cplusplus < 202002L
+#error "Spindle requires C++20: compile with -std=c++20 (or later)"
+#include "Spindle requires C++20, see the error above"  // Stops the build.
+#endif
+
 #include <atomic>
 #include <cstdint>
 #include <ctime>
@@ -116,8 +122,9 @@ inline uint64_t ReadCycleCounterOrdered() noexcept {
 }
 
 inline uint64_t MulShift(uint64_t value, uint64_t mult) noexcept {
-  return static_cast<uint64_t>((static_cast<unsigned __int128>(value) * mult) >>
-                               kShift);
+  // __extension__: a consumer's -Wpedantic accepts the GCC/Clang 128-bit type.
+  __extension__ typedef unsigned __int128 Uint128;
+  return static_cast<uint64_t>((static_cast<Uint128>(value) * mult) >> kShift);
 }
 
 }  // namespace timing_internal
