@@ -22,7 +22,7 @@
 namespace spindle::sched {
 
 // The sched layer's version (see sched/VERSION and sched/CHANGELOG.md).
-inline constexpr std::string_view kVersion = "0.1.0";
+inline constexpr std::string_view kVersion = "0.1.1";
 
 }  // namespace spindle::sched
 
