@@ -1,6 +1,8 @@
 #include "reactor/reactor.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -174,40 +176,62 @@ void Reactor::SleepFor(Operation* op, uint64_t duration_ns) noexcept {
                                                  : now + duration_ns);
 }
 
+// Byte counts: above SSIZE_MAX the result could not be reported (read(2)
+// leaves it implementation-defined; Linux fails it with EFAULT or EINVAL), so
+// it is -EINVAL on both backends.  Otherwise the count is clamped to
+// kMaxRwCount, as the kernel's rw_verify_area / import_ubuf do for read(2)
+// and send(2): io_uring's SQE length is 32 bits (a 4 GiB count would become
+// 0 and look like EOF), and the clamped count always fits the int32 result.
+[[gnu::always_inline]] inline bool Reactor::SetLength(Operation* op,
+                                                      size_t len) noexcept {
+  if (len > static_cast<size_t>(SSIZE_MAX)) [[unlikely]] {
+    core_.PushReady(op, -EINVAL);
+    return false;
+  }
+  S(op).len = std::min<uint64_t>(len, kMaxRwCount);
+  return true;
+}
+
+[[gnu::always_inline]] inline bool Reactor::SetIovecCount(
+    Operation* op, int iovcnt) noexcept {
+  if (iovcnt < 0) [[unlikely]] {  // readv(2) fails it the same way.
+    core_.PushReady(op, -EINVAL);
+    return false;
+  }
+  S(op).len = static_cast<uint64_t>(iovcnt);
+  return true;
+}
+
 void Reactor::Read(Operation* op, int fd, void* buf, size_t len,
                    int64_t offset) noexcept {
   Begin(op, OpCode::kRead, fd);
   S(op).addr = buf;
-  S(op).len = len;
   S(op).offset = offset;
-  StartIo(op);
+  if (SetLength(op, len)) StartIo(op);
 }
 
 void Reactor::Write(Operation* op, int fd, const void* buf, size_t len,
                     int64_t offset) noexcept {
   Begin(op, OpCode::kWrite, fd);
   S(op).addr = const_cast<void*>(buf);
-  S(op).len = len;
   S(op).offset = offset;
-  StartIo(op);
+  if (SetLength(op, len)) StartIo(op);
 }
 
 void Reactor::Readv(Operation* op, int fd, const iovec* iov, int iovcnt,
                     int64_t offset) noexcept {
   Begin(op, OpCode::kReadv, fd);
   S(op).addr = const_cast<iovec*>(iov);
-  S(op).len = static_cast<uint64_t>(iovcnt);
   S(op).offset = offset;
-  StartIo(op);
+  if (SetIovecCount(op, iovcnt)) StartIo(op);
 }
 
 void Reactor::Writev(Operation* op, int fd, const iovec* iov, int iovcnt,
                      int64_t offset) noexcept {
   Begin(op, OpCode::kWritev, fd);
   S(op).addr = const_cast<iovec*>(iov);
-  S(op).len = static_cast<uint64_t>(iovcnt);
   S(op).offset = offset;
-  StartIo(op);
+  if (SetIovecCount(op, iovcnt)) StartIo(op);
 }
 
 void Reactor::Accept(Operation* op, int fd, sockaddr* addr,
@@ -230,18 +254,16 @@ void Reactor::Recv(Operation* op, int fd, void* buf, size_t len,
                    int flags) noexcept {
   Begin(op, OpCode::kRecv, fd);
   S(op).addr = buf;
-  S(op).len = len;
   S(op).flags = flags;
-  StartIo(op);
+  if (SetLength(op, len)) StartIo(op);
 }
 
 void Reactor::Send(Operation* op, int fd, const void* buf, size_t len,
                    int flags) noexcept {
   Begin(op, OpCode::kSend, fd);
   S(op).addr = const_cast<void*>(buf);
-  S(op).len = len;
   S(op).flags = flags;
-  StartIo(op);
+  if (SetLength(op, len)) StartIo(op);
 }
 
 void Reactor::Close(Operation* op, int fd) noexcept {

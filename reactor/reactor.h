@@ -61,6 +61,13 @@ namespace spindle::reactor {
 // The reactor layer's version (see reactor/VERSION and reactor/CHANGELOG.md).
 inline constexpr std::string_view kVersion = "0.1.0";
 
+// The most bytes one Read, Write, Recv or Send transfers: Linux's
+// MAX_RW_COUNT (INT_MAX & PAGE_MASK with 4 KiB pages), the count read(2)
+// and send(2) clamp to.  Longer requests are clamped to it on both backends
+// (the result is then a short count); a length above SSIZE_MAX fails with
+// -EINVAL, as does a negative iovcnt.
+inline constexpr size_t kMaxRwCount = 0x7ffff000;
+
 // Which backend to use.
 enum class BackendChoice : uint8_t { kAuto, kIoUring, kEpoll };
 
@@ -225,6 +232,8 @@ class Reactor {
   Reactor() = default;
   void Begin(Operation* op, reactor_internal::OpCode code, int fd) noexcept;
   void StartIo(Operation* op) noexcept;
+  bool SetLength(Operation* op, size_t len) noexcept;
+  bool SetIovecCount(Operation* op, int iovcnt) noexcept;
 
   Backend backend_ = Backend::kEpoll;
   std::string fallback_reason_;

@@ -176,8 +176,9 @@ inline bool UringDriver::Issue(Operation* op) noexcept {
   io_uring_sqe* sqe = GetSqe();
   if (sqe == nullptr) return false;
   OpState& s = S(op);
-  const unsigned len =
-      static_cast<unsigned>(std::min<uint64_t>(s.len, UINT32_MAX));
+  // Reactor clamped byte counts to kMaxRwCount, so they fit the SQE's 32-bit
+  // length; iovec counts are ints.
+  const unsigned len = static_cast<unsigned>(s.len);
   const uint64_t off = static_cast<uint64_t>(s.offset);
   switch (s.code) {
     case OpCode::kNop:
@@ -210,10 +211,10 @@ inline bool UringDriver::Issue(Operation* op) noexcept {
                             static_cast<socklen_t>(s.len));
       break;
     case OpCode::kRecv:
-      io_uring_prep_recv(sqe, s.fd, s.addr, s.len, s.flags);
+      io_uring_prep_recv(sqe, s.fd, s.addr, len, s.flags);
       break;
     case OpCode::kSend:
-      io_uring_prep_send(sqe, s.fd, s.addr, s.len, s.flags);
+      io_uring_prep_send(sqe, s.fd, s.addr, len, s.flags);
       break;
     case OpCode::kClose:
       io_uring_prep_close(sqe, s.fd);
