@@ -315,7 +315,8 @@ int Reactor::Poll(uint64_t timeout_ns) noexcept {
   // A non-blocking poll with nothing in the kernel (every outstanding
   // operation is a timer in our heap) has nothing to submit or reap: skip
   // the system call.  The executor polls this way every few dozen task polls.
-  if (wait != 0 || core_.outstanding() != core_.timers().size()) {
+  if (wait != 0 || core_.outstanding() != core_.timers().size() ||
+      !driver_->Idle()) {
     n += driver_->Wait(wait, core_.timers().EarliestDeadline());
   } else {
     driver_->Claim();
@@ -364,6 +365,7 @@ ReactorStats Reactor::Stats() const {
   s.timers_fired = core_.timers_fired();
   s.wakes = wakes_.load(std::memory_order_relaxed);  // Statistic only.
   s.wakes_received = d.wakes_received;
+  s.wake_fallbacks = d.wake_fallbacks;
   s.timers_pending = core_.timers().size();
   s.queued = d.queued;
   s.inflight = core_.outstanding();

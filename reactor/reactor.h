@@ -76,7 +76,8 @@ std::string_view BackendName(Backend backend) noexcept;
 // Reactor configuration.
 struct ReactorOptions {
   BackendChoice backend = BackendChoice::kAuto;
-  // io_uring SQ size; the CQ is twice that.  A power of two in [2, 32768].
+  // io_uring SQ size.  A power of two in [2, 32768].  The CQ is twice that
+  // but at least 4096 entries (kernels without CQSIZE, before 5.5: twice).
   uint32_t ring_entries = 256;
   // io_uring: a kernel thread polls the SQ (IORING_SETUP_SQPOLL).
   bool sqpoll = false;
@@ -99,12 +100,13 @@ struct ReactorStats {
   uint64_t completed = 0;       // Callbacks run.
   uint64_t cancelled = 0;       // Completed with -ECANCELED.
   uint64_t cancel_requests = 0; // Cancel calls that found a pending op.
-  uint64_t sq_full_waits = 0;   // Operations parked for an SQ/CQ slot.
+  uint64_t sq_full_waits = 0;   // Operations parked for an SQE or CQ slot.
   uint64_t sq_flushes = 0;      // Early submits because the SQ was full.
   uint64_t syscalls = 0;        // io_uring_enter / epoll_wait calls.
   uint64_t timers_fired = 0;
   uint64_t wakes = 0;           // Wake() / WakeFrom() calls.
   uint64_t wakes_received = 0;  // Doorbells seen by Poll.
+  uint64_t wake_fallbacks = 0;  // WakeFrom sends that failed: eventfd used.
   size_t timers_pending = 0;
   size_t queued = 0;            // Operations in the resumption queue now.
   size_t inflight = 0;          // Started, callback not yet run.
@@ -127,9 +129,13 @@ struct ReactorStats {
 // buffers.  Starting an operation does not allocate (the timer heap and the
 // epoll descriptor table grow to their high-water mark once) and does not
 // block; io_uring operations are submitted by the next Poll, in batches.
-// When the ring's slots (CQ size) are all taken, operations wait in a
-// resumption queue, highest IoPriority first, and are submitted as
-// completions free slots.  The destructor cancels every pending operation,
+// Any number of operations may wait at once (on io_uring the kernel keeps
+// completions that do not fit the CQ, IORING_FEAT_NODROP, 5.5+); new ones
+// still run, and Cancel, Timeout and Wake() never wait behind idle ones.
+// Only on a kernel without NODROP are the requests in the ring capped at the
+// CQ size (a slot kept for the wake-up and a few for cancels): operations
+// beyond the cap wait in a resumption queue, highest IoPriority first, and
+// are submitted as completions free slots.  The destructor cancels every pending operation,
 // runs every callback (with -ECANCELED unless the operation had already
 // finished) and closes every descriptor it opened.
 //
@@ -218,9 +224,12 @@ class Reactor {
   void Wake() noexcept;
 
   // Wakes this reactor through IORING_OP_MSG_RING sent on `source`'s ring
-  // (one SQE, no eventfd).  Call on `source`'s thread.  Both must be
-  // io_uring reactors and the kernel must have MSG_RING (5.18+); otherwise
-  // falls back to Wake() and returns false.
+  // (one SQE, no eventfd, no CQE on `source` when it succeeds).  Call on
+  // `source`'s thread.  Both must be io_uring reactors and the kernel must
+  // have MSG_RING (5.18+); otherwise falls back to Wake() and returns false.
+  // If the kernel fails the send, `source`'s next Poll calls Wake() on this
+  // reactor instead (counted in `source`'s wake_fallbacks): this reactor must
+  // outlive that Poll.
   bool WakeFrom(Reactor& source) noexcept;
 
   // Operations started whose callback has not run yet.

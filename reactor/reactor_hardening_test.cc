@@ -13,9 +13,12 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "reactor/internal/uring_driver.h"
 #include "reactor/reactor.h"
 #include "reactor/reactor_testing.h"
 #include "timing/clock.h"
@@ -116,6 +119,257 @@ TEST_P(HardeningTest, LengthsAboveSsizeMaxAreRejectedWithEInval) {
   EXPECT_EQ(read_op.seen, -EINVAL);
   close(sv[0]);
   close(sv[1]);
+}
+
+// ---- Thousands of idle operations (item 1) ---------------------------------
+
+// Socket pairs that stay idle; closes them on destruction.
+struct IdlePairs {
+  std::vector<int> fds;
+  bool Open(int n) {
+    for (int i = 0; i < n; ++i) {
+      int sv[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        return false;
+      }
+      fds.push_back(sv[0]);
+      fds.push_back(sv[1]);
+    }
+    return true;
+  }
+  int reader(int i) const { return fds[2 * i]; }
+  int writer(int i) const { return fds[2 * i + 1]; }
+  ~IdlePairs() {
+    for (int fd : fds) close(fd);
+  }
+};
+
+TEST_P(HardeningTest, FiveThousandIdleRecvsDoNotStopNewOperations) {
+  constexpr int kIdle = 5000;
+  if (testing::RaiseFdLimit() < 2 * kIdle + 200) {
+    GTEST_SKIP() << "RLIMIT_NOFILE hard limit below " << 2 * kIdle + 200;
+  }
+  IdlePairs pairs;
+  ASSERT_TRUE(pairs.Open(kIdle + 1)) << strerror(errno);
+  std::vector<TestOp> idle(kIdle);
+  std::vector<char> bufs(kIdle);
+  TestOp nop, fresh, timed, timeout, cancelled;
+  char fresh_buf[8];
+  DestroyFirst guard{reactor_};
+  for (int i = 0; i < kIdle; ++i) {
+    reactor_->Recv(&idle[i], pairs.reader(i), &bufs[i], 1, 0);
+    if (i % 512 == 0) reactor_->Poll(0);
+  }
+  for (int i = 0; i < 5; ++i) reactor_->Poll(0);
+  // New work still runs while every idle Recv waits.
+  reactor_->Nop(&nop);
+  ASSERT_TRUE(RunUntil([&] { return nop.done(); }, nullptr, 2'000 * kMs))
+      << "a NOP behind " << kIdle << " idle Recvs never ran";
+  EXPECT_EQ(nop.seen, 0);
+  reactor_->Recv(&fresh, pairs.reader(kIdle), fresh_buf, sizeof(fresh_buf),
+                 0);
+  ASSERT_EQ(write(pairs.writer(kIdle), "hi", 2), 2);
+  ASSERT_TRUE(RunUntil([&] { return fresh.done(); }, nullptr, 2'000 * kMs));
+  EXPECT_EQ(fresh.seen, 2);
+  // An idle one completes when its peer writes.
+  ASSERT_EQ(write(pairs.writer(kIdle - 1), "x", 1), 1);
+  ASSERT_TRUE(
+      RunUntil([&] { return idle[kIdle - 1].done(); }, nullptr, 2'000 * kMs));
+  EXPECT_EQ(idle[kIdle - 1].seen, 1);
+  // Cancel and Timeout reach idle operations.
+  reactor_->Cancel(&idle[0]);
+  reactor_->Timeout(&idle[1], &timeout, 5 * kMs);
+  ASSERT_TRUE(RunUntil([&] { return idle[0].done() && idle[1].done(); },
+                       nullptr, 2'000 * kMs))
+      << "Cancel / Timeout of an idle operation never completed";
+  EXPECT_EQ(idle[0].seen, -ECANCELED);
+  EXPECT_EQ(idle[1].seen, -ECANCELED);
+  EXPECT_EQ(timeout.seen, -ETIME);
+  EXPECT_EQ(reactor_->inflight(), static_cast<size_t>(kIdle - 3));
+  // Shutdown cancels the rest promptly.
+  const uint64_t start = MonotonicClock::Now();
+  reactor_.reset();
+  EXPECT_LT(MonotonicClock::Now() - start, 2'000 * kMs);
+  for (int i = 2; i < kIdle - 1; ++i) {
+    ASSERT_EQ(idle[i].calls, 1) << i;
+    ASSERT_EQ(idle[i].seen, -ECANCELED) << i;
+  }
+}
+
+// ---- Wake-ups (item 3) ------------------------------------------------------
+
+// Polls `r` until it sees a doorbell; false after `limit_ns`.
+bool PollUntilWoken(Reactor& r, uint64_t limit_ns) {
+  const uint64_t before = r.Stats().wakes_received;
+  const uint64_t give_up = MonotonicClock::Now() + limit_ns;
+  while (r.Stats().wakes_received == before) {
+    if (MonotonicClock::Now() > give_up) return false;
+    r.Poll(50 * kMs);
+  }
+  return true;
+}
+
+// Runs `body` once on a kernel as it is and once emulating one without
+// IORING_FEAT_NODROP (capped mode: before 5.5).
+template <typename Body>
+void ForEachSlotMode(Body body) {
+  for (const uint32_t quirks : {0u, reactor_internal::kQuirkNoNoDrop}) {
+    SCOPED_TRACE(quirks == 0 ? "kernel as it is" : "emulated without NODROP");
+    reactor_internal::SetUringQuirksForTesting(quirks);
+    body();
+    reactor_internal::SetUringQuirksForTesting(0);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+TEST_P(HardeningTest, WakeFromInsideACallbackNeverDisarmsTheWakeRead) {
+  // A completion callback wakes other reactors through WakeFrom (the
+  // executor does this when a completion wakes a task owned elsewhere).
+  // The source ring is small and full of idle Recvs, with more parked.
+  if (GetParam() != Backend::kIoUring) GTEST_SKIP() << "io_uring only";
+  ForEachSlotMode([&] {
+    std::unique_ptr<Reactor> source = Make(/*ring_entries=*/2);
+    reactor_internal::SetUringQuirksForTesting(0);
+    std::unique_ptr<Reactor> t1 = Make(), t2 = Make();
+    ASSERT_NE(source, nullptr);
+    ASSERT_NE(t1, nullptr);
+    ASSERT_NE(t2, nullptr);
+    t1->Poll(0);
+    t2->Poll(0);
+    IdlePairs pairs;
+    ASSERT_TRUE(pairs.Open(8));
+    std::vector<TestOp> idle(8);
+    char bufs[8];
+    TestOp nop;
+    nop.then = [&](TestOp*) {
+      t1->WakeFrom(*source);
+      t2->WakeFrom(*source);
+    };
+    DestroyFirst guard{source};
+    source->Poll(0);
+    source->Nop(&nop);
+    for (int i = 0; i < 8; ++i) {
+      source->Recv(&idle[i], pairs.reader(i), &bufs[i], 1, 0);
+    }
+    // The wake read completes in the same reap as the NOP, after it.
+    source->Wake();
+    ASSERT_TRUE(
+        RunUntil([&] { return nop.done(); }, source.get(), 2'000 * kMs));
+    for (int i = 0; i < 3; ++i) source->Poll(0);
+    // From now on a plain thread's Wake must still end a blocking Poll.
+    for (int round = 0; round < 3; ++round) {
+      std::thread waker([&] { source->Wake(); });
+      const bool woken = PollUntilWoken(*source, 2'000 * kMs);
+      waker.join();
+      ASSERT_TRUE(woken) << "Wake() lost in round " << round;
+    }
+    EXPECT_TRUE(PollUntilWoken(*t1, 2'000 * kMs));
+    EXPECT_TRUE(PollUntilWoken(*t2, 2'000 * kMs));
+  });
+}
+
+TEST_P(HardeningTest, CappedRingCancelsAndTimesOutWhileIdleOpsHoldEverySlot) {
+  // Without NODROP the ring is capped; idle operations hold every slot that
+  // operations may use, yet cancels and timeouts must still get through.
+  if (GetParam() != Backend::kIoUring) GTEST_SKIP() << "io_uring only";
+  reactor_internal::SetUringQuirksForTesting(reactor_internal::kQuirkNoNoDrop);
+  reactor_ = Make(/*ring_entries=*/2);
+  reactor_internal::SetUringQuirksForTesting(0);
+  ASSERT_NE(reactor_, nullptr);
+  EXPECT_NE(reactor_->Stats().features.find("capped"), std::string::npos);
+  constexpr int kIdle = 6;
+  IdlePairs pairs;
+  ASSERT_TRUE(pairs.Open(kIdle));
+  std::vector<TestOp> idle(kIdle);
+  char bufs[kIdle];
+  TestOp timeout;
+  DestroyFirst guard{reactor_};
+  for (int i = 0; i < kIdle; ++i) {
+    reactor_->Recv(&idle[i], pairs.reader(i), &bufs[i], 1, 0);
+  }
+  for (int i = 0; i < 3; ++i) reactor_->Poll(0);
+  EXPECT_GT(reactor_->Stats().queued, 0u) << "the cap must park some";
+  // idle[0] and idle[1] went to the kernel first.
+  reactor_->Cancel(&idle[0]);
+  reactor_->Timeout(&idle[1], &timeout, 5 * kMs);
+  ASSERT_TRUE(RunUntil([&] { return idle[0].done() && idle[1].done(); },
+                       nullptr, 2'000 * kMs))
+      << "a cancel waited for a slot that idle operations hold";
+  EXPECT_EQ(idle[0].seen, -ECANCELED);
+  EXPECT_EQ(idle[1].seen, -ECANCELED);
+  EXPECT_EQ(timeout.seen, -ETIME);
+  // Parked ones took the freed slots and still work.
+  ASSERT_EQ(write(pairs.writer(kIdle - 1), "z", 1), 1);
+  reactor_->Cancel(&idle[2]);
+  reactor_->Cancel(&idle[3]);
+  ASSERT_TRUE(RunUntil([&] { return idle[kIdle - 1].done(); }, nullptr,
+                       2'000 * kMs));
+  EXPECT_EQ(idle[kIdle - 1].seen, 1);
+  std::thread waker([&] { reactor_->Wake(); });
+  const bool woken = PollUntilWoken(*reactor_, 2'000 * kMs);
+  waker.join();
+  EXPECT_TRUE(woken);
+}
+
+TEST_P(HardeningTest, FailedMsgRingSendFallsBackToTheEventfd) {
+  if (GetParam() != Backend::kIoUring) GTEST_SKIP() << "io_uring only";
+  reactor_internal::SetUringQuirksForTesting(
+      reactor_internal::kQuirkFailMsgRing);
+  std::unique_ptr<Reactor> source = Make();
+  reactor_internal::SetUringQuirksForTesting(0);
+  ASSERT_NE(source, nullptr);
+  if (source->Stats().features.find("msg_ring") == std::string::npos) {
+    GTEST_SKIP() << "no IORING_OP_MSG_RING (5.18+) here";
+  }
+  reactor_->Poll(0);
+  source->Poll(0);
+  ASSERT_TRUE(reactor_->WakeFrom(*source));  // Sent; fails in the kernel.
+  source->Poll(0);  // Reaps the failed send.
+  EXPECT_EQ(source->Stats().wake_fallbacks, 1u);
+  EXPECT_TRUE(PollUntilWoken(*reactor_, 2'000 * kMs))
+      << "a failed MSG_RING send must fall back to the eventfd";
+}
+
+TEST_P(HardeningTest, ThousandsOfMsgRingWakesOverflowTheTargetSafely) {
+  if (GetParam() != Backend::kIoUring) GTEST_SKIP() << "io_uring only";
+  std::unique_ptr<Reactor> source = Make();
+  ASSERT_NE(source, nullptr);
+  if (source->Stats().features.find("msg_ring") == std::string::npos) {
+    GTEST_SKIP() << "no IORING_OP_MSG_RING (5.18+) here";
+  }
+  const uint32_t kWakes = 3 * reactor_->Stats().cq_entries;
+  IdlePairs pairs;
+  ASSERT_TRUE(pairs.Open(3));
+  TestOp idle[3];
+  char bufs[3];
+  DestroyFirst guard{reactor_};
+  for (int i = 0; i < 3; ++i) {
+    reactor_->Recv(&idle[i], pairs.reader(i), &bufs[i], 1, 0);
+  }
+  reactor_->Poll(0);
+  source->Poll(0);
+  for (uint32_t i = 0; i < kWakes; ++i) {
+    ASSERT_TRUE(reactor_->WakeFrom(*source));
+  }
+  source->Poll(0);
+  EXPECT_EQ(source->inflight(), 0u);
+  // Every arrival is counted once the backlog is flushed; nothing is lost.
+  const uint64_t give_up = MonotonicClock::Now() + 5'000 * kMs;
+  while (reactor_->Stats().wakes_received < kWakes &&
+         MonotonicClock::Now() < give_up) {
+    reactor_->Poll(10 * kMs);
+  }
+  EXPECT_EQ(reactor_->Stats().wakes_received, kWakes);
+  // The target still works.
+  ASSERT_EQ(write(pairs.writer(0), "a", 1), 1);
+  reactor_->Cancel(&idle[1]);
+  ASSERT_TRUE(RunUntil([&] { return idle[0].done() && idle[1].done(); }));
+  EXPECT_EQ(idle[0].seen, 1);
+  EXPECT_EQ(idle[1].seen, -ECANCELED);
+  std::thread waker([&] { reactor_->Wake(); });
+  const bool woken = PollUntilWoken(*reactor_, 2'000 * kMs);
+  waker.join();
+  EXPECT_TRUE(woken);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, HardeningTest,

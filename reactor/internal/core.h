@@ -45,6 +45,7 @@ struct DriverStats {
   uint64_t sq_flushes = 0;      // Early submits because the SQ was full.
   uint64_t syscalls = 0;        // io_uring_enter / epoll_wait calls.
   uint64_t wakes_received = 0;  // Doorbell (eventfd / MSG_RING) wake-ups.
+  uint64_t wake_fallbacks = 0;  // Failed MSG_RING sends redone by eventfd.
   uint32_t ring_entries = 0;    // io_uring SQ size (0 on epoll).
   uint32_t cq_entries = 0;      // io_uring CQ size (0 on epoll).
   uint32_t setup_flags = 0;     // io_uring setup flags in effect.
@@ -69,6 +70,10 @@ class Driver {
   // Called by a Poll that skips Wait (nothing in the kernel): the first
   // poll still binds the backend to the polling thread.
   virtual void Claim() noexcept {}
+  // False when the driver has something to submit or reap even though no
+  // operation is outstanding (io_uring: a failed WakeFrom send's CQE), so a
+  // non-blocking Poll must not skip Wait.
+  virtual bool Idle() const noexcept { return true; }
   // Thread-safe: makes a blocked Wait return.
   virtual void Wake() noexcept = 0;
   // Shutdown step 3.
