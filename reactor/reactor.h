@@ -34,7 +34,8 @@
 //   - epoll runs regular-file reads, writes and fsync synchronously inside
 //     the call that starts them (their callbacks still run from Poll).
 //   - Close a descriptor that has pending operations only through
-//     Reactor::Close (epoll cancels its waiters) or after they completed.
+//     Reactor::Close, which cancels them first on both backends (they
+//     complete with -ECANCELED and a peer sees EOF), or after they completed.
 //   - IoPriority sets the SQE ioprio on io_uring only.  kHigh (real-time
 //     class) needs CAP_SYS_NICE or CAP_SYS_ADMIN: without it the kernel
 //     fails the read or write with -EPERM.

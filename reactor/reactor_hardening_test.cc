@@ -5,6 +5,7 @@
 // shutdown.
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -119,6 +120,71 @@ TEST_P(HardeningTest, LengthsAboveSsizeMaxAreRejectedWithEInval) {
   EXPECT_EQ(read_op.seen, -EINVAL);
   close(sv[0]);
   close(sv[1]);
+}
+
+// ---- Close cancels the descriptor's operations (item 7) --------------------
+
+// Runs `body` on the kernel as it is and, on io_uring, emulating one
+// without IORING_ASYNC_CANCEL_FD (before 5.19).
+template <typename Body>
+void ForEachCancelMode(Backend backend, Body body) {
+  for (const uint32_t quirks : {0u, reactor_internal::kQuirkNoCancelFd}) {
+    if (quirks != 0 && backend != Backend::kIoUring) return;
+    SCOPED_TRACE(quirks == 0 ? "kernel as it is"
+                             : "emulated without CANCEL_FD");
+    reactor_internal::SetUringQuirksForTesting(quirks);
+    body();
+    reactor_internal::SetUringQuirksForTesting(0);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+TEST_P(HardeningTest, CloseCancelsPendingRecvsAndThePeerSeesEof) {
+  ForEachCancelMode(GetParam(), [&] {
+    reactor_ = Make();
+    ASSERT_NE(reactor_, nullptr);
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    char buf[8];
+    TestOp recv, poll_in, cl;
+    DestroyFirst guard{reactor_};
+    reactor_->Recv(&recv, sv[0], buf, sizeof(buf), 0);
+    reactor_->PollReadable(&poll_in, sv[0]);
+    for (int i = 0; i < 3; ++i) reactor_->Poll(0);
+    ASSERT_FALSE(recv.done());
+    reactor_->Close(&cl, sv[0]);
+    ASSERT_TRUE(RunUntil(
+        [&] { return recv.done() && poll_in.done() && cl.done(); }, nullptr,
+        2'000 * kMs))
+        << "Close left the descriptor's operations waiting";
+    EXPECT_EQ(recv.seen, -ECANCELED);
+    EXPECT_EQ(poll_in.seen, -ECANCELED);
+    EXPECT_EQ(cl.seen, 0);
+    // The last reference is gone: the peer sees EOF.
+    pollfd p{sv[1], POLLIN | POLLRDHUP, 0};
+    ASSERT_EQ(poll(&p, 1, 2'000), 1);
+    EXPECT_EQ(::recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
+    close(sv[1]);
+  });
+}
+
+TEST_P(HardeningTest, CloseCancelsAPendingAccept) {
+  ForEachCancelMode(GetParam(), [&] {
+    reactor_ = Make();
+    ASSERT_NE(reactor_, nullptr);
+    testing::Listener l;
+    TestOp acc, cl;
+    DestroyFirst guard{reactor_};
+    reactor_->Accept(&acc, l.fd, nullptr, nullptr);
+    for (int i = 0; i < 3; ++i) reactor_->Poll(0);
+    reactor_->Close(&cl, l.fd);
+    l.fd = -1;
+    ASSERT_TRUE(RunUntil([&] { return acc.done() && cl.done(); }, nullptr,
+                         2'000 * kMs))
+        << "Close left the pending Accept waiting";
+    EXPECT_EQ(acc.seen, -ECANCELED);
+    EXPECT_EQ(cl.seen, 0);
+  });
 }
 
 // ---- Thousands of idle operations (item 1) ---------------------------------

@@ -34,6 +34,12 @@
 #ifndef IORING_REGISTER_ENABLE_RINGS
 #define IORING_REGISTER_ENABLE_RINGS 12
 #endif
+#ifndef IORING_ASYNC_CANCEL_ALL
+#define IORING_ASYNC_CANCEL_ALL (1U << 0)
+#endif
+#ifndef IORING_ASYNC_CANCEL_FD
+#define IORING_ASYNC_CANCEL_FD (1U << 1)
+#endif
 #ifndef IORING_FEAT_CQE_SKIP
 #define IORING_FEAT_CQE_SKIP (1U << 11)
 #endif
@@ -216,10 +222,54 @@ void UringDriver::ArmWake() noexcept {
   wake_armed_ = true;
 }
 
+bool UringDriver::CancelForClose(Operation* close_op) noexcept {
+  const int fd = S(close_op).fd;
+  // Parked operations on `fd` never reached the kernel: finish them now.
+  for (OpList& q : parked_) {
+    for (Operation* op = q.front(); op != nullptr;) {
+      Operation* next = OpList::After(op);
+      if (op != close_op && S(op).fd == fd) {
+        q.Remove(op);
+        --parked_count_;
+        core_->PushReady(op, -ECANCELED);
+      }
+      op = next;
+    }
+  }
+  if (cancel_any_ && nodrop_) {
+    // 5.19+: one request cancels every request on the descriptor's file.
+    // It must run before the close (it looks the descriptor up), so the
+    // close is hard-linked behind it (a link that holds even when the cancel
+    // finds nothing and fails with -ENOENT).  Both SQEs or neither.
+    if (io_uring_sq_space_left(&ring_) < 2) {
+      ++stats_.sq_flushes;
+      SubmitNow();
+      if (io_uring_sq_space_left(&ring_) < 2) return false;
+    }
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, kIgnoreTag);
+    io_uring_sqe_set_flags(sqe, IOSQE_IO_HARDLINK);
+    ++pending_;
+    return true;
+  }
+  // Before 5.19: cancel our own in-flight requests on `fd` by user_data.
+  // Their order against the close does not matter: a request holds its own
+  // reference to the file, and the peer sees EOF when the last one drops.
+  for (Operation* op = inflight_.front(); op != nullptr;
+       op = InflightList::After(op)) {
+    if (S(op).fd == fd) Cancel(op);
+  }
+  return true;
+}
+
 inline bool UringDriver::Issue(Operation* op) noexcept {
+  OpState& s = S(op);
+  if (s.code == OpCode::kClose) [[unlikely]] {
+    if (!CancelForClose(op)) return false;
+  }
   io_uring_sqe* sqe = GetSqe();
   if (sqe == nullptr) return false;
-  OpState& s = S(op);
   // Reactor clamped byte counts to kMaxRwCount, so they fit the SQE's 32-bit
   // length; iovec counts are ints.
   const unsigned len = static_cast<unsigned>(s.len);

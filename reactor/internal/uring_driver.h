@@ -28,6 +28,11 @@
 //     its real result if it won the race.  No slot (capped mode only): the
 //     request waits in the cancel queue (the operation's next/prev links are
 //     free while it is in flight), which Resume serves before parked work.
+//   - Close(fd) first cancels every operation on `fd`, as epoll does, so
+//     that none waits forever and the peer sees EOF: an ASYNC_CANCEL with
+//     IORING_ASYNC_CANCEL_FD | ALL (5.19+) hard-linked before the close SQE;
+//     before 5.19 (or capped), one cancel per operation on `inflight_` with
+//     that descriptor.  Parked operations on it complete with -ECANCELED.
 //   - Wake: an IORING_OP_READ on an eventfd is always armed (user_data
 //     kWakeTag); Wake() writes the eventfd from any thread and the read's
 //     completion makes a blocked io_uring_enter return.  It is re-armed as
@@ -146,6 +151,9 @@ class UringDriver final : public Driver {
   void Claim() noexcept override { EnableIfNeeded(); }
   [[gnu::always_inline]] bool Issue(Operation* op) noexcept;
   bool IssueCancel(Operation* op) noexcept;
+  // Before a Close of `close_op`'s descriptor: cancels every operation on it
+  // (parked ones at once).  False when there is no SQE for it now.
+  bool CancelForClose(Operation* close_op) noexcept;
   void ArmWake() noexcept;
   void Park(Operation* op) noexcept;
   void Resume() noexcept;
