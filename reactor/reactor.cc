@@ -1,5 +1,8 @@
 #include "reactor/reactor.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <climits>
@@ -117,9 +120,17 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
 Reactor::~Reactor() {
   if (driver_ == nullptr) return;  // Create failed before a backend existed.
   // Shutdown sequence: see reactor/internal/core.h.
+  const bool foreign = !OwnedByCurrentThread();
   core_.shutting_down = true;
   core_.CancelAllTimers();
-  driver_->CancelAll();
+  if (foreign) {
+    // Not the owner: an io_uring ring refuses this thread (SINGLE_ISSUER:
+    // every io_uring_enter fails with EEXIST), so cancelling and reaping
+    // would spin until the give-up below.  Tear down instead.
+    driver_->Abandon();
+  } else {
+    driver_->CancelAll();
+  }
   const uint64_t give_up = timing::MonotonicClock::Now() + 10'000'000'000u;
   for (;;) {
     core_.RunReady();
@@ -136,7 +147,27 @@ Reactor::~Reactor() {
   driver_.reset();
 }
 
+bool Reactor::OwnedByCurrentThread() const noexcept {
+  // Relaxed: see owner_.
+  const pthread_t owner = owner_.load(std::memory_order_relaxed);
+  return owner == pthread_t{} || pthread_equal(owner, pthread_self());
+}
+
+void Reactor::WrongThread(const char* what) const noexcept {
+  ABSL_RAW_LOG(FATAL,
+               "spindle reactor: %s on thread %d, but this %s reactor belongs "
+               "to thread %d (the first thread that polled it%s); only the "
+               "owner may use it (see \"The owner\" in reactor/reactor.h)",
+               what, static_cast<int>(syscall(SYS_gettid)),
+               std::string(BackendName(backend_)).c_str(), owner_thread_id(),
+               backend_ == Backend::kIoUring
+                   ? ", and its ring's single issuer"
+                   : "");
+  std::abort();  // Unreachable: FATAL aborts.
+}
+
 void Reactor::Begin(Operation* op, OpCode code, int fd) noexcept {
+  CheckOwner("starting an operation");
   ABSL_RAW_CHECK(!op->pending(), "Operation started while still pending");
   reactor_internal::OpState& s = S(op);
   s.code = code;
@@ -303,9 +334,19 @@ void Reactor::Timeout(Operation* op, Operation* timeout_op,
   core_.StartTimer(timeout_op);
 }
 
-void Reactor::Cancel(Operation* op) noexcept { core_.Cancel(op); }
+void Reactor::Cancel(Operation* op) noexcept {
+  CheckOwner("Cancel");
+  core_.Cancel(op);
+}
 
 int Reactor::Poll(uint64_t timeout_ns) noexcept {
+  // Relaxed: see owner_.
+  if (owner_.load(std::memory_order_relaxed) == pthread_t{}) [[unlikely]] {
+    owner_tid_.store(static_cast<int>(syscall(SYS_gettid)),
+                     std::memory_order_relaxed);  // For messages only.
+    owner_.store(pthread_self(), std::memory_order_relaxed);
+  }
+  CheckOwner("Poll");
   int n = core_.RunReady();
   if (!core_.timers().empty()) {
     core_.ExpireTimers(timing::MonotonicClock::Now());
@@ -335,7 +376,9 @@ void Reactor::Wake() noexcept {
 }
 
 bool Reactor::WakeFrom(Reactor& source) noexcept {
-  if (backend_ == Backend::kIoUring && source.backend_ == Backend::kIoUring) {
+  // MSG_RING is an SQE on `source`'s ring, which only its owner may submit.
+  if (backend_ == Backend::kIoUring && source.backend_ == Backend::kIoUring &&
+      source.OwnedByCurrentThread()) {
     auto* target = static_cast<reactor_internal::UringDriver*>(driver_.get());
     auto* from =
         static_cast<reactor_internal::UringDriver*>(source.driver_.get());

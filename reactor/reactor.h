@@ -43,6 +43,7 @@
 #ifndef SPINDLE_REACTOR_REACTOR_H_
 #define SPINDLE_REACTOR_REACTOR_H_
 
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -119,10 +120,25 @@ struct ReactorStats {
 //
 // Requires: every Operation passed in stays alive, unmodified, until its
 // callback has run; so do the buffers, iovec arrays and sockaddrs it names.
-// `on_complete` is set before the operation is started.  A reactor is used
-// by one thread (the first that starts an operation or polls it; with io_uring
-// that thread becomes the ring's single issuer) and is destroyed on that
-// thread.  Callbacks must not call Poll or destroy the reactor.
+// `on_complete` is set before the operation is started.  Callbacks must not
+// call Poll or destroy the reactor.
+//
+// The owner: a reactor belongs to the first thread that calls Poll on it,
+// on both backends (with io_uring that thread becomes the ring's single
+// issuer, IORING_SETUP_SINGLE_ISSUER, and only it may submit or wait).
+// Before that first Poll any one thread at a time may start operations: they
+// wait, unsubmitted, for the owner's first Poll.  From then on only the owner
+// may start, cancel or time out operations and Poll; doing so on another
+// thread is a bug and aborts the process with a message naming both threads
+// (use OwnedByCurrentThread() to check first).  Ownership never moves.
+// Destroy the reactor on its owner: the destructor then cancels and reaps
+// everything.  Destroyed on another thread it does not spin: io_uring
+// delivers the completions already in the CQ, closes the ring (the kernel
+// cancels what is left as the ring exits) and completes every other
+// operation with -ECANCELED without waiting; an operation that an io_uring
+// worker is still executing may touch its buffer briefly after that (a
+// regular-file read, say), so keep buffers alive until the owner thread has
+// stopped using the reactor, or destroy it on the owner.
 //
 // Guarantees: every started operation's callback runs exactly once, from
 // Poll or from the destructor, never from inside the call that started it.
@@ -140,8 +156,9 @@ struct ReactorStats {
 // runs every callback (with -ECANCELED unless the operation had already
 // finished) and closes every descriptor it opened.
 //
-// Thread safety: only Wake() and WakeFrom()'s target may be used from other
-// threads; everything else belongs to the reactor's thread.
+// Thread safety: only Wake(), WakeFrom()'s target, OwnedByCurrentThread()
+// and owner_thread_id() may be used from other threads; everything else
+// belongs to the owner.
 //
 // Memory ordering: Wake() writes an eventfd; the kernel orders that write
 // before the wake-up that a Poll on the reactor's thread observes.  Data a
@@ -218,15 +235,28 @@ class Reactor {
   // Submits pending work, waits and runs callbacks.  timeout_ns: 0 = do not
   // block; UINT64_MAX = block until something completes or Wake(); else
   // block at most that long.  Never blocks past the earliest timer, nor at
-  // all when a callback is ready to run.  Returns the callbacks run.
+  // all when a callback is ready to run.  Returns the callbacks run.  The
+  // first Poll makes the calling thread the owner; a Poll on any other
+  // thread afterwards aborts (see "The owner" above).
   int Poll(uint64_t timeout_ns) noexcept;
+
+  // Thread-safe: true when the calling thread may Poll: it is the owner, or
+  // nobody has polled yet (the first Poll would make it the owner).
+  bool OwnedByCurrentThread() const noexcept;
+  // Thread-safe: the owner's kernel thread id (gettid), 0 before the first
+  // Poll.  For messages.
+  int owner_thread_id() const noexcept {
+    // Relaxed: a value for messages; the owner writes it once.
+    return owner_tid_.load(std::memory_order_relaxed);
+  }
 
   // Thread-safe: makes a blocked (or the next) Poll return.
   void Wake() noexcept;
 
   // Wakes this reactor through IORING_OP_MSG_RING sent on `source`'s ring
   // (one SQE, no eventfd, no CQE on `source` when it succeeds).  Call on
-  // `source`'s thread.  Both must be io_uring reactors and the kernel must
+  // `source`'s owner thread (otherwise, or before `source`'s first Poll,
+  // this is Wake()).  Both must be io_uring reactors and the kernel must
   // have MSG_RING (5.18+); otherwise falls back to Wake() and returns false.
   // If the kernel fails the send, `source`'s next Poll calls Wake() on this
   // reactor instead (counted in `source`'s wake_fallbacks): this reactor must
@@ -244,12 +274,29 @@ class Reactor {
   void StartIo(Operation* op) noexcept;
   bool SetLength(Operation* op, size_t len) noexcept;
   bool SetIovecCount(Operation* op, int iovcnt) noexcept;
+  // Aborts unless the calling thread may use the reactor (the owner, or no
+  // owner yet, or the destructor is running).
+  void CheckOwner(const char* what) const noexcept {
+    // Relaxed: see owner_.
+    const pthread_t owner = owner_.load(std::memory_order_relaxed);
+    if (owner != pthread_t{} && !pthread_equal(owner, pthread_self()) &&
+        !core_.shutting_down) [[unlikely]] {
+      WrongThread(what);
+    }
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void WrongThread(
+      const char* what) const noexcept;
 
   Backend backend_ = Backend::kEpoll;
   std::string fallback_reason_;
   reactor_internal::Core core_;
   std::unique_ptr<reactor_internal::Driver> driver_;
   std::atomic<uint64_t> wakes_{0};
+  // The owner (pthread_t{} until the first Poll).  Written once, by the
+  // owner, in its first Poll; read by other threads only to compare against
+  // their own id (relaxed: no data is published with it).
+  std::atomic<pthread_t> owner_{};
+  std::atomic<int> owner_tid_{0};
 };
 
 // Test hook: while `err` is non-zero, io_uring ring setup fails with that

@@ -30,6 +30,8 @@ namespace {
 using testing::BackendParamName;
 using testing::BackendTest;
 using testing::DestroyFirst;
+using testing::IdlePairs;
+using testing::PollUntilWoken;
 using testing::kMs;
 using testing::TestOp;
 using timing::MonotonicClock;
@@ -189,27 +191,6 @@ TEST_P(HardeningTest, CloseCancelsAPendingAccept) {
 
 // ---- Thousands of idle operations (item 1) ---------------------------------
 
-// Socket pairs that stay idle; closes them on destruction.
-struct IdlePairs {
-  std::vector<int> fds;
-  bool Open(int n) {
-    for (int i = 0; i < n; ++i) {
-      int sv[2];
-      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        return false;
-      }
-      fds.push_back(sv[0]);
-      fds.push_back(sv[1]);
-    }
-    return true;
-  }
-  int reader(int i) const { return fds[2 * i]; }
-  int writer(int i) const { return fds[2 * i + 1]; }
-  ~IdlePairs() {
-    for (int fd : fds) close(fd);
-  }
-};
-
 TEST_P(HardeningTest, FiveThousandIdleRecvsDoNotStopNewOperations) {
   constexpr int kIdle = 5000;
   if (testing::RaiseFdLimit() < 2 * kIdle + 200) {
@@ -263,17 +244,6 @@ TEST_P(HardeningTest, FiveThousandIdleRecvsDoNotStopNewOperations) {
 }
 
 // ---- Wake-ups (item 3) ------------------------------------------------------
-
-// Polls `r` until it sees a doorbell; false after `limit_ns`.
-bool PollUntilWoken(Reactor& r, uint64_t limit_ns) {
-  const uint64_t before = r.Stats().wakes_received;
-  const uint64_t give_up = MonotonicClock::Now() + limit_ns;
-  while (r.Stats().wakes_received == before) {
-    if (MonotonicClock::Now() > give_up) return false;
-    r.Poll(50 * kMs);
-  }
-  return true;
-}
 
 // Runs `body` once on a kernel as it is and once emulating one without
 // IORING_FEAT_NODROP (capped mode: before 5.5).

@@ -484,6 +484,7 @@ TEST_P(ReactorTest, WakeFromUsesMsgRingBetweenRings) {
   std::unique_ptr<Reactor> source = Make();
   ASSERT_NE(source, nullptr);
   reactor_->Poll(0);  // The target's first use enables its ring.
+  source->Poll(0);    // The source's too: this thread owns both.
   const bool via_msg_ring = reactor_->WakeFrom(*source);
   if (GetParam() == Backend::kEpoll) {
     EXPECT_FALSE(via_msg_ring);  // Falls back to the eventfd.

@@ -1,6 +1,7 @@
 // reactor/reactor_testing.h: test-only helpers shared by the reactor tests:
 // an Operation that records its completion, a loopback listener, a fixture
-// parameterised over both backends, and an RLIMIT_NOFILE helper.
+// parameterised over both backends, idle socket pairs, a wait for a doorbell
+// and an RLIMIT_NOFILE helper.
 
 #ifndef SPINDLE_REACTOR_REACTOR_TESTING_H_
 #define SPINDLE_REACTOR_REACTOR_TESTING_H_
@@ -97,6 +98,38 @@ inline uint64_t RaiseFdLimit() {
     getrlimit(RLIMIT_NOFILE, &rl);
   }
   return rl.rlim_cur;
+}
+
+// Socket pairs that stay idle; closes them on destruction.
+struct IdlePairs {
+  std::vector<int> fds;
+  bool Open(int n) {
+    for (int i = 0; i < n; ++i) {
+      int sv[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        return false;
+      }
+      fds.push_back(sv[0]);
+      fds.push_back(sv[1]);
+    }
+    return true;
+  }
+  int reader(int i) const { return fds[2 * i]; }
+  int writer(int i) const { return fds[2 * i + 1]; }
+  ~IdlePairs() {
+    for (int fd : fds) close(fd);
+  }
+};
+
+// Polls `r` until it sees a doorbell; false after `limit_ns`.
+inline bool PollUntilWoken(Reactor& r, uint64_t limit_ns) {
+  const uint64_t before = r.Stats().wakes_received;
+  const uint64_t give_up = timing::MonotonicClock::Now() + limit_ns;
+  while (r.Stats().wakes_received == before) {
+    if (timing::MonotonicClock::Now() > give_up) return false;
+    r.Poll(50 * kMs);
+  }
+  return true;
 }
 
 // A fixture over both backends; `reactor_` is ready in each test body, and

@@ -19,8 +19,11 @@
 //      -ECANCELED without reaching the kernel.
 //   2. Every pending timer is cancelled (ready list, -ECANCELED).
 //   3. Driver::CancelAll asks the kernel to cancel every in-flight operation
-//      (io_uring: one ASYNC_CANCEL with IORING_ASYNC_CANCEL_ANY; epoll: the
-//      waiter lists are emptied).
+//      (io_uring: one ASYNC_CANCEL with IORING_ASYNC_CANCEL_ANY, or one per
+//      operation before 5.19; epoll: the waiter lists are emptied).  On a
+//      thread other than the owner, Driver::Abandon instead (io_uring:
+//      completions already in the CQ are delivered, the ring is closed, the
+//      rest complete with -ECANCELED at once).
 //   4. Poll until no operation is outstanding, so every callback has run and
 //      the kernel no longer touches any buffer.
 //   5. The driver closes its file descriptors (ring, eventfd, epoll, timerfd).
@@ -78,6 +81,12 @@ class Driver {
   virtual void Wake() noexcept = 0;
   // Shutdown step 3.
   virtual void CancelAll() noexcept = 0;
+  // Shutdown step 3 on a thread that is not the owner, where the kernel may
+  // refuse this thread (io_uring SINGLE_ISSUER): deliver what has completed,
+  // release the kernel side without submitting or waiting, and put every
+  // other operation on the ready list with -ECANCELED.  Afterwards
+  // Quiescent() holds.
+  virtual void Abandon() noexcept { CancelAll(); }
   // True when the kernel holds no request of this driver that could still
   // write to user memory (the driver's own wake-up read excepted).
   virtual bool Quiescent() const noexcept = 0;

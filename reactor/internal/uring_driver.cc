@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "absl/base/internal/raw_logging.h"
 #include "timing/clock.h"
 
 // liburing 2.3's headers know these; older ones may not.  Values are the
@@ -202,7 +203,11 @@ void UringDriver::EnableIfNeeded() noexcept {
 }
 
 int UringDriver::SubmitNow() noexcept {
-  EnableIfNeeded();
+  // Relaxed: only the owner (or, before the first Poll, the one thread
+  // using the reactor) reads and writes it here.  A disabled ring has no
+  // issuer yet: submitting would enable it for this thread, which need not
+  // be the one that polls.  The SQEs wait for the first Poll.
+  if (!enabled_.load(std::memory_order_relaxed)) return -EBADFD;
   ++stats_.syscalls;
   return io_uring_submit(&ring_);
 }
@@ -414,36 +419,39 @@ int UringDriver::Reap() noexcept {
     // Release the CQ slots before any callback can start new operations.
     io_uring_cq_advance(&ring_, got);
     for (unsigned i = 0; i < got; ++i) {
-      const uint64_t ud = items[i].user_data;
-      if (ud == kMsgTag) {  // Sent by another ring: not one of our requests.
-        ++stats_.wakes_received;
-        continue;
-      }
-      if ((ud & kMsgSendBit) != 0 && ud > kLastTag) [[unlikely]] {
-        // A WakeFrom whose MSG_RING failed (only failures post a CQE:
-        // CQE_SKIP_SUCCESS): wake the target through its eventfd instead.
-        ++stats_.wake_fallbacks;
-        reinterpret_cast<UringDriver*>(ud & ~kMsgSendBit)->Wake();
-        continue;
-      }
-      --pending_;
-      if (ud == kWakeTag) {
-        wake_armed_ = false;
-        if (items[i].res > 0) ++stats_.wakes_received;
-        // At once, whatever the slot count: the wake read's slot is its own.
-        if (!core_->shutting_down) ArmWake();
-        continue;
-      }
-      if (ud == kIgnoreTag) continue;
-      Operation* op = reinterpret_cast<Operation*>(ud);
-      OpState& s = S(op);
-      inflight_.Remove(op);
-      if (s.bits & kBitCancelQueued) cancel_queue_.Remove(op);
-      core_->Complete(op, items[i].res);
-      ++n;
+      n += Dispatch(items[i].user_data, items[i].res);
     }
   }
   return n;
+}
+
+int UringDriver::Dispatch(uint64_t ud, int32_t res) noexcept {
+  if (ud == kMsgTag) {  // Sent by another ring: not one of our requests.
+    ++stats_.wakes_received;
+    return 0;
+  }
+  if ((ud & kMsgSendBit) != 0 && ud > kLastTag) [[unlikely]] {
+    // A WakeFrom whose MSG_RING failed (only failures post a CQE:
+    // CQE_SKIP_SUCCESS): wake the target through its eventfd instead.
+    ++stats_.wake_fallbacks;
+    reinterpret_cast<UringDriver*>(ud & ~kMsgSendBit)->Wake();
+    return 0;
+  }
+  --pending_;
+  if (ud == kWakeTag) {
+    wake_armed_ = false;
+    if (res > 0) ++stats_.wakes_received;
+    // At once, whatever the slot count: the wake read's slot is its own.
+    if (!core_->shutting_down) ArmWake();
+    return 0;
+  }
+  if (ud == kIgnoreTag) return 0;
+  Operation* op = reinterpret_cast<Operation*>(ud);
+  OpState& s = S(op);
+  inflight_.Remove(op);
+  if (s.bits & kBitCancelQueued) cancel_queue_.Remove(op);
+  core_->Complete(op, res);
+  return 1;
 }
 
 int UringDriver::Wait(uint64_t timeout_ns, uint64_t deadline_ns) noexcept {
@@ -466,6 +474,13 @@ int UringDriver::Wait(uint64_t timeout_ns, uint64_t deadline_ns) noexcept {
     io_uring_cqe* cqe = nullptr;
     ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
   }
+  if (ret == -EEXIST) [[unlikely]] {
+    // SINGLE_ISSUER refuses this thread.  Reactor::Poll checks the owner
+    // first, so this is a broken invariant; ignoring it would spin.
+    ABSL_RAW_LOG(FATAL,
+                 "spindle reactor: io_uring_enter failed with EEXIST: this "
+                 "thread is not the ring's single issuer");
+  }
   int n = Reap();
   if (ret == -EBUSY) {
     // 5.x with NODROP: the overflow backlog did not fit the CQ, so nothing
@@ -486,8 +501,13 @@ void UringDriver::Wake() noexcept {
 }
 
 bool UringDriver::WakeFrom(UringDriver* source) noexcept {
-  // Pairs with the release store in EnableIfNeeded.
-  if (!source->has_msg_ring_ || !enabled_.load(std::memory_order_acquire)) {
+  // The acquire pairs with the release store in EnableIfNeeded (the target
+  // is enabled on its own thread: MSG_RING to a disabled ring fails with
+  // -EBADFD).  The source is ours (relaxed: this thread enabled it, or
+  // nobody has, and then it cannot submit yet).
+  if (!source->has_msg_ring_ ||
+      !source->enabled_.load(std::memory_order_relaxed) ||
+      !enabled_.load(std::memory_order_acquire)) {
     return false;
   }
   io_uring_sqe* sqe = source->GetSqe();
@@ -522,6 +542,47 @@ void UringDriver::CancelAll() noexcept {
        op = InflightList::After(op)) {
     Cancel(op);
   }
+}
+
+void UringDriver::Abandon() noexcept {
+  // 1. What the kernel already completed carries real results.  Reading the
+  //    CQ is plain memory; io_uring_peek_batch_cqe could enter the kernel
+  //    (to flush), which this thread may not, so walk it by hand.
+  constexpr unsigned kBatch = 64;
+  struct Item {
+    uint64_t user_data;
+    int32_t res;
+  } items[kBatch];
+  for (;;) {
+    unsigned got = 0;
+    unsigned head;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      items[got++] = {cqe->user_data, cqe->res};
+      if (got == kBatch) break;
+    }
+    if (got == 0) break;
+    io_uring_cq_advance(&ring_, got);
+    for (unsigned i = 0; i < got; ++i) {
+      Dispatch(items[i].user_data, items[i].res);
+    }
+  }
+  // 2. Close the ring: as it exits the kernel cancels every request left
+  //    (io_ring_exit_work), without this thread submitting anything.
+  io_uring_queue_exit(&ring_);
+  ring_ready_ = false;
+  // 3. Everything else is cancelled as far as the caller can tell.
+  for (OpList& q : parked_) {
+    while (Operation* op = q.PopFront()) core_->PushReady(op, -ECANCELED);
+  }
+  parked_count_ = 0;
+  cancel_queue_.Detach();
+  while (Operation* op = inflight_.PopFront()) {
+    S(op).bits &= static_cast<uint8_t>(~kBitCancelQueued);
+    core_->PushReady(op, -ECANCELED);
+  }
+  pending_ = 0;
+  wake_armed_ = false;
 }
 
 DriverStats UringDriver::Stats() const {

@@ -52,7 +52,16 @@
 //   - Setup: IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN | R_DISABLED when the
 //     kernel takes them (6.1+), else COOP_TASKRUN | TASKRUN_FLAG (5.19+),
 //     else none; each with CQSIZE first.  With R_DISABLED the ring is enabled
-//     by the first thread that submits, which becomes its single issuer.
+//     by the first Poll (Wait or Claim), whose thread becomes its single
+//     issuer: the reactor's owner.  Until then nothing is submitted (a full
+//     SQ parks operations instead of flushing), so a thread that merely
+//     starts operations before the first Poll does not capture the ring.
+//     A submit or wait refused with EEXIST (not the single issuer) aborts:
+//     the Reactor checks the owner first, so that is a bug, never a spin.
+//   - Abandon (destructor off the owner thread): CQEs already in the CQ are
+//     dispatched (reading the CQ needs no system call), the ring is closed
+//     (io_uring_queue_exit; the kernel cancels the remaining requests as the
+//     ring exits) and everything else completes with -ECANCELED.
 
 #ifndef SPINDLE_REACTOR_INTERNAL_URING_DRIVER_H_
 #define SPINDLE_REACTOR_INTERNAL_URING_DRIVER_H_
@@ -107,6 +116,7 @@ class UringDriver final : public Driver {
   int Wait(uint64_t timeout_ns, uint64_t deadline_ns) noexcept override;
   void Wake() noexcept override;
   void CancelAll() noexcept override;
+  void Abandon() noexcept override;
   bool Quiescent() const noexcept override {
     return pending_ == (wake_armed_ ? 1u : 0u);
   }
@@ -158,6 +168,8 @@ class UringDriver final : public Driver {
   void Park(Operation* op) noexcept;
   void Resume() noexcept;
   int Reap() noexcept;
+  // Handles one CQE; returns 1 when it ran an operation's callback.
+  int Dispatch(uint64_t user_data, int32_t res) noexcept;
   size_t parked() const noexcept { return parked_count_; }
 
   Core* core_;
