@@ -61,7 +61,7 @@
 namespace spindle::reactor {
 
 // The reactor layer's version (see reactor/VERSION and reactor/CHANGELOG.md).
-inline constexpr std::string_view kVersion = "0.1.0";
+inline constexpr std::string_view kVersion = "0.2.0";
 
 // The most bytes one Read, Write, Recv or Send transfers: Linux's
 // MAX_RW_COUNT (INT_MAX & PAGE_MASK with 4 KiB pages), the count read(2)

@@ -1,5 +1,5 @@
 // Backend selection and options (ReactorOptions, SPINDLE_REACTOR, the
-// epoll fallback), SQE I/O priorities, a plain SQPOLL ring.
+// epoll fallback), SQE I/O priorities, a plain SQPOLL ring, the version.
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -23,6 +23,8 @@ namespace {
 using testing::kMs;
 using testing::TestOp;
 using timing::MonotonicClock;
+
+TEST(VersionTest, MatchesTheVersionFile) { EXPECT_EQ(kVersion, "0.2.0"); }
 
 TEST(IoPriorityTest, SqeIoprioUsesRealTimeAndIdleClasses) {
   // IOPRIO_PRIO_VALUE(class, level): RT is class 1, IDLE class 3.
