@@ -252,7 +252,7 @@ void ForEachSlotMode(Body body) {
   for (const uint32_t quirks : {0u, reactor_internal::kQuirkNoNoDrop}) {
     SCOPED_TRACE(quirks == 0 ? "kernel as it is" : "emulated without NODROP");
     reactor_internal::SetUringQuirksForTesting(quirks);
-    body();
+    body(quirks != 0);
     reactor_internal::SetUringQuirksForTesting(0);
     if (::testing::Test::HasFatalFailure()) return;
   }
@@ -261,10 +261,13 @@ void ForEachSlotMode(Body body) {
 TEST_P(HardeningTest, WakeFromInsideACallbackNeverDisarmsTheWakeRead) {
   // A completion callback wakes other reactors through WakeFrom (the
   // executor does this when a completion wakes a task owned elsewhere).
-  // The source ring is small and full of idle Recvs, with more parked.
+  // The source ring is small and full of idle Recvs, with more parked; its
+  // wake read completes in the same reap as the NOP, after it.  Before the
+  // fix each WakeFrom took a slot, the wake CQE was reaped over the limit
+  // and its read was never re-armed: later Wake() calls were lost.
   if (GetParam() != Backend::kIoUring) GTEST_SKIP() << "io_uring only";
-  ForEachSlotMode([&] {
-    std::unique_ptr<Reactor> source = Make(/*ring_entries=*/2);
+  ForEachSlotMode([&](bool capped) {
+    std::unique_ptr<Reactor> source = Make(/*ring_entries=*/4);
     reactor_internal::SetUringQuirksForTesting(0);
     std::unique_ptr<Reactor> t1 = Make(), t2 = Make();
     ASSERT_NE(source, nullptr);
@@ -272,10 +275,15 @@ TEST_P(HardeningTest, WakeFromInsideACallbackNeverDisarmsTheWakeRead) {
     ASSERT_NE(t2, nullptr);
     t1->Poll(0);
     t2->Poll(0);
+    // The old cap was the CQ size (8): the wake read, six Recvs and the NOP
+    // fill it.  Capped, the NOP must be among the first operations, or it
+    // would wait behind idle ones (which is what capped means).
+    constexpr int kIdle = 10;
+    const int before_nop = capped ? 1 : 6;
     IdlePairs pairs;
-    ASSERT_TRUE(pairs.Open(8));
-    std::vector<TestOp> idle(8);
-    char bufs[8];
+    ASSERT_TRUE(pairs.Open(kIdle));
+    std::vector<TestOp> idle(kIdle);
+    char bufs[kIdle];
     TestOp nop;
     nop.then = [&](TestOp*) {
       t1->WakeFrom(*source);
@@ -283,11 +291,10 @@ TEST_P(HardeningTest, WakeFromInsideACallbackNeverDisarmsTheWakeRead) {
     };
     DestroyFirst guard{source};
     source->Poll(0);
-    source->Nop(&nop);
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < kIdle; ++i) {
+      if (i == before_nop) source->Nop(&nop);
       source->Recv(&idle[i], pairs.reader(i), &bufs[i], 1, 0);
     }
-    // The wake read completes in the same reap as the NOP, after it.
     source->Wake();
     ASSERT_TRUE(
         RunUntil([&] { return nop.done(); }, source.get(), 2'000 * kMs));
