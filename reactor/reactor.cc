@@ -154,15 +154,14 @@ bool Reactor::OwnedByCurrentThread() const noexcept {
 }
 
 void Reactor::WrongThread(const char* what) const noexcept {
-  ABSL_RAW_LOG(FATAL,
-               "spindle reactor: %s on thread %d, but this %s reactor belongs "
-               "to thread %d (the first thread that polled it%s); only the "
-               "owner may use it (see \"The owner\" in reactor/reactor.h)",
-               what, static_cast<int>(syscall(SYS_gettid)),
-               std::string(BackendName(backend_)).c_str(), owner_thread_id(),
-               backend_ == Backend::kIoUring
-                   ? ", and its ring's single issuer"
-                   : "");
+  ABSL_RAW_LOG(
+      FATAL,
+      "spindle reactor: %s on thread %d, but this %s reactor belongs "
+      "to thread %d (the first thread that polled it%s); only the "
+      "owner may use it (see \"The owner\" in reactor/reactor.h)",
+      what, static_cast<int>(syscall(SYS_gettid)),
+      std::string(BackendName(backend_)).c_str(), owner_thread_id(),
+      backend_ == Backend::kIoUring ? ", and its ring's single issuer" : "");
   std::abort();  // Unreachable: FATAL aborts.
 }
 
@@ -223,8 +222,8 @@ void Reactor::SleepFor(Operation* op, uint64_t duration_ns) noexcept {
   return true;
 }
 
-[[gnu::always_inline]] inline bool Reactor::SetIovecCount(
-    Operation* op, int iovcnt) noexcept {
+[[gnu::always_inline]] inline bool Reactor::SetIovecCount(Operation* op,
+                                                          int iovcnt) noexcept {
   if (iovcnt < 0) [[unlikely]] {  // readv(2) fails it the same way.
     core_.PushReady(op, -EINVAL);
     return false;

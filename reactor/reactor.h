@@ -152,9 +152,9 @@ struct ReactorStats {
 // Only on a kernel without NODROP are the requests in the ring capped at the
 // CQ size (a slot kept for the wake-up and a few for cancels): operations
 // beyond the cap wait in a resumption queue, highest IoPriority first, and
-// are submitted as completions free slots.  The destructor cancels every pending operation,
-// runs every callback (with -ECANCELED unless the operation had already
-// finished) and closes every descriptor it opened.
+// are submitted as completions free slots.  The destructor cancels every
+// pending operation, runs every callback (with -ECANCELED unless the
+// operation had already finished) and closes every descriptor it opened.
 //
 // Thread safety: only Wake(), WakeFrom()'s target, OwnedByCurrentThread()
 // and owner_thread_id() may be used from other threads; everything else

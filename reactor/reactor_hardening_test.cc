@@ -31,8 +31,8 @@ using testing::BackendParamName;
 using testing::BackendTest;
 using testing::DestroyFirst;
 using testing::IdlePairs;
-using testing::PollUntilWoken;
 using testing::kMs;
+using testing::PollUntilWoken;
 using testing::TestOp;
 using timing::MonotonicClock;
 
@@ -113,9 +113,11 @@ TEST_P(HardeningTest, LengthsAboveSsizeMaxAreRejectedWithEInval) {
   reactor_->Write(&write_op, sv[0], buf, size_t{SSIZE_MAX} + 1, -1);
   reactor_->Recv(&recv, sv[1], buf, SIZE_MAX, 0);
   reactor_->Read(&read_op, sv[1], buf, SIZE_MAX, -1);
-  ASSERT_TRUE(RunUntil([&] {
-    return send.done() && recv.done() && write_op.done() && read_op.done();
-  }, nullptr, 2'000 * kMs));
+  ASSERT_TRUE(RunUntil(
+      [&] {
+        return send.done() && recv.done() && write_op.done() && read_op.done();
+      },
+      nullptr, 2'000 * kMs));
   EXPECT_EQ(send.seen, -EINVAL);
   EXPECT_EQ(write_op.seen, -EINVAL);
   EXPECT_EQ(recv.seen, -EINVAL);
@@ -155,9 +157,9 @@ TEST_P(HardeningTest, CloseCancelsPendingRecvsAndThePeerSeesEof) {
     for (int i = 0; i < 3; ++i) reactor_->Poll(0);
     ASSERT_FALSE(recv.done());
     reactor_->Close(&cl, sv[0]);
-    ASSERT_TRUE(RunUntil(
-        [&] { return recv.done() && poll_in.done() && cl.done(); }, nullptr,
-        2'000 * kMs))
+    ASSERT_TRUE(
+        RunUntil([&] { return recv.done() && poll_in.done() && cl.done(); },
+                 nullptr, 2'000 * kMs))
         << "Close left the descriptor's operations waiting";
     EXPECT_EQ(recv.seen, -ECANCELED);
     EXPECT_EQ(poll_in.seen, -ECANCELED);
@@ -181,8 +183,8 @@ TEST_P(HardeningTest, CloseCancelsAPendingAccept) {
     for (int i = 0; i < 3; ++i) reactor_->Poll(0);
     reactor_->Close(&cl, l.fd);
     l.fd = -1;
-    ASSERT_TRUE(RunUntil([&] { return acc.done() && cl.done(); }, nullptr,
-                         2'000 * kMs))
+    ASSERT_TRUE(
+        RunUntil([&] { return acc.done() && cl.done(); }, nullptr, 2'000 * kMs))
         << "Close left the pending Accept waiting";
     EXPECT_EQ(acc.seen, -ECANCELED);
     EXPECT_EQ(cl.seen, 0);
@@ -213,8 +215,7 @@ TEST_P(HardeningTest, FiveThousandIdleRecvsDoNotStopNewOperations) {
   ASSERT_TRUE(RunUntil([&] { return nop.done(); }, nullptr, 2'000 * kMs))
       << "a NOP behind " << kIdle << " idle Recvs never ran";
   EXPECT_EQ(nop.seen, 0);
-  reactor_->Recv(&fresh, pairs.reader(kIdle), fresh_buf, sizeof(fresh_buf),
-                 0);
+  reactor_->Recv(&fresh, pairs.reader(kIdle), fresh_buf, sizeof(fresh_buf), 0);
   ASSERT_EQ(write(pairs.writer(kIdle), "hi", 2), 2);
   ASSERT_TRUE(RunUntil([&] { return fresh.done(); }, nullptr, 2'000 * kMs));
   EXPECT_EQ(fresh.seen, 2);
@@ -345,8 +346,8 @@ TEST_P(HardeningTest, CappedRingCancelsAndTimesOutWhileIdleOpsHoldEverySlot) {
   ASSERT_EQ(write(pairs.writer(kIdle - 1), "z", 1), 1);
   reactor_->Cancel(&idle[2]);
   reactor_->Cancel(&idle[3]);
-  ASSERT_TRUE(RunUntil([&] { return idle[kIdle - 1].done(); }, nullptr,
-                       2'000 * kMs));
+  ASSERT_TRUE(
+      RunUntil([&] { return idle[kIdle - 1].done(); }, nullptr, 2'000 * kMs));
   EXPECT_EQ(idle[kIdle - 1].seen, 1);
   std::thread waker([&] { reactor_->Wake(); });
   const bool woken = PollUntilWoken(*reactor_, 2'000 * kMs);
@@ -367,7 +368,7 @@ TEST_P(HardeningTest, FailedMsgRingSendFallsBackToTheEventfd) {
   reactor_->Poll(0);
   source->Poll(0);
   ASSERT_TRUE(reactor_->WakeFrom(*source));  // Sent; fails in the kernel.
-  source->Poll(0);  // Reaps the failed send.
+  source->Poll(0);                           // Reaps the failed send.
   EXPECT_EQ(source->Stats().wake_fallbacks, 1u);
   EXPECT_TRUE(PollUntilWoken(*reactor_, 2'000 * kMs))
       << "a failed MSG_RING send must fall back to the eventfd";

@@ -44,9 +44,9 @@ TEST(SqpollShutdownTest, DestroyingWithPendingOperationsNeverStalls) {
   for (int round = 0; round < kRounds; ++round) {
     // Odd rounds let the SQ thread fall asleep first.
     const bool asleep = round % 2 == 1;
-    SCOPED_TRACE(::testing::Message() << "round " << round
-                                      << (asleep ? " (SQ thread asleep)"
-                                                 : " (SQ thread awake)"));
+    SCOPED_TRACE(::testing::Message()
+                 << "round " << round
+                 << (asleep ? " (SQ thread asleep)" : " (SQ thread awake)"));
     std::string why;
     std::unique_ptr<Reactor> r = MakeSqpoll(&why);
     if (r == nullptr) GTEST_SKIP() << "SQPOLL ring refused: " << why;

@@ -79,7 +79,9 @@ struct Listener {
   ~Listener() {
     if (fd >= 0) close(fd);
   }
-  const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&addr); }
+  const sockaddr* sa() const {
+    return reinterpret_cast<const sockaddr*>(&addr);
+  }
 };
 
 inline std::string BackendParamName(

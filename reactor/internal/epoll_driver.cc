@@ -176,9 +176,8 @@ void EpollDriver::Start(Operation* op) noexcept {
   const int32_t r = Try(op);
   // A caller's MSG_DONTWAIT asks for the non-blocking answer, as recv(2),
   // send(2) and io_uring give it: -EAGAIN now, no waiting for readiness.
-  const bool dont_wait =
-      (s.code == OpCode::kRecv || s.code == OpCode::kSend) &&
-      (s.flags & MSG_DONTWAIT) != 0;
+  const bool dont_wait = (s.code == OpCode::kRecv || s.code == OpCode::kSend) &&
+                         (s.flags & MSG_DONTWAIT) != 0;
   if (r != -EAGAIN || dont_wait) {
     core_->PushReady(op, r);
     return;

@@ -68,8 +68,10 @@ inline constexpr uint32_t kNoHeapIndex = UINT32_MAX;
 struct OpState {
   Operation* next = nullptr;  // Intrusive links: ready list, parked queue,
   Operation* prev = nullptr;  // cancel queue, epoll per-fd waiter lists.
-  Operation* inext = nullptr;  // io_uring: the driver's list of operations
-  Operation* iprev = nullptr;  // in the kernel (phase kInflight).
+
+  Operation* inext = nullptr;  // io_uring: the driver's list of
+  Operation* iprev = nullptr;  // operations in the kernel (kInflight).
+
   Operation* link = nullptr;  // The other half of a Timeout pair.
   void* addr = nullptr;       // Buffer, iovec array or sockaddr.
   void* addr2 = nullptr;      // Accept: socklen_t* addrlen.

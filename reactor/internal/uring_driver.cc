@@ -118,8 +118,8 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
   // A large CQ keeps the overflow backlog (NODROP) rare; CQSIZE is 5.5+ and
   // the kernel caps the CQ at 2 * 32768 entries.  Before 5.12 the rings
   // count against RLIMIT_MEMLOCK: ENOMEM retries with the default size.
-  const uint32_t cq = std::min<uint32_t>(std::max(2 * entries, kMinCqEntries),
-                                         65536);
+  const uint32_t cq =
+      std::min<uint32_t>(std::max(2 * entries, kMinCqEntries), 65536);
   int ret = -EINVAL;
   io_uring_params p;
   for (int i = 0; i < nsets; ++i) {
@@ -157,14 +157,12 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
     d->cancel_limit_ = p.cq_entries - 1;
     d->op_limit_ = p.cq_entries - 1 - reserve;
   }
-  d->cancel_any_ =
-      KernelAtLeast(5, 19) && (quirks & kQuirkNoCancelFd) == 0;
+  d->cancel_any_ = KernelAtLeast(5, 19) && (quirks & kQuirkNoCancelFd) == 0;
   d->msg_ring_fd_invalid_ = (quirks & kQuirkFailMsgRing) != 0;
   if (io_uring_probe* probe = io_uring_get_probe_ring(&d->ring_)) {
     // MSG_RING is sent with CQE_SKIP_SUCCESS and relies on NODROP.
-    d->has_msg_ring_ =
-        io_uring_opcode_supported(probe, IORING_OP_MSG_RING) &&
-        (p.features & IORING_FEAT_CQE_SKIP) != 0 && d->nodrop_;
+    d->has_msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) &&
+                       (p.features & IORING_FEAT_CQE_SKIP) != 0 && d->nodrop_;
     io_uring_free_probe(probe);
   }
   // A blocking eventfd: io_uring returns -EAGAIN for O_NONBLOCK files

@@ -94,9 +94,9 @@ extern std::atomic<int> g_setup_attempts;
 
 // Test-only quirks, read when a ring is set up: they make this kernel look
 // like an older one, or make a kernel call fail, so that the fallbacks run.
-inline constexpr uint32_t kQuirkNoNoDrop = 1;    // No NODROP / CQSIZE (<5.5).
-inline constexpr uint32_t kQuirkNoCancelFd = 2;  // No CANCEL_FD/ANY (<5.19).
-inline constexpr uint32_t kQuirkFailMsgRing = 4; // WakeFrom sends to fd -1.
+inline constexpr uint32_t kQuirkNoNoDrop = 1;     // No NODROP / CQSIZE (<5.5).
+inline constexpr uint32_t kQuirkNoCancelFd = 2;   // No CANCEL_FD/ANY (<5.19).
+inline constexpr uint32_t kQuirkFailMsgRing = 4;  // WakeFrom sends to fd -1.
 void SetUringQuirksForTesting(uint32_t quirks);
 
 // The smallest CQ the driver asks for (IORING_SETUP_CQSIZE): 64 KiB of CQEs.
@@ -185,7 +185,7 @@ class UringDriver final : public Driver {
   bool wake_armed_ = false;
   int event_fd_ = -1;
   uint64_t wake_buf_ = 0;
-  bool nodrop_ = false;      // IORING_FEAT_NODROP (5.5+).
+  bool nodrop_ = false;               // IORING_FEAT_NODROP (5.5+).
   bool msg_ring_fd_invalid_ = false;  // kQuirkFailMsgRing.
   // Capped mode: at most this many operations / operations plus cancels in
   // the kernel (the wake read's slot comes on top).  UINT32_MAX: no cap.
