@@ -56,8 +56,14 @@
 //     issuer: the reactor's owner.  Until then nothing is submitted (a full
 //     SQ parks operations instead of flushing), so a thread that merely
 //     starts operations before the first Poll does not capture the ring.
-//     A submit or wait refused with EEXIST (not the single issuer) aborts:
-//     the Reactor checks the owner first, so that is a bug, never a spin.
+//     A Wait refused with EEXIST (not the single issuer) aborts: the Reactor
+//     checks the owner first, so that is a bug, never a spin.
+//   - CancelAll (shutdown on the owner): one ASYNC_CANCEL with
+//     IORING_ASYNC_CANCEL_ANY (5.19+, NODROP).  When no SQE is free for it
+//     (SQPOLL: the kernel thread has not consumed the SQ yet, and
+//     io_uring_submit does not wait for it), or before 5.19, or capped: one
+//     cancel per operation on `inflight_`, queued where needed, so the
+//     destructor's next submit always sends them.
 //   - Abandon (destructor off the owner thread): CQEs already in the CQ are
 //     dispatched (reading the CQ needs no system call), the ring is closed
 //     (io_uring_queue_exit; the kernel cancels the remaining requests as the
