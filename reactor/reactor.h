@@ -259,8 +259,8 @@ class Reactor {
   // this is Wake()).  Both must be io_uring reactors and the kernel must
   // have MSG_RING (5.18+); otherwise falls back to Wake() and returns false.
   // If the kernel fails the send, `source`'s next Poll calls Wake() on this
-  // reactor instead (counted in `source`'s wake_fallbacks): this reactor must
-  // outlive that Poll.
+  // reactor instead (counted in `source`'s wake_fallbacks), unless this
+  // reactor has been destroyed meanwhile.
   bool WakeFrom(Reactor& source) noexcept;
 
   // Operations started whose callback has not run yet.

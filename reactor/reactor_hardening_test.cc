@@ -374,6 +374,28 @@ TEST_P(HardeningTest, FailedMsgRingSendFallsBackToTheEventfd) {
       << "a failed MSG_RING send must fall back to the eventfd";
 }
 
+TEST_P(HardeningTest, AFailedSendToADestroyedTargetIsDropped) {
+  // The source reaps the failed send after the target is gone: the
+  // fallback must not touch it (AddressSanitizer checks).
+  if (GetParam() != Backend::kIoUring) GTEST_SKIP() << "io_uring only";
+  reactor_internal::SetUringQuirksForTesting(
+      reactor_internal::kQuirkFailMsgRing);
+  std::unique_ptr<Reactor> source = Make();
+  reactor_internal::SetUringQuirksForTesting(0);
+  ASSERT_NE(source, nullptr);
+  if (source->Stats().features.find("msg_ring") == std::string::npos) {
+    GTEST_SKIP() << "no IORING_OP_MSG_RING (5.18+) here";
+  }
+  std::unique_ptr<Reactor> target = Make();
+  ASSERT_NE(target, nullptr);
+  target->Poll(0);
+  source->Poll(0);
+  ASSERT_TRUE(target->WakeFrom(*source));
+  target.reset();
+  source->Poll(0);
+  EXPECT_EQ(source->Stats().wake_fallbacks, 1u);
+}
+
 TEST_P(HardeningTest, ThousandsOfMsgRingWakesOverflowTheTargetSafely) {
   if (GetParam() != Backend::kIoUring) GTEST_SKIP() << "io_uring only";
   std::unique_ptr<Reactor> source = Make();

@@ -11,8 +11,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
+#include <unordered_set>
 
 #include "absl/base/internal/raw_logging.h"
+#include "absl/base/thread_annotations.h"
 #include "timing/clock.h"
 
 // liburing 2.3's headers know these; older ones may not.  Values are the
@@ -52,6 +55,21 @@ std::atomic<int> g_setup_attempts{0};
 
 namespace {
 std::atomic<uint32_t> g_quirks{0};
+
+// The live drivers, so that a failed WakeFrom send, reaped later on the
+// source, wakes its target only if that target still exists (its address
+// is all the CQE carries).  Touched when a driver is created or destroyed
+// and when a send has failed: never on the hot path.  A new driver at a
+// freed one's address just gets a spurious wake-up.
+struct LiveDrivers {
+  std::mutex mu;
+  std::unordered_set<const UringDriver*> set ABSL_GUARDED_BY(mu);
+};
+
+LiveDrivers& Live() {
+  static LiveDrivers* live = new LiveDrivers();  // Never destroyed.
+  return *live;
+}
 }  // namespace
 
 void SetUringQuirksForTesting(uint32_t quirks) {
@@ -182,12 +200,29 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
                        (d->has_msg_ring_ ? " msg_ring" : "") +
                        ((p.features & IORING_FEAT_EXT_ARG) ? " ext_arg" : "");
   d->ArmWake();
+  {
+    LiveDrivers& live = Live();
+    std::lock_guard<std::mutex> lock(live.mu);
+    live.set.insert(d.get());
+  }
   return d;
 }
 
 UringDriver::~UringDriver() {
+  {
+    // Before the eventfd closes: a source falling back to it holds the lock.
+    LiveDrivers& live = Live();
+    std::lock_guard<std::mutex> lock(live.mu);
+    live.set.erase(this);
+  }
   if (ring_ready_) io_uring_queue_exit(&ring_);
   if (event_fd_ >= 0) close(event_fd_);
+}
+
+void UringDriver::WakeIfAlive(const UringDriver* target) noexcept {
+  LiveDrivers& live = Live();
+  std::lock_guard<std::mutex> lock(live.mu);
+  if (live.set.count(target) != 0) const_cast<UringDriver*>(target)->Wake();
 }
 
 void UringDriver::EnableIfNeeded() noexcept {
@@ -432,7 +467,7 @@ int UringDriver::Dispatch(uint64_t ud, int32_t res) noexcept {
     // A WakeFrom whose MSG_RING failed (only failures post a CQE:
     // CQE_SKIP_SUCCESS): wake the target through its eventfd instead.
     ++stats_.wake_fallbacks;
-    reinterpret_cast<UringDriver*>(ud & ~kMsgSendBit)->Wake();
+    WakeIfAlive(reinterpret_cast<const UringDriver*>(ud & ~kMsgSendBit));
     return 0;
   }
   --pending_;

@@ -45,7 +45,9 @@
 //     with IOSQE_CQE_SKIP_SUCCESS (5.17+): a successful send posts nothing
 //     on the source, so it holds no slot there.  A failed send posts a CQE
 //     whose user_data is the target driver with kMsgSendBit set; the
-//     source's Reap then wakes the target through its eventfd instead.  The
+//     source's Reap then wakes the target through its eventfd instead, if
+//     the target still exists (a process-wide set of live drivers, locked
+//     only on create, destroy and this fallback).  The
 //     arrival on the target (kMsgTag) is not a request of the target's: it
 //     may overflow the target's CQ, which NODROP makes safe; without NODROP
 //     WakeFrom is not used (MSG_RING needs 5.18 anyway).
@@ -174,6 +176,9 @@ class UringDriver final : public Driver {
   void Park(Operation* op) noexcept;
   void Resume() noexcept;
   int Reap() noexcept;
+  // A failed WakeFrom send's fallback: Wake() on `target` unless it has
+  // been destroyed since (the CQE outlives nothing but the address).
+  static void WakeIfAlive(const UringDriver* target) noexcept;
   // Handles one CQE; returns 1 when it ran an operation's callback.
   int Dispatch(uint64_t user_data, int32_t res) noexcept;
   size_t parked() const noexcept { return parked_count_; }
