@@ -1,6 +1,11 @@
 #include "reactor/reactor.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -115,9 +120,17 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
 Reactor::~Reactor() {
   if (driver_ == nullptr) return;  // Create failed before a backend existed.
   // Shutdown sequence: see reactor/internal/core.h.
+  const bool foreign = !OwnedByCurrentThread();
   core_.shutting_down = true;
   core_.CancelAllTimers();
-  driver_->CancelAll();
+  if (foreign) {
+    // Not the owner: an io_uring ring refuses this thread (SINGLE_ISSUER:
+    // every io_uring_enter fails with EEXIST), so cancelling and reaping
+    // would spin until the give-up below.  Tear down instead.
+    driver_->Abandon();
+  } else {
+    driver_->CancelAll();
+  }
   const uint64_t give_up = timing::MonotonicClock::Now() + 10'000'000'000u;
   for (;;) {
     core_.RunReady();
@@ -134,7 +147,26 @@ Reactor::~Reactor() {
   driver_.reset();
 }
 
+bool Reactor::OwnedByCurrentThread() const noexcept {
+  // Relaxed: see owner_.
+  const pthread_t owner = owner_.load(std::memory_order_relaxed);
+  return owner == pthread_t{} || pthread_equal(owner, pthread_self());
+}
+
+void Reactor::WrongThread(const char* what) const noexcept {
+  ABSL_RAW_LOG(
+      FATAL,
+      "spindle reactor: %s on thread %d, but this %s reactor belongs "
+      "to thread %d (the first thread that polled it%s); only the "
+      "owner may use it (see \"The owner\" in reactor/reactor.h)",
+      what, static_cast<int>(syscall(SYS_gettid)),
+      std::string(BackendName(backend_)).c_str(), owner_thread_id(),
+      backend_ == Backend::kIoUring ? ", and its ring's single issuer" : "");
+  std::abort();  // Unreachable: FATAL aborts.
+}
+
 void Reactor::Begin(Operation* op, OpCode code, int fd) noexcept {
+  CheckOwner("starting an operation");
   ABSL_RAW_CHECK(!op->pending(), "Operation started while still pending");
   reactor_internal::OpState& s = S(op);
   s.code = code;
@@ -174,40 +206,62 @@ void Reactor::SleepFor(Operation* op, uint64_t duration_ns) noexcept {
                                                  : now + duration_ns);
 }
 
+// Byte counts: above SSIZE_MAX the result could not be reported (read(2)
+// leaves it implementation-defined; Linux fails it with EFAULT or EINVAL), so
+// it is -EINVAL on both backends.  Otherwise the count is clamped to
+// kMaxRwCount, as the kernel's rw_verify_area / import_ubuf do for read(2)
+// and send(2): io_uring's SQE length is 32 bits (a 4 GiB count would become
+// 0 and look like EOF), and the clamped count always fits the int32 result.
+[[gnu::always_inline]] inline bool Reactor::SetLength(Operation* op,
+                                                      size_t len) noexcept {
+  if (len > static_cast<size_t>(SSIZE_MAX)) [[unlikely]] {
+    core_.PushReady(op, -EINVAL);
+    return false;
+  }
+  S(op).len = std::min<uint64_t>(len, kMaxRwCount);
+  return true;
+}
+
+[[gnu::always_inline]] inline bool Reactor::SetIovecCount(Operation* op,
+                                                          int iovcnt) noexcept {
+  if (iovcnt < 0) [[unlikely]] {  // readv(2) fails it the same way.
+    core_.PushReady(op, -EINVAL);
+    return false;
+  }
+  S(op).len = static_cast<uint64_t>(iovcnt);
+  return true;
+}
+
 void Reactor::Read(Operation* op, int fd, void* buf, size_t len,
                    int64_t offset) noexcept {
   Begin(op, OpCode::kRead, fd);
   S(op).addr = buf;
-  S(op).len = len;
   S(op).offset = offset;
-  StartIo(op);
+  if (SetLength(op, len)) StartIo(op);
 }
 
 void Reactor::Write(Operation* op, int fd, const void* buf, size_t len,
                     int64_t offset) noexcept {
   Begin(op, OpCode::kWrite, fd);
   S(op).addr = const_cast<void*>(buf);
-  S(op).len = len;
   S(op).offset = offset;
-  StartIo(op);
+  if (SetLength(op, len)) StartIo(op);
 }
 
 void Reactor::Readv(Operation* op, int fd, const iovec* iov, int iovcnt,
                     int64_t offset) noexcept {
   Begin(op, OpCode::kReadv, fd);
   S(op).addr = const_cast<iovec*>(iov);
-  S(op).len = static_cast<uint64_t>(iovcnt);
   S(op).offset = offset;
-  StartIo(op);
+  if (SetIovecCount(op, iovcnt)) StartIo(op);
 }
 
 void Reactor::Writev(Operation* op, int fd, const iovec* iov, int iovcnt,
                      int64_t offset) noexcept {
   Begin(op, OpCode::kWritev, fd);
   S(op).addr = const_cast<iovec*>(iov);
-  S(op).len = static_cast<uint64_t>(iovcnt);
   S(op).offset = offset;
-  StartIo(op);
+  if (SetIovecCount(op, iovcnt)) StartIo(op);
 }
 
 void Reactor::Accept(Operation* op, int fd, sockaddr* addr,
@@ -230,18 +284,16 @@ void Reactor::Recv(Operation* op, int fd, void* buf, size_t len,
                    int flags) noexcept {
   Begin(op, OpCode::kRecv, fd);
   S(op).addr = buf;
-  S(op).len = len;
   S(op).flags = flags;
-  StartIo(op);
+  if (SetLength(op, len)) StartIo(op);
 }
 
 void Reactor::Send(Operation* op, int fd, const void* buf, size_t len,
                    int flags) noexcept {
   Begin(op, OpCode::kSend, fd);
   S(op).addr = const_cast<void*>(buf);
-  S(op).len = len;
   S(op).flags = flags;
-  StartIo(op);
+  if (SetLength(op, len)) StartIo(op);
 }
 
 void Reactor::Close(Operation* op, int fd) noexcept {
@@ -281,9 +333,19 @@ void Reactor::Timeout(Operation* op, Operation* timeout_op,
   core_.StartTimer(timeout_op);
 }
 
-void Reactor::Cancel(Operation* op) noexcept { core_.Cancel(op); }
+void Reactor::Cancel(Operation* op) noexcept {
+  CheckOwner("Cancel");
+  core_.Cancel(op);
+}
 
 int Reactor::Poll(uint64_t timeout_ns) noexcept {
+  // Relaxed: see owner_.
+  if (owner_.load(std::memory_order_relaxed) == pthread_t{}) [[unlikely]] {
+    owner_tid_.store(static_cast<int>(syscall(SYS_gettid)),
+                     std::memory_order_relaxed);  // For messages only.
+    owner_.store(pthread_self(), std::memory_order_relaxed);
+  }
+  CheckOwner("Poll");
   int n = core_.RunReady();
   if (!core_.timers().empty()) {
     core_.ExpireTimers(timing::MonotonicClock::Now());
@@ -293,7 +355,8 @@ int Reactor::Poll(uint64_t timeout_ns) noexcept {
   // A non-blocking poll with nothing in the kernel (every outstanding
   // operation is a timer in our heap) has nothing to submit or reap: skip
   // the system call.  The executor polls this way every few dozen task polls.
-  if (wait != 0 || core_.outstanding() != core_.timers().size()) {
+  if (wait != 0 || core_.outstanding() != core_.timers().size() ||
+      !driver_->Idle()) {
     n += driver_->Wait(wait, core_.timers().EarliestDeadline());
   } else {
     driver_->Claim();
@@ -312,7 +375,9 @@ void Reactor::Wake() noexcept {
 }
 
 bool Reactor::WakeFrom(Reactor& source) noexcept {
-  if (backend_ == Backend::kIoUring && source.backend_ == Backend::kIoUring) {
+  // MSG_RING is an SQE on `source`'s ring, which only its owner may submit.
+  if (backend_ == Backend::kIoUring && source.backend_ == Backend::kIoUring &&
+      source.OwnedByCurrentThread()) {
     auto* target = static_cast<reactor_internal::UringDriver*>(driver_.get());
     auto* from =
         static_cast<reactor_internal::UringDriver*>(source.driver_.get());
@@ -342,6 +407,7 @@ ReactorStats Reactor::Stats() const {
   s.timers_fired = core_.timers_fired();
   s.wakes = wakes_.load(std::memory_order_relaxed);  // Statistic only.
   s.wakes_received = d.wakes_received;
+  s.wake_fallbacks = d.wake_fallbacks;
   s.timers_pending = core_.timers().size();
   s.queued = d.queued;
   s.inflight = core_.outstanding();

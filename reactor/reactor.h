@@ -34,7 +34,8 @@
 //   - epoll runs regular-file reads, writes and fsync synchronously inside
 //     the call that starts them (their callbacks still run from Poll).
 //   - Close a descriptor that has pending operations only through
-//     Reactor::Close (epoll cancels its waiters) or after they completed.
+//     Reactor::Close, which cancels them first on both backends (they
+//     complete with -ECANCELED and a peer sees EOF), or after they completed.
 //   - IoPriority sets the SQE ioprio on io_uring only.  kHigh (real-time
 //     class) needs CAP_SYS_NICE or CAP_SYS_ADMIN: without it the kernel
 //     fails the read or write with -EPERM.
@@ -48,6 +49,7 @@
 #include "Spindle requires C++20, see the error above"  // Stops the build.
 #endif
 
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -65,7 +67,14 @@
 namespace spindle::reactor {
 
 // The reactor layer's version (see reactor/VERSION and reactor/CHANGELOG.md).
-inline constexpr std::string_view kVersion = "0.1.0";
+inline constexpr std::string_view kVersion = "0.2.0";
+
+// The most bytes one Read, Write, Recv or Send transfers: Linux's
+// MAX_RW_COUNT (INT_MAX & PAGE_MASK with 4 KiB pages), the count read(2)
+// and send(2) clamp to.  Longer requests are clamped to it on both backends
+// (the result is then a short count); a length above SSIZE_MAX fails with
+// -EINVAL, as does a negative iovcnt.
+inline constexpr size_t kMaxRwCount = 0x7ffff000;
 
 // Which backend to use.
 enum class BackendChoice : uint8_t { kAuto, kIoUring, kEpoll };
@@ -75,7 +84,8 @@ std::string_view BackendName(Backend backend) noexcept;
 // Reactor configuration.
 struct ReactorOptions {
   BackendChoice backend = BackendChoice::kAuto;
-  // io_uring SQ size; the CQ is twice that.  A power of two in [2, 32768].
+  // io_uring SQ size.  A power of two in [2, 32768].  The CQ is twice that
+  // but at least 4096 entries (kernels without CQSIZE, before 5.5: twice).
   uint32_t ring_entries = 256;
   // io_uring: a kernel thread polls the SQ (IORING_SETUP_SQPOLL).
   bool sqpoll = false;
@@ -98,12 +108,13 @@ struct ReactorStats {
   uint64_t completed = 0;       // Callbacks run.
   uint64_t cancelled = 0;       // Completed with -ECANCELED.
   uint64_t cancel_requests = 0; // Cancel calls that found a pending op.
-  uint64_t sq_full_waits = 0;   // Operations parked for an SQ/CQ slot.
+  uint64_t sq_full_waits = 0;   // Operations parked for an SQE or CQ slot.
   uint64_t sq_flushes = 0;      // Early submits because the SQ was full.
   uint64_t syscalls = 0;        // io_uring_enter / epoll_wait calls.
   uint64_t timers_fired = 0;
   uint64_t wakes = 0;           // Wake() / WakeFrom() calls.
   uint64_t wakes_received = 0;  // Doorbells seen by Poll.
+  uint64_t wake_fallbacks = 0;  // WakeFrom sends that failed: eventfd used.
   size_t timers_pending = 0;
   size_t queued = 0;            // Operations in the resumption queue now.
   size_t inflight = 0;          // Started, callback not yet run.
@@ -115,10 +126,25 @@ struct ReactorStats {
 //
 // Requires: every Operation passed in stays alive, unmodified, until its
 // callback has run; so do the buffers, iovec arrays and sockaddrs it names.
-// `on_complete` is set before the operation is started.  A reactor is used
-// by one thread (the first that starts an operation or polls it; with io_uring
-// that thread becomes the ring's single issuer) and is destroyed on that
-// thread.  Callbacks must not call Poll or destroy the reactor.
+// `on_complete` is set before the operation is started.  Callbacks must not
+// call Poll or destroy the reactor.
+//
+// The owner: a reactor belongs to the first thread that calls Poll on it,
+// on both backends (with io_uring that thread becomes the ring's single
+// issuer, IORING_SETUP_SINGLE_ISSUER, and only it may submit or wait).
+// Before that first Poll any one thread at a time may start operations: they
+// wait, unsubmitted, for the owner's first Poll.  From then on only the owner
+// may start, cancel or time out operations and Poll; doing so on another
+// thread is a bug and aborts the process with a message naming both threads
+// (use OwnedByCurrentThread() to check first).  Ownership never moves.
+// Destroy the reactor on its owner: the destructor then cancels and reaps
+// everything.  Destroyed on another thread it does not spin: io_uring
+// delivers the completions already in the CQ, closes the ring (the kernel
+// cancels what is left as the ring exits) and completes every other
+// operation with -ECANCELED without waiting; an operation that an io_uring
+// worker is still executing may touch its buffer briefly after that (a
+// regular-file read, say), so keep buffers alive until the owner thread has
+// stopped using the reactor, or destroy it on the owner.
 //
 // Guarantees: every started operation's callback runs exactly once, from
 // Poll or from the destructor, never from inside the call that started it.
@@ -126,14 +152,19 @@ struct ReactorStats {
 // buffers.  Starting an operation does not allocate (the timer heap and the
 // epoll descriptor table grow to their high-water mark once) and does not
 // block; io_uring operations are submitted by the next Poll, in batches.
-// When the ring's slots (CQ size) are all taken, operations wait in a
-// resumption queue, highest IoPriority first, and are submitted as
-// completions free slots.  The destructor cancels every pending operation,
-// runs every callback (with -ECANCELED unless the operation had already
-// finished) and closes every descriptor it opened.
+// Any number of operations may wait at once (on io_uring the kernel keeps
+// completions that do not fit the CQ, IORING_FEAT_NODROP, 5.5+); new ones
+// still run, and Cancel, Timeout and Wake() never wait behind idle ones.
+// Only on a kernel without NODROP are the requests in the ring capped at the
+// CQ size (a slot kept for the wake-up and a few for cancels): operations
+// beyond the cap wait in a resumption queue, highest IoPriority first, and
+// are submitted as completions free slots.  The destructor cancels every
+// pending operation, runs every callback (with -ECANCELED unless the
+// operation had already finished) and closes every descriptor it opened.
 //
-// Thread safety: only Wake() and WakeFrom()'s target may be used from other
-// threads; everything else belongs to the reactor's thread.
+// Thread safety: only Wake(), WakeFrom()'s target, OwnedByCurrentThread()
+// and owner_thread_id() may be used from other threads; everything else
+// belongs to the owner.
 //
 // Memory ordering: Wake() writes an eventfd; the kernel orders that write
 // before the wake-up that a Poll on the reactor's thread observes.  Data a
@@ -210,16 +241,32 @@ class Reactor {
   // Submits pending work, waits and runs callbacks.  timeout_ns: 0 = do not
   // block; UINT64_MAX = block until something completes or Wake(); else
   // block at most that long.  Never blocks past the earliest timer, nor at
-  // all when a callback is ready to run.  Returns the callbacks run.
+  // all when a callback is ready to run.  Returns the callbacks run.  The
+  // first Poll makes the calling thread the owner; a Poll on any other
+  // thread afterwards aborts (see "The owner" above).
   int Poll(uint64_t timeout_ns) noexcept;
+
+  // Thread-safe: true when the calling thread may Poll: it is the owner, or
+  // nobody has polled yet (the first Poll would make it the owner).
+  bool OwnedByCurrentThread() const noexcept;
+  // Thread-safe: the owner's kernel thread id (gettid), 0 before the first
+  // Poll.  For messages.
+  int owner_thread_id() const noexcept {
+    // Relaxed: a value for messages; the owner writes it once.
+    return owner_tid_.load(std::memory_order_relaxed);
+  }
 
   // Thread-safe: makes a blocked (or the next) Poll return.
   void Wake() noexcept;
 
   // Wakes this reactor through IORING_OP_MSG_RING sent on `source`'s ring
-  // (one SQE, no eventfd).  Call on `source`'s thread.  Both must be
-  // io_uring reactors and the kernel must have MSG_RING (5.18+); otherwise
-  // falls back to Wake() and returns false.
+  // (one SQE, no eventfd, no CQE on `source` when it succeeds).  Call on
+  // `source`'s owner thread (otherwise, or before `source`'s first Poll,
+  // this is Wake()).  Both must be io_uring reactors and the kernel must
+  // have MSG_RING (5.18+); otherwise falls back to Wake() and returns false.
+  // If the kernel fails the send, `source`'s next Poll calls Wake() on this
+  // reactor instead (counted in `source`'s wake_fallbacks), unless this
+  // reactor has been destroyed meanwhile.
   bool WakeFrom(Reactor& source) noexcept;
 
   // Operations started whose callback has not run yet.
@@ -231,12 +278,31 @@ class Reactor {
   Reactor() = default;
   void Begin(Operation* op, reactor_internal::OpCode code, int fd) noexcept;
   void StartIo(Operation* op) noexcept;
+  bool SetLength(Operation* op, size_t len) noexcept;
+  bool SetIovecCount(Operation* op, int iovcnt) noexcept;
+  // Aborts unless the calling thread may use the reactor (the owner, or no
+  // owner yet, or the destructor is running).
+  void CheckOwner(const char* what) const noexcept {
+    // Relaxed: see owner_.
+    const pthread_t owner = owner_.load(std::memory_order_relaxed);
+    if (owner != pthread_t{} && !pthread_equal(owner, pthread_self()) &&
+        !core_.shutting_down) [[unlikely]] {
+      WrongThread(what);
+    }
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void WrongThread(
+      const char* what) const noexcept;
 
   Backend backend_ = Backend::kEpoll;
   std::string fallback_reason_;
   reactor_internal::Core core_;
   std::unique_ptr<reactor_internal::Driver> driver_;
   std::atomic<uint64_t> wakes_{0};
+  // The owner (pthread_t{} until the first Poll).  Written once, by the
+  // owner, in its first Poll; read by other threads only to compare against
+  // their own id (relaxed: no data is published with it).
+  std::atomic<pthread_t> owner_{};
+  std::atomic<int> owner_tid_{0};
 };
 
 // Test hook: while `err` is non-zero, io_uring ring setup fails with that

@@ -1,7 +1,7 @@
-#include "reactor/reactor.h"
+// Reactor operations on both backends: NOPs, timers, files, pipes, TCP,
+// cancellation and Timeout.  Lifecycle (wake-ups, threads, shutdown) is in
+// reactor_lifecycle_test.cc, backend selection in reactor_selection_test.cc.
 
-#include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -9,129 +9,29 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
 #include <cerrno>
-#include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
-#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "reactor/internal/uring_driver.h"
+#include "reactor/reactor.h"
+#include "reactor/reactor_testing.h"
 #include "timing/clock.h"
 
 namespace spindle::reactor {
 namespace {
 
+using testing::BackendParamName;
+using testing::kMs;
+using testing::Listener;
+using testing::TestOp;
 using timing::MonotonicClock;
 
-constexpr uint64_t kMs = 1'000'000;
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kSanitizerScale = 4;
-#else
-constexpr int kSanitizerScale = 1;
-#endif
-
-// An Operation that records how its callback ran.
-struct TestOp : Operation {
-  int calls = 0;
-  int32_t seen = 0;
-  uint64_t done_ns = 0;
-  std::vector<IoPriority>* order = nullptr;
-  std::function<void(TestOp*)> then;  // Runs inside the callback.
-
-  TestOp() { on_complete = &OnDone; }
-  bool done() const { return calls > 0; }
-
-  static void OnDone(Operation* op) noexcept {
-    auto* t = static_cast<TestOp*>(op);
-    ++t->calls;
-    t->seen = op->result;
-    t->done_ns = MonotonicClock::Now();
-    if (t->order != nullptr) t->order->push_back(op->priority);
-    if (t->then) t->then(t);
-  }
-};
-
-int CountOpenFds() {
-  int n = 0;
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  closedir(d);
-  return n - 1;  // The DIR's own descriptor.
-}
-
-// A listening TCP socket on 127.0.0.1 with an ephemeral port.
-struct Listener {
-  int fd = -1;
-  sockaddr_in addr{};
-  Listener() {
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(listen(fd, 64), 0);
-    socklen_t len = sizeof(addr);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  }
-  ~Listener() { close(fd); }
-  const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&addr); }
-};
-
-std::string BackendParamName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kIoUring ? "IoUring" : "Epoll";
-}
-
-class ReactorTest : public ::testing::TestWithParam<Backend> {
- protected:
-  // Creates a reactor of the parameter's backend; sets skip_ when io_uring
-  // is refused here.
-  std::unique_ptr<Reactor> Make(uint32_t ring_entries = 256) {
-    ReactorOptions o;
-    o.backend = GetParam() == Backend::kIoUring ? BackendChoice::kIoUring
-                                                : BackendChoice::kEpoll;
-    o.ring_entries = ring_entries;
-    absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create(o);
-    if (!r.ok()) {
-      skip_ = std::string(r.status().message());
-      return nullptr;
-    }
-    return std::move(*r);
-  }
-
-  void SetUp() override {
-    reactor_ = Make();
-    if (reactor_ == nullptr) {
-      GTEST_SKIP() << "io_uring unavailable here: " << skip_;
-    }
-    ASSERT_EQ(reactor_->backend(), GetParam());
-  }
-
-  // Polls until `pred` holds; false after `limit_ns`.
-  bool RunUntil(const std::function<bool()>& pred, Reactor* r = nullptr,
-                uint64_t limit_ns = 10'000 * kMs) {
-    if (r == nullptr) r = reactor_.get();
-    const uint64_t give_up = MonotonicClock::Now() + limit_ns;
-    while (!pred()) {
-      if (MonotonicClock::Now() > give_up) return false;
-      r->Poll(kMs);
-    }
-    return true;
-  }
-
-  std::string skip_;
-  std::unique_ptr<Reactor> reactor_;
-};
+// The shared fixture: `reactor_` of the parameter's backend, Make(), RunUntil().
+class ReactorTest : public testing::BackendTest {};
 
 TEST_P(ReactorTest, NopCompletesWithZeroFromPoll) {
   TestOp op;
@@ -426,199 +326,6 @@ TEST_P(ReactorTest, TimeoutOnAFinishedOperationCompletesCancelled) {
   EXPECT_FALSE(nop.done());
 }
 
-TEST_P(ReactorTest, WakeFromAnotherThreadEndsABlockingPoll) {
-  std::atomic<bool> polling{false};
-  std::thread waker([&] {
-    // Pairs with the release store below; no sleeping: the eventfd keeps a
-    // wake that arrives before the Poll blocks.
-    while (!polling.load(std::memory_order_acquire)) {
-    }
-    reactor_->Wake();
-  });
-  const ReactorStats before = reactor_->Stats();
-  polling.store(true, std::memory_order_release);
-  while (reactor_->Stats().wakes_received == before.wakes_received) {
-    reactor_->Poll(UINT64_MAX);
-  }
-  waker.join();
-  EXPECT_EQ(reactor_->Stats().wakes, before.wakes + 1);
-}
-
-TEST_P(ReactorTest, ManyThreadsWakeWhileTheOwnerPolls) {
-  constexpr int kThreads = 4;
-  const int kWakes = 2000 / kSanitizerScale;
-  std::atomic<int> finished{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < kWakes; ++i) reactor_->Wake();
-      // Release: pairs with the acquire load in the polling loop.
-      finished.fetch_add(1, std::memory_order_release);
-      reactor_->Wake();
-    });
-  }
-  // Meanwhile the owner keeps timers and NOPs going.
-  TestOp nop, sleep;
-  int nops = 0;
-  bool stop = false;
-  nop.then = [&](TestOp* t) {
-    ++nops;
-    if (!stop) reactor_->Nop(t);
-  };
-  reactor_->Nop(&nop);
-  reactor_->SleepFor(&sleep, 60'000 * kMs);
-  while (finished.load(std::memory_order_acquire) < kThreads || nops < 10) {
-    reactor_->Poll(UINT64_MAX);
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(reactor_->Stats().wakes,
-            static_cast<uint64_t>(kThreads) * (kWakes + 1));
-  EXPECT_GT(nops, 0);
-  stop = true;
-  reactor_->Cancel(&sleep);
-  ASSERT_TRUE(RunUntil([&] { return reactor_->inflight() == 0; }));
-  EXPECT_EQ(sleep.seen, -ECANCELED);
-}
-
-TEST_P(ReactorTest, WakeFromUsesMsgRingBetweenRings) {
-  std::unique_ptr<Reactor> source = Make();
-  ASSERT_NE(source, nullptr);
-  reactor_->Poll(0);  // The target's first use enables its ring.
-  const bool via_msg_ring = reactor_->WakeFrom(*source);
-  if (GetParam() == Backend::kEpoll) {
-    EXPECT_FALSE(via_msg_ring);  // Falls back to the eventfd.
-  } else if (reactor_->Stats().features.find("msg_ring") !=
-             std::string::npos) {
-    EXPECT_TRUE(via_msg_ring) << reactor_->Stats().features;
-  }
-  const uint64_t before = reactor_->Stats().wakes_received;
-  while (reactor_->Stats().wakes_received == before) {
-    reactor_->Poll(UINT64_MAX);
-  }
-  EXPECT_EQ(reactor_->Stats().wakes, 1u);
-}
-
-TEST_P(ReactorTest, ReactorCreatedOnOneThreadRunsOnAnother) {
-  // With SINGLE_ISSUER the ring binds to the first thread that uses it.
-  std::unique_ptr<Reactor> r = Make();
-  ASSERT_NE(r, nullptr);
-  int32_t result = 1;
-  std::thread owner([&] {
-    TestOp op;
-    r->SleepFor(&op, kMs);
-    TestOp nop;
-    r->Nop(&nop);
-    while (!(op.done() && nop.done())) r->Poll(UINT64_MAX);
-    result = nop.seen;
-    r.reset();  // Destroyed on the thread that used it.
-  });
-  owner.join();
-  EXPECT_EQ(result, 0);
-}
-
-TEST_P(ReactorTest, ShutdownCancelsAndReapsEveryPendingOperation) {
-  Listener l;
-  int sv[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  char buf[8];
-  TestOp acc, recv, sleep, nop, chained;
-  chained.result = 77;
-  {
-    std::unique_ptr<Reactor> r = Make();
-    ASSERT_NE(r, nullptr);
-    Reactor* raw = r.get();
-    r->Accept(&acc, l.fd, nullptr, nullptr);
-    r->Recv(&recv, sv[0], buf, sizeof(buf), 0);
-    r->SleepFor(&sleep, 60'000 * kMs);
-    // A callback that starts new work during shutdown gets -ECANCELED.
-    sleep.then = [&chained, raw](TestOp*) { raw->Nop(&chained); };
-    r->Poll(0);
-    r->Nop(&nop);
-    EXPECT_EQ(r->inflight(), 4u);
-  }
-  EXPECT_EQ(acc.calls, 1);
-  EXPECT_EQ(acc.seen, -ECANCELED);
-  EXPECT_EQ(recv.calls, 1);
-  EXPECT_EQ(recv.seen, -ECANCELED);
-  EXPECT_EQ(sleep.calls, 1);
-  EXPECT_EQ(sleep.seen, -ECANCELED);
-  EXPECT_EQ(nop.calls, 1);
-  EXPECT_EQ(nop.seen, 0);
-  EXPECT_EQ(chained.calls, 1);
-  EXPECT_EQ(chained.seen, -ECANCELED);
-  close(sv[0]);
-  close(sv[1]);
-}
-
-TEST_P(ReactorTest, NoFileDescriptorLeaks) {
-  reactor_.reset();
-  const int before = CountOpenFds();
-  ASSERT_GT(before, 0);
-  for (int round = 0; round < 3; ++round) {
-    std::unique_ptr<Reactor> r = Make();
-    ASSERT_NE(r, nullptr);
-    Listener l;
-    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    TestOp acc, conn, pending_recv, sleep;
-    r->Accept(&acc, l.fd, nullptr, nullptr);
-    r->Connect(&conn, client, l.sa(), sizeof(l.addr));
-    ASSERT_TRUE(
-        RunUntil([&] { return acc.done() && conn.done(); }, r.get()));
-    ASSERT_GE(acc.seen, 0);
-    char c;
-    r->Recv(&pending_recv, client, &c, 1, 0);  // Never satisfied.
-    r->SleepFor(&sleep, 60'000 * kMs);
-    int p[2];
-    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
-    TestOp cl;
-    r->Close(&cl, p[0]);
-    ASSERT_TRUE(RunUntil([&] { return cl.done(); }, r.get()));
-    EXPECT_EQ(cl.seen, 0);
-    r.reset();  // Cancels the recv and the sleep.
-    EXPECT_EQ(pending_recv.seen, -ECANCELED);
-    close(p[1]);
-    close(acc.seen);
-    close(client);
-  }
-  EXPECT_EQ(CountOpenFds(), before);
-}
-
-TEST_P(ReactorTest, TinyRingRunsAThousandConcurrentOperations) {
-  reactor_ = Make(/*ring_entries=*/2);
-  ASSERT_NE(reactor_, nullptr);
-  constexpr int kN = 1000;
-  std::vector<TestOp> nops(kN), sleeps(kN);
-  std::vector<IoPriority> order;
-  order.reserve(kN);
-  const IoPriority cycle[3] = {IoPriority::kLow, IoPriority::kNormal,
-                               IoPriority::kHigh};
-  for (int i = 0; i < kN; ++i) {
-    nops[i].priority = cycle[i % 3];
-    nops[i].order = &order;
-    reactor_->Nop(&nops[i]);
-    reactor_->SleepFor(&sleeps[i], static_cast<uint64_t>(i % 10) * kMs);
-  }
-  EXPECT_EQ(reactor_->inflight(), 2u * kN);
-  ASSERT_TRUE(RunUntil([&] { return reactor_->inflight() == 0; }));
-  for (int i = 0; i < kN; ++i) {
-    ASSERT_EQ(nops[i].calls, 1);
-    ASSERT_EQ(nops[i].seen, 0);
-    ASSERT_EQ(sleeps[i].calls, 1);
-    ASSERT_EQ(sleeps[i].seen, 0);
-  }
-  const ReactorStats stats = reactor_->Stats();
-  if (GetParam() == Backend::kIoUring) {
-    EXPECT_EQ(stats.ring_entries, 2u);
-    EXPECT_GT(stats.sq_full_waits, 0u);
-    // The first few went straight to the ring; every parked one was
-    // submitted in priority order, high first.
-    const size_t direct = stats.cq_entries;
-    ASSERT_GT(order.size(), direct);
-    EXPECT_TRUE(std::is_sorted(order.begin() + direct, order.end()))
-        << "parked operations must resume highest priority first";
-  }
-}
-
 TEST_P(ReactorTest, PrioritisedReadsSucceed) {
   int p[2];
   ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
@@ -641,152 +348,6 @@ TEST_P(ReactorTest, PrioritisedReadsSucceed) {
 INSTANTIATE_TEST_SUITE_P(Backends, ReactorTest,
                          ::testing::Values(Backend::kIoUring, Backend::kEpoll),
                          BackendParamName);
-
-TEST(IoPriorityTest, SqeIoprioUsesRealTimeAndIdleClasses) {
-  // IOPRIO_PRIO_VALUE(class, level): RT is class 1, IDLE class 3.
-  EXPECT_EQ(reactor_internal::IoprioFor(IoPriority::kHigh), 1u << 13);
-  EXPECT_EQ(reactor_internal::IoprioFor(IoPriority::kNormal), 0u);
-  EXPECT_EQ(reactor_internal::IoprioFor(IoPriority::kLow), 3u << 13);
-}
-
-TEST(SqpollTest, SqpollRingRunsOperations) {
-  ReactorOptions o;
-  o.backend = BackendChoice::kIoUring;
-  o.sqpoll = true;
-  absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create(o);
-  if (!r.ok()) GTEST_SKIP() << "SQPOLL ring refused: " << r.status();
-  EXPECT_NE((*r)->Stats().features.find("SQPOLL"), std::string::npos);
-  int p[2];
-  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
-  char buf[4];
-  TestOp nop, rd;
-  (*r)->Nop(&nop);
-  (*r)->Read(&rd, p[0], buf, sizeof(buf), -1);
-  ASSERT_EQ(write(p[1], "abcd", 4), 4);
-  const uint64_t give_up = MonotonicClock::Now() + 10'000 * kMs;
-  while (!(nop.done() && rd.done()) && MonotonicClock::Now() < give_up) {
-    (*r)->Poll(kMs);
-  }
-  EXPECT_EQ(nop.seen, 0);
-  EXPECT_EQ(rd.seen, 4);
-  close(p[0]);
-  close(p[1]);
-}
-
-// ---- Options and backend selection ------------------------------------------
-
-class SelectionTest : public ::testing::Test {
- protected:
-  void TearDown() override {
-    SetIoUringSetupFailureForTesting(0);
-    unsetenv("SPINDLE_REACTOR");
-  }
-};
-
-TEST_F(SelectionTest, RingEntriesMustBeAPowerOfTwoInRange) {
-  for (uint32_t bad : {0u, 1u, 3u, 100u, 65536u}) {
-    ReactorOptions o;
-    o.backend = BackendChoice::kEpoll;
-    o.ring_entries = bad;
-    absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create(o);
-    ASSERT_FALSE(r.ok()) << bad;
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-    const std::string msg(r.status().message());
-    EXPECT_NE(msg.find("ring_entries = " + std::to_string(bad)),
-              std::string::npos)
-        << msg;
-    EXPECT_NE(msg.find("[2, 32768]"), std::string::npos) << msg;
-  }
-}
-
-TEST_F(SelectionTest, FromEnvParsesTheBackend) {
-  unsetenv("SPINDLE_REACTOR");
-  EXPECT_EQ(ReactorOptions::FromEnv()->backend, BackendChoice::kAuto);
-  setenv("SPINDLE_REACTOR", "epoll", 1);
-  EXPECT_EQ(ReactorOptions::FromEnv()->backend, BackendChoice::kEpoll);
-  setenv("SPINDLE_REACTOR", "io_uring", 1);
-  EXPECT_EQ(ReactorOptions::FromEnv()->backend, BackendChoice::kIoUring);
-  setenv("SPINDLE_REACTOR", "auto", 1);
-  EXPECT_EQ(ReactorOptions::FromEnv()->backend, BackendChoice::kAuto);
-}
-
-TEST_F(SelectionTest, UnknownBackendNamesTheValidValues) {
-  setenv("SPINDLE_REACTOR", "kqueue", 1);
-  absl::StatusOr<ReactorOptions> o = ReactorOptions::FromEnv();
-  ASSERT_FALSE(o.ok());
-  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
-  const std::string msg(o.status().message());
-  EXPECT_NE(msg.find("kqueue"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("auto, io_uring, epoll"), std::string::npos) << msg;
-}
-
-TEST_F(SelectionTest, AutoFallsBackToEpollWhenIoUringIsRefused) {
-  SetIoUringSetupFailureForTesting(EPERM);
-  absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create({});
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ((*r)->backend(), Backend::kEpoll);
-  const std::string reason((*r)->fallback_reason());
-  EXPECT_NE(reason.find("EPERM"), std::string::npos) << reason;
-  EXPECT_EQ((*r)->Stats().fallback_reason, reason);
-  // The fallback reactor works.
-  TestOp op;
-  (*r)->Nop(&op);
-  while (!op.done()) (*r)->Poll(UINT64_MAX);
-  EXPECT_EQ(op.seen, 0);
-}
-
-TEST_F(SelectionTest, AutoFallsBackForENOSYSAndENOMEM) {
-  for (int err : {ENOSYS, ENOMEM}) {
-    SetIoUringSetupFailureForTesting(err);
-    absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create({});
-    ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ((*r)->backend(), Backend::kEpoll);
-  }
-}
-
-TEST_F(SelectionTest, AutoDoesNotHideOtherSetupErrors) {
-  SetIoUringSetupFailureForTesting(EINVAL);
-  absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create({});
-  ASSERT_FALSE(r.ok());
-  EXPECT_NE(std::string(r.status().message()).find("EINVAL"),
-            std::string::npos);
-}
-
-TEST_F(SelectionTest, ForcedIoUringFailsClearlyWhenRefused) {
-  SetIoUringSetupFailureForTesting(EPERM);
-  ReactorOptions o;
-  o.backend = BackendChoice::kIoUring;
-  absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create(o);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
-  const std::string msg(r.status().message());
-  EXPECT_NE(msg.find("EPERM"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("io_uring"), std::string::npos) << msg;
-}
-
-TEST_F(SelectionTest, EpollNeverAttemptsIoUring) {
-  const int before = IoUringSetupAttemptsForTesting();
-  ReactorOptions o;
-  o.backend = BackendChoice::kEpoll;
-  absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create(o);
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ((*r)->backend(), Backend::kEpoll);
-  EXPECT_TRUE((*r)->fallback_reason().empty());
-  EXPECT_EQ(IoUringSetupAttemptsForTesting(), before);
-}
-
-TEST_F(SelectionTest, AutoPrefersIoUringWhenTheKernelAllowsIt) {
-  absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create({});
-  ASSERT_TRUE(r.ok()) << r.status();
-  if ((*r)->backend() != Backend::kIoUring) {
-    GTEST_SKIP() << "io_uring refused here: " << (*r)->fallback_reason();
-  }
-  EXPECT_TRUE((*r)->fallback_reason().empty());
-  const std::string features = (*r)->Stats().features;
-  EXPECT_NE(features.find("setup="), std::string::npos);
-  RecordProperty("io_uring_features", features);
-  std::printf("io_uring features: %s\n", features.c_str());
-}
 
 }  // namespace
 }  // namespace spindle::reactor

@@ -19,8 +19,11 @@
 //      -ECANCELED without reaching the kernel.
 //   2. Every pending timer is cancelled (ready list, -ECANCELED).
 //   3. Driver::CancelAll asks the kernel to cancel every in-flight operation
-//      (io_uring: one ASYNC_CANCEL with IORING_ASYNC_CANCEL_ANY; epoll: the
-//      waiter lists are emptied).
+//      (io_uring: one ASYNC_CANCEL with IORING_ASYNC_CANCEL_ANY, or one per
+//      operation before 5.19; epoll: the waiter lists are emptied).  On a
+//      thread other than the owner, Driver::Abandon instead (io_uring:
+//      completions already in the CQ are delivered, the ring is closed, the
+//      rest complete with -ECANCELED at once).
 //   4. Poll until no operation is outstanding, so every callback has run and
 //      the kernel no longer touches any buffer.
 //   5. The driver closes its file descriptors (ring, eventfd, epoll, timerfd).
@@ -45,6 +48,7 @@ struct DriverStats {
   uint64_t sq_flushes = 0;      // Early submits because the SQ was full.
   uint64_t syscalls = 0;        // io_uring_enter / epoll_wait calls.
   uint64_t wakes_received = 0;  // Doorbell (eventfd / MSG_RING) wake-ups.
+  uint64_t wake_fallbacks = 0;  // Failed MSG_RING sends redone by eventfd.
   uint32_t ring_entries = 0;    // io_uring SQ size (0 on epoll).
   uint32_t cq_entries = 0;      // io_uring CQ size (0 on epoll).
   uint32_t setup_flags = 0;     // io_uring setup flags in effect.
@@ -69,10 +73,20 @@ class Driver {
   // Called by a Poll that skips Wait (nothing in the kernel): the first
   // poll still binds the backend to the polling thread.
   virtual void Claim() noexcept {}
+  // False when the driver has something to submit or reap even though no
+  // operation is outstanding (io_uring: a failed WakeFrom send's CQE), so a
+  // non-blocking Poll must not skip Wait.
+  virtual bool Idle() const noexcept { return true; }
   // Thread-safe: makes a blocked Wait return.
   virtual void Wake() noexcept = 0;
   // Shutdown step 3.
   virtual void CancelAll() noexcept = 0;
+  // Shutdown step 3 on a thread that is not the owner, where the kernel may
+  // refuse this thread (io_uring SINGLE_ISSUER): deliver what has completed,
+  // release the kernel side without submitting or waiting, and put every
+  // other operation on the ready list with -ECANCELED.  Afterwards
+  // Quiescent() holds.
+  virtual void Abandon() noexcept { CancelAll(); }
   // True when the kernel holds no request of this driver that could still
   // write to user memory (the driver's own wake-up read excepted).
   virtual bool Quiescent() const noexcept = 0;

@@ -174,7 +174,11 @@ void EpollDriver::Start(Operation* op) noexcept {
   ++stats_.submitted;
   if (s.code == OpCode::kClose) CancelWaiters(s.fd);
   const int32_t r = Try(op);
-  if (r != -EAGAIN) {
+  // A caller's MSG_DONTWAIT asks for the non-blocking answer, as recv(2),
+  // send(2) and io_uring give it: -EAGAIN now, no waiting for readiness.
+  const bool dont_wait = (s.code == OpCode::kRecv || s.code == OpCode::kSend) &&
+                         (s.flags & MSG_DONTWAIT) != 0;
+  if (r != -EAGAIN || dont_wait) {
     core_->PushReady(op, r);
     return;
   }

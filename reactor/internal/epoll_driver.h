@@ -7,7 +7,8 @@
 //     per call, with fcntl).  A result other than EAGAIN goes to the ready
 //     list and its callback runs at the next Poll: regular-file reads,
 //     writes and fsync therefore run synchronously.  NOP completes the same
-//     way.
+//     way, and so does a Recv or Send whose caller passed MSG_DONTWAIT
+//     (-EAGAIN included, as io_uring reports it).
 //   - On EAGAIN the operation joins its descriptor's reader or writer FIFO
 //     (intrusive, no allocation) and the descriptor is registered
 //     edge-triggered for IN|OUT|RDHUP (EPOLL_CTL_MOD, or ADD when the kernel

@@ -68,6 +68,10 @@ inline constexpr uint32_t kNoHeapIndex = UINT32_MAX;
 struct OpState {
   Operation* next = nullptr;  // Intrusive links: ready list, parked queue,
   Operation* prev = nullptr;  // cancel queue, epoll per-fd waiter lists.
+
+  Operation* inext = nullptr;  // io_uring: the driver's list of
+  Operation* iprev = nullptr;  // operations in the kernel (kInflight).
+
   Operation* link = nullptr;  // The other half of a Timeout pair.
   void* addr = nullptr;       // Buffer, iovec array or sockaddr.
   void* addr2 = nullptr;      // Accept: socklen_t* addrlen.
@@ -121,8 +125,10 @@ struct OpAccess {
 
 inline OpState& S(Operation* op) noexcept { return OpAccess::Of(op); }
 
-// An intrusive doubly linked FIFO of Operations (through OpState next/prev).
-class OpList {
+// An intrusive doubly linked FIFO of Operations through the OpState links
+// `Next` / `Prev`.
+template <Operation* OpState::*Next, Operation* OpState::*Prev>
+class BasicOpList {
  public:
   bool empty() const noexcept { return head_ == nullptr; }
   size_t size() const noexcept { return size_; }
@@ -130,10 +136,10 @@ class OpList {
 
   void PushBack(Operation* op) noexcept {
     OpState& s = S(op);
-    s.next = nullptr;
-    s.prev = tail_;
+    s.*Next = nullptr;
+    s.*Prev = tail_;
     if (tail_ != nullptr) {
-      S(tail_).next = op;
+      S(tail_).*Next = op;
     } else {
       head_ = op;
     }
@@ -149,23 +155,26 @@ class OpList {
 
   void Remove(Operation* op) noexcept {
     OpState& s = S(op);
-    if (s.prev != nullptr) {
-      S(s.prev).next = s.next;
+    if (s.*Prev != nullptr) {
+      S(s.*Prev).*Next = s.*Next;
     } else {
-      head_ = s.next;
+      head_ = s.*Next;
     }
-    if (s.next != nullptr) {
-      S(s.next).prev = s.prev;
+    if (s.*Next != nullptr) {
+      S(s.*Next).*Prev = s.*Prev;
     } else {
-      tail_ = s.prev;
+      tail_ = s.*Prev;
     }
-    s.next = s.prev = nullptr;
+    s.*Next = s.*Prev = nullptr;
     --size_;
   }
 
+  // The element after `op` (for walks that may remove `op`: read it first).
+  static Operation* After(Operation* op) noexcept { return S(op).*Next; }
+
   // Moves every element to the returned list, leaving this one empty.
-  OpList Detach() noexcept {
-    OpList out = *this;
+  BasicOpList Detach() noexcept {
+    BasicOpList out = *this;
     head_ = tail_ = nullptr;
     size_ = 0;
     return out;
@@ -176,6 +185,9 @@ class OpList {
   Operation* tail_ = nullptr;
   size_t size_ = 0;
 };
+
+using OpList = BasicOpList<&OpState::next, &OpState::prev>;
+using InflightList = BasicOpList<&OpState::inext, &OpState::iprev>;
 
 }  // namespace reactor_internal
 }  // namespace spindle::reactor

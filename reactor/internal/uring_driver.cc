@@ -11,7 +11,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
+#include <unordered_set>
 
+#include "absl/base/internal/raw_logging.h"
+#include "absl/base/thread_annotations.h"
 #include "timing/clock.h"
 
 // liburing 2.3's headers know these; older ones may not.  Values are the
@@ -34,11 +38,44 @@
 #ifndef IORING_REGISTER_ENABLE_RINGS
 #define IORING_REGISTER_ENABLE_RINGS 12
 #endif
+#ifndef IORING_ASYNC_CANCEL_ALL
+#define IORING_ASYNC_CANCEL_ALL (1U << 0)
+#endif
+#ifndef IORING_ASYNC_CANCEL_FD
+#define IORING_ASYNC_CANCEL_FD (1U << 1)
+#endif
+#ifndef IORING_FEAT_CQE_SKIP
+#define IORING_FEAT_CQE_SKIP (1U << 11)
+#endif
 
 namespace spindle::reactor::reactor_internal {
 
 std::atomic<int> g_forced_setup_errno{0};
 std::atomic<int> g_setup_attempts{0};
+
+namespace {
+std::atomic<uint32_t> g_quirks{0};
+
+// The live drivers, so that a failed WakeFrom send, reaped later on the
+// source, wakes its target only if that target still exists (its address
+// is all the CQE carries).  Touched when a driver is created or destroyed
+// and when a send has failed: never on the hot path.  A new driver at a
+// freed one's address just gets a spurious wake-up.
+struct LiveDrivers {
+  std::mutex mu;
+  std::unordered_set<const UringDriver*> set ABSL_GUARDED_BY(mu);
+};
+
+LiveDrivers& Live() {
+  static LiveDrivers* live = new LiveDrivers();  // Never destroyed.
+  return *live;
+}
+}  // namespace
+
+void SetUringQuirksForTesting(uint32_t quirks) {
+  // Relaxed: tests set it before creating the reactors it applies to.
+  g_quirks.store(quirks, std::memory_order_relaxed);
+}
 
 namespace {
 
@@ -65,6 +102,7 @@ std::string FlagNames(uint32_t f) {
   add(IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER");
   add(IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN");
   add(IORING_SETUP_R_DISABLED, "R_DISABLED");
+  add(IORING_SETUP_CQSIZE, "CQSIZE");
   return s.empty() ? "none" : s;
 }
 
@@ -92,13 +130,29 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
   const uint32_t kSqpoll[] = {IORING_SETUP_SQPOLL};
   const uint32_t* sets = sqpoll ? kSqpoll : kPlain;
   const int nsets = sqpoll ? 1 : 3;
+  // Relaxed: set by tests before they create reactors.
+  const uint32_t quirks = g_quirks.load(std::memory_order_relaxed);
+  const bool no_nodrop = (quirks & kQuirkNoNoDrop) != 0;
+  // A large CQ keeps the overflow backlog (NODROP) rare; CQSIZE is 5.5+ and
+  // the kernel caps the CQ at 2 * 32768 entries.  Before 5.12 the rings
+  // count against RLIMIT_MEMLOCK: ENOMEM retries with the default size.
+  const uint32_t cq =
+      std::min<uint32_t>(std::max(2 * entries, kMinCqEntries), 65536);
   int ret = -EINVAL;
   io_uring_params p;
   for (int i = 0; i < nsets; ++i) {
-    std::memset(&p, 0, sizeof(p));
-    p.flags = sets[i];
-    if (sqpoll) p.sq_thread_idle = 100;  // ms before the SQ thread sleeps.
-    ret = io_uring_queue_init_params(entries, &d->ring_, &p);
+    for (const bool big_cq : {!no_nodrop, false}) {
+      std::memset(&p, 0, sizeof(p));
+      p.flags = sets[i];
+      if (big_cq) {
+        p.flags |= IORING_SETUP_CQSIZE;
+        p.cq_entries = cq;
+      }
+      if (sqpoll) p.sq_thread_idle = 100;  // ms before the SQ thread sleeps.
+      ret = io_uring_queue_init_params(entries, &d->ring_, &p);
+      if (ret != -EINVAL && ret != -ENOMEM) break;
+      if (!big_cq) break;
+    }
     if (ret == 0 || ret != -EINVAL) break;
   }
   if (ret < 0) {
@@ -111,10 +165,22 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
   d->enabled_.store((p.flags & IORING_SETUP_R_DISABLED) == 0,
                     std::memory_order_relaxed);  // Not yet shared.
   d->sqpoll_ = sqpoll;
-  d->slot_limit_ = p.cq_entries;
-  d->cancel_any_ = KernelAtLeast(5, 19);
+  d->cq_entries_ = p.cq_entries;
+  d->nodrop_ = (p.features & IORING_FEAT_NODROP) != 0 && !no_nodrop;
+  if (!d->nodrop_) {
+    // Capped: the wake read's slot, then kCancelReserve (at most a quarter
+    // of the CQ, at least one) for cancels, the rest for operations.
+    const uint32_t reserve =
+        std::max<uint32_t>(1, std::min(kCancelReserve, p.cq_entries / 4));
+    d->cancel_limit_ = p.cq_entries - 1;
+    d->op_limit_ = p.cq_entries - 1 - reserve;
+  }
+  d->cancel_any_ = KernelAtLeast(5, 19) && (quirks & kQuirkNoCancelFd) == 0;
+  d->msg_ring_fd_invalid_ = (quirks & kQuirkFailMsgRing) != 0;
   if (io_uring_probe* probe = io_uring_get_probe_ring(&d->ring_)) {
-    d->has_msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+    // MSG_RING is sent with CQE_SKIP_SUCCESS and relies on NODROP.
+    d->has_msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) &&
+                       (p.features & IORING_FEAT_CQE_SKIP) != 0 && d->nodrop_;
     io_uring_free_probe(probe);
   }
   // A blocking eventfd: io_uring returns -EAGAIN for O_NONBLOCK files
@@ -129,16 +195,34 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
   d->stats_.cq_entries = p.cq_entries;
   d->stats_.setup_flags = p.flags;
   d->stats_.features = "setup=" + FlagNames(p.flags) +
+                       (d->nodrop_ ? " nodrop" : " capped") +
                        (d->cancel_any_ ? " cancel_any" : "") +
                        (d->has_msg_ring_ ? " msg_ring" : "") +
                        ((p.features & IORING_FEAT_EXT_ARG) ? " ext_arg" : "");
   d->ArmWake();
+  {
+    LiveDrivers& live = Live();
+    std::lock_guard<std::mutex> lock(live.mu);
+    live.set.insert(d.get());
+  }
   return d;
 }
 
 UringDriver::~UringDriver() {
+  {
+    // Before the eventfd closes: a source falling back to it holds the lock.
+    LiveDrivers& live = Live();
+    std::lock_guard<std::mutex> lock(live.mu);
+    live.set.erase(this);
+  }
   if (ring_ready_) io_uring_queue_exit(&ring_);
   if (event_fd_ >= 0) close(event_fd_);
+}
+
+void UringDriver::WakeIfAlive(const UringDriver* target) noexcept {
+  LiveDrivers& live = Live();
+  std::lock_guard<std::mutex> lock(live.mu);
+  if (live.set.count(target) != 0) const_cast<UringDriver*>(target)->Wake();
 }
 
 void UringDriver::EnableIfNeeded() noexcept {
@@ -152,7 +236,11 @@ void UringDriver::EnableIfNeeded() noexcept {
 }
 
 int UringDriver::SubmitNow() noexcept {
-  EnableIfNeeded();
+  // Relaxed: only the owner (or, before the first Poll, the one thread
+  // using the reactor) reads and writes it here.  A disabled ring has no
+  // issuer yet: submitting would enable it for this thread, which need not
+  // be the one that polls.  The SQEs wait for the first Poll.
+  if (!enabled_.load(std::memory_order_relaxed)) return -EBADFD;
   ++stats_.syscalls;
   return io_uring_submit(&ring_);
 }
@@ -172,12 +260,57 @@ void UringDriver::ArmWake() noexcept {
   wake_armed_ = true;
 }
 
+bool UringDriver::CancelForClose(Operation* close_op) noexcept {
+  const int fd = S(close_op).fd;
+  // Parked operations on `fd` never reached the kernel: finish them now.
+  for (OpList& q : parked_) {
+    for (Operation* op = q.front(); op != nullptr;) {
+      Operation* next = OpList::After(op);
+      if (op != close_op && S(op).fd == fd) {
+        q.Remove(op);
+        --parked_count_;
+        core_->PushReady(op, -ECANCELED);
+      }
+      op = next;
+    }
+  }
+  if (cancel_any_ && nodrop_) {
+    // 5.19+: one request cancels every request on the descriptor's file.
+    // It must run before the close (it looks the descriptor up), so the
+    // close is hard-linked behind it (a link that holds even when the cancel
+    // finds nothing and fails with -ENOENT).  Both SQEs or neither.
+    if (io_uring_sq_space_left(&ring_) < 2) {
+      ++stats_.sq_flushes;
+      SubmitNow();
+      if (io_uring_sq_space_left(&ring_) < 2) return false;
+    }
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, kIgnoreTag);
+    io_uring_sqe_set_flags(sqe, IOSQE_IO_HARDLINK);
+    ++pending_;
+    return true;
+  }
+  // Before 5.19: cancel our own in-flight requests on `fd` by user_data.
+  // Their order against the close does not matter: a request holds its own
+  // reference to the file, and the peer sees EOF when the last one drops.
+  for (Operation* op = inflight_.front(); op != nullptr;
+       op = InflightList::After(op)) {
+    if (S(op).fd == fd) Cancel(op);
+  }
+  return true;
+}
+
 inline bool UringDriver::Issue(Operation* op) noexcept {
+  OpState& s = S(op);
+  if (s.code == OpCode::kClose) [[unlikely]] {
+    if (!CancelForClose(op)) return false;
+  }
   io_uring_sqe* sqe = GetSqe();
   if (sqe == nullptr) return false;
-  OpState& s = S(op);
-  const unsigned len =
-      static_cast<unsigned>(std::min<uint64_t>(s.len, UINT32_MAX));
+  // Reactor clamped byte counts to kMaxRwCount, so they fit the SQE's 32-bit
+  // length; iovec counts are ints.
+  const unsigned len = static_cast<unsigned>(s.len);
   const uint64_t off = static_cast<uint64_t>(s.offset);
   switch (s.code) {
     case OpCode::kNop:
@@ -210,10 +343,10 @@ inline bool UringDriver::Issue(Operation* op) noexcept {
                             static_cast<socklen_t>(s.len));
       break;
     case OpCode::kRecv:
-      io_uring_prep_recv(sqe, s.fd, s.addr, s.len, s.flags);
+      io_uring_prep_recv(sqe, s.fd, s.addr, len, s.flags);
       break;
     case OpCode::kSend:
-      io_uring_prep_send(sqe, s.fd, s.addr, s.len, s.flags);
+      io_uring_prep_send(sqe, s.fd, s.addr, len, s.flags);
       break;
     case OpCode::kClose:
       io_uring_prep_close(sqe, s.fd);
@@ -234,6 +367,7 @@ inline bool UringDriver::Issue(Operation* op) noexcept {
   }
   io_uring_sqe_set_data(sqe, op);
   s.phase = OpPhase::kInflight;
+  inflight_.PushBack(op);
   ++pending_;
   ++stats_.submitted;
   return true;
@@ -271,13 +405,15 @@ void UringDriver::Cancel(Operation* op) noexcept {
   }
   if (s.bits & kBitCancelRequested) return;
   s.bits |= kBitCancelRequested;
-  if (HaveSlot() && cancel_queue_.empty() && IssueCancel(op)) return;
+  if (HaveCancelSlot() && cancel_queue_.empty() && IssueCancel(op)) return;
   s.bits |= kBitCancelQueued;
   cancel_queue_.PushBack(op);
 }
 
 void UringDriver::Resume() noexcept {
-  while (!cancel_queue_.empty() && HaveSlot()) {
+  // The wake read first: its slot is reserved, never a parked operation's.
+  if (!wake_armed_ && !core_->shutting_down) ArmWake();
+  while (!cancel_queue_.empty() && HaveCancelSlot()) {
     Operation* op = cancel_queue_.front();
     if (!IssueCancel(op)) return;
     cancel_queue_.Remove(op);
@@ -291,7 +427,6 @@ void UringDriver::Resume() noexcept {
       --parked_count_;
     }
   }
-  if (!wake_armed_ && !core_->shutting_down && HaveSlot()) ArmWake();
 }
 
 int UringDriver::Reap() noexcept {
@@ -302,37 +437,54 @@ int UringDriver::Reap() noexcept {
     int32_t res;
   } items[kBatch];
   int n = 0;
-  for (;;) {
+  // Bounded, so that a storm of MSG_RING arrivals cannot keep one Poll here.
+  uint64_t budget = 2 * static_cast<uint64_t>(cq_entries_) + kBatch;
+  while (budget > 0) {
+    // When the CQ is empty and the kernel flags an overflow backlog
+    // (IORING_SQ_CQ_OVERFLOW) or pending task work, liburing's peek enters
+    // the kernel to flush it: so keep peeking until it returns nothing.
     const unsigned got = io_uring_peek_batch_cqe(&ring_, cqes, kBatch);
     if (got == 0) break;
+    budget -= std::min<uint64_t>(budget, got);
     for (unsigned i = 0; i < got; ++i) {
       items[i] = {cqes[i]->user_data, cqes[i]->res};
     }
     // Release the CQ slots before any callback can start new operations.
     io_uring_cq_advance(&ring_, got);
     for (unsigned i = 0; i < got; ++i) {
-      const uint64_t ud = items[i].user_data;
-      if (ud == kMsgTag) {  // Sent by another ring: not one of our slots.
-        ++stats_.wakes_received;
-        continue;
-      }
-      --pending_;
-      if (ud == kWakeTag) {
-        wake_armed_ = false;
-        if (items[i].res > 0) ++stats_.wakes_received;
-        if (!core_->shutting_down && HaveSlot()) ArmWake();
-        continue;
-      }
-      if (ud == kIgnoreTag) continue;
-      Operation* op = reinterpret_cast<Operation*>(ud);
-      OpState& s = S(op);
-      if (s.bits & kBitCancelQueued) cancel_queue_.Remove(op);
-      core_->Complete(op, items[i].res);
-      ++n;
+      n += Dispatch(items[i].user_data, items[i].res);
     }
-    if (got < kBatch) break;
   }
   return n;
+}
+
+int UringDriver::Dispatch(uint64_t ud, int32_t res) noexcept {
+  if (ud == kMsgTag) {  // Sent by another ring: not one of our requests.
+    ++stats_.wakes_received;
+    return 0;
+  }
+  if ((ud & kMsgSendBit) != 0 && ud > kLastTag) [[unlikely]] {
+    // A WakeFrom whose MSG_RING failed (only failures post a CQE:
+    // CQE_SKIP_SUCCESS): wake the target through its eventfd instead.
+    ++stats_.wake_fallbacks;
+    WakeIfAlive(reinterpret_cast<const UringDriver*>(ud & ~kMsgSendBit));
+    return 0;
+  }
+  --pending_;
+  if (ud == kWakeTag) {
+    wake_armed_ = false;
+    if (res > 0) ++stats_.wakes_received;
+    // At once, whatever the slot count: the wake read's slot is its own.
+    if (!core_->shutting_down) ArmWake();
+    return 0;
+  }
+  if (ud == kIgnoreTag) return 0;
+  Operation* op = reinterpret_cast<Operation*>(ud);
+  OpState& s = S(op);
+  inflight_.Remove(op);
+  if (s.bits & kBitCancelQueued) cancel_queue_.Remove(op);
+  core_->Complete(op, res);
+  return 1;
 }
 
 int UringDriver::Wait(uint64_t timeout_ns, uint64_t deadline_ns) noexcept {
@@ -343,18 +495,34 @@ int UringDriver::Wait(uint64_t timeout_ns, uint64_t deadline_ns) noexcept {
     wait = std::min(wait, deadline_ns > now ? deadline_ns - now : 0);
   }
   ++stats_.syscalls;
+  int ret;
   if (wait == 0) {
-    io_uring_submit_and_get_events(&ring_);
+    ret = io_uring_submit_and_get_events(&ring_);
   } else if (wait == UINT64_MAX) {
-    io_uring_submit_and_wait(&ring_, 1);
+    ret = io_uring_submit_and_wait(&ring_, 1);
   } else {
     __kernel_timespec ts;
     ts.tv_sec = static_cast<int64_t>(wait / 1'000'000'000u);
     ts.tv_nsec = static_cast<long long>(wait % 1'000'000'000u);
     io_uring_cqe* cqe = nullptr;
-    io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
   }
-  const int n = Reap();
+  if (ret == -EEXIST) [[unlikely]] {
+    // SINGLE_ISSUER refuses this thread.  Reactor::Poll checks the owner
+    // first, so this is a broken invariant; ignoring it would spin.
+    ABSL_RAW_LOG(FATAL,
+                 "spindle reactor: io_uring_enter failed with EEXIST: this "
+                 "thread is not the ring's single issuer");
+  }
+  int n = Reap();
+  if (ret == -EBUSY) {
+    // 5.x with NODROP: the overflow backlog did not fit the CQ, so nothing
+    // was submitted.  Reap made room; submit again without waiting (there
+    // were completions, so this Poll has work to report).
+    ++stats_.syscalls;
+    io_uring_submit(&ring_);
+    n += Reap();
+  }
   Resume();
   return n;
 }
@@ -366,15 +534,22 @@ void UringDriver::Wake() noexcept {
 }
 
 bool UringDriver::WakeFrom(UringDriver* source) noexcept {
-  // Pairs with the release store in EnableIfNeeded.
-  if (!source->has_msg_ring_ || !enabled_.load(std::memory_order_acquire)) {
+  // The acquire pairs with the release store in EnableIfNeeded (the target
+  // is enabled on its own thread: MSG_RING to a disabled ring fails with
+  // -EBADFD).  The source is ours (relaxed: this thread enabled it, or
+  // nobody has, and then it cannot submit yet).
+  if (!source->has_msg_ring_ ||
+      !source->enabled_.load(std::memory_order_relaxed) ||
+      !enabled_.load(std::memory_order_acquire)) {
     return false;
   }
   io_uring_sqe* sqe = source->GetSqe();
   if (sqe == nullptr) return false;
-  io_uring_prep_msg_ring(sqe, ring_.ring_fd, 0, kMsgTag, 0);
-  io_uring_sqe_set_data64(sqe, kIgnoreTag);
-  ++source->pending_;
+  io_uring_prep_msg_ring(sqe, source->msg_ring_fd_invalid_ ? -1 : ring_.ring_fd,
+                         0, kMsgTag, 0);
+  // No CQE on the source unless the send fails (then Reap falls back).
+  io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+  io_uring_sqe_set_data64(sqe, reinterpret_cast<uint64_t>(this) | kMsgSendBit);
   source->SubmitNow();
   return true;
 }
@@ -384,18 +559,63 @@ void UringDriver::CancelAll() noexcept {
     while (Operation* op = q.PopFront()) core_->PushReady(op, -ECANCELED);
   }
   parked_count_ = 0;
-  if (cancel_any_) {
-    // One request cancels everything in the kernel, the wake read included.
-    // It may exceed the slot limit by one; the CQ keeps overflowed entries
-    // (IORING_FEAT_NODROP, 5.5+).
+  if (cancel_any_ && nodrop_) {
+    // One request cancels everything in the kernel, the wake read included;
+    // without a cap its CQE always has room (NODROP).
     if (io_uring_sqe* sqe = GetSqe()) {
       io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
       io_uring_sqe_set_data64(sqe, kIgnoreTag);
       ++pending_;
+      return;
     }
   }
-  // TODO(reactor): kernels before 5.19 lack CANCEL_ANY; there the shutdown
-  // waits (bounded) for in-flight operations to finish on their own.
+  // Before 5.19 (no CANCEL_ANY), or capped: one cancel per operation, queued
+  // for a slot where needed.  The wake read stays; the ring's exit ends it.
+  for (Operation* op = inflight_.front(); op != nullptr;
+       op = InflightList::After(op)) {
+    Cancel(op);
+  }
+}
+
+void UringDriver::Abandon() noexcept {
+  // 1. What the kernel already completed carries real results.  Reading the
+  //    CQ is plain memory; io_uring_peek_batch_cqe could enter the kernel
+  //    (to flush), which this thread may not, so walk it by hand.
+  constexpr unsigned kBatch = 64;
+  struct Item {
+    uint64_t user_data;
+    int32_t res;
+  } items[kBatch];
+  for (;;) {
+    unsigned got = 0;
+    unsigned head;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      items[got++] = {cqe->user_data, cqe->res};
+      if (got == kBatch) break;
+    }
+    if (got == 0) break;
+    io_uring_cq_advance(&ring_, got);
+    for (unsigned i = 0; i < got; ++i) {
+      Dispatch(items[i].user_data, items[i].res);
+    }
+  }
+  // 2. Close the ring: as it exits the kernel cancels every request left
+  //    (io_ring_exit_work), without this thread submitting anything.
+  io_uring_queue_exit(&ring_);
+  ring_ready_ = false;
+  // 3. Everything else is cancelled as far as the caller can tell.
+  for (OpList& q : parked_) {
+    while (Operation* op = q.PopFront()) core_->PushReady(op, -ECANCELED);
+  }
+  parked_count_ = 0;
+  cancel_queue_.Detach();
+  while (Operation* op = inflight_.PopFront()) {
+    S(op).bits &= static_cast<uint8_t>(~kBitCancelQueued);
+    core_->PushReady(op, -ECANCELED);
+  }
+  pending_ = 0;
+  wake_armed_ = false;
 }
 
 DriverStats UringDriver::Stats() const {
