@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <latch>
 #include <string>
 #include <thread>
 #include <vector>
@@ -231,6 +232,63 @@ TEST_P(IoHardeningTest, RequestStopCancelsTasksWaitingOnSocketsAndTimers) {
   ExpectAccounted(*ex);
   close(sv[0]);
   close(sv[1]);
+}
+
+// ---- Item 6: built on one thread, run on a second, destroyed on the first.
+
+TEST_P(IoHardeningTest, BuiltHereRunThereDestroyedHereIsQuickAndClean) {
+  MAKE_OR_SKIP(ex);
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  // Suspended on an idle socket when the run ends: the destructor on this
+  // thread must cancel it without the ring (owned by the runner).
+  JoinHandle<int> idle = ex->Spawn([](int fd) -> Task<int> {
+    char c;
+    co_return co_await Recv(fd, &c, 1);
+  }(sv[0]));
+  int slept = -1;
+  std::thread runner([&] {
+    slept = ex->BlockOn([]() -> Task<int> {
+      co_return co_await SleepFor(1ms);
+    }());
+  });
+  runner.join();
+  EXPECT_EQ(slept, 0);
+  idle.Abort();  // pending in the inbox when the executor goes
+  const uint64_t t0 = timing::MonotonicClock::Now();
+  ex.reset();
+  EXPECT_LT(timing::MonotonicClock::Now() - t0, 2'000'000'000u)
+      << "the destructor spun";
+  EXPECT_EQ(idle.status(), JoinStatus::kCancelled);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+void RunOnTwoThreads(reactor::BackendChoice backend) {
+  reactor::ReactorOptions o;
+  o.backend = backend;
+  auto ex = ExecutorBuilder().Reactor(o).Build();
+  if (!ex.ok()) std::abort();
+  auto nap = []() -> Task<int> { co_return co_await SleepFor(1ms); };
+  // The first runner stays alive, so the second is a different thread
+  // (an exited thread's id may be reused).
+  std::latch ran(1), release(1);
+  std::thread first([&] {
+    (*ex)->BlockOn(nap());
+    ran.count_down();
+    release.wait();
+  });
+  ran.wait();
+  std::thread([&] { (*ex)->BlockOn(nap()); }).join();  // another thread
+  release.count_down();
+  first.join();
+}
+
+TEST_P(IoHardeningTest, RunningOnASecondThreadFailsAtOnceWithAMessage) {
+  MAKE_OR_SKIP(ex);
+  ex.reset();
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(RunOnTwoThreads(GetParam()), "belongs to thread");
 }
 
 // ---- Item 1: thousands of operations waiting on idle peers.

@@ -165,9 +165,11 @@ void LocalExecutor::ProcessAbort(TaskHeader* t) noexcept {
           return;
         case WaitKind::kIo:
           // Cancelled when the operation's completion wakes it (or its real
-          // result is delivered first, if it won the race).
+          // result is delivered first, if it won the race).  At shutdown
+          // the driver's Shutdown cancels everything (and may run on a
+          // thread that does not own the ring).
           t->abort_seen = true;
-          driver_->Cancel(t->wait_object);
+          if (!shutting_down_) driver_->Cancel(t->wait_object);
           return;
         case WaitKind::kWaker:
         case WaitKind::kAborted:
@@ -414,6 +416,17 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
   ABSL_RAW_CHECK(executor_internal::tl_executor == nullptr ||
                      executor_internal::tl_executor == this,
                  "another executor is running on this thread");
+  if (reactor::Reactor* r = driver_->reactor();
+      r != nullptr && !r->OwnedByCurrentThread()) {
+    // The ring (and the epoll set) belong to the first thread that ran the
+    // executor: a second thread would get kernel errors on every call.
+    ABSL_RAW_LOG(FATAL,
+                 "LocalExecutor::Run/BlockOn on thread %d: this executor's "
+                 "reactor belongs to thread %d, the first that ran it; an "
+                 "executor runs on one thread (build it anywhere, run it on "
+                 "one thread, destroy it anywhere once it is not running)",
+                 static_cast<int>(gettid()), r->owner_thread_id());
+  }
   running_ = true;
   // relaxed: read only by PrepareSpawn's misuse diagnostic.
   inbox_->running.store(true, std::memory_order_relaxed);

@@ -15,6 +15,7 @@
 
 #include "absl/base/internal/raw_logging.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "reactor/internal/epoll_driver.h"
@@ -43,12 +44,14 @@ std::string_view BackendName(Backend backend) noexcept {
 }
 
 absl::StatusOr<BackendChoice> ReactorOptions::ParseBackend(
-    std::string_view value) {
+    std::string_view raw) {
+  // Any case, as the SPINDLE_* tier variables accept.
+  const std::string value = absl::AsciiStrToLower(std::string(raw));
   if (value.empty() || value == "auto") return BackendChoice::kAuto;
   if (value == "io_uring") return BackendChoice::kIoUring;
   if (value == "epoll") return BackendChoice::kEpoll;
   return absl::InvalidArgumentError(
-      absl::StrCat("SPINDLE_REACTOR=\"", std::string(value),
+      absl::StrCat("SPINDLE_REACTOR=\"", std::string(raw),
                    "\" is not a reactor backend; valid values: auto, "
                    "io_uring, epoll"));
 }

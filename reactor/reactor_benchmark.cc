@@ -1,4 +1,4 @@
-// Benchmarks for //reactor, each beside its floor (see shared BENCH.md).
+// Benchmarks for //reactor, each beside its floor (see docs/measuring.md).
 //
 //   BM_NopSuspendResume/backend:0|1   32 Operations, each completing a NOP
 //                                     through the Reactor and re-issuing

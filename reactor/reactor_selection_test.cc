@@ -94,6 +94,14 @@ TEST_F(SelectionTest, FromEnvParsesTheBackend) {
   EXPECT_EQ(ReactorOptions::FromEnv()->backend, BackendChoice::kAuto);
 }
 
+TEST_F(SelectionTest, BackendValuesAreCaseInsensitive) {
+  setenv("SPINDLE_REACTOR", "EPOLL", 1);
+  EXPECT_EQ(ReactorOptions::FromEnv()->backend, BackendChoice::kEpoll);
+  setenv("SPINDLE_REACTOR", "IO_Uring", 1);
+  EXPECT_EQ(ReactorOptions::FromEnv()->backend, BackendChoice::kIoUring);
+  unsetenv("SPINDLE_REACTOR");
+}
+
 TEST_F(SelectionTest, UnknownBackendNamesTheValidValues) {
   setenv("SPINDLE_REACTOR", "kqueue", 1);
   absl::StatusOr<ReactorOptions> o = ReactorOptions::FromEnv();
