@@ -80,9 +80,10 @@ namespace spindle::steal {
 // may move between threads only through some other synchronisation.  Items
 // are non-null.
 // Guarantees: every pushed item is returned exactly once by `Pop`, `Steal`,
-// `StealBatch` or handed to an overflow sink; never allocates; every
-// operation is lock-free, and Push, Pop and a failed Steal are wait-free.
-// `Pop` is LIFO, thieves take the oldest item first.
+// `StealBatch` or handed to an overflow sink; never allocates.  Push, Pop,
+// Steal and StealBatch are wait-free (a bounded number of steps: a thief that
+// loses a race returns what it has instead of retrying); PushOrOverflow is
+// lock-free.  `Pop` is LIFO, thieves take the oldest item first.
 // Thread safety: `Steal`, `StealBatch`, `size` and `empty` are safe from any
 // thread concurrently with everything, including the owner's operations.
 // Memory ordering: everything the owner wrote before pushing an item
@@ -147,8 +148,8 @@ class WorkDeque {
   // Owner only.  Pushes `item`; when the deque is full, claims the oldest
   // half of it instead (racing thieves fairly, oldest first) and calls
   // `overflow(T** items, size_t n)` once with those items followed by `item`.
-  // `overflow` must take ownership of all n items (e.g. Injector::PushBatch)
-  // and must not call back into this deque's owner operations.
+  // `overflow` must take ownership of all n items (e.g. Injector::PushBatch),
+  // must not throw, and must not call this deque's owner operations.
   template <class Overflow>
   void PushOrOverflow(T* item, Overflow&& overflow) noexcept {
     while (!Push(item)) {
