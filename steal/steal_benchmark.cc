@@ -1,18 +1,19 @@
 // Benchmarks for the steal layer, each beside a floor or a peer in the same
 // run:
 //   BM_Floor_ArrayPushPop          plain array stack, push+pop (the floor)
+//   BM_Floor_FencedArrayPushPop    the same with one seq_cst store per pop:
+//                                  the least a Chase-Lev pop must do
 //   BM_WorkDeque_PushPop           owner push+pop, bursts of 64
 //   BM_WorkDeque_Steal             push then steal, one thread (uncontended)
 //   BM_WorkDeque_StealBatch        push 64, StealBatch(32) until empty
-//   BM_WorkDeque_ContendedSteal    owner pushes/pops while 1-7 thieves steal
+//   BM_WorkDeque_ContendedSteal    owner pushes, 1-7 thieves steal every task
 //   BM_Peer_MutexDeque_ContendedSteal  the same on std::mutex + std::deque
 //                                  (spargio's default stealable queue)
 // Items processed are tasks: time per item is per push+pop (or push+steal)
-// pair, and per task moved through the queue in the contended runs.
+// pair, and per task stolen in the contended runs (real time).
 // Run (one line):
 //   ./bazelw run -c opt //steal:steal_benchmark -- --benchmark_repetitions=5
 //   --benchmark_report_aggregates_only=true
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -51,6 +52,27 @@ void BM_Floor_ArrayPushPop(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kBurst);
 }
 BENCHMARK(BM_Floor_ArrayPushPop);
+
+void BM_Floor_FencedArrayPushPop(benchmark::State& state) {
+  std::array<Item, kBurst> items;
+  std::array<Item*, 256> stack;
+  std::atomic<size_t> published{0};
+  size_t top = 0;
+  for (auto _ : state) {
+    for (int i = 0; i < kBurst; ++i) {
+      stack[top++] = &items[i];
+      benchmark::ClobberMemory();
+    }
+    for (int i = 0; i < kBurst; ++i) {
+      Item* it = top > 0 ? stack[--top] : nullptr;
+      // The store-load order a Chase-Lev pop needs before it reads top.
+      published.store(top, std::memory_order_seq_cst);
+      benchmark::DoNotOptimize(it);
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * kBurst);
+}
+BENCHMARK(BM_Floor_FencedArrayPushPop);
 
 void BM_WorkDeque_PushPop(benchmark::State& state) {
   std::array<Item, kBurst> items;
@@ -103,15 +125,15 @@ void BM_WorkDeque_StealBatch(benchmark::State& state) {
 }
 BENCHMARK(BM_WorkDeque_StealBatch);
 
-// The contended runs: each iteration the owner pushes kTasks tasks, popping
-// one after every fourth push, then pops until its queue is empty; thieves
-// steal throughout.  The iteration ends when every task has been taken.
+// The contended runs: each iteration the owner pushes kTasks tasks (waiting
+// for room when the queue is full) while the thieves steal them all; the
+// iteration ends when every task has been stolen.  The owner does not pop,
+// so every task goes through a contended steal.
 constexpr int kTasks = 1024;
 
 struct LockFreeQueue {
   WorkDeque<Item> d;
   bool Push(Item* it) { return d.Push(it); }
-  Item* Pop() { return d.Pop(); }
   Item* Steal() { return d.Steal(); }
 };
 
@@ -123,13 +145,6 @@ struct MutexQueue {
     if (q.size() >= 256) return false;  // same bound as the WorkDeque
     q.push_back(it);
     return true;
-  }
-  Item* Pop() {
-    std::lock_guard<std::mutex> l(mu);
-    if (q.empty()) return nullptr;
-    Item* it = q.back();
-    q.pop_back();
-    return it;
   }
   Item* Steal() {
     std::lock_guard<std::mutex> l(mu);
@@ -160,31 +175,19 @@ void ContendedSteal(benchmark::State& state) {
       }
     });
   }
-  int64_t owned = 0;
-  int64_t total_stolen = 0;
+  int64_t target = 0;
   for (auto _ : state) {
-    int64_t local = 0;
     for (int i = 0; i < kTasks; ++i) {
-      while (!queue.Push(&items[i])) {
-        if (queue.Pop() != nullptr) ++local;
-      }
-      if (i % 4 == 3 && queue.Pop() != nullptr) ++local;
+      while (!queue.Push(&items[i])) std::this_thread::yield();
     }
-    while (queue.Pop() != nullptr) ++local;
-    owned += local;
-    // Tasks a thief has taken but not yet counted are still in flight.
-    const int64_t want = total_stolen + (kTasks - local);
-    while (stolen.load(std::memory_order_relaxed) < want) {
+    target += kTasks;
+    while (stolen.load(std::memory_order_relaxed) < target) {
       std::this_thread::yield();
     }
-    total_stolen = want;
   }
   stop.store(true);
   for (auto& t : threads) t.join();
   state.SetItemsProcessed(state.iterations() * kTasks);
-  state.counters["stolen_share"] =
-      static_cast<double>(total_stolen) /
-      static_cast<double>(std::max<int64_t>(1, total_stolen + owned));
 }
 
 void BM_WorkDeque_ContendedSteal(benchmark::State& state) {
