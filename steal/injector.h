@@ -43,9 +43,15 @@
 
 namespace spindle::steal {
 
-// BasicInjectorNode: the link an `Injector` threads its items on.  A type
-// queued on an injector derives from it (publicly, once).  Between push and
-// pop the injector owns the link; the rest of the item is untouched.
+// BasicInjectorNode: the link an `Injector` threads its items on.
+//
+// Requires: a type queued on an injector derives from it (publicly, once).
+// Guarantees: between push and pop the injector owns the link and touches
+// nothing else of the item.
+// Thread safety: only the injector reads or writes the link.
+//
+// Example:
+//   struct Job : steal::InjectorNode { void (*run)(Job*); };
 template <class Atomics = StdAtomics>
 struct BasicInjectorNode {
   typename Atomics::template Atomic<BasicInjectorNode*> injector_next{nullptr};

@@ -24,8 +24,19 @@
 
 namespace spindle::steal {
 
-// StealOptions: the stealing knobs.  Each has a default and a valid range,
-// which `Validate()` checks.
+// StealOptions: the stealing knobs.
+//
+// Requires: nothing; any value may be set.
+// Guarantees: the defaults pass `Validate()`; `Validate()` returns
+// InvalidArgument naming the first knob out of range, its value and the
+// range (e.g. "StealOptions.batch_size = 0 is out of range [1, 128]").
+// Thread safety: a value type; not synchronised.
+//
+// Example:
+//   steal::StealOptions o;
+//   o.victim_probe_count = 2;
+//   o.backoff_max = std::chrono::microseconds(200);
+//   if (absl::Status s = o.Validate(); !s.ok()) return s;
 struct StealOptions {
   // Most tasks one scan may take, over all victims ("tasks drained per
   // pass").  [1, 4096].
