@@ -271,6 +271,7 @@ class WorkDeque {
   bool empty() const noexcept { return size() == 0; }
 
  private:
+  using Slot = typename Atomics::template Atomic<T*>;
   static constexpr Index kMask = static_cast<Index>(kCapacity - 1);
 
   // a - b on the wrapped index ring, as a signed distance.
@@ -296,8 +297,7 @@ class WorkDeque {
   // Thieves hammer top_; the owner mostly touches bottom_ and the slots.
   alignas(64) typename Atomics::template Atomic<Index> top_;
   alignas(64) typename Atomics::template Atomic<Index> bottom_;
-  alignas(64) std::array<typename Atomics::template Atomic<T*>, kCapacity>
-      slots_;
+  alignas(64) std::array<Slot, kCapacity> slots_;
 };
 
 }  // namespace spindle::steal
