@@ -120,8 +120,7 @@ TEST_P(InjectorStressTest, ExactlyOnceAndPerProducerOrder) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Producers, InjectorStressTest,
-                         ::testing::Values(1, 2, 4),
-                         [](const auto& info) {
+                         ::testing::Values(1, 2, 4), [](const auto& info) {
                            return "producers" + std::to_string(info.param);
                          });
 

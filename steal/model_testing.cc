@@ -209,7 +209,8 @@ ModelResult ModelExplorer::Explore(const std::function<ModelProgram()>& make,
     }
     if (!run || run->fibers().size() != n) run = std::make_unique<Run>(n);
     Run::active = run.get();
-    for (size_t i = 0; i < n; ++i) run->Start(static_cast<int>(i), &program.threads[i]);
+    for (size_t i = 0; i < n; ++i)
+      run->Start(static_cast<int>(i), &program.threads[i]);
 
     size_t depth = 0;
     uint32_t next_sleep = 0;
@@ -222,8 +223,8 @@ ModelResult ModelExplorer::Explore(const std::function<ModelProgram()>& make,
       }
       if (enabled == 0) break;
       if (++steps > options.max_steps) {
-        result.failure = "execution exceeded max_steps (livelock?); " +
-                         Describe(path);
+        result.failure =
+            "execution exceeded max_steps (livelock?); " + Describe(path);
         Run::active = nullptr;
         return result;  // fibers are abandoned: a failing test anyway
       }

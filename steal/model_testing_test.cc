@@ -23,7 +23,8 @@ TEST(ModelExplorerTest, FindsTheLostUpdateOfALoadStoreIncrement) {
           auto s = std::make_shared<State>();
           ModelProgram p;
           for (int t = 0; t < 2; ++t) {
-            p.threads.push_back([s] { s->counter.store(s->counter.load() + 1); });
+            p.threads.push_back(
+                [s] { s->counter.store(s->counter.load() + 1); });
           }
           p.verify = [s]() -> std::string {
             return s->counter.load() == 2 ? "" : "lost update";

@@ -15,19 +15,18 @@ namespace {
 absl::Status CheckRange(const char* name, uint64_t value, uint64_t lo,
                         uint64_t hi) {
   if (value >= lo && value <= hi) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "StealOptions.", name, " = ", value, " is out of range [", lo, ", ", hi,
-      "]"));
+  return absl::InvalidArgumentError(absl::StrCat("StealOptions.", name, " = ",
+                                                 value, " is out of range [",
+                                                 lo, ", ", hi, "]"));
 }
 
 absl::Status CheckDuration(const char* name, std::chrono::nanoseconds d,
                            std::chrono::nanoseconds lo,
                            std::chrono::nanoseconds hi) {
   if (d >= lo && d <= hi) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("StealOptions.", name, " = ", d.count(),
-                   " ns is out of range [", lo.count(), " ns, ", hi.count(),
-                   " ns]"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "StealOptions.", name, " = ", d.count(), " ns is out of range [",
+      lo.count(), " ns, ", hi.count(), " ns]"));
 }
 
 // splitmix64: spreads a small seed (a worker index) over 64 bits.

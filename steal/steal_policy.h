@@ -144,8 +144,8 @@ class StealPolicy {
     }
     const bool fruitless = r.stolen == 0;
     if (fruitless) {
-      cooldown_ = std::clamp(cooldown_ * 2, options_.backoff_min,
-                             options_.backoff_max);
+      cooldown_ =
+          std::clamp(cooldown_ * 2, options_.backoff_min, options_.backoff_max);
     } else {
       cooldown_ = std::chrono::nanoseconds(0);
     }

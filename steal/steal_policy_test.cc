@@ -25,8 +25,8 @@ struct Victims {
   explicit Victims(std::vector<size_t> lengths) : len(std::move(lengths)) {}
 
   std::vector<size_t> len;
-  std::vector<size_t> probed;    // in order
-  std::vector<size_t> asked;     // `max` of each probe
+  std::vector<size_t> probed;  // in order
+  std::vector<size_t> asked;   // `max` of each probe
   std::vector<size_t> size_checked;
 
   auto SizeOf() {
@@ -159,7 +159,8 @@ TEST(StealPolicyTest, StrideSetsTheStepBetweenVictims) {
   EXPECT_EQ(StealPolicy::VictimAt(0, 8, 3, 0, 3), 3u);  // (9 mod 7) + 1
   // 7 workers (6 victims), stride 2: positions 0 2 4, then 1 3 5.
   std::vector<size_t> walk;
-  for (size_t k = 0; k < 6; ++k) walk.push_back(StealPolicy::VictimAt(6, 7, 2, 0, k));
+  for (size_t k = 0; k < 6; ++k)
+    walk.push_back(StealPolicy::VictimAt(6, 7, 2, 0, k));
   EXPECT_EQ(walk, (std::vector<size_t>{0, 2, 4, 1, 3, 5}));
 }
 
@@ -248,10 +249,9 @@ TEST(StealPolicyTest, BackoffDoublesWithinBoundsAndResetsOnSuccess) {
   for (int i = 0; i < 6; ++i) {
     seen.push_back(p.Scan(0, 4, empty.SizeOf(), empty.StealFrom()).cooldown);
   }
-  EXPECT_EQ(seen, (std::vector<nanoseconds>{microseconds(2), microseconds(4),
-                                            microseconds(8), microseconds(16),
-                                            microseconds(20),
-                                            microseconds(20)}));
+  EXPECT_EQ(seen, (std::vector<nanoseconds>{
+                      microseconds(2), microseconds(4), microseconds(8),
+                      microseconds(16), microseconds(20), microseconds(20)}));
   EXPECT_EQ(p.cooldown(), microseconds(20));
   Victims full{std::vector<size_t>(4, 4)};
   EXPECT_EQ(p.Scan(0, 4, full.SizeOf(), full.StealFrom()).cooldown,

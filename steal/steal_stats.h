@@ -130,9 +130,9 @@ class StealCounters {
   }
   // Writer only: zeroes every counter (parts first, keeping part <= total).
   void Reset() noexcept {
-    for (auto* c : {&successful_probes_, &fruitless_scans_, &tasks_stolen_,
-                    &backoffs_, &probes_, &scans_, &local_tasks_,
-                    &injected_tasks_}) {
+    for (auto* c :
+         {&successful_probes_, &fruitless_scans_, &tasks_stolen_, &backoffs_,
+          &probes_, &scans_, &local_tasks_, &injected_tasks_}) {
       c->store(0, std::memory_order_relaxed);  // publishes nothing
     }
   }

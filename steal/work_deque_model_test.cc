@@ -209,12 +209,12 @@ ModelResult Check(const Scenario& s, bool sleep_sets = true) {
   ModelResult r = ModelExplorer::Explore(
       [&] { return DequeModel<kCap>::Make(s); }, options);
   std::cout << "[model] " << s.name << " (capacity " << kCap
-            << ", 8-bit indices from " << int{s.first_index} << "): "
-            << r.executions << " interleavings"
-            << (sleep_sets ? " (one per trace, sleep sets)" : " (all)")
-            << ", " << r.sleep_blocked << " redundant prefixes cut, "
-            << r.steps << " steps, " << r.outcomes.size()
-            << " distinct outcomes" << std::endl;
+            << ", 8-bit indices from " << int{s.first_index}
+            << "): " << r.executions << " interleavings"
+            << (sleep_sets ? " (one per trace, sleep sets)" : " (all)") << ", "
+            << r.sleep_blocked << " redundant prefixes cut, " << r.steps
+            << " steps, " << r.outcomes.size() << " distinct outcomes"
+            << std::endl;
   EXPECT_TRUE(r.failure.empty()) << s.name << ": " << r.failure;
   EXPECT_TRUE(r.complete) << s.name;
   return r;
@@ -233,7 +233,10 @@ TEST(WorkDequeModelTest, LastElementPopVersusSteal) {
 }
 
 TEST(WorkDequeModelTest, LastElementPopVersusTwoThieves) {
-  Scenario s{"last element: Pop vs 2 Steals", 1, 0, {O::kPop},
+  Scenario s{"last element: Pop vs 2 Steals",
+             1,
+             0,
+             {O::kPop},
              {{O::kSteal}, {O::kSteal}}};
   ModelResult r = Check<4>(s);
   total_interleavings += r.executions;
@@ -259,7 +262,9 @@ TEST(WorkDequeModelTest, SleepSetsFindEveryOutcomeOfTheFullSearch) {
 }
 
 TEST(WorkDequeModelTest, OwnerFourOpsOneThiefThreeSteals) {
-  Scenario s{"push/pop x4 vs 3 steals", 1, 0,
+  Scenario s{"push/pop x4 vs 3 steals",
+             1,
+             0,
              {O::kPush, O::kPop, O::kPop, O::kPop},
              {{O::kSteal, O::kSteal, O::kSteal}}};
   const ModelResult r = Check<4>(s);
@@ -268,7 +273,9 @@ TEST(WorkDequeModelTest, OwnerFourOpsOneThiefThreeSteals) {
 }
 
 TEST(WorkDequeModelTest, BatchStealVersusPops) {
-  Scenario s{"StealBatch(4) vs pops", 3, 0,
+  Scenario s{"StealBatch(4) vs pops",
+             3,
+             0,
              {O::kPop, O::kPop, O::kPush, O::kPop},
              {{O::kBatch4, O::kSteal}}};
   total_interleavings += Check<4>(s).executions;
@@ -276,7 +283,9 @@ TEST(WorkDequeModelTest, BatchStealVersusPops) {
 
 TEST(WorkDequeModelTest, TwoThievesBatchAndSteal) {
   SPINDLE_SKIP_IF_SANITIZED();
-  Scenario s{"2 thieves: batch + steal vs pops", 2, 0,
+  Scenario s{"2 thieves: batch + steal vs pops",
+             2,
+             0,
              {O::kPush, O::kPop, O::kPop},
              {{O::kBatch2, O::kSteal}, {O::kSteal}}};
   total_interleavings += Check<4>(s).executions;
@@ -285,7 +294,9 @@ TEST(WorkDequeModelTest, TwoThievesBatchAndSteal) {
 TEST(WorkDequeModelTest, OverflowToSinkAndRefusedPush) {
   // Capacity 2, full from the start: pushes overflow or are refused while
   // thieves make room.
-  Scenario s{"overflow at capacity 2", 2, 0,
+  Scenario s{"overflow at capacity 2",
+             2,
+             0,
              {O::kPushOrSink, O::kPush, O::kPop, O::kPushOrSink},
              {{O::kSteal, O::kBatch2}}};
   total_interleavings += Check<2>(s).executions;
@@ -293,7 +304,9 @@ TEST(WorkDequeModelTest, OverflowToSinkAndRefusedPush) {
 
 TEST(WorkDequeModelTest, OverflowWithTwoThieves) {
   SPINDLE_SKIP_IF_SANITIZED();
-  Scenario s{"overflow, 2 thieves", 2, 0,
+  Scenario s{"overflow, 2 thieves",
+             2,
+             0,
              {O::kPushOrSink, O::kPop, O::kPushOrSink},
              {{O::kSteal, O::kSteal}, {O::kBatch2}}};
   total_interleavings += Check<2>(s).executions;
@@ -301,7 +314,9 @@ TEST(WorkDequeModelTest, OverflowWithTwoThieves) {
 
 TEST(WorkDequeModelTest, IndexWrapAround) {
   // 8-bit indices from 253: every operation crosses 255 -> 0.
-  Scenario s{"wrap-around", 2, 253,
+  Scenario s{"wrap-around",
+             2,
+             253,
              {O::kPush, O::kPop, O::kPush, O::kPop},
              {{O::kSteal, O::kBatch2, O::kSteal}}};
   total_interleavings += Check<4>(s).executions;
@@ -309,7 +324,9 @@ TEST(WorkDequeModelTest, IndexWrapAround) {
 
 TEST(WorkDequeModelTest, IndexWrapAroundTwoThievesFillingRing) {
   SPINDLE_SKIP_IF_SANITIZED();
-  Scenario s{"wrap-around, filling ring, 2 thieves", 3, 254,
+  Scenario s{"wrap-around, filling ring, 2 thieves",
+             3,
+             254,
              {O::kPush, O::kPushOrSink, O::kPop},
              {{O::kSteal, O::kSteal}, {O::kBatch4}}};
   total_interleavings += Check<4>(s).executions;
@@ -319,8 +336,8 @@ TEST(WorkDequeModelTest, IndexWrapAroundTwoThievesFillingRing) {
 class TotalReporter : public ::testing::Environment {
  public:
   void TearDown() override {
-    std::cout << "[model] total interleavings explored: "
-              << total_interleavings << std::endl;
+    std::cout << "[model] total interleavings explored: " << total_interleavings
+              << std::endl;
   }
 };
 const auto* const kReporter =

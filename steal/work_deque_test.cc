@@ -46,9 +46,9 @@ TEST(WorkDequeTest, PushOnFullIsRefusedAndChangesNothing) {
 TEST(WorkDequeTest, PushOrOverflowMovesOldestHalfThenTheItem) {
   WorkDeque<Item, 8> d;
   Item items[9];
-  for (int i = 0; i < 8; ++i) d.PushOrOverflow(&items[i], [](Item**, size_t) {
-    FAIL() << "no overflow expected";
-  });
+  for (int i = 0; i < 8; ++i)
+    d.PushOrOverflow(&items[i],
+                     [](Item**, size_t) { FAIL() << "no overflow expected"; });
   std::vector<Item*> moved;
   d.PushOrOverflow(&items[8], [&](Item** batch, size_t n) {
     moved.assign(batch, batch + n);
@@ -207,8 +207,7 @@ TEST_P(WorkDequeStressTest, EveryItemTakenExactlyOnce) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Thieves, WorkDequeStressTest,
-                         ::testing::Values(1, 3, 7),
-                         [](const auto& info) {
+                         ::testing::Values(1, 3, 7), [](const auto& info) {
                            return "thieves" + std::to_string(info.param);
                          });
 
