@@ -223,7 +223,12 @@ TEST(InjectorModelTest, TwoProducersOneConsumer) {
 }
 
 TEST(InjectorModelTest, OneProducerTwoConsumers) {
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  // Three pushes enumerate ~7,000 interleavings: default config only.
+  auto r = ExploreInjector({{1, 1}}, {{1, 1}, {2}});
+#else
   auto r = ExploreInjector({{1, 1, 1}}, {{1, 2}, {2}});
+#endif
   EXPECT_GT(r.executions, 50u);
 }
 
