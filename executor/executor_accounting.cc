@@ -81,6 +81,9 @@ uint64_t LocalExecutor::DiscountPreemption(uint64_t elapsed,
 ExecutorStats LocalExecutor::Stats() const {
   ExecutorStats s = stats_;
   s.share_scale = share_scale_;
+  // relaxed: counters the monitor bumps; a snapshot may lag one sample.
+  s.monitor_slow_polls = beacon_.slow_reports.load(std::memory_order_relaxed);
+  s.monitor_stuck_polls = beacon_.stuck_reports.load(std::memory_order_relaxed);
   s.ns_per_tick =
       static_cast<double>(timing::TscClock::ToNanos(1'000'000)) / 1e6;
   s.max_ns_without_driver_yield =

@@ -2,8 +2,10 @@
 // configuration of a LocalExecutor.
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "executor/internal/inbox.h"
 #include "executor/internal/preemption.h"
@@ -89,6 +91,20 @@ ExecutorBuilder& ExecutorBuilder::CollectStats(bool enabled) {
   stats_ = enabled;
   return *this;
 }
+ExecutorBuilder& ExecutorBuilder::StuckThreshold(std::chrono::nanoseconds d) {
+  CheckDuration(errors_, "StuckThreshold", d);
+  stuck_threshold_ = d;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::NoMonitor() {
+  no_monitor_ = true;
+  return *this;
+}
+ExecutorBuilder& ExecutorBuilder::OnMonitorReport(
+    std::function<void(const MonitorReport&)> hook) {
+  monitor_hook_ = std::move(hook);
+  return *this;
+}
 ExecutorBuilder& ExecutorBuilder::Reactor(reactor::ReactorOptions options) {
   reactor_options_ = options;
   no_reactor_ = false;
@@ -120,6 +136,21 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
         "ExecutorBuilder::SchedLatency(", sched_latency_.count(),
         "ns): too long for this machine's clock (valid range: 1ns .. ",
         max_latency_ns, "ns)"));
+  }
+
+  uint64_t stuck_ns = 100'000'000;
+  if (stuck_threshold_.has_value()) {
+    stuck_ns = static_cast<uint64_t>(stuck_threshold_->count());
+  } else if (const char* env = std::getenv("SPINDLE_STUCK_THRESHOLD_MS");
+             env != nullptr && *env != '\0') {
+    int64_t ms = 0;
+    if (!absl::SimpleAtoi(env, &ms) || ms < 1 || ms > 3'600'000) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "SPINDLE_STUCK_THRESHOLD_MS='", env,
+          "' is not a valid threshold; valid range: integer 1..3600000 "
+          "(milliseconds)"));
+    }
+    stuck_ns = static_cast<uint64_t>(ms) * 1'000'000u;
   }
 
   std::unique_ptr<budget::TierManager> tiers;
@@ -258,6 +289,16 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   ex->driver_yield_ticks_ =
       timing::TscClock::FromNanos(static_cast<uint64_t>(driver_yield_.count()));
   ex->collect_stats_ = stats_;
+  if (!no_monitor_) {
+    ex->beacon_.slow_ns =
+        ex->tiers_ != nullptr
+            ? timing::TscClock::ToNanos(ex->min_violation_ticks_)
+            : 0;
+    ex->beacon_.stuck_ns = stuck_ns;
+    ex->beacon_.hook = std::move(monitor_hook_);
+    executor_internal::Monitor::Get().Register(&ex->beacon_);
+    ex->monitored_ = true;
+  }
   ex->cpu_mark_refresh_ticks_ =
       timing::TscClock::FromNanos(executor_internal::kCpuMarkRefreshNs);
   ex->delay_histograms_.assign(ex->queue_set_->num_queues(), {});

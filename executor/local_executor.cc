@@ -251,10 +251,12 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   t->run_state = RunState::kRunning;
   wake_tick_ = t0;
   executor_internal::tl_task = t;
+  beacon_.Begin(t->ctx.task_id, t->ctx.name);  // for the monitor
   do {
     t->bounce = false;
     t->resume(t);
   } while (t->bounce);
+  beacon_.End();
   executor_internal::tl_task = nullptr;
 
   const uint64_t t1 = timing::TscClock::Now();
@@ -428,6 +430,7 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
                  static_cast<int>(gettid()), r->owner_thread_id());
   }
   running_ = true;
+  if (monitored_) executor_internal::Monitor::Get().RunStarted();
   // relaxed: read only by PrepareSpawn's misuse diagnostic.
   inbox_->running.store(true, std::memory_order_relaxed);
   LocalExecutor* const prev = executor_internal::tl_executor;
@@ -463,6 +466,7 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
   if (stopping_ && stats_.live_tasks == 0) stopping_ = false;
   executor_internal::tl_executor = prev;
   inbox_->running.store(false, std::memory_order_relaxed);
+  if (monitored_) executor_internal::Monitor::Get().RunEnded();
   running_ = false;
 }
 
@@ -498,6 +502,7 @@ void LocalExecutor::BeginStop() noexcept {
 
 LocalExecutor::~LocalExecutor() {
   ABSL_RAW_CHECK(!running_, "LocalExecutor destroyed while running");
+  if (monitored_) executor_internal::Monitor::Get().Unregister(&beacon_);
   if (driver_ == nullptr) return;  // Build() failed half way: nothing ran.
   shutting_down_ = true;
   LocalExecutor* const prev = executor_internal::tl_executor;

@@ -16,8 +16,10 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -27,6 +29,7 @@
 #include "budget/hooks.h"
 #include "budget/tier.h"
 #include "executor/driver.h"
+#include "executor/internal/monitor.h"
 #include "executor/task.h"
 #include "reactor/reactor.h"
 #include "sched/queue_set.h"
@@ -83,6 +86,10 @@ struct ExecutorStats {
   // see the exception.  The first one is logged on stderr.
   uint64_t unhandled_exceptions = 0;
   uint64_t stops = 0;  // RequestStop()s acted on
+  // Polls the monitor saw run past the tiers' threshold / the stuck
+  // threshold while they ran (0 with NoMonitor()).
+  uint64_t monitor_slow_polls = 0;
+  uint64_t monitor_stuck_polls = 0;
   uint64_t tier_warnings = 0;
   uint64_t tier_yields = 0;
   uint64_t tier_isolations = 0;
@@ -99,6 +106,19 @@ struct ExecutorStats {
   uint32_t share_scale = 1;
   std::vector<QueueStatsSnapshot> queues;
   budget::TierMetrics tiers;
+};
+
+// What the process's poll monitor saw (ExecutorBuilder::OnMonitorReport).
+// The monitor thread samples running executors and reports, while the
+// poll is still running: a poll longer than the tiers' violation threshold
+// (kSlowPoll) and a poll longer than the stuck threshold (kStuck; also
+// logged on stderr).  Each poll is reported at most once per kind.
+struct MonitorReport {
+  enum class Kind : uint8_t { kSlowPoll, kStuck };
+  Kind kind = Kind::kSlowPoll;
+  uint64_t task_id = 0;
+  std::string name;         // SpawnOptions::name, or "unnamed"
+  uint64_t running_ns = 0;  // how long the poll had run (at least)
 };
 
 class LocalExecutor;
@@ -197,6 +217,18 @@ class ExecutorBuilder {
   // can be a fraction of the smallest; ExecutorStats::share_scale).
   ExecutorBuilder& IsolationShare(uint32_t share);
   ExecutorBuilder& CollectStats(bool enabled);  // default true
+  // The process's poll monitor (one thread for all executors, asleep while
+  // none runs) reports polls that run past the tiers' threshold and polls
+  // stuck past this threshold (default 100 ms, or SPINDLE_STUCK_THRESHOLD_MS
+  // in 1..3600000), naming the task.  NoMonitor(): no extra thread; a stuck
+  // poll then goes unreported until it returns (the tiers still judge
+  // every poll when it ends).
+  ExecutorBuilder& StuckThreshold(std::chrono::nanoseconds threshold);
+  ExecutorBuilder& NoMonitor();
+  // Called on the monitor's thread for each report; must not block, create
+  // or destroy executors.
+  ExecutorBuilder& OnMonitorReport(
+      std::function<void(const MonitorReport&)> hook);
   // The reactor's options (default: ReactorOptions::FromEnv(), i.e.
   // SPINDLE_REACTOR=auto|io_uring|epoll, auto when unset).
   ExecutorBuilder& Reactor(reactor::ReactorOptions options);
@@ -227,6 +259,9 @@ class ExecutorBuilder {
   std::shared_ptr<budget::HookRegistry> hooks_;
   std::optional<uint32_t> isolation_share_;
   bool stats_ = true;
+  std::optional<std::chrono::nanoseconds> stuck_threshold_;
+  bool no_monitor_ = false;
+  std::function<void(const MonitorReport&)> monitor_hook_;
   std::unique_ptr<Driver> driver_;
   std::optional<reactor::ReactorOptions> reactor_options_;
   bool no_reactor_ = false;
@@ -373,6 +408,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   executor_internal::TaskHeader* all_tasks_ = nullptr;  // live task list
 
   ExecutorStats stats_;
+  executor_internal::PollBeacon beacon_;  // read by the monitor
+  bool monitored_ = false;
   uint64_t max_ticks_without_driver_ = 0;
   uint64_t idle_ticks_ = 0;
   std::vector<std::array<uint64_t, 65>> delay_histograms_;

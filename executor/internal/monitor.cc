@@ -1,0 +1,142 @@
+// The poll monitor; the protocol is described in monitor.h.
+
+#include "executor/internal/monitor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "executor/local_executor.h"
+#include "timing/clock.h"
+
+namespace spindle::executor_internal {
+namespace {
+
+constexpr uint64_t kMinPeriodNs = 250'000;
+constexpr uint64_t kMaxBasePeriodNs = 25'000'000;
+constexpr uint64_t kMaxIdlePeriodNs = 50'000'000;
+
+}  // namespace
+
+Monitor& Monitor::Get() {
+  static Monitor* monitor = new Monitor();  // lives until the process ends
+  return *monitor;
+}
+
+void Monitor::Register(PollBeacon* beacon) {
+  std::lock_guard<std::mutex> lock(mu_);
+  beacons_.push_back(beacon);
+  if (!started_) {
+    started_ = true;
+    std::thread([this] { Loop(); }).detach();
+  }
+}
+
+void Monitor::Unregister(PollBeacon* beacon) {
+  std::lock_guard<std::mutex> lock(mu_);
+  beacons_.erase(std::remove(beacons_.begin(), beacons_.end(), beacon),
+                 beacons_.end());
+}
+
+void Monitor::RunStarted() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (running_++ != 0) return;
+  }
+  cv_.notify_one();
+}
+
+void Monitor::RunEnded() {
+  std::lock_guard<std::mutex> lock(mu_);
+  --running_;
+}
+
+uint64_t Monitor::BasePeriodLocked() const {
+  uint64_t smallest = UINT64_MAX;
+  for (const PollBeacon* b : beacons_) {
+    if (b->slow_ns != 0) smallest = std::min(smallest, b->slow_ns);
+    if (b->stuck_ns != 0) smallest = std::min(smallest, b->stuck_ns);
+  }
+  if (smallest == UINT64_MAX) return kMaxBasePeriodNs;
+  return std::clamp(smallest / 4, kMinPeriodNs, kMaxBasePeriodNs);
+}
+
+bool Monitor::SampleLocked(uint64_t now_ns) {
+  bool busy = false;
+  for (PollBeacon* b : beacons_) {
+    // acquire: pairs with the release store in Begin (the id and name
+    // written before it are visible).
+    const uint64_t seq = b->seq.load(std::memory_order_acquire);
+    if ((seq & 1) == 0) continue;  // between polls
+    busy = true;
+    if (seq != b->seen_seq) {
+      b->seen_seq = seq;
+      b->seen_ns = now_ns;
+      b->slow_reported = false;
+      b->stuck_reported = false;
+      continue;
+    }
+    const uint64_t running = now_ns - b->seen_ns;
+    const bool slow = b->slow_ns != 0 && running >= b->slow_ns &&
+                      !b->slow_reported;
+    const bool stuck = b->stuck_ns != 0 && running >= b->stuck_ns &&
+                       !b->stuck_reported;
+    if (!slow && !stuck) continue;
+    // acquire loads: the seq re-check below is ordered after them.
+    const uint64_t id = b->task_id.load(std::memory_order_acquire);
+    const char* name = b->name.load(std::memory_order_acquire);
+    // The name is copied while the poll still runs; the copy counts only if
+    // the same poll is still running afterwards.  (A name must outlive its
+    // task; a poll stuck this long ending during the copy is the one case
+    // the re-check throws away.)
+    std::string copy = name != nullptr ? std::string(name, strnlen(name, 64))
+                                       : std::string("unnamed");
+    if (b->seq.load(std::memory_order_acquire) != seq) continue;
+    MonitorReport report;
+    report.task_id = id;
+    report.name = std::move(copy);
+    report.running_ns = running;
+    if (slow) {
+      b->slow_reported = true;
+      // relaxed: a statistic; Stats() may lag by a sample.
+      b->slow_reports.fetch_add(1, std::memory_order_relaxed);
+      report.kind = MonitorReport::Kind::kSlowPoll;
+      if (b->hook) b->hook(report);
+    }
+    if (stuck) {
+      b->stuck_reported = true;
+      b->stuck_reports.fetch_add(1, std::memory_order_relaxed);
+      report.kind = MonitorReport::Kind::kStuck;
+      std::fprintf(stderr,
+                   "spindle monitor: executor stuck: task %llu (%s) has been "
+                   "in one poll for %llu ms (stuck threshold %llu ms)\n",
+                   static_cast<unsigned long long>(id), report.name.c_str(),
+                   static_cast<unsigned long long>(running / 1'000'000),
+                   static_cast<unsigned long long>(b->stuck_ns / 1'000'000));
+      if (b->hook) b->hook(report);
+    }
+  }
+  return busy;
+}
+
+void Monitor::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  uint64_t period = BasePeriodLocked();
+  for (;;) {
+    while (running_ == 0) {
+      cv_.wait(lock);
+      // relaxed: a statistic for tests.
+      wakeups_.fetch_add(1, std::memory_order_relaxed);
+      period = BasePeriodLocked();
+    }
+    const bool busy = SampleLocked(timing::MonotonicClock::Now());
+    const uint64_t base = BasePeriodLocked();
+    period = busy ? base : std::min(period * 2, std::max(base, kMaxIdlePeriodNs));
+    cv_.wait_for(lock, std::chrono::nanoseconds(period));
+    wakeups_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace spindle::executor_internal

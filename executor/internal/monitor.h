@@ -1,0 +1,123 @@
+// executor/internal/monitor.h: the process-wide poll monitor.
+//
+// Protocol.  Each executor owns a PollBeacon and publishes, around every
+// poll, with relaxed stores only (no RMW, no fence on the hot path):
+//   begin: task_id, name, then seq = odd (s + 1)
+//   end:   seq = even (s + 2)
+// One monitor thread (Go's sysmon is the model) samples the beacons of the
+// executors that are inside Run.  It reads seq: an odd value it has seen
+// before means the same poll is still running, and has been for at least
+// the time since the monitor first saw it.  Past the beacon's slow
+// threshold (the tiers' violation threshold) the poll is reported once as
+// slow; past the stuck threshold (default 100 ms) once as stuck: a warning
+// on stderr naming the task's id and name and how long, a counter, and the
+// executor's hook (the Runtime hands a stuck worker's queue to others).
+// The task's name is copied and the copy kept only if seq did not change
+// meanwhile (names outlive their tasks, SpawnOptions::name).
+//
+// Sleeping.  With no executor inside Run the monitor blocks on a condition
+// variable and does not wake at all.  While executors run it samples every
+// `period` (a quarter of the smallest slow threshold, at least 250 us, at
+// most 25 ms), doubling the period up to 50 ms while no beacon shows a poll
+// in progress (executors parked), and going back to the base period as
+// soon as one does.
+//
+// Shutdown.  Unregister takes the monitor's mutex, which the monitor holds
+// while it samples: after Unregister returns the beacon is never touched.
+// The monitor itself lives until the process ends.
+
+#ifndef SPINDLE_EXECUTOR_INTERNAL_MONITOR_H_
+#define SPINDLE_EXECUTOR_INTERNAL_MONITOR_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+
+namespace spindle {
+struct MonitorReport;
+}  // namespace spindle
+
+namespace spindle::executor_internal {
+
+struct PollBeacon {
+  // Written by the executor thread (relaxed stores), read by the monitor.
+  std::atomic<uint64_t> seq{0};
+  std::atomic<uint64_t> task_id{0};
+  std::atomic<const char*> name{nullptr};
+
+  // Counters: written by the monitor (relaxed), read by Stats().
+  std::atomic<uint64_t> slow_reports{0};
+  std::atomic<uint64_t> stuck_reports{0};
+
+  // Immutable while registered.
+  uint64_t slow_ns = 0;   // 0: no slow-poll reports
+  uint64_t stuck_ns = 0;  // 0: no stuck reports
+  std::function<void(const MonitorReport&)> hook;  // may be empty
+
+  // Monitor-private sampling state (under the monitor's mutex).
+  uint64_t seen_seq = 0;
+  uint64_t seen_ns = 0;
+  bool slow_reported = false;
+  bool stuck_reported = false;
+
+  // Executor thread, around each poll.
+  void Begin(uint64_t id, const char* task_name) noexcept {
+    // relaxed: the monitor validates what it read against seq (below).
+    task_id.store(id, std::memory_order_relaxed);
+    name.store(task_name, std::memory_order_relaxed);
+    seq_local_ += 1;
+    seq.store(seq_local_, std::memory_order_release);  // pairs: Sample
+  }
+  void End() noexcept {
+    seq_local_ += 1;
+    // release: keeps the next Begin's stores after this one (a plain mov on
+    // x86, like every store here).
+    seq.store(seq_local_, std::memory_order_release);
+  }
+
+ private:
+  uint64_t seq_local_ = 0;  // executor thread only
+};
+
+class Monitor {
+ public:
+  // The process's monitor; its thread starts with the first Register.
+  static Monitor& Get();
+
+  // Any thread, not hot: starts or stops watching `beacon`.
+  void Register(PollBeacon* beacon);
+  void Unregister(PollBeacon* beacon);
+  // An executor enters or leaves Run (the monitor sleeps for good while no
+  // executor is inside Run).
+  void RunStarted();
+  void RunEnded();
+
+  // Times the monitor thread woke up (tests: it must not wake while idle).
+  uint64_t wakeups() const noexcept {
+    return wakeups_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  Monitor() = default;
+  void Loop();
+  // Samples every beacon; returns whether any poll is in progress.
+  bool SampleLocked(uint64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t BasePeriodLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<PollBeacon*> beacons_ ABSL_GUARDED_BY(mu_);
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<uint64_t> wakeups_{0};
+};
+
+}  // namespace spindle::executor_internal
+
+#endif  // SPINDLE_EXECUTOR_INTERNAL_MONITOR_H_

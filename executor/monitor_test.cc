@@ -1,0 +1,146 @@
+// The poll monitor: slow and stuck polls are reported while they run,
+// naming the task; the monitor sleeps while no executor runs.
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "executor/executor.h"
+#include "executor/internal/monitor.h"
+#include "executor/local_executor_testing.h"
+#include "gtest/gtest.h"
+#include "timing/clock.h"
+
+namespace spindle {
+namespace {
+
+using namespace executor_testing;  // NOLINT: test helpers
+
+budget::TierConfig OneMsTiers() {
+  budget::TierConfig tc;
+  tc.cpu_threshold_ns = 1'000'000;
+  tc.demotion_cpu_threshold_ns = 500'000;
+  tc.log_warnings = false;
+  return tc;
+}
+
+TEST(MonitorTest, ASlowPollIsReportedWhileItStillRuns) {
+  std::atomic<bool> reported{false};
+  std::atomic<uint64_t> reported_id{0};
+  auto ex = MakeExecutor(
+      ExecutorBuilder().Tiers(OneMsTiers()).NoReactor().OnMonitorReport(
+          [&](const MonitorReport& r) {
+            if (r.kind != MonitorReport::Kind::kSlowPoll) return;
+            reported_id.store(r.task_id);
+            reported.store(true);
+          }));
+  bool seen_inside_the_poll = false;
+  auto spinner = [&]() -> Task<void> {
+    // One poll of up to 50 ms (longer only on a starved machine, until the
+    // report arrives or 5 s pass).
+    const uint64_t start = timing::MonotonicClock::Now();
+    while (timing::MonotonicClock::Now() - start < 50'000'000 ||
+           (!reported.load() &&
+            timing::MonotonicClock::Now() - start < 5'000'000'000)) {
+      if (reported.load()) seen_inside_the_poll = true;
+    }
+    co_return;
+  };
+  JoinHandle<void> h = ex->Spawn(spinner());
+  ex->Run();
+  EXPECT_TRUE(seen_inside_the_poll) << "the report must come before the "
+                                       "poll returns";
+  EXPECT_EQ(reported_id.load(), h.id());
+  EXPECT_EQ(ex->Stats().monitor_slow_polls, 1u);
+}
+
+TEST(MonitorTest, AStuckPollProducesExactlyOneReportNamingTheTask) {
+  std::mutex mu;
+  std::vector<MonitorReport> stuck;
+  auto ex = MakeExecutor(
+      ExecutorBuilder()
+          .NoTiers()
+          .NoReactor()
+          .StuckThreshold(std::chrono::milliseconds(100))
+          .OnMonitorReport([&](const MonitorReport& r) {
+            if (r.kind != MonitorReport::Kind::kStuck) return;
+            std::lock_guard<std::mutex> lock(mu);
+            stuck.push_back(r);
+          }));
+  auto body = []() -> Task<void> {
+    Spin(300'000'000);  // 300 ms in one poll
+    co_return;
+  };
+  SpawnOptions o;
+  o.name = "stuck-task";
+  JoinHandle<void> h = ex->Spawn(body(), o);
+  ex->Run();
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(stuck.size(), 1u);
+  EXPECT_EQ(stuck[0].name, "stuck-task");
+  EXPECT_EQ(stuck[0].task_id, h.id());
+  EXPECT_GE(stuck[0].running_ns, 100'000'000u);
+  EXPECT_EQ(ex->Stats().monitor_stuck_polls, 1u);
+  EXPECT_EQ(ex->Stats().monitor_slow_polls, 0u);  // no tiers: no threshold
+}
+
+TEST(MonitorTest, ShortPollsAreNeverReported) {
+  std::atomic<int> reports{0};
+  auto ex = MakeExecutor(ExecutorBuilder().Tiers(OneMsTiers()).NoReactor()
+                             .OnMonitorReport([&](const MonitorReport&) {
+                               reports.fetch_add(1);
+                             }));
+  for (int i = 0; i < 100; ++i) ex->SpawnDetached(YieldThenReturn(100, i));
+  ex->Run();
+  EXPECT_EQ(reports.load(), 0);
+}
+
+TEST(MonitorTest, NoMonitorMeansNoReports) {
+  std::atomic<int> reports{0};
+  auto ex = MakeExecutor(ExecutorBuilder()
+                             .NoMonitor()
+                             .NoTiers()
+                             .NoReactor()
+                             .StuckThreshold(std::chrono::milliseconds(1))
+                             .OnMonitorReport([&](const MonitorReport&) {
+                               reports.fetch_add(1);
+                             }));
+  auto body = []() -> Task<void> {
+    Spin(20'000'000);
+    co_return;
+  };
+  ex->SpawnDetached(body());
+  ex->Run();
+  EXPECT_EQ(reports.load(), 0);
+  EXPECT_EQ(ex->Stats().monitor_stuck_polls, 0u);
+}
+
+TEST(MonitorTest, TheMonitorDoesNotWakeWhileNoExecutorRuns) {
+  {
+    auto ex = MakeExecutor(ExecutorBuilder().NoReactor());
+    ex->BlockOn(Constant(1));  // the monitor thread exists now
+  }
+  auto& monitor = executor_internal::Monitor::Get();
+  // Let it finish the sample it may be in (its longest sleep is 50 ms).
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const uint64_t before = monitor.wakeups();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(monitor.wakeups(), before) << "woke while idle";
+}
+
+TEST(MonitorTest, BadStuckThresholdFromTheEnvironmentIsAnError) {
+  ASSERT_EQ(setenv("SPINDLE_STUCK_THRESHOLD_MS", "0", 1), 0);
+  auto ex = ExecutorBuilder().NoReactor().Build();
+  unsetenv("SPINDLE_STUCK_THRESHOLD_MS");
+  ASSERT_FALSE(ex.ok());
+  const std::string msg(ex.status().message());
+  EXPECT_NE(msg.find("SPINDLE_STUCK_THRESHOLD_MS='0'"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("1..3600000"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace spindle
