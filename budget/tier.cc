@@ -318,8 +318,13 @@ absl::StatusOr<TierPolicy> TierPolicy::FromConfig(const TierConfig& config,
           std::round(static_cast<double>(config.poll_budget) * bscale *
                      fraction[t]);
       p.budget[t][pr] = ops < 1.0 ? 1u : static_cast<uint32_t>(ops);
-      p.deadline_ticks[t][pr] = NsToTicks(threshold_ns * fraction[t],
-                                          ticks_per_ns);
+      // Half the violation threshold: a task that checks YieldMaybe() at
+      // least that often yields before its poll can become a violation
+      // (with the deadline at the threshold itself, every polite poll ran a
+      // little past it and was reported).
+      p.deadline_ticks[t][pr] = NsToTicks(
+          threshold_ns * fraction[t] * kDeadlineFractionOfThreshold,
+          ticks_per_ns);
     }
   }
   p.promotion_violations = config.promotion_violations;

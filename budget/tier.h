@@ -63,6 +63,9 @@
 
 namespace spindle::budget {
 
+// The poll deadline as a fraction of the violation threshold (TierPolicy).
+inline constexpr double kDeadlineFractionOfThreshold = 0.5;
+
 enum class Tier : uint8_t { kMonitor = 0, kWarn = 1, kYield = 2, kIsolate = 3 };
 inline constexpr int kNumTiers = 4;
 
@@ -173,6 +176,8 @@ struct TierConfig {
 // per-priority tables: what the hot path reads (no multiplies, no division).
 struct TierPolicy {
   std::array<std::array<uint32_t, 4>, 4> budget{};          // [tier][priority]
+  // The poll deadline YieldMaybe() honours: half the violation threshold
+  // (times the tier's fraction), so polite code is never judged slow.
   std::array<std::array<uint64_t, 4>, 4> deadline_ticks{};  // [tier][priority]
   std::array<uint64_t, 4> violation_ticks{};                // [priority]
   std::array<uint64_t, 4> good_poll_ticks{};                // [priority]
