@@ -2,6 +2,8 @@
 
 #include "executor/internal/monitor.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +18,10 @@ namespace {
 
 constexpr uint64_t kMinPeriodNs = 250'000;
 constexpr uint64_t kMaxBasePeriodNs = 25'000'000;
+// While every poll the monitor sees is a new one (short polls, the common
+// case) it backs off to this; a poll seen twice brings it back to the base
+// period so that its length is measured to within a base period.
+constexpr uint64_t kMaxProgressPeriodNs = 10'000'000;
 constexpr uint64_t kMaxIdlePeriodNs = 50'000'000;
 
 }  // namespace
@@ -63,21 +69,22 @@ uint64_t Monitor::BasePeriodLocked() const {
   return std::clamp(smallest / 4, kMinPeriodNs, kMaxBasePeriodNs);
 }
 
-bool Monitor::SampleLocked(uint64_t now_ns) {
-  bool busy = false;
+Monitor::Sample Monitor::SampleLocked(uint64_t now_ns) {
+  Sample result = Sample::kIdle;
   for (PollBeacon* b : beacons_) {
     // acquire: pairs with the release store in Begin (the id and name
     // written before it are visible).
     const uint64_t seq = b->seq.load(std::memory_order_acquire);
     if ((seq & 1) == 0) continue;  // between polls
-    busy = true;
     if (seq != b->seen_seq) {
+      if (result == Sample::kIdle) result = Sample::kProgress;
       b->seen_seq = seq;
       b->seen_ns = now_ns;
       b->slow_reported = false;
       b->stuck_reported = false;
       continue;
     }
+    result = Sample::kLongPoll;
     const uint64_t running = now_ns - b->seen_ns;
     const bool slow = b->slow_ns != 0 && running >= b->slow_ns &&
                       !b->slow_reported;
@@ -118,10 +125,11 @@ bool Monitor::SampleLocked(uint64_t now_ns) {
       if (b->hook) b->hook(report);
     }
   }
-  return busy;
+  return result;
 }
 
 void Monitor::Loop() {
+  pthread_setname_np(pthread_self(), "spindle-monitor");
   std::unique_lock<std::mutex> lock(mu_);
   uint64_t period = BasePeriodLocked();
   for (;;) {
@@ -131,9 +139,19 @@ void Monitor::Loop() {
       wakeups_.fetch_add(1, std::memory_order_relaxed);
       period = BasePeriodLocked();
     }
-    const bool busy = SampleLocked(timing::MonotonicClock::Now());
+    const Sample sample = SampleLocked(timing::MonotonicClock::Now());
     const uint64_t base = BasePeriodLocked();
-    period = busy ? base : std::min(period * 2, std::max(base, kMaxIdlePeriodNs));
+    switch (sample) {
+      case Sample::kLongPoll:
+        period = base;
+        break;
+      case Sample::kProgress:
+        period = std::min(period * 2, std::max(base, kMaxProgressPeriodNs));
+        break;
+      case Sample::kIdle:
+        period = std::min(period * 2, std::max(base, kMaxIdlePeriodNs));
+        break;
+    }
     cv_.wait_for(lock, std::chrono::nanoseconds(period));
     wakeups_.fetch_add(1, std::memory_order_relaxed);
   }

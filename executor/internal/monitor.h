@@ -16,11 +16,14 @@
 // meanwhile (names outlive their tasks, SpawnOptions::name).
 //
 // Sleeping.  With no executor inside Run the monitor blocks on a condition
-// variable and does not wake at all.  While executors run it samples every
-// `period` (a quarter of the smallest slow threshold, at least 250 us, at
-// most 25 ms), doubling the period up to 50 ms while no beacon shows a poll
-// in progress (executors parked), and going back to the base period as
-// soon as one does.
+// variable and does not wake at all.  While executors run, the base period
+// is a quarter of the smallest threshold (at least 250 us, at most 25 ms):
+// the monitor samples that often while a poll it has seen before is still
+// running (so a slow poll is timed to within a base period).  While every
+// poll it sees is new (short polls) it doubles the period up to 10 ms, and
+// while no poll is in progress (executors parked) up to 50 ms: a slow poll
+// is then first seen up to one period late and reported from there (the
+// report's running time is a lower bound, never an overstatement).
 //
 // Shutdown.  Unregister takes the monitor's mutex, which the monitor holds
 // while it samples: after Unregister returns the beacon is never touched.
@@ -106,8 +109,13 @@ class Monitor {
  private:
   Monitor() = default;
   void Loop();
-  // Samples every beacon; returns whether any poll is in progress.
-  bool SampleLocked(uint64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  enum class Sample {
+    kIdle,      // no poll in progress
+    kProgress,  // polls in progress, each one the monitor had not seen
+    kLongPoll,  // a poll seen before is still running
+  };
+  // Samples every beacon (reporting what is due).
+  Sample SampleLocked(uint64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t BasePeriodLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::mutex mu_;
