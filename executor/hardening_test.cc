@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "budget/hooks.h"
 #include "executor/executor.h"
 #include "executor/frame_allocator.h"
 #include "executor/internal/preemption.h"
@@ -250,6 +251,24 @@ TEST(HardeningTest, SelfAbortThenAwaitAJoinIsCancelled) {
   ex->Run();
   EXPECT_EQ(h.status(), JoinStatus::kCancelled);
   EXPECT_EQ(target.status(), JoinStatus::kCompleted);
+  ExpectAccounted(*ex);
+}
+
+TEST(HardeningTest, AbortFromABeforePollHookThenSuspendIsCancelled) {
+  auto hooks = std::make_shared<budget::HookRegistry>();
+  JoinHandle<void> target;
+  std::atomic<uint64_t> target_id{0};
+  budget::PollHooks h;
+  h.before_poll = [&](const budget::TaskContext& ctx) {
+    if (ctx.task_id == target_id.load()) target.Abort();
+  };
+  hooks->Install(std::move(h));
+  auto ex = MakeExecutor(ExecutorBuilder().Hooks(hooks));
+  Gate gate;  // never opened
+  target = ex->Spawn(WaitOn(&gate));
+  target_id.store(target.id());
+  ex->Run();  // returns: cancelled where it suspended
+  EXPECT_EQ(target.status(), JoinStatus::kCancelled);
   ExpectAccounted(*ex);
 }
 
