@@ -210,6 +210,25 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
     b.fixed_duration = true;  // TAIL_MS
     all.push_back(std::move(b));
   }
+  {
+    const std::string id = "io_latency";
+    Benchmark b{id,
+                "param clients x 400 round trips over a socket pair, share-8 "
+                "queue, alone or beside a saturated share-1 queue; "
+                "io_latency_p50/_p99",
+                "spindle_alone",
+                {1},
+                {}};
+    b.variants.push_back({"spindle_alone", [id](int64_t c) {
+                            return SpindleIoLatency(id, c, /*loaded=*/false);
+                          }});
+    b.variants.push_back({"spindle_loaded", [id](int64_t c) {
+                            return SpindleIoLatency(id, c, /*loaded=*/true);
+                          }});
+    b.ops = [](int64_t c) { return static_cast<double>(c * 400); };
+    b.op = "round trip";
+    all.push_back(std::move(b));
+  }
   return all;
 }
 

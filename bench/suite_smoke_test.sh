@@ -50,6 +50,8 @@ expect=(
   hog/spindle_alone hog/spindle_tiers hog/spindle_notiers hog_p99/spindle_tiers
   tail_latency/spindle_thin_alone tail_latency/spindle_fifo
   tail_latency/spindle_eevdf tail_thin_start_p99/spindle_eevdf
+  io_latency/spindle_alone io_latency/spindle_loaded
+  io_latency_p50/spindle_alone io_latency_p99/spindle_loaded
 )
 fail=0
 for e in "${expect[@]}"; do
@@ -58,7 +60,8 @@ for e in "${expect[@]}"; do
     # Allowed only when the suite says it skipped this variant.
     main=$b
     case $b in 1C_sleep_*) main=1C_sleep ;; launch_*) main=launch ;;
-      fairness_*) main=fairness ;; hog_*) main=hog ;; tail_*) main=tail_latency ;; esac
+      fairness_*) main=fairness ;; hog_*) main=hog ;; tail_*) main=tail_latency ;;
+      io_latency_*) main=io_latency ;; esac
     if grep -q "^  $main/$v/" "$log"; then
       echo "skipped (allowed): $(grep "^  $main/$v/" "$log" | head -n 1)"
     else

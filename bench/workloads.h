@@ -45,6 +45,10 @@ absl::StatusOr<Rows> SpindleSleep(const std::string& id, int64_t tasks,
                                   SpindleBackend backend);
 absl::StatusOr<Rows> SpindleNop(const std::string& id, int64_t ops);
 absl::StatusOr<Rows> SpindleLaunch(const std::string& id, int64_t launches);
+// io_latency: `clients` x 400 request/response round trips on a share-8
+// queue; `loaded` adds a share-1 queue saturated by CPU-bound tasks.
+absl::StatusOr<Rows> SpindleIoLatency(const std::string& id, int64_t clients,
+                                      bool loaded);
 // queues == 2: shares 3:1; queues == 3: shares 1:1:2.
 absl::StatusOr<Rows> SpindleFairness(const std::string& id, int queues,
                                      int64_t ms);
