@@ -196,6 +196,8 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
   if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
   if (all_tasks_ == t) all_tasks_ = t->all_next;
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
+  // Without a registry: one null check, as around every poll.
+  if (hooks_ != nullptr) hooks_->CallOnCancel(t->ctx);
   executor_internal::CompleteState(t, /*cancelled=*/true);
   t->frame.destroy();  // drops the frame's reference; may free the cell
 }
