@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -13,6 +14,21 @@
 
 namespace spindle::bench {
 namespace {
+
+// The layer's VERSION file, read at test time from the runfiles (the
+// test's `data`), so kVersion cannot drift from it.
+std::string VersionFile() {
+  const char* dir = std::getenv("TEST_SRCDIR");
+  if (dir == nullptr) return "(TEST_SRCDIR is not set)";
+  std::ifstream in(std::string(dir) + "/spindle/bench/VERSION");
+  std::string version;
+  std::getline(in, version);
+  return version;
+}
+
+TEST(BenchVersionTest, MatchesVersionFile) {
+  EXPECT_EQ(kVersion, VersionFile());
+}
 
 TEST(StatsTest, MedianOddEvenEmpty) {
   EXPECT_EQ(Median({3, 1, 2}), 2);

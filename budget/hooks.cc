@@ -255,4 +255,11 @@ void HookRegistry::CallOnCompleteSlow(const TaskContext& ctx) noexcept {
   }
 }
 
+void HookRegistry::CallOnCancelSlow(const TaskContext& ctx) noexcept {
+  HazardGuard g(current_);
+  if (g.snapshot() != nullptr && g.snapshot()->hooks.on_cancel) {
+    g.snapshot()->hooks.on_cancel(ctx);
+  }
+}
+
 }  // namespace spindle::budget

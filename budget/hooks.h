@@ -1,7 +1,8 @@
 // budget/hooks.h: user hooks around every poll, replaceable at run time.
 //
 // Reach for `HookRegistry`: the executor calls `CallBeforePoll`,
-// `CallAfterPoll`, `CallOnYield` and `CallOnComplete` from its run loop; any
+// `CallAfterPoll`, `CallOnYield`, `CallOnComplete` and `CallOnCancel` from its
+// run loop; any
 // thread may `Install` a new `PollHooks` set or `Clear` it meanwhile.  With no
 // hooks installed each call is one load and a branch, inlined.
 //
@@ -57,10 +58,15 @@ struct PollHooks {
   std::function<void(const TaskContext&, PollOutcome, uint64_t elapsed_ticks)>
       after_poll;
   std::function<void(const TaskContext&)> on_yield;
+  // A task ended by returning or by an exception.
   std::function<void(const TaskContext&)> on_complete;
+  // A task ended by cancellation (aborted, stopped, or dropped at shutdown,
+  // maybe never polled); it gets no on_complete call.
+  std::function<void(const TaskContext&)> on_cancel;
 
   bool empty() const noexcept {
-    return !before_poll && !after_poll && !on_yield && !on_complete;
+    return !before_poll && !after_poll && !on_yield && !on_complete &&
+           !on_cancel;
   }
 };
 
@@ -129,6 +135,10 @@ class HookRegistry {
     if (current_.load(std::memory_order_acquire) == nullptr) [[likely]] return;
     CallOnCompleteSlow(ctx);
   }
+  void CallOnCancel(const TaskContext& ctx) noexcept {
+    if (current_.load(std::memory_order_acquire) == nullptr) [[likely]] return;
+    CallOnCancelSlow(ctx);
+  }
 
   // Frees every retired set no caller is using.  Install and Clear do this
   // on their own every kRetireBatch retirements; exposed for tests and for
@@ -150,6 +160,7 @@ class HookRegistry {
                          uint64_t elapsed_ticks) noexcept;
   void CallOnYieldSlow(const TaskContext& ctx) noexcept;
   void CallOnCompleteSlow(const TaskContext& ctx) noexcept;
+  void CallOnCancelSlow(const TaskContext& ctx) noexcept;
 
   std::atomic<budget_internal::HookSnapshot*> current_{nullptr};
   mutable std::mutex mu_;  // serialises writers; callers never take it

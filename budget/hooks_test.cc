@@ -42,6 +42,7 @@ TEST(HookRegistryTest, EmptyRegistryCallsNothing) {
   reg.CallAfterPoll(ctx, PollOutcome::kPending, 5);
   reg.CallOnYield(ctx);
   reg.CallOnComplete(ctx);
+  reg.CallOnCancel(ctx);
 }
 
 TEST(HookRegistryTest, CallsEachInstalledHookWithItsArguments) {
@@ -60,6 +61,8 @@ TEST(HookRegistryTest, CallsEachInstalledHookWithItsArguments) {
   };
   h.on_yield = [&](const TaskContext&) { ++yield; };
   h.on_complete = [&](const TaskContext&) { ++complete; };
+  int cancel = 0;
+  h.on_cancel = [&](const TaskContext& c) { cancel += c.task_id == 99; };
   reg.Install(std::move(h));
   EXPECT_FALSE(reg.empty());
   reg.CallBeforePoll(ctx);
@@ -67,6 +70,8 @@ TEST(HookRegistryTest, CallsEachInstalledHookWithItsArguments) {
   reg.CallOnYield(ctx);
   reg.CallOnComplete(ctx);
   reg.CallOnComplete(ctx);
+  reg.CallOnCancel(ctx);
+  EXPECT_EQ(cancel, 1);
   EXPECT_EQ(before, 1);
   EXPECT_EQ(after, 1);
   EXPECT_EQ(seen_outcome, PollOutcome::kReady);
@@ -94,6 +99,13 @@ TEST(HookRegistryTest, PartialSetsAndReplaceAndClear) {
   reg.Install(OnlyYield([&](const TaskContext&) { ++b; }));
   reg.Install(PollHooks{});  // all empty == Clear
   EXPECT_TRUE(reg.empty());
+  PollHooks only_cancel;  // on_cancel alone is a set
+  only_cancel.on_cancel = [&](const TaskContext&) { ++b; };
+  reg.Install(std::move(only_cancel));
+  EXPECT_FALSE(reg.empty());
+  reg.CallOnComplete(ctx);
+  reg.CallOnCancel(ctx);
+  EXPECT_EQ(b, 2);
 }
 
 TEST(HookRegistryTest, ReplacedSetsAreFreedInBatches) {

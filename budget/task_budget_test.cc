@@ -3,6 +3,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <type_traits>
 
@@ -20,7 +23,21 @@ TEST(TaskBudgetTest, SizeAndAlignment) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(&b) % 16, 0u);
   }
   EXPECT_EQ(alignof(TaskContext) % 16, 0u);
-  EXPECT_EQ(kVersion, "0.1.1");
+}
+
+// The layer's VERSION file, read at test time from the runfiles (the
+// test's `data`), so kVersion cannot drift from it.
+std::string VersionFile() {
+  const char* dir = std::getenv("TEST_SRCDIR");
+  if (dir == nullptr) return "(TEST_SRCDIR is not set)";
+  std::ifstream in(std::string(dir) + "/spindle/budget/VERSION");
+  std::string version;
+  std::getline(in, version);
+  return version;
+}
+
+TEST(BudgetVersionTest, MatchesVersionFile) {
+  EXPECT_EQ(kVersion, VersionFile());
 }
 
 TEST(TaskBudgetTest, FreshBudgetIsExhaustedWithNoDeadline) {

@@ -100,6 +100,7 @@ ExecutorStats LocalExecutor::Stats() const {
     }
     busy_ticks += s.queues[i].sched.service_ticks;
     s.queues[i].delay_histogram = delay_histograms_[i];
+    s.queues[i].poll_histogram = poll_histograms_[i];
     s.queues[i].preemptions = preemptions_[i];
   }
   s.busy_ns = timing::TscClock::ToNanos(busy_ticks);

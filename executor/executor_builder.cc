@@ -302,6 +302,7 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   ex->cpu_mark_refresh_ticks_ =
       timing::TscClock::FromNanos(executor_internal::kCpuMarkRefreshNs);
   ex->delay_histograms_.assign(ex->queue_set_->num_queues(), {});
+  ex->poll_histograms_.assign(ex->queue_set_->num_queues(), {});
   ex->preemptions_.assign(ex->queue_set_->num_queues(), 0);
   ex->stats_.driver = ex->driver_->Name();
   return ex;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <latch>
 #include <memory>
 #include <stdexcept>
@@ -25,7 +26,20 @@ namespace {
 
 using namespace executor_testing;  // NOLINT: test helpers
 
-TEST(ExecutorTest, VersionIsExposed) { EXPECT_EQ(executor::kVersion, "0.2.0"); }
+// The layer's VERSION file, read at test time from the runfiles (the
+// test's `data`), so kVersion cannot drift from it.
+std::string VersionFile() {
+  const char* dir = std::getenv("TEST_SRCDIR");
+  if (dir == nullptr) return "(TEST_SRCDIR is not set)";
+  std::ifstream in(std::string(dir) + "/spindle/executor/VERSION");
+  std::string version;
+  std::getline(in, version);
+  return version;
+}
+
+TEST(ExecutorTest, VersionMatchesVersionFile) {
+  EXPECT_EQ(executor::kVersion, VersionFile());
+}
 
 TEST(ExecutorTest, BlockOnReturnsTheValue) {
   auto ex = MakeExecutor();

@@ -132,6 +132,12 @@ void LocalExecutor::Enqueue(TaskHeader* t, uint64_t now) noexcept {
 }
 
 namespace {
+// The histogram bucket of a tick count: 0 for 0, b for [2^(b-1), 2^b).  A
+// clz, no clock conversion: Stats() says how long a tick is.
+inline int Log2Bucket(uint64_t ticks) noexcept {
+  return ticks == 0 ? 0 : 64 - __builtin_clzll(ticks);
+}
+
 // A queued task woken by an operation that completed with a real result
 // (bytes, a descriptor): the result is delivered before a cancellation
 // takes effect, so nothing is lost (an accepted socket would leak).
@@ -198,6 +204,8 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
   if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
   if (all_tasks_ == t) all_tasks_ = t->all_next;
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
+  // Without a registry: one null check, as around every poll.
+  if (hooks_ != nullptr) hooks_->CallOnCancel(t->ctx);
   executor_internal::CompleteState(t, /*cancelled=*/true);
   t->frame.destroy();  // drops the frame's reference; may free the cell
 }
@@ -237,8 +245,7 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
     // Buckets of TSC ticks (no conversion on the hot path); Stats() says
     // how long a tick is.
     const uint64_t delay = t0 - std::min(t0, t->enqueue_tick);
-    const int bucket = delay == 0 ? 0 : 64 - __builtin_clzll(delay);
-    delay_histograms_[q][bucket]++;
+    delay_histograms_[q][Log2Bucket(delay)]++;
   }
   if (tiers_ != nullptr) {
     tiers_->BeforePoll(t->ctx, t0);
@@ -264,6 +271,7 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   queue_set_->Charge(t, elapsed);  // also t->attained_service
   t->polls++;
   stats_.polls++;
+  if (collect_stats_) poll_histograms_[q][Log2Bucket(elapsed)]++;
 
   const bool done = t->run_state == RunState::kDone;
   const budget::PollOutcome outcome =

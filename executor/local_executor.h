@@ -64,6 +64,13 @@ struct QueueStatsSnapshot {
   // converts); bucket 0 counts zero.  Bucketing ticks keeps the per-poll
   // cost to a subtraction, a clz and an increment.
   std::array<uint64_t, 65> delay_histogram{};
+  // Poll duration (the ticks charged to the queue for one poll), in the
+  // same buckets.  Both histograms count every poll of the queue: their
+  // totals equal sched.polls.  Both stay empty with CollectStats(false).
+  std::array<uint64_t, 65> poll_histogram{};
+  // Polls of this queue that ended with the queue set asking for a switch
+  // (ShouldPreempt: a wake-up into a queue that should run first);
+  // sched.preemptions counts the wake-ups that asked.
   uint64_t preemptions = 0;
 };
 
@@ -413,6 +420,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   uint64_t max_ticks_without_driver_ = 0;
   uint64_t idle_ticks_ = 0;
   std::vector<std::array<uint64_t, 65>> delay_histograms_;
+  std::vector<std::array<uint64_t, 65>> poll_histograms_;
   std::vector<uint64_t> preemptions_;
 };
 

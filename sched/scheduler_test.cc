@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -14,7 +17,20 @@ namespace {
 
 std::vector<TaskNode> MakeNodes(size_t n) { return std::vector<TaskNode>(n); }
 
-TEST(SchedTest, VersionMatchesVersionFile) { EXPECT_EQ(kVersion, "0.1.1"); }
+// The layer's VERSION file, read at test time from the runfiles (the
+// test's `data`), so kVersion cannot drift from it.
+std::string VersionFile() {
+  const char* dir = std::getenv("TEST_SRCDIR");
+  if (dir == nullptr) return "(TEST_SRCDIR is not set)";
+  std::ifstream in(std::string(dir) + "/spindle/sched/VERSION");
+  std::string version;
+  std::getline(in, version);
+  return version;
+}
+
+TEST(SchedTest, VersionMatchesVersionFile) {
+  EXPECT_EQ(kVersion, VersionFile());
+}
 
 TEST(FifoSchedulerTest, PopOnEmptyReturnsNothing) {
   FifoScheduler fifo;
