@@ -194,6 +194,10 @@ TEST(StatsTest, EveryFieldOfAScriptedScenario) {
   EXPECT_EQ(s.cancellations, 2u);  // aborted, stopped
   EXPECT_EQ(s.stops, 1u);
   EXPECT_EQ(s.live_tasks, 0u);
+  // No tiers (no slow threshold) and no poll near the 100 ms stuck
+  // threshold: the monitor reported nothing (monitor_test covers reports).
+  EXPECT_EQ(s.monitor_slow_polls, 0u);
+  EXPECT_EQ(s.monitor_stuck_polls, 0u);
   ExpectAccounted(*ex);
   // Tiers are off: nothing judged, nothing discounted.
   EXPECT_EQ(s.tier_warnings, 0u);
