@@ -130,10 +130,9 @@ TEST(StatsTest, EveryFieldOfAScriptedScenario) {
     throw std::runtime_error("expected by the test");
     co_return 0;
   };
-  // `background` is the executor's first poll.  TODO(issue 19): a queue
-  // that joins with no lag after the current queue was charged is not seen
-  // as eligible (QueueSet's V is rounded down), so its wake-up does not
-  // preempt; with `background` first, queue 1 has no charge yet.
+  // `background` is the executor's first poll (the exact counts below
+  // assume this order; wake-ups after a charge preempt too since V is
+  // rounded up, QueueSetTest.WakeupPreemptsAfterTheCurrentQueueWasCharged).
   ex->SpawnDetached(1, background());
   ex->SpawnDetached(1, waiter());
   ex->SpawnDetached(1, fail());  // detached: an unhandled exception

@@ -5,8 +5,9 @@
 // of weight: a charge of s ticks adds dv = s * 2^16 / w_i, computed as
 // (s * round(2^32 / w_i)) >> 16.  The exact zero-lag point is
 // V = v0 + avg_ / load_ with avg_ = sum(w_i * key_i) and load_ = sum(w_i)
-// over runnable queues; it is evaluated as (avg_ * floor(2^62 / load_)) >> 62
-// (off by less than one unit), so no division is needed to choose.  When a
+// over runnable queues; it is evaluated as ((avg_ * floor(2^62 / load_)) >>
+// 62) + 1 (rounded up: at most two units over), so no division is needed
+// to choose.  When a
 // key passes 2^36 at a slice boundary every runnable key and deadline is
 // shifted down by V (Renormalize, O(queues)); with the charge cap of 2^32
 // ticks, requests <= 2^32 ticks and weights <= 10^4 every product stays below
@@ -250,8 +251,15 @@ void QueueSet::SetInvLoad() noexcept {
 
 int64_t QueueSet::VirtualTime() const noexcept {
   if (nr_running_ == 0) return idle_v_;
+  // Rounded up, never down: the reciprocal and the shift each round down by
+  // less than a unit, and a queue that joins with no lag is placed exactly
+  // at V; read one unit low, V made it ineligible (no preemption, not
+  // picked) until other queues ran.  One unit over the exact V is 2^-16 of
+  // a tick per unit of weight.
   return static_cast<int64_t>(
-      (static_cast<__int128>(avg_) * static_cast<__int128>(inv_load_)) >> 62);
+             (static_cast<__int128>(avg_) * static_cast<__int128>(inv_load_)) >>
+             62) +
+         1;
 }
 
 uint16_t QueueSet::FindSolo() const noexcept {

@@ -372,6 +372,36 @@ TEST(QueueSetTest, WakeupThatWouldBePickedFirstSetsShouldPreempt) {
   EXPECT_EQ(qs2.Stats(a2).preemptions, 0u);
 }
 
+TEST(QueueSetTest, WakeupPreemptsAfterTheCurrentQueueWasCharged) {
+  // A newcomer with no kept lag is placed at V itself; V computed with a
+  // rounding-down reciprocal came out one unit below its key once the
+  // current queue had been charged, so the wake-up neither set
+  // ShouldPreempt nor was eligible at the next Pick.
+  QueueSetConfig c;
+  c.sched_latency_ticks = 1'000'000;
+  c.min_slice_ticks = 100'000;
+  // (A charge leaving queue a less of its request than b's whole request,
+  // ~100 ticks, rightly does not preempt: a's deadline is then nearer.)
+  for (uint64_t charge : {1u, 7u, 1000u, 12345u, 50'000u}) {
+    QueueSet qs(c);
+    const uint16_t a = *qs.AddQueue(1, 1);
+    const uint16_t b = *qs.AddQueue(2, 10000);
+    TaskNode ta1, ta2, tb;
+    qs.Push(a, &ta1);
+    qs.Push(a, &ta2);
+    TaskNode* t = qs.Pick();
+    ASSERT_EQ(t, &ta1);
+    qs.Charge(t, charge);
+    t = qs.Pick();
+    ASSERT_EQ(t, &ta2);
+    qs.Push(b, &tb);  // wakes while queue a's request lasts
+    EXPECT_TRUE(qs.ShouldPreempt()) << "charge " << charge;
+    qs.Charge(t, 10);
+    EXPECT_EQ(qs.Pick(), &tb) << "charge " << charge;
+    ASSERT_TRUE(qs.CheckInvariants().ok()) << qs.CheckInvariants();
+  }
+}
+
 TEST(QueueSetTest, RemoveOfAQueuedTask) {
   QueueSet qs(TestConfig());
   const uint16_t a = *qs.AddQueue(1, 1);
