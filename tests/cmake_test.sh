@@ -37,6 +37,7 @@ fi
 
 step "consumer: find_package(Spindle CONFIG)"
 cmake -S "$root/tests/cmake_consumer" -B "$work/consumer" \
+  -DSPINDLE_VERSION_WANTED="$(cut -d. -f1,2 "$root/executor/VERSION")" \
   -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >"$work/consumer.log" 2>&1 ||
   { cat "$work/consumer.log"; exit 1; }
 cmake --build "$work/consumer" -j "$jobs"
