@@ -175,25 +175,6 @@ TEST(ExecutorTest, AbortWhileQueued) {
   EXPECT_EQ(ex->Stats().cancellations, 1u);
 }
 
-// An awaiter that parks the task until someone calls Release(): written
-// with the public Waker, as a user would.
-struct Gate {
-  Waker waiter;
-  bool open = false;
-  struct Awaiter {
-    Gate* gate;
-    bool await_ready() const noexcept { return gate->open; }
-    void await_suspend(std::coroutine_handle<> h) noexcept {
-      gate->waiter = Waker::SuspendCurrent(h);
-    }
-    void await_resume() const noexcept {}
-  };
-  Awaiter Wait() { return Awaiter{this}; }
-  void Release() {
-    open = true;
-    waiter.Wake();
-  }
-};
 
 TEST(ExecutorTest, AbortWhileSuspendedOnJoin) {
   auto ex = MakeExecutor();

@@ -32,26 +32,6 @@ constexpr int kStressRounds = 200;
 constexpr int kStressRounds = 2000;
 #endif
 
-// A user-written awaitable on the public Waker.
-struct Gate {
-  Waker waiter;
-  bool open = false;
-  struct Awaiter {
-    Gate* gate;
-    bool await_ready() const noexcept { return gate->open; }
-    void await_suspend(std::coroutine_handle<> h) noexcept {
-      gate->waiter = Waker::SuspendCurrent(h);
-    }
-    void await_resume() const noexcept {}
-  };
-  Awaiter Wait() { return Awaiter{this}; }
-  void Release() {
-    open = true;
-    waiter.Wake();
-  }
-};
-
-Task<void> WaitOn(Gate* g) { co_await g->Wait(); }
 
 // Runs `ex` until every task spawned so far has suspended or finished.
 void Settle(LocalExecutor& ex) {

@@ -25,22 +25,6 @@ using budget::PollOutcome;
 using budget::TaskContext;
 using namespace executor_testing;  // NOLINT: test helpers
 
-// A user-written awaitable on the public Waker.
-struct Gate {
-  Waker waiter;
-  bool open = false;
-  struct Awaiter {
-    Gate* gate;
-    bool await_ready() const noexcept { return gate->open; }
-    void await_suspend(std::coroutine_handle<> h) noexcept {
-      gate->waiter = Waker::SuspendCurrent(h);
-    }
-    void await_resume() const noexcept {}
-  };
-  Awaiter Wait() { return Awaiter{this}; }
-};
-
-Task<void> WaitOn(Gate* g) { co_await g->Wait(); }
 
 SpawnOptions Named(const char* name) {
   SpawnOptions o;

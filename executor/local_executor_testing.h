@@ -4,6 +4,7 @@
 #ifndef SPINDLE_EXECUTOR_LOCAL_EXECUTOR_TESTING_H_
 #define SPINDLE_EXECUTOR_LOCAL_EXECUTOR_TESTING_H_
 
+#include <coroutine>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -50,6 +51,28 @@ inline void Spin(uint64_t ns) {
   while (timing::TscClock::Now() < end) {
   }
 }
+
+// A user-written awaitable on the public Waker: parks the task until
+// Release() (tests use it as a user would write one).
+struct Gate {
+  Waker waiter;
+  bool open = false;
+  struct Awaiter {
+    Gate* gate;
+    bool await_ready() const noexcept { return gate->open; }
+    void await_suspend(std::coroutine_handle<> h) noexcept {
+      gate->waiter = Waker::SuspendCurrent(h);
+    }
+    void await_resume() const noexcept {}
+  };
+  Awaiter Wait() { return Awaiter{this}; }
+  void Release() {
+    open = true;
+    waiter.Wake();
+  }
+};
+
+inline Task<void> WaitOn(Gate* g) { co_await g->Wait(); }
 
 // Every task is accounted for: spawned = completed + failed + cancelled +
 // live.

@@ -51,25 +51,6 @@ class ScriptedDriver final : public Driver {
   std::function<void()> on_block;
 };
 
-struct Gate {
-  Waker waiter;
-  bool open = false;
-  struct Awaiter {
-    Gate* gate;
-    bool await_ready() const noexcept { return gate->open; }
-    void await_suspend(std::coroutine_handle<> h) noexcept {
-      gate->waiter = Waker::SuspendCurrent(h);
-    }
-    void await_resume() const noexcept {}
-  };
-  Awaiter Wait() { return Awaiter{this}; }
-  void Release() {
-    open = true;
-    waiter.Wake();
-  }
-};
-
-Task<void> WaitOn(Gate* g) { co_await g->Wait(); }
 
 uint64_t Total(const std::array<uint64_t, 65>& histogram) {
   return std::accumulate(histogram.begin(), histogram.end(), uint64_t{0});

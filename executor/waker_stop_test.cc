@@ -23,26 +23,6 @@ using namespace executor_testing;  // NOLINT: test helpers
 using namespace std::chrono_literals;
 
 
-// A user-written awaitable on the public Waker.
-struct Gate {
-  Waker waiter;
-  bool open = false;
-  struct Awaiter {
-    Gate* gate;
-    bool await_ready() const noexcept { return gate->open; }
-    void await_suspend(std::coroutine_handle<> h) noexcept {
-      gate->waiter = Waker::SuspendCurrent(h);
-    }
-    void await_resume() const noexcept {}
-  };
-  Awaiter Wait() { return Awaiter{this}; }
-  void Release() {
-    open = true;
-    waiter.Wake();
-  }
-};
-
-Task<void> WaitOn(Gate* g) { co_await g->Wait(); }
 
 
 // ---- Also delivered: Waker from another thread, RequestStop.
