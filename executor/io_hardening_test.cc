@@ -29,25 +29,8 @@ namespace {
 using namespace executor_testing;  // NOLINT: test helpers
 using namespace std::chrono_literals;
 
-class IoHardeningTest
-    : public ::testing::TestWithParam<reactor::BackendChoice> {
- protected:
-  std::unique_ptr<LocalExecutor> Make(ExecutorBuilder b = {}) {
-    reactor::ReactorOptions o;
-    o.backend = GetParam();
-    absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Reactor(o).Build();
-    if (!ex.ok()) {
-      skip_reason_ = std::string(ex.status().message());
-      return nullptr;
-    }
-    return std::move(*ex);
-  }
-  std::string skip_reason_;
-};
-
-#define MAKE_OR_SKIP(ex, ...)  \
-  auto ex = Make(__VA_ARGS__); \
-  if (ex == nullptr) GTEST_SKIP() << "no reactor: " << skip_reason_
+using IoHardeningTest = ReactorBackendTest;
+#define MAKE_OR_SKIP SPINDLE_MAKE_OR_SKIP
 
 // A loopback listener; port in `addr`.
 int Listen(sockaddr_in* addr, int backlog = 64) {

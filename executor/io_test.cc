@@ -19,11 +19,14 @@
 #include <vector>
 
 #include "executor/executor.h"
+#include "executor/local_executor_testing.h"
 #include "gtest/gtest.h"
 #include "timing/clock.h"
 
 namespace spindle {
 namespace {
+
+using namespace executor_testing;  // NOLINT: test helpers
 
 using namespace std::chrono_literals;
 
@@ -36,24 +39,8 @@ int CountOpenFds() {
   return n;
 }
 
-class IoTest : public ::testing::TestWithParam<reactor::BackendChoice> {
- protected:
-  std::unique_ptr<LocalExecutor> Make(ExecutorBuilder b = {}) {
-    reactor::ReactorOptions o;
-    o.backend = GetParam();
-    absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Reactor(o).Build();
-    if (!ex.ok()) {
-      skip_reason_ = std::string(ex.status().message());
-      return nullptr;
-    }
-    return std::move(*ex);
-  }
-  std::string skip_reason_;
-};
-
-#define MAKE_OR_SKIP(ex, ...)  \
-  auto ex = Make(__VA_ARGS__); \
-  if (ex == nullptr) GTEST_SKIP() << "no reactor: " << skip_reason_
+using IoTest = ReactorBackendTest;
+#define MAKE_OR_SKIP SPINDLE_MAKE_OR_SKIP
 
 TEST_P(IoTest, DriverNameIsTheBackend) {
   MAKE_OR_SKIP(ex);

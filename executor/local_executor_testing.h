@@ -7,6 +7,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "executor/executor.h"
@@ -73,6 +74,29 @@ struct Gate {
 };
 
 inline Task<void> WaitOn(Gate* g) { co_await g->Wait(); }
+
+// A test parameterised over the reactor backends: Make() builds an
+// executor on GetParam()'s backend, or returns null with the reason in
+// skip_reason_ (io_uring refused here); SPINDLE_MAKE_OR_SKIP skips then.
+class ReactorBackendTest
+    : public ::testing::TestWithParam<reactor::BackendChoice> {
+ protected:
+  std::unique_ptr<LocalExecutor> Make(ExecutorBuilder b = {}) {
+    reactor::ReactorOptions o;
+    o.backend = GetParam();
+    absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Reactor(o).Build();
+    if (!ex.ok()) {
+      skip_reason_ = std::string(ex.status().message());
+      return nullptr;
+    }
+    return std::move(*ex);
+  }
+  std::string skip_reason_;
+};
+
+#define SPINDLE_MAKE_OR_SKIP(ex, ...) \
+  auto ex = Make(__VA_ARGS__);        \
+  if (ex == nullptr) GTEST_SKIP() << "no reactor: " << skip_reason_
 
 // Every task is accounted for: spawned = completed + failed + cancelled +
 // live.
