@@ -124,9 +124,15 @@ TEST(MonitorTest, TheMonitorDoesNotWakeWhileNoExecutorRuns) {
     ex->BlockOn(Constant(1));  // the monitor thread exists now
   }
   auto& monitor = executor_internal::Monitor::Get();
-  // Let it finish the sample it may be in (its longest sleep is 50 ms).
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const uint64_t before = monitor.wakeups();
+  // Let it finish the sample it may be in (its longest sleep is 50 ms; on a
+  // starved machine it may take longer to get the CPU back and block).
+  uint64_t before = monitor.wakeups();
+  for (int i = 0; i < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const uint64_t now = monitor.wakeups();
+    if (now == before) break;
+    before = now;
+  }
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(monitor.wakeups(), before) << "woke while idle";
 }
