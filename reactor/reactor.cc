@@ -56,8 +56,28 @@ absl::StatusOr<BackendChoice> ReactorOptions::ParseBackend(
                    "io_uring, epoll"));
 }
 
+absl::StatusOr<UringSetup> ReactorOptions::ParseUringSetup(
+    std::string_view raw) {
+  const std::string value = absl::AsciiStrToLower(std::string(raw));
+  for (UringSetup s : {UringSetup::kAuto, UringSetup::kPlain,
+                       UringSetup::kCoopTaskrun, UringSetup::kDeferTaskrun,
+                       UringSetup::kSqpoll}) {
+    if (value == UringSetupName(s)) return s;
+  }
+  if (value.empty()) return UringSetup::kAuto;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "SPINDLE_URING_SETUP=\"", std::string(raw),
+      "\" is not an io_uring setup; valid values: auto, plain, coop_taskrun, "
+      "defer_taskrun, sqpoll"));
+}
+
 absl::StatusOr<ReactorOptions> ReactorOptions::FromEnv() {
   ReactorOptions options;
+  if (const char* setup = std::getenv("SPINDLE_URING_SETUP")) {
+    absl::StatusOr<UringSetup> s = ParseUringSetup(setup);
+    if (!s.ok()) return s.status();
+    options.uring_setup = *s;
+  }
   const char* value = std::getenv("SPINDLE_REACTOR");
   absl::StatusOr<BackendChoice> choice =
       ParseBackend(value == nullptr ? std::string_view() : value);
@@ -75,13 +95,22 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
         "in [2, 32768]",
         options.ring_entries));
   }
+  if (options.sqpoll_idle_ms < 1 || options.sqpoll_idle_ms > 60000) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ReactorOptions::sqpoll_idle_ms = %u is invalid: valid range "
+        "1..60000",
+        options.sqpoll_idle_ms));
+  }
+  UringSetup setup = options.uring_setup;
+  if (options.sqpoll && setup == UringSetup::kAuto) setup = UringSetup::kSqpoll;
   std::unique_ptr<Reactor> r(new Reactor());
   if (options.backend != BackendChoice::kEpoll) {
     int err = 0;
     std::string what;
     std::unique_ptr<reactor_internal::UringDriver> d =
         reactor_internal::UringDriver::Create(&r->core_, options.ring_entries,
-                                              options.sqpoll, &err, &what);
+                                              setup, options.sqpoll_idle_ms,
+                                              &err, &what);
     if (d != nullptr) {
       r->backend_ = Backend::kIoUring;
       r->core_.set_driver(d.get());
@@ -91,7 +120,10 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
     const std::string msg =
         absl::StrFormat("io_uring setup failed: %s with %u entries: %s", what,
                         options.ring_entries, ErrnoText(err));
-    if (options.backend == BackendChoice::kIoUring) {
+    if (options.backend == BackendChoice::kIoUring ||
+        (setup != UringSetup::kAuto && err == EINVAL)) {
+      // An explicit setup the kernel refuses (EINVAL) is an error even
+      // under auto: the user asked for those flags.
       if (err == ENOMEM) return absl::ResourceExhaustedError(msg);
       return absl::UnavailableError(msg);
     }
@@ -399,6 +431,14 @@ ReactorStats Reactor::Stats() const {
   s.backend = backend_;
   s.fallback_reason = fallback_reason_;
   s.features = d.features;
+  if (backend_ == Backend::kIoUring) {
+    const uint32_t f = d.setup_flags;
+    s.uring_setup = std::string(UringSetupName(
+        (f & IORING_SETUP_SQPOLL)             ? UringSetup::kSqpoll
+        : (f & (1u << 13)) /* DEFER_TASKRUN */ ? UringSetup::kDeferTaskrun
+        : (f & (1u << 8)) /* COOP_TASKRUN */   ? UringSetup::kCoopTaskrun
+                                               : UringSetup::kPlain));
+  }
   s.started = core_.started();
   s.submitted = d.submitted;
   s.completed = core_.completed();

@@ -11,7 +11,9 @@
 // Backends:
 //   - io_uring (liburing): one SQE per operation, submitted in batches by
 //     Poll; IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN where the kernel has
-//     them (6.1+), else COOP_TASKRUN (5.19+), else plain; SQPOLL on request.
+//     them (6.1+), else COOP_TASKRUN (5.19+), else plain; or the setup the
+//     user picks (ReactorOptions::uring_setup, SPINDLE_URING_SETUP: plain,
+//     coop_taskrun, defer_taskrun, sqpoll).
 //   - epoll: the same operations emulated by readiness (try the system call,
 //     wait for readiness on EAGAIN, retry).
 //   Timers are the same on both: an intrusive binary heap in the reactor
@@ -81,21 +83,31 @@ enum class BackendChoice : uint8_t { kAuto, kIoUring, kEpoll };
 
 std::string_view BackendName(Backend backend) noexcept;
 
+// UringSetup (reactor/internal/operation.h): how an io_uring ring is set
+// up, ReactorOptions::uring_setup.
+
+
 // Reactor configuration.
 struct ReactorOptions {
   BackendChoice backend = BackendChoice::kAuto;
   // io_uring SQ size.  A power of two in [2, 32768].  The CQ is twice that
   // but at least 4096 entries (kernels without CQSIZE, before 5.5: twice).
   uint32_t ring_entries = 256;
-  // io_uring: a kernel thread polls the SQ (IORING_SETUP_SQPOLL).
+  // io_uring ring setup (see UringSetup).
+  UringSetup uring_setup = UringSetup::kAuto;
+  // The same as uring_setup = kSqpoll (kept for existing callers).
   bool sqpoll = false;
+  // kSqpoll: milliseconds the SQ thread spins before it sleeps, 1..60000.
+  uint32_t sqpoll_idle_ms = 100;
 
   // Defaults, with `backend` from SPINDLE_REACTOR (auto|io_uring|epoll;
-  // unset or empty means auto).  InvalidArgument names an unknown value and
-  // the valid ones.
+  // unset or empty means auto) and `uring_setup` from SPINDLE_URING_SETUP
+  // (auto|plain|coop_taskrun|defer_taskrun|sqpoll), any case.
+  // InvalidArgument names an unknown value and the valid ones.
   static absl::StatusOr<ReactorOptions> FromEnv();
   // The same parsing for a given value.
   static absl::StatusOr<BackendChoice> ParseBackend(std::string_view value);
+  static absl::StatusOr<UringSetup> ParseUringSetup(std::string_view value);
 };
 
 // A snapshot of a Reactor's counters.
@@ -103,6 +115,8 @@ struct ReactorStats {
   Backend backend = Backend::kEpoll;
   std::string fallback_reason;  // Why auto chose epoll; empty otherwise.
   std::string features;         // io_uring setup flags and probed features.
+  // The io_uring setup in use (UringSetupName; empty on epoll).
+  std::string uring_setup;
   uint64_t started = 0;         // Operations started (timers included).
   uint64_t submitted = 0;       // Handed to the kernel (SQEs / syscalls).
   uint64_t completed = 0;       // Callbacks run.

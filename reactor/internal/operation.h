@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 namespace spindle::reactor {
 
@@ -31,6 +32,43 @@ enum class Backend : uint8_t { kIoUring, kEpoll };
 // reads and writes (real-time class, unset, idle class); on both backends it
 // orders the resumption queue when operations wait for submission slots.
 enum class IoPriority : uint8_t { kHigh = 0, kNormal = 1, kLow = 2 };
+
+// How an io_uring ring is set up (ReactorOptions::uring_setup).
+//   kAuto          the most capable the kernel takes: kDeferTaskrun (6.1+),
+//                  else kCoopTaskrun (5.19+), else kPlain.
+//   kPlain         no flags: completions run as task work at any syscall.
+//   kCoopTaskrun   IORING_SETUP_COOP_TASKRUN | TASKRUN_FLAG (5.19+).
+//   kDeferTaskrun  IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (6.1+):
+//                  completions only when the owner asks for them.
+//   kSqpoll        IORING_SETUP_SQPOLL: a kernel thread polls the SQ (idle
+//                  after ReactorOptions::sqpoll_idle_ms).
+// An explicit choice the kernel refuses is Unavailable, naming the flags
+// and the errno; only kAuto falls back.
+enum class UringSetup : uint8_t {
+  kAuto,
+  kPlain,
+  kCoopTaskrun,
+  kDeferTaskrun,
+  kSqpoll
+};
+
+// "auto", "plain", "coop_taskrun", "defer_taskrun", "sqpoll".
+constexpr std::string_view UringSetupName(UringSetup setup) noexcept {
+  switch (setup) {
+    case UringSetup::kAuto:
+      return "auto";
+    case UringSetup::kPlain:
+      return "plain";
+    case UringSetup::kCoopTaskrun:
+      return "coop_taskrun";
+    case UringSetup::kDeferTaskrun:
+      return "defer_taskrun";
+    case UringSetup::kSqpoll:
+      return "sqpoll";
+  }
+  return "?";
+}
+
 
 struct Operation;
 

@@ -115,8 +115,9 @@ class UringDriver final : public Driver {
   // Sets up a ring.  On failure returns null and stores the positive errno
   // in *err and the call that failed in *what.
   static std::unique_ptr<UringDriver> Create(Core* core, uint32_t entries,
-                                             bool sqpoll, int* err,
-                                             std::string* what);
+                                             UringSetup setup,
+                                             uint32_t sqpoll_idle_ms,
+                                             int* err, std::string* what);
   ~UringDriver() override;
 
   void Start(Operation* op) noexcept override;

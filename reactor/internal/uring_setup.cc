@@ -83,8 +83,10 @@ std::string FlagNames(uint32_t f) {
 }  // namespace
 
 std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
-                                                 bool sqpoll, int* err,
-                                                 std::string* what) {
+                                                 UringSetup setup,
+                                                 uint32_t sqpoll_idle_ms,
+                                                 int* err, std::string* what) {
+  const bool sqpoll = setup == UringSetup::kSqpoll;
   g_setup_attempts.fetch_add(1, std::memory_order_relaxed);
   const int forced = g_forced_setup_errno.load(std::memory_order_relaxed);
   if (forced != 0) {
@@ -102,8 +104,27 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
       0,
   };
   const uint32_t kSqpoll[] = {IORING_SETUP_SQPOLL};
-  const uint32_t* sets = sqpoll ? kSqpoll : kPlain;
-  const int nsets = sqpoll ? 1 : 3;
+  const uint32_t* sets = kPlain;
+  int nsets = 3;
+  switch (setup) {
+    case UringSetup::kAuto:
+      break;
+    case UringSetup::kDeferTaskrun:
+      nsets = 1;
+      break;
+    case UringSetup::kCoopTaskrun:
+      sets = kPlain + 1;
+      nsets = 1;
+      break;
+    case UringSetup::kPlain:
+      sets = kPlain + 2;
+      nsets = 1;
+      break;
+    case UringSetup::kSqpoll:
+      sets = kSqpoll;
+      nsets = 1;
+      break;
+  }
   // Relaxed: set by tests before they create reactors.
   const uint32_t quirks = g_quirks.load(std::memory_order_relaxed);
   const bool no_nodrop = (quirks & kQuirkNoNoDrop) != 0;
@@ -122,7 +143,7 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
         p.flags |= IORING_SETUP_CQSIZE;
         p.cq_entries = cq;
       }
-      if (sqpoll) p.sq_thread_idle = 100;  // ms before the SQ thread sleeps.
+      if (sqpoll) p.sq_thread_idle = sqpoll_idle_ms;  // then it sleeps
       ret = io_uring_queue_init_params(entries, &d->ring_, &p);
       if (ret != -EINVAL && ret != -ENOMEM) break;
       if (!big_cq) break;
@@ -131,7 +152,11 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
   }
   if (ret < 0) {
     *err = -ret;
-    *what = "io_uring_queue_init_params";
+    *what = setup == UringSetup::kAuto
+                ? std::string("io_uring_queue_init_params")
+                : "io_uring_queue_init_params (setup " +
+                      std::string(UringSetupName(setup)) + ": " +
+                      FlagNames(sets[0]) + ")";
     return nullptr;
   }
   d->ring_ready_ = true;
