@@ -51,7 +51,9 @@ struct SpawnOptions {
   sched::Priority priority = sched::Priority::kNormal;  // PriorityScheduler
   budget::TaskPriority budget_priority = budget::TaskPriority::kNormal;
   // I/O priority of the task's operations: the SQE's ioprio on io_uring
-  // (kHigh: real-time class, needs CAP_SYS_NICE; kLow: idle class).
+  // (kHigh: real-time class, which needs CAP_SYS_NICE: without it the
+  // reactor falls back to normal priority and logs that once; kLow: idle
+  // class).  Not applicable on epoll (ignored there).
   reactor::IoPriority io_priority = reactor::IoPriority::kNormal;
   const char* name = nullptr;  // for warnings; must outlive the task
 };

@@ -451,6 +451,7 @@ ReactorStats Reactor::Stats() const {
   s.wakes = wakes_.load(std::memory_order_relaxed);  // Statistic only.
   s.wakes_received = d.wakes_received;
   s.wake_fallbacks = d.wake_fallbacks;
+  s.ioprio_fallbacks = d.ioprio_fallbacks;
   s.timers_pending = core_.timers().size();
   s.queued = d.queued;
   s.inflight = core_.outstanding();

@@ -38,9 +38,11 @@
 //   - Close a descriptor that has pending operations only through
 //     Reactor::Close, which cancels them first on both backends (they
 //     complete with -ECANCELED and a peer sees EOF), or after they completed.
-//   - IoPriority sets the SQE ioprio on io_uring only.  kHigh (real-time
-//     class) needs CAP_SYS_NICE or CAP_SYS_ADMIN: without it the kernel
-//     fails the read or write with -EPERM.
+//   - IoPriority sets the SQE ioprio on io_uring only (it does not apply
+//     to epoll).  kHigh (real-time class) needs CAP_SYS_NICE or
+//     CAP_SYS_ADMIN: without it the kernel refuses the read or write with
+//     -EPERM, and the reactor runs it (and later kHigh ones) at normal
+//     priority instead, logging that once (ReactorStats::ioprio_fallbacks).
 
 #ifndef SPINDLE_REACTOR_REACTOR_H_
 #define SPINDLE_REACTOR_REACTOR_H_
@@ -129,6 +131,9 @@ struct ReactorStats {
   uint64_t wakes = 0;           // Wake() / WakeFrom() calls.
   uint64_t wakes_received = 0;  // Doorbells seen by Poll.
   uint64_t wake_fallbacks = 0;  // WakeFrom sends that failed: eventfd used.
+  // IoPriority::kHigh refused for want of CAP_SYS_NICE: from then on such
+  // reads and writes run at normal priority (logged once).
+  uint64_t ioprio_fallbacks = 0;
   size_t timers_pending = 0;
   size_t queued = 0;            // Operations in the resumption queue now.
   size_t inflight = 0;          // Started, callback not yet run.

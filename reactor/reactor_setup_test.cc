@@ -3,10 +3,16 @@
 // so in Stats(), and one it refuses is Unavailable naming the flags and the
 // errno (skipped here, with the reason, when this kernel refuses it).
 
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "reactor/reactor.h"
@@ -113,6 +119,67 @@ TEST(UringSetupEnvTest, ARefusedExplicitSetupIsUnavailableNotEpoll) {
   EXPECT_NE(std::string(r.status().message()).find("Invalid argument"),
             std::string::npos)
       << r.status();
+}
+
+// Drops CAP_SYS_NICE and CAP_SYS_ADMIN from the calling thread only
+// (capabilities are per thread); false when it could not.
+bool DropIoprioCapabilities() {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capget, &hdr, data) != 0) return false;
+  for (int cap : {CAP_SYS_NICE, CAP_SYS_ADMIN}) {
+    data[cap / 32].effective &= ~(1u << (cap % 32));
+    data[cap / 32].permitted &= ~(1u << (cap % 32));
+  }
+  return syscall(SYS_capset, &hdr, data) == 0;
+}
+
+TEST(IoPriorityTest, HighPriorityWithoutTheCapabilityFallsBackToNormal) {
+  // Without CAP_SYS_NICE the kernel refuses a real-time-class read with
+  // -EPERM; the reactor runs it at normal priority instead (once logged).
+  int seen_first = 0, seen_second = 0;
+  uint64_t fallbacks = 0;
+  std::string skip;
+  std::thread t([&] {
+    if (!DropIoprioCapabilities()) {
+      skip = "cannot drop capabilities here";
+      return;
+    }
+    ReactorOptions o;
+    o.backend = BackendChoice::kIoUring;
+    absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create(o);
+    if (!r.ok()) {
+      skip = std::string(r.status().message());
+      return;
+    }
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return;
+    if (write(p[1], "abcdef", 6) != 6) return;
+    char buf[3];
+    Operation a, b;
+    int done = 0;
+    for (Operation* op : {&a, &b}) {
+      op->priority = IoPriority::kHigh;
+      op->user = &done;
+      op->on_complete = [](Operation* o) noexcept {
+        ++*static_cast<int*>(o->user);
+      };
+    }
+    (*r)->Read(&a, p[0], buf, 3, -1);
+    while (done < 1) (*r)->Poll(UINT64_MAX);
+    (*r)->Read(&b, p[0], buf, 3, -1);
+    while (done < 2) (*r)->Poll(UINT64_MAX);
+    seen_first = a.result;
+    seen_second = b.result;
+    fallbacks = (*r)->Stats().ioprio_fallbacks;
+    close(p[0]);
+    close(p[1]);
+  });
+  t.join();
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  EXPECT_EQ(seen_first, 3) << "the refused read was not run again";
+  EXPECT_EQ(seen_second, 3);
+  EXPECT_EQ(fallbacks, 1u);
 }
 
 TEST(UringSetupEnvTest, EpollReportsNoUringSetup) {

@@ -49,6 +49,7 @@ struct DriverStats {
   uint64_t syscalls = 0;        // io_uring_enter / epoll_wait calls.
   uint64_t wakes_received = 0;  // Doorbell (eventfd / MSG_RING) wake-ups.
   uint64_t wake_fallbacks = 0;  // Failed MSG_RING sends redone by eventfd.
+  uint64_t ioprio_fallbacks = 0;  // kHigh refused (no CAP_SYS_NICE): normal.
   uint32_t ring_entries = 0;    // io_uring SQ size (0 on epoll).
   uint32_t cq_entries = 0;      // io_uring CQ size (0 on epoll).
   uint32_t setup_flags = 0;     // io_uring setup flags in effect.

@@ -99,6 +99,7 @@ inline constexpr uint8_t kBitCancelRequested = 1;  // Cancel was asked for.
 inline constexpr uint8_t kBitCancelQueued = 2;     // io_uring: in cancel queue.
 inline constexpr uint8_t kBitConnectStarted = 4;   // epoll: connect() issued.
 inline constexpr uint8_t kBitTimeoutTimer = 8;     // Timer of a Timeout pair.
+inline constexpr uint8_t kBitRtIoprio = 16;        // io_uring: sent as RT class.
 
 inline constexpr uint32_t kNoHeapIndex = UINT32_MAX;
 

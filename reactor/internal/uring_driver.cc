@@ -117,21 +117,21 @@ inline bool UringDriver::Issue(Operation* op) noexcept {
       break;
     case OpCode::kRead:
       io_uring_prep_read(sqe, s.fd, s.addr, len, off);
-      sqe->ioprio = IoprioFor(op->priority);
+      sqe->ioprio = Ioprio(op);
       break;
     case OpCode::kWrite:
       io_uring_prep_write(sqe, s.fd, s.addr, len, off);
-      sqe->ioprio = IoprioFor(op->priority);
+      sqe->ioprio = Ioprio(op);
       break;
     case OpCode::kReadv:
       io_uring_prep_readv(sqe, s.fd, static_cast<const iovec*>(s.addr), len,
                           off);
-      sqe->ioprio = IoprioFor(op->priority);
+      sqe->ioprio = Ioprio(op);
       break;
     case OpCode::kWritev:
       io_uring_prep_writev(sqe, s.fd, static_cast<const iovec*>(s.addr), len,
                            off);
-      sqe->ioprio = IoprioFor(op->priority);
+      sqe->ioprio = Ioprio(op);
       break;
     case OpCode::kAccept:
       io_uring_prep_accept(sqe, s.fd, static_cast<sockaddr*>(s.addr),
@@ -257,6 +257,20 @@ int UringDriver::Reap() noexcept {
   return n;
 }
 
+void UringDriver::RtIoprioDenied() noexcept {
+  if (rt_ioprio_denied_) return;
+  rt_ioprio_denied_ = true;
+  ++stats_.ioprio_fallbacks;
+  static std::atomic<bool> logged{false};
+  if (!logged.exchange(true, std::memory_order_relaxed)) {
+    std::fprintf(stderr,
+                 "spindle reactor: IoPriority::kHigh (the real-time I/O "
+                 "class) needs CAP_SYS_NICE, which this process lacks: "
+                 "high-priority reads and writes run at normal priority "
+                 "(logged once)\n");
+  }
+}
+
 int UringDriver::Dispatch(uint64_t ud, int32_t res) noexcept {
   if (ud == kMsgTag) {  // Sent by another ring: not one of our requests.
     ++stats_.wakes_received;
@@ -282,6 +296,15 @@ int UringDriver::Dispatch(uint64_t ud, int32_t res) noexcept {
   OpState& s = S(op);
   inflight_.Remove(op);
   if (s.bits & kBitCancelQueued) cancel_queue_.Remove(op);
+  if (res == -EPERM && (s.bits & kBitRtIoprio) &&
+      !(s.bits & kBitCancelRequested)) [[unlikely]] {
+    // The real-time I/O class needs CAP_SYS_NICE (or CAP_SYS_ADMIN); the
+    // kernel refuses the whole read or write without it.  Run it again at
+    // normal priority, and every later kHigh operation too.
+    RtIoprioDenied();
+    if (!Issue(op)) Park(op);
+    return 0;
+  }
   core_->Complete(op, res);
   return 1;
 }

@@ -169,6 +169,18 @@ class UringDriver final : public Driver {
   void EnableIfNeeded() noexcept;
   void Claim() noexcept override { EnableIfNeeded(); }
   [[gnu::always_inline]] bool Issue(Operation* op) noexcept;
+  // The SQE ioprio for `op` (records that it went out as real-time class).
+  uint16_t Ioprio(Operation* op) noexcept {
+    if (op->priority == IoPriority::kHigh) [[unlikely]] {
+      if (rt_ioprio_denied_) {
+        S(op).bits &= static_cast<uint8_t>(~kBitRtIoprio);
+        return 0;
+      }
+      S(op).bits |= kBitRtIoprio;
+    }
+    return IoprioFor(op->priority);
+  }
+  void RtIoprioDenied() noexcept;
   bool IssueCancel(Operation* op) noexcept;
   // Before a Close of `close_op`'s descriptor: cancels every operation on it
   // (parked ones at once).  False when there is no SQE for it now.
@@ -194,6 +206,7 @@ class UringDriver final : public Driver {
   bool sqpoll_ = false;
   bool cancel_any_ = false;  // IORING_ASYNC_CANCEL_ANY (5.19+).
   bool has_msg_ring_ = false;
+  bool rt_ioprio_denied_ = false;  // kHigh got -EPERM once: send it normal
   bool wake_armed_ = false;
   int event_fd_ = -1;
   uint64_t wake_buf_ = 0;
