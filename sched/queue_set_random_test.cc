@@ -13,33 +13,13 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "sched/queue_set_testing.h"
 #include "sched/scheduler.h"
 
 namespace spindle::sched {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr int kScale = 4;  // Sanitizers: shorter random runs.
-#else
-constexpr int kScale = 1;
-#endif
-
-// Ticks are abstract in these tests: a small latency and slice keep the
-// numbers readable; polls cost 50..150 ticks.
-QueueSetConfig TestConfig() {
-  QueueSetConfig c;
-  c.sched_latency_ticks = 2000;
-  c.min_slice_ticks = 100;
-  return c;
-}
-constexpr uint64_t kMinPoll = 50;
-constexpr uint64_t kMaxPoll = 150;
-
-uint64_t MaxSlice(const QueueSet& qs) {
-  uint64_t m = 0;
-  for (const QueueStats& s : qs.Snapshot()) m = std::max(m, s.slice_ticks);
-  return m;
-}
+using namespace queue_set_testing;  // NOLINT: test helpers
 
 class QueueSetRandomTest
     : public ::testing::TestWithParam<std::tuple<uint64_t, int>> {};
