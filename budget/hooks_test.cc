@@ -185,6 +185,7 @@ TEST_P(HookStressTest, ReplaceWhileThreadsCall) {
   std::atomic<bool> done{false};
   std::atomic<uint64_t> bad{0};
   std::atomic<uint64_t> calls{0};
+  std::atomic<int> started{0};
   auto make = [&](uint64_t id) {
     auto p = std::make_shared<Payload>(id);
     PollHooks h;
@@ -219,10 +220,16 @@ TEST_P(HookStressTest, ReplaceWhileThreadsCall) {
         reg.CallAfterPoll(ctx, PollOutcome::kPending, n);
         reg.CallOnYield(ctx);
         reg.CallOnComplete(ctx);
-        ++n;
+        if (n++ == 0) started.fetch_add(1, std::memory_order_release);
       }
       if (n == 0) bad.fetch_add(1);
     });
+  }
+  // Replacements start only once every caller is inside its loop, so the
+  // callers overlap the writer even when the machine has fewer cores than
+  // threads (a caller scheduled late used to make no call at all).
+  while (started.load(std::memory_order_acquire) < callers) {
+    std::this_thread::yield();
   }
   for (int i = 1; i <= kInstalls; ++i) {
     if (i % 1000 == 0) {
