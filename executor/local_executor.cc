@@ -375,6 +375,9 @@ void LocalExecutor::DrainInbox() noexcept {
     ProcessAbort(n->task);
     executor_internal::ReleaseRef(n->task);
   }
+  if (in.nudge.load(std::memory_order_relaxed)) {
+    in.nudge.store(false, std::memory_order_relaxed);
+  }
   // relaxed load first: the exchange (an RMW) only when a stop is pending.
   if (in.stop.load(std::memory_order_relaxed) &&
       in.stop.exchange(false, std::memory_order_acq_rel)) {

@@ -169,6 +169,11 @@ class SpawnApi {
 // naming the id).
 void PrepareSpawn(Inbox& inbox, TaskHeader* task, const SpawnOptions& options,
                   bool remote) noexcept;
+// The part of PrepareSpawn that does not bind the task to an executor
+// (queue index, priorities, name), for a Runtime's stealable tasks.
+void FillSpawnFields(const Inbox& inbox, TaskHeader* task,
+                     const SpawnOptions& options) noexcept;
+struct Worker;
 
 // Wakes a task for a Waker (executor/waker.h), consuming the waker's
 // reference; a no-op on a task that is finished or already woken.
@@ -348,8 +353,15 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   const sched::QueueSet& queue_set() const noexcept { return *queue_set_; }
   budget::TierManager* tier_manager() noexcept { return tiers_.get(); }
 
-  // Implementation entry points used by awaiters (not for users).
+  // Implementation entry points used by awaiters and the Runtime (not for
+  // users).
   void ScheduleLocal(executor_internal::TaskHeader* task) noexcept;
+  // A Runtime worker's thread: binds an unbound task to this executor and
+  // queues it (or cancels it, if it was aborted before).
+  void BindAndAdopt(executor_internal::TaskHeader* task) noexcept;
+  // A Runtime worker's run loop (executor/worker_loop.cc): runs until the
+  // runtime closes.
+  void RunWorker(executor_internal::Worker* worker);
   void ProcessAbort(executor_internal::TaskHeader* task) noexcept;
   bool ShouldYield(executor_internal::TaskHeader* task) noexcept;
 

@@ -38,6 +38,7 @@
 #include "budget/tier.h"
 #include "executor/frame_allocator.h"
 #include "sched/task_node.h"
+#include "steal/injector.h"
 
 namespace spindle {
 
@@ -84,6 +85,9 @@ inline constexpr uint32_t kStateFailed = 1u << 2;      // result is an exception
 inline constexpr uint32_t kStateJoinWaiter = 1u << 3;  // join_waiter is set
 inline constexpr uint32_t kStateNotified = 1u << 4;    // a wake is queued
 inline constexpr uint32_t kStateCancelRequested = 1u << 5;
+// owner and inbox are set (a task of a Runtime is spawned unbound and bound
+// to the worker that first runs it: a release RMW after writing them).
+inline constexpr uint32_t kStateBound = 1u << 6;
 inline constexpr uint32_t kStateDone = kStateComplete | kStateCancelled;
 
 // Owner-thread-only scheduling state.
@@ -115,8 +119,9 @@ struct InboxNode {
   struct TaskHeader* task = nullptr;
 };
 
-// One runnable thing.  See docs/architecture.md, "The task".
-struct TaskHeader : sched::TaskNode {
+// One runnable thing.  See docs/architecture.md, "The task".  A Runtime
+// queues tasks that have not run yet on its injectors (the second base).
+struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   budget::TaskContext ctx;  // 16-byte TaskBudget, tier state, id, name.
 
   // Resume entry: for a coroutine, resumes `resume_point`.  A stackful task
@@ -129,6 +134,10 @@ struct TaskHeader : sched::TaskNode {
   std::coroutine_handle<> resume_point;  // innermost suspended coroutine
   std::coroutine_handle<> frame;         // the task's top-level coroutine
 
+  // Set before the task is published (LocalExecutor, Spawner) or, for a
+  // Runtime's stealable task, by the worker that first runs it, before its
+  // release RMW of kStateBound; fixed from then on.  Other threads read
+  // them only after seeing kStateBound (or after the task ran).
   LocalExecutor* owner = nullptr;
   Inbox* inbox = nullptr;  // owner's inbox, for wakes from other threads
 

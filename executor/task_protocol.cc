@@ -63,6 +63,9 @@ void RequestAbort(TaskHeader* t) noexcept {
   const uint32_t old =
       t->state.fetch_or(kStateCancelRequested, std::memory_order_acq_rel);
   if (old & (kStateDone | kStateCancelRequested)) return;
+  // Not bound yet (a Runtime's task that has not run): the worker that
+  // binds it sees the bit in its binding RMW and cancels it then.
+  if (!(old & kStateBound)) return;
   if (t->owner == tl_executor) {
     t->owner->ProcessAbort(t);
     return;
@@ -124,6 +127,16 @@ void CheckJoin(const TaskHeader* target, bool from_task) {
     }
     return;
   }
+  // owner is readable once kStateBound is seen (acquire above).  A task not
+  // bound yet belongs to a Runtime: blocking any thread that runs an
+  // executor on it could stall the worker that would run it.
+  if (tl_executor != nullptr && !(s & kStateBound)) {
+    throw TaskMisuseError(
+        "spindle: JoinHandle::Join()/Wait() on a thread that runs an "
+        "executor, for a Runtime task that has not started: it would block "
+        "a thread that may have to run it; co_await the handle from a task "
+        "instead");
+  }
   if (tl_executor != nullptr && tl_executor == target->owner) {
     throw TaskMisuseError(
         "spindle: JoinHandle::Join()/Wait() on the thread running the "
@@ -132,15 +145,8 @@ void CheckJoin(const TaskHeader* target, bool from_task) {
   }
 }
 
-void PrepareSpawn(Inbox& in, TaskHeader* t,
-                  const SpawnOptions& options, bool remote) noexcept {
-  // relaxed: a diagnostic only; `running` is set by the thread in Run.
-  if (!remote && tl_executor != in.owner &&
-      in.running.load(std::memory_order_relaxed)) {
-    FatalMisuse(
-        "LocalExecutor::Spawn called from a thread other than the one "
-        "running the executor; use GetSpawner() on other threads");
-  }
+void FillSpawnFields(const Inbox& in, TaskHeader* t,
+                     const SpawnOptions& options) noexcept {
   uint16_t q = in.default_queue;
   if (options.queue.has_value()) {
     auto it = in.queue_index.find(*options.queue);
@@ -157,11 +163,26 @@ void PrepareSpawn(Inbox& in, TaskHeader* t,
   t->ctx.priority = options.budget_priority;
   t->ctx.name = options.name;
   t->io_priority = static_cast<uint8_t>(options.io_priority);
+}
+
+void PrepareSpawn(Inbox& in, TaskHeader* t,
+                  const SpawnOptions& options, bool remote) noexcept {
+  // relaxed: a diagnostic only; `running` is set by the thread in Run.
+  if (!remote && tl_executor != in.owner &&
+      in.running.load(std::memory_order_relaxed)) {
+    FatalMisuse(
+        "LocalExecutor::Spawn called from a thread other than the one "
+        "running the executor; use GetSpawner() on other threads");
+  }
+  FillSpawnFields(in, t, options);
   // owner and inbox are written before the task is published (a plain call
   // on the owner thread, or the inbox's release exchange) and never change:
   // Wake and RequestAbort read them from any thread.
   t->owner = in.owner;
   t->inbox = &in;
+  // Not yet published: a plain store (no RMW on the spawn path).
+  t->state.store(t->state.load(std::memory_order_relaxed) | kStateBound,
+                 std::memory_order_relaxed);
   // Spawned by a task of the same executor: the poll's start tick stands in
   // for the spawn time (no second TSC read, ~10 ns on these VMs; the queue
   // delay it starts is at most that poll's length too long).

@@ -88,6 +88,9 @@ struct Inbox {
   MpscQueue aborts;       // abort requests (each holds a task reference)
   // RequestStop: set by any thread, consumed by the executor's DrainInbox.
   std::atomic<bool> stop{false};
+  // Nudge: set by any thread to end the executor's park (a Runtime worker
+  // told that there is work to take); consumed by DrainInbox.
+  std::atomic<bool> nudge{false};
   // True while a thread is inside Run/BlockOn (a misuse diagnostic: a
   // foreign thread spawning through the executor instead of a Spawner).
   std::atomic<bool> running{false};
@@ -131,6 +134,16 @@ struct Inbox {
     inflight.fetch_sub(1, std::memory_order_seq_cst);
   }
 
+  // Any thread: ends the executor's current or next park.
+  void Nudge() noexcept {
+    inflight.fetch_add(1, std::memory_order_seq_cst);
+    if (!closed.load(std::memory_order_seq_cst)) {
+      nudge.store(true, std::memory_order_seq_cst);
+      if (parked.load(std::memory_order_seq_cst)) driver->Wake();
+    }
+    inflight.fetch_sub(1, std::memory_order_seq_cst);
+  }
+
   // Executor thread, at shutdown: after this no producer touches the inbox.
   void Close() noexcept {
     closed.store(true, std::memory_order_seq_cst);
@@ -141,7 +154,8 @@ struct Inbox {
 
   bool Empty() const noexcept {
     return wakes.Empty() && waker_wakes.Empty() && aborts.Empty() &&
-           !stop.load(std::memory_order_seq_cst);
+           !stop.load(std::memory_order_seq_cst) &&
+           !nudge.load(std::memory_order_seq_cst);
   }
 };
 

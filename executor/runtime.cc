@@ -1,0 +1,392 @@
+// executor/runtime.cc: RuntimeBuilder, Runtime, RuntimeSpawner: building
+// the workers, placing spawned tasks, stats and shutdown.  The protocol and
+// the step numbers are in internal/runtime_shared.h; the workers' loop is in
+// worker_loop.cc.
+
+#include "executor/runtime.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <string>
+#include <thread>
+
+#include "absl/base/internal/raw_logging.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "executor/internal/inbox.h"
+#include "executor/internal/runtime_shared.h"
+#include "executor/internal/task_protocol.h"
+#include "timing/clock.h"
+
+namespace spindle {
+
+using executor_internal::Inbox;
+using executor_internal::RuntimeShared;
+using executor_internal::TaskHeader;
+using executor_internal::Worker;
+
+namespace {
+
+constexpr size_t kMaxWorkers = 1024;
+
+// The CPUs this process may run on.
+cpu_set_t AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) CPU_SET(0, &set);
+  return set;
+}
+
+// Ids of runtime tasks: a per-origin sequence in the high bits, the origin
+// (worker index, or kMaxWorkers for other threads) in the low 11 bits.
+uint64_t TaskId(uint64_t seq, size_t origin) noexcept {
+  return (seq << 11) | origin;
+}
+
+thread_local uint64_t tl_worker_seq = 0;  // this worker's id sequence
+
+void WorkerMain(Worker* w) {
+  RuntimeShared& rt = *w->rt;
+  if (w->cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(w->cpu, &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  }
+  const std::string name = absl::StrCat("spindle-w", w->index);
+  (void)pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  executor_internal::tl_worker = w;
+  w->executor->RunWorker(w);
+  // S3: spawns from the cancellations below see `closing` and cancel their
+  // task at once.
+  {
+    std::unique_lock<std::mutex> lock(rt.stop_mu);
+    ++rt.stopped;
+    rt.stop_cv.notify_all();
+    rt.stop_cv.wait(lock, [&] { return rt.stopped == rt.workers.size(); });
+  }
+  w->executor.reset();
+  executor_internal::tl_worker = nullptr;
+}
+
+}  // namespace
+
+// ---- RuntimeSpawner
+// -----------------------------------------------------------
+
+std::shared_ptr<Inbox> RuntimeSpawner::Anchor() const noexcept {
+  // Aliasing: the handle keeps the whole runtime state (and every worker's
+  // inbox) alive; the pointer itself is only a keep-alive.
+  return std::shared_ptr<Inbox>(rt_, rt_->workers[0]->inbox.get());
+}
+
+void RuntimeSpawner::Submit(TaskHeader* t,
+                            const RuntimeSpawnOptions& options) noexcept {
+  RuntimeShared& rt = *rt_;
+  const size_t n = rt.workers.size();
+  Worker* self = executor_internal::tl_worker;
+  if (self != nullptr && self->rt != &rt) self = nullptr;  // another runtime
+  executor_internal::FillSpawnFields(*rt.queue_map, t, options);
+  TaskHeader* cur = executor_internal::tl_task;
+  t->spawn_tick = (self != nullptr && cur != nullptr)
+                      ? cur->ctx.poll_start_tick
+                      : timing::TscClock::Now();
+  t->ctx.task_id = self != nullptr
+                       ? TaskId(++tl_worker_seq, self->index)
+                       : TaskId(rt.next_id.fetch_add(1, std::memory_order_relaxed) + 1,
+                                kMaxWorkers);
+
+  const Placement& p = options.placement;
+  size_t target = 0;
+  bool pinned = false;
+  switch (p.kind()) {
+    case Placement::Kind::kStealable:
+      break;
+    case Placement::Kind::kStealablePreferred:
+    case Placement::Kind::kPinned:
+      if (p.value() >= n) {
+        ABSL_RAW_LOG(FATAL,
+                     "Runtime::Spawn: worker %llu is out of range (the "
+                     "runtime has %zu workers: 0..%zu)",
+                     static_cast<unsigned long long>(p.value()), n, n - 1);
+      }
+      target = static_cast<size_t>(p.value());
+      pinned = p.kind() == Placement::Kind::kPinned;
+      break;
+    case Placement::Kind::kRoundRobin:
+      target = static_cast<size_t>(
+          rt.round_robin.fetch_add(1, std::memory_order_relaxed) % n);
+      pinned = true;
+      break;
+    case Placement::Kind::kSticky:
+      target = absl::HashOf(p.value()) % n;
+      pinned = true;
+      break;
+  }
+
+  // From a worker of this runtime, a stealable task goes to its own deque
+  // (P1).  Shutdown does not race with it: S4 drains the deques after the
+  // threads are joined; from S1 on (the cancellations of S3 may spawn) the
+  // task is cancelled at once.
+  if (self != nullptr && !pinned &&
+      p.kind() == Placement::Kind::kStealable) {
+    if (rt.closing.load(std::memory_order_relaxed)) {
+      RuntimeShared::CancelUnbound(t);
+      return;
+    }
+    if (self->policy->AdmitStealable(self->deque.size())) {
+      self->deque.PushOrOverflow(t, [&](TaskHeader** items, size_t k) {
+        rt.injector.PushBatch(items, k);
+        rt.overflowed.fetch_add(k, std::memory_order_relaxed);
+      });
+    } else {
+      rt.injector.Push(t);
+      rt.overflowed.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (!rt.NotifyOne()) Worker::Bump(self->wakes_skipped);  // P2-P3
+    return;
+  }
+
+  // Everything else may race with shutdown: bracketed by `inflight` (S1).
+  rt.inflight.fetch_add(1, std::memory_order_seq_cst);
+  if (rt.closing.load(std::memory_order_seq_cst)) {
+    rt.inflight.fetch_sub(1, std::memory_order_seq_cst);
+    RuntimeShared::CancelUnbound(t);
+    return;
+  }
+  if (pinned) {
+    Worker& w = *rt.workers[target];
+    Inbox& in = *w.inbox;
+    executor_internal::PrepareSpawn(in, t, options, /*remote=*/true);
+    if (!in.Submit(in.wakes, &t->wake_node)) {
+      executor_internal::CompleteState(t, /*cancelled=*/true);
+      t->frame.destroy();
+    }
+  } else {
+    if (p.kind() == Placement::Kind::kStealablePreferred) {
+      rt.workers[target]->preferred.Push(t);
+      rt.workers[target]->inbox->Nudge();
+    } else {
+      rt.injector.Push(t);
+      rt.injected.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (!rt.NotifyOne()) {
+      rt.wakes_skipped.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  rt.inflight.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+// ---- RuntimeBuilder
+// -----------------------------------------------------------
+
+RuntimeBuilder::RuntimeBuilder() = default;
+
+RuntimeBuilder& RuntimeBuilder::Workers(size_t n) {
+  if (n < 1 || n > kMaxWorkers) {
+    errors_.push_back(absl::InvalidArgumentError(absl::StrCat(
+        "RuntimeBuilder::Workers(", n, "): out of range [1, ", kMaxWorkers,
+        "]")));
+  }
+  workers_ = n;
+  return *this;
+}
+
+RuntimeBuilder& RuntimeBuilder::ThreadAffinity(std::vector<int> cpus) {
+  const cpu_set_t allowed = AllowedCpus();
+  for (int cpu : cpus) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed)) {
+      errors_.push_back(absl::InvalidArgumentError(absl::StrCat(
+          "RuntimeBuilder::ThreadAffinity: CPU ", cpu,
+          " is not one this process may run on (", CPU_COUNT(&allowed),
+          " allowed CPUs)")));
+    }
+  }
+  if (cpus.empty()) {
+    errors_.push_back(absl::InvalidArgumentError(
+        "RuntimeBuilder::ThreadAffinity: the CPU list is empty (give at "
+        "least one CPU, or do not call it)"));
+  }
+  cpus_ = std::move(cpus);
+  return *this;
+}
+
+RuntimeBuilder& RuntimeBuilder::Steal(steal::StealOptions options) {
+  if (absl::Status s = options.Validate(); !s.ok()) errors_.push_back(s);
+  steal_ = options;
+  return *this;
+}
+
+#define SPINDLE_FORWARD(Name, Type)                                  \
+  RuntimeBuilder& RuntimeBuilder::Name(Type v) {                     \
+    apply_.push_back([v](ExecutorBuilder& b) { b.Name(v); });       \
+    return *this;                                                    \
+  }
+SPINDLE_FORWARD(SchedLatency, std::chrono::nanoseconds)
+SPINDLE_FORWARD(MinSlice, std::chrono::nanoseconds)
+SPINDLE_FORWARD(DriverYield, std::chrono::nanoseconds)
+SPINDLE_FORWARD(MaxPollsPerYield, uint32_t)
+SPINDLE_FORWARD(Tiers, budget::TierConfig)
+SPINDLE_FORWARD(Hooks, std::shared_ptr<budget::HookRegistry>)
+SPINDLE_FORWARD(IsolationShare, uint32_t)
+SPINDLE_FORWARD(CollectStats, bool)
+SPINDLE_FORWARD(StuckThreshold, std::chrono::nanoseconds)
+SPINDLE_FORWARD(Reactor, reactor::ReactorOptions)
+#undef SPINDLE_FORWARD
+
+RuntimeBuilder& RuntimeBuilder::NoTiers() {
+  apply_.push_back([](ExecutorBuilder& b) { b.NoTiers(); });
+  return *this;
+}
+RuntimeBuilder& RuntimeBuilder::NoMonitor() {
+  apply_.push_back([](ExecutorBuilder& b) { b.NoMonitor(); });
+  return *this;
+}
+RuntimeBuilder& RuntimeBuilder::NoReactor() {
+  apply_.push_back([](ExecutorBuilder& b) { b.NoReactor(); });
+  return *this;
+}
+RuntimeBuilder& RuntimeBuilder::WithQueue(QueueId id, uint32_t share) {
+  apply_.push_back([id, share](ExecutorBuilder& b) { b.WithQueue(id, share); });
+  return *this;
+}
+RuntimeBuilder& RuntimeBuilder::WithQueue(
+    QueueId id, uint32_t share,
+    std::function<std::unique_ptr<sched::TaskScheduler>()> make_scheduler) {
+  apply_.push_back([id, share, make_scheduler](ExecutorBuilder& b) {
+    b.WithQueue(id, share, make_scheduler ? make_scheduler() : nullptr);
+  });
+  return *this;
+}
+
+absl::StatusOr<std::unique_ptr<Runtime>> RuntimeBuilder::Build() {
+  if (!errors_.empty()) return errors_.front();
+  const cpu_set_t allowed = AllowedCpus();
+  const size_t n = workers_.value_or(
+      static_cast<size_t>(std::max(1, CPU_COUNT(&allowed))));
+  auto rt = std::make_shared<RuntimeShared>();
+  for (size_t i = 0; i < n; ++i) {
+    ExecutorBuilder b;
+    for (const auto& f : apply_) f(b);
+    // A stuck worker's report also wakes a sleeping worker, which takes
+    // the stealable tasks queued behind the stuck poll.
+    RuntimeShared* shared = rt.get();
+    b.OnMonitorReport([shared](const MonitorReport& r) {
+      if (r.kind != MonitorReport::Kind::kStuck) return;
+      shared->stuck_reports.fetch_add(1, std::memory_order_relaxed);
+      shared->NotifyOne();
+    });
+    absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Build();
+    if (!ex.ok()) {
+      return absl::Status(ex.status().code(),
+                          absl::StrCat("RuntimeBuilder: worker ", i, ": ",
+                                       ex.status().message()));
+    }
+    auto w = std::make_unique<Worker>();
+    w->index = i;
+    w->rt = rt.get();
+    w->executor = std::move(*ex);
+    w->inbox = executor_internal::InboxOf(*w->executor);
+    auto policy = steal::StealPolicy::Create(steal_, /*seed=*/i + 1);
+    if (!policy.ok()) return policy.status();
+    w->policy.emplace(std::move(*policy));
+    if (!cpus_.empty()) w->cpu = cpus_[i % cpus_.size()];
+    rt->workers.push_back(std::move(w));
+  }
+  rt->queue_map = rt->workers[0]->inbox.get();
+  rt->idle_list.reserve(n);
+  std::unique_ptr<Runtime> runtime(new Runtime(rt));
+  for (auto& w : rt->workers) {
+    w->thread = std::thread(WorkerMain, w.get());
+  }
+  return runtime;
+}
+
+// ---- Runtime
+// ------------------------------------------------------------------
+
+Runtime::Runtime(std::shared_ptr<RuntimeShared> rt)
+    : rt_(rt), spawner_(std::move(rt)) {
+  rt_->runtime = this;
+}
+
+Runtime::~Runtime() {
+  RuntimeShared& rt = *rt_;
+  // S1.
+  rt.closing.store(true, std::memory_order_seq_cst);
+  while (rt.inflight.load(std::memory_order_seq_cst) != 0) {
+    std::this_thread::yield();
+  }
+  // S2-S3.
+  for (auto& w : rt.workers) w->inbox->Nudge();
+  for (auto& w : rt.workers) w->thread.join();
+  // S4: no worker runs; the deques are ours now (the joins synchronise).
+  for (auto& w : rt.workers) {
+    while (TaskHeader* t = w->deque.Pop()) RuntimeShared::CancelUnbound(t);
+    while (TaskHeader* t = w->preferred.Pop()) RuntimeShared::CancelUnbound(t);
+  }
+  while (TaskHeader* t = rt.injector.Pop()) RuntimeShared::CancelUnbound(t);
+  rt.runtime = nullptr;
+}
+
+Runtime* Runtime::Current() noexcept {
+  Worker* w = executor_internal::tl_worker;
+  return w != nullptr ? w->rt->runtime : nullptr;
+}
+
+std::optional<size_t> CurrentWorker() noexcept {
+  Worker* w = executor_internal::tl_worker;
+  if (w == nullptr) return std::nullopt;
+  return w->index;
+}
+
+size_t Runtime::worker_count() const noexcept { return rt_->workers.size(); }
+
+void Runtime::CheckBlockingCall(const char* what) {
+  if (executor_internal::tl_executor != nullptr) {
+    throw TaskMisuseError(absl::StrCat(
+        "spindle: ", what,
+        " on a thread that runs an executor (a worker, or inside a task) "
+        "would block it; co_await a JoinHandle from a task instead"));
+  }
+}
+
+namespace {
+Task<ExecutorStats> SnapshotWorker() {
+  co_return CurrentExecutor()->Stats();
+}
+}  // namespace
+
+RuntimeStats Runtime::Stats() const {
+  RuntimeShared& rt = *rt_;
+  RuntimeStats s;
+  s.worker_count = rt.workers.size();
+  for (const auto& w : rt.workers) {
+    s.steal += w->policy->counters().Snapshot();
+    s.parks += w->parks.load(std::memory_order_relaxed);
+    s.wakes_skipped += w->wakes_skipped.load(std::memory_order_relaxed);
+    s.started_per_worker.push_back(w->started.load(std::memory_order_relaxed));
+  }
+  s.wakes_sent = rt.wakes_sent.load(std::memory_order_relaxed);
+  s.wakes_skipped += rt.wakes_skipped.load(std::memory_order_relaxed);
+  s.injected = rt.injected.load(std::memory_order_relaxed);
+  s.overflowed = rt.overflowed.load(std::memory_order_relaxed);
+  s.stuck_reports = rt.stuck_reports.load(std::memory_order_relaxed);
+  if (executor_internal::tl_executor != nullptr) return s;
+  // From a plain thread: a pinned task on each worker takes its snapshot.
+  std::vector<JoinHandle<ExecutorStats>> handles;
+  RuntimeSpawner spawner = spawner_;
+  for (size_t i = 0; i < rt.workers.size(); ++i) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(i);
+    handles.push_back(spawner.Spawn(SnapshotWorker(), o));
+  }
+  for (auto& h : handles) {
+    if (h.Wait() == JoinStatus::kCompleted) s.workers.push_back(h.Join());
+  }
+  return s;
+}
+
+}  // namespace spindle

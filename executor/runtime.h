@@ -1,0 +1,264 @@
+// executor/runtime.h: the multi-threaded runtime (workers that steal work).
+//
+// Reach for `RuntimeBuilder` to make a `Runtime` of N worker threads, each
+// running its own `LocalExecutor` (its own EEVDF queues, reactor ring or
+// epoll set, tiers and hooks, all built from the same options), then
+// `Spawn` tasks and `BlockOn` a root task from a plain thread:
+//
+//   auto rt = spindle::RuntimeBuilder().Workers(4).Build().value();
+//   int v = rt->BlockOn([]() -> spindle::Task<int> {
+//     auto a = spindle::Runtime::Current()->Spawn(Work(1));
+//     auto b = spindle::Runtime::Current()->Spawn(Work(2));
+//     co_return co_await a + co_await b;
+//   }());
+//
+// Where a task runs (`Placement`):
+//   Stealable()  (the default) the task waits in the spawning worker's
+//                work-stealing deque (from a plain thread: the shared
+//                injector) until a worker starts it: its own worker, or an
+//                idle one that steals it.
+//   StealablePreferred(w)  as Stealable, but queued for worker w first.
+//   Pinned(w)    runs on worker w only.
+//   RoundRobin() pinned to the next worker in turn.
+//   Sticky(key)  pinned to the worker the key hashes to (same key, same
+//                worker).
+// A task is bound to the worker that first polls it and stays there: it
+// suspends, wakes, does I/O (on that worker's ring) and completes there.
+// Stealing moves tasks that have not started; a task blocked in one poll
+// keeps its worker, and the stealable tasks queued behind it are taken by
+// the others.  Tasks keep their queue id on whichever worker runs them.
+//
+// Not yet (see executor/CHANGELOG.md): migration of started tasks, the
+// stuck-worker hand-off of bound tasks, gathering isolated tasks on one
+// worker, MSG_RING doorbells (wakes across workers use the inbox and the
+// reactor's own wake), and a bound on the number of searching workers.
+
+#ifndef SPINDLE_EXECUTOR_RUNTIME_H_
+#define SPINDLE_EXECUTOR_RUNTIME_H_
+
+// Spindle is C++20: an older -std stops here, with one error that says so.
+#if __cplusplus < 202002L
+#error "Spindle requires C++20: compile with -std=c++20 (or later)"
+#include "Spindle requires C++20, see the error above"  // Stops the build.
+#endif
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "executor/local_executor.h"
+#include "executor/task.h"
+#include "steal/steal_policy.h"
+#include "steal/steal_stats.h"
+
+namespace spindle {
+
+namespace executor_internal {
+struct RuntimeShared;
+}  // namespace executor_internal
+
+// Where a Runtime task runs (see the top of this file).
+class Placement {
+ public:
+  enum class Kind : uint8_t {
+    kStealable,
+    kStealablePreferred,
+    kPinned,
+    kRoundRobin,
+    kSticky,
+  };
+  static Placement Stealable() noexcept { return {Kind::kStealable, 0}; }
+  static Placement StealablePreferred(size_t worker) noexcept {
+    return {Kind::kStealablePreferred, worker};
+  }
+  static Placement Pinned(size_t worker) noexcept {
+    return {Kind::kPinned, worker};
+  }
+  static Placement RoundRobin() noexcept { return {Kind::kRoundRobin, 0}; }
+  static Placement Sticky(uint64_t key) noexcept {
+    return {Kind::kSticky, key};
+  }
+  Kind kind() const noexcept { return kind_; }
+  // The worker (kPinned, kStealablePreferred) or the key (kSticky).
+  uint64_t value() const noexcept { return value_; }
+
+ private:
+  Placement(Kind kind, uint64_t value) noexcept : kind_(kind), value_(value) {}
+  Kind kind_;
+  uint64_t value_;
+};
+
+// SpawnOptions plus where the task runs.  A worker index out of range is a
+// bug: the spawn aborts the process naming the index and the worker count.
+struct RuntimeSpawnOptions : SpawnOptions {
+  Placement placement = Placement::Stealable();
+};
+
+// What a Runtime did.  Runtime counters are read live from any thread;
+// `workers` (each worker's ExecutorStats) is filled when Stats() is called
+// from a plain thread (a task on each worker takes its executor's
+// snapshot), and left empty when called from inside a task.
+struct RuntimeStats {
+  size_t worker_count = 0;
+  // Stealing, over all workers: probes, successes, scans, and where the
+  // tasks that workers started came from (own deque, injectors, stolen).
+  steal::StealStats steal;
+  double local_hit_ratio() const noexcept { return steal.local_hit_ratio(); }
+  double stolen_per_scan() const noexcept { return steal.stolen_per_scan(); }
+  double steal_success_rate() const noexcept {
+    return steal.steal_success_rate();
+  }
+  uint64_t parks = 0;           // times a worker went to sleep
+  uint64_t wakes_sent = 0;      // nudges sent to sleeping workers
+  uint64_t wakes_skipped = 0;   // spawns that found no sleeping worker
+  uint64_t injected = 0;        // tasks queued from outside any worker
+  uint64_t overflowed = 0;      // tasks moved from a full deque to injector
+  uint64_t stuck_reports = 0;   // monitor reports of stuck workers
+  // Tasks started by each worker (all placements).
+  std::vector<uint64_t> started_per_worker;
+  std::vector<ExecutorStats> workers;
+};
+
+class Runtime;
+
+// RuntimeSpawner: submits tasks to a Runtime from any thread.
+//
+// Thread safety: copyable; every copy may be used from any thread.  It may
+// outlive its Runtime: a task submitted after shutdown began is cancelled
+// at once (its handle reports kCancelled).
+class RuntimeSpawner {
+ public:
+  template <typename T>
+  JoinHandle<T> Spawn(Task<T> task, const RuntimeSpawnOptions& options = {}) {
+    executor_internal::TaskCell<T>* cell = task.Release();
+    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    Submit(cell, options);
+    return JoinHandle<T>(cell, Anchor());
+  }
+  template <typename T>
+  void SpawnDetached(Task<T> task, const RuntimeSpawnOptions& options = {}) {
+    Submit(task.Release(), options);
+  }
+
+ private:
+  friend class Runtime;
+  explicit RuntimeSpawner(std::shared_ptr<executor_internal::RuntimeShared> rt)
+      : rt_(std::move(rt)) {}
+  void Submit(executor_internal::TaskHeader* task,
+              const RuntimeSpawnOptions& options) noexcept;
+  std::shared_ptr<executor_internal::Inbox> Anchor() const noexcept;
+  std::shared_ptr<executor_internal::RuntimeShared> rt_;
+};
+
+// RuntimeBuilder: validated configuration of a Runtime.  The executor
+// options are applied to every worker's LocalExecutor (see ExecutorBuilder
+// for each one's meaning and range).
+class RuntimeBuilder {
+ public:
+  RuntimeBuilder();
+  // Worker threads, 1..1024.  Default: the CPUs this process may run on.
+  RuntimeBuilder& Workers(size_t n);
+  // Pins worker i to cpus[i % cpus.size()] (each a CPU the process may
+  // use).  Default: no pinning.
+  RuntimeBuilder& ThreadAffinity(std::vector<int> cpus);
+  RuntimeBuilder& Steal(steal::StealOptions options);
+  // Executor options, per worker.
+  RuntimeBuilder& WithQueue(QueueId id, uint32_t share);
+  // `make_scheduler` is called once per worker.
+  RuntimeBuilder& WithQueue(
+      QueueId id, uint32_t share,
+      std::function<std::unique_ptr<sched::TaskScheduler>()> make_scheduler);
+  RuntimeBuilder& SchedLatency(std::chrono::nanoseconds latency);
+  RuntimeBuilder& MinSlice(std::chrono::nanoseconds slice);
+  RuntimeBuilder& DriverYield(std::chrono::nanoseconds interval);
+  RuntimeBuilder& MaxPollsPerYield(uint32_t polls);
+  RuntimeBuilder& Tiers(budget::TierConfig config);
+  RuntimeBuilder& NoTiers();
+  RuntimeBuilder& Hooks(std::shared_ptr<budget::HookRegistry> hooks);
+  RuntimeBuilder& IsolationShare(uint32_t share);
+  RuntimeBuilder& CollectStats(bool enabled);
+  RuntimeBuilder& StuckThreshold(std::chrono::nanoseconds threshold);
+  RuntimeBuilder& NoMonitor();
+  RuntimeBuilder& Reactor(reactor::ReactorOptions options);
+  RuntimeBuilder& NoReactor();
+
+  // InvalidArgument naming the value and the range for a bad worker count,
+  // CPU, steal knob or executor option; the reactor's error if a worker's
+  // reactor cannot be set up.  Starts the worker threads.
+  absl::StatusOr<std::unique_ptr<Runtime>> Build();
+
+ private:
+  std::optional<size_t> workers_;
+  std::vector<int> cpus_;
+  steal::StealOptions steal_;
+  std::vector<std::function<void(ExecutorBuilder&)>> apply_;
+  std::vector<absl::Status> errors_;
+};
+
+// Runtime: N worker threads sharing tasks by work stealing.
+//
+// Requires: BlockOn, Stats (with per-worker snapshots) and destruction from
+// a thread that is not a worker of this runtime; Spawn from anywhere.
+// Guarantees: every spawned task runs exactly once or is cancelled (its
+// handle reports kCancelled); a task's exception surfaces at its
+// JoinHandle.  Destruction stops every worker, cancels every task that is
+// left (frames freed, in-flight operations cancelled and reaped, joiners
+// woken) and joins the threads; a RuntimeSpawner used afterwards cancels
+// its task at once.
+// Thread safety: Spawn, GetSpawner and Stats may be called concurrently
+// from any thread.
+class Runtime {
+ public:
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // The Runtime whose worker runs the calling thread, or nullptr.
+  static Runtime* Current() noexcept;
+
+  template <typename T>
+  JoinHandle<T> Spawn(Task<T> task, const RuntimeSpawnOptions& options = {}) {
+    return spawner_.Spawn(std::move(task), options);
+  }
+  template <typename T>
+  void SpawnDetached(Task<T> task, const RuntimeSpawnOptions& options = {}) {
+    spawner_.SpawnDetached(std::move(task), options);
+  }
+
+  // Runs `task` on the workers and blocks the calling thread until it
+  // finishes; returns its value or rethrows its exception.  Throws
+  // TaskMisuseError when called on a thread that runs an executor.
+  template <typename T>
+  T BlockOn(Task<T> task) {
+    CheckBlockingCall("Runtime::BlockOn");
+    JoinHandle<T> h = Spawn(std::move(task));
+    (void)h.Wait();
+    if (h.status() == JoinStatus::kCancelled) throw TaskCancelledError();
+    return h.Join();
+  }
+
+  RuntimeSpawner GetSpawner() const { return spawner_; }
+  size_t worker_count() const noexcept;
+  RuntimeStats Stats() const;
+
+ private:
+  friend class RuntimeBuilder;
+  explicit Runtime(std::shared_ptr<executor_internal::RuntimeShared> rt);
+  static void CheckBlockingCall(const char* what);
+  std::shared_ptr<executor_internal::RuntimeShared> rt_;
+  RuntimeSpawner spawner_;
+};
+
+// Inside a Runtime task: the index of the worker running it (0-based);
+// std::nullopt on any other thread.
+std::optional<size_t> CurrentWorker() noexcept;
+
+}  // namespace spindle
+
+#endif  // SPINDLE_EXECUTOR_RUNTIME_H_

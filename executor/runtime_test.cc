@@ -1,0 +1,315 @@
+// Runtime: exactly-once execution, joins and wakes across workers,
+// placement, load spreading, and the builder's errors.  Parameterised over
+// 1, 2, 4 and 8 workers; runtime_epoll_test runs it again on epoll.
+
+#include "executor/runtime.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "executor/executor.h"
+#include "executor/local_executor_testing.h"
+#include "executor/runtime_testing.h"
+#include "gtest/gtest.h"
+
+namespace spindle {
+namespace {
+
+using executor_testing::kSanitized;
+using runtime_testing::Event;
+using runtime_testing::MakeRuntime;
+
+class RuntimeTest : public ::testing::TestWithParam<size_t> {
+ protected:
+  size_t workers() const { return GetParam(); }
+};
+
+std::atomic<size_t> g_marked{0};
+
+Task<void> Mark(std::atomic<uint8_t>* slot) {
+  slot->fetch_add(1, std::memory_order_relaxed);
+  g_marked.fetch_add(1, std::memory_order_release);
+  co_return;
+}
+
+// Spawns tasks [begin, end) from inside the runtime, as a tree (every task
+// spawns up to two halves), so that every worker spawns.
+Task<void> SpawnRange(std::atomic<uint8_t>* slots, size_t begin, size_t end) {
+  Runtime* rt = Runtime::Current();
+  while (end - begin > 64) {
+    const size_t mid = begin + (end - begin) / 2;
+    rt->SpawnDetached(SpawnRange(slots, mid, end));
+    end = mid;
+  }
+  for (size_t i = begin; i < end; ++i) rt->SpawnDetached(Mark(&slots[i]));
+  co_return;
+}
+
+TEST_P(RuntimeTest, EveryTaskRunsExactlyOnceFromInsideAndOutside) {
+  const size_t n = kSanitized ? 100'000 : 1'000'000;
+  auto slots = std::make_unique<std::atomic<uint8_t>[]>(2 * n);
+  g_marked.store(0);
+  {
+    auto rt = MakeRuntime(workers());
+    ASSERT_NE(rt, nullptr);
+    // Outside: half from this thread and a second one at once.
+    RuntimeSpawner sp = rt->GetSpawner();
+    std::thread other([&] {
+      for (size_t i = n / 2; i < n; ++i) sp.SpawnDetached(Mark(&slots[i]));
+    });
+    for (size_t i = 0; i < n / 2; ++i) rt->SpawnDetached(Mark(&slots[i]));
+    other.join();
+    // Inside: a tree of spawns from the workers.
+    rt->BlockOn(SpawnRange(slots.get(), n, 2 * n));
+    // Detached tasks: wait until 2n of them have run.
+    while (g_marked.load(std::memory_order_acquire) < 2 * n) {
+      std::this_thread::yield();
+    }
+    RuntimeStats s = rt->Stats();
+    EXPECT_EQ(s.worker_count, workers());
+    ASSERT_EQ(s.workers.size(), workers());
+    uint64_t spawns = 0;
+    for (const ExecutorStats& w : s.workers) spawns += w.spawns;
+    // Every task started on exactly one worker (plus the root, the tree's
+    // inner tasks and the stats tasks, which are not counted here).
+    EXPECT_GE(spawns, 2 * n);
+    EXPECT_LE(s.steal_success_rate(), 1.0);
+  }
+  for (size_t i = 0; i < 2 * n; ++i) {
+    ASSERT_EQ(slots[i].load(), 1) << "task " << i;
+  }
+}
+
+Task<uint64_t> Fib(int n) {
+  if (n < 2) co_return static_cast<uint64_t>(n);
+  JoinHandle<uint64_t> a = Runtime::Current()->Spawn(Fib(n - 1));
+  const uint64_t b = co_await Fib(n - 2);
+  co_return co_await a + b;
+}
+
+TEST_P(RuntimeTest, ForkJoinComputesTheRightValue) {
+  auto rt = MakeRuntime(workers());
+  ASSERT_NE(rt, nullptr);
+  EXPECT_EQ(rt->BlockOn(Fib(kSanitized ? 16 : 22)),
+            kSanitized ? 987u : 17711u);
+}
+
+Task<int> OnWorker(size_t* where, int v) {
+  *where = *CurrentWorker();
+  co_return v;
+}
+
+Task<int> JoinOther(Runtime* rt, size_t target, size_t* where) {
+  RuntimeSpawnOptions o;
+  o.placement = Placement::Pinned(target);
+  JoinHandle<int> h = rt->Spawn(OnWorker(where, 7), o);
+  co_return co_await h + 1;
+}
+
+TEST_P(RuntimeTest, JoinsAcrossWorkers) {
+  auto rt = MakeRuntime(workers());
+  ASSERT_NE(rt, nullptr);
+  const size_t n = workers();
+  std::vector<size_t> where(n * n, SIZE_MAX);
+  std::vector<JoinHandle<int>> hs;
+  for (size_t from = 0; from < n; ++from) {
+    for (size_t to = 0; to < n; ++to) {
+      RuntimeSpawnOptions o;
+      o.placement = Placement::Pinned(from);
+      hs.push_back(rt->Spawn(JoinOther(rt.get(), to, &where[from * n + to]),
+                             o));
+    }
+  }
+  for (auto& h : hs) EXPECT_EQ(h.Join(), 8);  // from this plain thread
+  for (size_t i = 0; i < n * n; ++i) EXPECT_EQ(where[i], i % n);
+}
+
+Task<void> PingSide(Event* mine, Event* theirs, int rounds, bool first) {
+  for (int i = 0; i < rounds; ++i) {
+    if (first) theirs->Set();
+    co_await mine->Wait();
+    mine->Reset();
+    if (!first) theirs->Set();
+  }
+}
+
+TEST_P(RuntimeTest, CrossWorkerWakesAreNeverLost) {
+  const int rounds = kSanitized ? 10'000 : 100'000;
+  auto rt = MakeRuntime(workers());
+  ASSERT_NE(rt, nullptr);
+  Event a, b;
+  RuntimeSpawnOptions oa, ob;
+  oa.placement = Placement::Pinned(0);
+  ob.placement = Placement::Pinned(workers() - 1);
+  JoinHandle<void> ha = rt->Spawn(PingSide(&a, &b, rounds, true), oa);
+  JoinHandle<void> hb = rt->Spawn(PingSide(&b, &a, rounds, false), ob);
+  EXPECT_EQ(ha.Wait(), JoinStatus::kCompleted);
+  EXPECT_EQ(hb.Wait(), JoinStatus::kCompleted);
+  if (workers() > 1) {
+    EXPECT_GT(rt->Stats().parks, 0u);
+  }
+}
+
+Task<void> StayPut(size_t expected, std::atomic<int>* wrong) {
+  for (int i = 0; i < 20; ++i) {
+    if (CurrentWorker() != expected) wrong->fetch_add(1);
+    co_await YieldNow();
+  }
+}
+
+TEST_P(RuntimeTest, PinnedStickyAndRoundRobinTasksStayOnTheirWorker) {
+  auto rt = MakeRuntime(workers());
+  ASSERT_NE(rt, nullptr);
+  const size_t n = workers();
+  std::atomic<int> wrong{0};
+  std::vector<JoinHandle<void>> hs;
+  for (size_t i = 0; i < 4 * n; ++i) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(i % n);
+    hs.push_back(rt->Spawn(StayPut(i % n, &wrong), o));
+  }
+  // Sticky: the same key lands on the same worker every time.
+  std::vector<size_t> where(16, SIZE_MAX);
+  for (int round = 0; round < 2; ++round) {
+    std::vector<size_t> now(16, SIZE_MAX);
+    std::vector<JoinHandle<int>> sticky;
+    for (size_t k = 0; k < 16; ++k) {
+      RuntimeSpawnOptions o;
+      o.placement = Placement::Sticky(k * 7919);
+      sticky.push_back(rt->Spawn(OnWorker(&now[k], 0), o));
+    }
+    for (auto& h : sticky) (void)h.Join();
+    if (round == 0) where = now;
+    EXPECT_EQ(now, where);
+  }
+  // Round robin: n consecutive spawns cover every worker.
+  std::vector<size_t> rr(n, SIZE_MAX);
+  std::vector<JoinHandle<int>> rrh;
+  for (size_t i = 0; i < n; ++i) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::RoundRobin();
+    rrh.push_back(rt->Spawn(OnWorker(&rr[i], 0), o));
+  }
+  for (auto& h : rrh) (void)h.Join();
+  std::vector<bool> seen(n, false);
+  for (size_t w : rr) seen.at(w) = true;
+  for (size_t w = 0; w < n; ++w) EXPECT_TRUE(seen[w]) << "worker " << w;
+  for (auto& h : hs) EXPECT_EQ(h.Wait(), JoinStatus::kCompleted);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+Task<void> Busy(std::atomic<uint64_t>* per_worker) {
+  per_worker[*CurrentWorker()].fetch_add(1, std::memory_order_relaxed);
+  executor_testing::Spin(20'000);
+  co_return;
+}
+
+Task<void> SpawnAllHere(int n, std::atomic<uint64_t>* per_worker) {
+  std::vector<JoinHandle<void>> hs;
+  hs.reserve(n);
+  for (int i = 0; i < n; ++i) hs.push_back(Runtime::Current()->Spawn(Busy(per_worker)));
+  for (auto& h : hs) co_await h;
+}
+
+TEST_P(RuntimeTest, SkewedLoadSpreadsToEveryWorker) {
+  auto rt = MakeRuntime(workers());
+  ASSERT_NE(rt, nullptr);
+  std::vector<std::atomic<uint64_t>> per_worker(workers());
+  RuntimeSpawnOptions o;
+  o.placement = Placement::Pinned(0);
+  JoinHandle<void> h = rt->Spawn(SpawnAllHere(4000, per_worker.data()), o);
+  EXPECT_EQ(h.Wait(), JoinStatus::kCompleted);
+  uint64_t total = 0;
+  for (size_t w = 0; w < workers(); ++w) {
+    EXPECT_GT(per_worker[w].load(), 0u) << "worker " << w << " ran nothing";
+    total += per_worker[w].load();
+  }
+  EXPECT_EQ(total, 4000u);
+  if (workers() > 1) {
+    EXPECT_GT(rt->Stats().steal.tasks_stolen, 0u);
+  }
+}
+
+Task<void> Short(std::atomic<int>* done) {
+  done->fetch_add(1, std::memory_order_relaxed);
+  co_return;
+}
+
+// Queues 1000 short tasks behind itself, then blocks its worker for 300 ms:
+// the others take them meanwhile.
+Task<int> BlockWorker(std::atomic<int>* done) {
+  for (int i = 0; i < 1000; ++i) Runtime::Current()->SpawnDetached(Short(done));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  co_return done->load(std::memory_order_relaxed);
+}
+
+TEST_P(RuntimeTest, TasksQueuedBehindABlockedWorkerRunElsewhere) {
+  if (workers() < 2) GTEST_SKIP() << "needs a second worker";
+  auto rt = MakeRuntime(workers());
+  ASSERT_NE(rt, nullptr);
+  std::atomic<int> done{0};
+  EXPECT_EQ(rt->BlockOn(BlockWorker(&done)), 1000);
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, RuntimeTest,
+                         ::testing::Values(size_t{1}, size_t{2}, size_t{4},
+                                           size_t{8}),
+                         runtime_testing::WorkersName);
+
+Task<int> Throws() {
+  throw std::runtime_error("boom");
+  co_return 0;
+}
+
+Task<int> BlockOnInside(Runtime* rt) {
+  try {
+    (void)rt->BlockOn(executor_testing::Constant(1));
+  } catch (const TaskMisuseError&) {
+    co_return 1;
+  }
+  co_return 0;
+}
+
+TEST(RuntimeMisuseTest, ExceptionsAndBlockingCallsInsideTasks) {
+  auto rt = MakeRuntime(2);
+  ASSERT_NE(rt, nullptr);
+  EXPECT_THROW(rt->BlockOn(Throws()), std::runtime_error);
+  EXPECT_EQ(rt->BlockOn(BlockOnInside(rt.get())), 1);
+  EXPECT_EQ(Runtime::Current(), nullptr);
+  EXPECT_EQ(CurrentWorker(), std::nullopt);
+}
+
+TEST(RuntimeBuilderTest, BadValuesNameTheValueAndTheRange) {
+  auto zero = RuntimeBuilder().Workers(0).Build();
+  ASSERT_FALSE(zero.ok());
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(zero.status().message().find("Workers(0)"), std::string::npos);
+  EXPECT_NE(zero.status().message().find("[1, 1024]"), std::string::npos);
+  auto cpu = RuntimeBuilder().ThreadAffinity({-1}).Build();
+  ASSERT_FALSE(cpu.ok());
+  EXPECT_NE(cpu.status().message().find("CPU -1"), std::string::npos);
+  steal::StealOptions bad;
+  bad.batch_size = 0;
+  auto st = RuntimeBuilder().Steal(bad).Build();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.status().message().find("batch_size"), std::string::npos);
+  auto q = RuntimeBuilder().Workers(2).WithQueue(1, 0).Build();
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.status().message().find("worker 0"), std::string::npos);
+}
+
+TEST(RuntimeBuilderTest, DefaultsToTheCpusTheProcessMayUse) {
+  auto rt = RuntimeBuilder().Build();
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  cpu_set_t set;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  EXPECT_EQ((*rt)->worker_count(), static_cast<size_t>(CPU_COUNT(&set)));
+}
+
+}  // namespace
+}  // namespace spindle
