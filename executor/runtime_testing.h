@@ -52,8 +52,12 @@ struct Event {
   Awaiter Wait() noexcept { return Awaiter{this}; }
 
   void Set() noexcept {
-    // acq_rel: reads the waker the waiter published.
-    if (state.exchange(2, std::memory_order_acq_rel) == 1) waker.Wake();
+    // acq_rel: reads the waker the waiter published.  Moved out before the
+    // wake: once woken, the waiter may store its next waker here.
+    if (state.exchange(2, std::memory_order_acq_rel) == 1) {
+      Waker w = std::move(waker);
+      w.Wake();
+    }
   }
   void Reset() noexcept { state.store(0, std::memory_order_relaxed); }
 };
