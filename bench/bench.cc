@@ -173,6 +173,9 @@ absl::StatusOr<Config> ConfigFromEnv(const Config& defaults) {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = EnvInt("WORKERS", 1, 1024, &c.workers); !s.ok()) {
+    return s;
+  }
   struct {
     const char* name;
     int64_t* field;
@@ -377,6 +380,8 @@ int SuiteMain(int argc, char** argv, std::string_view name,
              "(default 5)\n"
           << "  N_TASKS          task count for 1A, 1B, 1C, poll_profile\n"
           << "  YIELDS_PER_TASK  yields per task for 1B and poll_profile\n"
+          << "  WORKERS          worker count for mt_fib, mt_spawn, skewed "
+             "(default: 1 and 2)\n"
           << "  EXECUTOR         only variants of spindle|asio|tbb|floor\n"
           << "  FAIRNESS_MS, HOG_MS, TAIL_MS  durations [10, 60000]\n"
           << "  NOP_OPS          NOPs per uring_nop iteration [32, 10000000]\n";

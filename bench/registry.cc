@@ -20,6 +20,75 @@ std::vector<int64_t> Or(const std::optional<int64_t>& v,
   return defaults;
 }
 
+absl::StatusOr<Rows> NoTbbUnderTsan() {
+  return absl::UnavailableError(
+      "oneTBB is not instrumented for ThreadSanitizer");
+}
+
+// The multi-threaded Runtime's rows: parameter = workers.
+void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
+  const std::vector<int64_t> workers = Or(c.workers, {1, 2});
+  constexpr int kFibN = 25;
+  {
+    const std::string id = "mt_fib";
+    Benchmark b{id,
+                "fib(25), each call with n >= 2 spawns one child and awaits "
+                "it; param workers; wall time",
+                "tbb",
+                workers,
+                {}};
+    b.variants.push_back({"spindle", [id](int64_t w) {
+                            return SpindleMtFib(id, w, kFibN);
+                          }});
+    b.variants.push_back({"tbb", [id](int64_t w) -> absl::StatusOr<Rows> {
+                            if (kTsan) return NoTbbUnderTsan();
+                            return TbbMtFib(id, w, kFibN);
+                          }});
+    b.variants.push_back({"spindle_local", [id](int64_t w) {
+                            return SpindleLocalFib(id, w, kFibN);
+                          }});
+    // Calls with n >= 2 spawn: fib(n + 1) - 1 of them.
+    b.ops = [](int64_t) {
+      return static_cast<double>(SerialFib(kFibN + 1) - 1);
+    };
+    b.op = "spawn";
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "mt_spawn";
+    const int64_t n = c.n_tasks.value_or(100'000);
+    Benchmark b{id,
+                "a root task spawns N_TASKS (100k) tasks that bump an "
+                "atomic; param workers; wall time to all done",
+                "tbb",
+                workers,
+                {}};
+    b.variants.push_back({"spindle", [id, n](int64_t w) {
+                            return SpindleMtSpawn(id, w, n);
+                          }});
+    b.variants.push_back({"tbb", [id, n](int64_t w) -> absl::StatusOr<Rows> {
+                            if (kTsan) return NoTbbUnderTsan();
+                            return TbbMtSpawn(id, w, n);
+                          }});
+    b.ops = [n](int64_t) { return static_cast<double>(n); };
+    b.op = "spawn";
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "skewed";
+    Benchmark b{id,
+                "fib(35), the root on worker 0 spawns one serial task per "
+                "subtree below n = 16; param workers; wall time",
+                "spindle",
+                workers,
+                {}};
+    b.variants.push_back({"spindle", [id](int64_t w) {
+                            return SpindleSkewed(id, w, 35, 16);
+                          }});
+    all.push_back(std::move(b));
+  }
+}
+
 }  // namespace
 
 std::vector<Benchmark> AllBenchmarks(const Config& c) {
@@ -229,6 +298,7 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
     b.op = "round trip";
     all.push_back(std::move(b));
   }
+  AppendMtBenchmarks(c, all);
   return all;
 }
 

@@ -72,6 +72,20 @@ absl::StatusOr<Rows> AsioYield(const std::string& id, int64_t tasks,
 absl::StatusOr<Rows> AsioSleep(const std::string& id, int64_t tasks);
 absl::StatusOr<Rows> TbbSpawn(const std::string& id, int64_t n);
 
+// The multi-threaded Runtime (workloads_mt.cc) and its oneTBB peers.
+uint64_t SerialFib(int n) noexcept;
+absl::StatusOr<Rows> SpindleMtFib(const std::string& id, int64_t workers,
+                                  int n);
+absl::StatusOr<Rows> SpindleLocalFib(const std::string& id, int64_t workers,
+                                     int n);
+absl::StatusOr<Rows> SpindleMtSpawn(const std::string& id, int64_t workers,
+                                    int64_t n);
+absl::StatusOr<Rows> SpindleSkewed(const std::string& id, int64_t workers,
+                                   int n, int cutoff);
+absl::StatusOr<Rows> TbbMtFib(const std::string& id, int64_t workers, int n);
+absl::StatusOr<Rows> TbbMtSpawn(const std::string& id, int64_t workers,
+                                int64_t n);
+
 }  // namespace spindle::bench
 
 #endif  // SPINDLE_BENCH_WORKLOADS_H_

@@ -1,6 +1,7 @@
 // bench/workloads_tbb.cc: the oneTBB 2021.8 peer for task spawning (1A):
 // task_group::run of N tasks that each bump an atomic, then wait().  oneTBB
 // uses every core (its default arena); Spindle's 1A is single-threaded.
+#include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
 #include <atomic>
@@ -23,6 +24,60 @@ absl::StatusOr<Rows> TbbSpawn(const std::string& id, int64_t n) {
                 Unit::kNanos}};
   if (counter.load() != static_cast<uint64_t>(n)) {
     return absl::InternalError("tbb 1A: not every task ran");
+  }
+  return rows;
+}
+
+namespace {
+
+// fib(n) as mt_fib runs it: every call with n >= 2 runs one child (n - 1)
+// in a task_group and waits for it, computing n - 2 inline.
+uint64_t TbbFibRec(int n) {
+  if (n < 2) return static_cast<uint64_t>(n);
+  uint64_t a = 0;
+  oneapi::tbb::task_group g;
+  g.run([&a, n] { a = TbbFibRec(n - 1); });
+  const uint64_t b = TbbFibRec(n - 2);
+  g.wait();
+  return a + b;
+}
+
+}  // namespace
+
+// mt_fib / mt_spawn peers: an arena of `workers` threads (the caller's
+// thread is one of them, as Spindle's BlockOn root is one worker's task).
+absl::StatusOr<Rows> TbbMtFib(const std::string& id, int64_t workers, int n) {
+  oneapi::tbb::task_arena arena(static_cast<int>(workers));
+  uint64_t v = 0;
+  arena.execute([&] { v = TbbFibRec(n); });  // warm-up, as Spindle's
+  const uint64_t t0 = timing::MonotonicClock::Now();
+  arena.execute([&] { v = TbbFibRec(n); });
+  Rows rows{Row{id, static_cast<double>(timing::MonotonicClock::Now() - t0),
+                Unit::kNanos}};
+  if (v != SerialFib(n)) return absl::InternalError("tbb mt_fib: wrong value");
+  return rows;
+}
+
+absl::StatusOr<Rows> TbbMtSpawn(const std::string& id, int64_t workers,
+                                int64_t n) {
+  oneapi::tbb::task_arena arena(static_cast<int>(workers));
+  std::atomic<uint64_t> counter{0};
+  auto run = [&] {
+    oneapi::tbb::task_group group;
+    for (int64_t i = 0; i < n; ++i) {
+      group.run(
+          [&counter] { counter.fetch_add(1, std::memory_order_relaxed); });
+    }
+    group.wait();
+  };
+  arena.execute(run);  // warm-up, as Spindle's
+  counter.store(0);
+  const uint64_t t0 = timing::MonotonicClock::Now();
+  arena.execute(run);
+  Rows rows{Row{id, static_cast<double>(timing::MonotonicClock::Now() - t0),
+                Unit::kNanos}};
+  if (counter.load() != static_cast<uint64_t>(n)) {
+    return absl::InternalError("tbb mt_spawn: not every task ran");
   }
   return rows;
 }

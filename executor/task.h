@@ -88,6 +88,9 @@ inline constexpr uint32_t kStateCancelRequested = 1u << 5;
 // owner and inbox are set (a task of a Runtime is spawned unbound and bound
 // to the worker that first runs it: a release RMW after writing them).
 inline constexpr uint32_t kStateBound = 1u << 6;
+// A thread blocks in Join()/Wait() on the state word: the completer calls
+// notify_all (a futex syscall) only when this is set.
+inline constexpr uint32_t kStateThreadWaiter = 1u << 7;
 inline constexpr uint32_t kStateDone = kStateComplete | kStateCancelled;
 
 // Owner-thread-only scheduling state.

@@ -194,6 +194,10 @@ void PrepareSpawn(Inbox& in, TaskHeader* t,
 
 void BlockUntilDone(TaskHeader* t) noexcept {
   uint32_t s = t->state.load(std::memory_order_acquire);
+  if (s & kStateDone) return;
+  // acq_rel: ordered with the completer's fetch_or (see CompleteState).
+  s = t->state.fetch_or(kStateThreadWaiter, std::memory_order_acq_rel) |
+      kStateThreadWaiter;
   while (!(s & kStateDone)) {
     // Woken by notify_all in CompleteState.
     t->state.wait(s, std::memory_order_acquire);

@@ -39,7 +39,9 @@ inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
     // The last touch of the waiter's executor: its destructor waits for it.
     JoinWaitEnd(waiter_inbox);
   }
-  t->state.notify_all();
+  // Only a blocked thread needs the futex wake (BlockUntilDone sets the
+  // bit with an RMW before it waits, so one of the two RMWs sees the other).
+  if (old & kStateThreadWaiter) t->state.notify_all();
 }
 
 

@@ -1,0 +1,154 @@
+// bench/workloads_mt.cc: the multi-threaded Runtime's rows (mt_fib,
+// mt_spawn, skewed); their oneTBB peers are in workloads_tbb.cc.
+#include <atomic>
+#include <memory>
+
+#include "bench/workloads.h"
+#include "executor/executor.h"
+#include "timing/clock.h"
+
+// Every Spindle row runs its workload once untimed on the same runtime
+// first: worker threads start with empty frame caches and malloc arenas,
+// which a long-lived runtime has warmed (oneTBB's threads persist between
+// rows, and its peers get the same warm-up).
+namespace spindle::bench {
+namespace {
+
+using timing::MonotonicClock;
+
+absl::StatusOr<std::unique_ptr<Runtime>> MakeRuntime(int64_t workers) {
+  budget::TierConfig tc = budget::TierConfig::Balanced();
+  tc.log_warnings = false;  // a VM's preemptions would print mid-table
+  return RuntimeBuilder()
+      .Workers(static_cast<size_t>(workers))
+      .Tiers(tc)
+      .Build();
+}
+
+Row Wall(const std::string& id, uint64_t t0) {
+  return Row{id, static_cast<double>(MonotonicClock::Now() - t0), Unit::kNanos};
+}
+
+// fib(n): every call with n >= 2 spawns one child (n - 1) and awaits it,
+// computing n - 2 inline.
+Task<uint64_t> RtFib(int n) {
+  if (n < 2) co_return static_cast<uint64_t>(n);
+  JoinHandle<uint64_t> a = Runtime::Current()->Spawn(RtFib(n - 1));
+  const uint64_t b = co_await RtFib(n - 2);
+  co_return co_await a + b;
+}
+
+Task<uint64_t> LocalFib(int n) {
+  if (n < 2) co_return static_cast<uint64_t>(n);
+  JoinHandle<uint64_t> a = CurrentExecutor()->Spawn(LocalFib(n - 1));
+  const uint64_t b = co_await LocalFib(n - 2);
+  co_return co_await a + b;
+}
+
+Task<void> Bump(std::atomic<uint64_t>* counter) {
+  counter->fetch_add(1, std::memory_order_relaxed);
+  co_return;
+}
+
+Task<void> SpawnMany(int64_t n, std::atomic<uint64_t>* counter) {
+  Runtime* rt = Runtime::Current();
+  for (int64_t i = 0; i < n; ++i) rt->SpawnDetached(Bump(counter));
+  co_return;
+}
+
+Task<uint64_t> SerialFibTask(int n) { co_return SerialFib(n); }
+
+// Everything is spawned by the root, on one worker: it walks fib(n)'s tree
+// down to the cutoff and spawns one serial task per leaf.
+Task<uint64_t> SkewedRoot(int n, int cutoff) {
+  std::vector<JoinHandle<uint64_t>> leaves;
+  std::vector<int> stack{n};
+  uint64_t inline_sum = 0;
+  while (!stack.empty()) {
+    const int k = stack.back();
+    stack.pop_back();
+    if (k < cutoff) {
+      if (k < 2) {
+        inline_sum += static_cast<uint64_t>(k);
+      } else {
+        leaves.push_back(Runtime::Current()->Spawn(SerialFibTask(k)));
+      }
+      continue;
+    }
+    stack.push_back(k - 1);
+    stack.push_back(k - 2);
+  }
+  uint64_t sum = inline_sum;
+  for (auto& h : leaves) sum += co_await h;
+  co_return sum;
+}
+
+}  // namespace
+
+uint64_t SerialFib(int n) noexcept {
+  return n < 2 ? static_cast<uint64_t>(n) : SerialFib(n - 1) + SerialFib(n - 2);
+}
+
+absl::StatusOr<Rows> SpindleMtFib(const std::string& id, int64_t workers,
+                                  int n) {
+  auto rt = MakeRuntime(workers);
+  if (!rt.ok()) return rt.status();
+  (void)(*rt)->BlockOn(RtFib(n));  // warm-up
+  const uint64_t t0 = MonotonicClock::Now();
+  const uint64_t v = (*rt)->BlockOn(RtFib(n));
+  Rows rows{Wall(id, t0)};
+  if (v != SerialFib(n)) return absl::InternalError("mt_fib: wrong value");
+  return rows;
+}
+
+absl::StatusOr<Rows> SpindleLocalFib(const std::string& id, int64_t workers,
+                                     int n) {
+  if (workers != 1) {
+    return absl::UnavailableError("spindle_local is single-threaded");
+  }
+  ExecutorBuilder b;
+  budget::TierConfig tc = budget::TierConfig::Balanced();
+  tc.log_warnings = false;
+  b.Tiers(tc);
+  auto ex = b.Build();
+  if (!ex.ok()) return ex.status();
+  (void)(*ex)->BlockOn(LocalFib(n));  // warm-up, as for the Runtime
+  const uint64_t t0 = MonotonicClock::Now();
+  const uint64_t v = (*ex)->BlockOn(LocalFib(n));
+  Rows rows{Wall(id, t0)};
+  if (v != SerialFib(n)) return absl::InternalError("mt_fib: wrong value");
+  return rows;
+}
+
+absl::StatusOr<Rows> SpindleMtSpawn(const std::string& id, int64_t workers,
+                                    int64_t n) {
+  auto rt = MakeRuntime(workers);
+  if (!rt.ok()) return rt.status();
+  std::atomic<uint64_t> counter{0};
+  (*rt)->BlockOn(SpawnMany(n, &counter));  // warm-up
+  while (counter.load(std::memory_order_relaxed) < static_cast<uint64_t>(n)) {
+  }
+  counter.store(0);
+  const uint64_t t0 = MonotonicClock::Now();
+  (*rt)->BlockOn(SpawnMany(n, &counter));
+  while (counter.load(std::memory_order_relaxed) < static_cast<uint64_t>(n)) {
+  }
+  return Rows{Wall(id, t0)};
+}
+
+absl::StatusOr<Rows> SpindleSkewed(const std::string& id, int64_t workers,
+                                   int n, int cutoff) {
+  auto rt = MakeRuntime(workers);
+  if (!rt.ok()) return rt.status();
+  RuntimeSpawnOptions o;
+  o.placement = Placement::Pinned(0);
+  (void)(*rt)->Spawn(SkewedRoot(n, cutoff), o).Join();  // warm-up
+  const uint64_t t0 = MonotonicClock::Now();
+  JoinHandle<uint64_t> h = (*rt)->Spawn(SkewedRoot(n, cutoff), o);
+  const uint64_t v = h.Join();
+  Rows rows{Wall(id, t0)};
+  if (v != SerialFib(n)) return absl::InternalError("skewed: wrong value");
+  return rows;
+}
+
+}  // namespace spindle::bench
