@@ -176,6 +176,8 @@ absl::StatusOr<Config> ConfigFromEnv(const Config& defaults) {
   if (absl::Status s = EnvInt("WORKERS", 1, 1024, &c.workers); !s.ok()) {
     return s;
   }
+  if (absl::Status s = EnvInt("FIB_N", 2, 30, &v); !s.ok()) return s;
+  if (v) c.fib_n = *v;
   struct {
     const char* name;
     int64_t* field;
@@ -382,6 +384,8 @@ int SuiteMain(int argc, char** argv, std::string_view name,
           << "  YIELDS_PER_TASK  yields per task for 1B and poll_profile\n"
           << "  WORKERS          worker count for mt_fib, mt_spawn, skewed "
              "(default: 1 and 2)\n"
+          << "  FIB_N            fib(n) of mt_fib [2, 30] (default 25); "
+             "skewed runs fib(n + 10)\n"
           << "  EXECUTOR         only variants of spindle|asio|tbb|floor\n"
           << "  FAIRNESS_MS, HOG_MS, TAIL_MS  durations [10, 60000]\n"
           << "  NOP_OPS          NOPs per uring_nop iteration [32, 10000000]\n";

@@ -81,6 +81,7 @@ struct Config {
   std::optional<int64_t> n_tasks;          // N_TASKS
   std::optional<int64_t> yields_per_task;  // YIELDS_PER_TASK
   std::optional<int64_t> workers;          // WORKERS (mt_*, skewed)
+  int64_t fib_n = 25;                      // FIB_N: mt_fib; skewed: +10
   std::string executor;                    // EXECUTOR; empty: every variant
   std::string filter;                      // BENCH_FILTER (see FilterMatches)
   int64_t fairness_ms = 1000;              // FAIRNESS_MS
@@ -91,7 +92,7 @@ struct Config {
 };
 
 // Reads ITERATIONS [1, 1000], N_TASKS [1, 10000000], YIELDS_PER_TASK
-// [1, 1000000], WORKERS [1, 1024], EXECUTOR (spindle|asio|tbb|floor), BENCH_FILTER (see
+// [1, 1000000], WORKERS [1, 1024], FIB_N [2, 30], EXECUTOR (spindle|asio|tbb|floor), BENCH_FILTER (see
 // FilterMatches), FAIRNESS_MS, HOG_MS, TAIL_MS [10, 60000],
 // NOP_OPS [32, 10000000].  InvalidArgument names the variable, the value and
 // the valid range or values.  `defaults` supplies per-target defaults.

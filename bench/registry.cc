@@ -28,28 +28,29 @@ absl::StatusOr<Rows> NoTbbUnderTsan() {
 // The multi-threaded Runtime's rows: parameter = workers.
 void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
   const std::vector<int64_t> workers = Or(c.workers, {1, 2});
-  constexpr int kFibN = 25;
+  const int fib_n = static_cast<int>(c.fib_n);
   {
     const std::string id = "mt_fib";
     Benchmark b{id,
-                "fib(25), each call with n >= 2 spawns one child and awaits "
-                "it; param workers; wall time",
+                "fib(FIB_N = 25), each call with n >= 2 spawns one child and "
+                "awaits it; param workers; wall time",
                 "tbb",
                 workers,
                 {}};
-    b.variants.push_back({"spindle", [id](int64_t w) {
-                            return SpindleMtFib(id, w, kFibN);
+    b.variants.push_back({"spindle", [id, fib_n](int64_t w) {
+                            return SpindleMtFib(id, w, fib_n);
                           }});
-    b.variants.push_back({"tbb", [id](int64_t w) -> absl::StatusOr<Rows> {
-                            if (kTsan) return NoTbbUnderTsan();
-                            return TbbMtFib(id, w, kFibN);
-                          }});
-    b.variants.push_back({"spindle_local", [id](int64_t w) {
-                            return SpindleLocalFib(id, w, kFibN);
+    b.variants.push_back(
+        {"tbb", [id, fib_n](int64_t w) -> absl::StatusOr<Rows> {
+           if (kTsan) return NoTbbUnderTsan();
+           return TbbMtFib(id, w, fib_n);
+         }});
+    b.variants.push_back({"spindle_local", [id, fib_n](int64_t w) {
+                            return SpindleLocalFib(id, w, fib_n);
                           }});
     // Calls with n >= 2 spawn: fib(n + 1) - 1 of them.
-    b.ops = [](int64_t) {
-      return static_cast<double>(SerialFib(kFibN + 1) - 1);
+    b.ops = [fib_n](int64_t) {
+      return static_cast<double>(SerialFib(fib_n + 1) - 1);
     };
     b.op = "spawn";
     all.push_back(std::move(b));
@@ -77,13 +78,14 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
   {
     const std::string id = "skewed";
     Benchmark b{id,
-                "fib(35), the root on worker 0 spawns one serial task per "
-                "subtree below n = 16; param workers; wall time",
+                "fib(FIB_N + 10 = 35), the root on worker 0 spawns one "
+                "serial task per subtree below n = 16; param workers; wall "
+                "time",
                 "spindle",
                 workers,
                 {}};
-    b.variants.push_back({"spindle", [id](int64_t w) {
-                            return SpindleSkewed(id, w, 35, 16);
+    b.variants.push_back({"spindle", [id, fib_n](int64_t w) {
+                            return SpindleSkewed(id, w, fib_n + 10, 16);
                           }});
     all.push_back(std::move(b));
   }

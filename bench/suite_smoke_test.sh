@@ -24,7 +24,7 @@ set -e
 [[ $rc -eq 2 ]] || { echo "EXECUTOR=boost: want exit 2, got $rc"; exit 1; }
 
 ITERATIONS=1 N_TASKS=100 YIELDS_PER_TASK=2 FAIRNESS_MS=20 HOG_MS=20 \
-  TAIL_MS=30 NOP_OPS=320 "$suite" --out "$out" >"$log" 2>&1 || {
+  FIB_N=10 TAIL_MS=30 NOP_OPS=320 "$suite" --out "$out" >"$log" 2>&1 || {
   echo "suite failed:"; cat "$log"; exit 1; }
 
 csv="$out/benchmark_results.csv"
@@ -52,6 +52,8 @@ expect=(
   tail_latency/spindle_eevdf tail_thin_start_p99/spindle_eevdf
   io_latency/spindle_alone io_latency/spindle_loaded
   io_latency_p50/spindle_alone io_latency_p99/spindle_loaded
+  mt_fib/spindle mt_fib/tbb mt_fib/spindle_local mt_spawn/spindle mt_spawn/tbb
+  skewed/spindle
 )
 fail=0
 for e in "${expect[@]}"; do
