@@ -76,6 +76,26 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     all.push_back(std::move(b));
   }
   {
+    const std::string id = "pingpong";
+    Benchmark b{id,
+                "round trips (param) between tasks on two workers; wall time",
+                "floor_msg_ring",
+                Or(c.n_tasks, {10000}),
+                {}};
+    b.variants.push_back({"spindle", [id](int64_t r) {
+                            return SpindlePingPong(id, r);
+                          }});
+    b.variants.push_back({"floor_msg_ring", [id](int64_t r) {
+                            return FloorMsgRingPingPong(id, r);
+                          }});
+    b.variants.push_back({"floor_eventfd", [id](int64_t r) {
+                            return FloorEventfdPingPong(id, r);
+                          }});
+    b.ops = [](int64_t r) { return static_cast<double>(r); };
+    b.op = "round trip";
+    all.push_back(std::move(b));
+  }
+  {
     const std::string id = "skewed";
     Benchmark b{id,
                 "fib(FIB_N + 10 = 35), the root on worker 0 spawns one "

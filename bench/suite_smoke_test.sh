@@ -53,7 +53,7 @@ expect=(
   io_latency/spindle_alone io_latency/spindle_loaded
   io_latency_p50/spindle_alone io_latency_p99/spindle_loaded
   mt_fib/spindle mt_fib/tbb mt_fib/spindle_local mt_spawn/spindle mt_spawn/tbb
-  skewed/spindle
+  skewed/spindle pingpong/spindle pingpong/floor_msg_ring pingpong/floor_eventfd
 )
 fail=0
 for e in "${expect[@]}"; do

@@ -82,6 +82,11 @@ absl::StatusOr<Rows> SpindleMtSpawn(const std::string& id, int64_t workers,
                                     int64_t n);
 absl::StatusOr<Rows> SpindleSkewed(const std::string& id, int64_t workers,
                                    int n, int cutoff);
+absl::StatusOr<Rows> SpindlePingPong(const std::string& id, int64_t rounds);
+absl::StatusOr<Rows> FloorEventfdPingPong(const std::string& id,
+                                          int64_t rounds);
+absl::StatusOr<Rows> FloorMsgRingPingPong(const std::string& id,
+                                          int64_t rounds);
 absl::StatusOr<Rows> TbbMtFib(const std::string& id, int64_t workers, int n);
 absl::StatusOr<Rows> TbbMtSpawn(const std::string& id, int64_t workers,
                                 int64_t n);

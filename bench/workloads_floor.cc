@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/raw_ring.h"
 #include "bench/workloads.h"
 #include "executor/executor_testing.h"
 #include "timing/clock.h"
@@ -43,26 +44,7 @@ FloorTask FloorLaunchParent(int64_t n, double* out) {
 }
 
 // An io_uring ring that is torn down on every path.
-class Ring {
- public:
-  absl::Status Init(unsigned entries) {
-    const int rc = io_uring_queue_init(entries, &ring_, 0);
-    if (rc < 0) {
-      return absl::UnavailableError(
-          absl::StrCat("io_uring_queue_init: ", std::strerror(-rc)));
-    }
-    ok_ = true;
-    return absl::OkStatus();
-  }
-  ~Ring() {
-    if (ok_) io_uring_queue_exit(&ring_);
-  }
-  io_uring* get() { return &ring_; }
-
- private:
-  io_uring ring_{};
-  bool ok_ = false;
-};
+using Ring = RawRing;
 
 Row Wall(const std::string& id, uint64_t t0) {
   return Row{id, static_cast<double>(MonotonicClock::Now() - t0), Unit::kNanos};
