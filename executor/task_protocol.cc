@@ -132,6 +132,19 @@ void CheckJoin(const TaskHeader* target, bool from_task) {
   }
 }
 
+budget::TaskPriority BudgetPriorityOf(Priority priority) noexcept {
+  // The tiers' critical column is not reachable from SpawnOptions; a value
+  // past kLow counts as kLow, as in the schedulers.
+  switch (priority) {
+    case Priority::kHigh:
+      return budget::TaskPriority::kHigh;
+    case Priority::kNormal:
+      return budget::TaskPriority::kNormal;
+    default:
+      return budget::TaskPriority::kLow;
+  }
+}
+
 void PrepareSpawn(Inbox& in, TaskHeader* t,
                   const SpawnOptions& options, bool remote) noexcept {
   // relaxed: a diagnostic only; `running` is set by the thread in Run.
@@ -154,7 +167,7 @@ void PrepareSpawn(Inbox& in, TaskHeader* t,
   }
   t->home_queue = q;
   t->priority = options.priority;
-  t->ctx.priority = options.budget_priority;
+  t->ctx.priority = BudgetPriorityOf(options.priority);
   t->ctx.name = options.name;
   t->io_priority = static_cast<uint8_t>(options.io_priority);
   // owner and inbox are written before the task is published (a plain call
