@@ -13,9 +13,9 @@
 // None of them allocates per operation, reads a clock, or takes a lock.
 //
 // Measured (medians, `./bazelw run -c opt //sched:sched_benchmark`, 2-core
-// AMD EPYC VM, 64 tasks queued): push+pop FIFO ~1.4 ns beside ~1.2 ns for a
-// bare singly-linked intrusive list; LIFO ~2.6 ns; priority ~5 ns; LAS
-// ~40 ns.
+// AMD EPYC VM, 64 tasks queued): push+pop FIFO ~1.3 ns with normal tasks
+// only (~3 ns with the three priorities mixed) beside ~1.2 ns for a bare
+// singly-linked intrusive list; LIFO ~2.6 ns; priority ~5 ns; LAS ~40 ns.
 
 #ifndef SPINDLE_SCHED_SCHEDULER_H_
 #define SPINDLE_SCHED_SCHEDULER_H_
