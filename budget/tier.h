@@ -83,6 +83,9 @@ enum class Action : uint8_t { kNone, kWarn, kYield, kIsolate };
 
 enum class PollOutcome : uint8_t { kPending, kReady };  // suspended / finished
 
+// The executor sets a task's TaskPriority from its one CPU priority
+// (spindle::Priority: high, normal, low map to kHigh, kNormal, kLow);
+// kCritical is for users of this layer on its own.
 enum class TaskPriority : uint8_t { kCritical, kHigh, kNormal, kLow };
 inline constexpr int kNumPriorities = 4;
 

@@ -76,9 +76,9 @@ TEST(ExecutorTest, PrioritySpawnOrder) {
   auto ex = MakeExecutor(ExecutorBuilder().WithQueue(
       1, 1, std::make_unique<sched::PriorityScheduler>()));
   std::vector<int> order;
-  const sched::Priority prios[] = {
-      sched::Priority::kLow, sched::Priority::kNormal, sched::Priority::kHigh,
-      sched::Priority::kLow, sched::Priority::kHigh};
+  const Priority prios[] = {
+      Priority::kLow, Priority::kNormal, Priority::kHigh,
+      Priority::kLow, Priority::kHigh};
   for (int i = 0; i < 5; ++i) {
     SpawnOptions o;
     o.priority = prios[i];

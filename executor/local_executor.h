@@ -3,6 +3,8 @@
 // Reach for `ExecutorBuilder` to make a `LocalExecutor`, then `Spawn` tasks
 // and `Run()` or `BlockOn()`.  Tasks call `YieldNow()`, `YieldMaybe()` and
 // `CurrentExecutor()`; other threads submit work through a `Spawner`.
+// `SpawnOptions` picks a task's queue, its CPU `Priority` and its
+// `IoPriority`.
 
 #ifndef SPINDLE_EXECUTOR_LOCAL_EXECUTOR_H_
 #define SPINDLE_EXECUTOR_LOCAL_EXECUTOR_H_
@@ -45,16 +47,39 @@ inline constexpr QueueId kIsolationQueueId = 0xFFFFFFFFu;
 // The share of the default queue (id 0) when no WithQueue is given.
 inline constexpr uint32_t kDefaultQueueShare = 100;
 
+// CPU priority of a task: high, normal (the default) or low.  One value
+// drives both places a task's CPU priority matters:
+//   - its queue's scheduler: the default FIFO runs a queue's high tasks
+//     before its normal ones before its low ones, first in, first out within
+//     one (strict: a lower priority waits while a higher one is runnable;
+//     sched::PriorityScheduler ages waiting tasks up, and a scheduler that
+//     ignores priority, such as sched::LifoScheduler(1) or a user's, may be
+//     given to WithQueue).  Priority orders tasks within a queue; between
+//     queues the shares decide.
+//   - the tiers: a high task gets a larger poll budget and a longer CPU
+//     threshold before it is judged slow, a low one smaller (TierConfig's
+//     priority_budget_scale / priority_threshold_scale, high / normal / low
+//     columns).
+using Priority = sched::Priority;
+
+// I/O priority of a task's operations: high, normal (the default) or low.
+// On io_uring, the SQE's ioprio: kHigh is the real-time class, which needs
+// CAP_SYS_NICE (without it the reactor falls back to normal priority and
+// logs that once); kLow is the idle class.  Not applicable on epoll
+// (ignored there).
+using IoPriority = reactor::IoPriority;
+
 // Per-task spawn settings.  Unset fields take the executor's defaults.
+//
+// Example:
+//   spindle::SpawnOptions o;
+//   o.priority = spindle::Priority::kHigh;
+//   o.io_priority = spindle::IoPriority::kLow;
+//   ex->Spawn(Work(), o);
 struct SpawnOptions {
-  std::optional<QueueId> queue;                         // default: first queue
-  sched::Priority priority = sched::Priority::kNormal;  // PriorityScheduler
-  budget::TaskPriority budget_priority = budget::TaskPriority::kNormal;
-  // I/O priority of the task's operations: the SQE's ioprio on io_uring
-  // (kHigh: real-time class, which needs CAP_SYS_NICE: without it the
-  // reactor falls back to normal priority and logs that once; kLow: idle
-  // class).  Not applicable on epoll (ignored there).
-  reactor::IoPriority io_priority = reactor::IoPriority::kNormal;
+  std::optional<QueueId> queue;          // default: first queue
+  Priority priority = Priority::kNormal;  // CPU: scheduler and tiers
+  IoPriority io_priority = IoPriority::kNormal;
   const char* name = nullptr;  // for warnings; must outlive the task
 };
 
@@ -163,6 +188,9 @@ class SpawnApi {
     SpawnDetached(std::move(task), o);
   }
 };
+
+// The tiers' priority of a task spawned with CPU priority `priority`.
+budget::TaskPriority BudgetPriorityOf(Priority priority) noexcept;
 
 // Fills a task's spawn-time fields from `options`; the queue id is looked
 // up in the inbox's immutable map (an unknown id is a bug: it crashes,

@@ -135,16 +135,16 @@ TEST(SchedulerOnExecutorTest, UserDefinedSchedulerOrdersTheQueue) {
     co_await YieldNow();
     order += name;
   };
-  auto spawn = [&](char name, sched::Priority p) {
+  auto spawn = [&](char name, Priority p) {
     SpawnOptions o;
     o.queue = 7;
     o.priority = p;
     return ex->Spawn(step(name), o);
   };
-  JoinHandle<void> h = spawn('h', sched::Priority::kHigh);
-  JoinHandle<void> n = spawn('n', sched::Priority::kNormal);
-  JoinHandle<void> l = spawn('l', sched::Priority::kLow);
-  JoinHandle<void> x = spawn('x', sched::Priority::kLow);
+  JoinHandle<void> h = spawn('h', Priority::kHigh);
+  JoinHandle<void> n = spawn('n', Priority::kNormal);
+  JoinHandle<void> l = spawn('l', Priority::kLow);
+  JoinHandle<void> x = spawn('x', Priority::kLow);
   x.Abort();  // removed from the scheduler before it runs
   ex->Run();
   // A yielding task is pushed again at its level, so it runs again before

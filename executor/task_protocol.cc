@@ -145,6 +145,19 @@ void CheckJoin(const TaskHeader* target, bool from_task) {
   }
 }
 
+budget::TaskPriority BudgetPriorityOf(Priority priority) noexcept {
+  // The tiers' critical column is not reachable from SpawnOptions; a value
+  // past kLow counts as kLow, as in the schedulers.
+  switch (priority) {
+    case Priority::kHigh:
+      return budget::TaskPriority::kHigh;
+    case Priority::kNormal:
+      return budget::TaskPriority::kNormal;
+    default:
+      return budget::TaskPriority::kLow;
+  }
+}
+
 void FillSpawnFields(const Inbox& in, TaskHeader* t,
                      const SpawnOptions& options) noexcept {
   uint16_t q = in.default_queue;
@@ -160,7 +173,7 @@ void FillSpawnFields(const Inbox& in, TaskHeader* t,
   }
   t->home_queue = q;
   t->priority = options.priority;
-  t->ctx.priority = options.budget_priority;
+  t->ctx.priority = BudgetPriorityOf(options.priority);
   t->ctx.name = options.name;
   t->io_priority = static_cast<uint8_t>(options.io_priority);
 }

@@ -492,6 +492,30 @@ TEST(QueueSetConfigTest, BadSharesDuplicateIdsAndConfigsAreInvalidArgument) {
   EXPECT_EQ(qs.Stats(200).share, 0u);  // Out of range: zeroed.
 }
 
+TEST(QueueSetTest, DefaultQueueRunsByPriorityFifoWithinOne) {
+  // AddQueue without a scheduler: FifoScheduler, which QueueSet drives
+  // without virtual calls; the order must be the priority order still.
+  QueueSet qs(TestConfig());
+  const uint16_t q = *qs.AddQueue(1, 1);
+  EXPECT_EQ(qs.scheduler(q).Name(), "fifo");
+  std::vector<TaskNode> nodes(6);
+  const Priority prios[] = {Priority::kLow,  Priority::kNormal,
+                            Priority::kHigh, Priority::kNormal,
+                            Priority::kLow,  Priority::kHigh};
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    nodes[i].priority = prios[i];
+    qs.Push(q, &nodes[i]);
+  }
+  std::vector<size_t> order;
+  while (TaskNode* t = qs.Pick()) {
+    order.push_back(static_cast<size_t>(t - nodes.data()));
+    qs.Charge(t, 100);
+  }
+  EXPECT_EQ(order, (std::vector<size_t>{2, 5, 1, 3, 0, 4}));
+  EXPECT_TRUE(qs.Empty());
+  EXPECT_TRUE(qs.CheckInvariants().ok()) << qs.CheckInvariants();
+}
+
 TEST(QueueSetTest, SetShareOnARunnableQueueChangesItsRate) {
   QueueSet qs(TestConfig());
   const uint16_t a = *qs.AddQueue(1, 1);

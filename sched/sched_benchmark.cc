@@ -83,6 +83,18 @@ void BM_Fifo_PushPop(benchmark::State& state) {
 }
 BENCHMARK(BM_Fifo_PushPop);
 
+// The same with high, normal and low tasks mixed (the lists beside the
+// normal one are used).
+void BM_Fifo_PushPopMixedPriorities(benchmark::State& state) {
+  std::vector<TaskNode> nodes(kQueued);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    nodes[i].priority = static_cast<Priority>(i % 3);
+  }
+  auto s = std::make_unique<FifoScheduler>();
+  PushPopLoop(state, *s, nodes);
+}
+BENCHMARK(BM_Fifo_PushPopMixedPriorities);
+
 void BM_Lifo_PushPop(benchmark::State& state) {
   std::vector<TaskNode> nodes(kQueued);
   auto s = std::make_unique<LifoScheduler>();

@@ -17,6 +17,28 @@ std::string_view PriorityName(Priority priority) noexcept {
   return "unknown";
 }
 
+void FifoScheduler::PushOther(TaskNode* task) noexcept {
+  if (task->priority == Priority::kHigh) {
+    high_.PushBack(task);
+    others_ |= kHighBit;
+  } else {  // kLow, or a value past it.
+    low_.PushBack(task);
+    others_ |= kLowBit;
+  }
+}
+
+TaskNode* FifoScheduler::PopOther() noexcept {
+  // others_ != 0: high_ or low_ holds a task.
+  if (TaskNode* t = high_.PopFront()) {
+    if (high_.empty()) others_ &= ~kHighBit;
+    return t;
+  }
+  if (TaskNode* t = normal_.PopFront()) return t;
+  TaskNode* t = low_.PopFront();
+  if (low_.empty()) others_ &= ~kLowBit;
+  return t;
+}
+
 TaskNode* PriorityScheduler::Pop() noexcept {
   if (aging_pops_ != 0) {
     // Promote the oldest task of a level once it has waited aging_pops pops

@@ -109,26 +109,165 @@ TEST(LifoSchedulerTest, ZeroSkipIsPureLifoAndRemoveWorks) {
   EXPECT_EQ(lifo.Pop(), nullptr);
 }
 
-TEST(PrioritySchedulerTest, HighThenNormalThenLowFifoWithinLevel) {
+// Pushes nine tasks of mixed priority into `s` and checks they pop high,
+// then normal, then low, in push order within one priority.
+void ExpectHighThenNormalThenLowFifoWithinOne(TaskScheduler& s) {
   auto nodes = MakeNodes(9);
   const Priority prios[] = {Priority::kLow,    Priority::kNormal,
                             Priority::kHigh,   Priority::kLow,
                             Priority::kHigh,   Priority::kNormal,
                             Priority::kNormal, Priority::kLow,
                             Priority::kHigh};
-  PriorityScheduler ps;
   for (size_t i = 0; i < nodes.size(); ++i) {
     nodes[i].priority = prios[i];
-    ps.Push(&nodes[i]);
+    s.Push(&nodes[i]);
   }
+  EXPECT_EQ(s.Size(), nodes.size());
   const int expected[] = {2, 4, 8, 1, 5, 6, 0, 3, 7};
   for (int e : expected) {
-    TaskNode* t = ps.Pop();
+    EXPECT_FALSE(s.Empty());
+    TaskNode* t = s.Pop();
     ASSERT_NE(t, nullptr);
     EXPECT_EQ(t - nodes.data(), e);
+    EXPECT_FALSE(t->queued);
   }
-  EXPECT_EQ(ps.Pop(), nullptr);
+  EXPECT_EQ(s.Pop(), nullptr);
+  EXPECT_TRUE(s.Empty());
+}
+
+// Random pushes (random priorities, changed now and then while a task is
+// queued), pops and removes on `s`, checked against three FIFO lists.
+void ExpectMatchesAThreeLevelFifoModel(TaskScheduler& s, uint64_t seed) {
+  auto nodes = MakeNodes(64);
+  std::vector<TaskNode*> model[kNumPriorities];
+  std::mt19937_64 rng(seed);
+  auto model_level_of = [&](TaskNode* t) -> std::vector<TaskNode*>* {
+    for (auto& level : model) {
+      if (std::find(level.begin(), level.end(), t) != level.end()) {
+        return &level;
+      }
+    }
+    return nullptr;
+  };
+  for (int step = 0; step < 20000; ++step) {
+    TaskNode* n = &nodes[rng() % nodes.size()];
+    switch (rng() % 4) {
+      case 0:
+      case 1:  // Push, if not queued; else change its priority (no effect
+               // on its place: schedulers read it at push).
+        n->priority = static_cast<Priority>(rng() % kNumPriorities);
+        if (!n->queued) {
+          s.Push(n);
+          model[static_cast<int>(n->priority)].push_back(n);
+        }
+        break;
+      case 2: {  // Pop.
+        TaskNode* want = nullptr;
+        for (auto& level : model) {
+          if (level.empty()) continue;
+          want = level.front();
+          level.erase(level.begin());
+          break;
+        }
+        ASSERT_EQ(s.Pop(), want) << "step " << step;
+        break;
+      }
+      case 3: {  // Remove.
+        std::vector<TaskNode*>* level = model_level_of(n);
+        ASSERT_EQ(s.Remove(n), level != nullptr) << "step " << step;
+        if (level != nullptr) std::erase(*level, n);
+        break;
+      }
+    }
+    const size_t queued =
+        model[0].size() + model[1].size() + model[2].size();
+    ASSERT_EQ(s.Empty(), queued == 0) << "step " << step;
+  }
+}
+
+TEST(FifoSchedulerTest, HighThenNormalThenLowFifoWithinOne) {
+  FifoScheduler fifo;
+  ExpectHighThenNormalThenLowFifoWithinOne(fifo);
+  EXPECT_TRUE(fifo.IsEmpty());
+}
+
+TEST(FifoSchedulerTest, AHighTaskPushedLaterOvertakesQueuedNormalOnes) {
+  auto nodes = MakeNodes(4);
+  FifoScheduler fifo;
+  fifo.Push(&nodes[0]);  // Normal.
+  fifo.Push(&nodes[1]);
+  EXPECT_EQ(fifo.Pop(), &nodes[0]);
+  nodes[2].priority = Priority::kHigh;
+  fifo.Push(&nodes[2]);
+  nodes[3].priority = Priority::kLow;
+  fifo.Push(&nodes[3]);
+  EXPECT_EQ(fifo.Pop(), &nodes[2]);
+  EXPECT_FALSE(fifo.IsEmpty());
+  EXPECT_EQ(fifo.Pop(), &nodes[1]);
+  EXPECT_FALSE(fifo.IsEmpty());
+  EXPECT_EQ(fifo.Pop(), &nodes[3]);
+  EXPECT_TRUE(fifo.IsEmpty());
+  EXPECT_EQ(fifo.Pop(), nullptr);
+}
+
+TEST(FifoSchedulerTest, RemovingTheLastHighOrLowTaskLeavesItEmpty) {
+  auto nodes = MakeNodes(2);
+  FifoScheduler fifo;
+  nodes[0].priority = Priority::kHigh;
+  nodes[1].priority = Priority::kLow;
+  fifo.Push(&nodes[0]);
+  fifo.Push(&nodes[1]);
+  nodes[0].priority = Priority::kLow;  // Changed while queued.
+  EXPECT_TRUE(fifo.Remove(&nodes[0]));
+  EXPECT_FALSE(fifo.IsEmpty());
+  EXPECT_TRUE(fifo.Remove(&nodes[1]));
+  EXPECT_TRUE(fifo.IsEmpty());
+  EXPECT_EQ(fifo.Size(), 0u);
+  EXPECT_EQ(fifo.Pop(), nullptr);
+}
+
+TEST(FifoSchedulerTest, APriorityPastLowCountsAsLow) {
+  auto nodes = MakeNodes(2);
+  FifoScheduler fifo;
+  nodes[0].priority = static_cast<Priority>(7);
+  nodes[1].priority = Priority::kLow;
+  fifo.Push(&nodes[0]);
+  fifo.Push(&nodes[1]);
+  TaskNode normal;
+  fifo.Push(&normal);
+  EXPECT_EQ(fifo.Pop(), &normal);
+  EXPECT_EQ(fifo.Pop(), &nodes[0]);
+  EXPECT_EQ(fifo.Pop(), &nodes[1]);
+}
+
+TEST(FifoSchedulerTest, MatchesAThreeLevelFifoModel) {
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    FifoScheduler fifo;
+    ExpectMatchesAThreeLevelFifoModel(fifo, seed);
+  }
+}
+
+TEST(LifoSchedulerTest, SkipIntervalOneIsArrivalOrderWhateverThePriority) {
+  // The scheduler to pick for a queue that should ignore priority.
+  auto nodes = MakeNodes(3);
+  nodes[0].priority = Priority::kLow;
+  nodes[2].priority = Priority::kHigh;
+  LifoScheduler arrival(1);
+  for (auto& n : nodes) arrival.Push(&n);
+  EXPECT_EQ(arrival.Pop(), &nodes[0]);
+  EXPECT_EQ(arrival.Pop(), &nodes[1]);
+  EXPECT_EQ(arrival.Pop(), &nodes[2]);
+}
+
+TEST(PrioritySchedulerTest, HighThenNormalThenLowFifoWithinLevel) {
+  PriorityScheduler ps;
+  ExpectHighThenNormalThenLowFifoWithinOne(ps);
   EXPECT_EQ(ps.promotions(), 0u);
+}
+
+TEST(PrioritySchedulerTest, WithoutAgingMatchesAThreeLevelFifoModel) {
+  PriorityScheduler ps;
+  ExpectMatchesAThreeLevelFifoModel(ps, 1);
 }
 
 TEST(PrioritySchedulerTest, WithoutAgingLowStarvesUnderSteadyHighLoad) {

@@ -20,7 +20,10 @@
 
 namespace spindle::sched {
 
-// CPU priority of a task (monad's three levels).  Lower value runs first.
+// CPU priority of a task (monad's three levels).  Lower value runs first:
+// FifoScheduler (every queue's default) and PriorityScheduler order by it;
+// LifoScheduler and LasScheduler ignore it.  The executor exposes it as
+// `spindle::Priority`.
 enum class Priority : uint8_t { kHigh = 0, kNormal = 1, kLow = 2 };
 
 inline constexpr int kNumPriorities = 3;
