@@ -76,6 +76,30 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     all.push_back(std::move(b));
   }
   {
+    const std::string id = "hog_mt";
+    const int64_t ms = c.hog_ms;
+    Benchmark b{id,
+                "the hog benchmark on a Runtime of param workers (10 "
+                "sleepers spread round robin; the hogs stealable); "
+                "hog_mt_p50/_p99: wake-up lateness",
+                "spindle_alone",
+                {2},
+                {}};
+    b.variants.push_back({"spindle_alone", [id, ms](int64_t w) {
+                            return SpindleHogMt(id, w, 10, ms, HogMode::kAlone);
+                          }});
+    b.variants.push_back({"spindle_tiers", [id, ms](int64_t w) {
+                            return SpindleHogMt(id, w, 10, ms,
+                                                HogMode::kTiersOn);
+                          }});
+    b.variants.push_back({"spindle_notiers", [id, ms](int64_t w) {
+                            return SpindleHogMt(id, w, 10, ms,
+                                                HogMode::kTiersOff);
+                          }});
+    b.fixed_duration = true;  // HOG_MS
+    all.push_back(std::move(b));
+  }
+  {
     const std::string id = "pingpong";
     Benchmark b{id,
                 "round trips (param) between tasks on two workers; wall time",

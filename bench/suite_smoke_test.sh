@@ -53,7 +53,8 @@ expect=(
   io_latency/spindle_alone io_latency/spindle_loaded
   io_latency_p50/spindle_alone io_latency_p99/spindle_loaded
   mt_fib/spindle mt_fib/tbb mt_fib/spindle_local mt_spawn/spindle mt_spawn/tbb
-  skewed/spindle pingpong/spindle pingpong/floor_msg_ring pingpong/floor_eventfd
+  skewed/spindle hog_mt/spindle_alone hog_mt/spindle_tiers
+  hog_mt_p99/spindle_notiers pingpong/spindle pingpong/floor_msg_ring pingpong/floor_eventfd
 )
 fail=0
 for e in "${expect[@]}"; do
@@ -62,7 +63,7 @@ for e in "${expect[@]}"; do
     # Allowed only when the suite says it skipped this variant.
     main=$b
     case $b in 1C_sleep_*) main=1C_sleep ;; launch_*) main=launch ;;
-      fairness_*) main=fairness ;; hog_*) main=hog ;; tail_*) main=tail_latency ;;
+      fairness_*) main=fairness ;; hog_mt_*) main=hog_mt ;; hog_*) main=hog ;; tail_*) main=tail_latency ;;
       io_latency_*) main=io_latency ;; esac
     if grep -q "^  $main/$v/" "$log"; then
       echo "skipped (allowed): $(grep "^  $main/$v/" "$log" | head -n 1)"

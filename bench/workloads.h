@@ -72,6 +72,9 @@ absl::StatusOr<Rows> AsioYield(const std::string& id, int64_t tasks,
 absl::StatusOr<Rows> AsioSleep(const std::string& id, int64_t tasks);
 absl::StatusOr<Rows> TbbSpawn(const std::string& id, int64_t n);
 
+absl::StatusOr<Rows> SpindleHogMt(const std::string& id, int64_t workers,
+                                  int64_t sensitive, int64_t ms, HogMode mode);
+
 // The multi-threaded Runtime (workloads_mt.cc) and its oneTBB peers.
 uint64_t SerialFib(int n) noexcept;
 absl::StatusOr<Rows> SpindleMtFib(const std::string& id, int64_t workers,

@@ -2,7 +2,9 @@
 // mt_spawn, skewed); their oneTBB peers are in workloads_tbb.cc.
 #include <atomic>
 #include <memory>
+#include <vector>
 
+#include "bench/hog_tasks.h"
 #include "bench/workloads.h"
 #include "executor/executor.h"
 #include "timing/clock.h"
@@ -148,6 +150,49 @@ absl::StatusOr<Rows> SpindleSkewed(const std::string& id, int64_t workers,
   const uint64_t v = h.Join();
   Rows rows{Wall(id, t0)};
   if (v != SerialFib(n)) return absl::InternalError("skewed: wrong value");
+  return rows;
+}
+
+absl::StatusOr<Rows> SpindleHogMt(const std::string& id, int64_t workers,
+                                  int64_t sensitive, int64_t ms,
+                                  HogMode mode) {
+  RuntimeBuilder b;
+  b.Workers(static_cast<size_t>(workers));
+  if (mode == HogMode::kTiersOff) {
+    b.NoTiers();
+  } else {
+    budget::TierConfig tc = budget::TierConfig::Balanced();
+    tc.log_warnings = false;
+    b.Tiers(tc);
+  }
+  auto rt = b.Build();
+  if (!rt.ok()) return rt.status();
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<double>> late(static_cast<size_t>(sensitive));
+  for (auto& l : late) l.reserve(static_cast<size_t>(ms) + 16);
+  std::vector<JoinHandle<void>> hs;
+  const uint64_t t0 = MonotonicClock::Now();
+  // The sleepers are spread over the workers; the hogs are stealable and
+  // land wherever a worker takes them.
+  RuntimeSpawnOptions spread;
+  spread.placement = Placement::RoundRobin();
+  for (auto& l : late) hs.push_back((*rt)->Spawn(Sensitive(&stop, &l), spread));
+  if (mode != HogMode::kAlone) {
+    hs.push_back((*rt)->Spawn(MaybeSpinner(&stop)));
+    hs.push_back((*rt)->Spawn(Overrunner(&stop)));
+  }
+  hs.push_back((*rt)->Spawn(Stopper(static_cast<uint64_t>(ms), &stop)));
+  for (auto& h : hs) {
+    if (h.Wait() != JoinStatus::kCompleted) {
+      return absl::InternalError("hog_mt: a task did not complete");
+    }
+  }
+  Rows rows{Wall(id, t0)};
+  std::vector<double> all;
+  for (auto& l : late) all.insert(all.end(), l.begin(), l.end());
+  const auto n = static_cast<int64_t>(all.size());
+  rows.push_back(Row{id + "_p50", Quantile(all, 0.5), Unit::kNanos, n});
+  rows.push_back(Row{id + "_p99", Quantile(all, 0.99), Unit::kNanos, n});
   return rows;
 }
 

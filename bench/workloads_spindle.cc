@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/hog_tasks.h"
 #include "bench/workloads.h"
 #include "executor/executor.h"
 #include "timing/clock.h"
@@ -113,9 +114,14 @@ Task<void> CpuBound(const std::atomic<bool>* stop) {
   co_return;
 }
 
+}  // namespace
+
+// Stopper and the hog tasks are shared with workloads_mt.cc (hog_mt), whose
+// readers run on other workers: relaxed still suffices there (the flag
+// publishes nothing else; a worker sees the store within its next polls).
 Task<void> Stopper(uint64_t ms, std::atomic<bool>* stop) {
   co_await SleepFor(std::chrono::milliseconds(ms));
-  // relaxed: every reader runs on this executor's thread (program order).
+  // relaxed: see above.
   stop->store(true, std::memory_order_relaxed);
   co_return;
 }
@@ -149,6 +155,8 @@ Task<void> Overrunner(const std::atomic<bool>* stop) {
   }
   co_return;
 }
+
+namespace {
 
 // ---- tail_latency -----------------------------------------------------------
 

@@ -4,6 +4,8 @@
 
 #include "executor/runtime.h"
 
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -254,6 +256,8 @@ TEST_P(RuntimeTest, TasksQueuedBehindABlockedWorkerRunElsewhere) {
   ASSERT_NE(rt, nullptr);
   std::atomic<int> done{0};
   EXPECT_EQ(rt->BlockOn(BlockWorker(&done)), 1000);
+  // The monitor saw the 300 ms poll (stuck threshold: 100 ms by default).
+  EXPECT_GE(rt->Stats().stuck_reports, 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, RuntimeTest,
@@ -301,6 +305,22 @@ TEST(RuntimeBuilderTest, BadValuesNameTheValueAndTheRange) {
   auto q = RuntimeBuilder().Workers(2).WithQueue(1, 0).Build();
   ASSERT_FALSE(q.ok());
   EXPECT_NE(q.status().message().find("worker 0"), std::string::npos);
+}
+
+Task<int> WhichCpu() { co_return sched_getcpu(); }
+
+TEST(RuntimeBuilderTest, ThreadAffinityPinsTheWorkers) {
+  cpu_set_t set;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &set)) ++cpu;
+  auto rt = RuntimeBuilder().Workers(2).ThreadAffinity({cpu}).Build();
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  for (size_t w = 0; w < 2; ++w) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(w);
+    EXPECT_EQ((*rt)->Spawn(WhichCpu(), o).Join(), cpu) << "worker " << w;
+  }
 }
 
 TEST(RuntimeBuilderTest, DefaultsToTheCpusTheProcessMayUse) {
