@@ -93,10 +93,11 @@ void RuntimeSpawner::Submit(TaskHeader* t,
   t->spawn_tick = (self != nullptr && cur != nullptr)
                       ? cur->ctx.poll_start_tick
                       : timing::TscClock::Now();
-  t->ctx.task_id = self != nullptr
-                       ? TaskId(++tl_worker_seq, self->index)
-                       : TaskId(rt.next_id.fetch_add(1, std::memory_order_relaxed) + 1,
-                                kMaxWorkers);
+  t->ctx.task_id =
+      self != nullptr
+          ? TaskId(++tl_worker_seq, self->index)
+          : TaskId(rt.next_id.fetch_add(1, std::memory_order_relaxed) + 1,
+                   kMaxWorkers);
 
   const Placement& p = options.placement;
   size_t target = 0;

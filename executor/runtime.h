@@ -27,11 +27,13 @@
 // Stealing moves tasks that have not started; a task blocked in one poll
 // keeps its worker, and the stealable tasks queued behind it are taken by
 // the others.  Tasks keep their queue id on whichever worker runs them.
+// A wake or pinned spawn for another worker goes through that worker's
+// inbox; a doorbell is rung only when it sleeps: IORING_OP_MSG_RING on the
+// sending worker's ring, the eventfd from other threads or on epoll.
 //
-// Not yet (see executor/CHANGELOG.md): migration of started tasks, the
+// Not yet (see docs/guides/multi_core.md): migration of started tasks, the
 // stuck-worker hand-off of bound tasks, gathering isolated tasks on one
-// worker, MSG_RING doorbells (wakes across workers use the inbox and the
-// reactor's own wake), and a bound on the number of searching workers.
+// worker, and a bound on the number of searching workers.
 
 #ifndef SPINDLE_EXECUTOR_RUNTIME_H_
 #define SPINDLE_EXECUTOR_RUNTIME_H_

@@ -5,6 +5,8 @@
 #include "executor/runtime.h"
 
 #include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -205,31 +207,50 @@ TEST_P(RuntimeTest, PinnedStickyAndRoundRobinTasksStayOnTheirWorker) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
-Task<void> Busy(std::atomic<uint64_t>* per_worker) {
-  per_worker[*CurrentWorker()].fetch_add(1, std::memory_order_relaxed);
-  executor_testing::Spin(20'000);
+struct Spread {
+  explicit Spread(size_t n) : per_worker(n) {}
+  std::vector<std::atomic<uint64_t>> per_worker;
+  std::atomic<size_t> distinct{0};
+};
+
+// Each task blocks its worker until every worker has started one of them
+// (or 30 s have passed, which fails the test instead of hanging it): the
+// tasks queued behind a blocked worker can only finish by being stolen, so
+// every worker must take some.
+Task<void> Busy(Spread* s) {
+  const size_t w = *CurrentWorker();
+  if (s->per_worker[w].fetch_add(1) == 0) s->distinct.fetch_add(1);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (s->distinct.load() < s->per_worker.size() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
   co_return;
 }
 
-Task<void> SpawnAllHere(int n, std::atomic<uint64_t>* per_worker) {
+Task<void> SpawnAllHere(int n, Spread* s) {
   std::vector<JoinHandle<void>> hs;
   hs.reserve(n);
-  for (int i = 0; i < n; ++i) hs.push_back(Runtime::Current()->Spawn(Busy(per_worker)));
+  for (int i = 0; i < n; ++i) {
+    hs.push_back(Runtime::Current()->Spawn(Busy(s)));
+  }
   for (auto& h : hs) co_await h;
 }
 
 TEST_P(RuntimeTest, SkewedLoadSpreadsToEveryWorker) {
   auto rt = MakeRuntime(workers());
   ASSERT_NE(rt, nullptr);
-  std::vector<std::atomic<uint64_t>> per_worker(workers());
+  Spread spread(workers());
   RuntimeSpawnOptions o;
   o.placement = Placement::Pinned(0);
-  JoinHandle<void> h = rt->Spawn(SpawnAllHere(4000, per_worker.data()), o);
+  JoinHandle<void> h = rt->Spawn(SpawnAllHere(4000, &spread), o);
   EXPECT_EQ(h.Wait(), JoinStatus::kCompleted);
   uint64_t total = 0;
   for (size_t w = 0; w < workers(); ++w) {
-    EXPECT_GT(per_worker[w].load(), 0u) << "worker " << w << " ran nothing";
-    total += per_worker[w].load();
+    EXPECT_GT(spread.per_worker[w].load(), 0u)
+        << "worker " << w << " ran nothing";
+    total += spread.per_worker[w].load();
   }
   EXPECT_EQ(total, 4000u);
   if (workers() > 1) {
@@ -258,6 +279,52 @@ TEST_P(RuntimeTest, TasksQueuedBehindABlockedWorkerRunElsewhere) {
   EXPECT_EQ(rt->BlockOn(BlockWorker(&done)), 1000);
   // The monitor saw the 300 ms poll (stuck threshold: 100 ms by default).
   EXPECT_GE(rt->Stats().stuck_reports, 1u);
+}
+
+Task<int> SendAll(int fd, int messages) {
+  int sent = 0;
+  for (int i = 0; i < messages; ++i) {
+    const uint32_t v = static_cast<uint32_t>(i);
+    if (co_await Send(fd, &v, sizeof(v)) != sizeof(v)) co_return -1;
+    ++sent;
+    co_await SleepFor(std::chrono::microseconds(10));
+  }
+  co_return sent;
+}
+
+Task<int> ReceiveAll(int fd, int messages) {
+  uint32_t expect = 0;
+  uint32_t v = 0;
+  size_t have = 0;
+  while (expect < static_cast<uint32_t>(messages)) {
+    const int n = co_await Recv(fd, reinterpret_cast<char*>(&v) + have,
+                                sizeof(v) - have);
+    if (n <= 0) co_return -1;
+    have += static_cast<size_t>(n);
+    if (have < sizeof(v)) continue;
+    if (v != expect) co_return -2;
+    ++expect;
+    have = 0;
+  }
+  co_return static_cast<int>(expect);
+}
+
+// Socket I/O and timers on two different workers, each on its own ring.
+TEST_P(RuntimeTest, IoAndTimersWorkOnEveryWorker) {
+  auto rt = MakeRuntime(workers());
+  ASSERT_NE(rt, nullptr);
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  const int messages = kSanitized ? 200 : 1000;
+  RuntimeSpawnOptions first, last;
+  first.placement = Placement::Pinned(0);
+  last.placement = Placement::Pinned(workers() - 1);
+  JoinHandle<int> r = rt->Spawn(ReceiveAll(sv[1], messages), last);
+  JoinHandle<int> w = rt->Spawn(SendAll(sv[0], messages), first);
+  EXPECT_EQ(w.Join(), messages);
+  EXPECT_EQ(r.Join(), messages);
+  close(sv[0]);
+  close(sv[1]);
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, RuntimeTest,
