@@ -21,7 +21,7 @@ LAYER_DEPS = {
     "sched": ["timing"],
     "reactor": ["timing"],
     "steal": [],
-    "dispatch": ["steal", "sched", "budget"],
+    "dispatch": ["timing", "budget", "sched", "steal", "reactor"],
     "executor": ["timing", "budget", "sched", "reactor", "steal", "dispatch"],
     "bench": ["executor"],
 }
