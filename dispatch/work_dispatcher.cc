@@ -278,22 +278,10 @@ TakeResult WorkDispatcher::RunOne(Worker* w) noexcept {
   WorkItem* item = nullptr;
   {
     std::unique_lock<std::mutex> l(mu_);
-    if (w->sleeping_) {  // armed, then driven again before any wake
-      sleepers_.erase(std::find(sleepers_.begin(), sleepers_.end(), w));
-      w->sleeping_ = false;
-      sleeping_.fetch_sub(1, std::memory_order_seq_cst);
-    }
+    UnsleepLocked(w);  // armed, then driven again before any wake
     // Relaxed: quit_ is written under mu_, which we hold.
     if (w->quit_.load(std::memory_order_relaxed)) {
-      if (!w->detached_) {
-        w->detached_ = true;
-        workers_.erase(std::find(workers_.begin(), workers_.end(), w));
-        if (w->quit_batch_ != nullptr) {
-          --w->quit_batch_->remaining;
-          w->quit_batch_ = nullptr;
-          retired_cv_.notify_all();
-        }
-      }
+      DetachLocked(w);
       return TakeResult::kRetired;
     }
     if (!DrainLocked()) return TakeResult::kEmpty;
@@ -326,9 +314,7 @@ bool WorkDispatcher::Arm(Worker* w) noexcept {
   sleeping_.fetch_add(1, std::memory_order_seq_cst);
   if (submitted_.load(std::memory_order_seq_cst) !=
       dispatched_.load(std::memory_order_relaxed)) {  // dispatched_: mu_ held
-    sleepers_.pop_back();
-    w->sleeping_ = false;
-    sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+    UnsleepLocked(w);
     return false;
   }
   return true;
@@ -343,11 +329,18 @@ std::unique_ptr<Worker> WorkDispatcher::Attach(WorkerOptions options) {
 
 void WorkDispatcher::Detach(Worker* w) noexcept {
   std::unique_lock<std::mutex> l(mu_);
-  if (w->sleeping_) {
-    sleepers_.erase(std::find(sleepers_.begin(), sleepers_.end(), w));
-    w->sleeping_ = false;
-    sleeping_.fetch_sub(1, std::memory_order_seq_cst);
-  }
+  UnsleepLocked(w);
+  DetachLocked(w);
+}
+
+void WorkDispatcher::UnsleepLocked(Worker* w) noexcept {
+  if (!w->sleeping_) return;
+  sleepers_.erase(std::find(sleepers_.begin(), sleepers_.end(), w));
+  w->sleeping_ = false;
+  sleeping_.fetch_sub(1, std::memory_order_seq_cst);  // see Arm
+}
+
+void WorkDispatcher::DetachLocked(Worker* w) noexcept {
   if (w->detached_) return;
   w->detached_ = true;
   workers_.erase(std::find(workers_.begin(), workers_.end(), w));
@@ -392,9 +385,7 @@ absl::Status WorkDispatcher::Quit(int n, absl::Duration timeout) {
     // Relaxed: read under mu_ by RunOne; lock-free reads are hints.
     w->quit_.store(true, std::memory_order_relaxed);
     if (w->sleeping_) {
-      sleepers_.erase(std::find(sleepers_.begin(), sleepers_.end(), w));
-      w->sleeping_ = false;
-      sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+      UnsleepLocked(w);
       w->Wake();
     }
   }

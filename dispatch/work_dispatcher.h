@@ -234,6 +234,8 @@ class WorkDispatcher {
   TakeResult RunOne(Worker* w) noexcept;
   bool Arm(Worker* w) noexcept;
   void Detach(Worker* w) noexcept;
+  void UnsleepLocked(Worker* w) noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DetachLocked(Worker* w) noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyWaiters() noexcept;
   uint64_t NowNs() const noexcept;
 

@@ -47,6 +47,13 @@ struct Probe : WorkItem {
     p->ran = ran;
     p->called.fetch_add(1);
   }
+  // Counts into `counter`, signals `started` when it runs, then waits for
+  // `gate`.
+  void Block(std::atomic<int>* c, Event* s, Event* g) {
+    counter = c;
+    started = s;
+    gate = g;
+  }
   std::atomic<int>* counter = nullptr;
   Event* started = nullptr;
   Event* gate = nullptr;
@@ -211,9 +218,7 @@ TEST(WorkDispatcherTest, WaitCountsUndispatchedAndUnexecuted) {
   }
   Event started, gate;
   Probe blocker;
-  blocker.counter = &counter;
-  blocker.started = &started;
-  blocker.gate = &gate;
+  blocker.Block(&counter, &started, &gate);
   d->Submit(&blocker);
   std::thread t([&] { ASSERT_EQ(w->TryRunOne(), TakeResult::kRan); });
   started.WaitForNotification();
@@ -234,11 +239,9 @@ TEST(WorkDispatcherTest, QuitRetiresIdleWorkerFirst) {
   std::atomic<int> counter{0};
   Event started, gate;
   Probe blocker;
-  blocker.counter = &counter;
-  blocker.started = &started;
-  blocker.gate = &gate;
+  blocker.Block(&counter, &started, &gate);
   d->Submit(&blocker);
-  // The first worker takes the blocker before the second one exists.
+  // The first worker takes the blocker before the second one runs.
   std::thread tb([&] { busy->Run(); });
   started.WaitForNotification();
   std::atomic<bool> idle_returned{false};
