@@ -229,6 +229,8 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
     b.op = "round trip";
     all.push_back(std::move(b));
   }
+  AddDispatchBenchmarks(c, all);
+  AddProcessBenchmarks(c, all);
   return all;
 }
 

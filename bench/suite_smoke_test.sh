@@ -52,6 +52,10 @@ expect=(
   tail_latency/spindle_eevdf tail_thin_start_p99/spindle_eevdf
   io_latency/spindle_alone io_latency/spindle_loaded
   io_latency_p50/spindle_alone io_latency_p99/spindle_loaded
+  dispatch/spindle dispatch/floor
+  process_pool/spindle process_pool/floor
+  process_pool_p50/spindle process_pool_p50/floor
+  process_pool_p99/spindle process_pool_p99/floor
 )
 fail=0
 for e in "${expect[@]}"; do
@@ -61,7 +65,7 @@ for e in "${expect[@]}"; do
     main=$b
     case $b in 1C_sleep_*) main=1C_sleep ;; launch_*) main=launch ;;
       fairness_*) main=fairness ;; hog_*) main=hog ;; tail_*) main=tail_latency ;;
-      io_latency_*) main=io_latency ;; esac
+      io_latency_*) main=io_latency ;; process_pool_*) main=process_pool ;; esac
     if grep -q "^  $main/$v/" "$log"; then
       echo "skipped (allowed): $(grep "^  $main/$v/" "$log" | head -n 1)"
     else
