@@ -10,27 +10,13 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "dispatch/dispatch_testing.h"
 #include "gtest/gtest.h"
 
 namespace spindle::dispatch {
 namespace {
 
-// A one-shot event on a std::atomic (ThreadSanitizer sees its ordering; the
-// system Abseil's Notification is not instrumented).
-class Event {
- public:
-  void Notify() {
-    set_.store(true, std::memory_order_release);
-    set_.notify_all();
-  }
-  void WaitForNotification() {
-    while (!set_.load(std::memory_order_acquire)) set_.wait(false);
-  }
-  bool HasBeenNotified() const { return set_.load(std::memory_order_acquire); }
-
- private:
-  std::atomic<bool> set_{false};
-};
+using dispatch_testing::Event;
 
 // An item that records its start (a global rank), its worker, and whether
 // it ran; optionally blocks on a gate.
