@@ -21,7 +21,7 @@ LAYER_DEPS = {
     "sched": ["timing"],
     "reactor": ["timing"],
     "steal": [],
-    "dispatch": ["steal", "sched", "budget"],
+    "dispatch": ["timing", "budget", "sched", "steal", "reactor"],
     "executor": ["timing", "budget", "sched", "reactor", "steal", "dispatch"],
     "bench": ["executor"],
 }
@@ -31,7 +31,7 @@ _THIRD_PARTY_ANY_PREFIXES = ["absl_", "gtest", "gmock", "benchmark"]
 
 # third_party targets only some layers may reach.
 _THIRD_PARTY_RESTRICTED = {
-    "liburing": ["reactor", "executor", "bench"],
+    "liburing": ["reactor", "dispatch", "executor", "bench"],
     "asio": ["bench"],
     "tbb": ["bench"],
 }

@@ -345,6 +345,8 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
     all.push_back(std::move(b));
   }
   AppendMtBenchmarks(c, all);
+  AddDispatchBenchmarks(c, all);
+  AddProcessBenchmarks(c, all);
   return all;
 }
 

@@ -55,6 +55,10 @@ expect=(
   mt_fib/spindle mt_fib/tbb mt_fib/spindle_local mt_spawn/spindle mt_spawn/tbb
   skewed/spindle hog_mt/spindle_alone hog_mt/spindle_tiers
   hog_mt_p99/spindle_notiers pingpong/spindle pingpong/floor_msg_ring pingpong/floor_eventfd
+  dispatch/spindle dispatch/floor
+  process_pool/spindle process_pool/floor
+  process_pool_p50/spindle process_pool_p50/floor
+  process_pool_p99/spindle process_pool_p99/floor
 )
 fail=0
 for e in "${expect[@]}"; do
@@ -64,7 +68,7 @@ for e in "${expect[@]}"; do
     main=$b
     case $b in 1C_sleep_*) main=1C_sleep ;; launch_*) main=launch ;;
       fairness_*) main=fairness ;; hog_mt_*) main=hog_mt ;; hog_*) main=hog ;; tail_*) main=tail_latency ;;
-      io_latency_*) main=io_latency ;; esac
+      io_latency_*) main=io_latency ;; process_pool_*) main=process_pool ;; esac
     if grep -q "^  $main/$v/" "$log"; then
       echo "skipped (allowed): $(grep "^  $main/$v/" "$log" | head -n 1)"
     else

@@ -65,6 +65,13 @@ absl::StatusOr<Rows> FloorSleep(const std::string& id, int64_t tasks);
 absl::StatusOr<Rows> FloorNop(const std::string& id, int64_t ops);
 absl::StatusOr<Rows> FloorLaunch(const std::string& id, int64_t launches);
 
+// ---- Rows registered by their own file ------------------------------------
+// `dispatch` (workloads_dispatch.cc).
+void AddDispatchBenchmarks(const Config& config, std::vector<Benchmark>& all);
+// `process_pool`, `process_pool_p50`, `process_pool_p99`
+// (workloads_process.cc).
+void AddProcessBenchmarks(const Config& config, std::vector<Benchmark>& all);
+
 // ---- Peers ------------------------------------------------------------------
 absl::StatusOr<Rows> AsioSpawn(const std::string& id, int64_t n);
 absl::StatusOr<Rows> AsioYield(const std::string& id, int64_t tasks,

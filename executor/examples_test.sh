@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the executor's examples: fair_share for a short while (it must print
-# each queue's share and the hog's climb), and echo_server serving a client.
+# each queue's share and the hog's climb), pool_batch (every command's
+# result), and echo_server serving a client.
 set -euo pipefail
 dir="${TEST_SRCDIR}/spindle/executor"
 
@@ -9,6 +10,14 @@ echo "$out"
 grep -q "queue 3 (share 5)" <<<"$out" || { echo "FAIL: no share lines"; exit 1; }
 grep -q "tier monitor -> warn" <<<"$out" || { echo "FAIL: the hog did not climb"; exit 1; }
 grep -q "warn -> yield" <<<"$out" || { echo "FAIL: the hog did not reach yield"; exit 1; }
+
+out=$("$dir/pool_batch")
+echo "$out"
+grep -Eq "^echo deploy-fix +exit 0, stdout 'deploy-fix'" <<<"$out" || { echo "FAIL: pool_batch deploy-fix"; exit 1; }
+grep -Eq "^echo build; echo warn >&2 +exit 0, stdout 'build', stderr 5 bytes" <<<"$out" || { echo "FAIL: pool_batch build"; exit 1; }
+grep -Eq "^exit 3 +exit 3" <<<"$out" || { echo "FAIL: pool_batch exit 3"; exit 1; }
+grep -Eq "^sleep 5 +timed out, signal 15" <<<"$out" || { echo "FAIL: pool_batch timeout"; exit 1; }
+grep -q "^pending after shutdown: 0" <<<"$out" || { echo "FAIL: pool_batch pending"; exit 1; }
 
 # start_server LOG [ENV...]: starts echo_server, sets $pid and $port.
 start_server() {

@@ -31,6 +31,7 @@
 #include "executor/driver.h"
 #include "executor/io.h"
 #include "executor/local_executor.h"
+#include "executor/pool.h"
 #include "executor/runtime.h"
 #include "executor/task.h"
 #include "executor/waker.h"

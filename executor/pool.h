@@ -1,0 +1,252 @@
+// executor/pool.h: the user-facing task pool.
+//
+// Reach for `PoolBuilder().Workers(n).MaxQueueSize(q).Build()`: a `Pool`
+// runs callables and process specs (dispatch/process.h) on `n` worker
+// threads, highest priority first, and refuses work beyond `q` queued items
+// with ResourceExhausted.  Every Submit returns a `PoolHandle<T>` that a
+// thread can wait on; it always resolves, also at Shutdown (drained or
+// cancelled).  Built on dispatch's `WorkDispatcher` and `ProcessRunner`.
+//
+// Not yet: awaiting a handle from a task (a thread waits), and running the
+// pool's work on a `Runtime`'s workers.
+
+#ifndef SPINDLE_EXECUTOR_POOL_H_
+#define SPINDLE_EXECUTOR_POOL_H_
+
+// Spindle is C++20: an older -std stops here, with one error that says so.
+#if __cplusplus < 202002L
+#error "Spindle requires C++20: compile with -std=c++20 (or later)"
+#include "Spindle requires C++20, see the error above"  // Stops the build.
+#endif
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dispatch/process.h"
+#include "dispatch/work_dispatcher.h"
+
+namespace spindle {
+
+using dispatch::Priority;
+
+namespace executor_internal {
+
+// What a PoolHandle and the worker share.
+template <class T>
+struct PoolSlot {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<absl::StatusOr<T>> result;  // set once, under mu
+
+  void Set(absl::StatusOr<T> r) {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      result.emplace(std::move(r));
+    }
+    cv.notify_all();
+  }
+};
+
+// The dispatcher item that runs one submission.
+struct PoolItem : dispatch::WorkItem {
+  PoolItem() : WorkItem(&PoolItem::Dispatch) {}
+  virtual ~PoolItem() = default;
+  // ran = false: cancelled (Shutdown(kCancel)); resolve with Cancelled.
+  virtual void Execute(bool ran) noexcept = 0;
+  class PoolCore* core = nullptr;
+  static void Dispatch(WorkItem* w, bool ran) noexcept;
+};
+
+}  // namespace executor_internal
+
+// PoolHandle<T>: the result of one submission.
+//
+// Guarantees: resolves exactly once: with the value; with the status a
+// process failed to start with; with Internal when a callable threw; with
+// Cancelled when Shutdown(kCancel) dropped it before it ran.
+// Thread safety: every member is safe from any thread; copies share it.
+template <class T>
+class PoolHandle {
+ public:
+  // Blocks until resolved.
+  const absl::StatusOr<T>& Wait() const {
+    std::unique_lock<std::mutex> l(slot_->mu);
+    slot_->cv.wait(l, [&] { return slot_->result.has_value(); });
+    return *slot_->result;
+  }
+  // nullptr when not resolved within `timeout`.
+  const absl::StatusOr<T>* WaitFor(absl::Duration timeout) const {
+    std::unique_lock<std::mutex> l(slot_->mu);
+    const bool ok = slot_->cv.wait_for(
+        l, absl::ToChronoNanoseconds(std::min(timeout, absl::Hours(24 * 365))),
+        [&] { return slot_->result.has_value(); });
+    return ok ? &*slot_->result : nullptr;
+  }
+  bool done() const {
+    std::lock_guard<std::mutex> l(slot_->mu);
+    return slot_->result.has_value();
+  }
+
+ private:
+  friend class Pool;
+  explicit PoolHandle(std::shared_ptr<executor_internal::PoolSlot<T>> s)
+      : slot_(std::move(s)) {}
+  std::shared_ptr<executor_internal::PoolSlot<T>> slot_;
+};
+
+// A void callable resolves to this.
+struct PoolDone {};
+
+enum class ShutdownMode : uint8_t {
+  kDrain,   // run everything queued, then stop
+  kCancel,  // drop what is queued (Cancelled), kill running processes
+};
+
+namespace executor_internal {
+
+// The pool's machinery, shared by the template Submit and pool.cc.
+class PoolCore {
+ public:
+  PoolCore(int workers, size_t max_queue,
+           std::unique_ptr<dispatch::WorkDispatcher> d,
+           std::unique_ptr<dispatch::ProcessRunner> r);
+  ~PoolCore();
+  // Reserves a queue slot; the error names the capacity.
+  absl::Status Admit();
+  void Enqueue(PoolItem* item, Priority p) noexcept;
+  void Dispatched() noexcept;
+  void Finished() noexcept;
+  bool cancelling() const noexcept {
+    return cancelling_.load(std::memory_order_relaxed);  // see Shutdown
+  }
+  void Shutdown(ShutdownMode mode);
+  size_t Pending() const;
+  dispatch::ProcessRunner& runner() { return *runner_; }
+  // Running process handles, for Shutdown(kCancel).
+  void Track(const dispatch::ProcessHandle& h);
+  void Untrack(const dispatch::ProcessHandle& h);
+
+ private:
+  const int workers_n_;
+  const size_t max_queue_;
+  std::atomic<size_t> queued_{0};
+  std::atomic<bool> cancelling_{false};
+  std::atomic<size_t> pending_{0};  // enqueued, not yet finished
+  std::unique_ptr<dispatch::WorkDispatcher> dispatcher_;
+  std::unique_ptr<dispatch::ProcessRunner> runner_;
+  std::vector<std::unique_ptr<dispatch::Worker>> workers_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  bool closed_ = false;  // guarded by mu_
+  std::vector<dispatch::ProcessHandle> running_;  // guarded by mu_
+};
+
+}  // namespace executor_internal
+
+// Pool: a bounded, prioritised queue in front of worker threads.
+//
+// Requires: Shutdown (or destruction) is not called from a pool worker.
+// Guarantees: at most MaxQueueSize submissions wait (running ones do not
+// count); every handle resolves; destruction is Shutdown(kDrain).
+// Thread safety: every member is safe from any thread.
+//
+// Example:
+//   auto pool = spindle::PoolBuilder().Workers(2).MaxQueueSize(100)
+//                   .Build().value();
+//   auto h = pool->Submit([] { return 6 * 7; }, spindle::Priority::kHigh);
+//   int v = h.value().Wait().value();
+class Pool {
+ public:
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // Runs `fn()` on a worker.  ResourceExhausted when the queue is full;
+  // FailedPrecondition after Shutdown.
+  template <class F, class R = std::invoke_result_t<std::decay_t<F>&>>
+  absl::StatusOr<PoolHandle<std::conditional_t<std::is_void_v<R>, PoolDone, R>>>
+  Submit(F&& fn, Priority priority = Priority::kNormal) {
+    using T = std::conditional_t<std::is_void_v<R>, PoolDone, R>;
+    if (absl::Status s = core_->Admit(); !s.ok()) return s;
+    auto slot = std::make_shared<executor_internal::PoolSlot<T>>();
+    struct Item final : executor_internal::PoolItem {
+      std::decay_t<F> fn;
+      std::shared_ptr<executor_internal::PoolSlot<T>> slot;
+      Item(F&& f, std::shared_ptr<executor_internal::PoolSlot<T>> s)
+          : fn(std::forward<F>(f)), slot(std::move(s)) {}
+      void Execute(bool ran) noexcept override {
+        if (!ran) {
+          slot->Set(absl::CancelledError("Pool shut down before it ran"));
+          return;
+        }
+        try {
+          if constexpr (std::is_void_v<R>) {
+            fn();
+            slot->Set(PoolDone{});
+          } else {
+            slot->Set(fn());
+          }
+        } catch (...) {
+          slot->Set(absl::InternalError("the submitted callable threw"));
+        }
+      }
+    };
+    core_->Enqueue(new Item(std::forward<F>(fn), slot), priority);
+    return PoolHandle<T>(std::move(slot));
+  }
+
+  // Runs a process (see dispatch/process.h).  A failure to start resolves
+  // the handle with that status.
+  absl::StatusOr<PoolHandle<dispatch::ProcessResult>> Submit(
+      dispatch::ProcessSpec spec, Priority priority = Priority::kNormal);
+
+  // Submissions queued or running.
+  size_t PendingTasks() const;
+
+  // Stops accepting work, then drains or cancels; returns when every worker
+  // has stopped and every handle is resolved.  Later calls return at once.
+  void Shutdown(ShutdownMode mode);
+
+ private:
+  friend class PoolBuilder;
+  explicit Pool(std::unique_ptr<executor_internal::PoolCore> core)
+      : core_(std::move(core)) {}
+  std::unique_ptr<executor_internal::PoolCore> core_;
+};
+
+// PoolBuilder: Workers in [1, 1024] (default 2); MaxQueueSize in
+// [1, 2^30] (default 1024).  Build: InvalidArgument naming the bad value and
+// its range; whatever the dispatcher or the process runner reports.
+class PoolBuilder {
+ public:
+  PoolBuilder& Workers(int n) {
+    workers_ = n;
+    return *this;
+  }
+  PoolBuilder& MaxQueueSize(size_t q) {
+    max_queue_ = q;
+    return *this;
+  }
+  absl::StatusOr<std::unique_ptr<Pool>> Build() const;
+
+ private:
+  int workers_ = 2;
+  size_t max_queue_ = 1024;
+};
+
+}  // namespace spindle
+
+#endif  // SPINDLE_EXECUTOR_POOL_H_

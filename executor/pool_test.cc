@@ -1,0 +1,163 @@
+// executor/pool_test.cc: Pool's limits, priorities, results and shutdown.
+#include "executor/pool.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "dispatch/dispatch_testing.h"
+#include "gtest/gtest.h"
+
+namespace spindle {
+namespace {
+
+using dispatch_testing::Event;
+
+// Occupies a worker of `pool` until `gate`; returns once the item runs (and
+// so no longer counts as queued).
+PoolHandle<PoolDone> Block(Pool& pool, Event& gate) {
+  auto started = std::make_shared<Event>();
+  auto h = pool.Submit([started, &gate] {
+    started->Notify();
+    gate.WaitForNotification();
+  });
+  EXPECT_TRUE(h.ok());
+  started->WaitForNotification();
+  return *h;
+}
+
+std::unique_ptr<Pool> MakePool(int workers, size_t queue) {
+  auto p = PoolBuilder().Workers(workers).MaxQueueSize(queue).Build();
+  EXPECT_TRUE(p.ok()) << p.status();
+  return std::move(p).value();
+}
+
+TEST(PoolTest, BuildRejectsBadValues) {
+  auto p = PoolBuilder().Workers(0).Build();
+  ASSERT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(p.status().message().find("Workers(0); valid range [1, 1024]"),
+            std::string::npos)
+      << p.status();
+  p = PoolBuilder().MaxQueueSize(0).Build();
+  ASSERT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(p.status().message().find("MaxQueueSize(0)"), std::string::npos);
+}
+
+TEST(PoolTest, CallablesResolveWithTheirResult) {
+  auto pool = MakePool(2, 16);
+  auto v = pool->Submit([] { return 6 * 7; });
+  std::atomic<int> hits{0};
+  auto done = pool->Submit([&] { hits.fetch_add(1); }, Priority::kLow);
+  auto thrown = pool->Submit([]() -> int { throw std::runtime_error("x"); });
+  ASSERT_TRUE(v.ok() && done.ok() && thrown.ok());
+  EXPECT_EQ(v->Wait().value(), 42);
+  EXPECT_TRUE(done->Wait().ok());
+  EXPECT_EQ(hits.load(), 1);
+  EXPECT_EQ(thrown->Wait().status().code(), absl::StatusCode::kInternal);
+}
+
+TEST(PoolTest, HighestPriorityFirstFifoWithin) {
+  auto pool = MakePool(1, 64);
+  Event gate;
+  auto blocker = Block(*pool, gate);
+  std::mutex mu;
+  std::vector<int> order;
+  std::vector<PoolHandle<PoolDone>> handles;
+  for (int i = 0; i < 20; ++i) {
+    const auto p = static_cast<Priority>((i * 7) % 3);
+    auto h = pool->Submit(
+        [&, i] {
+          std::lock_guard<std::mutex> l(mu);
+          order.push_back(i);
+        },
+        p);
+    ASSERT_TRUE(h.ok());
+    handles.push_back(*h);
+  }
+  gate.Notify();
+  for (auto& h : handles) ASSERT_TRUE(h.Wait().ok());
+  ASSERT_EQ(order.size(), 20u);
+  for (size_t k = 1; k < order.size(); ++k) {
+    const int a = (order[k - 1] * 7) % 3, b = (order[k] * 7) % 3;
+    EXPECT_TRUE(a < b || (a == b && order[k - 1] < order[k]))
+        << order[k - 1] << " before " << order[k];
+  }
+}
+
+TEST(PoolTest, QueueFullNamesTheCapacity) {
+  auto pool = MakePool(1, 3);
+  Event gate;
+  auto blocker = Block(*pool, gate);
+  std::vector<PoolHandle<int>> handles;
+  for (int i = 0; i < 3; ++i) {
+    auto h = pool->Submit([i] { return i; });
+    ASSERT_TRUE(h.ok()) << h.status();
+    handles.push_back(*h);
+  }
+  auto full = pool->Submit([] { return -1; });
+  ASSERT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(full.status().message().find("MaxQueueSize 3"), std::string::npos)
+      << full.status();
+  EXPECT_EQ(pool->PendingTasks(), 4u);
+  gate.Notify();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(handles[i].Wait().value(), i);
+  EXPECT_TRUE(pool->Submit([] { return 0; }).ok());  // room again
+}
+
+TEST(PoolTest, ProcessSpecs) {
+  auto pool = MakePool(2, 16);
+  dispatch::ProcessSpec echo;
+  echo.binary = "/bin/echo";
+  echo.args = {"hi"};
+  auto h = pool->Submit(echo, Priority::kHigh);
+  dispatch::ProcessSpec missing;
+  missing.binary = "/nonexistent/tool";
+  auto m = pool->Submit(missing);
+  ASSERT_TRUE(h.ok() && m.ok());
+  EXPECT_EQ(h->Wait().value().stdout_data, "hi\n");
+  EXPECT_EQ(m->Wait().status().code(), absl::StatusCode::kNotFound);
+  dispatch::ProcessSpec bad;
+  EXPECT_EQ(pool->Submit(bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PoolTest, ShutdownDrainRunsEverything) {
+  auto pool = MakePool(1, 100);
+  std::vector<PoolHandle<int>> handles;
+  for (int i = 0; i < 50; ++i) handles.push_back(*pool->Submit([i] { return i; }));
+  pool->Shutdown(ShutdownMode::kDrain);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(handles[i].done());
+    EXPECT_EQ(handles[i].Wait().value(), i);
+  }
+  EXPECT_EQ(pool->Submit([] { return 0; }).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(PoolTest, ShutdownCancelKillsRunningAndCancelsQueued) {
+  auto pool = MakePool(2, 100);
+  dispatch::ProcessSpec sleep;
+  sleep.binary = "/bin/sleep";
+  sleep.args = {"100"};
+  std::vector<PoolHandle<dispatch::ProcessResult>> handles;
+  for (int i = 0; i < 8; ++i) handles.push_back(*pool->Submit(sleep));
+  pool->Shutdown(ShutdownMode::kCancel);  // returns without 100 s of sleep
+  for (auto& h : handles) {
+    ASSERT_TRUE(h.done());
+    const absl::StatusOr<dispatch::ProcessResult>& r = h.Wait();
+    if (r.ok()) {
+      EXPECT_EQ(r->term_signal, SIGKILL);
+    } else {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace spindle
