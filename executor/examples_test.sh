@@ -22,7 +22,7 @@ grep -q "^pending after shutdown: 0" <<<"$out" || { echo "FAIL: pool_batch pendi
 # start_server LOG [ENV...]: starts echo_server, sets $pid and $port.
 start_server() {
   local log=$1; shift
-  env "$@" "$dir/echo_server" --port 0 --seconds 60 >"$log" 2>&1 &
+  env "$@" "$dir/echo_server" --port 0 --seconds 60 ${server_args:-} >"$log" 2>&1 &
   pid=$!
   port=""
   for _ in $(seq 1 200); do
@@ -79,6 +79,20 @@ if (( $(ulimit -Hn) >= 4200 )); then
 else
   echo "SKIP: 2000 idle connections: hard descriptor limit $(ulimit -Hn) < 4200"
 fi
+
+# The same server on a Runtime of 2 workers: connections are stealable
+# tasks, each doing its I/O on the ring of the worker that runs it.
+for backend in io_uring epoll; do
+  log="${TEST_TMPDIR}/echo_workers_$backend.log"
+  server_args="--workers 2" start_server "$log" SPINDLE_REACTOR=$backend
+  grep -q "2 workers" "$log" || { cat "$log"; echo "FAIL: not on 2 workers"; exit 1; }
+  "$dir/echo_check" --port "$port" --idle 200 --active 8 --rounds 50 ||
+    { cat "$log"; echo "FAIL: $backend on 2 workers"; exit 1; }
+  stop_server "$log"
+  grep -q "connections started per worker" "$log" || { cat "$log"; echo "FAIL: no per-worker line"; exit 1; }
+  cat "$log"
+  echo "PASS: $backend: 2 workers, 200 idle + 8 active connections"
+done
 
 # A transient accept error (EMFILE under a low descriptor limit) must not
 # end the accept loop: after the flood is gone, a new client is served.

@@ -1,6 +1,8 @@
-// echo_server: a TCP echo server on one LocalExecutor.
+// echo_server: a TCP echo server on one LocalExecutor, or on a Runtime of
+// N workers with --workers N.
 //
 //   ./bazelw run -c opt //executor:echo_server -- --port 7777 [--seconds N]
+//       [--workers N]
 //   ./bazelw run -c opt //bench:echo_load -- --port 7777 --connections 64
 //
 // Listens on 127.0.0.1:PORT (0 picks a free port, printed at start), and
@@ -8,16 +10,21 @@
 // --seconds bounds the run (default: until SIGINT / SIGTERM, read from a
 // signalfd, which call RequestStop()); SPINDLE_REACTOR picks the backend.
 // A transient accept error (EMFILE under a low `ulimit -n`, ECONNABORTED)
-// is retried; the server keeps serving.
+// is retried; the server keeps serving.  With --workers, the accept loop
+// runs on worker 0 and each connection is a stealable task: it runs on the
+// worker that starts it, its I/O on that worker's ring; a stop destroys
+// the Runtime, which cancels every connection.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -38,7 +45,29 @@ struct OwnedFd {
   }
 };
 
-spindle::Task<void> Serve(int conn, uint64_t* bytes) {
+using Counter = std::atomic<uint64_t>;
+
+// Spawns on the Runtime when there is one (a stealable task), else on the
+// executor running the caller.
+void SpawnHere(spindle::Task<void> task) {
+  if (spindle::Runtime* rt = spindle::Runtime::Current()) {
+    rt->SpawnDetached(std::move(task));
+  } else {
+    spindle::CurrentExecutor()->SpawnDetached(std::move(task));
+  }
+}
+
+// Stops the server: the executor's RequestStop, or, on a Runtime, SIGTERM
+// to the process (main waits for it and destroys the Runtime).
+void StopServer() {
+  if (spindle::Runtime::Current() != nullptr) {
+    kill(getpid(), SIGTERM);
+  } else {
+    spindle::CurrentExecutor()->RequestStop();
+  }
+}
+
+spindle::Task<void> Serve(int conn, Counter* bytes) {
   OwnedFd owned{conn};
   char buf[16 * 1024];
   for (;;) {
@@ -54,7 +83,7 @@ spindle::Task<void> Serve(int conn, uint64_t* bytes) {
       off += w;
     }
     if (off < 0) break;
-    *bytes += static_cast<uint64_t>(n);
+    bytes->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   }
   owned.fd = -1;
   co_await spindle::Close(conn);
@@ -81,8 +110,8 @@ bool TransientAcceptError(int err) {
   }
 }
 
-spindle::Task<void> AcceptLoop(int listener, uint64_t* connections,
-                               uint64_t* bytes) {
+spindle::Task<void> AcceptLoop(int listener, Counter* connections,
+                               Counter* bytes) {
   uint64_t transient = 0;
   for (;;) {
     const int fd = co_await spindle::Accept(listener);
@@ -91,7 +120,7 @@ spindle::Task<void> AcceptLoop(int listener, uint64_t* connections,
       if (!TransientAcceptError(-fd)) {
         std::fprintf(stderr, "echo_server: accept: %s; stopping\n",
                      std::strerror(-fd));
-        spindle::CurrentExecutor()->RequestStop();
+        StopServer();
         break;
       }
       // Say so once per burst, not once per retry.
@@ -107,8 +136,8 @@ spindle::Task<void> AcceptLoop(int listener, uint64_t* connections,
     transient = 0;
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    ++*connections;
-    spindle::CurrentExecutor()->SpawnDetached(Serve(fd, bytes));
+    connections->fetch_add(1, std::memory_order_relaxed);
+    SpawnHere(Serve(fd, bytes));
   }
 }
 
@@ -130,10 +159,99 @@ spindle::Task<void> StopAfter(double seconds) {
   spindle::CurrentExecutor()->RequestStop();
 }
 
+// A listening socket on 127.0.0.1:port (0: any free port, written to
+// *bound); -1 after printing why.
+int Listen(long port, int* bound) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(listener, 4096) != 0) {
+    std::fprintf(stderr, "echo_server: cannot listen on 127.0.0.1:%ld: %s\n",
+                 port, std::strerror(errno));
+    close(listener);
+    return -1;
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  *bound = ntohs(addr.sin_port);
+  return listener;
+}
+
+// --workers N: the accept loop on worker 0 of a Runtime; this thread waits
+// for SIGINT / SIGTERM (blocked in every thread, read from the signalfd
+// here) or the --seconds deadline, then destroys the Runtime,
+// which cancels the accept loop and every connection (their sockets are
+// closed by OwnedFd) and joins the workers.
+int ServeOnRuntime(int sfd, long port, double seconds, long workers) {
+  auto rt =
+      spindle::RuntimeBuilder().Workers(static_cast<size_t>(workers)).Build();
+  if (!rt.ok()) {
+    std::fprintf(stderr, "echo_server: %s\n",
+                 std::string(rt.status().message()).c_str());
+    return 1;
+  }
+  int bound = 0;
+  const int listener = Listen(port, &bound);
+  if (listener < 0) return 1;
+  const spindle::RuntimeStats stats = (*rt)->Stats();
+  std::printf("echo_server: listening on 127.0.0.1:%d (%s reactor, %ld "
+              "workers)\n",
+              bound,
+              stats.workers.empty()
+                  ? "?"
+                  : std::string(stats.workers[0].driver).c_str(),
+              workers);
+  std::fflush(stdout);
+  Counter connections{0};
+  Counter bytes{0};
+  spindle::RuntimeSpawnOptions on0;
+  on0.placement = spindle::Placement::Pinned(0);
+  (*rt)->SpawnDetached(AcceptLoop(listener, &connections, &bytes), on0);
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9));
+  for (;;) {
+    signalfd_siginfo info;
+    pollfd p{sfd, POLLIN, 0};
+    int timeout_ms = -1;
+    if (seconds > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      timeout_ms = static_cast<int>(left.count());
+    }
+    const int n = poll(&p, 1, timeout_ms);
+    if (n > 0 && read(sfd, &info, sizeof(info)) ==
+                     static_cast<ssize_t>(sizeof(info))) {
+      std::printf("echo_server: signal %u, stopping\n", info.ssi_signo);
+      break;
+    }
+    if (n < 0 && errno != EINTR) break;
+  }
+  const spindle::RuntimeStats end = (*rt)->Stats();
+  std::printf("echo_server: connections started per worker:");
+  for (uint64_t started : end.started_per_worker) {
+    std::printf(" %llu", static_cast<unsigned long long>(started));
+  }
+  std::printf("\n");
+  rt->reset();  // cancels the accept loop and the connections
+  std::printf("echo_server: %llu connections, %llu bytes echoed\n",
+              static_cast<unsigned long long>(connections.load()),
+              static_cast<unsigned long long>(bytes.load()));
+  close(listener);
+  close(sfd);
+  return 0;
+}
+
 int Usage(const char* why) {
   std::fprintf(stderr,
                "echo_server: %s\nusage: echo_server --port P (0..65535) "
-               "[--seconds S (> 0)]\n",
+               "[--seconds S (> 0)] [--workers N (1..1024)]\n",
                why);
   return 2;
 }
@@ -143,6 +261,7 @@ int Usage(const char* why) {
 int main(int argc, char** argv) {
   long port = -1;
   double seconds = 0;
+  long workers = 0;  // 0: one LocalExecutor on this thread
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--port" && i + 1 < argc) {
@@ -160,6 +279,14 @@ int main(int argc, char** argv) {
         return Usage(
             ("bad --seconds '" + std::string(argv[i]) + "': must be > 0")
                 .c_str());
+      }
+    } else if (a == "--workers" && i + 1 < argc) {
+      char* end = nullptr;
+      workers = std::strtol(argv[++i], &end, 10);
+      if (*end != '\0' || workers < 1 || workers > 1024) {
+        return Usage(("bad --workers '" + std::string(argv[i]) +
+                      "': valid range 1..1024")
+                         .c_str());
       }
     } else {
       return Usage(("unknown argument '" + a + "'").c_str());
@@ -186,33 +313,23 @@ int main(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
 
+  if (workers > 0) return ServeOnRuntime(sfd, port, seconds, workers);
+
   auto ex = spindle::ExecutorBuilder().Build();
   if (!ex.ok()) {
     std::fprintf(stderr, "echo_server: %s\n",
                  std::string(ex.status().message()).c_str());
     return 1;
   }
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(listener, 4096) != 0) {
-    std::fprintf(stderr, "echo_server: cannot listen on 127.0.0.1:%ld: %s\n",
-                 port, std::strerror(errno));
-    return 1;
-  }
-  socklen_t len = sizeof(addr);
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::printf("echo_server: listening on 127.0.0.1:%d (%s reactor)\n",
-              ntohs(addr.sin_port), std::string((*ex)->Stats().driver).c_str());
+  int bound = 0;
+  const int listener = Listen(port, &bound);
+  if (listener < 0) return 1;
+  std::printf("echo_server: listening on 127.0.0.1:%d (%s reactor)\n", bound,
+              std::string((*ex)->Stats().driver).c_str());
   std::fflush(stdout);
 
-  uint64_t connections = 0;
-  uint64_t bytes = 0;
+  Counter connections{0};
+  Counter bytes{0};
   (*ex)->SpawnDetached(AcceptLoop(listener, &connections, &bytes));
   (*ex)->SpawnDetached(StopOnSignal(sfd));
   if (seconds > 0) (*ex)->SpawnDetached(StopAfter(seconds));
@@ -220,8 +337,8 @@ int main(int argc, char** argv) {
   // connections) is cancelled, their sockets closed, and Run returns.
   (*ex)->Run();
   std::printf("echo_server: %llu connections, %llu bytes echoed\n",
-              static_cast<unsigned long long>(connections),
-              static_cast<unsigned long long>(bytes));
+              static_cast<unsigned long long>(connections.load()),
+              static_cast<unsigned long long>(bytes.load()));
   ex->reset();
   close(listener);
   close(sfd);
