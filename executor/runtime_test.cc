@@ -254,7 +254,10 @@ TEST_P(RuntimeTest, SkewedLoadSpreadsToEveryWorker) {
   }
   EXPECT_EQ(total, 4000u);
   if (workers() > 1) {
-    EXPECT_GT(rt->Stats().steal.tasks_stolen, 0u);
+    // Taken from worker 0: stolen from its deque, or from the injector its
+    // full deque overflowed into.
+    const steal::StealStats st = rt->Stats().steal;
+    EXPECT_GT(st.tasks_stolen + st.injected_tasks, 0u);
   }
 }
 
