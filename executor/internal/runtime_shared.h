@@ -87,7 +87,6 @@ struct Worker {
   std::thread thread;
   int cpu = -1;  // ThreadAffinity, -1: none
   bool idle_listed = false;  // guarded by RuntimeShared::idle_mu
-  uint64_t polls_since_injector = 0;  // worker thread only
 
   // Written by the worker thread, read by Stats() from any thread.
   std::atomic<uint64_t> started{0};
