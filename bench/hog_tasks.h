@@ -5,8 +5,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "bench/bench.h"
 #include "executor/task.h"
 
 namespace spindle::bench {
@@ -19,6 +21,10 @@ Task<void> Sensitive(const std::atomic<bool>* stop, std::vector<double>* late);
 Task<void> MaybeSpinner(const std::atomic<bool>* stop);
 // Overruns its polls: 3 ms of CPU between yields.
 Task<void> Overrunner(const std::atomic<bool>* stop);
+// Appends <id>_p50 and <id>_p99 of every sleeper's lateness to `rows`.
+void AppendLatenessRows(const std::string& id,
+                        const std::vector<std::vector<double>>& late,
+                        Rows& rows);
 
 }  // namespace spindle::bench
 

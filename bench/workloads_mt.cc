@@ -188,11 +188,7 @@ absl::StatusOr<Rows> SpindleHogMt(const std::string& id, int64_t workers,
     }
   }
   Rows rows{Wall(id, t0)};
-  std::vector<double> all;
-  for (auto& l : late) all.insert(all.end(), l.begin(), l.end());
-  const auto n = static_cast<int64_t>(all.size());
-  rows.push_back(Row{id + "_p50", Quantile(all, 0.5), Unit::kNanos, n});
-  rows.push_back(Row{id + "_p99", Quantile(all, 0.99), Unit::kNanos, n});
+  AppendLatenessRows(id, late, rows);
   return rows;
 }
 

@@ -119,6 +119,16 @@ Task<void> CpuBound(const std::atomic<bool>* stop) {
 // Stopper and the hog tasks are shared with workloads_mt.cc (hog_mt), whose
 // readers run on other workers: relaxed still suffices there (the flag
 // publishes nothing else; a worker sees the store within its next polls).
+void AppendLatenessRows(const std::string& id,
+                        const std::vector<std::vector<double>>& late,
+                        Rows& rows) {
+  std::vector<double> all;
+  for (const auto& l : late) all.insert(all.end(), l.begin(), l.end());
+  const auto n = static_cast<int64_t>(all.size());
+  rows.push_back(Row{id + "_p50", Quantile(all, 0.5), Unit::kNanos, n});
+  rows.push_back(Row{id + "_p99", Quantile(all, 0.99), Unit::kNanos, n});
+}
+
 Task<void> Stopper(uint64_t ms, std::atomic<bool>* stop) {
   co_await SleepFor(std::chrono::milliseconds(ms));
   // relaxed: see above.
@@ -364,11 +374,7 @@ absl::StatusOr<Rows> SpindleHog(const std::string& id, int64_t sensitive,
   (*ex)->SpawnDetached(Stopper(static_cast<uint64_t>(ms), &stop));
   (*ex)->Run();
   Rows rows{Wall(id, t0)};
-  std::vector<double> all;
-  for (auto& l : late) all.insert(all.end(), l.begin(), l.end());
-  const auto n = static_cast<int64_t>(all.size());
-  rows.push_back(Row{id + "_p50", Quantile(all, 0.5), Unit::kNanos, n});
-  rows.push_back(Row{id + "_p99", Quantile(all, 0.99), Unit::kNanos, n});
+  AppendLatenessRows(id, late, rows);
   return rows;
 }
 
