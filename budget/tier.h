@@ -294,6 +294,12 @@ class TierManager {
 
   // The task yielded (budget or deadline spent, or yield_now).
   void OnYield(TaskContext& ctx) noexcept;
+  // `n` yields at once (an executor counts them per slice): the same
+  // metric as n OnYield calls.
+  void CountYields(uint64_t n) noexcept {
+    yields_.store(yields_.load(std::memory_order_relaxed) + n,
+                  std::memory_order_relaxed);
+  }
   // The task finished: leaves the per-tier gauge of its tier.
   void OnComplete(TaskContext& ctx) noexcept;
   // The task entered: tier state reset, kMonitor, joins the kMonitor gauge.

@@ -304,6 +304,26 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   ex->delay_histograms_.assign(ex->queue_set_->num_queues(), {});
   ex->poll_histograms_.assign(ex->queue_set_->num_queues(), {});
   ex->preemptions_.assign(ex->queue_set_->num_queues(), 0);
+  ex->slice_quota_.assign(ex->queue_set_->num_queues(), {});
+  for (size_t i = 0; i < ex->slice_quota_.size(); ++i) {
+    // Per-poll timing where something needs each poll's time: a scheduler
+    // that observes service, hooks (after_poll gets the poll's length).
+    if (ex->queue_set_->IsFifo(static_cast<uint16_t>(i)) &&
+        ex->hooks_ == nullptr) {
+      ex->slice_quota_[i].max_quota = LocalExecutor::kMaxQuota;
+    }
+  }
+  for (int p = 0; p < budget::kNumPriorities; ++p) {
+    if (ex->tiers_ != nullptr) {
+      ex->fast_budget_[p].budget = ex->tiers_->policy().budget[0][p];
+      ex->fast_budget_[p].deadline_ticks =
+          ex->tiers_->policy().deadline_ticks[0][p];
+    } else {
+      ex->fast_budget_[p].budget = ex->default_budget_;
+    }
+  }
+  ex->slice_target_ticks_ =
+      timing::TscClock::FromNanos(LocalExecutor::kSliceTargetNs);
   ex->stats_.driver = ex->driver_->Name();
   return ex;
 }

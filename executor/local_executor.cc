@@ -131,22 +131,14 @@ void LocalExecutor::Enqueue(TaskHeader* t, uint64_t now) noexcept {
   queue_set_->Push(QueueOf(t), t);
 }
 
-namespace {
-// The histogram bucket of a tick count: 0 for 0, b for [2^(b-1), 2^b).  A
-// clz, no clock conversion: Stats() says how long a tick is.
-inline int Log2Bucket(uint64_t ticks) noexcept {
-  return ticks == 0 ? 0 : 64 - __builtin_clzll(ticks);
-}
-
 // A queued task woken by an operation that completed with a real result
 // (bytes, a descriptor): the result is delivered before a cancellation
 // takes effect, so nothing is lost (an accepted socket would leak).
-bool HasUndeliveredResult(const TaskHeader* t) noexcept {
+bool LocalExecutor::HasUndeliveredResult(const TaskHeader* t) noexcept {
   return t->wait_kind == WaitKind::kIo &&
          static_cast<const reactor::Operation*>(t->wait_object)->result !=
              -ECANCELED;
 }
-}  // namespace
 
 void LocalExecutor::ProcessAbort(TaskHeader* t) noexcept {
   if (t->run_state == RunState::kDone || t->abort_seen) return;
@@ -225,117 +217,6 @@ void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
   if (hooks_ != nullptr) hooks_->CallOnComplete(t->ctx);
   executor_internal::CompleteState(t, /*cancelled=*/false);
   t->frame.destroy();
-}
-
-uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
-  if (t->woken) {
-    t->woken = false;
-    const uint32_t old = t->state.fetch_and(~executor_internal::kStateNotified,
-                                            std::memory_order_acq_rel);
-    if ((old & executor_internal::kStateCancelRequested) &&
-        !HasUndeliveredResult(t)) {
-      CancelTask(t);
-      return t0;
-    }
-  }
-  t->wait_kind = WaitKind::kNone;
-  t->abort_seen = false;
-  const uint16_t q = t->queue_index;
-  if (collect_stats_) {
-    // Buckets of TSC ticks (no conversion on the hot path); Stats() says
-    // how long a tick is.
-    const uint64_t delay = t0 - std::min(t0, t->enqueue_tick);
-    delay_histograms_[q][Log2Bucket(delay)]++;
-  }
-  if (tiers_ != nullptr) {
-    tiers_->BeforePoll(t->ctx, t0);
-  } else {
-    t->ctx.budget.Reset(default_budget_);
-    t->ctx.poll_start_tick = t0;
-  }
-  if (hooks_ != nullptr) hooks_->CallBeforePoll(t->ctx);
-
-  t->run_state = RunState::kRunning;
-  wake_tick_ = t0;
-  executor_internal::tl_task = t;
-  beacon_.Begin(t->ctx.task_id, t->ctx.name);  // for the monitor
-  do {
-    t->bounce = false;
-    t->resume(t);
-  } while (t->bounce);
-  beacon_.End();
-  executor_internal::tl_task = nullptr;
-
-  const uint64_t t1 = timing::TscClock::Now();
-  const uint64_t elapsed = t1 - t0;
-  queue_set_->Charge(t, elapsed);  // also t->attained_service
-  t->polls++;
-  stats_.polls++;
-  if (collect_stats_) poll_histograms_[q][Log2Bucket(elapsed)]++;
-
-  const bool done = t->run_state == RunState::kDone;
-  const budget::PollOutcome outcome =
-      done ? budget::PollOutcome::kReady : budget::PollOutcome::kPending;
-  if (hooks_ != nullptr) hooks_->CallAfterPoll(t->ctx, outcome, elapsed);
-  if (tiers_ != nullptr) {
-    // A poll long enough to be a violation is checked against the thread's
-    // context switches: time the OS took the thread away (involuntary
-    // switches only) is not the task's doing.  Rare: only slow polls pay.
-    const uint64_t judged = elapsed > min_violation_ticks_
-                                ? DiscountPreemption(elapsed, t1)
-                                : elapsed;
-    const budget::Tier before = t->ctx.tier();
-    switch (tiers_->AfterPoll(t->ctx, outcome, judged)) {
-      case budget::Action::kNone:
-      case budget::Action::kIsolate:  // counted from the tier change below
-        break;
-      case budget::Action::kWarn:
-        stats_.tier_warnings++;
-        break;
-      case budget::Action::kYield:
-        stats_.tier_yields++;
-        break;
-    }
-    // The isolation lane is where a task at tier isolate is queued (see
-    // QueueOf); count the moves in and out.
-    const budget::Tier after = t->ctx.tier();
-    if (after != before) {
-      if (after == budget::Tier::kIsolate) stats_.tier_isolations++;
-      if (before == budget::Tier::kIsolate) stats_.tier_restores++;
-    }
-  }
-  // Counted, not cleared: the next Pick clears it when it switches queues
-  // (clearing it here would cancel the preemption it asks for).
-  if (queue_set_->ShouldPreempt()) preemptions_[q]++;
-
-  switch (t->run_state) {
-    case RunState::kDone:
-      FinishTask(t);
-      break;
-    case RunState::kYielded:
-      if (t->state.load(std::memory_order_relaxed) &
-          executor_internal::kStateCancelRequested) {
-        CancelTask(t);
-        break;
-      }
-      if (tiers_ != nullptr) tiers_->OnYield(t->ctx);
-      if (hooks_ != nullptr) hooks_->CallOnYield(t->ctx);
-      Enqueue(t, t1);
-      break;
-    case RunState::kSuspended:
-    case RunState::kQueued:  // woken during its own poll
-      // Aborted during the poll (by itself, a hook, or another thread):
-      // the cancellation takes effect at this suspension point.
-      if (t->state.load(std::memory_order_relaxed) &
-          executor_internal::kStateCancelRequested) {
-        ProcessAbort(t);
-      }
-      break;
-    case RunState::kRunning:
-    case RunState::kNew:
-      break;
-  }
-  return t1;
 }
 
 bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {
@@ -453,22 +334,31 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
   uint64_t now = timing::TscClock::Now();
   last_driver_tick_ = now;
   if (tiers_ != nullptr) MarkCpu(now);
+  TaskHeader* carry = nullptr;  // picked by the last slice, not yet polled
   for (;;) {
     stats_.loop_iterations++;
-    if (until != nullptr && (until->state.load(std::memory_order_acquire) &
-                             executor_internal::kStateDone)) {
-      break;
+    sched::TaskNode* node = carry;
+    carry = nullptr;
+    if (node == nullptr) {
+      // (With a carried task nothing ran since the last check.)
+      if (until != nullptr && (until->state.load(std::memory_order_acquire) &
+                               executor_internal::kStateDone)) {
+        break;
+      }
+      node = queue_set_->Pick();
     }
-    sched::TaskNode* node = queue_set_->Pick();
     if (node == nullptr) {
       if (until == nullptr && stats_.live_tasks == 0 && inbox_->Empty()) break;
       Park();
       now = timing::TscClock::Now();
       continue;
     }
-    now = PollTask(static_cast<TaskHeader*>(node), now);
-    if (++polls_since_driver_ >= max_polls_per_yield_ ||
-        now - last_driver_tick_ >= driver_yield_ticks_) {
+    now = RunSlice(static_cast<TaskHeader*>(node), until, now, &carry);
+    // Not while a task is carried: the driver's wakes and aborts must find
+    // it in its queue.  It is polled next, on its own.
+    if (carry == nullptr &&
+        (polls_since_driver_ >= max_polls_per_yield_ ||
+         now - last_driver_tick_ >= driver_yield_ticks_)) {
       DriverYield(now);
       now = timing::TscClock::Now();
     }
@@ -544,12 +434,6 @@ LocalExecutor::~LocalExecutor() {
 
 // ---- awaiters
 // -------------------------------------------------------------------
-
-void YieldNowAwaiter::await_suspend(std::coroutine_handle<> h) const noexcept {
-  TaskHeader* t = executor_internal::tl_task;
-  t->resume_point = h;
-  t->run_state = RunState::kYielded;
-}
 
 bool YieldMaybeAwaiter::await_ready() const noexcept {
   TaskHeader* t = executor_internal::tl_task;

@@ -88,12 +88,15 @@ struct QueueStatsSnapshot {
   sched::QueueStats sched;  // service, polls, picks, lag, slices, overruns
   // Queue delay (push to pick) in log2 buckets of TSC ticks: bucket b
   // counts delays in [2^(b-1), 2^b) ticks (ExecutorStats::ns_per_tick
-  // converts); bucket 0 counts zero.  Bucketing ticks keeps the per-poll
-  // cost to a subtraction, a clz and an increment.
+  // converts); bucket 0 counts zero.  Sampled: one delay per slice (the
+  // run loop's run of polls of one queue between two clock reads), that of
+  // the slice's first task, measured to the slice's start; the totals over
+  // all queues equal ExecutorStats::slices.
   std::array<uint64_t, 65> delay_histogram{};
-  // Poll duration (the ticks charged to the queue for one poll), in the
-  // same buckets.  Both histograms count every poll of the queue: their
-  // totals equal sched.polls.  Both stay empty with CollectStats(false).
+  // Poll duration, in the same buckets: a poll timed on its own enters at
+  // its length, the n polls of a longer slice at the slice's mean.  The
+  // total equals sched.polls.  Both histograms stay empty with
+  // CollectStats(false).
   std::array<uint64_t, 65> poll_histogram{};
   // Polls of this queue that ended with the queue set asking for a switch
   // (ShouldPreempt: a wake-up into a queue that should run first);
@@ -105,6 +108,10 @@ struct QueueStatsSnapshot {
 // not running).
 struct ExecutorStats {
   uint64_t polls = 0;
+  // Slices: runs of polls of one queue with one clock read at the end (see
+  // docs/guides/single_thread.md, "The run loop"); polls / slices is the
+  // mean slice.  One loop iteration per slice, per park, and one to end.
+  uint64_t slices = 0;
   uint64_t loop_iterations = 0;
   uint64_t driver_yields = 0;  // driver polls while tasks were runnable
   uint64_t max_ns_without_driver_yield = 0;
@@ -405,9 +412,27 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
                   const SpawnOptions& options) noexcept;
   void Adopt(executor_internal::TaskHeader* task) noexcept;
   void RunUntil(executor_internal::TaskHeader* until);
-  // Polls `task` starting at tick `start`; returns the tick it ended at.
+  // The per-poll path (executor/poll.cc).  A slice is a run of polls of
+  // one queue with one clock read at its end: RunSlice polls `first` (just
+  // picked) and what PickInSlice gives after it, up to the queue's quota,
+  // and returns the tick the slice ended at.
+  // A task PickInSlice gave that must be timed on its own (a tier above
+  // monitor) ends the slice and comes back in *carry: the loop's next
+  // slice starts with it.
+  uint64_t RunSlice(executor_internal::TaskHeader* first,
+                    executor_internal::TaskHeader* until, uint64_t start,
+                    executor_internal::TaskHeader** carry) noexcept;
+  // One poll timed on its own (tiers, hooks, per-poll service), starting at
+  // tick `start`; returns the tick it ended at.
   uint64_t PollTask(executor_internal::TaskHeader* task,
                     uint64_t start) noexcept;
+  // After a poll: finish, re-queue or cancel the task by its run state.
+  void FinishPoll(executor_internal::TaskHeader* task, uint64_t tick) noexcept;
+  // Charges a slice's polls to its queue, counts them, adapts the quota.
+  void CloseSlice(uint16_t queue_index, uint64_t ticks, uint32_t polls,
+                  uint32_t yields) noexcept;
+  static bool HasUndeliveredResult(
+      const executor_internal::TaskHeader* task) noexcept;
   void Enqueue(executor_internal::TaskHeader* task, uint64_t now) noexcept;
   void FinishTask(executor_internal::TaskHeader* task) noexcept;
   void ReportUnhandled(executor_internal::TaskHeader* task) noexcept;
@@ -464,6 +489,25 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   std::vector<std::array<uint64_t, 65>> delay_histograms_;
   std::vector<std::array<uint64_t, 65>> poll_histograms_;
   std::vector<uint64_t> preemptions_;
+  // Per queue: how many polls a slice may hold (1: every poll timed on its
+  // own), adapted from the mean poll length (see RunSlice).
+  struct SliceQuota {
+    uint64_t mean_ticks = 0;  // smoothed mean poll length
+    uint32_t quota = 1;
+    uint32_t max_quota = 1;   // 1 for queues that need per-poll service
+  };
+  std::vector<SliceQuota> slice_quota_;
+  uint64_t slice_target_ticks_ = 0;
+  // A tier-monitor poll's budget and deadline per priority (the tiers'
+  // policy, or the untiered budget and no deadline).
+  struct FastBudget {
+    uint32_t budget = 0;
+    uint64_t deadline_ticks = 0;  // 0: none
+  };
+  FastBudget fast_budget_[budget::kNumPriorities];
+  static constexpr uint64_t kSliceTargetNs = 25'000;
+  static constexpr uint32_t kMaxQuota = 32;
+  void AdaptQuota(SliceQuota& sq, uint64_t ticks, uint32_t polls) noexcept;
 };
 
 // The executor running the calling task, or nullptr outside a task.
@@ -476,7 +520,12 @@ const budget::TaskContext* CurrentTaskContext() noexcept;
 // Awaitable: re-queues the calling task behind the runnable ones.
 struct YieldNowAwaiter {
   bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) const noexcept;
+  // Inline: one store each, on the hottest path there is.
+  void await_suspend(std::coroutine_handle<> h) const noexcept {
+    executor_internal::TaskHeader* t = executor_internal::tl_task;
+    t->resume_point = h;
+    t->run_state = executor_internal::RunState::kYielded;
+  }
   void await_resume() const noexcept {}
 };
 inline YieldNowAwaiter YieldNow() noexcept { return {}; }

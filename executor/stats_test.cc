@@ -154,8 +154,11 @@ TEST(StatsTest, EveryFieldOfAScriptedScenario) {
   // Polls: spinner 8; waiter 2, background 4, urgent 3 x 1, the two
   // failures, `plain`; none for the aborted and stopped tasks.
   EXPECT_EQ(s.polls, 8u + 2 + 4 + 3 + 2 + 1);
-  // One iteration per poll, per park, and the last of each of 3 runs.
-  EXPECT_EQ(s.loop_iterations, s.polls + d->blocking + 3);
+  // One iteration per slice, per park, and the last of each of 3 runs; a
+  // slice holds at least one poll.
+  EXPECT_EQ(s.loop_iterations, s.slices + d->blocking + 3);
+  EXPECT_GE(s.slices, 1u);
+  EXPECT_LE(s.slices, s.polls);
   // Every 4 polls: run 1 after its 4th and 8th (its park, after the 11th,
   // starts a new count; 1 poll follows), run 2 after its 3rd and 7th.
   EXPECT_EQ(s.driver_yields, 4u);
@@ -214,10 +217,14 @@ TEST(StatsTest, EveryFieldOfAScriptedScenario) {
   EXPECT_EQ(timing::TscClock::ToNanos(q1.sched.service_ticks +
                                       q2.sched.service_ticks),
             s.busy_ns);
+  // Queue delays are sampled once per slice; poll lengths count every poll.
+  uint64_t delay_samples = 0;
   for (const QueueStatsSnapshot& q : s.queues) {
-    EXPECT_EQ(Total(q.delay_histogram), q.sched.polls);
+    delay_samples += Total(q.delay_histogram);
+    EXPECT_LE(Total(q.delay_histogram), q.sched.polls);
     EXPECT_EQ(Total(q.poll_histogram), q.sched.polls);
   }
+  EXPECT_EQ(delay_samples, s.slices);
   // The spinner's 8 polls took >= 1 ms each; urgent's took far less.
   EXPECT_GE(AtLeast(q1.poll_histogram, timing::TscClock::FromNanos(kSpinNs)),
             8u);

@@ -266,6 +266,10 @@ TaskCell<T>* CellOfFrame(void* frame) noexcept {
                                         kCellSize<T>);
 }
 
+// The task being polled on this thread (null between polls); defined in
+// task_protocol.cc.
+extern constinit thread_local TaskHeader* tl_task;
+
 inline void ResumeCoroutine(TaskHeader* h) noexcept {
   h->resume_point.resume();
 }

@@ -144,8 +144,16 @@ void LocalExecutor::RunWorker(Worker* w) {
     Worker::Bump(w->started);
     BindAndAdopt(t);
   };
+  TaskHeader* carry = nullptr;  // picked by the last slice, not yet polled
   for (;;) {
     stats_.loop_iterations++;
+    if (carry != nullptr) {
+      // Nothing ran since the last slice picked it (see RunUntil).
+      TaskHeader* t = carry;
+      carry = nullptr;
+      now = RunSlice(t, nullptr, now, &carry);
+      continue;
+    }
     // S2: relaxed, a line every worker only reads until shutdown.
     if (rt.closing.load(std::memory_order_relaxed)) break;
     // One task from the own deque per iteration, so that the deque drains
@@ -182,9 +190,12 @@ void LocalExecutor::RunWorker(Worker* w) {
       now = timing::TscClock::Now();
       continue;
     }
-    now = PollTask(static_cast<TaskHeader*>(node), now);
-    if (++polls_since_driver_ >= max_polls_per_yield_ ||
-        now - last_driver_tick_ >= driver_yield_ticks_) {
+    now = RunSlice(static_cast<TaskHeader*>(node), nullptr, now, &carry);
+    // Not while a task is carried: the driver's wakes and aborts must find
+    // it in its queue.  It is polled next, on its own.
+    if (carry == nullptr &&
+        (polls_since_driver_ >= max_polls_per_yield_ ||
+         now - last_driver_tick_ >= driver_yield_ticks_)) {
       DriverYield(now);
       // Tasks from outside are taken at driver yields too, so busy local
       // queues cannot starve them.

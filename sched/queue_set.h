@@ -181,6 +181,32 @@ class QueueSet {
   // time, deadline, lag, stats, task->attained_service, then the scheduler's
   // Observe.  The caller pushes the task again afterwards if it is runnable.
   void Charge(TaskNode* task, uint64_t service_ticks) noexcept;
+  // The next task of the current queue while its request lasts and no
+  // preemption is pending; nullptr otherwise (the caller then charges what
+  // ran and calls Pick).  The run loop's pick inside a slice: no choice.
+  TaskNode* PickInSlice() noexcept;
+  // Puts a task that PickInSlice gave back at the end of the current
+  // queue (its FIFO), as Push would: for a task that yielded within the
+  // slice.  The current queue's scheduler must be the FIFO.
+  void RequeueInSlice(TaskNode* task) noexcept {
+    Queue& q = q_[current_];
+    q.fifo->FifoScheduler::Push(task);  // Sets `queued`.
+    ++pushed_;
+    if (!q.runnable()) [[unlikely]] PushJoin(current_);
+  }
+  // Charges `polls` polls of queue `queue_index` that took `service_ticks`
+  // together: what the run loop does at the end of a slice (it reads the
+  // clock there, not per poll).  Tasks' attained_service and the
+  // scheduler's Observe are left alone: a queue whose scheduler needs
+  // per-poll service is charged per poll, with Charge.  An overrun is
+  // counted only for a single poll (a slice of several says nothing about
+  // each one).
+  void ChargeSlice(uint16_t queue_index, uint64_t service_ticks,
+                   uint32_t polls) noexcept;
+  // Whether the queue's scheduler is the plain FIFO (nothing to observe).
+  bool IsFifo(uint16_t queue_index) const noexcept {
+    return q_[queue_index].fifo != nullptr;
+  }
   // Unlinks a queued task (cancellation).  False if it is not queued.  A
   // queue left empty goes idle (the current queue: at the next Pick).
   bool Remove(TaskNode* task) noexcept;
@@ -366,16 +392,26 @@ inline TaskNode* QueueSet::Pick() noexcept {
   return PickSlow();
 }
 
-inline void QueueSet::Charge(TaskNode* task,
-                             uint64_t service_ticks) noexcept {
-  const uint16_t i = task->queue_index;
+inline TaskNode* QueueSet::PickInSlice() noexcept {
+  if (slice_left_ && !preempt_) [[likely]] {
+    Queue& q = q_[current_];
+    if (TaskNode* t = PopFrom(q)) [[likely]] {
+      ++taken_;
+      ++q.picks;
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+inline void QueueSet::ChargeSlice(uint16_t i, uint64_t service_ticks,
+                                  uint32_t polls) noexcept {
   Queue& q = q_[i];
   q.service += service_ticks;
-  ++q.polls;
-  task->attained_service += service_ticks;
+  q.polls += polls;
   const uint64_t s =
       service_ticks < kMaxChargeTicks ? service_ticks : kMaxChargeTicks;
-  q.overruns += s > q.slice_ticks ? 1 : 0;
+  q.overruns += (polls == 1 && s > q.slice_ticks) ? 1 : 0;
   const auto dv = static_cast<int64_t>((s * q.inv_weight) >> kVShift);
   if (q.where == kEligible) [[likely]] {
     q.key += dv;
@@ -385,7 +421,14 @@ inline void QueueSet::Charge(TaskNode* task,
   } else {
     ChargeIdle(q, dv);
   }
-  if (q.fifo == nullptr) q.sched->Observe(task, service_ticks);
+}
+
+inline void QueueSet::Charge(TaskNode* task,
+                             uint64_t service_ticks) noexcept {
+  task->attained_service += service_ticks;
+  const uint16_t i = task->queue_index;
+  ChargeSlice(i, service_ticks, 1);
+  if (q_[i].fifo == nullptr) q_[i].sched->Observe(task, service_ticks);
 }
 
 }  // namespace spindle::sched

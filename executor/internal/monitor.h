@@ -74,11 +74,10 @@ struct PollBeacon {
     // relaxed: the monitor validates what it read against seq (below).
     task_id.store(id, std::memory_order_relaxed);
     name.store(task_name, std::memory_order_relaxed);
-    seq_local_ += 1;
-    seq.store(seq_local_, std::memory_order_release);  // pairs: Sample
+    seq.store(seq_local_ + 1, std::memory_order_release);  // pairs: Sample
   }
   void End() noexcept {
-    seq_local_ += 1;
+    seq_local_ += 2;
     // release: keeps the next Begin's stores after this one (a plain mov on
     // x86, like every store here).
     seq.store(seq_local_, std::memory_order_release);

@@ -1,0 +1,303 @@
+// executor/poll.cc: the per-poll path of the run loop.
+//
+// Slices.  The loop reads the TSC at slice boundaries, not per poll.  A
+// slice is a run of polls of one queue: RunSlice polls the task the loop
+// picked, then takes the queue's next tasks with QueueSet::PickInSlice
+// (which stops at a pending cross-queue preemption, an empty queue or the
+// end of the queue's EEVDF request) up to the queue's quota, reads the clock
+// once and charges the whole slice to the queue (QueueSet::ChargeSlice).
+// A slice never crosses MaxPollsPerYield.
+//
+// Quota.  Each queue's quota is the number of its mean-length polls that
+// fit in kSliceTarget (25 us), at most kMaxQuota (32), at least 1.  A
+// quota of 1 times every poll on its own (PollTask), as do:
+//   - tasks at a tier above monitor (the tiers count their good polls),
+//   - queues whose scheduler observes per-poll service (not the FIFO:
+//     LasScheduler, a user's scheduler),
+//   - every poll while a hook registry is installed (hooks get the time).
+// Tiers.  A slice of n polls that took E ticks: if E is within the tiers'
+// smallest violation threshold, no poll in it was slow.  If it is not and
+// n > 1, the culprit is unknown: nothing is charged to any task, and the
+// queue's quota drops to 1 so that its next slow poll is timed on its own
+// (the monitor, which watches every poll from its thread, reports it
+// while it runs either way).  So a task that turns slow is charged from its
+// second slow poll at the latest.
+// Inside a slice, a poll's budget deadline (YieldMaybe) counts from the
+// slice's start, which is at most one slice (~25 us) before the poll's.
+// Queue delays are sampled: one per slice, its first poll's.  A slice's
+// polls enter the poll histogram at the slice's mean length.
+
+#include <algorithm>
+#include <cstdint>
+
+#include "executor/internal/inbox.h"
+#include "executor/internal/preemption.h"
+#include "executor/internal/task_protocol.h"
+#include "executor/local_executor.h"
+#include "timing/clock.h"
+
+namespace spindle {
+
+using executor_internal::RunState;
+using executor_internal::TaskHeader;
+using executor_internal::WaitKind;
+
+namespace {
+
+// The histogram bucket of a tick count: 0 for 0, b for [2^(b-1), 2^b).  A
+// clz, no clock conversion: Stats() says how long a tick is.
+inline int Log2Bucket(uint64_t ticks) noexcept {
+  return ticks == 0 ? 0 : 64 - __builtin_clzll(ticks);
+}
+
+// A woken task's first step at its poll: clears the notified bit; true if
+// the task was cancelled instead (an abort came while it was queued).
+inline bool TakeWake(TaskHeader* t) noexcept {
+  t->woken = false;
+  const uint32_t old = t->state.fetch_and(~executor_internal::kStateNotified,
+                                          std::memory_order_acq_rel);
+  return (old & executor_internal::kStateCancelRequested) != 0;
+}
+
+}  // namespace
+
+uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
+  if (t->woken && TakeWake(t) && !HasUndeliveredResult(t)) {
+    CancelTask(t);
+    return t0;
+  }
+  t->wait_kind = WaitKind::kNone;
+  t->abort_seen = false;
+  const uint16_t q = t->queue_index;
+  if (collect_stats_) {
+    // Buckets of TSC ticks (no conversion on the hot path); Stats() says
+    // how long a tick is.
+    const uint64_t delay = t0 - std::min(t0, t->enqueue_tick);
+    delay_histograms_[q][Log2Bucket(delay)]++;
+  }
+  if (tiers_ != nullptr) {
+    tiers_->BeforePoll(t->ctx, t0);
+  } else {
+    t->ctx.budget.Reset(default_budget_);
+    t->ctx.poll_start_tick = t0;
+  }
+  if (hooks_ != nullptr) hooks_->CallBeforePoll(t->ctx);
+
+  t->run_state = RunState::kRunning;
+  wake_tick_ = t0;
+  executor_internal::tl_task = t;
+  beacon_.Begin(t->ctx.task_id, t->ctx.name);
+  do {
+    t->bounce = false;
+    t->resume(t);
+  } while (t->bounce);
+  beacon_.End();
+  executor_internal::tl_task = nullptr;
+
+  const uint64_t t1 = timing::TscClock::Now();
+  const uint64_t elapsed = t1 - t0;
+  queue_set_->Charge(t, elapsed);  // also t->attained_service
+  t->polls++;
+  stats_.polls++;
+  if (collect_stats_) poll_histograms_[q][Log2Bucket(elapsed)]++;
+
+  const bool done = t->run_state == RunState::kDone;
+  const budget::PollOutcome outcome =
+      done ? budget::PollOutcome::kReady : budget::PollOutcome::kPending;
+  if (hooks_ != nullptr) hooks_->CallAfterPoll(t->ctx, outcome, elapsed);
+  if (tiers_ != nullptr) {
+    // A poll long enough to be a violation is checked against the thread's
+    // context switches: time the OS took the thread away (involuntary
+    // switches only) is not the task's doing.  Rare: only slow polls pay.
+    const uint64_t judged = elapsed > min_violation_ticks_
+                                ? DiscountPreemption(elapsed, t1)
+                                : elapsed;
+    const budget::Tier before = t->ctx.tier();
+    switch (tiers_->AfterPoll(t->ctx, outcome, judged)) {
+      case budget::Action::kNone:
+      case budget::Action::kIsolate:  // counted from the tier change below
+        break;
+      case budget::Action::kWarn:
+        stats_.tier_warnings++;
+        break;
+      case budget::Action::kYield:
+        stats_.tier_yields++;
+        break;
+    }
+    // The isolation lane is where a task at tier isolate is queued (see
+    // QueueOf); count the moves in and out.
+    const budget::Tier after = t->ctx.tier();
+    if (after != before) {
+      if (after == budget::Tier::kIsolate) stats_.tier_isolations++;
+      if (before == budget::Tier::kIsolate) stats_.tier_restores++;
+    }
+  }
+  // Counted, not cleared: the next Pick clears it when it switches queues
+  // (clearing it here would cancel the preemption it asks for).
+  if (queue_set_->ShouldPreempt()) preemptions_[q]++;
+
+  FinishPoll(t, t1);
+  return t1;
+}
+
+void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
+  switch (t->run_state) {
+    case RunState::kDone:
+      FinishTask(t);
+      break;
+    case RunState::kYielded:
+      if (t->state.load(std::memory_order_relaxed) &
+          executor_internal::kStateCancelRequested) {
+        CancelTask(t);
+        break;
+      }
+      if (tiers_ != nullptr) tiers_->OnYield(t->ctx);
+      if (hooks_ != nullptr) hooks_->CallOnYield(t->ctx);
+      Enqueue(t, tick);
+      break;
+    case RunState::kSuspended:
+    case RunState::kQueued:  // woken during its own poll
+      // Aborted during the poll (by itself, a hook, or another thread):
+      // the cancellation takes effect at this suspension point.
+      if (t->state.load(std::memory_order_relaxed) &
+          executor_internal::kStateCancelRequested) {
+        ProcessAbort(t);
+      }
+      break;
+    case RunState::kRunning:
+    case RunState::kNew:
+      break;
+  }
+}
+
+uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
+                                 uint64_t start, TaskHeader** carry) noexcept {
+  const uint16_t q = t->queue_index;
+  stats_.slices++;
+  SliceQuota& sq = slice_quota_[q];
+  if (sq.quota <= 1 || t->ctx.budget.tier() != 0) [[unlikely]] {
+    const uint64_t end = PollTask(t, start);
+    polls_since_driver_++;
+    AdaptQuota(sq, end - start, 1);
+    return end;
+  }
+  wake_tick_ = start;  // wakes inside the slice are stamped with its start
+  if (collect_stats_) {
+    const uint64_t delay = start - std::min(start, t->enqueue_tick);
+    delay_histograms_[q][Log2Bucket(delay)]++;
+  }
+  // Never past MaxPollsPerYield; at least this one poll.
+  const uint32_t room = max_polls_per_yield_ > polls_since_driver_
+                            ? max_polls_per_yield_ - polls_since_driver_
+                            : 1;
+  const uint32_t limit = std::min(sq.quota, room);
+  // Tier monitor's budget and deadline per priority, for this slice.
+  uint64_t deadline[budget::kNumPriorities];
+  for (int p = 0; p < budget::kNumPriorities; ++p) {
+    deadline[p] = fast_budget_[p].deadline_ticks != 0
+                      ? start + fast_budget_[p].deadline_ticks
+                      : 0;
+  }
+  sched::QueueSet& qs = *queue_set_;
+  uint32_t left = limit;  // polls the slice may still hold
+  uint32_t others = 0;  // polls that did not end in a yield
+  for (;;) {
+    // One poll, inline: no clock read.  wait_kind and abort_seen are reset
+    // only for a woken task: a task re-queued by a yield (or new) has them
+    // at their defaults already.
+    bool cancel = false;
+    if (t->woken) [[unlikely]] {
+      cancel = TakeWake(t) && !HasUndeliveredResult(t);
+      t->wait_kind = WaitKind::kNone;
+      t->abort_seen = false;
+    }
+    if (!cancel) [[likely]] {
+      const unsigned p = static_cast<unsigned>(t->ctx.priority) & 3u;
+      t->ctx.budget.Reset(fast_budget_[p].budget);
+      t->ctx.budget.set_deadline(deadline[p]);
+      t->ctx.poll_start_tick = start;
+      t->run_state = RunState::kRunning;
+      executor_internal::tl_task = t;
+      beacon_.Begin(t->ctx.task_id, t->ctx.name);
+      do {
+        t->bounce = false;
+        // A coroutine's resume entry, called directly (one indirect call
+        // instead of two).
+        if (t->resume == &executor_internal::ResumeCoroutine) [[likely]] {
+          t->resume_point.resume();
+        } else {
+          t->resume(t);
+        }
+      } while (t->bounce);
+      beacon_.End();
+      t->polls++;
+      if (t->run_state == RunState::kYielded &&
+          !(t->state.load(std::memory_order_relaxed) &
+            executor_internal::kStateCancelRequested)) [[likely]] {
+        // Still at tier monitor, so its queue is the slice's.  tl_task
+        // stays until the next poll or the slice's end: nothing but this
+        // loop runs meanwhile.
+        t->run_state = RunState::kQueued;
+        t->enqueue_tick = start;
+        qs.RequeueInSlice(t);
+      } else {
+        executor_internal::tl_task = nullptr;
+        ++others;
+        FinishPoll(t, start);
+      }
+    } else {
+      ++others;
+      CancelTask(t);
+    }
+    if (--left == 0) break;
+    if (until != nullptr && (until->state.load(std::memory_order_acquire) &
+                             executor_internal::kStateDone)) {
+      break;
+    }
+    sched::TaskNode* next = qs.PickInSlice();
+    if (next == nullptr) break;
+    t = static_cast<TaskHeader*>(next);
+    if (t->ctx.budget.tier() != 0) [[unlikely]] {
+      // Timed on its own, in the next slice.
+      *carry = t;
+      break;
+    }
+  }
+  executor_internal::tl_task = nullptr;
+  const uint64_t end = timing::TscClock::Now();
+  CloseSlice(q, end - start, limit - left, limit - left - others);
+  return end;
+}
+
+void LocalExecutor::CloseSlice(uint16_t q, uint64_t ticks, uint32_t n,
+                               uint32_t yields) noexcept {
+  queue_set_->ChargeSlice(q, ticks, n);
+  if (tiers_ != nullptr && yields != 0) tiers_->CountYields(yields);
+  stats_.polls += n;
+  polls_since_driver_ += n;
+  if (collect_stats_) poll_histograms_[q][Log2Bucket(ticks / n)] += n;
+  if (queue_set_->ShouldPreempt()) preemptions_[q]++;
+  SliceQuota& sq = slice_quota_[q];
+  if (n > 1 && ticks > min_violation_ticks_) [[unlikely]] {
+    // Some poll may have been slow and which one is unknown: time the
+    // queue's next polls one by one (see the file comment).
+    sq.mean_ticks = ticks;
+    sq.quota = 1;
+    return;
+  }
+  AdaptQuota(sq, ticks, n);
+}
+
+void LocalExecutor::AdaptQuota(SliceQuota& sq, uint64_t ticks,
+                               uint32_t n) noexcept {
+  const uint64_t mean = ticks / n;
+  // Smoothed over ~4 slices, so one odd slice does not swing the quota.
+  sq.mean_ticks = sq.mean_ticks == 0
+                      ? mean
+                      : sq.mean_ticks - sq.mean_ticks / 4 + mean / 4;
+  const uint64_t fit = slice_target_ticks_ / (sq.mean_ticks + 1);
+  sq.quota = static_cast<uint32_t>(
+      std::clamp<uint64_t>(fit, 1, sq.max_quota));
+}
+
+}  // namespace spindle
