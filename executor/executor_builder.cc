@@ -285,6 +285,12 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   ex->driver_ = driver_ != nullptr ? std::move(driver_)
                                    : std::make_unique<ParkingDriver>();
   ex->inbox_->driver = ex->driver_.get();
+  ex->io_ = ex->driver_->reactor();
+  if (ex->io_ != nullptr) {
+    ex->io_peeks_ = ex->io_->PeeksCompletions();
+    ex->io_interval_ticks_ =
+        timing::TscClock::FromNanos(LocalExecutor::kIoIntervalNs);
+  }
   ex->max_polls_per_yield_ = static_cast<uint32_t>(max_polls_per_yield_);
   ex->driver_yield_ticks_ =
       timing::TscClock::FromNanos(static_cast<uint64_t>(driver_yield_.count()));

@@ -221,9 +221,21 @@ void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
 
 bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {
   if (t->ctx.budget.Consume()) return true;
+  if (queue_set_->ShouldPreempt()) return true;
   const uint64_t deadline = t->ctx.budget.deadline();
-  if (deadline != 0 && timing::TscClock::Now() >= deadline) return true;
-  return queue_set_->ShouldPreempt();
+  if (io_ == nullptr) {
+    return deadline != 0 && timing::TscClock::Now() >= deadline;
+  }
+  // I/O ready for some task (a completion, or completion work the kernel
+  // holds): yield so that the loop reaps it now, and a task of a queue that
+  // should run first is not kept waiting for the deadline.  Where that
+  // cannot be seen (epoll), a poll while operations are in flight ends
+  // after kIoIntervalNs instead, and the loop polls the driver.
+  if (io_peeks_ && io_->HasPendingWork()) return true;
+  const uint64_t now = timing::TscClock::Now();
+  if (deadline != 0 && now >= deadline) return true;
+  return !io_peeks_ && io_->inflight() != 0 &&
+         now - t->ctx.poll_start_tick >= io_interval_ticks_;
 }
 
 void LocalExecutor::DrainInbox() noexcept {
@@ -356,9 +368,11 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
     now = RunSlice(static_cast<TaskHeader*>(node), until, now, &carry);
     // Not while a task is carried: the driver's wakes and aborts must find
     // it in its queue.  It is polled next, on its own.
+    // Completions are looked for at every slice's end, not only every
+    // MaxPollsPerYield polls or DriverYield: a ready one is reaped at once.
     if (carry == nullptr &&
         (polls_since_driver_ >= max_polls_per_yield_ ||
-         now - last_driver_tick_ >= driver_yield_ticks_)) {
+         now - last_driver_tick_ >= driver_yield_ticks_ || IoDue(now))) {
       DriverYield(now);
       now = timing::TscClock::Now();
     }

@@ -460,6 +460,21 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   std::unique_ptr<budget::TierManager> tiers_;
   std::shared_ptr<budget::HookRegistry> hooks_;
   std::unique_ptr<Driver> driver_;
+  // driver_->reactor(), cached: its HasPendingWork (loads, no system call)
+  // is checked at every slice's end and in YieldMaybe.
+  reactor::Reactor* io_ = nullptr;
+  // Whether io_->HasPendingWork sees completions; where it does not
+  // (epoll), while operations are in flight the driver is polled every
+  // kIoIntervalNs and YieldMaybe yields after that long.
+  bool io_peeks_ = false;
+  uint64_t io_interval_ticks_ = UINT64_MAX;
+  static constexpr uint64_t kIoIntervalNs = 50'000;
+  // Whether the loop should poll the driver at a slice's end at `now`.
+  bool IoDue(uint64_t now) const noexcept {
+    if (io_ == nullptr) return false;
+    if (io_peeks_) return io_->HasPendingWork();
+    return io_->inflight() != 0 && now - last_driver_tick_ >= io_interval_ticks_;
+  }
   std::shared_ptr<executor_internal::Inbox> inbox_;
   std::optional<uint16_t> isolation_index_;
 

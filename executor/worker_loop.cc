@@ -193,9 +193,12 @@ void LocalExecutor::RunWorker(Worker* w) {
     now = RunSlice(static_cast<TaskHeader*>(node), nullptr, now, &carry);
     // Not while a task is carried: the driver's wakes and aborts must find
     // it in its queue.  It is polled next, on its own.
+    // Completions are looked for at every slice's end, not only every
+    // MaxPollsPerYield polls or DriverYield: a ready one is reaped at once.
     if (carry == nullptr &&
         (polls_since_driver_ >= max_polls_per_yield_ ||
-         now - last_driver_tick_ >= driver_yield_ticks_)) {
+         now - last_driver_tick_ >= driver_yield_ticks_ ||
+         IoDue(now))) {
       DriverYield(now);
       // Tasks from outside are taken at driver yields too, so busy local
       // queues cannot starve them.

@@ -373,6 +373,14 @@ void Reactor::Cancel(Operation* op) noexcept {
   core_.Cancel(op);
 }
 
+bool Reactor::HasPendingWork() const noexcept {
+  return driver_->HasPendingWork();
+}
+
+bool Reactor::PeeksCompletions() const noexcept {
+  return driver_->PeeksCompletions();
+}
+
 int Reactor::Poll(uint64_t timeout_ns) noexcept {
   // Relaxed: see owner_.
   if (owner_.load(std::memory_order_relaxed) == pthread_t{}) [[unlikely]] {

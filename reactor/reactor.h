@@ -290,6 +290,15 @@ class Reactor {
 
   // Operations started whose callback has not run yet.
   size_t inflight() const noexcept { return core_.outstanding(); }
+  // Owner thread, without a system call: whether Poll(0) now would submit
+  // or deliver something (io_uring: unsubmitted entries, posted
+  // completions, or completion work the kernel holds for this thread).
+  // Always false on epoll, which cannot tell without epoll_wait.
+  bool HasPendingWork() const noexcept;
+  // Whether HasPendingWork sees every completion as soon as the kernel has
+  // it (io_uring with TASKRUN_FLAG or without DEFER_TASKRUN); otherwise
+  // only a Poll finds them.
+  bool PeeksCompletions() const noexcept;
 
   ReactorStats Stats() const;
 

@@ -78,6 +78,13 @@ class Driver {
   // operation is outstanding (io_uring: a failed WakeFrom send's CQE), so a
   // non-blocking Poll must not skip Wait.
   virtual bool Idle() const noexcept { return true; }
+  // Whether a non-blocking Poll now would submit or deliver something,
+  // found without a system call; false where the backend cannot tell
+  // cheaply (epoll).
+  virtual bool HasPendingWork() const noexcept { return false; }
+  // Whether HasPendingWork sees every completion (io_uring unless
+  // DEFER_TASKRUN came without TASKRUN_FLAG).
+  virtual bool PeeksCompletions() const noexcept { return false; }
   // Thread-safe: makes a blocked Wait return.
   virtual void Wake() noexcept = 0;
   // Shutdown step 3.

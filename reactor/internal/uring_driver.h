@@ -133,6 +133,16 @@ class UringDriver final : public Driver {
   bool Idle() const noexcept override {
     return io_uring_sq_ready(&ring_) == 0 && io_uring_cq_ready(&ring_) == 0;
   }
+  // Loads only: unsubmitted entries, posted completions, or (TASKRUN_FLAG)
+  // completion work the kernel holds for this thread's next enter.
+  bool HasPendingWork() const noexcept override {
+    return io_uring_sq_ready(&ring_) != 0 || io_uring_cq_ready(&ring_) != 0 ||
+           (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0;
+  }
+  bool PeeksCompletions() const noexcept override {
+    return (setup_flags_ & IORING_SETUP_DEFER_TASKRUN) == 0 ||
+           (setup_flags_ & IORING_SETUP_TASKRUN_FLAG) != 0;
+  }
   DriverStats Stats() const override;
 
   // Posts a wake-up CQE on this ring from `source`'s thread through

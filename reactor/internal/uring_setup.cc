@@ -97,7 +97,12 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
   std::unique_ptr<UringDriver> d(new UringDriver(core));
   // Most capable first; each later set is what an older kernel accepts.
   // DEFER_TASKRUN needs SINGLE_ISSUER (6.1); COOP_TASKRUN is 5.19.
+  // TASKRUN_FLAG makes the kernel raise IORING_SQ_TASKRUN while completion
+  // work waits for this thread, which HasPendingWork reads without a system
+  // call; a kernel that refuses it with DEFER_TASKRUN gets the set without.
   const uint32_t kPlain[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+          IORING_SETUP_R_DISABLED | IORING_SETUP_TASKRUN_FLAG,
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
           IORING_SETUP_R_DISABLED,
       IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
@@ -105,19 +110,19 @@ std::unique_ptr<UringDriver> UringDriver::Create(Core* core, uint32_t entries,
   };
   const uint32_t kSqpoll[] = {IORING_SETUP_SQPOLL};
   const uint32_t* sets = kPlain;
-  int nsets = 3;
+  int nsets = 4;
   switch (setup) {
     case UringSetup::kAuto:
       break;
     case UringSetup::kDeferTaskrun:
-      nsets = 1;
+      nsets = 2;
       break;
     case UringSetup::kCoopTaskrun:
-      sets = kPlain + 1;
+      sets = kPlain + 2;
       nsets = 1;
       break;
     case UringSetup::kPlain:
-      sets = kPlain + 2;
+      sets = kPlain + 3;
       nsets = 1;
       break;
     case UringSetup::kSqpoll:

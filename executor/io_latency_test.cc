@@ -1,0 +1,113 @@
+// I/O under CPU load: a completion is found at the end of the poll it
+// arrives in (io_uring: HasPendingWork, loads only; epoll: a poll ends after
+// kIoIntervalNs while operations are in flight), not after the poll's
+// budget or deadline, so a task that calls YieldMaybe() often never keeps
+// an I/O task waiting.  Both backends.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+#include "budget/tier.h"
+#include "executor/executor.h"
+#include "executor/local_executor_testing.h"
+#include "gtest/gtest.h"
+#include "timing/clock.h"
+
+namespace spindle {
+namespace {
+
+using namespace executor_testing;  // NOLINT: test helpers
+
+using IoLatencyTest = ReactorBackendTest;
+
+// Tiers whose budget and deadline never end a poll in this test: only the
+// pending I/O can.
+ExecutorBuilder NothingEndsAPollButIo() {
+  budget::TierConfig tc = budget::TierConfig::Balanced();
+  tc.poll_budget = 1'000'000;
+  tc.cpu_threshold_ns = 10'000'000'000ull;  // deadline 5 s
+  tc.demotion_cpu_threshold_ns = 5'000'000'000ull;
+  tc.log_warnings = false;
+  ExecutorBuilder b;
+  b.Tiers(tc).WithQueue(1, 8).WithQueue(2, 1).NoMonitor();
+  return b;
+}
+
+void SpinNs(uint64_t ns) {
+  const uint64_t end =
+      timing::TscClock::Now() + timing::TscClock::FromNanos(ns);
+  while (timing::TscClock::Now() < end) {
+  }
+}
+
+TEST_P(IoLatencyTest, ACompletionEndsABusyPollThatCallsYieldMaybe) {
+  SPINDLE_MAKE_OR_SKIP(ex, NothingEndsAPollButIo());
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  std::atomic<bool> receiving{false};
+  std::atomic<bool> done{false};
+  // relaxed everywhere: flags between tasks of one thread, and a peer
+  // thread that only waits for `receiving` before it writes.
+  // Its first poll would run 1,000,000 iterations (about 1 s) if nothing
+  // but the budget ended it.  A new poll resets the budget, which bumps its
+  // generation: that is how the task sees where its first poll ends.
+  // After that it only yields until the reader is done.
+  uint64_t first_poll_iterations = 0;
+  auto cpu = [&]() -> Task<void> {
+    const budget::TaskBudget& b = CurrentTaskContext()->budget;
+    const uint8_t generation = b.generation();
+    while (b.generation() == generation) {
+      SpinNs(1'000);
+      ++first_poll_iterations;
+      co_await YieldMaybe();  // goes on at once unless it yielded
+    }
+    while (!done.load(std::memory_order_relaxed)) co_await YieldNow();
+  };
+  auto reader = [&]() -> Task<void> {
+    char byte = 0;
+    // The CPU task starts after this Recv is in flight.
+    CurrentExecutor()->SpawnDetached(2, cpu());
+    receiving.store(true, std::memory_order_relaxed);
+    EXPECT_EQ(co_await Recv(sv[0], &byte, 1), 1);
+    done.store(true, std::memory_order_relaxed);
+  };
+  ex->SpawnDetached(1, reader());
+  std::thread peer([&] {
+    while (!receiving.load(std::memory_order_relaxed)) {
+      std::this_thread::yield();
+    }
+    // The reader's Recv is in flight (or about to be): give the CPU task
+    // time to be deep inside one poll, then write.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    char byte = 'x';
+    EXPECT_EQ(write(sv[1], &byte, 1), 1);
+  });
+  ex->Run();
+  peer.join();
+  close(sv[0]);
+  close(sv[1]);
+  EXPECT_TRUE(done.load());
+  // Without the check the CPU task's first poll runs to its budget:
+  // 1,000,000 iterations.  With it, the poll ends within a few iterations
+  // of the byte's arrival (io_uring) or after ~50 us of iterations while
+  // the Recv is in flight (epoll); 20 ms of 1 us iterations before the
+  // write are allowed for, and then some.
+  EXPECT_LT(first_poll_iterations, 200'000u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Backends, IoLatencyTest,
+    ::testing::Values(reactor::BackendChoice::kIoUring,
+                      reactor::BackendChoice::kEpoll),
+    [](const ::testing::TestParamInfo<reactor::BackendChoice>& info) {
+      return info.param == reactor::BackendChoice::kEpoll ? "epoll"
+                                                          : "io_uring";
+    });
+
+}  // namespace
+}  // namespace spindle
