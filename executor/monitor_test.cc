@@ -57,6 +57,43 @@ TEST(MonitorTest, ASlowPollIsReportedWhileItStillRuns) {
   EXPECT_EQ(ex->Stats().monitor_slow_polls, 1u);
 }
 
+// The run loop does not time polls that run inside a slice: a slow one is
+// charged to its task from the monitor's report, when it returns.
+TEST(MonitorTest, ASlowPollInsideASliceIsChargedToItsTask) {
+  std::atomic<bool> reported{false};
+  auto ex = MakeExecutor(
+      ExecutorBuilder().Tiers(OneMsTiers()).NoReactor().OnMonitorReport(
+          [&](const MonitorReport& r) {
+            if (r.kind == MonitorReport::Kind::kSlowPoll) reported.store(true);
+          }));
+  // Short yielders keep the queue's polls short, so its slices hold many.
+  for (int i = 0; i < 8; ++i) ex->SpawnDetached(YieldThenReturn(2000, i));
+  uint32_t violations_before = 0;
+  uint32_t violations_after = 0;
+  auto culprit = [&]() -> Task<void> {
+    for (int i = 0; i < 1000; ++i) co_await YieldNow();
+    violations_before = CurrentTaskContext()->tier_state.total_violations;
+    // One slow poll: until the monitor has reported it (at least 20 ms, at
+    // most 5 s on a starved machine).
+    const uint64_t start = timing::MonotonicClock::Now();
+    while (timing::MonotonicClock::Now() - start < 20'000'000 ||
+           (!reported.load() &&
+            timing::MonotonicClock::Now() - start < 5'000'000'000)) {
+    }
+    co_await YieldNow();
+    violations_after = CurrentTaskContext()->tier_state.total_violations;
+  };
+  ex->SpawnDetached(culprit());
+  ex->Run();
+  const ExecutorStats s = ex->Stats();
+  ASSERT_TRUE(reported.load());
+  // The slow poll ran inside a slice of several polls (the loop read no
+  // clock around it): polls outnumber slices by far.
+  EXPECT_GT(s.polls, 4 * s.slices);
+  EXPECT_EQ(violations_before, 0u);
+  EXPECT_EQ(violations_after, 1u);
+}
+
 TEST(MonitorTest, AStuckPollProducesExactlyOneReportNamingTheTask) {
   std::mutex mu;
   std::vector<MonitorReport> stuck;

@@ -112,25 +112,7 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
     const uint64_t judged = elapsed > min_violation_ticks_
                                 ? DiscountPreemption(elapsed, t1)
                                 : elapsed;
-    const budget::Tier before = t->ctx.tier();
-    switch (tiers_->AfterPoll(t->ctx, outcome, judged)) {
-      case budget::Action::kNone:
-      case budget::Action::kIsolate:  // counted from the tier change below
-        break;
-      case budget::Action::kWarn:
-        stats_.tier_warnings++;
-        break;
-      case budget::Action::kYield:
-        stats_.tier_yields++;
-        break;
-    }
-    // The isolation lane is where a task at tier isolate is queued (see
-    // QueueOf); count the moves in and out.
-    const budget::Tier after = t->ctx.tier();
-    if (after != before) {
-      if (after == budget::Tier::kIsolate) stats_.tier_isolations++;
-      if (before == budget::Tier::kIsolate) stats_.tier_restores++;
-    }
+    JudgePoll(t, outcome, judged);
   }
   // Counted, not cleared: the next Pick clears it when it switches queues
   // (clearing it here would cancel the preemption it asks for).
@@ -138,6 +120,42 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
 
   FinishPoll(t, t1);
   return t1;
+}
+
+void LocalExecutor::JudgePoll(TaskHeader* t, budget::PollOutcome outcome,
+                              uint64_t ticks) noexcept {
+  const budget::Tier before = t->ctx.tier();
+  switch (tiers_->AfterPoll(t->ctx, outcome, ticks)) {
+    case budget::Action::kNone:
+    case budget::Action::kIsolate:  // counted from the tier change below
+      break;
+    case budget::Action::kWarn:
+      stats_.tier_warnings++;
+      break;
+    case budget::Action::kYield:
+      stats_.tier_yields++;
+      break;
+  }
+  // The isolation lane is where a task at tier isolate is queued (see
+  // QueueOf); count the moves in and out.
+  const budget::Tier after = t->ctx.tier();
+  if (after != before) {
+    if (after == budget::Tier::kIsolate) stats_.tier_isolations++;
+    if (before == budget::Tier::kIsolate) stats_.tier_restores++;
+  }
+}
+
+void LocalExecutor::JudgeReportedPoll(TaskHeader* t) noexcept {
+  // The monitor saw this poll run past the tiers' threshold while it ran.
+  // Its length: from when the monitor first saw it (at most one sampling
+  // period after it began) to now, a lower bound.
+  const uint64_t since = beacon_.SlowSinceNs();
+  const uint64_t now = timing::MonotonicClock::Now();
+  const uint64_t ns = now > since ? now - since : 0;
+  const budget::PollOutcome outcome = t->run_state == RunState::kDone
+                                          ? budget::PollOutcome::kReady
+                                          : budget::PollOutcome::kPending;
+  JudgePoll(t, outcome, timing::TscClock::FromNanos(ns));
 }
 
 void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
@@ -231,7 +249,14 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
       } while (t->bounce);
       beacon_.End();
       t->polls++;
-      if (t->run_state == RunState::kYielded &&
+      if (beacon_.EndedPollWasSlow()) [[unlikely]] {
+        // Reported by the monitor while it ran: charged now, and re-queued
+        // the general way (its tier, and so its queue, may change).
+        executor_internal::tl_task = nullptr;
+        ++others;
+        if (tiers_ != nullptr) JudgeReportedPoll(t);
+        FinishPoll(t, start);
+      } else if (t->run_state == RunState::kYielded &&
           !(t->state.load(std::memory_order_relaxed) &
             executor_internal::kStateCancelRequested)) [[likely]] {
         // Still at tier monitor, so its queue is the slice's.  tl_task

@@ -107,6 +107,10 @@ Monitor::Sample Monitor::SampleLocked(uint64_t now_ns) {
     report.running_ns = running;
     if (slow) {
       b->slow_reported = true;
+      // For the tiers: the executor charges the task when the poll returns.
+      b->slow_since_ns.store(b->seen_ns, std::memory_order_relaxed);
+      b->slow_seq.store(seq, std::memory_order_release);
+      b->slow_flag.store(true, std::memory_order_release);
       // relaxed: a statistic; Stats() may lag by a sample.
       b->slow_reports.fetch_add(1, std::memory_order_relaxed);
       report.kind = MonitorReport::Kind::kSlowPoll;

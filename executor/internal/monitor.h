@@ -54,6 +54,18 @@ struct PollBeacon {
   std::atomic<uint64_t> task_id{0};
   std::atomic<const char*> name{nullptr};
 
+  // The last slow-poll report, for the executor to charge to the task
+  // when the poll returns (a poll that ran inside a slice has no time of
+  // its own): the poll's odd seq, and when the monitor first saw it
+  // (MonotonicClock ns; the poll began at most one period earlier).
+  // Written by the monitor (since, then seq with release), read by the
+  // executor after the poll.
+  std::atomic<uint64_t> slow_seq{0};
+  std::atomic<uint64_t> slow_since_ns{0};
+  // Set by the monitor after the two above; the executor's per-poll test
+  // (one byte compare) clears it.
+  std::atomic<bool> slow_flag{false};
+
   // Counters: written by the monitor (relaxed), read by Stats().
   std::atomic<uint64_t> slow_reports{0};
   std::atomic<uint64_t> stuck_reports{0};
@@ -81,6 +93,20 @@ struct PollBeacon {
     // release: keeps the next Begin's stores after this one (a plain mov on
     // x86, like every store here).
     seq.store(seq_local_, std::memory_order_release);
+  }
+  // After End: whether the monitor reported the poll that just ended as
+  // slow.
+  bool EndedPollWasSlow() noexcept {
+    // acquire: pairs with the monitor's release store of the flag, after
+    // slow_seq and slow_since_ns (a plain load on x86).
+    if (!slow_flag.load(std::memory_order_acquire)) [[likely]] return false;
+    slow_flag.store(false, std::memory_order_relaxed);
+    // A report that came after its poll ended names an older seq.
+    return slow_seq.load(std::memory_order_relaxed) == seq_local_ - 1;
+  }
+  // After EndedPollWasSlow returned true.
+  uint64_t SlowSinceNs() const noexcept {
+    return slow_since_ns.load(std::memory_order_relaxed);
   }
 
  private:
