@@ -365,7 +365,11 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
       now = timing::TscClock::Now();
       continue;
     }
-    now = RunSlice(static_cast<TaskHeader*>(node), until, now, &carry);
+    now = until != nullptr
+              ? RunSlice<true>(static_cast<TaskHeader*>(node), until, now,
+                               &carry)
+              : RunSlice<false>(static_cast<TaskHeader*>(node), nullptr, now,
+                                &carry);
     // Not while a task is carried: the driver's wakes and aborts must find
     // it in its queue.  It is polled next, on its own.
     // Completions are looked for at every slice's end, not only every

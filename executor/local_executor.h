@@ -419,6 +419,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // A task PickInSlice gave that must be timed on its own (a tier above
   // monitor) ends the slice and comes back in *carry: the loop's next
   // slice starts with it.
+  // kUntil: `until` may be non-null (BlockOn); checked after each poll.
+  template <bool kUntil>
   uint64_t RunSlice(executor_internal::TaskHeader* first,
                     executor_internal::TaskHeader* until, uint64_t start,
                     executor_internal::TaskHeader** carry) noexcept;

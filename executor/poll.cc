@@ -188,6 +188,7 @@ void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
   }
 }
 
+template <bool kUntil>
 uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
                                  uint64_t start, TaskHeader** carry) noexcept {
   const uint16_t q = t->queue_index;
@@ -216,7 +217,7 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
                       ? start + fast_budget_[p].deadline_ticks
                       : 0;
   }
-  sched::QueueSet& qs = *queue_set_;
+  sched::QueueSet::SliceCursor slice = queue_set_->CurrentSlice();
   uint32_t left = limit;  // polls the slice may still hold
   uint32_t others = 0;  // polls that did not end in a yield
   for (;;) {
@@ -264,7 +265,7 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
         // loop runs meanwhile.
         t->run_state = RunState::kQueued;
         t->enqueue_tick = start;
-        qs.RequeueInSlice(t);
+        slice.Requeue(t);
       } else {
         executor_internal::tl_task = nullptr;
         ++others;
@@ -275,11 +276,11 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
       CancelTask(t);
     }
     if (--left == 0) break;
-    if (until != nullptr && (until->state.load(std::memory_order_acquire) &
-                             executor_internal::kStateDone)) {
+    if (kUntil && (until->state.load(std::memory_order_acquire) &
+                   executor_internal::kStateDone)) {
       break;
     }
-    sched::TaskNode* next = qs.PickInSlice();
+    sched::TaskNode* next = slice.Next();
     if (next == nullptr) break;
     t = static_cast<TaskHeader*>(next);
     if (t->ctx.budget.tier() != 0) [[unlikely]] {
@@ -293,6 +294,13 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
   CloseSlice(q, end - start, limit - left, limit - left - others);
   return end;
 }
+
+template uint64_t LocalExecutor::RunSlice<true>(TaskHeader*, TaskHeader*,
+                                                uint64_t,
+                                                TaskHeader**) noexcept;
+template uint64_t LocalExecutor::RunSlice<false>(TaskHeader*, TaskHeader*,
+                                                 uint64_t,
+                                                 TaskHeader**) noexcept;
 
 void LocalExecutor::CloseSlice(uint16_t q, uint64_t ticks, uint32_t n,
                                uint32_t yields) noexcept {

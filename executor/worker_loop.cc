@@ -151,7 +151,7 @@ void LocalExecutor::RunWorker(Worker* w) {
       // Nothing ran since the last slice picked it (see RunUntil).
       TaskHeader* t = carry;
       carry = nullptr;
-      now = RunSlice(t, nullptr, now, &carry);
+      now = RunSlice<false>(t, nullptr, now, &carry);
       continue;
     }
     // S2: relaxed, a line every worker only reads until shutdown.
@@ -190,7 +190,8 @@ void LocalExecutor::RunWorker(Worker* w) {
       now = timing::TscClock::Now();
       continue;
     }
-    now = RunSlice(static_cast<TaskHeader*>(node), nullptr, now, &carry);
+    now = RunSlice<false>(static_cast<TaskHeader*>(node), nullptr, now,
+                          &carry);
     // Not while a task is carried: the driver's wakes and aborts must find
     // it in its queue.  It is polled next, on its own.
     // Completions are looked for at every slice's end, not only every

@@ -185,6 +185,38 @@ class QueueSet {
   // preemption is pending; nullptr otherwise (the caller then charges what
   // ran and calls Pick).  The run loop's pick inside a slice: no choice.
   TaskNode* PickInSlice() noexcept;
+
+ private:
+  struct Queue;
+
+ public:
+  // PickInSlice and RequeueInSlice with the current queue looked up once,
+  // for a loop that runs a whole slice (the queue's scheduler must be the
+  // FIFO).  Valid until the next Pick, Charge or ChargeSlice.
+  class SliceCursor {
+   public:
+    TaskNode* Next() noexcept {
+      if (!set_->slice_left_ || set_->preempt_) return nullptr;
+      TaskNode* t = fifo_->FifoScheduler::Pop();
+      if (t == nullptr) return nullptr;
+      ++set_->taken_;
+      ++q_->picks;
+      return t;
+    }
+    void Requeue(TaskNode* task) noexcept {
+      fifo_->FifoScheduler::Push(task);  // Sets `queued`.
+      ++set_->pushed_;
+      if (!q_->runnable()) [[unlikely]] set_->PushJoin(index_);
+    }
+
+   private:
+    friend class QueueSet;
+    QueueSet* set_;
+    Queue* q_;
+    FifoScheduler* fifo_;
+    uint16_t index_;
+  };
+  SliceCursor CurrentSlice() noexcept;
   // Puts a task that PickInSlice gave back at the end of the current
   // queue (its FIFO), as Push would: for a task that yielded within the
   // slice.  The current queue's scheduler must be the FIFO.
@@ -390,6 +422,15 @@ inline TaskNode* QueueSet::Pick() noexcept {
     }
   }
   return PickSlow();
+}
+
+inline QueueSet::SliceCursor QueueSet::CurrentSlice() noexcept {
+  SliceCursor c;
+  c.set_ = this;
+  c.q_ = &q_[current_];
+  c.fifo_ = c.q_->fifo;
+  c.index_ = current_;
+  return c;
 }
 
 inline TaskNode* QueueSet::PickInSlice() noexcept {
