@@ -374,9 +374,12 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
     // it in its queue.  It is polled next, on its own.
     // Completions are looked for at every slice's end, not only every
     // MaxPollsPerYield polls or DriverYield: a ready one is reaped at once.
+    // Not when nothing is runnable: parking polls the driver anyway, in the
+    // same system call as its wait.
     if (carry == nullptr &&
         (polls_since_driver_ >= max_polls_per_yield_ ||
-         now - last_driver_tick_ >= driver_yield_ticks_ || IoDue(now))) {
+         now - last_driver_tick_ >= driver_yield_ticks_ ||
+         (!queue_set_->Empty() && IoDue(now)))) {
       DriverYield(now);
       now = timing::TscClock::Now();
     }
