@@ -112,12 +112,14 @@ struct TierState {
 // on x86-64 / aarch64 already are.  Copyable (the budget copies relaxed), so
 // a header may be moved between polls by its owner.
 struct TaskContext {
+  // What a poll touches first; the tier bookkeeping (read only for slow
+  // polls and tasks above tier monitor) last.
   TaskBudget budget;
-  TierState tier_state;
   uint64_t task_id = 0;
   const char* name = nullptr;  // may be null; static / long-lived string
-  TaskPriority priority = TaskPriority::kNormal;
   uint64_t poll_start_tick = 0;  // set by BeforePoll
+  TaskPriority priority = TaskPriority::kNormal;
+  TierState tier_state;
 
   Tier tier() const noexcept { return static_cast<Tier>(budget.tier()); }
 };

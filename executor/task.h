@@ -125,24 +125,13 @@ struct InboxNode {
 // One runnable thing.  See docs/architecture.md, "The task".  A Runtime
 // queues tasks that have not run yet on its injectors (the second base).
 struct TaskHeader : sched::TaskNode, steal::InjectorNode {
-  budget::TaskContext ctx;  // 16-byte TaskBudget, tier state, id, name.
+  // Field order: what every poll reads or writes comes first (after the
+  // queue links of the bases), so that a poll touches few cache lines.
 
   // Resume entry: for a coroutine, resumes `resume_point`.  A stackful task
   // would switch stacks here instead; the run loop does not care which.
   void (*resume)(TaskHeader*) noexcept = nullptr;
-  // Frees the cell (destroys the result, returns the memory).
-  void (*free_cell)(TaskHeader*) noexcept = nullptr;
-  // The exception the task ended with (set when `threw`), type-erased.
-  std::exception_ptr (*error_of)(TaskHeader*) noexcept = nullptr;
   std::coroutine_handle<> resume_point;  // innermost suspended coroutine
-  std::coroutine_handle<> frame;         // the task's top-level coroutine
-
-  // Set before the task is published (LocalExecutor, Spawner) or, for a
-  // Runtime's stealable task, by the worker that first runs it, before its
-  // release RMW of kStateBound; fixed from then on.  Other threads read
-  // them only after seeing kStateBound (or after the task ran).
-  LocalExecutor* owner = nullptr;
-  Inbox* inbox = nullptr;  // owner's inbox, for wakes from other threads
 
   // Memory ordering: completion sets kStateComplete/kStateCancelled with a
   // release RMW after the result is written; JoinHandle readers acquire.
@@ -151,8 +140,6 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   std::atomic<uint32_t> state{0};
   std::atomic<uint32_t> refs{1};  // frame + join handle + pending aborts
 
-  uint32_t alloc_size = 0;
-  uint16_t home_queue = 0;
   uint8_t io_priority = 1;  // reactor::IoPriority (kNormal)
   RunState run_state = RunState::kNew;
   WaitKind wait_kind = WaitKind::kNone;
@@ -165,6 +152,24 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // Accounting: polls here; service time is TaskNode::attained_service
   // (charged by QueueSet::Charge), the spawn tick below.
   uint64_t polls = 0;
+  uint32_t alloc_size = 0;
+  uint16_t home_queue = 0;
+
+  budget::TaskContext ctx;  // 16-byte TaskBudget, id, name, tier state.
+
+  // Frees the cell (destroys the result, returns the memory).
+  void (*free_cell)(TaskHeader*) noexcept = nullptr;
+  // The exception the task ended with (set when `threw`), type-erased.
+  std::exception_ptr (*error_of)(TaskHeader*) noexcept = nullptr;
+  std::coroutine_handle<> frame;         // the task's top-level coroutine
+
+  // Set before the task is published (LocalExecutor, Spawner) or, for a
+  // Runtime's stealable task, by the worker that first runs it, before its
+  // release RMW of kStateBound; fixed from then on.  Other threads read
+  // them only after seeing kStateBound (or after the task ran).
+  LocalExecutor* owner = nullptr;
+  Inbox* inbox = nullptr;  // owner's inbox, for wakes from other threads
+
   uint64_t spawn_tick = 0;
   void* wait_object = nullptr;  // reactor::Operation* or join target
   TaskHeader* join_waiter = nullptr;
