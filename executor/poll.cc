@@ -97,7 +97,6 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   const uint64_t t1 = timing::TscClock::Now();
   const uint64_t elapsed = t1 - t0;
   queue_set_->Charge(t, elapsed);  // also t->attained_service
-  t->polls++;
   stats_.polls++;
   if (collect_stats_) poll_histograms_[q][Log2Bucket(elapsed)]++;
 
@@ -249,7 +248,6 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
         }
       } while (t->bounce);
       beacon_.End();
-      t->polls++;
       if (beacon_.EndedPollWasSlow()) [[unlikely]] {
         // Reported by the monitor while it ran: charged now, and re-queued
         // the general way (its tier, and so its queue, may change).

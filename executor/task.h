@@ -149,9 +149,8 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   bool abort_seen = false;  // owner: the abort was acted on (idempotence)
   bool value_taken = false;  // the result was moved out by a join
 
-  // Accounting: polls here; service time is TaskNode::attained_service
-  // (charged by QueueSet::Charge), the spawn tick below.
-  uint64_t polls = 0;
+  // Accounting: service time is TaskNode::attained_service (charged by
+  // QueueSet::Charge for queues that observe it), the spawn tick below.
   uint32_t alloc_size = 0;
   uint16_t home_queue = 0;
 
