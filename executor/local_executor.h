@@ -321,12 +321,17 @@ class ExecutorBuilder {
 //
 // Scheduling: an EEVDF QueueSet shares CPU time between queues in
 // proportion to their shares, measured in TSC ticks of real poll time; each
-// queue orders its own tasks with its TaskScheduler.  Before each poll the
-// TSC is read once and the TierManager resets the task's budget; after it
-// the elapsed ticks are charged to the queue and evaluated by the tiers,
-// whose action (warn, smaller budget, isolation lane) is carried out.  The
-// driver is polled every MaxPollsPerYield polls or DriverYield, whichever
-// comes first, and blocked in when nothing is runnable.
+// queue orders its own tasks with its TaskScheduler.  Polls run in slices
+// (executor/poll.cc): up to a queue's quota of its polls with one TSC read
+// at the end, whose ticks are charged to the queue; polls that need their
+// own time (tasks above tier monitor, schedulers that observe service,
+// hooks) are timed one by one and evaluated by the tiers, whose action
+// (warn, smaller budget, isolation lane) is carried out, and the monitor's
+// slow-poll reports are charged for the others.  The driver is polled at a
+// slice's end when the reactor has work waiting (io_uring; every 50 us
+// while operations are in flight on epoll), every MaxPollsPerYield polls or
+// DriverYield, whichever comes first, and blocked in when nothing is
+// runnable.
 //
 // Requires: Spawn, Run, BlockOn, Stats and destruction on one thread (the
 // owner); other threads use GetSpawner().  Run/BlockOn are not reentrant.
