@@ -104,10 +104,7 @@ INSTANTIATE_TEST_SUITE_P(
     Backends, IoLatencyTest,
     ::testing::Values(reactor::BackendChoice::kIoUring,
                       reactor::BackendChoice::kEpoll),
-    [](const ::testing::TestParamInfo<reactor::BackendChoice>& info) {
-      return info.param == reactor::BackendChoice::kEpoll ? "epoll"
-                                                          : "io_uring";
-    });
+    executor_testing::BackendTestName);
 
 }  // namespace
 }  // namespace spindle

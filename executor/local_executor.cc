@@ -231,11 +231,16 @@ bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {
   // should run first is not kept waiting for the deadline.  Where that
   // cannot be seen (epoll), a poll while operations are in flight ends
   // after kIoIntervalNs instead, and the loop polls the driver.
-  if (io_peeks_ && io_->HasPendingWork()) return true;
+  if (io_peeks_) {
+    if (io_->HasPendingWork()) return true;
+    return deadline != 0 && timing::TscClock::Now() >= deadline;
+  }
+  // One clock read, and only when something needs it.
+  const bool io_waits = io_->inflight() != 0;
+  if (deadline == 0 && !io_waits) return false;
   const uint64_t now = timing::TscClock::Now();
   if (deadline != 0 && now >= deadline) return true;
-  return !io_peeks_ && io_->inflight() != 0 &&
-         now - t->ctx.poll_start_tick >= io_interval_ticks_;
+  return io_waits && now - t->ctx.poll_start_tick >= io_interval_ticks_;
 }
 
 void LocalExecutor::DrainInbox() noexcept {

@@ -94,6 +94,12 @@ class ReactorBackendTest
   std::string skip_reason_;
 };
 
+// Test names for suites instantiated over both backends.
+inline std::string BackendTestName(
+    const ::testing::TestParamInfo<reactor::BackendChoice>& info) {
+  return info.param == reactor::BackendChoice::kEpoll ? "epoll" : "io_uring";
+}
+
 #define SPINDLE_MAKE_OR_SKIP(ex, ...) \
   auto ex = Make(__VA_ARGS__);        \
   if (ex == nullptr) GTEST_SKIP() << "no reactor: " << skip_reason_

@@ -2,7 +2,7 @@
 //
 // Slices.  The loop reads the TSC at slice boundaries, not per poll.  A
 // slice is a run of polls of one queue: RunSlice polls the task the loop
-// picked, then takes the queue's next tasks with QueueSet::PickInSlice
+// picked, then takes the queue's next tasks with QueueSet::SliceCursor
 // (which stops at a pending cross-queue preemption, an empty queue or the
 // end of the queue's EEVDF request) up to the queue's quota, reads the clock
 // once and charges the whole slice to the queue (QueueSet::ChargeSlice).

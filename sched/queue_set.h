@@ -181,18 +181,17 @@ class QueueSet {
   // time, deadline, lag, stats, task->attained_service, then the scheduler's
   // Observe.  The caller pushes the task again afterwards if it is runnable.
   void Charge(TaskNode* task, uint64_t service_ticks) noexcept;
-  // The next task of the current queue while its request lasts and no
-  // preemption is pending; nullptr otherwise (the caller then charges what
-  // ran and calls Pick).  The run loop's pick inside a slice: no choice.
-  TaskNode* PickInSlice() noexcept;
 
  private:
   struct Queue;
 
  public:
-  // PickInSlice and RequeueInSlice with the current queue looked up once,
-  // for a loop that runs a whole slice (the queue's scheduler must be the
-  // FIFO).  Valid until the next Pick, Charge or ChargeSlice.
+  // A cursor on the current queue for a loop that runs a whole slice (the
+  // queue's scheduler must be the FIFO); valid until the next Pick, Charge
+  // or ChargeSlice.  Next: the queue's next task while its request lasts
+  // and no preemption is pending, else nullptr (the caller then charges
+  // what ran and calls Pick).  Requeue: a task Next gave, at the end of the
+  // queue, as Push would (a yield within the slice).
   class SliceCursor {
    public:
     TaskNode* Next() noexcept {
@@ -217,15 +216,6 @@ class QueueSet {
     uint16_t index_;
   };
   SliceCursor CurrentSlice() noexcept;
-  // Puts a task that PickInSlice gave back at the end of the current
-  // queue (its FIFO), as Push would: for a task that yielded within the
-  // slice.  The current queue's scheduler must be the FIFO.
-  void RequeueInSlice(TaskNode* task) noexcept {
-    Queue& q = q_[current_];
-    q.fifo->FifoScheduler::Push(task);  // Sets `queued`.
-    ++pushed_;
-    if (!q.runnable()) [[unlikely]] PushJoin(current_);
-  }
   // Charges `polls` polls of queue `queue_index` that took `service_ticks`
   // together: what the run loop does at the end of a slice (it reads the
   // clock there, not per poll).  Tasks' attained_service and the
@@ -431,18 +421,6 @@ inline QueueSet::SliceCursor QueueSet::CurrentSlice() noexcept {
   c.fifo_ = c.q_->fifo;
   c.index_ = current_;
   return c;
-}
-
-inline TaskNode* QueueSet::PickInSlice() noexcept {
-  if (slice_left_ && !preempt_) [[likely]] {
-    Queue& q = q_[current_];
-    if (TaskNode* t = PopFrom(q)) [[likely]] {
-      ++taken_;
-      ++q.picks;
-      return t;
-    }
-  }
-  return nullptr;
 }
 
 inline void QueueSet::ChargeSlice(uint16_t i, uint64_t service_ticks,
