@@ -22,6 +22,10 @@ grep -q "^pending after shutdown: 0" <<<"$out" || { echo "FAIL: pool_batch pendi
 # start_server LOG [ENV...]: starts echo_server, sets $pid and $port.
 start_server() {
   local log=$1; shift
+  # The log exists before the server starts: the background redirection
+  # opens it only when the subshell runs, and the poll below must not race
+  # that (a missing file made sed fail and, under set -e, ended the test).
+  : >"$log"
   env "$@" "$dir/echo_server" --port 0 --seconds 60 ${server_args:-} >"$log" 2>&1 &
   pid=$!
   port=""
@@ -97,6 +101,7 @@ done
 # A transient accept error (EMFILE under a low descriptor limit) must not
 # end the accept loop: after the flood is gone, a new client is served.
 log="${TEST_TMPDIR}/echo_emfile.log"
+: >"$log"
 ( ulimit -n 24; exec "$dir/echo_server" --port 0 --seconds 60 ) >"$log" 2>&1 &
 pid=$!
 port=""
