@@ -102,6 +102,17 @@ struct ProcessResult {
   bool ok() const { return exit_code == 0 && !timed_out; }
 };
 
+// ProcessDoneCallback: told once that a handle's result is in (see
+// ProcessHandle::OnDone).  An awaitable in a task implements it with a Waker.
+class ProcessDoneCallback {
+ public:
+  virtual ~ProcessDoneCallback() = default;
+  // Called once, then the callback is destroyed.  Runs on the runner's
+  // thread (or in OnDone, when the result is already in): it must not block
+  // and must not destroy the runner.
+  virtual void Done() noexcept = 0;
+};
+
 // ProcessHandle: a started process.
 //
 // Guarantees: the result arrives exactly once (also when the runner shuts
@@ -119,8 +130,17 @@ class ProcessHandle {
   const ProcessResult& Wait() const;
   // Like Wait, for at most `timeout`; nullptr if not done by then.
   const ProcessResult* WaitFor(absl::Duration timeout) const;
+  // Waits as Wait(), then moves the result out (no copy of the output):
+  // for a handle only the caller waits on; other copies then see a
+  // moved-from result.
+  ProcessResult TakeResult() const;
   // SIGKILL to the child's process group (no-op once reaped).
   void Kill() const;
+  // Calls `cb->Done()` once the result is in: at once, on this thread, when
+  // it already is; otherwise on the runner's thread right after the result
+  // is stored (so Wait() then returns at once).  Any number of callbacks
+  // may be registered.  A null `cb` is ignored.
+  void OnDone(std::unique_ptr<ProcessDoneCallback> cb) const;
 
  private:
   friend class ProcessRunner;

@@ -65,6 +65,8 @@ struct ProcessShared {
   std::condition_variable cv;
   std::atomic<bool> done{false};
   ProcessResult result;  // written once, under mu, before done
+  // Registered by ProcessHandle::OnDone before done; taken by Finish.
+  std::vector<std::unique_ptr<dispatch::ProcessDoneCallback>> on_done;  // mu
   Proc* proc = nullptr;  // the runner's thread only
 };
 
@@ -397,13 +399,17 @@ void RunnerCore::Finish(Proc* p) noexcept {
   live_.erase(p);
   delete p;
   running_.fetch_sub(1, std::memory_order_relaxed);  // a statistic
+  std::vector<std::unique_ptr<dispatch::ProcessDoneCallback>> callbacks;
   {
     std::lock_guard<std::mutex> l(shared->mu);
     shared->result = std::move(r);
     // Release: pairs with the acquire load in ProcessHandle::done.
     shared->done.store(true, std::memory_order_release);
+    callbacks.swap(shared->on_done);
   }
   shared->cv.notify_all();
+  // Outside mu: a callback may look at the handle (done(), Wait()).
+  for (auto& cb : callbacks) cb->Done();
 }
 
 }  // namespace spindle::dispatch_internal
@@ -486,12 +492,32 @@ const ProcessResult* ProcessHandle::WaitFor(absl::Duration timeout) const {
   return ok ? &shared_->result : nullptr;
 }
 
+ProcessResult ProcessHandle::TakeResult() const {
+  std::unique_lock<std::mutex> l(shared_->mu);
+  shared_->cv.wait(l, [&] {
+    return shared_->done.load(std::memory_order_relaxed);  // under mu
+  });
+  return std::move(shared_->result);
+}
+
 void ProcessHandle::Kill() const {
   // Holding mu keeps the runner from finishing (and so from being
   // destroyed) while the request is queued.
   std::lock_guard<std::mutex> l(shared_->mu);
   if (shared_->done.load(std::memory_order_relaxed)) return;  // under mu
   shared_->core->RequestKill(shared_);
+}
+
+void ProcessHandle::OnDone(std::unique_ptr<ProcessDoneCallback> cb) const {
+  if (cb == nullptr) return;
+  {
+    std::lock_guard<std::mutex> l(shared_->mu);
+    if (!shared_->done.load(std::memory_order_relaxed)) {  // under mu
+      shared_->on_done.push_back(std::move(cb));
+      return;
+    }
+  }
+  cb->Done();  // already in: Finish has run (and taken the list) under mu
 }
 
 // ---- ProcessRunner ------------------------------------------------------------

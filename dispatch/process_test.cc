@@ -15,12 +15,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -390,6 +392,54 @@ TEST_P(ProcessTest, KillAndShutdownWhileRunning) {
     EXPECT_EQ(h.Wait().term_signal, SIGKILL);
     EXPECT_TRUE(h.Wait().killed);
   }
+}
+
+// OnDone: a callback registered before the result runs once, on the
+// runner's thread, after the result is stored; one registered after runs at
+// once on the caller's thread.  TakeResult moves the output out.
+TEST_P(ProcessTest, OnDoneCallbacksRunOnceTheResultIsIn) {
+  struct Record final : ProcessDoneCallback {
+    Record(const ProcessHandle* h, std::atomic<int>* calls,
+           std::atomic<bool>* saw_done, std::thread::id* on)
+        : h(h), calls(calls), saw_done(saw_done), on(on) {}
+    void Done() noexcept override {
+      *saw_done = h->done();
+      *on = std::this_thread::get_id();
+      calls->fetch_add(1);
+    }
+    const ProcessHandle* h;
+    std::atomic<int>* calls;
+    std::atomic<bool>* saw_done;
+    std::thread::id* on;
+  };
+  ProcessSpec spec = Sh("read x; echo $x");
+  spec.stdin_data = "payload\n";
+  absl::StatusOr<ProcessHandle> h = runner_->Start(spec);
+  ASSERT_TRUE(h.ok()) << h.status();
+  std::atomic<int> before_calls{0}, after_calls{0};
+  std::atomic<bool> before_done{false}, after_done{false};
+  std::thread::id before_on, after_on;
+  h->OnDone(std::make_unique<Record>(&*h, &before_calls, &before_done,
+                                     &before_on));
+  h->OnDone(nullptr);  // ignored
+  h->Wait();
+  // Wait returns when the result is stored; the callbacks run right after,
+  // outside the lock: wait for the count (bounded; fails only if never).
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (before_calls.load() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  h->OnDone(
+      std::make_unique<Record>(&*h, &after_calls, &after_done, &after_on));
+  EXPECT_EQ(before_calls.load(), 1);
+  EXPECT_TRUE(before_done.load());
+  EXPECT_NE(before_on, std::this_thread::get_id());
+  EXPECT_EQ(after_calls.load(), 1);
+  EXPECT_TRUE(after_done.load());
+  EXPECT_EQ(after_on, std::this_thread::get_id());
+  ProcessResult r = h->TakeResult();
+  EXPECT_EQ(r.stdout_data, "payload\n");
+  EXPECT_EQ(r.exit_code, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ProcessTest,

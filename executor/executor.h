@@ -32,6 +32,7 @@
 #include "executor/io.h"
 #include "executor/local_executor.h"
 #include "executor/pool.h"
+#include "executor/run_process.h"
 #include "executor/runtime.h"
 #include "executor/task.h"
 #include "executor/waker.h"

@@ -4,11 +4,12 @@
 // runs callables and process specs (dispatch/process.h) on `n` worker
 // threads, highest priority first, and refuses work beyond `q` queued items
 // with ResourceExhausted.  Every Submit returns a `PoolHandle<T>` that a
-// thread can wait on; it always resolves, also at Shutdown (drained or
-// cancelled).  Built on dispatch's `WorkDispatcher` and `ProcessRunner`.
+// thread can wait on and a task can `co_await`; it always resolves, also at
+// Shutdown (drained or cancelled).  Built on dispatch's `WorkDispatcher` and
+// `ProcessRunner`.
 //
-// Not yet: awaiting a handle from a task (a thread waits), and running the
-// pool's work on a `Runtime`'s workers.
+// Not yet: running the pool's work on a `Runtime`'s workers (the pool has
+// its own threads).
 
 #ifndef SPINDLE_EXECUTOR_POOL_H_
 #define SPINDLE_EXECUTOR_POOL_H_
@@ -21,6 +22,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <coroutine>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -37,6 +39,7 @@
 #include "absl/time/time.h"
 #include "dispatch/process.h"
 #include "dispatch/work_dispatcher.h"
+#include "executor/waker.h"
 
 namespace spindle {
 
@@ -50,13 +53,31 @@ struct PoolSlot {
   std::mutex mu;
   std::condition_variable cv;
   std::optional<absl::StatusOr<T>> result;  // set once, under mu
+  std::vector<Waker> waiters;  // tasks awaiting a handle; under mu
 
   void Set(absl::StatusOr<T> r) {
+    std::vector<Waker> wake;
     {
       std::lock_guard<std::mutex> l(mu);
       result.emplace(std::move(r));
+      wake.swap(waiters);
     }
     cv.notify_all();
+    for (Waker& w : wake) w.Wake();  // a cancelled waiter's wake is a no-op
+  }
+
+  // Suspends the calling task until Set (at once requeued if it already
+  // ran).
+  void Await(std::coroutine_handle<> h) noexcept {
+    Waker w = Waker::SuspendCurrent(h);
+    {
+      std::lock_guard<std::mutex> l(mu);
+      if (!result.has_value()) {
+        waiters.push_back(std::move(w));
+        return;
+      }
+    }
+    w.Wake();  // set meanwhile: a wake during our own poll re-queues us
   }
 };
 
@@ -98,6 +119,24 @@ class PoolHandle {
   bool done() const {
     std::lock_guard<std::mutex> l(slot_->mu);
     return slot_->result.has_value();
+  }
+  // `co_await handle` inside a task: suspends the task (not its worker)
+  // until resolved; yields `const absl::StatusOr<T>&`.  A task cancelled
+  // while it waits leaves the submission alone (it still runs).
+  auto operator co_await() const noexcept {
+    struct Awaiter {
+      executor_internal::PoolSlot<T>* slot;
+      bool await_ready() const {
+        std::lock_guard<std::mutex> l(slot->mu);
+        return slot->result.has_value();
+      }
+      void await_suspend(std::coroutine_handle<> h) noexcept { slot->Await(h); }
+      const absl::StatusOr<T>& await_resume() const {
+        std::lock_guard<std::mutex> l(slot->mu);
+        return *slot->result;
+      }
+    };
+    return Awaiter{slot_.get()};
   }
 
  private:
