@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the executor's examples: fair_share for a short while (it must print
-# each queue's share and the hog's climb), pool_batch (every command's
-# result), and echo_server serving a client.
+# each queue's share and the hog's climb), pool_batch and process_tasks
+# (every command's result), and echo_server serving a client.
 set -euo pipefail
 dir="${TEST_SRCDIR}/spindle/executor"
 
@@ -18,6 +18,13 @@ grep -Eq "^echo build; echo warn >&2 +exit 0, stdout 'build', stderr 5 bytes" <<
 grep -Eq "^exit 3 +exit 3" <<<"$out" || { echo "FAIL: pool_batch exit 3"; exit 1; }
 grep -Eq "^sleep 5 +timed out, signal 15" <<<"$out" || { echo "FAIL: pool_batch timeout"; exit 1; }
 grep -q "^pending after shutdown: 0" <<<"$out" || { echo "FAIL: pool_batch pending"; exit 1; }
+
+out=$("$dir/process_tasks")
+echo "$out"
+grep -Eq "^echo lint; exit 2 +exit 2, stdout 'lint'" <<<"$out" || { echo "FAIL: process_tasks exit 2"; exit 1; }
+grep -Eq "^echo compile; sleep 0.2 +exit 0, stdout 'compile'" <<<"$out" || { echo "FAIL: process_tasks compile"; exit 1; }
+grep -Eq "^sleep 5 +timed out, signal 15" <<<"$out" || { echo "FAIL: process_tasks timeout"; exit 1; }
+grep -Eq "^/nonexistent/tool +not started: .*ENOENT" <<<"$out" || { echo "FAIL: process_tasks start error"; exit 1; }
 
 # start_server LOG [ENV...]: starts echo_server, sets $pid and $port.
 start_server() {
