@@ -12,40 +12,219 @@
 //        then on an item a worker takes is resolved Cancelled instead of
 //        run, and a process started by an item taken just before is killed
 //        as Track (under `mu_`) registers it.
-//     2. kDrain: Wait until the dispatcher has nothing queued or running.
+//     2. kDrain: Wait until the dispatcher has nothing queued or running
+//        (Runtime-backed: also stop waiting once every driver task is gone,
+//        cancelled with its Runtime: nothing would run the rest).
 //     3. Quit every worker (an idle one at once, a busy one after its item)
-//        and join the threads.
+//        and join the threads, or wait for every driver task to end.
 //     4. Destroy the workers, then the dispatcher: it calls every item
 //        still queued with ran = false, which resolves its handle with
 //        Cancelled.  5. Destroy the process runner (nothing runs any more).
+//
+//   Runtime-backed pools.  Worker w runs a driver task (pinned to w) that
+//   owns a dispatch::Worker.  It calls TryRunOne with `tl_taken` pointing at
+//   a local: PoolItem::Dispatch then hands the item over instead of running
+//   it, and the driver co_awaits item->RunOnDriver() (a process is awaited,
+//   not waited for), then frees it.  With nothing to take, the driver parks:
+//   it stores its Waker in its DriverState first, then ArmWake (false: work
+//   came meanwhile, so it wakes itself); the dispatcher's on_wake takes the
+//   Waker and wakes it.  If the Runtime cancels a driver, its frame's guard
+//   frees the item it was running (RunOnDriver has resolved it), destroys
+//   its Worker (which detaches it: no Quit waits for it, no on_wake comes
+//   after) and counts it gone.
 #include "executor/pool.h"
 
 #include <algorithm>
+#include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "executor/internal/task_protocol.h"
+#include "executor/run_process.h"
+#include "executor/runtime.h"
 
 namespace spindle {
 namespace executor_internal {
+
+namespace {
+// Set by a driver task around TryRunOne: where Dispatch hands the item.
+thread_local PoolItem** tl_taken = nullptr;
+}  // namespace
+
+absl::StatusOr<LocalExecutor*> PoolThreadExecutor() {
+  // Destroyed with the thread, on it (an executor's owner thread).
+  thread_local std::unique_ptr<LocalExecutor> ex;
+  if (ex == nullptr) {
+    absl::StatusOr<std::unique_ptr<LocalExecutor>> made =
+        ExecutorBuilder().Build();
+    if (!made.ok()) return made.status();
+    ex = std::move(*made);
+  }
+  return ex.get();
+}
+
+absl::Status ThrownStatus(const char* what) {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, " threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError(
+        absl::StrCat(what, " threw an exception that is not a std::exception"));
+  }
+}
+
+Task<void> PoolItem::RunOnDriver() {
+  Execute(true);
+  co_return;
+}
 
 void PoolItem::Dispatch(WorkItem* w, bool ran) noexcept {
   auto* item = static_cast<PoolItem*>(w);
   PoolCore* core = item->core;
   core->Dispatched();
+  if (ran && !core->cancelling() && tl_taken != nullptr) {
+    *tl_taken = item;  // the driver runs it (and frees it, and Finished)
+    return;
+  }
   item->Execute(ran && !core->cancelling());
   delete item;
   core->Finished();
 }
 
+// One driver task's state (see the protocol).  `worker` is the last member,
+// so it is destroyed (detached, under the dispatcher's lock) before the
+// Waker its on_wake callback touches.
+struct DriverState {
+  std::mutex mu;
+  Waker waker;  // the parked driver's; under mu
+  std::unique_ptr<dispatch::Worker> worker;
+};
+
+struct PoolCore::Drivers {
+  std::vector<std::unique_ptr<DriverState>> states;
+  std::vector<JoinHandle<void>> tasks;
+};
+
+namespace {
+
+// Parks a driver until the dispatcher has work for it (or retires it).
+struct Park {
+  DriverState* s;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) noexcept {
+    {
+      Waker w = Waker::SuspendCurrent(h);
+      std::lock_guard<std::mutex> l(s->mu);
+      s->waker = std::move(w);
+    }
+    if (!s->worker->ArmWake()) {  // work (or a Quit) came meanwhile
+      Waker mine;
+      {
+        std::lock_guard<std::mutex> l(s->mu);
+        mine = std::move(s->waker);
+      }
+      mine.Wake();  // a wake during our own poll: re-queued
+    }
+  }
+  void await_resume() const noexcept {}
+};
+
+Task<void> Drive(PoolCore* core, DriverState* s) {
+  // Runs when the frame is destroyed, by completion or by the Runtime's
+  // cancellation (see the protocol).
+  struct Guard {
+    PoolCore* core;
+    DriverState* s;
+    PoolItem* item = nullptr;  // taken, RunOnDriver under way
+    ~Guard() {
+      if (item != nullptr) {
+        delete item;
+        core->Finished();
+      }
+      s->worker.reset();
+      core->DriverGone();
+    }
+  } guard{core, s};
+  for (;;) {
+    PoolItem* taken = nullptr;
+    tl_taken = &taken;
+    const dispatch::TakeResult r = s->worker->TryRunOne();
+    tl_taken = nullptr;
+    if (r == dispatch::TakeResult::kRetired) co_return;
+    if (r == dispatch::TakeResult::kEmpty) {
+      co_await Park{s};
+      continue;
+    }
+    if (taken != nullptr) {
+      guard.item = taken;
+      co_await taken->RunOnDriver();
+      guard.item = nullptr;
+      delete taken;
+      core->Finished();
+    }
+    co_await YieldNow();  // the worker's other tasks run between items
+  }
+}
+
+}  // namespace
+
 PoolCore::PoolCore(int workers, size_t max_queue,
                    std::unique_ptr<dispatch::WorkDispatcher> d,
-                   std::unique_ptr<dispatch::ProcessRunner> r)
+                   std::unique_ptr<dispatch::ProcessRunner> r,
+                   Runtime* runtime)
     : workers_n_(workers),
       max_queue_(max_queue),
       dispatcher_(std::move(d)),
       runner_(std::move(r)) {
+  if (runtime == nullptr) {
+    for (int i = 0; i < workers; ++i) {
+      workers_.push_back(dispatcher_->Attach());
+      threads_.emplace_back([w = workers_.back().get()] { w->Run(); });
+    }
+    return;
+  }
+  drivers_ = std::make_unique<Drivers>();
+  live_drivers_.store(workers, std::memory_order_relaxed);  // before spawns
   for (int i = 0; i < workers; ++i) {
-    workers_.push_back(dispatcher_->Attach());
-    threads_.emplace_back([w = workers_.back().get()] { w->Run(); });
+    auto st = std::make_unique<DriverState>();
+    DriverState* raw = st.get();
+    dispatch::WorkerOptions wo;
+    wo.on_wake = [raw] {
+      // Under the dispatcher's lock: must not block (a short lock, and a
+      // Wake that only queues).
+      Waker w;
+      {
+        std::lock_guard<std::mutex> l(raw->mu);
+        w = std::move(raw->waker);
+      }
+      w.Wake();
+    };
+    st->worker = dispatcher_->Attach(std::move(wo));
+    drivers_->states.push_back(std::move(st));
+  }
+  for (int i = 0; i < workers; ++i) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(static_cast<size_t>(i));
+    drivers_->tasks.push_back(
+        runtime->Spawn(Drive(this, drivers_->states[i].get()), o));
+  }
+}
+
+void PoolCore::DriverGone() noexcept {
+  live_drivers_.fetch_sub(1, std::memory_order_acq_rel);  // see WaitDrained
+}
+
+void PoolCore::WaitDrained() {
+  if (drivers_ == nullptr) {
+    dispatcher_->Wait(0, 0, absl::InfiniteDuration());
+    return;
+  }
+  // The drivers can vanish with their Runtime (a misuse the pool survives):
+  // re-check them every 20 ms of an unfinished drain.  This is the only
+  // timed wait, and it runs only in Shutdown.
+  while (!dispatcher_->Wait(0, 0, absl::Milliseconds(20))) {
+    if (live_drivers_.load(std::memory_order_acquire) == 0) return;
   }
 }
 
@@ -56,6 +235,12 @@ absl::Status PoolCore::Admit() {
     std::lock_guard<std::mutex> l(mu_);
     if (closed_) {
       return absl::FailedPreconditionError("Pool::Submit after Shutdown");
+    }
+    if (drivers_ != nullptr &&
+        live_drivers_.load(std::memory_order_acquire) == 0) {
+      return absl::FailedPreconditionError(
+          "Pool::Submit: the Runtime this pool ran on is gone (destroy a "
+          "Runtime-backed pool before its Runtime)");
     }
   }
   // Relaxed: a counter; the item itself is published by the dispatcher.
@@ -113,11 +298,22 @@ void PoolCore::Shutdown(ShutdownMode mode) {
       for (const dispatch::ProcessHandle& h : running_) h.Kill();
     }
   }
-  if (mode == ShutdownMode::kDrain) {
-    dispatcher_->Wait(0, 0, absl::InfiniteDuration());
+  if (drivers_ != nullptr && executor_internal::tl_executor != nullptr) {
+    FatalMisuse(
+        "Pool::Shutdown (or ~Pool) of a Runtime-backed pool on a thread that "
+        "runs an executor: it waits for the pool's driver tasks and could "
+        "block the worker one of them needs; shut the pool down from a "
+        "plain thread");
   }
-  (void)dispatcher_->Quit(workers_n_, absl::InfiniteDuration());
+  if (mode == ShutdownMode::kDrain) WaitDrained();
+  // Workers detached (drivers cancelled with their Runtime) are not active.
+  (void)dispatcher_->Quit(dispatcher_->active_workers(),
+                          absl::InfiniteDuration());
   for (std::thread& t : threads_) t.join();
+  if (drivers_ != nullptr) {
+    for (JoinHandle<void>& t : drivers_->tasks) (void)t.Wait();
+    drivers_.reset();  // every Worker is gone already (the drivers' guards)
+  }
   workers_.clear();
   dispatcher_.reset();  // cancels what is still queued
   runner_.reset();
@@ -151,8 +347,37 @@ absl::StatusOr<PoolHandle<dispatch::ProcessResult>> Pool::Submit(
         return;
       }
       core->Track(*h);
-      slot->Set(h->Wait());
+      slot->Set(h->TakeResult());
       core->Untrack(*h);
+    }
+    // On a Runtime: the child is awaited, so the worker runs its other
+    // tasks meanwhile.
+    Task<void> RunOnDriver() override {
+      absl::StatusOr<dispatch::ProcessHandle> h = core->runner().Start(spec);
+      if (!h.ok()) {
+        slot->Set(h.status());
+        co_return;
+      }
+      core->Track(*h);
+      // The frame destroyed before the result (the Runtime shut down):
+      // kill the child, resolve Cancelled.
+      struct Cleanup {
+        Item* self;
+        const dispatch::ProcessHandle& h;
+        bool resolved = false;
+        ~Cleanup() {
+          if (!resolved) {
+            h.Kill();
+            self->slot->Set(absl::CancelledError(
+                "the Runtime running the pool shut down while the process "
+                "ran (it was killed)"));
+          }
+          self->core->Untrack(h);
+        }
+      } cleanup{this, *h};
+      co_await WaitProcess(*h);
+      slot->Set(h->TakeResult());
+      cleanup.resolved = true;
     }
   };
   auto* item = new Item;
@@ -176,8 +401,20 @@ absl::StatusOr<std::unique_ptr<Pool>> PoolBuilder::Build() const {
   if (!d.ok()) return d.status();
   auto r = dispatch::ProcessRunner::Create({});
   if (!r.ok()) return r.status();
+  int workers = workers_;
+  if (runtime_ != nullptr) {
+    const int n = static_cast<int>(runtime_->worker_count());
+    if (!workers_set_) {
+      workers = n;
+    } else if (workers_ > n) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "PoolBuilder::Workers(%d) on a Runtime of %d workers; valid range "
+          "[1, %d]",
+          workers_, n, n));
+    }
+  }
   auto core = std::make_unique<executor_internal::PoolCore>(
-      workers_, max_queue_, std::move(*d), std::move(*r));
+      workers, max_queue_, std::move(*d), std::move(*r), runtime_);
   return std::unique_ptr<Pool>(new Pool(std::move(core)));
 }
 

@@ -1,15 +1,15 @@
 // executor/pool.h: the user-facing task pool.
 //
 // Reach for `PoolBuilder().Workers(n).MaxQueueSize(q).Build()`: a `Pool`
-// runs callables and process specs (dispatch/process.h) on `n` worker
+// runs callables, tasks and process specs (dispatch/process.h) on `n` worker
 // threads, highest priority first, and refuses work beyond `q` queued items
 // with ResourceExhausted.  Every Submit returns a `PoolHandle<T>` that a
 // thread can wait on and a task can `co_await`; it always resolves, also at
 // Shutdown (drained or cancelled).  Built on dispatch's `WorkDispatcher` and
 // `ProcessRunner`.
 //
-// Not yet: running the pool's work on a `Runtime`'s workers (the pool has
-// its own threads).
+// `PoolBuilder().OnRuntime(rt)` runs the work on a `Runtime`'s workers
+// instead of threads of the pool's own.
 
 #ifndef SPINDLE_EXECUTOR_POOL_H_
 #define SPINDLE_EXECUTOR_POOL_H_
@@ -39,11 +39,14 @@
 #include "absl/time/time.h"
 #include "dispatch/process.h"
 #include "dispatch/work_dispatcher.h"
+#include "executor/local_executor.h"
+#include "executor/task.h"
 #include "executor/waker.h"
 
 namespace spindle {
 
 using dispatch::Priority;
+class Runtime;
 
 namespace executor_internal {
 
@@ -87,6 +90,10 @@ struct PoolItem : dispatch::WorkItem {
   virtual ~PoolItem() = default;
   // ran = false: cancelled (Shutdown(kCancel)); resolve with Cancelled.
   virtual void Execute(bool ran) noexcept = 0;
+  // On a Runtime-backed pool, a driver task co_awaits this instead of
+  // calling Execute(true).  Resolves the handle exactly once, also when its
+  // frame is destroyed midway (the Runtime shut down).  Default: Execute.
+  virtual Task<void> RunOnDriver();
   class PoolCore* core = nullptr;
   static void Dispatch(WorkItem* w, bool ran) noexcept;
 };
@@ -156,12 +163,19 @@ enum class ShutdownMode : uint8_t {
 
 namespace executor_internal {
 
+// The calling pool thread's own executor (made at its first task).
+absl::StatusOr<LocalExecutor*> PoolThreadExecutor();
+// Internal naming `what` and the exception in flight (call in a catch).
+absl::Status ThrownStatus(const char* what);
+
 // The pool's machinery, shared by the template Submit and pool.cc.
 class PoolCore {
  public:
+  // `runtime` null: `workers` threads of the pool's own; else `workers`
+  // driver tasks pinned to the runtime's workers 0..workers-1.
   PoolCore(int workers, size_t max_queue,
            std::unique_ptr<dispatch::WorkDispatcher> d,
-           std::unique_ptr<dispatch::ProcessRunner> r);
+           std::unique_ptr<dispatch::ProcessRunner> r, Runtime* runtime);
   ~PoolCore();
   // Reserves a queue slot; the error names the capacity.
   absl::Status Admit();
@@ -177,8 +191,12 @@ class PoolCore {
   // Running process handles, for Shutdown(kCancel).
   void Track(const dispatch::ProcessHandle& h);
   void Untrack(const dispatch::ProcessHandle& h);
+  // A driver task ended (retired, or cancelled with its Runtime).
+  void DriverGone() noexcept;
 
  private:
+  struct Drivers;  // pool.cc: the driver tasks of a Runtime-backed pool
+  void WaitDrained();
   const int workers_n_;
   const size_t max_queue_;
   std::atomic<size_t> queued_{0};
@@ -188,6 +206,8 @@ class PoolCore {
   std::unique_ptr<dispatch::ProcessRunner> runner_;
   std::vector<std::unique_ptr<dispatch::Worker>> workers_;
   std::vector<std::thread> threads_;
+  std::unique_ptr<Drivers> drivers_;      // Runtime-backed only
+  std::atomic<int> live_drivers_{0};      // driver tasks not yet ended
   std::mutex mu_;
   bool closed_ = false;  // guarded by mu_
   std::vector<dispatch::ProcessHandle> running_;  // guarded by mu_
@@ -195,11 +215,21 @@ class PoolCore {
 
 }  // namespace executor_internal
 
-// Pool: a bounded, prioritised queue in front of worker threads.
+// Pool: a bounded, prioritised queue in front of worker threads, or in
+// front of a Runtime's workers (PoolBuilder::OnRuntime).
 //
-// Requires: Shutdown (or destruction) is not called from a pool worker.
+// Requires: Shutdown (or destruction) is not called from a pool worker, nor
+// (Runtime-backed) from any thread that runs an executor: it fails at once
+// with a message there, since it waits for the pool's driver tasks.  A
+// Runtime-backed pool is destroyed before its Runtime; if the Runtime goes
+// first, the submissions it was running and everything queued resolve
+// Cancelled, and Submit returns FailedPrecondition.
 // Guarantees: at most MaxQueueSize submissions wait (running ones do not
 // count); every handle resolves; destruction is Shutdown(kDrain).
+// On a Runtime: worker w (w < Workers(n)) runs a driver task that takes one
+// submission at a time: a callable runs inside it (a blocking callable
+// blocks that worker), a process is awaited (the worker runs its other
+// tasks meanwhile).
 // Thread safety: every member is safe from any thread.
 //
 // Example:
@@ -239,12 +269,85 @@ class Pool {
             slot->Set(fn());
           }
         } catch (...) {
-          slot->Set(absl::InternalError("the submitted callable threw"));
+          slot->Set(executor_internal::ThrownStatus("the submitted callable"));
         }
       }
     };
     core_->Enqueue(new Item(std::forward<F>(fn), slot), priority);
     return PoolHandle<T>(std::move(slot));
+  }
+
+  // Runs a task to completion.  On a pool of threads, each thread has its
+  // own LocalExecutor (made at its first task; children the task spawns run
+  // there too, while it runs); on a Runtime, the driver task awaits it.  An
+  // exception the task throws resolves the handle with Internal naming it;
+  // an empty Task is InvalidArgument.  A task already running is not
+  // interrupted by Shutdown(kCancel) (it runs to completion); on a Runtime
+  // that shuts down under it, it is cancelled and resolves Cancelled.
+  template <class T>
+  absl::StatusOr<PoolHandle<std::conditional_t<std::is_void_v<T>, PoolDone, T>>>
+  Submit(Task<T> task, Priority priority = Priority::kNormal) {
+    using U = std::conditional_t<std::is_void_v<T>, PoolDone, T>;
+    using Slot = executor_internal::PoolSlot<U>;
+    if (!task.valid()) {
+      return absl::InvalidArgumentError("Pool::Submit: the Task is empty");
+    }
+    if (absl::Status s = core_->Admit(); !s.ok()) return s;
+    auto slot = std::make_shared<Slot>();
+    struct Item final : executor_internal::PoolItem {
+      Task<T> task;
+      std::shared_ptr<Slot> slot;
+      Item(Task<T> t, std::shared_ptr<Slot> s)
+          : task(std::move(t)), slot(std::move(s)) {}
+      void Execute(bool ran) noexcept override {
+        if (!ran) {
+          slot->Set(absl::CancelledError("Pool shut down before it ran"));
+          return;
+        }
+        absl::StatusOr<LocalExecutor*> ex =
+            executor_internal::PoolThreadExecutor();
+        if (!ex.ok()) {
+          slot->Set(ex.status());
+          return;
+        }
+        try {
+          if constexpr (std::is_void_v<T>) {
+            (*ex)->BlockOn(std::move(task));
+            slot->Set(PoolDone{});
+          } else {
+            slot->Set((*ex)->BlockOn(std::move(task)));
+          }
+        } catch (...) {
+          slot->Set(executor_internal::ThrownStatus("the submitted task"));
+        }
+      }
+      Task<void> RunOnDriver() override {
+        // Resolves Cancelled if the frame goes before the task ends.
+        struct Cleanup {
+          Slot* slot;
+          bool resolved = false;
+          ~Cleanup() {
+            if (!resolved) {
+              slot->Set(absl::CancelledError(
+                  "the Runtime running the pool shut down under the task"));
+            }
+          }
+        } cleanup{slot.get()};
+        try {
+          if constexpr (std::is_void_v<T>) {
+            co_await std::move(task);
+            slot->Set(PoolDone{});
+          } else {
+            slot->Set(co_await std::move(task));
+          }
+        } catch (...) {
+          slot->Set(executor_internal::ThrownStatus("the submitted task"));
+        }
+        cleanup.resolved = true;
+      }
+    };
+    core_->Enqueue(new Item(std::move(task), slot), priority);
+    return PoolHandle<U>(std::move(slot));
   }
 
   // Runs a process (see dispatch/process.h).  A failure to start resolves
@@ -266,13 +369,20 @@ class Pool {
   std::unique_ptr<executor_internal::PoolCore> core_;
 };
 
-// PoolBuilder: Workers in [1, 1024] (default 2); MaxQueueSize in
-// [1, 2^30] (default 1024).  Build: InvalidArgument naming the bad value and
-// its range; whatever the dispatcher or the process runner reports.
+// PoolBuilder: Workers in [1, 1024] (default 2; on a Runtime: in
+// [1, its worker count], default all of them); MaxQueueSize in [1, 2^30]
+// (default 1024).  Build: InvalidArgument naming the bad value and its
+// range; whatever the dispatcher or the process runner reports.
 class PoolBuilder {
  public:
   PoolBuilder& Workers(int n) {
     workers_ = n;
+    workers_set_ = true;
+    return *this;
+  }
+  // Runs the pool's work on `runtime`'s workers (no threads of its own).
+  PoolBuilder& OnRuntime(Runtime& runtime) {
+    runtime_ = &runtime;
     return *this;
   }
   PoolBuilder& MaxQueueSize(size_t q) {
@@ -283,7 +393,9 @@ class PoolBuilder {
 
  private:
   int workers_ = 2;
+  bool workers_set_ = false;
   size_t max_queue_ = 1024;
+  Runtime* runtime_ = nullptr;
 };
 
 }  // namespace spindle

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -12,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "dispatch/dispatch_testing.h"
+#include "executor/executor.h"
 #include "gtest/gtest.h"
 
 namespace spindle {
@@ -60,6 +62,10 @@ TEST(PoolTest, CallablesResolveWithTheirResult) {
   EXPECT_TRUE(done->Wait().ok());
   EXPECT_EQ(hits.load(), 1);
   EXPECT_EQ(thrown->Wait().status().code(), absl::StatusCode::kInternal);
+  EXPECT_NE(thrown->Wait().status().message().find(
+                "the submitted callable threw: x"),
+            std::string::npos)
+      << thrown->Wait().status();
 }
 
 TEST(PoolTest, HighestPriorityFirstFifoWithin) {
@@ -88,6 +94,48 @@ TEST(PoolTest, HighestPriorityFirstFifoWithin) {
     EXPECT_TRUE(a < b || (a == b && order[k - 1] < order[k]))
         << order[k - 1] << " before " << order[k];
   }
+}
+
+Task<int> SleepThenReturn(int v) {
+  co_await SleepFor(std::chrono::milliseconds(1));  // the thread's reactor
+  co_return v;
+}
+
+Task<int> Throws() {
+  co_await YieldNow();
+  throw std::runtime_error("boom");
+}
+
+Task<void> Bump(std::atomic<int>* n) {
+  n->fetch_add(1);
+  co_return;
+}
+
+// A Task runs on the pool thread's own executor; its value, its exception
+// and an empty Task.
+TEST(PoolTest, TasksRunOnThePoolThreadsExecutor) {
+  auto pool = MakePool(2, 64);
+  std::vector<PoolHandle<int>> hs;
+  for (int i = 0; i < 10; ++i) {
+    auto h = pool->Submit(SleepThenReturn(i));
+    ASSERT_TRUE(h.ok()) << h.status();
+    hs.push_back(*h);
+  }
+  std::atomic<int> n{0};
+  auto v = pool->Submit(Bump(&n), Priority::kHigh);
+  ASSERT_TRUE(v.ok());
+  auto thrown = pool->Submit(Throws());
+  ASSERT_TRUE(thrown.ok());
+  EXPECT_EQ(pool->Submit(Task<int>()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(hs[i].Wait().value(), i);
+  EXPECT_TRUE(v->Wait().ok());
+  EXPECT_EQ(n.load(), 1);
+  const absl::Status st = thrown->Wait().status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(st.message().find("the submitted task threw: boom"),
+            std::string::npos)
+      << st;
 }
 
 TEST(PoolTest, QueueFullNamesTheCapacity) {
