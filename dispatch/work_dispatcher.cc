@@ -25,10 +25,20 @@
 //   `sleeping_` / `quit_requested_` / `detached_` / `quit_batch_`: `mu_`.
 //   `quit_` and `busy_` are written under `mu_` or by the worker, and read
 //   lock-free as hints.
-//   Waiters (Dekker on the counters / `waiters_`): Wait adds to `waiters_`
-//   under `wait_mu_` and checks the counters under it; whoever changes a
-//   counter reads `waiters_` after the change and, if non-zero, signals
-//   under `wait_mu_`.
+//   Waiters (Dekker on the counters / `waiters_` and `wait_max_*`): Wait,
+//   under `wait_mu_`, lists a record of its thresholds and stores
+//   `wait_max_*`, the maxima over the unsignalled records (seq_cst), then
+//   adds to `waiters_` (seq_cst) and checks the counters.  Whoever changes a
+//   counter reads `waiters_` after the change and, if non-zero, the maxima
+//   and the counters; only if both counters are within the maxima does it
+//   lock `wait_mu_`, mark each unsignalled record whose condition holds as
+//   signalled (out of the maxima), store the maxima and notify.  A waiter
+//   that holds is within the maxima, so it is never missed; one whose store
+//   the notifier did not see checks the counters itself after the change.
+//   A signalled waiter whose condition no longer holds when it wakes (new
+//   submissions) re-arms: unsignalled, maxima stored, counters checked
+//   again before it sleeps.  (Signalling per item made a thread in Wait wake
+//   for every item a worker took.)
 //   Quit: under `mu_`, pick sleepers, then workers not running an item, then
 //   busy ones; set their `quit_`, take sleepers off the list and wake them;
 //   wait on `retired_cv_` until each picked worker has retired (seen `quit_`
@@ -407,8 +417,50 @@ absl::Status WorkDispatcher::Quit(int n, absl::Duration timeout) {
 void WorkDispatcher::NotifyWaiters() noexcept {
   // seq_cst: pairs with the fetch_add in Wait (see the protocol).
   if (waiters_.load(std::memory_order_seq_cst) == 0) return;
+  // seq_cst: after the waiters_ load; the maxima were stored before it.
+  if (undispatched() > wait_max_undispatched_.load(std::memory_order_seq_cst) ||
+      unexecuted() > wait_max_unexecuted_.load(std::memory_order_seq_cst)) {
+    return;  // no unsignalled waiter can hold yet
+  }
   std::unique_lock<std::mutex> l(wait_mu_);
+  bool any = false;
+  for (WaitRecord* r : wait_records_) {
+    if (!r->signalled && Holds(*r)) {
+      r->signalled = true;  // out of the maxima until it re-arms
+      any = true;
+    }
+  }
+  if (!any) return;
+  StoreWaitMaximaLocked();
+  waiter_wakeups_.fetch_add(1, std::memory_order_relaxed);  // a statistic
   wait_cv_.notify_all();
+}
+
+bool WorkDispatcher::Holds(const WaitRecord& r) const noexcept {
+  return undispatched() <= r.max_undispatched &&
+         unexecuted() <= r.max_unexecuted;
+}
+
+int WorkDispatcher::waiting_threads() const noexcept {
+  return waiters_.load(std::memory_order_relaxed);  // a statistic
+}
+
+uint64_t WorkDispatcher::waiter_wakeups() const noexcept {
+  return waiter_wakeups_.load(std::memory_order_relaxed);  // a statistic
+}
+
+void WorkDispatcher::StoreWaitMaximaLocked() noexcept {
+  uint64_t a = 0, b = 0;
+  for (const WaitRecord* r : wait_records_) {
+    if (r->signalled) continue;
+    a = std::max<uint64_t>(a, r->max_undispatched);
+    b = std::max<uint64_t>(b, r->max_unexecuted);
+  }
+  // seq_cst: read by NotifyWaiters after its waiters_ load.  With no
+  // unsignalled waiter the maxima stay at 0: a notifier may then still lock
+  // and find nothing to signal, which is harmless.
+  wait_max_undispatched_.store(a, std::memory_order_seq_cst);
+  wait_max_unexecuted_.store(b, std::memory_order_seq_cst);
 }
 
 size_t WorkDispatcher::undispatched() const noexcept {
@@ -433,18 +485,29 @@ bool WorkDispatcher::Wait(size_t max_undispatched, size_t max_unexecuted,
                           absl::Duration timeout) {
   const auto deadline = DeadlineAfter(timeout);
   std::unique_lock<std::mutex> l(wait_mu_);
+  WaitRecord me{max_undispatched, max_unexecuted, false};
+  wait_records_.push_back(&me);
+  StoreWaitMaximaLocked();  // before the add (see the protocol)
   waiters_.fetch_add(1, std::memory_order_seq_cst);  // see NotifyWaiters
   bool ok;
-  while (!(ok = undispatched() <= max_undispatched &&
-                unexecuted() <= max_unexecuted)) {
-    if (wait_cv_.wait_until(l, deadline) ==
-        std::cv_status::timeout) {
-      ok = undispatched() <= max_undispatched &&
-           unexecuted() <= max_unexecuted;
+  for (;;) {
+    if ((ok = Holds(me))) break;
+    if (me.signalled) {
+      // Signalled, but the counters rose again: count in the maxima once
+      // more, then check again before sleeping (see the protocol).
+      me.signalled = false;
+      StoreWaitMaximaLocked();
+      continue;
+    }
+    if (wait_cv_.wait_until(l, deadline) == std::cv_status::timeout) {
+      ok = Holds(me);
       break;
     }
   }
   waiters_.fetch_sub(1, std::memory_order_relaxed);  // a spare signal is harmless
+  wait_records_.erase(
+      std::find(wait_records_.begin(), wait_records_.end(), &me));
+  StoreWaitMaximaLocked();
   return ok;
 }
 

@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -213,6 +214,11 @@ class WorkDispatcher {
   size_t undispatched() const noexcept;
   size_t unexecuted() const noexcept;
   int active_workers() const;
+  // Threads blocked in Wait now.
+  int waiting_threads() const noexcept;
+  // How many times threads in Wait were signalled: only when the counters
+  // may satisfy one of them, not per item.
+  uint64_t waiter_wakeups() const noexcept;
 
  private:
   friend class Worker;
@@ -237,6 +243,14 @@ class WorkDispatcher {
   void UnsleepLocked(Worker* w) noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DetachLocked(Worker* w) noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyWaiters() noexcept;
+  // A thread in Wait (see the protocol); `signalled` is under wait_mu_.
+  struct WaitRecord {
+    size_t max_undispatched;
+    size_t max_unexecuted;
+    bool signalled;
+  };
+  bool Holds(const WaitRecord& r) const noexcept;
+  void StoreWaitMaximaLocked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(wait_mu_);
   uint64_t NowNs() const noexcept;
 
   const DispatcherOptions options_;
@@ -258,8 +272,14 @@ class WorkDispatcher {
   std::atomic<uint64_t> completed_{0};
   alignas(64) std::atomic<int> sleeping_{0};  // sleepers_.size()
   std::atomic<int> waiters_{0};
+  // The loosest thresholds of the unsignalled threads in Wait (the maxima
+  // over `wait_records_`): a notifier locks only when both hold.
+  std::atomic<uint64_t> wait_max_undispatched_{0};
+  std::atomic<uint64_t> wait_max_unexecuted_{0};
+  std::atomic<uint64_t> waiter_wakeups_{0};
   std::mutex wait_mu_;
   std::condition_variable wait_cv_;
+  std::vector<WaitRecord*> wait_records_ ABSL_GUARDED_BY(wait_mu_);
 };
 
 }  // namespace spindle::dispatch

@@ -218,6 +218,31 @@ TEST(WorkDispatcherTest, WaitCountsUndispatchedAndUnexecuted) {
   EXPECT_EQ(d->unexecuted(), 0u);
 }
 
+// A thread in Wait is signalled when its condition may hold, not once per
+// item: 1000 items run while it waits, and it is woken at most twice.
+// (Before the fix every take and every completion signalled it: ~2000.)
+// Two waiters with different thresholds are each woken when theirs holds.
+TEST(WorkDispatcherTest, WaitIsSignalledWhenItsConditionMayHoldNotPerItem) {
+  auto d = MakeDispatcher();
+  std::vector<Probe> items(1000);
+  std::atomic<int> counter{0};
+  for (Probe& p : items) {
+    p.counter = &counter;
+    d->Submit(&p);
+  }
+  std::thread all([&] { EXPECT_TRUE(d->Wait(0, 0, absl::Minutes(1))); });
+  std::thread half([&] { EXPECT_TRUE(d->Wait(500, 500, absl::Minutes(1))); });
+  while (d->waiting_threads() < 2) std::this_thread::yield();
+  auto w = d->Attach();
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(w->TryRunOne(), TakeResult::kRan);
+  half.join();
+  all.join();
+  EXPECT_LE(d->waiter_wakeups(), 6u) << "signalled per item";
+  EXPECT_GE(d->waiter_wakeups(), 1u);
+  EXPECT_EQ(counter.load(), 1000);
+  EXPECT_EQ(d->waiting_threads(), 0);
+}
+
 TEST(WorkDispatcherTest, QuitRetiresIdleWorkerFirst) {
   auto d = MakeDispatcher();
   auto busy = d->Attach();
