@@ -8,7 +8,10 @@
 //   Taking: a worker takes `mu_`, drains the injectors into the FIFO
 //   `lists_` (low first, then normal, then high: a drainer that sees a low
 //   item pushed by one thread also sees every high item that thread pushed
-//   before it), picks the head of the most urgent non-empty list, counts it
+//   before it; when a list already holds items, only the injectors more
+//   urgent than the most urgent such list are drained, since its head is
+//   older than anything left at its own level and below, and aging is
+//   off), picks the head of the most urgent non-empty list, counts it
 //   in `dispatched_`, releases `mu_` and runs it.  One item per take: a
 //   worker never holds a batch that another idle worker could start first.
 //   Sleeping (Dekker on `submitted_` / `sleeping_`): under `mu_` the worker
@@ -227,7 +230,24 @@ void WorkDispatcher::WakeOne() noexcept {
 }
 
 bool WorkDispatcher::DrainLocked() noexcept {
-  for (int p = sched::kNumPriorities - 1; p >= 0; --p) {
+  return DrainLevelsLocked(sched::kNumPriorities - 1);
+}
+
+bool WorkDispatcher::DrainForTakeLocked() noexcept {
+  if (aging_ns_ != 0) return DrainLocked();  // an old low item may be best
+  // The most urgent non-empty list.  Its items are older than those still
+  // in its level's injector (FIFO), and the pass that drained them also
+  // drained every more urgent item pushed before them (less urgent levels
+  // first): only the more urgent injectors can hold a better pick.
+  int best = 0;
+  while (best < sched::kNumPriorities && lists_[best].head == nullptr) ++best;
+  if (best == sched::kNumPriorities) return DrainLocked();
+  DrainLevelsLocked(best - 1);
+  return true;
+}
+
+bool WorkDispatcher::DrainLevelsLocked(int from) noexcept {
+  for (int p = from; p >= 0; --p) {
     WorkItem* batch[kDrainBatch];
     size_t n;
     while ((n = queues_[p].PopBatch(batch, kDrainBatch)) > 0) {
@@ -294,7 +314,7 @@ TakeResult WorkDispatcher::RunOne(Worker* w) noexcept {
       DetachLocked(w);
       return TakeResult::kRetired;
     }
-    if (!DrainLocked()) return TakeResult::kEmpty;
+    if (!DrainForTakeLocked()) return TakeResult::kEmpty;
     item = PickLocked();
     item->dispatch_seq_ = next_dispatch_seq_++;
     // Relaxed: a hint for Quit, which reads it under mu_.

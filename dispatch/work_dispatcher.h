@@ -235,6 +235,11 @@ class WorkDispatcher {
   // Moves submitted items into the taken lists; true if any item remains
   // unreachable (a submitter is mid-push).
   bool DrainLocked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // For a take: only the injectors that can hold a better pick than the
+  // lists already do (see the protocol).  True if any list holds an item.
+  bool DrainForTakeLocked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drains levels `from` (less urgent) down to 0 (most urgent).
+  bool DrainLevelsLocked(int from) noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   WorkItem* PickLocked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool AnySubmitted() const noexcept;
   TakeResult RunOne(Worker* w) noexcept;

@@ -146,6 +146,33 @@ TEST(WorkDispatcherTest, FifoWithinPriorityAcrossSingleSubmits) {
   }
 }
 
+// A take drains only the injectors more urgent than what the lists hold:
+// a high item submitted while normal ones wait in the lists still goes
+// first, and a low one submitted then waits for every normal one, also
+// the normal ones submitted after it.
+TEST(WorkDispatcherTest, ItemsSubmittedBetweenTakesKeepPriorityOrder) {
+  auto d = MakeDispatcher();
+  std::atomic<int> counter{0};
+  Probe n0, n1, n2, high, low, n3;
+  for (Probe* p : {&n0, &n1, &n2, &high, &low, &n3}) p->counter = &counter;
+  auto w = d->Attach();
+  for (Probe* p : {&n0, &n1, &n2}) d->Submit(p);
+  ASSERT_EQ(w->TryRunOne(), TakeResult::kRan);  // n0; n1, n2 in the list
+  high.priority = Priority::kHigh;
+  low.priority = Priority::kLow;
+  d->Submit(&high);
+  d->Submit(&low);
+  d->Submit(&n3);  // normal, after the low one, behind n1 and n2
+  while (w->TryRunOne() == TakeResult::kRan) {
+  }
+  EXPECT_EQ(n0.start, 0);
+  EXPECT_EQ(high.start, 1);
+  EXPECT_EQ(n1.start, 2);
+  EXPECT_EQ(n2.start, 3);
+  EXPECT_EQ(n3.start, 4);
+  EXPECT_EQ(low.start, 5);
+}
+
 uint64_t fake_now = 0;
 uint64_t FakeNow() noexcept { return fake_now; }
 
