@@ -13,8 +13,10 @@
 //        run, and a process started by an item taken just before is killed
 //        as Track (under `mu_`) registers it.
 //     2. kDrain: Wait until the dispatcher has nothing queued or running
-//        (Runtime-backed: also stop waiting once every driver task is gone,
-//        cancelled with its Runtime: nothing would run the rest).
+//        (Runtime-backed: until no submission is pending, counted by the
+//        pool since a driver finishes an item after the dispatcher counts
+//        it run; or until every driver task is gone, cancelled with its
+//        Runtime: nothing would run the rest).
 //     3. Quit every worker (an idle one at once, a busy one after its item)
 //        and join the threads, or wait for every driver task to end.
 //     4. Destroy the workers, then the dispatcher: it calls every item
@@ -212,7 +214,12 @@ PoolCore::PoolCore(int workers, size_t max_queue,
 }
 
 void PoolCore::DriverGone() noexcept {
-  live_drivers_.fetch_sub(1, std::memory_order_acq_rel);  // see WaitDrained
+  // seq_cst: the Dekker pair with WaitDrained's store of draining_.
+  if (live_drivers_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+      draining_.load(std::memory_order_seq_cst)) {
+    std::lock_guard<std::mutex> l(drain_mu_);
+    drain_cv_.notify_all();
+  }
 }
 
 void PoolCore::WaitDrained() {
@@ -220,12 +227,16 @@ void PoolCore::WaitDrained() {
     dispatcher_->Wait(0, 0, absl::InfiniteDuration());
     return;
   }
-  // The drivers can vanish with their Runtime (a misuse the pool survives):
-  // re-check them every 20 ms of an unfinished drain.  This is the only
-  // timed wait, and it runs only in Shutdown.
-  while (!dispatcher_->Wait(0, 0, absl::Milliseconds(20))) {
-    if (live_drivers_.load(std::memory_order_acquire) == 0) return;
-  }
+  // Until nothing is pending, or no driver is left to run it (the Runtime
+  // went first, a misuse the pool survives).  Dekker: this side stores
+  // draining_ then reads the counters; Finished and DriverGone change a
+  // counter then read draining_ (all seq_cst), and signal under drain_mu_.
+  draining_.store(true, std::memory_order_seq_cst);
+  std::unique_lock<std::mutex> l(drain_mu_);
+  drain_cv_.wait(l, [&] {
+    return pending_.load(std::memory_order_seq_cst) == 0 ||
+           live_drivers_.load(std::memory_order_seq_cst) == 0;
+  });
 }
 
 PoolCore::~PoolCore() { Shutdown(ShutdownMode::kDrain); }
@@ -265,7 +276,12 @@ void PoolCore::Dispatched() noexcept {
 }
 
 void PoolCore::Finished() noexcept {
-  pending_.fetch_sub(1, std::memory_order_relaxed);  // a count
+  // seq_cst: see WaitDrained.  Only the last one of a drain signals.
+  if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+      draining_.load(std::memory_order_seq_cst)) {
+    std::lock_guard<std::mutex> l(drain_mu_);
+    drain_cv_.notify_all();
+  }
 }
 
 size_t PoolCore::Pending() const {

@@ -208,6 +208,10 @@ class PoolCore {
   std::vector<std::thread> threads_;
   std::unique_ptr<Drivers> drivers_;      // Runtime-backed only
   std::atomic<int> live_drivers_{0};      // driver tasks not yet ended
+  // Runtime-backed Shutdown(kDrain) waits on these (see WaitDrained).
+  std::atomic<bool> draining_{false};
+  std::mutex drain_mu_;
+  std::condition_variable drain_cv_;
   std::mutex mu_;
   bool closed_ = false;  // guarded by mu_
   std::vector<dispatch::ProcessHandle> running_;  // guarded by mu_
