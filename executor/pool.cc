@@ -33,7 +33,8 @@
 //   Waker and wakes it.  If the Runtime cancels a driver, its frame's guard
 //   frees the item it was running (RunOnDriver has resolved it), destroys
 //   its Worker (which detaches it: no Quit waits for it, no on_wake comes
-//   after) and counts it gone.
+//   after) and counts it gone; the guard is a coroutine parameter, so this
+//   also happens for a driver cancelled before its body ever ran.
 #include "executor/pool.h"
 
 #include <algorithm>
@@ -132,22 +133,41 @@ struct Park {
   void await_resume() const noexcept {}
 };
 
-Task<void> Drive(PoolCore* core, DriverState* s) {
-  // Runs when the frame is destroyed, by completion or by the Runtime's
-  // cancellation (see the protocol).
-  struct Guard {
-    PoolCore* core;
-    DriverState* s;
-    PoolItem* item = nullptr;  // taken, RunOnDriver under way
-    ~Guard() {
-      if (item != nullptr) {
-        delete item;
-        core->Finished();
-      }
-      s->worker.reset();
-      core->DriverGone();
+// A driver's hold on its DriverState and PoolCore.  A coroutine parameter:
+// the frame's copy is destroyed with the frame, also when the Runtime
+// cancels the driver before its body ever ran; then it frees the item under
+// way (RunOnDriver has resolved it), destroys the Worker (detaching it: no
+// Quit waits for it, no on_wake comes after) and counts the driver gone.
+class DriverLease {
+ public:
+  DriverLease(PoolCore* core, DriverState* s) noexcept : core_(core), s_(s) {}
+  DriverLease(DriverLease&& o) noexcept
+      : item(std::exchange(o.item, nullptr)),
+        core_(std::exchange(o.core_, nullptr)),
+        s_(o.s_) {}
+  DriverLease(const DriverLease&) = delete;
+  DriverLease& operator=(const DriverLease&) = delete;
+  ~DriverLease() {
+    if (core_ == nullptr) return;  // moved from
+    if (item != nullptr) {
+      delete item;
+      core_->Finished();
     }
-  } guard{core, s};
+    s_->worker.reset();
+    core_->DriverGone();
+  }
+  PoolCore* core() const noexcept { return core_; }
+  DriverState* state() const noexcept { return s_; }
+
+  PoolItem* item = nullptr;  // taken, RunOnDriver under way
+
+ private:
+  PoolCore* core_;
+  DriverState* s_;
+};
+
+Task<void> Drive(DriverLease lease) {
+  DriverState* s = lease.state();
   for (;;) {
     PoolItem* taken = nullptr;
     tl_taken = &taken;
@@ -159,11 +179,11 @@ Task<void> Drive(PoolCore* core, DriverState* s) {
       continue;
     }
     if (taken != nullptr) {
-      guard.item = taken;
+      lease.item = taken;
       co_await taken->RunOnDriver();
-      guard.item = nullptr;
+      lease.item = nullptr;
       delete taken;
-      core->Finished();
+      lease.core()->Finished();
     }
     co_await YieldNow();  // the worker's other tasks run between items
   }
@@ -209,7 +229,8 @@ PoolCore::PoolCore(int workers, size_t max_queue,
     RuntimeSpawnOptions o;
     o.placement = Placement::Pinned(static_cast<size_t>(i));
     drivers_->tasks.push_back(
-        runtime->Spawn(Drive(this, drivers_->states[i].get()), o));
+        runtime->Spawn(Drive(DriverLease(this, drivers_->states[i].get())),
+                       o));
   }
 }
 

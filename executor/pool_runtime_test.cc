@@ -284,6 +284,27 @@ TEST(PoolRuntimeTest, TasksAreAwaitedByTheDrivers) {
   EXPECT_EQ(sleeping->Wait().status().code(), absl::StatusCode::kCancelled);
 }
 
+// The Runtime destroyed right after the pool is built, before (or as) its
+// drivers first run: a driver cancelled before its body ran still detaches
+// its worker and counts itself gone, so Submit refuses, Shutdown returns
+// and the handle resolves.  (Before, a driver that never ran left its
+// worker attached: Shutdown's Quit waited for it forever.)
+TEST(PoolRuntimeTest, ARuntimeDestroyedRightAfterThePoolIsBuilt) {
+  for (int i = 0; i < 20; ++i) {
+    auto rt = MakeRuntime(2);
+    auto pool = MakePool(*rt, 2);
+    auto h = pool->Submit([] { return 1; });
+    ASSERT_TRUE(h.ok()) << h.status();
+    rt.reset();
+    EXPECT_EQ(pool->Submit([] { return 2; }).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+    pool->Shutdown(ShutdownMode::kDrain);
+    const absl::StatusOr<int>& r = h->Wait();
+    EXPECT_TRUE(r.ok() ? *r == 1 : r.status().code() == absl::StatusCode::kCancelled)
+        << r.status();
+  }
+}
+
 TEST(PoolRuntimeDeathTest, ShutdownFromATaskFailsWithAMessage) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
