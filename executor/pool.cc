@@ -99,6 +99,18 @@ void PoolItem::Dispatch(WorkItem* w, bool ran) noexcept {
 // so it is destroyed (detached, under the dispatcher's lock) before the
 // Waker its on_wake callback touches.
 struct DriverState {
+  // Wakes the parked driver, if it is parked (the dispatcher's on_wake, or
+  // the driver itself when ArmWake refuses).  Must not block: a short lock,
+  // and a Wake that only queues.
+  void WakeParked() noexcept {
+    Waker w;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      w = std::move(waker);
+    }
+    w.Wake();
+  }
+
   std::mutex mu;
   Waker waker;  // the parked driver's; under mu
   std::unique_ptr<dispatch::Worker> worker;
@@ -121,14 +133,9 @@ struct Park {
       std::lock_guard<std::mutex> l(s->mu);
       s->waker = std::move(w);
     }
-    if (!s->worker->ArmWake()) {  // work (or a Quit) came meanwhile
-      Waker mine;
-      {
-        std::lock_guard<std::mutex> l(s->mu);
-        mine = std::move(s->waker);
-      }
-      mine.Wake();  // a wake during our own poll: re-queued
-    }
+    // Work (or a Quit) came meanwhile: a wake during our own poll, which
+    // re-queues us.
+    if (!s->worker->ArmWake()) s->WakeParked();
   }
   void await_resume() const noexcept {}
 };
@@ -212,16 +219,7 @@ PoolCore::PoolCore(int workers, size_t max_queue,
     auto st = std::make_unique<DriverState>();
     DriverState* raw = st.get();
     dispatch::WorkerOptions wo;
-    wo.on_wake = [raw] {
-      // Under the dispatcher's lock: must not block (a short lock, and a
-      // Wake that only queues).
-      Waker w;
-      {
-        std::lock_guard<std::mutex> l(raw->mu);
-        w = std::move(raw->waker);
-      }
-      w.Wake();
-    };
+    wo.on_wake = [raw] { raw->WakeParked(); };  // under the dispatcher's lock
     st->worker = dispatcher_->Attach(std::move(wo));
     drivers_->states.push_back(std::move(st));
   }
