@@ -154,14 +154,19 @@ class DriverLease {
         s_(o.s_) {}
   DriverLease(const DriverLease&) = delete;
   DriverLease& operator=(const DriverLease&) = delete;
-  ~DriverLease() {
-    if (core_ == nullptr) return;  // moved from
+  ~DriverLease() { Release(); }
+  // Frees the item under way, detaches the worker, counts the driver gone;
+  // once.  A retiring driver calls it before it returns: the frame (and so
+  // this parameter) is destroyed only after the task has completed, and
+  // Shutdown frees the DriverState and the core once it has.
+  void Release() noexcept {
+    if (core_ == nullptr) return;  // moved from, or released
     if (item != nullptr) {
       delete item;
       core_->Finished();
     }
     s_->worker.reset();
-    core_->DriverGone();
+    std::exchange(core_, nullptr)->DriverGone();
   }
   PoolCore* core() const noexcept { return core_; }
   DriverState* state() const noexcept { return s_; }
@@ -180,7 +185,10 @@ Task<void> Drive(DriverLease lease) {
     tl_taken = &taken;
     const dispatch::TakeResult r = s->worker->TryRunOne();
     tl_taken = nullptr;
-    if (r == dispatch::TakeResult::kRetired) co_return;
+    if (r == dispatch::TakeResult::kRetired) {
+      lease.Release();  // before completion (see Release)
+      co_return;
+    }
     if (r == dispatch::TakeResult::kEmpty) {
       co_await Park{s};
       continue;
