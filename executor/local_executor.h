@@ -419,8 +419,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void RunUntil(executor_internal::TaskHeader* until);
   // The per-poll path (executor/poll.cc).  A slice is a run of polls of
   // one queue with one clock read at its end: RunSlice polls `first` (just
-  // picked) and what the queue's slice cursor gives after it, up to the queue's quota,
-  // and returns the tick the slice ended at.
+  // picked) and what the queue's slice cursor gives after it, up to the
+  // queue's quota, and returns the tick the slice ended at.
   // A task the slice cursor gave that must be timed on its own (a tier above
   // monitor) ends the slice and comes back in *carry: the loop's next
   // slice starts with it.
