@@ -34,6 +34,7 @@
 #include "executor/pool.h"
 #include "executor/run_process.h"
 #include "executor/runtime.h"
+#include "executor/sync.h"
 #include "executor/task.h"
 #include "executor/waker.h"
 

@@ -1,0 +1,364 @@
+// executor/channel.h: Channel<T>, a bounded multi-producer multi-consumer
+// queue between tasks (and plain threads).
+//
+// Reach for it to hand data from tasks to tasks: senders wait while it is
+// full, receivers wait while it is empty, Close() ends it for everyone.
+//
+//   auto ch = spindle::Channel<std::string>::Create(64).value();
+//   // producer task:
+//   if (!co_await ch->Send("hello")) { /* closed: not sent */ }
+//   // consumer task:
+//   while (std::optional<std::string> m = co_await ch->Recv()) Use(*m);
+//   // Recv() yields nullopt once the channel is closed and drained.
+//
+// A plain thread uses TrySend / TryRecv, or SendBlocking / RecvBlocking.
+
+#ifndef SPINDLE_EXECUTOR_CHANNEL_H_
+#define SPINDLE_EXECUTOR_CHANNEL_H_
+
+// Spindle is C++20: an older -std stops here, with one error that says so.
+#if __cplusplus < 202002L
+#error "Spindle requires C++20: compile with -std=c++20 (or later)"
+#include "Spindle requires C++20, see the error above"  // Stops the build.
+#endif
+
+#include <condition_variable>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "executor/internal/ring.h"
+#include "executor/internal/wait_list.h"
+
+namespace spindle {
+
+// What a non-waiting send or receive found.
+enum class ChannelStatus : uint8_t {
+  kOk = 0,      // sent / received
+  kFull = 1,    // TrySend: no room (nothing was moved from the value)
+  kEmpty = 2,   // TryRecv: nothing buffered
+  kClosed = 3,  // closed (and, for a receive, drained)
+};
+
+namespace executor_internal {
+// A channel waiter: a sender's message, or the slot a receiver is handed
+// its message in.
+template <typename T>
+struct ValueWaiter : SyncWaiter {
+  std::optional<T> value;
+};
+}  // namespace executor_internal
+
+// Channel<T>: bounded MPMC FIFO queue; made by Create, shared by pointer.
+//
+// Guarantees:
+//   - Messages come out in the order they went in.  Waiting senders and
+//     waiting receivers are each served first come, first served: a sender
+//     that waits is not overtaken by a later TrySend, and a message goes to
+//     the receiver that has waited longest.
+//   - Nothing is lost or duplicated by cancellation: a receiver whose task
+//     is cancelled (Abort, a losing Select branch, a shutdown) after a
+//     message was handed to it, but before it resumed, gives the message
+//     back to the next receiver (or to the front of the buffer).  A sender
+//     cancelled while waiting sent nothing; one cancelled after its message
+//     was taken into the channel did send it.
+//   - Close() wakes every waiter: waiting senders get false (their
+//     messages are not sent), receivers get the buffered messages, then
+//     nullopt.
+//   - Steady-state sends and receives do not allocate.
+// Requires: T is nothrow-move-constructible.  The channel outlives every
+// wait on it (hold the shared_ptr).
+// Thread safety: every member, from any thread and any task.
+// Memory ordering: a send happens-before the receive that returns its
+// message.
+template <typename T>
+class Channel {
+  static_assert(std::is_nothrow_move_constructible_v<T>,
+                "spindle::Channel<T> needs a nothrow move constructor");
+  using ValueWaiter = executor_internal::ValueWaiter<T>;
+  using WakeSet = executor_internal::WakeSet;
+  using WaitOutcome = executor_internal::WaitOutcome;
+
+ public:
+  static constexpr size_t kMaxCapacity = size_t{1} << 30;
+
+  // A channel that buffers up to `capacity` messages, 1..kMaxCapacity.
+  static absl::StatusOr<std::shared_ptr<Channel>> Create(size_t capacity) {
+    if (capacity < 1 || capacity > kMaxCapacity) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Channel capacity ", capacity, " is out of range: it must be in [1, ",
+          kMaxCapacity, "]"));
+    }
+    return std::shared_ptr<Channel>(new Channel(capacity));
+  }
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  struct [[nodiscard]] SendAwaiter {
+    Channel* ch;
+    ValueWaiter node;
+    bool suspended = false;
+    bool resumed = false;
+    bool sent = false;
+
+    SendAwaiter(Channel* c, T&& v) noexcept : ch(c) {
+      node.value.emplace(std::move(v));
+    }
+    SendAwaiter(const SendAwaiter&) = delete;
+    ~SendAwaiter() {
+      if (suspended && !resumed) ch->AbandonSend(this);
+    }
+    bool await_ready() const noexcept { return false; }
+    bool await_suspend(std::coroutine_handle<> h) noexcept {
+      return ch->SuspendSend(this, h);
+    }
+    // true: sent; false: the channel is closed (the message was not sent).
+    bool await_resume() noexcept {
+      resumed = true;
+      return sent || node.outcome == WaitOutcome::kGranted;
+    }
+  };
+
+  struct [[nodiscard]] RecvAwaiter {
+    Channel* ch;
+    ValueWaiter node;
+    bool suspended = false;
+    bool resumed = false;
+
+    explicit RecvAwaiter(Channel* c) noexcept : ch(c) {}
+    RecvAwaiter(const RecvAwaiter&) = delete;
+    ~RecvAwaiter() {
+      if (suspended && !resumed) ch->AbandonRecv(this);
+    }
+    bool await_ready() const noexcept { return false; }
+    bool await_suspend(std::coroutine_handle<> h) noexcept {
+      return ch->SuspendRecv(this, h);
+    }
+    // The next message, or nullopt once the channel is closed and drained.
+    std::optional<T> await_resume() noexcept {
+      resumed = true;
+      std::optional<T> out = std::move(node.value);
+      node.value.reset();
+      return out;
+    }
+  };
+
+  // co_await: sends, waiting while the channel is full.  Yields false if
+  // the channel is (or gets) closed first; the message is then dropped.
+  SendAwaiter Send(T value) noexcept {
+    return SendAwaiter(this, std::move(value));
+  }
+  // co_await: the next message; nullopt once closed and drained.
+  RecvAwaiter Recv() noexcept { return RecvAwaiter(this); }
+
+  // Never waits.  kOk moves from `value`; kFull and kClosed leave it.
+  ChannelStatus TrySend(T& value) noexcept {
+    WakeSet wakes;
+    ChannelStatus s;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      s = SendLocked(value, wakes);
+    }
+    wakes.Wake(cv_);
+    return s;
+  }
+  ChannelStatus TrySend(T&& value) noexcept { return TrySend(value); }
+
+  // Never waits: a message, or nullopt with *status kEmpty or kClosed.
+  std::optional<T> TryRecv(ChannelStatus* status = nullptr) noexcept {
+    WakeSet wakes;
+    std::optional<T> out;
+    ChannelStatus s;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      s = RecvLocked(out, wakes);
+    }
+    wakes.Wake(cv_);
+    if (status != nullptr) *status = s;
+    return out;
+  }
+
+  // From a plain thread: Send / Recv that block the thread.
+  // TaskMisuseError on a thread that runs an executor.
+  bool SendBlocking(T value) {
+    executor_internal::CheckBlockingSyncCall("Channel::SendBlocking");
+    WakeSet wakes;
+    ValueWaiter node;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      const ChannelStatus s = SendLocked(value, wakes);
+      if (s != ChannelStatus::kFull) {
+        lock.unlock();
+        wakes.Wake(cv_);
+        return s == ChannelStatus::kOk;
+      }
+      node.thread = true;
+      node.value.emplace(std::move(value));
+      senders_.PushBack(&node);
+      cv_.wait(lock, [&] { return !node.linked; });
+    }
+    return node.outcome == WaitOutcome::kGranted;
+  }
+  std::optional<T> RecvBlocking() {
+    executor_internal::CheckBlockingSyncCall("Channel::RecvBlocking");
+    WakeSet wakes;
+    ValueWaiter node;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (RecvLocked(node.value, wakes) != ChannelStatus::kEmpty) {
+        lock.unlock();
+        wakes.Wake(cv_);
+        return std::move(node.value);
+      }
+      node.thread = true;
+      receivers_.PushBack(&node);
+      cv_.wait(lock, [&] { return !node.linked; });
+    }
+    return std::move(node.value);
+  }
+
+  // Closes the channel: sends fail from now on, every waiter wakes.
+  // Idempotent.
+  void Close() noexcept {
+    WakeSet wakes;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = true;
+      while (!senders_.empty()) {
+        wakes.Take(senders_, senders_.front(), WaitOutcome::kClosed);
+      }
+      while (!receivers_.empty()) {
+        wakes.Take(receivers_, receivers_.front(), WaitOutcome::kClosed);
+      }
+    }
+    wakes.Wake(cv_);
+  }
+
+  bool closed() const noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    return closed_;
+  }
+  // Buffered messages now (a snapshot).
+  size_t size() const noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    return buf_.size();
+  }
+  size_t capacity() const noexcept { return capacity_; }
+
+ private:
+  explicit Channel(size_t capacity) : capacity_(capacity), buf_(capacity) {}
+
+  // Invariants (under mu_): receivers_ non-empty => buf_ empty; senders_
+  // non-empty => buf_ holds at least capacity_ messages.
+
+  ChannelStatus SendLocked(T& value, WakeSet& wakes) noexcept {
+    if (closed_) return ChannelStatus::kClosed;
+    if (!receivers_.empty()) {
+      auto* r = static_cast<ValueWaiter*>(receivers_.front());
+      r->value.emplace(std::move(value));
+      wakes.Take(receivers_, r, WaitOutcome::kGranted);
+      return ChannelStatus::kOk;
+    }
+    if (buf_.size() >= capacity_ || !senders_.empty()) {
+      return ChannelStatus::kFull;
+    }
+    buf_.PushBack(std::move(value));
+    return ChannelStatus::kOk;
+  }
+
+  ChannelStatus RecvLocked(std::optional<T>& out, WakeSet& wakes) noexcept {
+    if (buf_.empty()) {
+      return closed_ ? ChannelStatus::kClosed : ChannelStatus::kEmpty;
+    }
+    out.emplace(buf_.PopFront());
+    // The slot it freed goes to the longest-waiting sender.
+    while (!senders_.empty() && buf_.size() < capacity_) {
+      auto* s = static_cast<ValueWaiter*>(senders_.front());
+      buf_.PushBack(std::move(*s->value));
+      s->value.reset();
+      wakes.Take(senders_, s, WaitOutcome::kGranted);
+    }
+    return ChannelStatus::kOk;
+  }
+
+  bool SuspendSend(SendAwaiter* a, std::coroutine_handle<> h) noexcept {
+    WakeSet wakes;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const ChannelStatus s = SendLocked(*a->node.value, wakes);
+      if (s == ChannelStatus::kFull) {
+        a->node.waker = Waker::SuspendCurrent(h);
+        senders_.PushBack(&a->node);
+        a->suspended = true;
+        return true;
+      }
+      a->sent = s == ChannelStatus::kOk;
+    }
+    wakes.Wake(cv_);
+    return false;
+  }
+
+  bool SuspendRecv(RecvAwaiter* a, std::coroutine_handle<> h) noexcept {
+    WakeSet wakes;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (RecvLocked(a->node.value, wakes) == ChannelStatus::kEmpty) {
+        a->node.waker = Waker::SuspendCurrent(h);
+        receivers_.PushBack(&a->node);
+        a->suspended = true;
+        return true;
+      }
+    }
+    wakes.Wake(cv_);
+    return false;
+  }
+
+  void AbandonSend(SendAwaiter* a) noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Still waiting: nothing was sent.  Otherwise it was sent (or refused
+    // by a close): nothing to undo either way.
+    if (a->node.linked) senders_.Remove(&a->node);
+  }
+
+  void AbandonRecv(RecvAwaiter* a) noexcept {
+    WakeSet wakes;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (a->node.linked) {
+        receivers_.Remove(&a->node);
+      } else if (a->node.value.has_value()) {
+        // Handed a message it will never return: the next receiver gets
+        // it, or it goes back to the front of the buffer.
+        if (!receivers_.empty()) {
+          auto* r = static_cast<ValueWaiter*>(receivers_.front());
+          r->value.emplace(std::move(*a->node.value));
+          wakes.Take(receivers_, r, WaitOutcome::kGranted);
+        } else {
+          buf_.PushFront(std::move(*a->node.value));
+        }
+        a->node.value.reset();
+      }
+    }
+    wakes.Wake(cv_);
+  }
+
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool closed_ = false;
+  executor_internal::Ring<T> buf_;
+  executor_internal::WaitList senders_;
+  executor_internal::WaitList receivers_;
+};
+
+}  // namespace spindle
+
+#endif  // SPINDLE_EXECUTOR_CHANNEL_H_

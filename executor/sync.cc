@@ -1,0 +1,249 @@
+// executor/sync.cc: Semaphore, Notify and WaitGroup (see the protocol in
+// executor/internal/wait_list.h).
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "executor/internal/task_protocol.h"
+#include "executor/internal/wait_list.h"
+#include "executor/notify.h"
+#include "executor/semaphore.h"
+
+namespace spindle {
+namespace executor_internal {
+
+void CheckBlockingSyncCall(const char* what) {
+  if (tl_executor != nullptr) {
+    throw TaskMisuseError(absl::StrCat(
+        "spindle: ", what,
+        " on a thread that runs an executor (a worker, or inside a task) "
+        "would block its tasks, maybe the one that would unblock it; "
+        "co_await the awaitable form from a task instead"));
+  }
+}
+
+}  // namespace executor_internal
+
+using executor_internal::SyncWaiter;
+using executor_internal::WaitOutcome;
+using executor_internal::WakeSet;
+
+// ---- Semaphore ------------------------------------------------------------
+
+bool Semaphore::TryAcquire(size_t n) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!list_.empty() || permits_ < n) return false;
+  permits_ -= n;
+  return true;
+}
+
+bool Semaphore::Suspend(AcquireAwaiter* a, std::coroutine_handle<> h) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (list_.empty() && permits_ >= a->node.n) {
+    permits_ -= a->node.n;
+    return false;  // acquired without waiting
+  }
+  a->node.waker = Waker::SuspendCurrent(h);
+  list_.PushBack(&a->node);
+  ++waiting_;
+  a->suspended = true;
+  return true;
+}
+
+void Semaphore::Abandon(AcquireAwaiter* a) noexcept {
+  WakeSet wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (a->node.linked) {
+      // Cancelled while waiting: the waiters behind it may fit now.
+      list_.Remove(&a->node);
+      --waiting_;
+    } else {
+      // Granted, never resumed: the permits go back.
+      permits_ += a->node.n;
+    }
+    GrantLocked(wakes);
+  }
+  wakes.Wake(cv_);
+}
+
+void Semaphore::AcquireBlocking(size_t n) {
+  executor_internal::CheckBlockingSyncCall("Semaphore::AcquireBlocking");
+  std::unique_lock<std::mutex> lock(mu_);
+  if (list_.empty() && permits_ >= n) {
+    permits_ -= n;
+    return;
+  }
+  executor_internal::PermitWaiter node;
+  node.thread = true;
+  node.n = n;
+  list_.PushBack(&node);
+  ++waiting_;
+  cv_.wait(lock, [&] { return !node.linked; });
+}
+
+void Semaphore::Release(size_t n) noexcept {
+  WakeSet wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    permits_ += n;
+    GrantLocked(wakes);
+  }
+  wakes.Wake(cv_);
+}
+
+void Semaphore::GrantLocked(WakeSet& wakes) noexcept {
+  while (!list_.empty()) {
+    SyncWaiter* w = list_.front();
+    const size_t need = static_cast<executor_internal::PermitWaiter*>(w)->n;
+    if (need > permits_) return;  // FIFO: nobody overtakes the head
+    permits_ -= need;
+    --waiting_;
+    wakes.Take(list_, w, WaitOutcome::kGranted);
+  }
+}
+
+size_t Semaphore::available() const noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  return permits_;
+}
+
+size_t Semaphore::waiters() const noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiting_;
+}
+
+// ---- Notify ---------------------------------------------------------------
+
+bool Notify::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (permit_) {
+    permit_ = false;
+    return false;
+  }
+  a->node.waker = Waker::SuspendCurrent(h);
+  list_.PushBack(&a->node);
+  ++waiting_;
+  a->suspended = true;
+  return true;
+}
+
+void Notify::Abandon(Awaiter* a) noexcept {
+  WakeSet wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (a->node.linked) {
+      list_.Remove(&a->node);
+      --waiting_;
+    } else if (a->node.outcome == WaitOutcome::kGranted) {
+      NotifyOneLocked(wakes);  // its notify-one goes on
+    }
+  }
+  wakes.Wake(cv_);
+}
+
+void Notify::WaitBlocking() {
+  executor_internal::CheckBlockingSyncCall("Notify::WaitBlocking");
+  std::unique_lock<std::mutex> lock(mu_);
+  if (permit_) {
+    permit_ = false;
+    return;
+  }
+  SyncWaiter node;
+  node.thread = true;
+  list_.PushBack(&node);
+  ++waiting_;
+  cv_.wait(lock, [&] { return !node.linked; });
+}
+
+void Notify::NotifyOneLocked(WakeSet& wakes) noexcept {
+  if (list_.empty()) {
+    permit_ = true;
+    return;
+  }
+  --waiting_;
+  wakes.Take(list_, list_.front(), WaitOutcome::kGranted);
+}
+
+void Notify::NotifyOne() noexcept {
+  WakeSet wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    NotifyOneLocked(wakes);
+  }
+  wakes.Wake(cv_);
+}
+
+void Notify::NotifyAll() noexcept {
+  WakeSet wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!list_.empty()) {
+      wakes.Take(list_, list_.front(), WaitOutcome::kBroadcast);
+    }
+    waiting_ = 0;
+  }
+  wakes.Wake(cv_);
+}
+
+size_t Notify::waiters() const noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiting_;
+}
+
+// ---- WaitGroup ------------------------------------------------------------
+
+void WaitGroup::Add(size_t n) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  count_ += n;
+}
+
+void WaitGroup::Done() noexcept {
+  WakeSet wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (count_ == 0) {
+      executor_internal::FatalMisuse(
+          "WaitGroup::Done() called more times than Add() counted");
+    }
+    if (--count_ == 0) {
+      while (!list_.empty()) {
+        wakes.Take(list_, list_.front(), WaitOutcome::kBroadcast);
+      }
+    }
+  }
+  wakes.Wake(cv_);
+}
+
+bool WaitGroup::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (count_ == 0) return false;
+  a->node.waker = Waker::SuspendCurrent(h);
+  list_.PushBack(&a->node);
+  a->suspended = true;
+  return true;
+}
+
+void WaitGroup::Abandon(Awaiter* a) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (a->node.linked) list_.Remove(&a->node);
+}
+
+void WaitGroup::WaitBlocking() {
+  executor_internal::CheckBlockingSyncCall("WaitGroup::WaitBlocking");
+  std::unique_lock<std::mutex> lock(mu_);
+  if (count_ == 0) return;
+  SyncWaiter node;
+  node.thread = true;
+  list_.PushBack(&node);
+  cv_.wait(lock, [&] { return !node.linked; });
+}
+
+size_t WaitGroup::count() const noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  return count_;
+}
+
+}  // namespace spindle
