@@ -112,7 +112,7 @@ class Channel {
     SendAwaiter(Channel* c, T&& v) noexcept : ch(c) {
       node.value.emplace(std::move(v));
     }
-    SendAwaiter(const SendAwaiter&) = delete;
+    SendAwaiter(SendAwaiter&&) noexcept = default;  // before it is awaited
     ~SendAwaiter() {
       if (suspended && !resumed) ch->AbandonSend(this);
     }
@@ -134,7 +134,7 @@ class Channel {
     bool resumed = false;
 
     explicit RecvAwaiter(Channel* c) noexcept : ch(c) {}
-    RecvAwaiter(const RecvAwaiter&) = delete;
+    RecvAwaiter(RecvAwaiter&&) noexcept = default;  // before it is awaited
     ~RecvAwaiter() {
       if (suspended && !resumed) ch->AbandonRecv(this);
     }

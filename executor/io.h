@@ -39,6 +39,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -127,6 +128,11 @@ struct IoAwaiter {
   reactor::Operation op;
 
   explicit IoAwaiter(Start s) : start(std::move(s)) {}
+  // Before it is awaited (WhenAny / Timeout move it into a child task):
+  // the operation has not started, so a fresh one is equivalent.
+  IoAwaiter(IoAwaiter&& o) noexcept(
+      std::is_nothrow_move_constructible_v<Start>)
+      : start(std::move(o.start)) {}
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     reactor::Reactor* r = nullptr;

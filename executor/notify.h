@@ -57,7 +57,7 @@ class Notify {
     bool resumed = false;
 
     explicit Awaiter(Notify* n) noexcept : notify(n) {}
-    Awaiter(const Awaiter&) = delete;
+    Awaiter(Awaiter&&) noexcept = default;  // before it is awaited
     ~Awaiter() {
       if (suspended && !resumed) notify->Abandon(this);
     }
@@ -112,7 +112,7 @@ class WaitGroup {
     bool resumed = false;
 
     explicit Awaiter(WaitGroup* g) noexcept : group(g) {}
-    Awaiter(const Awaiter&) = delete;
+    Awaiter(Awaiter&&) noexcept = default;  // before it is awaited
     ~Awaiter() {
       if (suspended && !resumed) group->Abandon(this);
     }

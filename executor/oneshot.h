@@ -132,7 +132,7 @@ class OneshotReceiver {
 
     explicit Awaiter(executor_internal::OneshotState<T>* s) noexcept
         : state(s) {}
-    Awaiter(const Awaiter&) = delete;
+    Awaiter(Awaiter&&) noexcept = default;  // before it is awaited
     ~Awaiter() {
       if (suspended && !resumed) {
         std::lock_guard<std::mutex> lock(state->mu);

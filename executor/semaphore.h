@@ -89,7 +89,7 @@ class Semaphore {
     AcquireAwaiter(Semaphore* s, size_t count) noexcept : sem(s) {
       node.n = count;
     }
-    AcquireAwaiter(const AcquireAwaiter&) = delete;
+    AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  // before it is awaited
     ~AcquireAwaiter() {
       if (suspended && !resumed) sem->Abandon(this);
     }

@@ -1,14 +1,18 @@
 // executor/sync.cc: Semaphore, Notify and WaitGroup (see the protocol in
 // executor/internal/wait_list.h).
 
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "executor/internal/task_protocol.h"
 #include "executor/internal/wait_list.h"
 #include "executor/notify.h"
+#include "executor/select.h"
 #include "executor/semaphore.h"
 
 namespace spindle {
@@ -22,6 +26,17 @@ void CheckBlockingSyncCall(const char* what) {
         "would block its tasks, maybe the one that would unblock it; "
         "co_await the awaitable form from a task instead"));
   }
+}
+
+absl::Status TimedOut(std::chrono::nanoseconds d) {
+  return absl::DeadlineExceededError(
+      absl::StrCat("timed out after ", absl::FormatDuration(absl::FromChrono(d))));
+}
+
+absl::Status NoTimer() {
+  return absl::FailedPreconditionError(
+      "Timeout needs a timer, and this executor has no reactor (built with "
+      "NoReactor())");
 }
 
 }  // namespace executor_internal

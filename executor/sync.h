@@ -5,6 +5,8 @@
 //   Oneshot (MakeOneshot) one value, one sender, one receiver (oneshot.h)
 //   Mutex, Semaphore      async locks, FIFO (semaphore.h)
 //   Notify, WaitGroup     events and counts (notify.h)
+//   WhenAny, WhenAll, Timeout  select, join, and bound any awaitables
+//                         (select.h)
 // Each waits by suspending the task, never its thread, works across the
 // workers of a Runtime and on one LocalExecutor, has blocking forms for
 // plain threads, and is safe to cancel in every state (see each header).
@@ -21,6 +23,7 @@
 #include "executor/channel.h"
 #include "executor/notify.h"
 #include "executor/oneshot.h"
+#include "executor/select.h"
 #include "executor/semaphore.h"
 
 #endif  // SPINDLE_EXECUTOR_SYNC_H_

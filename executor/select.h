@@ -1,0 +1,271 @@
+// executor/select.h: WhenAll, WhenAny (select) and Timeout over any
+// awaitables.
+//
+// Reach for `WhenAny` to wait for the first of several events (a message
+// or a timer, two sockets), `WhenAll` to run several awaits concurrently
+// and wait for all of them, and `Timeout` to bound any await:
+//
+//   auto first = co_await spindle::WhenAny(ch->Recv(), spindle::SleepFor(1s));
+//   if (first.index() == 0) Use(std::get<0>(first));  // the message
+//   else                    Idle();                    // the timer
+//
+//   auto [a, b] = co_await spindle::WhenAll(Fetch(1), Fetch(2));
+//
+//   absl::StatusOr<int32_t> n =
+//       co_await spindle::Timeout(5s, spindle::Read(fd, buf, len));
+//
+// How they work: each awaitable runs as a child task on the calling task's
+// executor (on a Runtime, the same worker), so every awaitable that a task
+// can co_await can be combined.  A child that loses (WhenAny), or whose
+// sibling threw (WhenAll), is aborted, and the combinator waits until it is
+// gone before it returns: the loser's resources are released (its I/O
+// cancelled, its place in a channel's or a lock's queue given up, without
+// losing a message or a permit; see executor/sync.h).  When the awaiting
+// task is itself cancelled, its children are aborted too.
+//
+// Results: an awaitable yielding void is represented by std::monostate.
+// WhenAny yields std::variant<R...> whose index() is the winner's position
+// (types may repeat); WhenAll yields std::tuple<R...>.  An exception thrown
+// by a child is rethrown to the awaiting task (WhenAll: the first one;
+// WhenAny: if the child that threw was the first to finish).
+//
+// Requires: awaitables are movable (every Spindle awaitable is, until it is
+// awaited) and do not refer to locals that the awaiting task destroys
+// before the combinator returns.
+// Cost: one child task (one frame allocation) per awaitable, plus one
+// shared state: fine for events, not meant for a per-message hot loop.
+
+#ifndef SPINDLE_EXECUTOR_SELECT_H_
+#define SPINDLE_EXECUTOR_SELECT_H_
+
+// Spindle is C++20: an older -std stops here, with one error that says so.
+#if __cplusplus < 202002L
+#error "Spindle requires C++20: compile with -std=c++20 (or later)"
+#include "Spindle requires C++20, see the error above"  // Stops the build.
+#endif
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "executor/io.h"
+#include "executor/local_executor.h"
+#include "executor/notify.h"
+#include "executor/task.h"
+
+namespace spindle {
+namespace executor_internal {
+
+template <typename A>
+decltype(auto) AwaiterOf(A&& a) {
+  if constexpr (requires { std::forward<A>(a).operator co_await(); }) {
+    return std::forward<A>(a).operator co_await();
+  } else if constexpr (requires { operator co_await(std::forward<A>(a)); }) {
+    return operator co_await(std::forward<A>(a));
+  } else {
+    return std::forward<A>(a);
+  }
+}
+
+// What `co_await a` yields, with void as std::monostate, by value.
+template <typename A>
+using AwaitValue = std::conditional_t<
+    std::is_void_v<decltype(AwaiterOf(std::declval<A&&>()).await_resume())>,
+    std::monostate,
+    std::remove_cvref_t<
+        decltype(AwaiterOf(std::declval<A&&>()).await_resume())>>;
+
+template <typename A>
+Task<AwaitValue<A>> AwaitAsValue(A a) {
+  if constexpr (std::is_void_v<
+                    decltype(AwaiterOf(std::declval<A&&>()).await_resume())>) {
+    co_await std::move(a);
+    co_return std::monostate{};
+  } else {
+    co_return co_await std::move(a);
+  }
+}
+
+// The children of a combinator: aborted when the combinator's frame is
+// destroyed (its task cancelled) before it joined them.
+template <size_t N>
+struct Children {
+  std::array<JoinHandle<>, N> handles;
+  Children() = default;
+  Children(const Children&) = delete;
+  ~Children() {
+    for (JoinHandle<>& h : handles) h.Abort();
+  }
+};
+
+// Awaits a handle, whatever the child ended with (its error is reported
+// through the combinator's state, not here).
+inline Task<bool> JoinQuietly(JoinHandle<>* h) {
+  try {
+    co_await *h;
+  } catch (...) {
+  }
+  co_return true;
+}
+
+// Aborts every child and waits until each has finished or been cancelled.
+template <size_t N>
+Task<> AbortAndJoin(Children<N>* c) {
+  for (JoinHandle<>& h : c->handles) h.Abort();
+  for (JoinHandle<>& h : c->handles) {
+    if (!h.valid()) continue;
+    (void)co_await JoinQuietly(&h);
+  }
+}
+
+template <typename V>
+struct AnyState {
+  std::atomic<bool> decided{false};
+  std::optional<V> value;
+  std::exception_ptr error;
+  Notify done;
+};
+
+template <size_t I, typename V, typename A>
+Task<> AnyChild(std::shared_ptr<AnyState<V>> s, A a) {
+  std::exception_ptr error;
+  try {
+    auto v = co_await AwaitAsValue(std::move(a));
+    if (!s->decided.exchange(true, std::memory_order_acq_rel)) {
+      s->value.emplace(std::in_place_index<I>, std::move(v));
+      s->done.NotifyOne();
+    }
+    co_return;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (!s->decided.exchange(true, std::memory_order_acq_rel)) {
+    s->error = error;
+    s->done.NotifyOne();
+  }
+}
+
+template <typename... R>
+struct AllState {
+  std::atomic<size_t> remaining{sizeof...(R)};
+  std::atomic<bool> failed{false};
+  std::tuple<std::optional<R>...> values;
+  std::exception_ptr error;
+  Notify done;
+};
+
+template <size_t I, typename S, typename A>
+Task<> AllChild(std::shared_ptr<S> s, A a) {
+  std::exception_ptr error;
+  try {
+    std::get<I>(s->values).emplace(co_await AwaitAsValue(std::move(a)));
+    if (s->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      s->done.NotifyOne();
+    }
+    co_return;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (!s->failed.exchange(true, std::memory_order_acq_rel)) {
+    s->error = error;
+    s->done.NotifyOne();
+  }
+}
+
+// Spawns one child per awaitable on the calling task's executor.
+template <typename S, typename... A, size_t... I>
+void SpawnAny(Children<sizeof...(A)>& c, const std::shared_ptr<S>& s,
+              std::index_sequence<I...>, A&&... a) {
+  LocalExecutor* ex = CurrentExecutor();
+  ((c.handles[I] = ex->Spawn(AnyChild<I>(s, std::move(a)))), ...);
+}
+
+template <typename S, typename... A, size_t... I>
+void SpawnAll(Children<sizeof...(A)>& c, const std::shared_ptr<S>& s,
+              std::index_sequence<I...>, A&&... a) {
+  LocalExecutor* ex = CurrentExecutor();
+  ((c.handles[I] = ex->Spawn(AllChild<I>(s, std::move(a)))), ...);
+}
+
+}  // namespace executor_internal
+
+// The first of the awaitables to finish: its position is the variant's
+// index().  The others are aborted and gone before this returns.
+template <typename... A>
+Task<std::variant<executor_internal::AwaitValue<A>...>> WhenAny(A... a) {
+  static_assert(sizeof...(A) >= 1, "WhenAny needs at least one awaitable");
+  using V = std::variant<executor_internal::AwaitValue<A>...>;
+  auto s = std::make_shared<executor_internal::AnyState<V>>();
+  executor_internal::Children<sizeof...(A)> children;
+  executor_internal::SpawnAny(children, s, std::index_sequence_for<A...>{},
+                              std::move(a)...);
+  co_await s->done.Notified();
+  co_await executor_internal::AbortAndJoin(&children);
+  if (s->error) std::rethrow_exception(s->error);
+  co_return std::move(*s->value);
+}
+
+// Every awaitable's result, once all have finished.  If one throws, the
+// others are aborted and the exception is rethrown.
+template <typename... A>
+Task<std::tuple<executor_internal::AwaitValue<A>...>> WhenAll(A... a) {
+  using S = executor_internal::AllState<executor_internal::AwaitValue<A>...>;
+  auto s = std::make_shared<S>();
+  executor_internal::Children<sizeof...(A)> children;
+  if constexpr (sizeof...(A) > 0) {
+    executor_internal::SpawnAll(children, s, std::index_sequence_for<A...>{},
+                                std::move(a)...);
+    co_await s->done.Notified();
+    co_await executor_internal::AbortAndJoin(&children);
+  }
+  if (s->error) std::rethrow_exception(s->error);
+  co_return std::apply(
+      [](auto&... v) {
+        return std::tuple<executor_internal::AwaitValue<A>...>(
+            std::move(*v)...);
+      },
+      s->values);
+}
+
+namespace executor_internal {
+template <typename V>
+using TimeoutResult =
+    std::conditional_t<std::is_same_v<V, std::monostate>, absl::Status,
+                       absl::StatusOr<V>>;
+absl::Status TimedOut(std::chrono::nanoseconds d);
+absl::Status NoTimer();
+}  // namespace executor_internal
+
+// `a`'s result, or DEADLINE_EXCEEDED once `d` has passed first (then `a`
+// is aborted and gone).  FAILED_PRECONDITION on an executor without a
+// reactor (no timer).  For an awaitable yielding void: an absl::Status.
+template <typename A>
+Task<executor_internal::TimeoutResult<executor_internal::AwaitValue<A>>>
+Timeout(std::chrono::nanoseconds d, A a) {
+  auto r = co_await WhenAny(std::move(a), SleepFor(d));
+  if (r.index() == 1) {
+    if (std::get<1>(r) == -ENOTSUP) co_return executor_internal::NoTimer();
+    co_return executor_internal::TimedOut(d);
+  }
+  if constexpr (std::is_same_v<executor_internal::AwaitValue<A>,
+                               std::monostate>) {
+    co_return absl::OkStatus();
+  } else {
+    co_return std::move(std::get<0>(r));
+  }
+}
+
+}  // namespace spindle
+
+#endif  // SPINDLE_EXECUTOR_SELECT_H_
