@@ -7,6 +7,8 @@
 //   Notify, WaitGroup     events and counts (notify.h)
 //   WhenAny, WhenAll, Timeout  select, join, and bound any awaitables
 //                         (select.h)
+//   CancellationToken     cancel a tree of work; WithCancellation bounds
+//                         any awaitable by a token (cancellation.h)
 // Each waits by suspending the task, never its thread, works across the
 // workers of a Runtime and on one LocalExecutor, has blocking forms for
 // plain threads, and is safe to cancel in every state (see each header).
@@ -20,6 +22,7 @@
 #include "Spindle requires C++20, see the error above"  // Stops the build.
 #endif
 
+#include "executor/cancellation.h"
 #include "executor/channel.h"
 #include "executor/notify.h"
 #include "executor/oneshot.h"

@@ -108,11 +108,15 @@ class WakeSet {
 
   // Call after the mutex is released.
   void Wake(std::condition_variable& cv) noexcept {
+    WakeTasks();
+    if (threads_) cv.notify_all();
+    threads_ = false;
+  }
+  // For a primitive that no thread blocks on.
+  void WakeTasks() noexcept {
     first_.Wake();
     for (Waker& w : rest_) w.Wake();
     rest_.clear();
-    if (threads_) cv.notify_all();
-    threads_ = false;
   }
 
  private:
