@@ -91,6 +91,13 @@ class OneshotSender {
     return ok;
   }
   bool valid() const noexcept { return state_ != nullptr; }
+  // The receiver is gone: a Send() would be dropped (so the work that
+  // would produce the value may be skipped).
+  bool receiver_gone() const noexcept {
+    if (state_ == nullptr) return true;
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->receiver_gone;
+  }
 
  private:
   void Drop() noexcept {

@@ -9,6 +9,8 @@
 //                         (select.h)
 //   CancellationToken     cancel a tree of work; WithCancellation bounds
 //                         any awaitable by a token (cancellation.h)
+//   SpawnBlocking, Resolve  blocking calls on a separate, bounded pool of
+//                         threads; name resolution (blocking.h)
 // Each waits by suspending the task, never its thread, works across the
 // workers of a Runtime and on one LocalExecutor, has blocking forms for
 // plain threads, and is safe to cancel in every state (see each header).
@@ -22,6 +24,7 @@
 #include "Spindle requires C++20, see the error above"  // Stops the build.
 #endif
 
+#include "executor/blocking.h"
 #include "executor/cancellation.h"
 #include "executor/channel.h"
 #include "executor/notify.h"
