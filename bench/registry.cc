@@ -347,6 +347,7 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
   AppendMtBenchmarks(c, all);
   AddDispatchBenchmarks(c, all);
   AddProcessBenchmarks(c, all);
+  AddChannelBenchmarks(c, all);
   return all;
 }
 

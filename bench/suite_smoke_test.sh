@@ -59,6 +59,8 @@ expect=(
   process_pool/spindle process_pool/floor
   process_pool_p50/spindle process_pool_p50/floor
   process_pool_p99/spindle process_pool_p99/floor
+  channel_pingpong/spindle channel_pingpong/floor channel_pingpong/asio
+  channel_throughput/spindle channel_throughput/floor
 )
 fail=0
 for e in "${expect[@]}"; do

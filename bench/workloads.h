@@ -71,12 +71,16 @@ void AddDispatchBenchmarks(const Config& config, std::vector<Benchmark>& all);
 // `process_pool`, `process_pool_p50`, `process_pool_p99`
 // (workloads_process.cc).
 void AddProcessBenchmarks(const Config& config, std::vector<Benchmark>& all);
+// `channel_pingpong`, `channel_throughput` (workloads_channel.cc).
+void AddChannelBenchmarks(const Config& config, std::vector<Benchmark>& all);
 
 // ---- Peers ------------------------------------------------------------------
 absl::StatusOr<Rows> AsioSpawn(const std::string& id, int64_t n);
 absl::StatusOr<Rows> AsioYield(const std::string& id, int64_t tasks,
                                int64_t yields);
 absl::StatusOr<Rows> AsioSleep(const std::string& id, int64_t tasks);
+absl::StatusOr<Rows> AsioChannelPingPong(const std::string& id,
+                                         int64_t workers, int64_t rounds);
 absl::StatusOr<Rows> TbbSpawn(const std::string& id, int64_t n);
 
 absl::StatusOr<Rows> SpindleHogMt(const std::string& id, int64_t workers,

@@ -3,10 +3,13 @@
 //   1A: io_context::post of N handlers, then run().
 //   1B: co_spawn of N coroutines that each `co_await post(use_awaitable)`.
 //   1C: steady_timer, each task re-arming its own timer.
+//   channel_pingpong: two coroutines, two experimental::concurrent_channel.
 #include <asio.hpp>
+#include <asio/experimental/concurrent_channel.hpp>
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "bench/workloads.h"
@@ -48,7 +51,43 @@ struct TimerTask {
   }
 };
 
+using PingChannel =
+    asio::experimental::concurrent_channel<void(asio::error_code, int64_t)>;
+
+// One side of channel_pingpong (the server sends first).
+asio::awaitable<void> AsioBounce(PingChannel* in, PingChannel* out,
+                                 int64_t rounds, bool serve, int64_t* sum) {
+  for (int64_t i = 0; i < rounds; ++i) {
+    if (serve) co_await out->async_send(asio::error_code{}, i, asio::use_awaitable);
+    const int64_t v = co_await in->async_receive(asio::use_awaitable);
+    *sum += v;
+    if (!serve) co_await out->async_send(asio::error_code{}, v, asio::use_awaitable);
+  }
+}
+
 }  // namespace
+
+absl::StatusOr<Rows> AsioChannelPingPong(const std::string& id,
+                                         int64_t workers, int64_t rounds) {
+  // One io_context per worker thread; each side runs on its own.
+  asio::io_context io_a(1), io_b(1);
+  asio::io_context& ctx_b = workers > 1 ? io_b : io_a;
+  PingChannel ab(io_a, 1), ba(ctx_b, 1);
+  int64_t sa = 0, sb = 0;
+  const uint64_t t0 = MonotonicClock::Now();
+  asio::co_spawn(io_a, AsioBounce(&ba, &ab, rounds, true, &sa), asio::detached);
+  asio::co_spawn(ctx_b, AsioBounce(&ab, &ba, rounds, false, &sb),
+                 asio::detached);
+  std::thread other;
+  if (workers > 1) other = std::thread([&] { io_b.run(); });
+  io_a.run();
+  if (other.joinable()) other.join();
+  Rows rows{Wall(id, t0)};
+  if (sa != sb || sa != rounds * (rounds - 1) / 2) {
+    return absl::InternalError("asio channel_pingpong: messages were lost");
+  }
+  return rows;
+}
 
 absl::StatusOr<Rows> AsioSpawn(const std::string& id, int64_t n) {
   asio::io_context io(1);

@@ -19,7 +19,7 @@ CancellationToken::CancellationToken()
 CancellationToken CancellationToken::Child() const {
   auto child = std::make_shared<CancelNode>();
   {
-    std::lock_guard<std::mutex> lock(node_->mu);
+    std::lock_guard<executor_internal::SyncMutex> lock(node_->mu);
     if (node_->cancelled.load(std::memory_order_relaxed)) {
       child->cancelled.store(true, std::memory_order_relaxed);
     } else {
@@ -47,7 +47,7 @@ void CancellationToken::Cancel() const noexcept {
     executor_internal::WakeSet wakes;
     std::vector<std::weak_ptr<CancelNode>> kids;
     {
-      std::lock_guard<std::mutex> lock(n->mu);
+      std::lock_guard<executor_internal::SyncMutex> lock(n->mu);
       if (n->cancelled.load(std::memory_order_relaxed)) continue;
       // release: pairs with the acquire of is_cancelled() / await_ready.
       n->cancelled.store(true, std::memory_order_release);
@@ -66,9 +66,9 @@ void CancellationToken::Cancel() const noexcept {
 
 bool CancellationToken::Awaiter::await_suspend(
     std::coroutine_handle<> h) noexcept {
-  std::lock_guard<std::mutex> lock(node->mu);
+  std::lock_guard<executor_internal::SyncMutex> lock(node->mu);
   if (node->cancelled.load(std::memory_order_relaxed)) return false;
-  waiter.waker = Waker::SuspendCurrent(h);
+  waiter.task = executor_internal::SuspendForSync(h);
   node->waiters.PushBack(&waiter);
   suspended = true;
   return true;

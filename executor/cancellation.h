@@ -50,7 +50,7 @@ namespace spindle {
 
 namespace executor_internal {
 struct CancelNode {
-  std::mutex mu;
+  executor_internal::SyncMutex mu;
   std::atomic<bool> cancelled{false};
   WaitList waiters;
   std::vector<std::weak_ptr<CancelNode>> children;
@@ -81,7 +81,7 @@ class CancellationToken {
     Awaiter(Awaiter&&) noexcept = default;  // before it is awaited
     ~Awaiter() {
       if (suspended && !resumed) {
-        std::lock_guard<std::mutex> lock(node->mu);
+        std::lock_guard<executor_internal::SyncMutex> lock(node->mu);
         if (waiter.linked) node->waiters.Remove(&waiter);
       }
     }

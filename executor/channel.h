@@ -164,7 +164,7 @@ class Channel {
     WakeSet wakes;
     ChannelStatus s;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       s = SendLocked(value, wakes);
     }
     wakes.Wake(cv_);
@@ -178,7 +178,7 @@ class Channel {
     std::optional<T> out;
     ChannelStatus s;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       s = RecvLocked(out, wakes);
     }
     wakes.Wake(cv_);
@@ -193,7 +193,7 @@ class Channel {
     WakeSet wakes;
     ValueWaiter node;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      std::unique_lock<executor_internal::SyncMutex> lock(mu_);
       const ChannelStatus s = SendLocked(value, wakes);
       if (s != ChannelStatus::kFull) {
         lock.unlock();
@@ -212,7 +212,7 @@ class Channel {
     WakeSet wakes;
     ValueWaiter node;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      std::unique_lock<executor_internal::SyncMutex> lock(mu_);
       if (RecvLocked(node.value, wakes) != ChannelStatus::kEmpty) {
         lock.unlock();
         wakes.Wake(cv_);
@@ -230,7 +230,7 @@ class Channel {
   void Close() noexcept {
     WakeSet wakes;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       closed_ = true;
       while (!senders_.empty()) {
         wakes.Take(senders_, senders_.front(), WaitOutcome::kClosed);
@@ -243,12 +243,12 @@ class Channel {
   }
 
   bool closed() const noexcept {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     return closed_;
   }
   // Buffered messages now (a snapshot).
   size_t size() const noexcept {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     return buf_.size();
   }
   size_t capacity() const noexcept { return capacity_; }
@@ -292,10 +292,10 @@ class Channel {
   bool SuspendSend(SendAwaiter* a, std::coroutine_handle<> h) noexcept {
     WakeSet wakes;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       const ChannelStatus s = SendLocked(*a->node.value, wakes);
       if (s == ChannelStatus::kFull) {
-        a->node.waker = Waker::SuspendCurrent(h);
+        a->node.task = executor_internal::SuspendForSync(h);
         senders_.PushBack(&a->node);
         a->suspended = true;
         return true;
@@ -309,9 +309,9 @@ class Channel {
   bool SuspendRecv(RecvAwaiter* a, std::coroutine_handle<> h) noexcept {
     WakeSet wakes;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       if (RecvLocked(a->node.value, wakes) == ChannelStatus::kEmpty) {
-        a->node.waker = Waker::SuspendCurrent(h);
+        a->node.task = executor_internal::SuspendForSync(h);
         receivers_.PushBack(&a->node);
         a->suspended = true;
         return true;
@@ -322,7 +322,7 @@ class Channel {
   }
 
   void AbandonSend(SendAwaiter* a) noexcept {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     // Still waiting: nothing was sent.  Otherwise it was sent (or refused
     // by a close): nothing to undo either way.
     if (a->node.linked) senders_.Remove(&a->node);
@@ -331,7 +331,7 @@ class Channel {
   void AbandonRecv(RecvAwaiter* a) noexcept {
     WakeSet wakes;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       if (a->node.linked) {
         receivers_.Remove(&a->node);
       } else if (a->node.value.has_value()) {
@@ -351,8 +351,8 @@ class Channel {
   }
 
   const size_t capacity_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
+  mutable executor_internal::SyncMutex mu_;
+  executor_internal::SyncCondVar cv_;
   bool closed_ = false;
   executor_internal::Ring<T> buf_;
   executor_internal::WaitList senders_;

@@ -71,6 +71,25 @@ exec 3<&-
 [[ "$reply" == ok ]] || { echo "FAIL: echo reply: $reply"; exit 1; }
 stop_server "$log"
 cat "$log"
+grep -Eq "bytes echoed, 0 closed idle" "$log" || { echo "FAIL: summary"; exit 1; }
+# 50 lines of "hello spindle N\n": every connection's bytes reach the total
+# (its report goes through a channel when it ends).
+want=$(for i in $(seq 1 50); do printf 'hello spindle %d\n' "$i"; done | wc -c)
+grep -q "1 connections, $want bytes echoed" "$log" ||
+  { echo "FAIL: want '1 connections, $want bytes echoed'"; exit 1; }
+
+# A silent client is closed by the idle timeout (a bounded read).
+log="${TEST_TMPDIR}/echo_idle.log"
+server_args="--idle-timeout 0.3" start_server "$log"
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+rc=0
+IFS= read -r -t 20 line <&3 || rc=$?
+exec 3<&-
+# read: 1 at end of file (the server closed it), > 128 on its own timeout.
+[[ $rc -eq 1 ]] || { cat "$log"; echo "FAIL: idle client not closed (read rc $rc)"; exit 1; }
+stop_server "$log"
+grep -q "1 closed idle" "$log" || { cat "$log"; echo "FAIL: no idle close counted"; exit 1; }
+echo "PASS: idle timeout"
 
 # 2000 idle connections plus active clients, on both backends (io_uring
 # stopped answering at ~600 idle connections).  Skipped where the hard

@@ -84,8 +84,8 @@ class Notify {
   void Abandon(Awaiter* a) noexcept;
   void NotifyOneLocked(executor_internal::WakeSet& wakes) noexcept;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
+  mutable executor_internal::SyncMutex mu_;
+  executor_internal::SyncCondVar cv_;
   bool permit_ = false;
   size_t waiting_ = 0;
   executor_internal::WaitList list_;
@@ -134,8 +134,8 @@ class WaitGroup {
   bool Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept;
   void Abandon(Awaiter* a) noexcept;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
+  mutable executor_internal::SyncMutex mu_;
+  executor_internal::SyncCondVar cv_;
   size_t count_ = 0;
   executor_internal::WaitList list_;
 };

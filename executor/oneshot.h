@@ -39,8 +39,8 @@ namespace spindle {
 namespace executor_internal {
 template <typename T>
 struct OneshotState {
-  std::mutex mu;
-  std::condition_variable cv;
+  executor_internal::SyncMutex mu;
+  executor_internal::SyncCondVar cv;
   std::optional<T> value;
   bool sender_done = false;  // sent, or the sender is gone
   bool receiver_gone = false;
@@ -80,7 +80,7 @@ class OneshotSender {
     executor_internal::WakeSet wakes;
     bool ok;
     {
-      std::lock_guard<std::mutex> lock(state_->mu);
+      std::lock_guard<executor_internal::SyncMutex> lock(state_->mu);
       ok = !state_->receiver_gone;
       if (ok) state_->value.emplace(std::move(value));
       state_->sender_done = true;
@@ -95,7 +95,7 @@ class OneshotSender {
   // would produce the value may be skipped).
   bool receiver_gone() const noexcept {
     if (state_ == nullptr) return true;
-    std::lock_guard<std::mutex> lock(state_->mu);
+    std::lock_guard<executor_internal::SyncMutex> lock(state_->mu);
     return state_->receiver_gone;
   }
 
@@ -104,7 +104,7 @@ class OneshotSender {
     if (state_ == nullptr) return;
     executor_internal::WakeSet wakes;
     {
-      std::lock_guard<std::mutex> lock(state_->mu);
+      std::lock_guard<executor_internal::SyncMutex> lock(state_->mu);
       state_->sender_done = true;
       state_->WakeReceiverLocked(wakes);
     }
@@ -142,26 +142,26 @@ class OneshotReceiver {
     Awaiter(Awaiter&&) noexcept = default;  // before it is awaited
     ~Awaiter() {
       if (suspended && !resumed) {
-        std::lock_guard<std::mutex> lock(state->mu);
+        std::lock_guard<executor_internal::SyncMutex> lock(state->mu);
         if (state->waiter == &node) state->waiter = nullptr;
       }
     }
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> h) noexcept {
-      std::lock_guard<std::mutex> lock(state->mu);
+      std::lock_guard<executor_internal::SyncMutex> lock(state->mu);
       if (state->sender_done) return false;
       if (state->waiter != nullptr) {
         executor_internal::FatalMisuse(
             "two tasks or threads wait on one OneshotReceiver at once");
       }
-      node.waker = Waker::SuspendCurrent(h);
+      node.task = executor_internal::SuspendForSync(h);
       state->waiter = &node;
       suspended = true;
       return true;
     }
     std::optional<T> await_resume() noexcept {
       resumed = true;
-      std::lock_guard<std::mutex> lock(state->mu);
+      std::lock_guard<executor_internal::SyncMutex> lock(state->mu);
       std::optional<T> out = std::move(state->value);
       state->value.reset();
       return out;
@@ -181,7 +181,7 @@ class OneshotReceiver {
   // Never waits: the value if it was sent (taking it), else nullopt.
   std::optional<T> TryRecv() noexcept {
     if (state_ == nullptr) return std::nullopt;
-    std::lock_guard<std::mutex> lock(state_->mu);
+    std::lock_guard<executor_internal::SyncMutex> lock(state_->mu);
     std::optional<T> out = std::move(state_->value);
     state_->value.reset();
     return out;
@@ -190,7 +190,7 @@ class OneshotReceiver {
   std::optional<T> RecvBlocking() {
     executor_internal::CheckBlockingSyncCall("OneshotReceiver::RecvBlocking");
     if (state_ == nullptr) return std::nullopt;
-    std::unique_lock<std::mutex> lock(state_->mu);
+    std::unique_lock<executor_internal::SyncMutex> lock(state_->mu);
     if (!state_->sender_done) {
       if (state_->waiter != nullptr) {
         executor_internal::FatalMisuse(
@@ -210,7 +210,7 @@ class OneshotReceiver {
   void Drop() noexcept {
     if (state_ == nullptr) return;
     {
-      std::lock_guard<std::mutex> lock(state_->mu);
+      std::lock_guard<executor_internal::SyncMutex> lock(state_->mu);
       state_->receiver_gone = true;
       state_->value.reset();
     }

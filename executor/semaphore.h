@@ -133,8 +133,8 @@ class Semaphore {
   // Grants the head waiters that the free permits satisfy.
   void GrantLocked(executor_internal::WakeSet& wakes) noexcept;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
+  mutable executor_internal::SyncMutex mu_;
+  executor_internal::SyncCondVar cv_;
   size_t permits_;
   size_t waiting_ = 0;
   executor_internal::WaitList list_;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "executor/internal/task_protocol.h"
+#include "executor/local_executor.h"
 #include "executor/internal/wait_list.h"
 #include "executor/notify.h"
 #include "executor/select.h"
@@ -17,6 +18,44 @@
 
 namespace spindle {
 namespace executor_internal {
+
+struct WakerAccess {
+  // A Waker for `t`, made by a thread that may touch it (see
+  // wait_list.h): takes the reference a Waker holds.
+  static Waker For(TaskHeader* t) noexcept {
+    t->refs.fetch_add(1, std::memory_order_relaxed);
+    Waker w;
+    w.task_ = t;
+    w.inbox_ = InboxOf(*t->owner);
+    return w;
+  }
+};
+
+TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
+  TaskHeader* t = tl_task;
+  if (t == nullptr) {
+    FatalMisuse(
+        "a Spindle sync primitive (Channel, Mutex, Semaphore, Notify, ...) "
+        "was awaited outside a task running on a Spindle executor");
+  }
+  t->resume_point = h;
+  t->run_state = RunState::kSuspended;
+  t->wait_kind = WaitKind::kWaker;  // an abort cancels it at once
+  return t;
+}
+
+Waker WakeListedTask(TaskHeader* t) noexcept {
+  if (t->owner == tl_executor) {
+    // This thread's: requeue it now, with no atomic operation.  Nothing
+    // else can wake it (it is listed only here), and an abort arriving
+    // from another thread is acted on by this thread later: a queued task
+    // is then removed and cancelled, its awaiter handing its grant on.
+    t->wait_kind = WaitKind::kNone;
+    t->owner->ScheduleLocal(t);
+    return Waker();
+  }
+  return WakerAccess::For(t);
+}
 
 void CheckBlockingSyncCall(const char* what) {
   if (tl_executor != nullptr) {
@@ -48,19 +87,19 @@ using executor_internal::WakeSet;
 // ---- Semaphore ------------------------------------------------------------
 
 bool Semaphore::TryAcquire(size_t n) noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
   if (!list_.empty() || permits_ < n) return false;
   permits_ -= n;
   return true;
 }
 
 bool Semaphore::Suspend(AcquireAwaiter* a, std::coroutine_handle<> h) noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
   if (list_.empty() && permits_ >= a->node.n) {
     permits_ -= a->node.n;
     return false;  // acquired without waiting
   }
-  a->node.waker = Waker::SuspendCurrent(h);
+  a->node.task = executor_internal::SuspendForSync(h);
   list_.PushBack(&a->node);
   ++waiting_;
   a->suspended = true;
@@ -70,7 +109,7 @@ bool Semaphore::Suspend(AcquireAwaiter* a, std::coroutine_handle<> h) noexcept {
 void Semaphore::Abandon(AcquireAwaiter* a) noexcept {
   WakeSet wakes;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     if (a->node.linked) {
       // Cancelled while waiting: the waiters behind it may fit now.
       list_.Remove(&a->node);
@@ -86,7 +125,7 @@ void Semaphore::Abandon(AcquireAwaiter* a) noexcept {
 
 void Semaphore::AcquireBlocking(size_t n) {
   executor_internal::CheckBlockingSyncCall("Semaphore::AcquireBlocking");
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<executor_internal::SyncMutex> lock(mu_);
   if (list_.empty() && permits_ >= n) {
     permits_ -= n;
     return;
@@ -102,7 +141,7 @@ void Semaphore::AcquireBlocking(size_t n) {
 void Semaphore::Release(size_t n) noexcept {
   WakeSet wakes;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     permits_ += n;
     GrantLocked(wakes);
   }
@@ -121,24 +160,24 @@ void Semaphore::GrantLocked(WakeSet& wakes) noexcept {
 }
 
 size_t Semaphore::available() const noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
   return permits_;
 }
 
 size_t Semaphore::waiters() const noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
   return waiting_;
 }
 
 // ---- Notify ---------------------------------------------------------------
 
 bool Notify::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
   if (permit_) {
     permit_ = false;
     return false;
   }
-  a->node.waker = Waker::SuspendCurrent(h);
+  a->node.task = executor_internal::SuspendForSync(h);
   list_.PushBack(&a->node);
   ++waiting_;
   a->suspended = true;
@@ -148,7 +187,7 @@ bool Notify::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {
 void Notify::Abandon(Awaiter* a) noexcept {
   WakeSet wakes;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     if (a->node.linked) {
       list_.Remove(&a->node);
       --waiting_;
@@ -161,7 +200,7 @@ void Notify::Abandon(Awaiter* a) noexcept {
 
 void Notify::WaitBlocking() {
   executor_internal::CheckBlockingSyncCall("Notify::WaitBlocking");
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<executor_internal::SyncMutex> lock(mu_);
   if (permit_) {
     permit_ = false;
     return;
@@ -185,7 +224,7 @@ void Notify::NotifyOneLocked(WakeSet& wakes) noexcept {
 void Notify::NotifyOne() noexcept {
   WakeSet wakes;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     NotifyOneLocked(wakes);
   }
   wakes.Wake(cv_);
@@ -194,7 +233,7 @@ void Notify::NotifyOne() noexcept {
 void Notify::NotifyAll() noexcept {
   WakeSet wakes;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     while (!list_.empty()) {
       wakes.Take(list_, list_.front(), WaitOutcome::kBroadcast);
     }
@@ -204,21 +243,21 @@ void Notify::NotifyAll() noexcept {
 }
 
 size_t Notify::waiters() const noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
   return waiting_;
 }
 
 // ---- WaitGroup ------------------------------------------------------------
 
 void WaitGroup::Add(size_t n) noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
   count_ += n;
 }
 
 void WaitGroup::Done() noexcept {
   WakeSet wakes;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     if (count_ == 0) {
       executor_internal::FatalMisuse(
           "WaitGroup::Done() called more times than Add() counted");
@@ -233,22 +272,22 @@ void WaitGroup::Done() noexcept {
 }
 
 bool WaitGroup::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
   if (count_ == 0) return false;
-  a->node.waker = Waker::SuspendCurrent(h);
+  a->node.task = executor_internal::SuspendForSync(h);
   list_.PushBack(&a->node);
   a->suspended = true;
   return true;
 }
 
 void WaitGroup::Abandon(Awaiter* a) noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
   if (a->node.linked) list_.Remove(&a->node);
 }
 
 void WaitGroup::WaitBlocking() {
   executor_internal::CheckBlockingSyncCall("WaitGroup::WaitBlocking");
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<executor_internal::SyncMutex> lock(mu_);
   if (count_ == 0) return;
   SyncWaiter node;
   node.thread = true;
@@ -257,7 +296,7 @@ void WaitGroup::WaitBlocking() {
 }
 
 size_t WaitGroup::count() const noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
   return count_;
 }
 

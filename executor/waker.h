@@ -39,6 +39,10 @@
 
 namespace spindle {
 
+namespace executor_internal {
+struct WakerAccess;
+}  // namespace executor_internal
+
 // Waker: the right to resume one suspended task, once, from any thread.
 //
 // Requires: SuspendCurrent is called from await_suspend of an awaitable
@@ -87,6 +91,7 @@ class Waker {
   bool valid() const noexcept { return task_ != nullptr; }
 
  private:
+  friend struct executor_internal::WakerAccess;  // the sync primitives
   void Reset() noexcept;
   executor_internal::TaskHeader* task_ = nullptr;
   std::shared_ptr<executor_internal::Inbox> inbox_;

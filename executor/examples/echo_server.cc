@@ -2,7 +2,7 @@
 // N workers with --workers N.
 //
 //   ./bazelw run -c opt //executor:echo_server -- --port 7777 [--seconds N]
-//       [--workers N]
+//       [--workers N] [--idle-timeout S]
 //   ./bazelw run -c opt //bench:echo_load -- --port 7777 --connections 64
 //
 // Listens on 127.0.0.1:PORT (0 picks a free port, printed at start), and
@@ -14,6 +14,12 @@
 // runs on worker 0 and each connection is a stealable task: it runs on the
 // worker that starts it, its I/O on that worker's ring; a stop destroys
 // the Runtime, which cancels every connection.
+//
+// Each read waits at most --idle-timeout seconds (default 300): a client
+// silent that long is closed (spindle::Timeout bounds the read).  Each
+// connection reports what it echoed, once, when it ends (closed, idle, or
+// cancelled by the stop), through a spindle::Channel to one reporter task
+// that keeps the totals: no counter shared by the connections.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -30,6 +36,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "executor/executor.h"
@@ -46,6 +53,57 @@ struct OwnedFd {
 };
 
 using Counter = std::atomic<uint64_t>;
+
+// What a connection says when it ends.
+struct ConnReport {
+  uint64_t bytes = 0;
+  bool idle = false;  // closed by the idle timeout
+};
+using Reports = spindle::Channel<ConnReport>;
+
+// The reporter's totals (written by the reporter task, read by main after
+// the executor or Runtime stopped).
+struct Totals {
+  uint64_t closed = 0;
+  uint64_t idle = 0;
+  uint64_t bytes = 0;
+  void Add(const ConnReport& r) {
+    ++closed;
+    idle += r.idle ? 1 : 0;
+    bytes += r.bytes;
+  }
+};
+
+std::chrono::nanoseconds g_idle_timeout = std::chrono::seconds(300);
+// Room for the final reports of every connection open at a stop.
+constexpr size_t kReportCapacity = size_t{1} << 16;
+
+// The totals, once the executor or Runtime has stopped: the reporter's,
+// plus the reports it did not receive before it was cancelled.
+void PrintSummary(uint64_t connections, Totals totals, Reports* reports) {
+  while (std::optional<ConnReport> r = reports->TryRecv()) totals.Add(*r);
+  std::printf("echo_server: %llu connections, %llu bytes echoed, %llu closed "
+              "idle\n",
+              static_cast<unsigned long long>(connections),
+              static_cast<unsigned long long>(totals.bytes),
+              static_cast<unsigned long long>(totals.idle));
+}
+
+// Sends the connection's report when the connection's task ends, however
+// it ends: TrySend never waits, so it works from a destructor too (a stop
+// cancels the task); the channel is large enough for every open
+// connection, and main drains what the reporter did not get to.
+struct ReportOnExit {
+  Reports* reports;
+  ConnReport report;
+  ~ReportOnExit() { (void)reports->TrySend(report); }
+};
+
+spindle::Task<void> Reporter(Reports* reports, Totals* totals) {
+  while (std::optional<ConnReport> r = co_await reports->Recv()) {
+    totals->Add(*r);
+  }
+}
 
 // Spawns on the Runtime when there is one (a stealable task), else on the
 // executor running the caller.
@@ -67,11 +125,18 @@ void StopServer() {
   }
 }
 
-spindle::Task<void> Serve(int conn, Counter* bytes) {
+spindle::Task<void> Serve(int conn, Reports* reports) {
   OwnedFd owned{conn};
+  ReportOnExit report{reports, {}};
   char buf[16 * 1024];
   for (;;) {
-    const int n = co_await spindle::Recv(conn, buf, sizeof(buf));
+    // The read, bounded by the idle timeout (-ECANCELED when it expired).
+    const int n = co_await spindle::Timeout(
+        spindle::Recv(conn, buf, sizeof(buf)), g_idle_timeout);
+    if (n == -ECANCELED) {
+      report.report.idle = true;
+      break;
+    }
     if (n <= 0) break;
     int off = 0;
     while (off < n) {
@@ -83,7 +148,7 @@ spindle::Task<void> Serve(int conn, Counter* bytes) {
       off += w;
     }
     if (off < 0) break;
-    bytes->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    report.report.bytes += static_cast<uint64_t>(n);
   }
   owned.fd = -1;
   co_await spindle::Close(conn);
@@ -111,7 +176,7 @@ bool TransientAcceptError(int err) {
 }
 
 spindle::Task<void> AcceptLoop(int listener, Counter* connections,
-                               Counter* bytes) {
+                               Reports* reports) {
   uint64_t transient = 0;
   for (;;) {
     const int fd = co_await spindle::Accept(listener);
@@ -137,7 +202,7 @@ spindle::Task<void> AcceptLoop(int listener, Counter* connections,
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     connections->fetch_add(1, std::memory_order_relaxed);
-    SpawnHere(Serve(fd, bytes));
+    SpawnHere(Serve(fd, reports));
   }
 }
 
@@ -208,10 +273,12 @@ int ServeOnRuntime(int sfd, long port, double seconds, long workers) {
               workers);
   std::fflush(stdout);
   Counter connections{0};
-  Counter bytes{0};
+  auto reports = Reports::Create(kReportCapacity).value();
+  Totals totals;
   spindle::RuntimeSpawnOptions on0;
   on0.placement = spindle::Placement::Pinned(0);
-  (*rt)->SpawnDetached(AcceptLoop(listener, &connections, &bytes), on0);
+  (*rt)->SpawnDetached(Reporter(reports.get(), &totals));
+  (*rt)->SpawnDetached(AcceptLoop(listener, &connections, reports.get()), on0);
   const auto deadline =
       std::chrono::steady_clock::now() +
       std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9));
@@ -240,9 +307,7 @@ int ServeOnRuntime(int sfd, long port, double seconds, long workers) {
   }
   std::printf("\n");
   rt->reset();  // cancels the accept loop and the connections
-  std::printf("echo_server: %llu connections, %llu bytes echoed\n",
-              static_cast<unsigned long long>(connections.load()),
-              static_cast<unsigned long long>(bytes.load()));
+  PrintSummary(connections.load(), totals, reports.get());
   close(listener);
   close(sfd);
   return 0;
@@ -251,7 +316,8 @@ int ServeOnRuntime(int sfd, long port, double seconds, long workers) {
 int Usage(const char* why) {
   std::fprintf(stderr,
                "echo_server: %s\nusage: echo_server --port P (0..65535) "
-               "[--seconds S (> 0)] [--workers N (1..1024)]\n",
+               "[--seconds S (> 0)] [--workers N (1..1024)] "
+               "[--idle-timeout S (> 0, default 300)]\n",
                why);
   return 2;
 }
@@ -280,6 +346,16 @@ int main(int argc, char** argv) {
             ("bad --seconds '" + std::string(argv[i]) + "': must be > 0")
                 .c_str());
       }
+    } else if (a == "--idle-timeout" && i + 1 < argc) {
+      char* end = nullptr;
+      const double idle = std::strtod(argv[++i], &end);
+      if (*end != '\0' || !(idle > 0) || idle > 1e6) {
+        return Usage(("bad --idle-timeout '" + std::string(argv[i]) +
+                      "': must be > 0 and <= 1e6 seconds")
+                         .c_str());
+      }
+      g_idle_timeout =
+          std::chrono::nanoseconds(static_cast<int64_t>(idle * 1e9));
     } else if (a == "--workers" && i + 1 < argc) {
       char* end = nullptr;
       workers = std::strtol(argv[++i], &end, 10);
@@ -329,16 +405,16 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   Counter connections{0};
-  Counter bytes{0};
-  (*ex)->SpawnDetached(AcceptLoop(listener, &connections, &bytes));
+  auto reports = Reports::Create(kReportCapacity).value();
+  Totals totals;
+  (*ex)->SpawnDetached(Reporter(reports.get(), &totals));
+  (*ex)->SpawnDetached(AcceptLoop(listener, &connections, reports.get()));
   (*ex)->SpawnDetached(StopOnSignal(sfd));
   if (seconds > 0) (*ex)->SpawnDetached(StopAfter(seconds));
   // Runs until a stop: then every task left (the accept loop, open
   // connections) is cancelled, their sockets closed, and Run returns.
   (*ex)->Run();
-  std::printf("echo_server: %llu connections, %llu bytes echoed\n",
-              static_cast<unsigned long long>(connections.load()),
-              static_cast<unsigned long long>(bytes.load()));
+  PrintSummary(connections.load(), totals, reports.get());
   ex->reset();
   close(listener);
   close(sfd);

@@ -1,26 +1,36 @@
-// executor/internal/wait_list.h: the FIFO list of waiters that every sync
-// primitive (executor/sync.h) keeps under its mutex.
+// executor/internal/wait_list.h: the lock and the FIFO list of waiters
+// that every sync primitive (executor/sync.h) is built on.
 //
-// A waiter is a suspended task (it holds the task's Waker) or a plain
-// thread blocked on the primitive's condition variable.  The protocol, the
-// same in every primitive:
+// A waiter is a suspended task or a plain thread blocked on the
+// primitive's condition variable.  The protocol, the same in every
+// primitive:
 //   - A waiter is linked, and later unlinked, only under the primitive's
-//     mutex.  Whoever unlinks it (a grant, a close) first sets its outcome,
-//     and moves its Waker into a WakeSet, which wakes after the unlock.
+//     lock.  Whoever unlinks it (a grant, a close) first sets its outcome,
+//     then wakes it through a WakeSet.
+//   - A task suspends with SuspendForSync, which takes no reference on it:
+//     while it is listed, its frame (whose awaiter is the list node) cannot
+//     go without taking the lock to unlink itself, so a holder of the lock
+//     may touch it.  Waking it under the lock is then cheap: a task of this
+//     thread's executor is requeued in place (no atomic operation); a task
+//     of another executor gets a Waker (a reference and its inbox) made
+//     under the lock and woken after the unlock.
 //   - A task's awaiter that was suspended and is destroyed without having
 //     been resumed (its task was aborted, a losing Select branch, an
-//     executor shut down) locks the mutex: still linked, it unlinks itself;
-//     already granted, it hands what it was granted (a permit, a message, a
-//     notification) on, so nothing is lost.
+//     executor shut down) locks the primitive: still linked, it unlinks
+//     itself; already granted, it hands what it was granted (a permit, a
+//     message, a notification) on, so nothing is lost.
 //   - The outcome is read by the waiter itself only after it was woken
-//     (Wake() happens-before the resumption), or under the mutex.
+//     (the wake happens-before the resumption), or under the lock.
 
 #ifndef SPINDLE_EXECUTOR_INTERNAL_WAIT_LIST_H_
 #define SPINDLE_EXECUTOR_INTERNAL_WAIT_LIST_H_
 
+#include <atomic>
 #include <condition_variable>
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -34,14 +44,63 @@ namespace spindle::executor_internal {
 // primitive was closed.
 enum class WaitOutcome : uint8_t { kNone, kGranted, kBroadcast, kClosed };
 
+// The primitives' lock: the critical sections are a few loads and stores,
+// so a test-and-test-and-set lock (one atomic exchange to take, a plain
+// release store to give back) beats a mutex's two atomic operations; a
+// waiter spins briefly, then yields its thread.
+class SyncMutex {
+ public:
+  void lock() noexcept {
+    if (!locked_.exchange(true, std::memory_order_acquire)) [[likely]] {
+      return;
+    }
+    LockSlow();
+  }
+  bool try_lock() noexcept {
+    return !locked_.load(std::memory_order_relaxed) &&
+           !locked_.exchange(true, std::memory_order_acquire);
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  void LockSlow() noexcept {
+    for (int spins = 0;;) {
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (spins < 100) {
+          ++spins;
+#if defined(__x86_64__) || defined(__i386__)
+          __builtin_ia32_pause();
+#endif
+        } else {
+          std::this_thread::yield();  // the holder may be descheduled
+        }
+      }
+      if (!locked_.exchange(true, std::memory_order_acquire)) return;
+    }
+  }
+  std::atomic<bool> locked_{false};
+};
+
+// Blocked plain threads wait on one of these with the SyncMutex.
+using SyncCondVar = std::condition_variable_any;
+
 struct SyncWaiter {
   SyncWaiter* prev = nullptr;
   SyncWaiter* next = nullptr;
-  Waker waker;  // a task's; empty for a blocked thread
+  TaskHeader* task = nullptr;  // the suspended task; null for a thread
   bool linked = false;
   bool thread = false;  // a plain thread waiting on the condition variable
   WaitOutcome outcome = WaitOutcome::kNone;
 };
+
+// Suspends the calling task at `h` for a primitive's list (no reference is
+// taken; see above).  Aborts with a message outside a Spindle task.
+TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept;
+
+// Under the primitive's lock, for a task still listed: requeues it now if
+// it belongs to this thread's executor (and returns an empty Waker), else
+// returns the Waker to wake it with after the unlock.
+Waker WakeListedTask(TaskHeader* task) noexcept;
 
 // A waiter for n permits (Semaphore, Mutex).
 struct PermitWaiter : SyncWaiter {
@@ -88,33 +147,38 @@ class WaitList {
   SyncWaiter* tail_ = nullptr;
 };
 
-// The wakes an operation owes, collected under the mutex and delivered
-// after it is released (a woken task on another worker does not then
-// stall on the mutex its waker still holds).
+// The wakes an operation owes to other threads, collected under the lock
+// and delivered after it is released (a woken task on another worker does
+// not then stall on the lock its waker still holds).
 class WakeSet {
  public:
-  // Unlinks `w` from `list` with `outcome` and takes its wake.
+  // Unlinks `w` from `list` with `outcome` and wakes it (now, for a task of
+  // this thread; else at Wake()).
   void Take(WaitList& list, SyncWaiter* w, WaitOutcome outcome) {
     list.Remove(w);
     w->outcome = outcome;
     if (w->thread) {
       threads_ = true;
-    } else if (!first_.valid()) {
-      first_ = std::move(w->waker);
+      return;
+    }
+    Waker k = WakeListedTask(w->task);
+    if (!k.valid()) return;  // requeued in place
+    if (!first_.valid()) {
+      first_ = std::move(k);
     } else {
-      rest_.push_back(std::move(w->waker));  // only Close / NotifyAll
+      rest_.push_back(std::move(k));  // only Close / NotifyAll
     }
   }
 
-  // Call after the mutex is released.
-  void Wake(std::condition_variable& cv) noexcept {
+  // Call after the lock is released.
+  void Wake(SyncCondVar& cv) noexcept {
     WakeTasks();
     if (threads_) cv.notify_all();
     threads_ = false;
   }
   // For a primitive that no thread blocks on.
   void WakeTasks() noexcept {
-    first_.Wake();
+    if (first_.valid()) first_.Wake();
     for (Waker& w : rest_) w.Wake();
     rest_.clear();
   }

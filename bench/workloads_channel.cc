@@ -1,0 +1,268 @@
+// bench/workloads_channel.cc: the channel rows.
+//
+//   channel_pingpong (param workers, 1 and 2): two tasks bounce a message
+//     through two Channel<int64_t> of capacity 1, pinned to worker 0 and to
+//     worker `workers - 1`; the floor: two threads and two mutex +
+//     condition-variable queues, both threads on CPU 0 for 1 worker, on
+//     CPUs 0 and 1 for 2; Asio: two coroutines and two
+//     experimental::concurrent_channel on one io_context thread, or one
+//     each on two.  Ops: messages (2 per round trip).
+//   channel_throughput (param messages): 4 producer tasks on worker 1 send
+//     to 1 consumer task on worker 0 through one channel of capacity 64;
+//     the floor: 4 producer threads and 1 consumer thread on a bounded
+//     mutex + condition-variable queue of 64.
+// Wall time from the start of the exchange to its end; executors and
+// threads are made before the clock starts.
+#include <pthread.h>
+#include <sched.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/workloads.h"
+#include "executor/executor.h"
+#include "timing/clock.h"
+
+namespace spindle::bench {
+namespace {
+
+using timing::MonotonicClock;
+
+constexpr int kProducers = 4;
+constexpr size_t kThroughputCapacity = 64;
+
+Row Wall(const std::string& id, uint64_t t0, uint64_t t1) {
+  return Row{id, static_cast<double>(t1 - t0), Unit::kNanos};
+}
+
+absl::StatusOr<std::unique_ptr<Runtime>> MakeRuntime(int64_t workers) {
+  budget::TierConfig tc = budget::TierConfig::Balanced();
+  tc.log_warnings = false;
+  return RuntimeBuilder().Workers(static_cast<size_t>(workers)).Tiers(tc).Build();
+}
+
+// ---- channel_pingpong -------------------------------------------------------
+
+Task<int64_t> Bounce(Channel<int64_t>* in, Channel<int64_t>* out,
+                     int64_t rounds, bool serve) {
+  int64_t sum = 0;
+  for (int64_t i = 0; i < rounds; ++i) {
+    if (serve) co_await out->Send(i);
+    std::optional<int64_t> v = co_await in->Recv();
+    sum += v.value_or(0);
+    if (!serve) co_await out->Send(*v);
+  }
+  co_return sum;
+}
+
+absl::StatusOr<Rows> SpindleChannelPingPong(const std::string& id,
+                                            int64_t workers, int64_t rounds) {
+  auto rt = MakeRuntime(workers);
+  if (!rt.ok()) return rt.status();
+  RuntimeSpawnOptions on_a, on_b;
+  on_a.placement = Placement::Pinned(0);
+  on_b.placement = Placement::Pinned(static_cast<size_t>(workers - 1));
+  uint64_t t0 = 0, t1 = 0;
+  for (int pass = 0; pass < 2; ++pass) {  // the first pass warms up
+    auto ab = Channel<int64_t>::Create(1);
+    auto ba = Channel<int64_t>::Create(1);
+    if (!ab.ok()) return ab.status();
+    if (!ba.ok()) return ba.status();
+    t0 = MonotonicClock::Now();
+    auto a = (*rt)->Spawn(Bounce(ba->get(), ab->get(), rounds, true), on_a);
+    auto b = (*rt)->Spawn(Bounce(ab->get(), ba->get(), rounds, false), on_b);
+    const int64_t sa = a.Join();
+    const int64_t sb = b.Join();
+    t1 = MonotonicClock::Now();
+    if (sa != sb || sa != rounds * (rounds - 1) / 2) {
+      return absl::InternalError("channel_pingpong: messages were lost");
+    }
+  }
+  return Rows{Wall(id, t0, t1)};
+}
+
+// The textbook blocking queue: one mutex, a condition variable per side.
+template <typename T>
+class FloorQueue {
+ public:
+  explicit FloorQueue(size_t capacity) : capacity_(capacity) {}
+  void Push(T v) {
+    std::unique_lock<std::mutex> l(mu_);
+    not_full_.wait(l, [&] { return q_.size() < capacity_; });
+    q_.push_back(v);
+    l.unlock();
+    not_empty_.notify_one();
+  }
+  T Pop() {
+    std::unique_lock<std::mutex> l(mu_);
+    not_empty_.wait(l, [&] { return !q_.empty(); });
+    T v = q_.front();
+    q_.pop_front();
+    l.unlock();
+    not_full_.notify_one();
+    return v;
+  }
+
+ private:
+  const size_t capacity_;
+  std::mutex mu_;
+  std::condition_variable not_full_, not_empty_;
+  std::deque<T> q_;
+};
+
+void PinTo(std::thread& t, int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  (void)pthread_setaffinity_np(t.native_handle(), sizeof set, &set);
+}
+
+absl::StatusOr<Rows> FloorChannelPingPong(const std::string& id,
+                                          int64_t workers, int64_t rounds) {
+  FloorQueue<int64_t> ab(1), ba(1);
+  int64_t sa = 0, sb = 0;
+  const uint64_t t0 = MonotonicClock::Now();
+  std::thread a([&] {
+    for (int64_t i = 0; i < rounds; ++i) {
+      ab.Push(i);
+      sa += ba.Pop();
+    }
+  });
+  std::thread b([&] {
+    for (int64_t i = 0; i < rounds; ++i) {
+      const int64_t v = ab.Pop();
+      sb += v;
+      ba.Push(v);
+    }
+  });
+  PinTo(a, 0);
+  PinTo(b, workers > 1 ? 1 : 0);
+  a.join();
+  b.join();
+  const uint64_t t1 = MonotonicClock::Now();
+  if (sa != sb) return absl::InternalError("floor pingpong: mismatch");
+  return Rows{Wall(id, t0, t1)};
+}
+
+// ---- channel_throughput -----------------------------------------------------
+
+Task<> ProduceRange(Channel<int64_t>* ch, int64_t from, int64_t n) {
+  for (int64_t i = from; i < from + n; ++i) co_await ch->Send(i);
+}
+
+Task<int64_t> ConsumeAll(Channel<int64_t>* ch) {
+  int64_t sum = 0;
+  while (std::optional<int64_t> v = co_await ch->Recv()) sum += *v;
+  co_return sum;
+}
+
+int64_t SumBelow(int64_t n) { return n * (n - 1) / 2; }
+
+absl::StatusOr<Rows> SpindleChannelThroughput(const std::string& id,
+                                              int64_t messages) {
+  auto rt = MakeRuntime(2);
+  if (!rt.ok()) return rt.status();
+  RuntimeSpawnOptions on0, on1;
+  on0.placement = Placement::Pinned(0);
+  on1.placement = Placement::Pinned(1);
+  const int64_t per = messages / kProducers;
+  auto ch = Channel<int64_t>::Create(kThroughputCapacity);
+  if (!ch.ok()) return ch.status();
+  const uint64_t t0 = MonotonicClock::Now();
+  auto consumer = (*rt)->Spawn(ConsumeAll(ch->get()), on0);
+  std::vector<JoinHandle<>> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.push_back((*rt)->Spawn(ProduceRange(ch->get(), p * per, per), on1));
+  }
+  for (auto& h : producers) h.Join();
+  (*ch)->Close();
+  const int64_t sum = consumer.Join();
+  const uint64_t t1 = MonotonicClock::Now();
+  if (sum != SumBelow(per * kProducers)) {
+    return absl::InternalError("channel_throughput: messages were lost");
+  }
+  return Rows{Wall(id, t0, t1)};
+}
+
+absl::StatusOr<Rows> FloorChannelThroughput(const std::string& id,
+                                            int64_t messages) {
+  const int64_t per = messages / kProducers;
+  FloorQueue<int64_t> q(kThroughputCapacity);
+  int64_t sum = 0;
+  const uint64_t t0 = MonotonicClock::Now();
+  std::thread consumer([&] {
+    for (int64_t i = 0; i < per * kProducers; ++i) sum += q.Pop();
+  });
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&q, p, per] {
+      for (int64_t i = p * per; i < (p + 1) * per; ++i) q.Push(i);
+    });
+  }
+  for (auto& t : producers) t.join();
+  consumer.join();
+  const uint64_t t1 = MonotonicClock::Now();
+  if (sum != SumBelow(per * kProducers)) {
+    return absl::InternalError("floor throughput: messages were lost");
+  }
+  return Rows{Wall(id, t0, t1)};
+}
+
+}  // namespace
+
+void AddChannelBenchmarks(const Config& c, std::vector<Benchmark>& all) {
+  {
+    const std::string id = "channel_pingpong";
+    const int64_t rounds = c.n_tasks.value_or(100'000);
+    Benchmark b{id,
+                "two tasks bounce a message through two channels of "
+                "capacity 1, N_TASKS (100k) round trips; param workers (1: "
+                "both on one worker); wall time (floor: mutex + condvar "
+                "queues between two threads)",
+                "floor",
+                c.workers ? std::vector<int64_t>{*c.workers}
+                          : std::vector<int64_t>{1, 2},
+                {}};
+    b.variants.push_back({"spindle", [id, rounds](int64_t w) {
+                            return SpindleChannelPingPong(id, w, rounds);
+                          }});
+    b.variants.push_back({"floor", [id, rounds](int64_t w) {
+                            return FloorChannelPingPong(id, w, rounds);
+                          }});
+    b.variants.push_back({"asio", [id, rounds](int64_t w) {
+                            return AsioChannelPingPong(id, w, rounds);
+                          }});
+    b.ops = [rounds](int64_t) { return static_cast<double>(2 * rounds); };
+    b.op = "message";
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "channel_throughput";
+    Benchmark b{id,
+                "4 producer tasks on worker 1 send param messages in all to "
+                "1 consumer task on worker 0, channel capacity 64; wall time "
+                "(floor: 4 + 1 threads on a mutex + condvar queue of 64)",
+                "floor",
+                {c.n_tasks.value_or(1'000'000)},
+                {}};
+    b.variants.push_back({"spindle", [id](int64_t n) {
+                            return SpindleChannelThroughput(id, n);
+                          }});
+    b.variants.push_back({"floor", [id](int64_t n) {
+                            return FloorChannelThroughput(id, n);
+                          }});
+    b.ops = [](int64_t n) {
+      return static_cast<double>(n / kProducers * kProducers);
+    };
+    b.op = "message";
+    all.push_back(std::move(b));
+  }
+}
+
+}  // namespace spindle::bench
