@@ -3,6 +3,7 @@
 // Reach for:
 //   Channel<T>            bounded MPMC queue (executor/channel.h)
 //   Oneshot (MakeOneshot) one value, one sender, one receiver (oneshot.h)
+//   Watch<T>              the latest value, watched by many (watch.h)
 //   Mutex, Semaphore      async locks, FIFO (semaphore.h)
 //   Notify, WaitGroup     events and counts (notify.h)
 //   WhenAny, WhenAll, Timeout  select, join, and bound any awaitables
@@ -31,5 +32,6 @@
 #include "executor/oneshot.h"
 #include "executor/select.h"
 #include "executor/semaphore.h"
+#include "executor/watch.h"
 
 #endif  // SPINDLE_EXECUTOR_SYNC_H_
