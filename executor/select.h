@@ -20,8 +20,16 @@
 // sibling threw (WhenAll), is aborted, and the combinator waits until it is
 // gone before it returns: the loser's resources are released (its I/O
 // cancelled, its place in a channel's or a lock's queue given up, without
-// losing a message or a permit; see executor/sync.h).  When the awaiting
-// task is itself cancelled, its children are aborted too.
+// losing a message or a permit; see executor/sync.h).  The child that
+// decides aborts its siblings in the same poll, before any of them can
+// resume: a sibling that was handed a message or a permit meanwhile gives
+// it back.  When the awaiting task is itself cancelled, its children are
+// aborted too.  An I/O operation cannot be given back: a read in a losing
+// branch that completed in the same instant as the winner has its bytes
+// dropped (as with any cancelled read).  When every byte matters, bound a
+// read with the I/O form `Timeout(Read(fd, buf, n), d)` of executor/io.h:
+// the kernel links the timer to the read, and a read that completed is
+// delivered.
 //
 // Results: an awaitable yielding void is represented by std::monostate.
 // WhenAny yields std::variant<R...> whose index() is the winner's position
@@ -97,15 +105,29 @@ Task<AwaitValue<A>> AwaitAsValue(A a) {
   }
 }
 
-// The children of a combinator: aborted when the combinator's frame is
-// destroyed (its task cancelled) before it joined them.
+// The children of a combinator, in the state it shares with them.  A
+// child that decides the outcome (WhenAny's first, WhenAll's first error)
+// aborts its siblings at once, in the same poll: they all run on one
+// executor, so a sibling that was handed something meanwhile (a message,
+// a permit) and is queued, not yet resumed, is cancelled before it can
+// resume with it, and its awaiter gives it back.
 template <size_t N>
 struct Children {
   std::array<JoinHandle<>, N> handles;
-  Children() = default;
-  Children(const Children&) = delete;
-  ~Children() {
-    for (JoinHandle<>& h : handles) h.Abort();
+  void AbortAllBut(size_t me) noexcept {
+    for (size_t i = 0; i < N; ++i) {
+      if (i != me) handles[i].Abort();
+    }
+  }
+};
+
+// The combinator's hold on its children: aborts them if its frame is
+// destroyed (its task cancelled) before it joined them.
+template <size_t N>
+struct AbortChildrenOnExit {
+  Children<N>* c;
+  ~AbortChildrenOnExit() {
+    for (JoinHandle<>& h : c->handles) h.Abort();
   }
 };
 
@@ -129,21 +151,22 @@ Task<> AbortAndJoin(Children<N>* c) {
   }
 }
 
-template <typename V>
-struct AnyState {
+template <typename V, size_t N>
+struct AnyState : Children<N> {
   std::atomic<bool> decided{false};
   std::optional<V> value;
   std::exception_ptr error;
   Notify done;
 };
 
-template <size_t I, typename V, typename A>
-Task<> AnyChild(std::shared_ptr<AnyState<V>> s, A a) {
+template <size_t I, typename S, typename A>
+Task<> AnyChild(std::shared_ptr<S> s, A a) {
   std::exception_ptr error;
   try {
     auto v = co_await AwaitAsValue(std::move(a));
     if (!s->decided.exchange(true, std::memory_order_acq_rel)) {
       s->value.emplace(std::in_place_index<I>, std::move(v));
+      s->AbortAllBut(I);
       s->done.NotifyOne();
     }
     co_return;
@@ -152,12 +175,13 @@ Task<> AnyChild(std::shared_ptr<AnyState<V>> s, A a) {
   }
   if (!s->decided.exchange(true, std::memory_order_acq_rel)) {
     s->error = error;
+    s->AbortAllBut(I);
     s->done.NotifyOne();
   }
 }
 
 template <typename... R>
-struct AllState {
+struct AllState : Children<sizeof...(R)> {
   std::atomic<size_t> remaining{sizeof...(R)};
   std::atomic<bool> failed{false};
   std::tuple<std::optional<R>...> values;
@@ -179,23 +203,26 @@ Task<> AllChild(std::shared_ptr<S> s, A a) {
   }
   if (!s->failed.exchange(true, std::memory_order_acq_rel)) {
     s->error = error;
+    s->AbortAllBut(I);
     s->done.NotifyOne();
   }
 }
 
 // Spawns one child per awaitable on the calling task's executor.
+// (They run only once the caller suspends, so every handle is set by the
+// time a child can abort its siblings.)
 template <typename S, typename... A, size_t... I>
-void SpawnAny(Children<sizeof...(A)>& c, const std::shared_ptr<S>& s,
-              std::index_sequence<I...>, A&&... a) {
+void SpawnAny(const std::shared_ptr<S>& s, std::index_sequence<I...>,
+              A&&... a) {
   LocalExecutor* ex = CurrentExecutor();
-  ((c.handles[I] = ex->Spawn(AnyChild<I>(s, std::move(a)))), ...);
+  ((s->handles[I] = ex->Spawn(AnyChild<I>(s, std::move(a)))), ...);
 }
 
 template <typename S, typename... A, size_t... I>
-void SpawnAll(Children<sizeof...(A)>& c, const std::shared_ptr<S>& s,
-              std::index_sequence<I...>, A&&... a) {
+void SpawnAll(const std::shared_ptr<S>& s, std::index_sequence<I...>,
+              A&&... a) {
   LocalExecutor* ex = CurrentExecutor();
-  ((c.handles[I] = ex->Spawn(AllChild<I>(s, std::move(a)))), ...);
+  ((s->handles[I] = ex->Spawn(AllChild<I>(s, std::move(a)))), ...);
 }
 
 }  // namespace executor_internal
@@ -206,12 +233,13 @@ template <typename... A>
 Task<std::variant<executor_internal::AwaitValue<A>...>> WhenAny(A... a) {
   static_assert(sizeof...(A) >= 1, "WhenAny needs at least one awaitable");
   using V = std::variant<executor_internal::AwaitValue<A>...>;
-  auto s = std::make_shared<executor_internal::AnyState<V>>();
-  executor_internal::Children<sizeof...(A)> children;
-  executor_internal::SpawnAny(children, s, std::index_sequence_for<A...>{},
+  auto s =
+      std::make_shared<executor_internal::AnyState<V, sizeof...(A)>>();
+  executor_internal::AbortChildrenOnExit<sizeof...(A)> guard{s.get()};
+  executor_internal::SpawnAny(s, std::index_sequence_for<A...>{},
                               std::move(a)...);
   co_await s->done.Notified();
-  co_await executor_internal::AbortAndJoin(&children);
+  co_await executor_internal::AbortAndJoin<sizeof...(A)>(s.get());
   if (s->error) std::rethrow_exception(s->error);
   co_return std::move(*s->value);
 }
@@ -222,12 +250,12 @@ template <typename... A>
 Task<std::tuple<executor_internal::AwaitValue<A>...>> WhenAll(A... a) {
   using S = executor_internal::AllState<executor_internal::AwaitValue<A>...>;
   auto s = std::make_shared<S>();
-  executor_internal::Children<sizeof...(A)> children;
+  executor_internal::AbortChildrenOnExit<sizeof...(A)> guard{s.get()};
   if constexpr (sizeof...(A) > 0) {
-    executor_internal::SpawnAll(children, s, std::index_sequence_for<A...>{},
+    executor_internal::SpawnAll(s, std::index_sequence_for<A...>{},
                                 std::move(a)...);
     co_await s->done.Notified();
-    co_await executor_internal::AbortAndJoin(&children);
+    co_await executor_internal::AbortAndJoin<sizeof...(A)>(s.get());
   }
   if (s->error) std::rethrow_exception(s->error);
   co_return std::apply(

@@ -69,6 +69,29 @@ TEST(WhenAnyTest, AMessageBeatsATimerAndATimerBeatsSilence) {
   }(ex.get()));
 }
 
+// One poll: the Notify branch wins, then a message is handed to the Recv
+// branch, which is queued behind it and has not resumed.
+Task<> NotifyThenSend(Notify* n, Channel<int>* ch) {
+  co_await Settle();  // both branches wait by now
+  n->NotifyOne();
+  EXPECT_EQ(ch->TrySend(5), ChannelStatus::kOk);
+  co_return;
+}
+
+TEST(WhenAnyTest, ALoserHandedAMessageAfterTheDecisionGivesItBack) {
+  auto ex = MakeExecutor();
+  ex->BlockOn([](LocalExecutor* ex) -> Task<> {
+    auto ch = MakeChannel(1);
+    Notify n;
+    ex->SpawnDetached(NotifyThenSend(&n, ch.get()));
+    auto r = co_await WhenAny(ch->Recv(), n.Notified());
+    EXPECT_EQ(r.index(), 1u);
+    // The losing Recv was aborted before it could resume with the message:
+    // it went back to the channel.
+    EXPECT_EQ(ch->TryRecv(), 5);
+  }(ex.get()));
+}
+
 TEST(WhenAnyTest, OnAWorkerOfARuntime) {
   auto rt = runtime_testing::MakeRuntime(2);
   auto ch = MakeChannel(1);
