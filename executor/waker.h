@@ -78,7 +78,9 @@ class Waker {
   }
   Waker(const Waker&) = delete;
   Waker& operator=(const Waker&) = delete;
-  ~Waker() { Reset(); }
+  ~Waker() {
+    if (task_ != nullptr) Reset();  // inline: most Wakers die empty
+  }
 
   // Suspends the calling task at `h` and returns its Waker.  Aborts the
   // process with a message when called outside a Spindle task.
