@@ -15,8 +15,8 @@
 //       co_await spindle::Timeout(5s, spindle::Read(fd, buf, len));
 //
 // How they work: each awaitable runs as a child task on the calling task's
-// executor (on a Runtime, the same worker), so every awaitable that a task
-// can co_await can be combined.  A child that loses (WhenAny), or whose
+// executor (on a Runtime, the same worker), in its queue and at its
+// priorities, so every awaitable that a task can co_await can be combined.  A child that loses (WhenAny), or whose
 // sibling threw (WhenAll), is aborted, and the combinator waits until it is
 // gone before it returns: the loser's resources are released (its I/O
 // cancelled, its place in a channel's or a lock's queue given up, without
@@ -210,19 +210,31 @@ Task<> AllChild(std::shared_ptr<S> s, A a) {
 
 // Spawns one child per awaitable on the calling task's executor.
 // (They run only once the caller suspends, so every handle is set by the
-// time a child can abort its siblings.)
+// time a child can abort its siblings.)  Children run in the caller's
+// queue, at its CPU and I/O priorities: they compete as it would.
+inline SpawnOptions ChildOptions() {
+  TaskHeader* t = CurrentTask();
+  SpawnOptions o;
+  o.queue = CurrentExecutor()->queue_set().Stats(t->home_queue).id;
+  o.priority = t->priority;
+  o.io_priority = static_cast<IoPriority>(t->io_priority);
+  return o;
+}
+
 template <typename S, typename... A, size_t... I>
 void SpawnAny(const std::shared_ptr<S>& s, std::index_sequence<I...>,
               A&&... a) {
   LocalExecutor* ex = CurrentExecutor();
-  ((s->handles[I] = ex->Spawn(AnyChild<I>(s, std::move(a)))), ...);
+  const SpawnOptions o = ChildOptions();
+  ((s->handles[I] = ex->Spawn(AnyChild<I>(s, std::move(a)), o)), ...);
 }
 
 template <typename S, typename... A, size_t... I>
 void SpawnAll(const std::shared_ptr<S>& s, std::index_sequence<I...>,
               A&&... a) {
   LocalExecutor* ex = CurrentExecutor();
-  ((s->handles[I] = ex->Spawn(AllChild<I>(s, std::move(a)))), ...);
+  const SpawnOptions o = ChildOptions();
+  ((s->handles[I] = ex->Spawn(AllChild<I>(s, std::move(a)), o)), ...);
 }
 
 }  // namespace executor_internal

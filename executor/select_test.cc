@@ -11,6 +11,7 @@
 #include <string>
 #include <tuple>
 #include <variant>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "executor/executor.h"
@@ -154,6 +155,38 @@ TEST(WhenAllTest, CollectsEveryResultInPosition) {
     auto none = co_await WhenAll();
     EXPECT_EQ(std::tuple_size_v<decltype(none)>, 0u);
   }());
+}
+
+Task<int> PriorityOfChild() {
+  co_await YieldNow();
+  co_return static_cast<int>(CurrentTaskContext()->priority);
+}
+
+Task<> ParentInQueue2(std::vector<int>* priorities) {
+  auto [a, b] = co_await WhenAll(PriorityOfChild(), PriorityOfChild());
+  priorities->push_back(a);
+  priorities->push_back(b);
+  priorities->push_back(static_cast<int>(CurrentTaskContext()->priority));
+}
+
+TEST(WhenAllTest, ChildrenRunInTheCallersQueueAtItsPriority) {
+  auto ex = ExecutorBuilder().WithQueue(1, 1).WithQueue(2, 1).Build();
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  std::vector<int> priorities;
+  SpawnOptions o;
+  o.queue = 2;
+  o.priority = Priority::kHigh;
+  (*ex)->SpawnDetached(ParentInQueue2(&priorities), o);
+  (*ex)->Run();
+  ASSERT_EQ(priorities.size(), 3u);
+  EXPECT_EQ(priorities[0], priorities[2]);
+  EXPECT_EQ(priorities[1], priorities[2]);
+  const ExecutorStats stats = (*ex)->Stats();
+  for (const auto& q : stats.queues) {
+    if (q.sched.id == 1) {
+      EXPECT_EQ(q.sched.polls, 0u);  // nothing ran in the first queue
+    }
+  }
 }
 
 TEST(WhenAllTest, AFailureAbortsTheOthersAndIsRethrown) {
