@@ -58,17 +58,19 @@ using PingChannel =
 asio::awaitable<void> AsioBounce(PingChannel* in, PingChannel* out,
                                  int64_t rounds, bool serve, int64_t* sum) {
   for (int64_t i = 0; i < rounds; ++i) {
-    if (serve) co_await out->async_send(asio::error_code{}, i, asio::use_awaitable);
+    if (serve)
+      co_await out->async_send(asio::error_code{}, i, asio::use_awaitable);
     const int64_t v = co_await in->async_receive(asio::use_awaitable);
     *sum += v;
-    if (!serve) co_await out->async_send(asio::error_code{}, v, asio::use_awaitable);
+    if (!serve)
+      co_await out->async_send(asio::error_code{}, v, asio::use_awaitable);
   }
 }
 
 }  // namespace
 
-absl::StatusOr<Rows> AsioChannelPingPong(const std::string& id,
-                                         int64_t workers, int64_t rounds) {
+absl::StatusOr<Rows> AsioChannelPingPong(const std::string& id, int64_t workers,
+                                         int64_t rounds) {
   // One io_context per worker thread; each side runs on its own.
   asio::io_context io_a(1), io_b(1);
   asio::io_context& ctx_b = workers > 1 ? io_b : io_a;

@@ -44,7 +44,10 @@ Row Wall(const std::string& id, uint64_t t0, uint64_t t1) {
 absl::StatusOr<std::unique_ptr<Runtime>> MakeRuntime(int64_t workers) {
   budget::TierConfig tc = budget::TierConfig::Balanced();
   tc.log_warnings = false;
-  return RuntimeBuilder().Workers(static_cast<size_t>(workers)).Tiers(tc).Build();
+  return RuntimeBuilder()
+      .Workers(static_cast<size_t>(workers))
+      .Tiers(tc)
+      .Build();
 }
 
 // ---- channel_pingpong -------------------------------------------------------
@@ -178,7 +181,8 @@ absl::StatusOr<Rows> SpindleChannelThroughput(const std::string& id,
   auto consumer = (*rt)->Spawn(ConsumeAll(ch->get()), on0);
   std::vector<JoinHandle<>> producers;
   for (int p = 0; p < kProducers; ++p) {
-    producers.push_back((*rt)->Spawn(ProduceRange(ch->get(), p * per, per), on1));
+    producers.push_back(
+        (*rt)->Spawn(ProduceRange(ch->get(), p * per, per), on1));
   }
   for (auto& h : producers) h.Join();
   (*ch)->Close();
@@ -254,9 +258,8 @@ void AddChannelBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     b.variants.push_back({"spindle", [id](int64_t n) {
                             return SpindleChannelThroughput(id, n);
                           }});
-    b.variants.push_back({"floor", [id](int64_t n) {
-                            return FloorChannelThroughput(id, n);
-                          }});
+    b.variants.push_back(
+        {"floor", [id](int64_t n) { return FloorChannelThroughput(id, n); }});
     b.ops = [](int64_t n) {
       return static_cast<double>(n / kProducers * kProducers);
     };

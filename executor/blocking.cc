@@ -70,16 +70,16 @@ void PoolThread(std::shared_ptr<BlockingPoolState> s) {
 absl::StatusOr<std::unique_ptr<BlockingPool>> BlockingPool::Create(
     BlockingPoolOptions options) {
   if (options.max_threads < 1 || options.max_threads > 4096) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "BlockingPoolOptions::max_threads ", options.max_threads,
-        " is out of range: it must be in [1, 4096]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("BlockingPoolOptions::max_threads ", options.max_threads,
+                     " is out of range: it must be in [1, 4096]"));
   }
   if (options.keep_alive < std::chrono::milliseconds(1) ||
       options.keep_alive > std::chrono::hours(1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "BlockingPoolOptions::keep_alive ",
-        absl::FormatDuration(absl::FromChrono(options.keep_alive)),
-        " is out of range: it must be in [1ms, 1h]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("BlockingPoolOptions::keep_alive ",
+                     absl::FormatDuration(absl::FromChrono(options.keep_alive)),
+                     " is out of range: it must be in [1ms, 1h]"));
   }
   return std::unique_ptr<BlockingPool>(new BlockingPool(options));
 }
@@ -168,8 +168,8 @@ absl::StatusOr<std::vector<ResolvedAddress>> ResolveNow(const std::string& host,
   const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &list);
   if (rc != 0) {
     const std::string what = absl::StrCat(
-        "Resolve(\"", host, "\", ", port, "): ",
-        rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc));
+        "Resolve(\"", host, "\", ", port,
+        "): ", rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc));
     switch (rc) {
       case EAI_NONAME:
 #ifdef EAI_NODATA

@@ -136,8 +136,7 @@ class BlockingPool {
     using R = std::invoke_result_t<F&>;
     static_assert(!std::is_reference_v<R>,
                   "SpawnBlocking: return a value, not a reference");
-    auto [tx, rx] =
-        MakeOneshot<executor_internal::BlockingOutcome<R>>();
+    auto [tx, rx] = MakeOneshot<executor_internal::BlockingOutcome<R>>();
     Submit(std::make_unique<executor_internal::BlockingJobOf<F, R>>(
         std::move(fn), std::move(tx)));
     std::optional<executor_internal::BlockingOutcome<R>> out = co_await rx;

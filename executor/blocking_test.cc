@@ -26,9 +26,9 @@ std::unique_ptr<LocalExecutor> MakeExecutor() {
   return std::move(ex).value();
 }
 
-std::unique_ptr<BlockingPool> MakePool(size_t max_threads,
-                                       std::chrono::nanoseconds keep_alive =
-                                           std::chrono::seconds(10)) {
+std::unique_ptr<BlockingPool> MakePool(
+    size_t max_threads,
+    std::chrono::nanoseconds keep_alive = std::chrono::seconds(10)) {
   BlockingPoolOptions o;
   o.max_threads = max_threads;
   o.keep_alive = keep_alive;
@@ -64,7 +64,8 @@ struct Gate {
 // Waits (bounded) for a condition another thread makes true.
 template <typename F>
 bool Eventually(F f) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (!f()) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::yield();
@@ -131,8 +132,10 @@ TEST(BlockingPoolTest, MoreCallsThanThreadsQueueAndAllFinish) {
   auto pool = MakePool(2);
   Gate gate;
   std::vector<JoinHandle<int>> hs;
-  for (int i = 1; i <= 8; ++i) hs.push_back(rt->Spawn(RunOn(pool.get(), &gate, i)));
-  ASSERT_TRUE(Eventually([&] { return gate.Inside() == 2 && pool->queued() == 6; }));
+  for (int i = 1; i <= 8; ++i)
+    hs.push_back(rt->Spawn(RunOn(pool.get(), &gate, i)));
+  ASSERT_TRUE(
+      Eventually([&] { return gate.Inside() == 2 && pool->queued() == 6; }));
   EXPECT_EQ(pool->threads(), 2u);  // bounded
   gate.Open();
   int sum = 0;
@@ -160,9 +163,10 @@ TEST(BlockingPoolTest, AJobWhoseTaskWasCancelledBeforeItStartedIsSkipped) {
   std::atomic<int> ran{0};
   auto busy = rt->Spawn(RunOn(pool.get(), &gate, 1));
   ASSERT_TRUE(Eventually([&] { return gate.Inside() == 1; }));
-  auto waiting = rt->Spawn([](BlockingPool* pool, std::atomic<int>* ran) -> Task<> {
-    co_await pool->Run([ran] { ran->fetch_add(1); });
-  }(pool.get(), &ran));
+  auto waiting =
+      rt->Spawn([](BlockingPool* pool, std::atomic<int>* ran) -> Task<> {
+        co_await pool->Run([ran] { ran->fetch_add(1); });
+      }(pool.get(), &ran));
   ASSERT_TRUE(Eventually([&] { return pool->queued() == 1; }));
   waiting.Abort();
   EXPECT_EQ(waiting.Wait(), JoinStatus::kCancelled);
@@ -178,7 +182,8 @@ TEST(BlockingPoolTest, DestructionFinishesWhatWasSubmitted) {
   Gate gate;
   auto a = rt->Spawn(RunOn(pool.get(), &gate, 1));
   auto b = rt->Spawn(RunOn(pool.get(), &gate, 2));
-  ASSERT_TRUE(Eventually([&] { return gate.Inside() == 1 && pool->queued() == 1; }));
+  ASSERT_TRUE(
+      Eventually([&] { return gate.Inside() == 1 && pool->queued() == 1; }));
   // The destructor waits for the running job (blocked on the gate) and
   // then runs the queued one; it returns only after both.
   std::thread destroyer([&] { pool.reset(); });

@@ -116,8 +116,8 @@ template <typename A>
 Task<executor_internal::TimeoutResult<executor_internal::AwaitValue<A>>>
 WithCancellation(CancellationToken token, A a) {
   if (token.is_cancelled()) co_return executor_internal::CancelledByToken();
-  auto r = co_await WhenAny(std::move(a),
-                            executor_internal::WaitCancelled(token));
+  auto r =
+      co_await WhenAny(std::move(a), executor_internal::WaitCancelled(token));
   if (r.index() == 1) co_return executor_internal::CancelledByToken();
   if constexpr (std::is_same_v<executor_internal::AwaitValue<A>,
                                std::monostate>) {

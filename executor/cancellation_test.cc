@@ -38,7 +38,7 @@ TEST(CancellationTokenTest, CancellingAParentReachesEveryDescendant) {
   root.Cancel();
   EXPECT_TRUE(a.is_cancelled());
   EXPECT_TRUE(sibling.is_cancelled());
-  root.Cancel();  // idempotent
+  root.Cancel();                             // idempotent
   EXPECT_TRUE(root.Child().is_cancelled());  // born cancelled
 }
 
@@ -59,7 +59,8 @@ TEST(CancellationTokenTest, WaitersWakeOnCancelFromAnotherThread) {
   auto rt = runtime_testing::MakeRuntime(2);
   CancellationToken root;
   std::vector<JoinHandle<int>> hs;
-  for (int i = 0; i < 8; ++i) hs.push_back(rt->Spawn(WaitThenOne(root.Child())));
+  for (int i = 0; i < 8; ++i)
+    hs.push_back(rt->Spawn(WaitThenOne(root.Child())));
   std::thread canceller([root] { root.Cancel(); });
   int sum = 0;
   for (auto& h : hs) sum += h.Join();
@@ -74,11 +75,13 @@ TEST(WithCancellationTest, CancelsAReadAndAChannelWaitWithoutLosingMessages) {
   ex->BlockOn([](LocalExecutor* ex, int rfd) -> Task<> {
     CancellationToken token;
     auto ch = Channel<int>::Create(2).value();
-    auto reader = ex->Spawn([](CancellationToken t, int fd) -> Task<absl::Status> {
-      char buf[4];
-      absl::StatusOr<int32_t> r = co_await WithCancellation(t, Read(fd, buf, 4));
-      co_return r.status();
-    }(token.Child(), rfd));
+    auto reader =
+        ex->Spawn([](CancellationToken t, int fd) -> Task<absl::Status> {
+          char buf[4];
+          absl::StatusOr<int32_t> r =
+              co_await WithCancellation(t, Read(fd, buf, 4));
+          co_return r.status();
+        }(token.Child(), rfd));
     auto receiver = ex->Spawn(
         [](CancellationToken t, Channel<int>* ch) -> Task<absl::Status> {
           auto r = co_await WithCancellation(t, ch->Recv());

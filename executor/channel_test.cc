@@ -117,7 +117,7 @@ TEST(ChannelTest, AReceiverCancelledAfterAHandOffGivesTheMessageBack) {
     auto b = ex->Spawn(RecvInto(ch.get(), &got));
     co_await Settle();
     EXPECT_EQ(ch->TrySend(7), ChannelStatus::kOk);  // handed to a
-    a.Abort();                                     // before a resumed
+    a.Abort();                                      // before a resumed
     co_await b;
     EXPECT_EQ(got, std::vector<int>({7}));
     // To the front of the buffer, ahead of what was sent meanwhile, even
@@ -218,9 +218,8 @@ TEST(OneshotTest, AReceiverCancelledWhileWaitingLosesNothing) {
   auto ex = MakeExecutor();
   ex->BlockOn([](LocalExecutor* ex) -> Task<> {
     auto [tx, rx] = MakeOneshot<int>();
-    auto w = ex->Spawn([](OneshotReceiver<int>* rx) -> Task<> {
-      co_await *rx;
-    }(&rx));
+    auto w = ex->Spawn(
+        [](OneshotReceiver<int>* rx) -> Task<> { co_await *rx; }(&rx));
     co_await Settle();
     w.Abort();
     co_await Settle();
@@ -309,7 +308,8 @@ TEST(ChannelStressTest, AbortedReceiversLoseNoMessage) {
     uint32_t seed = 12345;
     while (!producer.is_finished()) {
       std::vector<JoinHandle<>> cs;
-      for (int i = 0; i < 4; ++i) cs.push_back(rt->Spawn(CountOne(ch.get(), &got)));
+      for (int i = 0; i < 4; ++i)
+        cs.push_back(rt->Spawn(CountOne(ch.get(), &got)));
       for (int spin = 0; spin < static_cast<int>(seed % 2000); ++spin) {
         std::this_thread::yield();
       }
@@ -345,7 +345,8 @@ TEST(ChannelStressTest, ARuntimeShutDownUnderWaitingReceiversLosesNothing) {
     std::atomic<bool> stop{false};
     std::atomic<int64_t> sent{0};
     auto rt = runtime_testing::MakeRuntime(2);
-    for (int i = 0; i < 8; ++i) rt->SpawnDetached(ReceiveForever(ch.get(), &got));
+    for (int i = 0; i < 8; ++i)
+      rt->SpawnDetached(ReceiveForever(ch.get(), &got));
     std::thread sender([&] {
       for (int64_t i = 1; !stop.load(std::memory_order_relaxed); ++i) {
         int64_t v = i;

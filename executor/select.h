@@ -16,11 +16,12 @@
 //
 // How they work: each awaitable runs as a child task on the calling task's
 // executor (on a Runtime, the same worker), in its queue and at its
-// priorities, so every awaitable that a task can co_await can be combined.  A child that loses (WhenAny), or whose
-// sibling threw (WhenAll), is aborted, and the combinator waits until it is
-// gone before it returns: the loser's resources are released (its I/O
-// cancelled, its place in a channel's or a lock's queue given up, without
-// losing a message or a permit; see executor/sync.h).  The child that
+// priorities, so every awaitable that a task can co_await can be combined.
+// A child that loses (WhenAny), or whose sibling threw (WhenAll), is
+// aborted, and the combinator waits until it is gone before it returns:
+// the loser's resources are released (its I/O cancelled, its place in a
+// channel's or a lock's queue given up, without losing a message or a
+// permit; see executor/sync.h).  The child that
 // decides aborts its siblings in the same poll, before any of them can
 // resume: a sibling that was handed a message or a permit meanwhile gives
 // it back.  When the awaiting task is itself cancelled, its children are
@@ -245,8 +246,7 @@ template <typename... A>
 Task<std::variant<executor_internal::AwaitValue<A>...>> WhenAny(A... a) {
   static_assert(sizeof...(A) >= 1, "WhenAny needs at least one awaitable");
   using V = std::variant<executor_internal::AwaitValue<A>...>;
-  auto s =
-      std::make_shared<executor_internal::AnyState<V, sizeof...(A)>>();
+  auto s = std::make_shared<executor_internal::AnyState<V, sizeof...(A)>>();
   executor_internal::AbortChildrenOnExit<sizeof...(A)> guard{s.get()};
   executor_internal::SpawnAny(s, std::index_sequence_for<A...>{},
                               std::move(a)...);
@@ -280,9 +280,8 @@ Task<std::tuple<executor_internal::AwaitValue<A>...>> WhenAll(A... a) {
 
 namespace executor_internal {
 template <typename V>
-using TimeoutResult =
-    std::conditional_t<std::is_same_v<V, std::monostate>, absl::Status,
-                       absl::StatusOr<V>>;
+using TimeoutResult = std::conditional_t<std::is_same_v<V, std::monostate>,
+                                         absl::Status, absl::StatusOr<V>>;
 absl::Status TimedOut(std::chrono::nanoseconds d);
 absl::Status NoTimer();
 }  // namespace executor_internal

@@ -89,7 +89,8 @@ class Semaphore {
     AcquireAwaiter(Semaphore* s, size_t count) noexcept : sem(s) {
       node.n = count;
     }
-    AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  // before it is awaited
+    AcquireAwaiter(AcquireAwaiter&&) noexcept =
+        default;  // before it is awaited
     ~AcquireAwaiter() {
       if (suspended && !resumed) sem->Abandon(this);
     }
@@ -178,7 +179,8 @@ class Mutex {
  public:
   Mutex() noexcept : sem_(1) {}
   struct [[nodiscard]] LockAwaiter : Semaphore::AcquireAwaiter {
-    LockAwaiter(Semaphore* s, Mutex* m) noexcept : AcquireAwaiter(s, 1), mu(m) {}
+    LockAwaiter(Semaphore* s, Mutex* m) noexcept
+        : AcquireAwaiter(s, 1), mu(m) {}
     Mutex* mu;
     MutexGuard await_resume() noexcept {
       Semaphore::AcquireAwaiter::await_resume();

@@ -10,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "executor/internal/task_protocol.h"
-#include "executor/local_executor.h"
 #include "executor/internal/wait_list.h"
+#include "executor/local_executor.h"
 #include "executor/notify.h"
 #include "executor/select.h"
 #include "executor/semaphore.h"
@@ -68,8 +68,8 @@ void CheckBlockingSyncCall(const char* what) {
 }
 
 absl::Status TimedOut(std::chrono::nanoseconds d) {
-  return absl::DeadlineExceededError(
-      absl::StrCat("timed out after ", absl::FormatDuration(absl::FromChrono(d))));
+  return absl::DeadlineExceededError(absl::StrCat(
+      "timed out after ", absl::FormatDuration(absl::FromChrono(d))));
 }
 
 absl::Status NoTimer() {

@@ -1,5 +1,7 @@
 // executor/sync_test.cc: Semaphore, Mutex, Notify and WaitGroup: order,
 // cancellation in every state, plain threads, and workers of a Runtime.
+#include "executor/sync.h"
+
 #include <atomic>
 #include <cstddef>
 #include <memory>
@@ -10,7 +12,6 @@
 
 #include "executor/executor.h"
 #include "executor/runtime_testing.h"
-#include "executor/sync.h"
 #include "gtest/gtest.h"
 
 namespace spindle {
@@ -186,7 +187,7 @@ TEST(NotifyTest, NotifyOneIsRememberedOnceAndWakesInOrder) {
     Notify n;
     std::vector<int> log;
     n.NotifyOne();
-    n.NotifyOne();  // still one stored permit
+    n.NotifyOne();          // still one stored permit
     co_await n.Notified();  // consumed at once
     auto a = ex->Spawn(WaitNotified(&n, 1, &log));
     co_await Settle();

@@ -22,7 +22,7 @@ class Ring {
   Ring& operator=(const Ring&) = delete;
   ~Ring() {
     while (size_ != 0) PopFront();
-    ::operator delete(slots_, std::align_val_t{alignof(T)});
+    ::operator delete (slots_, std::align_val_t{alignof(T)});
   }
 
   size_t size() const noexcept { return size_; }
@@ -52,7 +52,7 @@ class Ring {
   T* Slot(size_t i) noexcept { return slots_ + i; }
   void Allocate(size_t n) {
     slots_ = static_cast<T*>(
-        ::operator new(n * sizeof(T), std::align_val_t{alignof(T)}));
+        ::operator new (n * sizeof(T), std::align_val_t{alignof(T)}));
     cap_ = n;
   }
   void Grow() {
@@ -65,7 +65,7 @@ class Ring {
       p->~T();
     }
     head_ = 0;
-    ::operator delete(old, std::align_val_t{alignof(T)});
+    ::operator delete (old, std::align_val_t{alignof(T)});
   }
 
   T* slots_ = nullptr;
