@@ -14,17 +14,14 @@
 
 #include "absl/status/status.h"
 #include "executor/executor.h"
+#include "executor/local_executor_testing.h"
 #include "executor/runtime_testing.h"
 #include "gtest/gtest.h"
 
 namespace spindle {
 namespace {
 
-std::unique_ptr<LocalExecutor> MakeExecutor() {
-  auto ex = ExecutorBuilder().Build();
-  EXPECT_TRUE(ex.ok()) << ex.status();
-  return std::move(ex).value();
-}
+using executor_testing::MakeExecutor;
 
 std::unique_ptr<BlockingPool> MakePool(
     size_t max_threads,

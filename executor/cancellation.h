@@ -119,12 +119,7 @@ WithCancellation(CancellationToken token, A a) {
   auto r =
       co_await WhenAny(std::move(a), executor_internal::WaitCancelled(token));
   if (r.index() == 1) co_return executor_internal::CancelledByToken();
-  if constexpr (std::is_same_v<executor_internal::AwaitValue<A>,
-                               std::monostate>) {
-    co_return absl::OkStatus();
-  } else {
-    co_return std::move(std::get<0>(r));
-  }
+  co_return executor_internal::FirstValue<executor_internal::AwaitValue<A>>(r);
 }
 
 }  // namespace spindle

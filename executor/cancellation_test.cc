@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "executor/executor.h"
+#include "executor/local_executor_testing.h"
 #include "executor/runtime_testing.h"
 #include "executor/sync.h"
 #include "gtest/gtest.h"
@@ -17,15 +18,8 @@
 namespace spindle {
 namespace {
 
-std::unique_ptr<LocalExecutor> MakeExecutor() {
-  auto ex = ExecutorBuilder().Build();
-  EXPECT_TRUE(ex.ok()) << ex.status();
-  return std::move(ex).value();
-}
-
-Task<> Settle(int rounds = 8) {
-  for (int i = 0; i < rounds; ++i) co_await YieldNow();
-}
+using executor_testing::MakeExecutor;
+using executor_testing::Settle;
 
 TEST(CancellationTokenTest, CancellingAParentReachesEveryDescendant) {
   CancellationToken root;

@@ -107,7 +107,6 @@ class Channel {
     ValueWaiter node;
     bool suspended = false;
     bool resumed = false;
-    bool sent = false;
 
     SendAwaiter(Channel* c, T&& v) noexcept : ch(c) {
       node.value.emplace(std::move(v));
@@ -123,7 +122,7 @@ class Channel {
     // true: sent; false: the channel is closed (the message was not sent).
     bool await_resume() noexcept {
       resumed = true;
-      return sent || node.outcome == WaitOutcome::kGranted;
+      return node.outcome == WaitOutcome::kGranted;
     }
   };
 
@@ -300,7 +299,9 @@ class Channel {
         a->suspended = true;
         return true;
       }
-      a->sent = s == ChannelStatus::kOk;
+      // Not waiting: the outcome is known now.
+      a->node.outcome = s == ChannelStatus::kOk ? WaitOutcome::kGranted
+                                                : WaitOutcome::kClosed;
     }
     wakes.Wake(cv_);
     return false;

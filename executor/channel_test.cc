@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "executor/executor.h"
+#include "executor/local_executor_testing.h"
 #include "executor/runtime_testing.h"
 #include "executor/sync.h"
 #include "gtest/gtest.h"
@@ -18,22 +19,9 @@
 namespace spindle {
 namespace {
 
-std::unique_ptr<LocalExecutor> MakeExecutor() {
-  auto ex = ExecutorBuilder().Build();
-  EXPECT_TRUE(ex.ok()) << ex.status();
-  return std::move(ex).value();
-}
-
-template <typename T>
-std::shared_ptr<Channel<T>> MakeChannel(size_t capacity) {
-  auto ch = Channel<T>::Create(capacity);
-  EXPECT_TRUE(ch.ok()) << ch.status();
-  return std::move(ch).value();
-}
-
-Task<> Settle(int rounds = 8) {
-  for (int i = 0; i < rounds; ++i) co_await YieldNow();
-}
+using executor_testing::MakeChannel;
+using executor_testing::MakeExecutor;
+using executor_testing::Settle;
 
 TEST(ChannelTest, CreateRejectsACapacityOutOfRangeNamingIt) {
   auto zero = Channel<int>::Create(0);

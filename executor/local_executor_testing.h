@@ -33,6 +33,19 @@ inline std::unique_ptr<LocalExecutor> MakeExecutor() {
   return MakeExecutor(b);
 }
 
+// Lets every other queued task of this executor run until it suspends.
+inline Task<void> Settle(int rounds = 8) {
+  for (int i = 0; i < rounds; ++i) co_await YieldNow();
+}
+
+// A channel of `capacity`, or a test failure with Create's status.
+template <typename T>
+std::shared_ptr<Channel<T>> MakeChannel(size_t capacity) {
+  auto ch = Channel<T>::Create(capacity);
+  EXPECT_TRUE(ch.ok()) << ch.status();
+  return ch.ok() ? std::move(*ch) : nullptr;
+}
+
 inline Task<int> Constant(int v) { co_return v; }
 
 inline Task<void> Record(std::vector<int>* out, int v) {

@@ -87,7 +87,6 @@ class Notify {
   mutable executor_internal::SyncMutex mu_;
   executor_internal::SyncCondVar cv_;
   bool permit_ = false;
-  size_t waiting_ = 0;
   executor_internal::WaitList list_;
 };
 

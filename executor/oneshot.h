@@ -48,10 +48,9 @@ struct OneshotState {
 
   // Ends the wait of the receiver, if one waits.  Under mu.
   void WakeReceiverLocked(WakeSet& wakes) {
-    if (waiter == nullptr) return;
-    WaitList one;
-    one.PushBack(waiter);
-    wakes.Take(one, std::exchange(waiter, nullptr), WaitOutcome::kGranted);
+    if (waiter != nullptr) {
+      wakes.Add(std::exchange(waiter, nullptr), WaitOutcome::kGranted);
+    }
   }
 };
 }  // namespace executor_internal

@@ -284,6 +284,17 @@ using TimeoutResult = std::conditional_t<std::is_same_v<V, std::monostate>,
                                          absl::Status, absl::StatusOr<V>>;
 absl::Status TimedOut(std::chrono::nanoseconds d);
 absl::Status NoTimer();
+
+// The first awaitable's value from a WhenAny that it won, as a
+// TimeoutResult (Timeout, WithCancellation).
+template <typename V, typename Variant>
+TimeoutResult<V> FirstValue(Variant& r) {
+  if constexpr (std::is_same_v<V, std::monostate>) {
+    return absl::OkStatus();
+  } else {
+    return std::move(std::get<0>(r));
+  }
+}
 }  // namespace executor_internal
 
 // `a`'s result, or DEADLINE_EXCEEDED once `d` has passed first (then `a`
@@ -297,12 +308,7 @@ Timeout(std::chrono::nanoseconds d, A a) {
     if (std::get<1>(r) == -ENOTSUP) co_return executor_internal::NoTimer();
     co_return executor_internal::TimedOut(d);
   }
-  if constexpr (std::is_same_v<executor_internal::AwaitValue<A>,
-                               std::monostate>) {
-    co_return absl::OkStatus();
-  } else {
-    co_return std::move(std::get<0>(r));
-  }
+  co_return executor_internal::FirstValue<executor_internal::AwaitValue<A>>(r);
 }
 
 }  // namespace spindle

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "executor/executor.h"
+#include "executor/local_executor_testing.h"
 #include "executor/runtime_testing.h"
 #include "executor/sync.h"
 #include "gtest/gtest.h"
@@ -22,24 +23,12 @@
 namespace spindle {
 namespace {
 
+using executor_testing::MakeChannel;
+using executor_testing::MakeExecutor;
+using executor_testing::Settle;
+
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-std::unique_ptr<LocalExecutor> MakeExecutor() {
-  auto ex = ExecutorBuilder().Build();
-  EXPECT_TRUE(ex.ok()) << ex.status();
-  return std::move(ex).value();
-}
-
-std::shared_ptr<Channel<int>> MakeChannel(size_t capacity) {
-  auto ch = Channel<int>::Create(capacity);
-  EXPECT_TRUE(ch.ok()) << ch.status();
-  return std::move(ch).value();
-}
-
-Task<> Settle(int rounds = 8) {
-  for (int i = 0; i < rounds; ++i) co_await YieldNow();
-}
 
 Task<> SendLater(Channel<int>* ch, int v) {
   co_await SleepFor(milliseconds(1));
@@ -49,7 +38,7 @@ Task<> SendLater(Channel<int>* ch, int v) {
 TEST(WhenAnyTest, AMessageBeatsATimerAndATimerBeatsSilence) {
   auto ex = MakeExecutor();
   ex->BlockOn([](LocalExecutor* ex) -> Task<> {
-    auto ch = MakeChannel(1);
+    auto ch = MakeChannel<int>(1);
     ex->SpawnDetached(SendLater(ch.get(), 42));
     auto r = co_await WhenAny(ch->Recv(), SleepFor(seconds(30)));
     EXPECT_EQ(r.index(), 0u);
@@ -82,7 +71,7 @@ Task<> NotifyThenSend(Notify* n, Channel<int>* ch) {
 TEST(WhenAnyTest, ALoserHandedAMessageAfterTheDecisionGivesItBack) {
   auto ex = MakeExecutor();
   ex->BlockOn([](LocalExecutor* ex) -> Task<> {
-    auto ch = MakeChannel(1);
+    auto ch = MakeChannel<int>(1);
     Notify n;
     ex->SpawnDetached(NotifyThenSend(&n, ch.get()));
     auto r = co_await WhenAny(ch->Recv(), n.Notified());
@@ -95,7 +84,7 @@ TEST(WhenAnyTest, ALoserHandedAMessageAfterTheDecisionGivesItBack) {
 
 TEST(WhenAnyTest, OnAWorkerOfARuntime) {
   auto rt = runtime_testing::MakeRuntime(2);
-  auto ch = MakeChannel(1);
+  auto ch = MakeChannel<int>(1);
   int v = rt->BlockOn([](Runtime* rt, Channel<int>* ch) -> Task<int> {
     rt->SpawnDetached(SendLater(ch, 5));
     auto r = co_await WhenAny(SleepFor(seconds(30)), ch->Recv());

@@ -137,7 +137,6 @@ class Semaphore {
   mutable executor_internal::SyncMutex mu_;
   executor_internal::SyncCondVar cv_;
   size_t permits_;
-  size_t waiting_ = 0;
   executor_internal::WaitList list_;
 };
 

@@ -20,15 +20,9 @@ namespace spindle {
 namespace executor_internal {
 
 struct WakerAccess {
-  // A Waker for `t`, made by a thread that may touch it (see
-  // wait_list.h): takes the reference a Waker holds.
-  static Waker For(TaskHeader* t) noexcept {
-    t->refs.fetch_add(1, std::memory_order_relaxed);
-    Waker w;
-    w.task_ = t;
-    w.inbox_ = InboxOf(*t->owner);
-    return w;
-  }
+  // A Waker for a listed task (see wait_list.h: the lock holder may
+  // touch it).
+  static Waker For(TaskHeader* t) noexcept { return Waker::Holding(t); }
 };
 
 TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
@@ -101,7 +95,6 @@ bool Semaphore::Suspend(AcquireAwaiter* a, std::coroutine_handle<> h) noexcept {
   }
   a->node.task = executor_internal::SuspendForSync(h);
   list_.PushBack(&a->node);
-  ++waiting_;
   a->suspended = true;
   return true;
 }
@@ -113,7 +106,6 @@ void Semaphore::Abandon(AcquireAwaiter* a) noexcept {
     if (a->node.linked) {
       // Cancelled while waiting: the waiters behind it may fit now.
       list_.Remove(&a->node);
-      --waiting_;
     } else {
       // Granted, never resumed: the permits go back.
       permits_ += a->node.n;
@@ -134,7 +126,6 @@ void Semaphore::AcquireBlocking(size_t n) {
   node.thread = true;
   node.n = n;
   list_.PushBack(&node);
-  ++waiting_;
   cv_.wait(lock, [&] { return !node.linked; });
 }
 
@@ -154,7 +145,6 @@ void Semaphore::GrantLocked(WakeSet& wakes) noexcept {
     const size_t need = static_cast<executor_internal::PermitWaiter*>(w)->n;
     if (need > permits_) return;  // FIFO: nobody overtakes the head
     permits_ -= need;
-    --waiting_;
     wakes.Take(list_, w, WaitOutcome::kGranted);
   }
 }
@@ -166,7 +156,7 @@ size_t Semaphore::available() const noexcept {
 
 size_t Semaphore::waiters() const noexcept {
   std::lock_guard<executor_internal::SyncMutex> lock(mu_);
-  return waiting_;
+  return list_.size();
 }
 
 // ---- Notify ---------------------------------------------------------------
@@ -179,7 +169,6 @@ bool Notify::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {
   }
   a->node.task = executor_internal::SuspendForSync(h);
   list_.PushBack(&a->node);
-  ++waiting_;
   a->suspended = true;
   return true;
 }
@@ -190,7 +179,6 @@ void Notify::Abandon(Awaiter* a) noexcept {
     std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     if (a->node.linked) {
       list_.Remove(&a->node);
-      --waiting_;
     } else if (a->node.outcome == WaitOutcome::kGranted) {
       NotifyOneLocked(wakes);  // its notify-one goes on
     }
@@ -208,7 +196,6 @@ void Notify::WaitBlocking() {
   SyncWaiter node;
   node.thread = true;
   list_.PushBack(&node);
-  ++waiting_;
   cv_.wait(lock, [&] { return !node.linked; });
 }
 
@@ -217,7 +204,6 @@ void Notify::NotifyOneLocked(WakeSet& wakes) noexcept {
     permit_ = true;
     return;
   }
-  --waiting_;
   wakes.Take(list_, list_.front(), WaitOutcome::kGranted);
 }
 
@@ -237,14 +223,13 @@ void Notify::NotifyAll() noexcept {
     while (!list_.empty()) {
       wakes.Take(list_, list_.front(), WaitOutcome::kBroadcast);
     }
-    waiting_ = 0;
   }
   wakes.Wake(cv_);
 }
 
 size_t Notify::waiters() const noexcept {
   std::lock_guard<executor_internal::SyncMutex> lock(mu_);
-  return waiting_;
+  return list_.size();
 }
 
 // ---- WaitGroup ------------------------------------------------------------

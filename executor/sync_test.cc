@@ -11,22 +11,15 @@
 #include <vector>
 
 #include "executor/executor.h"
+#include "executor/local_executor_testing.h"
 #include "executor/runtime_testing.h"
 #include "gtest/gtest.h"
 
 namespace spindle {
 namespace {
 
-std::unique_ptr<LocalExecutor> MakeExecutor() {
-  auto ex = ExecutorBuilder().Build();
-  EXPECT_TRUE(ex.ok()) << ex.status();
-  return std::move(ex).value();
-}
-
-// Lets every other queued task of this executor run until it suspends.
-Task<> Settle(int rounds = 8) {
-  for (int i = 0; i < rounds; ++i) co_await YieldNow();
-}
+using executor_testing::MakeExecutor;
+using executor_testing::Settle;
 
 Task<> AcquireAndLog(Semaphore* s, size_t n, int id, std::vector<int>* log) {
   co_await s->Acquire(n);

@@ -21,10 +21,14 @@ Waker Waker::SuspendCurrent(std::coroutine_handle<> h) noexcept {
   t->resume_point = h;
   t->run_state = RunState::kSuspended;
   t->wait_kind = WaitKind::kWaker;
+  return Holding(t);
+}
+
+Waker Waker::Holding(executor_internal::TaskHeader* t) noexcept {
   t->refs.fetch_add(1, std::memory_order_relaxed);  // the waker's
   Waker w;
   w.task_ = t;
-  w.inbox_ = InboxOf(*t->owner);
+  w.inbox_ = executor_internal::InboxOf(*t->owner);
   return w;
 }
 

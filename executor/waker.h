@@ -94,6 +94,9 @@ class Waker {
 
  private:
   friend struct executor_internal::WakerAccess;  // the sync primitives
+  // A Waker holding a new reference on `t` and its executor's inbox; for a
+  // caller that may touch `t` (its own task, or one it keeps listed).
+  static Waker Holding(executor_internal::TaskHeader* t) noexcept;
   void Reset() noexcept;
   executor_internal::TaskHeader* task_ = nullptr;
   std::shared_ptr<executor_internal::Inbox> inbox_;

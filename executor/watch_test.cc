@@ -9,21 +9,15 @@
 #include <vector>
 
 #include "executor/executor.h"
+#include "executor/local_executor_testing.h"
 #include "executor/runtime_testing.h"
 #include "gtest/gtest.h"
 
 namespace spindle {
 namespace {
 
-std::unique_ptr<LocalExecutor> MakeExecutor() {
-  auto ex = ExecutorBuilder().Build();
-  EXPECT_TRUE(ex.ok()) << ex.status();
-  return std::move(ex).value();
-}
-
-Task<> Settle(int rounds = 8) {
-  for (int i = 0; i < rounds; ++i) co_await YieldNow();
-}
+using executor_testing::MakeExecutor;
+using executor_testing::Settle;
 
 // Collects every value it is woken for, until the watch closes.  (Not
 // `while (co_await rx.Changed())`: GCC 12 miscompiles a co_await that is

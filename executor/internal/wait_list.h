@@ -112,6 +112,7 @@ struct PermitWaiter : SyncWaiter {
 class WaitList {
  public:
   bool empty() const noexcept { return head_ == nullptr; }
+  size_t size() const noexcept { return size_; }
   SyncWaiter* front() const noexcept { return head_; }
 
   void PushBack(SyncWaiter* w) noexcept {
@@ -123,6 +124,7 @@ class WaitList {
       head_ = w;
     }
     tail_ = w;
+    ++size_;
     w->linked = true;
     w->outcome = WaitOutcome::kNone;
   }
@@ -139,12 +141,14 @@ class WaitList {
       tail_ = w->prev;
     }
     w->prev = w->next = nullptr;
+    --size_;
     w->linked = false;
   }
 
  private:
   SyncWaiter* head_ = nullptr;
   SyncWaiter* tail_ = nullptr;
+  size_t size_ = 0;
 };
 
 // The wakes an operation owes to other threads, collected under the lock
@@ -156,6 +160,11 @@ class WakeSet {
   // this thread; else at Wake()).
   void Take(WaitList& list, SyncWaiter* w, WaitOutcome outcome) {
     list.Remove(w);
+    Add(w, outcome);
+  }
+
+  // The same for a waiter kept outside a list (a Oneshot's one receiver).
+  void Add(SyncWaiter* w, WaitOutcome outcome) {
     w->outcome = outcome;
     if (w->thread) {
       threads_ = true;
