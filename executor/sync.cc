@@ -26,16 +26,10 @@ struct WakerAccess {
 };
 
 TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
-  TaskHeader* t = tl_task;
-  if (t == nullptr) {
-    FatalMisuse(
-        "a Spindle sync primitive (Channel, Mutex, Semaphore, Notify, ...) "
-        "was awaited outside a task running on a Spindle executor");
-  }
-  t->resume_point = h;
-  t->run_state = RunState::kSuspended;
-  t->wait_kind = WaitKind::kWaker;  // an abort cancels it at once
-  return t;
+  return SuspendOnWaker(
+      h,
+      "a Spindle sync primitive (Channel, Mutex, Semaphore, Notify, ...) "
+      "was awaited outside a task running on a Spindle executor");
 }
 
 Waker WakeListedTask(TaskHeader* t) noexcept {

@@ -10,18 +10,23 @@
 
 namespace spindle {
 
-Waker Waker::SuspendCurrent(std::coroutine_handle<> h) noexcept {
-  using namespace executor_internal;
+namespace executor_internal {
+TaskHeader* SuspendOnWaker(std::coroutine_handle<> h,
+                           const char* misuse) noexcept {
   TaskHeader* t = tl_task;
-  if (t == nullptr) {
-    FatalMisuse(
-        "Waker::SuspendCurrent called outside a task running on a Spindle "
-        "executor");
-  }
+  if (t == nullptr) FatalMisuse(misuse);
   t->resume_point = h;
   t->run_state = RunState::kSuspended;
-  t->wait_kind = WaitKind::kWaker;
-  return Holding(t);
+  t->wait_kind = WaitKind::kWaker;  // an abort cancels it at once
+  return t;
+}
+}  // namespace executor_internal
+
+Waker Waker::SuspendCurrent(std::coroutine_handle<> h) noexcept {
+  return Holding(executor_internal::SuspendOnWaker(
+      h,
+      "Waker::SuspendCurrent called outside a task running on a Spindle "
+      "executor"));
 }
 
 Waker Waker::Holding(executor_internal::TaskHeader* t) noexcept {

@@ -6,6 +6,7 @@
 #define SPINDLE_EXECUTOR_INTERNAL_TASK_PROTOCOL_H_
 
 #include <atomic>
+#include <coroutine>
 #include <cstdint>
 
 #include "executor/internal/inbox.h"
@@ -21,6 +22,13 @@ namespace spindle::executor_internal {
 // the task it is polling.  constinit: no TLS wrapper call on access.
 extern constinit thread_local LocalExecutor* tl_executor;
 extern constinit thread_local TaskHeader* tl_task;
+
+// Suspends the task being polled at `h`, waiting on a Waker (or a sync
+// primitive's list, which wakes it the same way): an abort cancels it at
+// once.  Aborts with `misuse` when called outside a task.  Takes no
+// reference (Waker::SuspendCurrent takes the Waker's).
+TaskHeader* SuspendOnWaker(std::coroutine_handle<> h,
+                           const char* misuse) noexcept;
 
 // Sets the completion bits of `t` (owner thread) and wakes its joiner.
 inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
