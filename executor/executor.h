@@ -29,6 +29,7 @@
 #include <string_view>
 
 #include "executor/driver.h"
+#include "executor/fiber.h"
 #include "executor/io.h"
 #include "executor/local_executor.h"
 #include "executor/pool.h"

@@ -199,7 +199,7 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
   // Without a registry: one null check, as around every poll.
   if (hooks_ != nullptr) hooks_->CallOnCancel(t->ctx);
   executor_internal::CompleteState(t, /*cancelled=*/true);
-  t->frame.destroy();  // drops the frame's reference; may free the cell
+  t->destroy(t);  // drops the frame's reference; may free the cell
 }
 
 void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
@@ -216,7 +216,7 @@ void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
   if (hooks_ != nullptr) hooks_->CallOnComplete(t->ctx);
   executor_internal::CompleteState(t, /*cancelled=*/false);
-  t->frame.destroy();
+  t->destroy(t);
 }
 
 bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {

@@ -31,6 +31,7 @@
 #include "budget/hooks.h"
 #include "budget/tier.h"
 #include "executor/driver.h"
+#include "executor/fiber_task.h"
 #include "executor/internal/monitor.h"
 #include "executor/task.h"
 #include "reactor/reactor.h"
@@ -193,6 +194,19 @@ class SpawnApi {
     SpawnOptions o;
     o.queue = queue;
     SpawnDetached(std::move(task), o);
+  }
+  // A fiber (executor/fiber.h) running `fn()` on its own stack.  Throws
+  // std::bad_alloc when no stack can be mapped; aborts with a message for
+  // invalid FiberOptions (ValidateFiberOptions says why first).
+  template <typename F>
+  JoinHandle<FiberResult<F>> SpawnFiber(F&& fn,
+                                        const FiberOptions& fiber = {},
+                                        const SpawnOptions& options = {}) {
+    TaskCell<FiberResult<F>>* cell = MakeFiber(std::forward<F>(fn), fiber);
+    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    static_cast<Derived*>(this)->SubmitTask(cell, options);
+    return JoinHandle<FiberResult<F>>(cell,
+                                      static_cast<Derived*>(this)->inbox_);
   }
 };
 

@@ -163,7 +163,7 @@ void RuntimeSpawner::Submit(TaskHeader* t,
     executor_internal::PrepareSpawn(in, t, options, /*remote=*/true);
     if (!in.Submit(in.wakes, &t->wake_node)) {
       executor_internal::CompleteState(t, /*cancelled=*/true);
-      t->frame.destroy();
+      t->destroy(t);
     }
   } else {
     if (p.kind() == Placement::Kind::kStealablePreferred) {

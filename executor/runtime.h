@@ -147,6 +147,17 @@ class RuntimeSpawner {
   void SpawnDetached(Task<T> task, const RuntimeSpawnOptions& options = {}) {
     Submit(task.Release(), options);
   }
+  // A fiber (executor/fiber.h); see SpawnApi::SpawnFiber.  It stays on the
+  // worker that first runs it.
+  template <typename F>
+  JoinHandle<FiberResult<F>> SpawnFiber(
+      F&& fn, const FiberOptions& fiber = {},
+      const RuntimeSpawnOptions& options = {}) {
+    auto* cell = executor_internal::MakeFiber(std::forward<F>(fn), fiber);
+    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    Submit(cell, options);
+    return JoinHandle<FiberResult<F>>(cell, Anchor());
+  }
 
  private:
   friend class Runtime;
@@ -231,6 +242,12 @@ class Runtime {
   template <typename T>
   void SpawnDetached(Task<T> task, const RuntimeSpawnOptions& options = {}) {
     spawner_.SpawnDetached(std::move(task), options);
+  }
+  template <typename F>
+  JoinHandle<FiberResult<F>> SpawnFiber(
+      F&& fn, const FiberOptions& fiber = {},
+      const RuntimeSpawnOptions& options = {}) {
+    return spawner_.SpawnFiber(std::forward<F>(fn), fiber, options);
   }
 
   // Runs `task` on the workers and blocks the calling thread until it

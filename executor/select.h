@@ -68,6 +68,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "executor/internal/awaitable.h"
 #include "executor/io.h"
 #include "executor/local_executor.h"
 #include "executor/notify.h"
@@ -75,17 +76,6 @@
 
 namespace spindle {
 namespace executor_internal {
-
-template <typename A>
-decltype(auto) AwaiterOf(A&& a) {
-  if constexpr (requires { std::forward<A>(a).operator co_await(); }) {
-    return std::forward<A>(a).operator co_await();
-  } else if constexpr (requires { operator co_await(std::forward<A>(a)); }) {
-    return operator co_await(std::forward<A>(a));
-  } else {
-    return std::forward<A>(a);
-  }
-}
 
 // What `co_await a` yields, with void as std::monostate, by value.
 template <typename A>

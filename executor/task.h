@@ -128,10 +128,13 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // Field order: what every poll reads or writes comes first (after the
   // queue links of the bases), so that a poll touches few cache lines.
 
-  // Resume entry: for a coroutine, resumes `resume_point`.  A stackful task
-  // would switch stacks here instead; the run loop does not care which.
+  // Resume entry: for a coroutine, resumes `resume_point`; for a fiber
+  // (executor/fiber.h), switches to its stack, where it resumes
+  // `resume_point` itself.  The run loop does not care which.
   void (*resume)(TaskHeader*) noexcept = nullptr;
-  std::coroutine_handle<> resume_point;  // innermost suspended coroutine
+  // The innermost suspended coroutine: the task's own, or, in a fiber, the
+  // one this_fiber::Await is running.
+  std::coroutine_handle<> resume_point;
 
   // Memory ordering: completion sets kStateComplete/kStateCancelled with a
   // release RMW after the result is written; JoinHandle readers acquire.
@@ -160,7 +163,10 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   void (*free_cell)(TaskHeader*) noexcept = nullptr;
   // The exception the task ended with (set when `threw`), type-erased.
   std::exception_ptr (*error_of)(TaskHeader*) noexcept = nullptr;
-  std::coroutine_handle<> frame;         // the task's top-level coroutine
+  // Destroy entry: ends the task's body (a finished one, or a cancelled one
+  // at its suspension point: a coroutine's frame is destroyed, a fiber's
+  // stack unwound) and drops the body's reference, which may free the cell.
+  void (*destroy)(TaskHeader*) noexcept = nullptr;
 
   // Set before the task is published (LocalExecutor, Spawner) or, for a
   // Runtime's stealable task, by the worker that first runs it, before its
@@ -278,6 +284,14 @@ inline void ResumeCoroutine(TaskHeader* h) noexcept {
   h->resume_point.resume();
 }
 
+// A coroutine task's destroy entry: its top-level frame follows the cell.
+template <typename T>
+void DestroyCoroutine(TaskHeader* h) noexcept {
+  std::coroutine_handle<>::from_address(reinterpret_cast<char*>(h) +
+                                        kCellSize<T>)
+      .destroy();
+}
+
 template <typename T>
 std::exception_ptr ErrorOfCell(TaskHeader* h) noexcept {
   return static_cast<TaskCell<T>*>(h)->result.error;
@@ -358,6 +372,7 @@ struct Promise : PromiseStorage<T> {
     auto* cell = ::new (mem) TaskCell<T>;
     cell->alloc_size = static_cast<uint32_t>(kCellSize<T> + size);
     cell->resume = &ResumeCoroutine;
+    cell->destroy = &DestroyCoroutine<T>;
     cell->free_cell = &FreeCell<T>;
     cell->error_of = &ErrorOfCell<T>;
     return static_cast<char*>(mem) + kCellSize<T>;
@@ -454,7 +469,6 @@ template <typename T>
 Task<T> Promise<T>::get_return_object() noexcept {
   auto h = std::coroutine_handle<Promise>::from_promise(*this);
   TaskCell<T>* cell = this->Cell();
-  cell->frame = h;
   cell->resume_point = h;
   return Task<T>(h);
 }

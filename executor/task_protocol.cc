@@ -238,7 +238,7 @@ void Spawner::SubmitTask(executor_internal::TaskHeader* t,
   if (!in.Submit(in.wakes, &t->wake_node)) {
     // The executor is gone: the task never runs.
     executor_internal::CompleteState(t, /*cancelled=*/true);
-    t->frame.destroy();
+    t->destroy(t);
   }
 }
 

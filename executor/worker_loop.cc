@@ -51,7 +51,7 @@ bool RuntimeShared::AnyWork(const Worker& self) const noexcept {
 
 void RuntimeShared::CancelUnbound(TaskHeader* t) noexcept {
   CompleteState(t, /*cancelled=*/true);
-  t->frame.destroy();  // drops the frame's reference; may free the cell
+  t->destroy(t);  // drops the frame's reference; may free the cell
 }
 
 namespace {

@@ -1,0 +1,222 @@
+// executor/fiber.cc: switching to and from fibers, their entry, their end
+// and their cancellation (see executor/fiber.h and fiber_task.h).
+//
+// Switching.  The run loop resumes a fiber through its TaskHeader's resume
+// entry (ResumeFiber): SwitchIn jumps to the fiber's saved context; the
+// fiber runs until it suspends (SwitchOut jumps back to the saved caller)
+// or its body ends (the entry's last jump).  Boost.Context's jump_fcontext
+// does the jump: it saves the callee-saved registers on the current stack
+// and hands the other side the saved context.
+//
+// Per switch, besides the jump: the C++ runtime's caught-exception state is
+// swapped (so a fiber may suspend inside a catch block while other fibers
+// throw), and the sanitizers are told (executor/internal/sanitizers.h).
+//
+// Cancellation.  DestroyFiber of a fiber that started and did not finish
+// sets `unwinding` and switches it in: its suspension point throws
+// FiberUnwind, the body's handler catches it once the stack is unwound,
+// and the entry ends the fiber as for a return.  A never-started fiber's
+// callable is destroyed without running.
+
+#include <cxxabi.h>
+
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "boost/context/detail/fcontext.hpp"
+#include "executor/fiber.h"
+#include "executor/internal/sanitizers.h"
+#include "executor/internal/task_protocol.h"
+#include "executor/local_executor.h"
+
+namespace spindle {
+
+namespace bc = boost::context::detail;
+
+absl::Status ValidateFiberOptions(const FiberOptions& options) {
+  if (options.stack_size < kMinFiberStack ||
+      options.stack_size > kMaxFiberStack) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FiberOptions::stack_size ", options.stack_size,
+        " is out of range: valid is ", kMinFiberStack, " (8 KiB) to ",
+        kMaxFiberStack, " (1 GiB) bytes"));
+  }
+  return absl::OkStatus();
+}
+
+namespace executor_internal {
+
+namespace {
+
+// The C++ runtime's per-thread exception globals (libstdc++ and libc++abi
+// lay them out alike): the chain of caught exceptions and the count of
+// uncaught ones.
+struct EhGlobals {
+  void* caught;
+  unsigned int uncaught;
+};
+
+EhGlobals* ThreadEhGlobals() noexcept {
+  return reinterpret_cast<EhGlobals*>(abi::__cxa_get_globals());
+}
+
+[[noreturn]] void ThrowUnwind() {
+  // Suspending while the stack unwinds (a destructor that waits) cannot
+  // throw again: that would terminate without saying why.
+  if (std::uncaught_exceptions() > 0) {
+    FatalMisuse(
+        "a cancelled fiber suspended while its stack was unwinding (a "
+        "destructor that awaits, yields or sleeps): cancellation cannot "
+        "wait");
+  }
+  throw FiberUnwind{};
+}
+
+// Scheduler side: runs the fiber until it switches out or ends.
+void SwitchIn(FiberContext* f) noexcept {
+  EhGlobals* g = ThreadEhGlobals();
+  const EhGlobals mine = *g;
+  g->caught = f->eh_caught;
+  g->uncaught = f->eh_uncaught;
+  void* fake = nullptr;
+  AsanStartSwitch(&fake, f->stack.base + StackPageSize(), f->stack.usable());
+  f->tsan_caller = TsanCurrentFiber();
+  TsanSwitchTo(f->tsan_fiber);
+  const bc::transfer_t back = bc::jump_fcontext(f->self, f);
+  f->self = back.fctx;
+  AsanFinishSwitch(fake, nullptr, nullptr);
+  f->eh_caught = g->caught;
+  f->eh_uncaught = g->uncaught;
+  *g = mine;
+}
+
+// Fiber side: back to whoever switched it in, until it is switched in again.
+void SwitchOut(FiberContext* f) noexcept {
+  AsanStartSwitch(&f->asan_fake, f->asan_caller_bottom, f->asan_caller_size);
+  TsanSwitchTo(f->tsan_caller);
+  const bc::transfer_t in = bc::jump_fcontext(f->caller, nullptr);
+  f->caller = in.fctx;
+  AsanFinishSwitch(f->asan_fake, &f->asan_caller_bottom,
+                   &f->asan_caller_size);
+}
+
+// The first instruction a fiber runs: its body, then the last jump out.
+[[noreturn]] void FiberEntry(bc::transfer_t in) noexcept {
+  auto* f = static_cast<FiberContext*>(in.data);
+  f->caller = in.fctx;
+  AsanFinishSwitch(nullptr, &f->asan_caller_bottom, &f->asan_caller_size);
+  f->body(f);
+  f->finished = true;
+  if (!f->unwinding) HeaderOfFiber(f)->run_state = RunState::kDone;
+  // Nothing of this stack is used again: no fake stack to keep.
+  AsanStartSwitch(nullptr, f->asan_caller_bottom, f->asan_caller_size);
+  TsanSwitchTo(f->tsan_caller);
+  bc::jump_fcontext(f->caller, nullptr);
+  __builtin_unreachable();
+}
+
+}  // namespace
+
+void CheckFiberOptions(const FiberOptions& options) noexcept {
+  const absl::Status s = ValidateFiberOptions(options);
+  if (!s.ok()) {
+    const std::string what = absl::StrCat("SpawnFiber: ", s.message());
+    FatalMisuse(what.c_str());
+  }
+}
+
+void PrepareFiber(FiberContext* f, size_t stack_size) {
+  f->stack = AcquireStack(stack_size);
+  f->self = bc::make_fcontext(f->stack.top(), f->stack.usable(), &FiberEntry);
+  f->tsan_fiber = TsanCreateFiber();
+}
+
+void ResumeFiber(TaskHeader* h) noexcept {
+  FiberContext* f = FiberOfHeader(h);
+  f->started = true;
+  SwitchIn(f);
+}
+
+void DestroyFiber(TaskHeader* h) noexcept {
+  FiberContext* f = FiberOfHeader(h);
+  if (!f->started) {
+    f->drop(f);
+  } else if (!f->finished) {
+    f->unwinding = true;
+    SwitchIn(f);
+    if (!f->finished) {
+      FatalMisuse(
+          "a cancelled fiber suspended instead of unwinding (a catch (...) "
+          "that swallowed the cancellation and waited again)");
+    }
+  }
+  ReleaseStack(f->stack);
+  f->stack = FiberStack{};
+  TsanDestroyFiber(f->tsan_fiber);
+  f->tsan_fiber = nullptr;
+  ReleaseRef(h);  // the body's reference; may free the cell
+}
+
+FiberContext* CurrentFiberOrDie(const char* call) noexcept {
+  TaskHeader* t = tl_task;
+  if (t == nullptr || t->resume != &ResumeFiber) {
+    const std::string what =
+        absl::StrCat(call, " called outside a fiber (spawn one with "
+                           "SpawnFiber; a coroutine uses co_await)");
+    FatalMisuse(what.c_str());
+  }
+  return FiberOfHeader(t);
+}
+
+void SuspendFiber(FiberContext* f) {
+  if (f->unwinding) ThrowUnwind();
+  SwitchOut(f);
+  if (f->unwinding) ThrowUnwind();
+}
+
+void RunBridge(FiberContext* f, std::coroutine_handle<> bridge) {
+  TaskHeader* t = HeaderOfFiber(f);
+  if (f->unwinding) ThrowUnwind();
+  t->resume_point = bridge;
+  for (;;) {
+    // As the run loop does for a coroutine task: nested awaits and returns
+    // bounce through here, so the stack stays flat.
+    do {
+      t->bounce = false;
+      t->resume_point.resume();
+    } while (t->bounce);
+    if (bridge.done()) return;
+    SuspendFiber(f);
+  }
+}
+
+}  // namespace executor_internal
+
+namespace this_fiber {
+
+bool InFiber() noexcept {
+  const executor_internal::TaskHeader* t = executor_internal::tl_task;
+  return t != nullptr && t->resume == &executor_internal::ResumeFiber;
+}
+
+void Yield() {
+  executor_internal::FiberContext* f =
+      executor_internal::CurrentFiberOrDie("this_fiber::Yield");
+  if (f->unwinding) executor_internal::ThrowUnwind();
+  executor_internal::HeaderOfFiber(f)->run_state =
+      executor_internal::RunState::kYielded;
+  executor_internal::SuspendFiber(f);
+}
+
+void YieldMaybe() {
+  (void)executor_internal::CurrentFiberOrDie("this_fiber::YieldMaybe");
+  if (!YieldMaybeAwaiter{}.await_ready()) Yield();
+}
+
+void SleepFor(std::chrono::nanoseconds d) {
+  (void)executor_internal::CurrentFiberOrDie("this_fiber::SleepFor");
+  Await(spindle::SleepFor(d));
+}
+
+}  // namespace this_fiber
+}  // namespace spindle

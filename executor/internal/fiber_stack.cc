@@ -1,0 +1,171 @@
+// executor/internal/fiber_stack.cc: mapping, guarding and recycling fiber
+// stacks (see fiber_stack.h).
+
+#include "executor/internal/fiber_stack.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <new>
+
+#include "executor/internal/sanitizers.h"
+
+namespace spindle::executor_internal {
+
+namespace {
+
+// Linux 6.13's madvise advice; Debian 12's headers predate it.
+constexpr int kMadvGuardInstall = 102;
+
+enum : int { kGuardUnknown = 0, kGuardMadvise = 1, kGuardMprotect = 2 };
+std::atomic<int> g_guard_kind{kGuardUnknown};
+
+size_t PageSizeOnce() noexcept {
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+// Makes the first page of `base` fault on any access; false on failure.
+bool InstallGuard(char* base, size_t page) noexcept {
+  // relaxed: the kind is a cached fact about the kernel, not a handoff.
+  int kind = g_guard_kind.load(std::memory_order_relaxed);
+  if (kind != kGuardMprotect) {
+    if (madvise(base, page, kMadvGuardInstall) == 0) {
+      g_guard_kind.store(kGuardMadvise, std::memory_order_relaxed);
+      return true;
+    }
+    // EINVAL: an older kernel (or a sanitizer that does not pass the
+    // advice on); any other error is not about the advice either.
+    if (errno != EINVAL) return false;
+    g_guard_kind.store(kGuardMprotect, std::memory_order_relaxed);
+  }
+  return mprotect(base, page, PROT_NONE) == 0;
+}
+
+// A free stack is linked through a word at its top.
+struct FreeStack {
+  FreeStack* next;
+};
+
+constexpr int kMaxSizeClasses = 8;
+
+struct StackCache {
+  struct SizeClass {
+    size_t size = 0;  // mapping size; 0: unused slot
+    FreeStack* head = nullptr;
+    size_t count = 0;
+  };
+  SizeClass classes[kMaxSizeClasses];
+  uint64_t mapped = 0;
+  uint64_t reused = 0;
+
+  SizeClass* Find(size_t size, bool create) noexcept {
+    for (SizeClass& c : classes) {
+      if (c.size == size) return &c;
+    }
+    if (!create) return nullptr;
+    for (SizeClass& c : classes) {
+      if (c.size == 0) {
+        c.size = size;
+        return &c;
+      }
+    }
+    return nullptr;
+  }
+  ~StackCache();
+};
+
+// Set when this thread's cache has been destroyed (thread exit): stacks
+// released afterwards are unmapped at once.
+constinit thread_local bool tl_cache_gone = false;
+thread_local StackCache tl_cache;
+
+FreeStack* FreeStackOf(char* base, size_t size) noexcept {
+  return reinterpret_cast<FreeStack*>(base + size - sizeof(FreeStack));
+}
+
+char* BaseOf(FreeStack* f, size_t size) noexcept {
+  return reinterpret_cast<char*>(f) + sizeof(FreeStack) - size;
+}
+
+StackCache::~StackCache() {
+  tl_cache_gone = true;
+  for (SizeClass& c : classes) {
+    while (c.head != nullptr) {
+      FreeStack* f = c.head;
+      c.head = f->next;
+      munmap(BaseOf(f, c.size), c.size);
+    }
+    c.count = 0;
+  }
+}
+
+}  // namespace
+
+size_t FiberStack::usable() const noexcept { return size - PageSizeOnce(); }
+
+size_t StackPageSize() noexcept { return PageSizeOnce(); }
+
+GuardKind StackGuardKind() noexcept {
+  return g_guard_kind.load(std::memory_order_relaxed) == kGuardMprotect
+             ? GuardKind::kMprotect
+             : GuardKind::kMadvise;
+}
+
+FiberStack AcquireStack(size_t usable) {
+  const size_t page = PageSizeOnce();
+  const size_t size = ((usable + page - 1) / page) * page + page;
+  if (!tl_cache_gone) {
+    StackCache& cache = tl_cache;
+    if (StackCache::SizeClass* c = cache.Find(size, /*create=*/false);
+        c != nullptr && c->head != nullptr) {
+      FreeStack* f = c->head;
+      c->head = f->next;
+      c->count--;
+      cache.reused++;
+      return FiberStack{BaseOf(f, size), size};
+    }
+  }
+  void* mem = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                   -1, 0);
+  if (mem == MAP_FAILED) throw std::bad_alloc();
+  char* base = static_cast<char*>(mem);
+  if (!InstallGuard(base, page)) {
+    munmap(base, size);
+    throw std::bad_alloc();
+  }
+  if (!tl_cache_gone) tl_cache.mapped++;
+  return FiberStack{base, size};
+}
+
+void ReleaseStack(FiberStack stack) noexcept {
+  // Frames of the fiber that ran here may have left shadow poison.
+  SanitizerUnpoison(stack.base + PageSizeOnce(), stack.usable());
+  if (!tl_cache_gone) {
+    StackCache& cache = tl_cache;
+    StackCache::SizeClass* c = cache.Find(stack.size, /*create=*/true);
+    if (c != nullptr && (c->count + 1) * stack.size <= kMaxCachedStackBytes) {
+      FreeStack* f = FreeStackOf(stack.base, stack.size);
+      f->next = c->head;
+      c->head = f;
+      c->count++;
+      return;
+    }
+  }
+  munmap(stack.base, stack.size);
+}
+
+StackCacheStats ThreadStackStats() noexcept {
+  StackCacheStats s;
+  if (tl_cache_gone) return s;
+  const StackCache& cache = tl_cache;
+  s.mapped = cache.mapped;
+  s.reused = cache.reused;
+  for (const StackCache::SizeClass& c : cache.classes) s.cached_stacks += c.count;
+  return s;
+}
+
+}  // namespace spindle::executor_internal

@@ -1,0 +1,65 @@
+// executor/internal/fiber_stack.h: the stacks of fibers (executor/fiber.h).
+//
+// A stack is one anonymous mapping: a guard page at its low end, then the
+// usable bytes.  Overflowing the stack touches the guard page and faults
+// (SIGSEGV) instead of writing over whatever lies below.
+//
+// Guard pages.  Where the kernel has MADV_GUARD_INSTALL (Linux 6.13+), the
+// guard is a page-table marker: the mapping stays one VMA, and neighbouring
+// stacks merge into one, so 100,000 guarded stacks do not come near the
+// process's mapping limit (vm.max_map_count, 65,530 by default).  Elsewhere
+// the guard page is mprotect'ed PROT_NONE, which splits the mapping in two:
+// about 32,000 live stacks at the default limit.
+//
+// Recycling.  Released stacks go to a per-thread cache (the releasing
+// thread's, which is where the next fiber will probably be made), up to
+// kMaxCachedStackBytes per stack size; past that, and at thread exit, they
+// are unmapped.  A cached stack keeps its pages: reusing it costs no page
+// faults.
+//
+// Thread safety: AcquireStack and ReleaseStack may be called from any
+// thread, on any stack; the caches are per thread.
+
+#ifndef SPINDLE_EXECUTOR_INTERNAL_FIBER_STACK_H_
+#define SPINDLE_EXECUTOR_INTERNAL_FIBER_STACK_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace spindle::executor_internal {
+
+struct FiberStack {
+  char* base = nullptr;  // the mapping's low end: the guard page
+  size_t size = 0;       // the whole mapping, guard page included
+
+  char* top() const noexcept { return base + size; }
+  size_t usable() const noexcept;  // size less the guard page
+};
+
+// Per thread and per stack size.
+inline constexpr size_t kMaxCachedStackBytes = size_t{16} << 20;  // 16 MiB
+
+size_t StackPageSize() noexcept;
+
+// A stack with at least `usable` bytes above its guard page (rounded up to
+// whole pages).  Throws std::bad_alloc when the mapping fails (out of
+// memory, or out of mappings).
+FiberStack AcquireStack(size_t usable);
+
+// Returns a stack to this thread's cache (or unmaps it).
+void ReleaseStack(FiberStack stack) noexcept;
+
+// How guard pages are made on this kernel.
+enum class GuardKind : uint8_t { kMadvise, kMprotect };
+GuardKind StackGuardKind() noexcept;
+
+struct StackCacheStats {
+  uint64_t mapped = 0;         // stacks mapped (fresh)
+  uint64_t reused = 0;         // stacks taken from the cache
+  uint64_t cached_stacks = 0;  // on this thread's cache now
+};
+StackCacheStats ThreadStackStats() noexcept;
+
+}  // namespace spindle::executor_internal
+
+#endif  // SPINDLE_EXECUTOR_INTERNAL_FIBER_STACK_H_
