@@ -60,6 +60,8 @@ EhGlobals* ThreadEhGlobals() noexcept {
   return reinterpret_cast<EhGlobals*>(abi::__cxa_get_globals());
 }
 
+}  // namespace
+
 [[noreturn]] void ThrowUnwind() {
   // Suspending while the stack unwinds (a destructor that waits) cannot
   // throw again: that would terminate without saying why.
@@ -72,8 +74,16 @@ EhGlobals* ThreadEhGlobals() noexcept {
   throw FiberUnwind{};
 }
 
+namespace {
+
+// The fiber running on this thread (null on the thread's own stack).  Not
+// tl_task: a cancelled fiber unwinds outside its own poll.
+constinit thread_local FiberContext* tl_fiber = nullptr;
+
 // Scheduler side: runs the fiber until it switches out or ends.
 void SwitchIn(FiberContext* f) noexcept {
+  FiberContext* const outer = tl_fiber;  // non-null: a fiber cancels one
+  tl_fiber = f;
   EhGlobals* g = ThreadEhGlobals();
   const EhGlobals mine = *g;
   g->caught = f->eh_caught;
@@ -88,6 +98,7 @@ void SwitchIn(FiberContext* f) noexcept {
   f->eh_caught = g->caught;
   f->eh_uncaught = g->uncaught;
   *g = mine;
+  tl_fiber = outer;
 }
 
 // Fiber side: back to whoever switched it in, until it is switched in again.
@@ -158,14 +169,18 @@ void DestroyFiber(TaskHeader* h) noexcept {
 }
 
 FiberContext* CurrentFiberOrDie(const char* call) noexcept {
-  TaskHeader* t = tl_task;
-  if (t == nullptr || t->resume != &ResumeFiber) {
+  FiberContext* f = tl_fiber;
+  if (f == nullptr) {
     const std::string what =
         absl::StrCat(call, " called outside a fiber (spawn one with "
                            "SpawnFiber; a coroutine uses co_await)");
     FatalMisuse(what.c_str());
   }
-  return FiberOfHeader(t);
+  return f;
+}
+
+FiberStack CurrentFiberStack() noexcept {
+  return tl_fiber != nullptr ? tl_fiber->stack : FiberStack{};
 }
 
 void SuspendFiber(FiberContext* f) {
@@ -194,10 +209,7 @@ void RunBridge(FiberContext* f, std::coroutine_handle<> bridge) {
 
 namespace this_fiber {
 
-bool InFiber() noexcept {
-  const executor_internal::TaskHeader* t = executor_internal::tl_task;
-  return t != nullptr && t->resume == &executor_internal::ResumeFiber;
-}
+bool InFiber() noexcept { return executor_internal::tl_fiber != nullptr; }
 
 void Yield() {
   executor_internal::FiberContext* f =
@@ -209,7 +221,9 @@ void Yield() {
 }
 
 void YieldMaybe() {
-  (void)executor_internal::CurrentFiberOrDie("this_fiber::YieldMaybe");
+  executor_internal::FiberContext* f =
+      executor_internal::CurrentFiberOrDie("this_fiber::YieldMaybe");
+  if (f->unwinding) executor_internal::ThrowUnwind();
   if (!YieldMaybeAwaiter{}.await_ready()) Yield();
 }
 

@@ -58,6 +58,14 @@ namespace executor_internal {
 // Out of line: a fiber reads thread-local state afresh after every switch.
 FiberContext* CurrentFiberOrDie(const char* call) noexcept;
 
+// The calling fiber's stack (empty outside a fiber): for tests and
+// diagnostics.
+FiberStack CurrentFiberStack() noexcept;
+
+// Throws the cancellation of a fiber being cancelled (aborts the process
+// if its stack is already unwinding).
+[[noreturn]] void ThrowUnwind();
+
 // Switches the calling fiber out until the run loop resumes it (the header
 // says why: run_state, wait_kind).  Throws FiberUnwind if it was cancelled
 // meanwhile (or before).
@@ -166,6 +174,7 @@ executor_internal::AwaitResult<A> Await(A&& a) {
   using R = executor_internal::AwaitResult<A>;
   executor_internal::FiberContext* f =
       executor_internal::CurrentFiberOrDie("this_fiber::Await");
+  if (f->unwinding) executor_internal::ThrowUnwind();
   decltype(auto) aw = executor_internal::AwaiterOf(std::forward<A>(a));
   using Aw = std::remove_reference_t<decltype(aw)>;
   if (aw.await_ready()) return aw.await_resume();
