@@ -33,6 +33,7 @@ _THIRD_PARTY_ANY_PREFIXES = ["absl_", "gtest", "gmock", "benchmark"]
 _THIRD_PARTY_RESTRICTED = {
     "liburing": ["reactor", "dispatch", "executor", "bench"],
     "asio": ["bench"],
+    "boost_context": ["executor", "bench"],
     "tbb": ["bench"],
 }
 

@@ -348,6 +348,7 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
   AddDispatchBenchmarks(c, all);
   AddProcessBenchmarks(c, all);
   AddChannelBenchmarks(c, all);
+  AddFiberBenchmarks(c, all);
   return all;
 }
 

@@ -73,6 +73,8 @@ void AddDispatchBenchmarks(const Config& config, std::vector<Benchmark>& all);
 void AddProcessBenchmarks(const Config& config, std::vector<Benchmark>& all);
 // `channel_pingpong`, `channel_throughput` (workloads_channel.cc).
 void AddChannelBenchmarks(const Config& config, std::vector<Benchmark>& all);
+// fiber_switch, fiber_spawn, fiber_nop (workloads_fiber.cc).
+void AddFiberBenchmarks(const Config& config, std::vector<Benchmark>& all);
 
 // ---- Peers ------------------------------------------------------------------
 absl::StatusOr<Rows> AsioSpawn(const std::string& id, int64_t n);

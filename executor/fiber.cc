@@ -25,13 +25,12 @@
 #include "absl/strings/str_cat.h"
 #include "boost/context/detail/fcontext.hpp"
 #include "executor/fiber.h"
+#include "executor/internal/fiber_switch.h"
 #include "executor/internal/sanitizers.h"
 #include "executor/internal/task_protocol.h"
 #include "executor/local_executor.h"
 
 namespace spindle {
-
-namespace bc = boost::context::detail;
 
 absl::Status ValidateFiberOptions(const FiberOptions& options) {
   if (options.stack_size < kMinFiberStack ||
@@ -46,22 +45,6 @@ absl::Status ValidateFiberOptions(const FiberOptions& options) {
 
 namespace executor_internal {
 
-namespace {
-
-// The C++ runtime's per-thread exception globals (libstdc++ and libc++abi
-// lay them out alike): the chain of caught exceptions and the count of
-// uncaught ones.
-struct EhGlobals {
-  void* caught;
-  unsigned int uncaught;
-};
-
-EhGlobals* ThreadEhGlobals() noexcept {
-  return reinterpret_cast<EhGlobals*>(abi::__cxa_get_globals());
-}
-
-}  // namespace
-
 [[noreturn]] void ThrowUnwind() {
   // Suspending while the stack unwinds (a destructor that waits) cannot
   // throw again: that would terminate without saying why.
@@ -74,42 +57,15 @@ EhGlobals* ThreadEhGlobals() noexcept {
   throw FiberUnwind{};
 }
 
-namespace {
-
-// The fiber running on this thread (null on the thread's own stack).  Not
-// tl_task: a cancelled fiber unwinds outside its own poll.
 constinit thread_local FiberContext* tl_fiber = nullptr;
+constinit thread_local EhGlobals* tl_eh_globals = nullptr;
 
-// Scheduler side: runs the fiber until it switches out or ends.
-void SwitchIn(FiberContext* f) noexcept {
-  FiberContext* const outer = tl_fiber;  // non-null: a fiber cancels one
-  tl_fiber = f;
-  EhGlobals* g = ThreadEhGlobals();
-  const EhGlobals mine = *g;
-  g->caught = f->eh_caught;
-  g->uncaught = f->eh_uncaught;
-  void* fake = nullptr;
-  AsanStartSwitch(&fake, f->stack.base + StackPageSize(), f->stack.usable());
-  f->tsan_caller = TsanCurrentFiber();
-  TsanSwitchTo(f->tsan_fiber);
-  const bc::transfer_t back = bc::jump_fcontext(f->self, f);
-  f->self = back.fctx;
-  AsanFinishSwitch(fake, nullptr, nullptr);
-  f->eh_caught = g->caught;
-  f->eh_uncaught = g->uncaught;
-  *g = mine;
-  tl_fiber = outer;
+EhGlobals* FetchEhGlobals() noexcept {
+  tl_eh_globals = reinterpret_cast<EhGlobals*>(abi::__cxa_get_globals());
+  return tl_eh_globals;
 }
 
-// Fiber side: back to whoever switched it in, until it is switched in again.
-void SwitchOut(FiberContext* f) noexcept {
-  AsanStartSwitch(&f->asan_fake, f->asan_caller_bottom, f->asan_caller_size);
-  TsanSwitchTo(f->tsan_caller);
-  const bc::transfer_t in = bc::jump_fcontext(f->caller, nullptr);
-  f->caller = in.fctx;
-  AsanFinishSwitch(f->asan_fake, &f->asan_caller_bottom,
-                   &f->asan_caller_size);
-}
+namespace {
 
 // The first instruction a fiber runs: its body, then the last jump out.
 [[noreturn]] void FiberEntry(bc::transfer_t in) noexcept {
@@ -136,15 +92,36 @@ void CheckFiberOptions(const FiberOptions& options) noexcept {
   }
 }
 
-void PrepareFiber(FiberContext* f, size_t stack_size) {
-  f->stack = AcquireStack(stack_size);
-  f->self = bc::make_fcontext(f->stack.top(), f->stack.usable(), &FiberEntry);
+namespace {
+
+// Stack tops are page-aligned, so the hot top lines of many fibers' stacks
+// would all fall in the same cache sets; starting each a few lines lower
+// (cycling through kColors offsets) spreads them.
+constexpr size_t kColors = 32;
+constinit thread_local size_t tl_color = 0;
+
+}  // namespace
+
+bool StartFiber(FiberContext* f) noexcept {
+  f->started = true;
+  try {
+    f->stack = AcquireStack(f->stack_request);
+  } catch (...) {
+    f->fail(f, std::current_exception());
+    f->finished = true;
+    HeaderOfFiber(f)->run_state = RunState::kDone;
+    return false;
+  }
+  const size_t color = (tl_color++ % kColors) * 64;
+  f->self = bc::make_fcontext(f->stack.top() - color,
+                              f->stack.usable() - color, &FiberEntry);
   f->tsan_fiber = TsanCreateFiber();
+  return true;
 }
 
 void ResumeFiber(TaskHeader* h) noexcept {
   FiberContext* f = FiberOfHeader(h);
-  f->started = true;
+  if (!f->started && !StartFiber(f)) [[unlikely]] return;
   SwitchIn(f);
 }
 
@@ -161,7 +138,7 @@ void DestroyFiber(TaskHeader* h) noexcept {
           "that swallowed the cancellation and waited again)");
     }
   }
-  ReleaseStack(f->stack);
+  if (f->stack.base != nullptr) ReleaseStack(f->stack);
   f->stack = FiberStack{};
   TsanDestroyFiber(f->tsan_fiber);
   f->tsan_fiber = nullptr;
@@ -177,6 +154,11 @@ FiberContext* CurrentFiberOrDie(const char* call) noexcept {
     FatalMisuse(what.c_str());
   }
   return f;
+}
+
+[[noreturn]] void YieldSlow(FiberContext* f) {
+  if (f == nullptr) CurrentFiberOrDie("this_fiber::Yield");
+  ThrowUnwind();
 }
 
 FiberStack CurrentFiberStack() noexcept {
@@ -210,15 +192,6 @@ void RunBridge(FiberContext* f, std::coroutine_handle<> bridge) {
 namespace this_fiber {
 
 bool InFiber() noexcept { return executor_internal::tl_fiber != nullptr; }
-
-void Yield() {
-  executor_internal::FiberContext* f =
-      executor_internal::CurrentFiberOrDie("this_fiber::Yield");
-  if (f->unwinding) executor_internal::ThrowUnwind();
-  executor_internal::HeaderOfFiber(f)->run_state =
-      executor_internal::RunState::kYielded;
-  executor_internal::SuspendFiber(f);
-}
 
 void YieldMaybe() {
   executor_internal::FiberContext* f =

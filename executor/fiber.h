@@ -48,6 +48,7 @@
 #include "executor/fiber_task.h"
 #include "executor/frame_allocator.h"
 #include "executor/internal/awaitable.h"
+#include "executor/internal/fiber_switch.h"
 #include "executor/io.h"
 #include "executor/task.h"
 
@@ -65,6 +66,10 @@ FiberStack CurrentFiberStack() noexcept;
 // Throws the cancellation of a fiber being cancelled (aborts the process
 // if its stack is already unwinding).
 [[noreturn]] void ThrowUnwind();
+
+// Yield outside a fiber (aborts naming the call) or in a cancelled one
+// (throws FiberUnwind).
+[[noreturn]] void YieldSlow(FiberContext* f);
 
 // Switches the calling fiber out until the run loop resumes it (the header
 // says why: run_state, wait_kind).  Throws FiberUnwind if it was cancelled
@@ -184,7 +189,18 @@ executor_internal::AwaitResult<A> Await(A&& a) {
 }
 
 // Re-queues the calling fiber behind the runnable tasks (YieldNow).
-void Yield();
+// Inline: the switch out happens in the caller's frame (see
+// executor/internal/fiber_switch.h).
+inline void Yield() {
+  executor_internal::FiberContext* f = executor_internal::tl_fiber;
+  if (f == nullptr || f->unwinding) [[unlikely]] {
+    executor_internal::YieldSlow(f);
+  }
+  executor_internal::HeaderOfFiber(f)->run_state =
+      executor_internal::RunState::kYielded;
+  executor_internal::SwitchOut(f);
+  if (f->unwinding) [[unlikely]] executor_internal::ThrowUnwind();
+}
 
 // Yields only when the fiber's budget or slice is used up, or another queue
 // should run first (YieldMaybe).

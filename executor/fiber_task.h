@@ -15,14 +15,16 @@
 //
 // The context sits right in front of the header, so the resume and destroy
 // entries find it at a fixed offset whatever T is.  The stack is mapped
-// apart (executor/internal/fiber_stack.h) and goes back to its cache as soon
-// as the fiber ends; the cell lives on while a JoinHandle holds it.
+// apart (executor/internal/fiber_stack.h) when the fiber first runs and goes
+// back to its cache as soon as the fiber ends; the cell lives on while a
+// JoinHandle holds it.
 
 #ifndef SPINDLE_EXECUTOR_FIBER_TASK_H_
 #define SPINDLE_EXECUTOR_FIBER_TASK_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <new>
 #include <type_traits>
@@ -64,6 +66,10 @@ struct alignas(16) FiberContext {
   FiberStack stack;
   void (*body)(FiberContext*) noexcept = nullptr;  // runs the callable
   void (*drop)(FiberContext*) noexcept = nullptr;  // destroys it, unrun
+  // Ends a fiber that could not start (no stack): the exception is its
+  // result, the callable is dropped.
+  void (*fail)(FiberContext*, std::exception_ptr) noexcept = nullptr;
+  size_t stack_request = 0;  // usable bytes, mapped at the first resume
   bool started = false;
   bool finished = false;   // the body returned (or unwound)
   bool unwinding = false;  // cancelled: the next resume throws FiberUnwind
@@ -101,8 +107,6 @@ void DestroyFiber(TaskHeader* h) noexcept;
 
 // Aborts with the validation message when `options` are invalid.
 void CheckFiberOptions(const FiberOptions& options) noexcept;
-// Maps the stack and makes the initial context (may throw bad_alloc).
-void PrepareFiber(FiberContext* f, size_t stack_size);
 
 inline constexpr size_t RoundUp(size_t n, size_t a) noexcept {
   return (n + a - 1) / a * a;
@@ -152,6 +156,14 @@ void DropCallable(FiberContext* f) noexcept {
   FiberLayout<T, Fn>::Callable(f)->~Fn();
 }
 
+template <typename T, typename Fn>
+void FailFiber(FiberContext* f, std::exception_ptr e) noexcept {
+  TaskCell<T>* cell = FiberLayout<T, Fn>::Cell(f);
+  cell->result.error = std::move(e);
+  cell->threw = true;
+  FiberLayout<T, Fn>::Callable(f)->~Fn();
+}
+
 template <typename T>
 void FreeFiberCell(TaskHeader* h) noexcept {
   FiberContext* f = FiberOfHeader(h);
@@ -163,8 +175,10 @@ void FreeFiberCell(TaskHeader* h) noexcept {
 }
 
 // Makes a fiber task that runs `fn` (not yet spawned): the cell, with one
-// reference (the body's).  Throws std::bad_alloc when memory or a stack
-// cannot be had.
+// reference (the body's).  Throws std::bad_alloc when memory cannot be had.
+// The stack is mapped (or taken from the cache) when the fiber first runs,
+// so a burst of spawns holds no stacks until they run; a fiber that cannot
+// get one ends failed, with std::bad_alloc at its JoinHandle.
 template <typename F>
 TaskCell<FiberResult<F>>* MakeFiber(F&& fn, const FiberOptions& options) {
   using T = FiberResult<F>;
@@ -173,7 +187,10 @@ TaskCell<FiberResult<F>>* MakeFiber(F&& fn, const FiberOptions& options) {
                 "it), not a reference");
   using Fn = std::decay_t<F>;
   using L = FiberLayout<T, Fn>;
-  CheckFiberOptions(options);
+  if (options.stack_size < kMinFiberStack ||
+      options.stack_size > kMaxFiberStack) [[unlikely]] {
+    CheckFiberOptions(options);
+  }
   void* mem = AllocateFrame(L::kTotal);
   auto* f = ::new (mem) FiberContext;
   auto* cell = ::new (static_cast<void*>(HeaderOfFiber(f))) TaskCell<T>;
@@ -184,16 +201,11 @@ TaskCell<FiberResult<F>>* MakeFiber(F&& fn, const FiberOptions& options) {
   cell->error_of = &ErrorOfCell<T>;
   f->body = &FiberBody<T, Fn>;
   f->drop = &DropCallable<T, Fn>;
+  f->fail = &FailFiber<T, Fn>;
+  f->stack_request = options.stack_size;
   try {
     ::new (static_cast<void*>(L::Callable(f))) Fn(std::forward<F>(fn));
   } catch (...) {
-    FreeFiberCell<T>(cell);
-    throw;
-  }
-  try {
-    PrepareFiber(f, options.stack_size);
-  } catch (...) {
-    L::Callable(f)->~Fn();
     FreeFiberCell<T>(cell);
     throw;
   }

@@ -208,6 +208,12 @@ class SpawnApi {
     return JoinHandle<FiberResult<F>>(cell,
                                       static_cast<Derived*>(this)->inbox_);
   }
+  template <typename F>
+  void SpawnFiberDetached(F&& fn, const FiberOptions& fiber = {},
+                          const SpawnOptions& options = {}) {
+    static_cast<Derived*>(this)->SubmitTask(
+        MakeFiber(std::forward<F>(fn), fiber), options);
+  }
 };
 
 // The tiers' priority of a task spawned with CPU priority `priority`.

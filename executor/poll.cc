@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "executor/internal/fiber_switch.h"
 #include "executor/internal/inbox.h"
 #include "executor/internal/preemption.h"
 #include "executor/internal/task_protocol.h"
@@ -243,6 +244,14 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
         // instead of two).
         if (t->resume == &executor_internal::ResumeCoroutine) [[likely]] {
           t->resume_point.resume();
+        } else if (t->resume == &executor_internal::ResumeFiber) {
+          // A fiber, switched in from this frame (see
+          // executor/internal/fiber_switch.h).
+          executor_internal::FiberContext* f =
+              executor_internal::FiberOfHeader(t);
+          if (f->started || executor_internal::StartFiber(f)) [[likely]] {
+            executor_internal::SwitchIn(f);
+          }
         } else {
           t->resume(t);
         }

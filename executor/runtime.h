@@ -158,6 +158,11 @@ class RuntimeSpawner {
     Submit(cell, options);
     return JoinHandle<FiberResult<F>>(cell, Anchor());
   }
+  template <typename F>
+  void SpawnFiberDetached(F&& fn, const FiberOptions& fiber = {},
+                          const RuntimeSpawnOptions& options = {}) {
+    Submit(executor_internal::MakeFiber(std::forward<F>(fn), fiber), options);
+  }
 
  private:
   friend class Runtime;
@@ -248,6 +253,11 @@ class Runtime {
       F&& fn, const FiberOptions& fiber = {},
       const RuntimeSpawnOptions& options = {}) {
     return spawner_.SpawnFiber(std::forward<F>(fn), fiber, options);
+  }
+  template <typename F>
+  void SpawnFiberDetached(F&& fn, const FiberOptions& fiber = {},
+                          const RuntimeSpawnOptions& options = {}) {
+    spawner_.SpawnFiberDetached(std::forward<F>(fn), fiber, options);
   }
 
   // Runs `task` on the workers and blocks the calling thread until it

@@ -37,7 +37,7 @@ struct FiberStack {
 };
 
 // Per thread and per stack size.
-inline constexpr size_t kMaxCachedStackBytes = size_t{16} << 20;  // 16 MiB
+inline constexpr size_t kMaxCachedStackBytes = size_t{64} << 20;  // 64 MiB
 
 size_t StackPageSize() noexcept;
 

@@ -1,0 +1,93 @@
+// executor/internal/fiber_switch.h: the two halves of a fiber switch, inline
+// (executor/fiber.cc has the entry, the end and cancellation).
+//
+// Why inline.  Boost.Context's jump_fcontext is entered with a call and
+// left with an indirect jump, so the CPU's return-address predictor keeps
+// the calls of the stack that was left: every `ret` taken right after a
+// switch is mispredicted (measured here: a raw round trip costs ~11 ns, and
+// ~28 ns once each side returns through one function after its switch).
+// So the run loop switches in from its own frame (RunSlice) and
+// this_fiber::Yield switches out from the caller's, and neither side
+// returns through a frame of its own after the jump.
+//
+// Per switch, besides the jump: the C++ runtime's caught-exception state is
+// swapped (so a fiber may suspend inside a catch block while other code
+// throws on the thread), `tl_fiber` names the running fiber, and the
+// sanitizers are told (executor/internal/sanitizers.h).
+
+#ifndef SPINDLE_EXECUTOR_INTERNAL_FIBER_SWITCH_H_
+#define SPINDLE_EXECUTOR_INTERNAL_FIBER_SWITCH_H_
+
+#include "boost/context/detail/fcontext.hpp"
+#include "executor/fiber_task.h"
+#include "executor/internal/fiber_stack.h"
+#include "executor/internal/sanitizers.h"
+
+namespace spindle::executor_internal {
+
+namespace bc = boost::context::detail;
+
+// The fiber running on this thread (null on the thread's own stack).  Not
+// tl_task: a cancelled fiber unwinds outside its own poll.  Read before a
+// switch, never cached across one.
+extern constinit thread_local FiberContext* tl_fiber;
+
+// The C++ runtime's per-thread exception globals (libstdc++ and libc++abi
+// lay them out alike): the chain of caught exceptions and the count of
+// uncaught ones.
+struct EhGlobals {
+  void* caught;
+  unsigned int uncaught;
+};
+
+// Cached per thread: the runtime's own accessor goes through
+// __tls_get_addr (a shared library's thread-local), this does not.
+extern constinit thread_local EhGlobals* tl_eh_globals;
+EhGlobals* FetchEhGlobals() noexcept;
+
+inline EhGlobals* ThreadEhGlobals() noexcept {
+  EhGlobals* g = tl_eh_globals;
+  return g != nullptr ? g : FetchEhGlobals();
+}
+
+// The first resume: a stack (from the cache, or mapped) and the initial
+// context.  False if no stack could be had: the fiber has ended, failed
+// with std::bad_alloc at its JoinHandle.
+bool StartFiber(FiberContext* f) noexcept;
+
+// Scheduler side: runs the fiber (started: it has a stack and a context)
+// until it switches out or ends.
+__attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
+  FiberContext* const outer = tl_fiber;  // non-null: a fiber cancels one
+  tl_fiber = f;
+  EhGlobals* g = ThreadEhGlobals();
+  const EhGlobals mine = *g;
+  g->caught = f->eh_caught;
+  g->uncaught = f->eh_uncaught;
+  void* fake = nullptr;
+  AsanStartSwitch(&fake, f->stack.base + StackPageSize(), f->stack.usable());
+  f->tsan_caller = TsanCurrentFiber();
+  TsanSwitchTo(f->tsan_fiber);
+  const bc::transfer_t back = bc::jump_fcontext(f->self, f);
+  f->self = back.fctx;
+  AsanFinishSwitch(fake, nullptr, nullptr);
+  f->eh_caught = g->caught;
+  f->eh_uncaught = g->uncaught;
+  *g = mine;
+  tl_fiber = outer;
+}
+
+// Fiber side: back to whoever switched it in, until it is switched in again.
+__attribute__((always_inline)) inline void SwitchOut(
+    FiberContext* f) noexcept {
+  AsanStartSwitch(&f->asan_fake, f->asan_caller_bottom, f->asan_caller_size);
+  TsanSwitchTo(f->tsan_caller);
+  const bc::transfer_t in = bc::jump_fcontext(f->caller, nullptr);
+  f->caller = in.fctx;
+  AsanFinishSwitch(f->asan_fake, &f->asan_caller_bottom,
+                   &f->asan_caller_size);
+}
+
+}  // namespace spindle::executor_internal
+
+#endif  // SPINDLE_EXECUTOR_INTERNAL_FIBER_SWITCH_H_
