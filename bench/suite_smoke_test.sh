@@ -61,6 +61,9 @@ expect=(
   process_pool_p99/spindle process_pool_p99/floor
   channel_pingpong/spindle channel_pingpong/floor channel_pingpong/asio
   channel_throughput/spindle channel_throughput/floor
+  fiber_switch/spindle fiber_switch/floor
+  fiber_spawn/spindle_fiber fiber_spawn/spindle
+  fiber_nop/spindle_fiber fiber_nop/spindle fiber_nop/floor
 )
 fail=0
 for e in "${expect[@]}"; do

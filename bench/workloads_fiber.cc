@@ -1,7 +1,8 @@
 // bench/workloads_fiber.cc: the fiber rows.
 //
 //   fiber_switch (param switches): N_TASKS (1000) fibers yield through the
-//     scheduler, `switches` yields in all (ns per switch: out and back in);
+//     scheduler, `switches` yields in all (ns per switch: out and back in;
+//     N_TASKS x YIELDS_PER_TASK when YIELDS_PER_TASK is set, as in 1B);
 //     the floor: a raw Boost.Context round trip (jump into a fiber and back)
 //     per switch, no scheduler.  Compare with 1B_yield's spindle per yield.
 //   fiber_spawn (param N): spawn N fibers (pooled 16 KiB stacks) that bump
@@ -177,10 +178,12 @@ void AddFiberBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     const int64_t fibers = c.n_tasks.value_or(1000);
     Benchmark b{id,
                 "N_TASKS (1000) fibers yield through the scheduler, param "
-                "switches in all; wall time (floor: raw Boost.Context round "
-                "trips)",
+                "switches in all (N_TASKS x YIELDS_PER_TASK when that is "
+                "set); wall time (floor: raw Boost.Context round trips)",
                 "floor",
-                {100'000, 1'000'000},
+                c.yields_per_task
+                    ? std::vector<int64_t>{fibers * *c.yields_per_task}
+                    : std::vector<int64_t>{100'000, 1'000'000},
                 {}};
     b.variants.push_back({"spindle", [id, fibers](int64_t n) {
                             return SpindleFiberSwitch(id, fibers, n);

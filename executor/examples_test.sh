@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the executor's examples: fair_share for a short while (it must print
-# each queue's share and the hog's climb), pool_batch and process_tasks
+# each queue's share and the hog's climb), fiber_lines (its counts),
+# pool_batch and process_tasks
 # (every command's result), and echo_server serving a client.
 set -euo pipefail
 dir="${TEST_SRCDIR}/spindle/executor"
@@ -10,6 +11,10 @@ echo "$out"
 grep -q "queue 3 (share 5)" <<<"$out" || { echo "FAIL: no share lines"; exit 1; }
 grep -q "tier monitor -> warn" <<<"$out" || { echo "FAIL: the hog did not climb"; exit 1; }
 grep -q "warn -> yield" <<<"$out" || { echo "FAIL: the hog did not reach yield"; exit 1; }
+
+out=$("$dir/fiber_lines")
+echo "$out"
+grep -Eq "^lines 4, words 12, reads [0-9]+$" <<<"$out" || { echo "FAIL: fiber_lines"; exit 1; }
 
 out=$("$dir/pool_batch")
 echo "$out"
