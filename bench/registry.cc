@@ -182,6 +182,10 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
     b.variants.push_back({"spindle_eevdf2", [id, tasks_1b](int64_t k) {
                             return SpindleYield(id, tasks_1b, k, 2);
                           }});
+    b.variants.push_back({"spindle_timed", [id, tasks_1b](int64_t k) {
+                            return SpindleYield(id, tasks_1b, k, 1,
+                                                /*task_timing=*/true);
+                          }});
     b.variants.push_back({"asio", [id, tasks_1b](int64_t k) {
                             return AsioYield(id, tasks_1b, k);
                           }});

@@ -39,7 +39,8 @@ awk -F, 'NR > 1 && (NF != 5 || $3 !~ /^[0-9]+$/ || $4 !~ /^[0-9]+$/ ||
 
 expect=(
   1A_spawn/spindle 1A_spawn/asio 1A_spawn/tbb 1A_spawn/floor
-  1B_yield/spindle 1B_yield/spindle_eevdf2 1B_yield/asio 1B_yield/floor
+  1B_yield/spindle 1B_yield/spindle_eevdf2 1B_yield/spindle_timed
+  1B_yield/asio 1B_yield/floor
   1C_sleep/spindle 1C_sleep/spindle_epoll 1C_sleep/asio 1C_sleep/floor
   1C_sleep_actual_mean/spindle_epoll 1C_sleep_actual_p50/asio
   1C_sleep_actual_p99/spindle_epoll

@@ -39,8 +39,10 @@ enum class TailMode { kFifo, kEevdf, kThinAlone };
 
 absl::StatusOr<Rows> SpindleSpawn(const std::string& id, int64_t n);
 // `queues` queues of share 1 (tasks spread round-robin); 1 = FIFO.
+// `task_timing`: ExecutorBuilder::TaskTiming on (1B_yield/spindle_timed).
 absl::StatusOr<Rows> SpindleYield(const std::string& id, int64_t tasks,
-                                  int64_t yields, int queues);
+                                  int64_t yields, int queues,
+                                  bool task_timing = false);
 absl::StatusOr<Rows> SpindleSleep(const std::string& id, int64_t tasks,
                                   SpindleBackend backend);
 absl::StatusOr<Rows> SpindleNop(const std::string& id, int64_t ops);

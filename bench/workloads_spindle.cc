@@ -231,8 +231,10 @@ absl::StatusOr<Rows> SpindleSpawn(const std::string& id, int64_t n) {
 }
 
 absl::StatusOr<Rows> SpindleYield(const std::string& id, int64_t tasks,
-                                  int64_t yields, int queues) {
+                                  int64_t yields, int queues,
+                                  bool task_timing) {
   ExecutorBuilder b = Quiet();
+  b.TaskTiming(task_timing);
   for (int q = 0; q < queues; ++q) b.WithQueue(static_cast<QueueId>(q + 1), 1);
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();

@@ -91,6 +91,10 @@ ExecutorBuilder& ExecutorBuilder::CollectStats(bool enabled) {
   stats_ = enabled;
   return *this;
 }
+ExecutorBuilder& ExecutorBuilder::TaskTiming(bool enabled) {
+  task_timing_ = enabled;
+  return *this;
+}
 ExecutorBuilder& ExecutorBuilder::StuckThreshold(std::chrono::nanoseconds d) {
   CheckDuration(errors_, "StuckThreshold", d);
   stuck_threshold_ = d;
@@ -295,6 +299,7 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   ex->driver_yield_ticks_ =
       timing::TscClock::FromNanos(static_cast<uint64_t>(driver_yield_.count()));
   ex->collect_stats_ = stats_;
+  ex->task_timing_ = task_timing_;
   if (!no_monitor_) {
     ex->beacon_.slow_ns =
         ex->tiers_ != nullptr
@@ -313,9 +318,10 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   ex->slice_quota_.assign(ex->queue_set_->num_queues(), {});
   for (size_t i = 0; i < ex->slice_quota_.size(); ++i) {
     // Per-poll timing where something needs each poll's time: a scheduler
-    // that observes service, hooks (after_poll gets the poll's length).
+    // that observes service, hooks (after_poll gets the poll's length),
+    // task timing.
     if (ex->queue_set_->IsFifo(static_cast<uint16_t>(i)) &&
-        ex->hooks_ == nullptr) {
+        ex->hooks_ == nullptr && !ex->task_timing_) {
       ex->slice_quota_[i].max_quota = LocalExecutor::kMaxQuota;
     }
   }

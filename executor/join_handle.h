@@ -15,6 +15,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -81,6 +82,14 @@ class [[nodiscard]] JoinHandle {
     return JoinStatus::kPending;
   }
   bool is_finished() const noexcept { return status() != JoinStatus::kPending; }
+
+  // The task's timeline, once it has finished on an executor built with
+  // TaskTiming(); nullopt while it runs (its executor is still writing it)
+  // or when its executor does not record timing.
+  std::optional<TaskTiming> Timing() const noexcept {
+    if (status() == JoinStatus::kPending || !cell_->timed) return std::nullopt;
+    return executor_internal::TimingOf(cell_);
+  }
 
   // Requests cancellation; returns immediately.  No effect once finished, or
   // on an empty handle.

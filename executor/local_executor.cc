@@ -86,6 +86,12 @@ const budget::TaskContext* CurrentTaskContext() noexcept {
   return t != nullptr ? &t->ctx : nullptr;
 }
 
+std::optional<TaskTiming> CurrentTaskTiming() noexcept {
+  TaskHeader* t = executor_internal::tl_task;
+  if (t == nullptr || !t->timed) return std::nullopt;
+  return executor_internal::TimingOf(t);
+}
+
 void LocalExecutor::SubmitTask(TaskHeader* t,
                                const SpawnOptions& options) noexcept {
   executor_internal::PrepareSpawn(*inbox_, t, options, /*remote=*/false);
@@ -198,6 +204,10 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
   // Without a registry: one null check, as around every poll.
   if (hooks_ != nullptr) hooks_->CallOnCancel(t->ctx);
+  if (task_timing_) {
+    t->timed = true;
+    t->done_tick = timing::TscClock::Now();
+  }
   executor_internal::CompleteState(t, /*cancelled=*/true);
   t->destroy(t);  // drops the frame's reference; may free the cell
 }

@@ -286,6 +286,11 @@ class ExecutorBuilder {
   // can be a fraction of the smallest; ExecutorStats::share_scale).
   ExecutorBuilder& IsolationShare(uint32_t share);
   ExecutorBuilder& CollectStats(bool enabled);  // default true
+  // Records every task's TaskTiming (JoinHandle::Timing(),
+  // CurrentTaskTiming()).  Off by default: it times every poll on its own
+  // (two clock reads a poll instead of two a slice); the suite's
+  // 1B_yield/spindle_timed row measures the cost.
+  ExecutorBuilder& TaskTiming(bool enabled = true);
   // The process's poll monitor (one thread for all executors, asleep while
   // none runs) reports polls that run past the tiers' threshold and polls
   // stuck past this threshold (default 100 ms, or SPINDLE_STUCK_THRESHOLD_MS
@@ -328,6 +333,7 @@ class ExecutorBuilder {
   std::shared_ptr<budget::HookRegistry> hooks_;
   std::optional<uint32_t> isolation_share_;
   bool stats_ = true;
+  bool task_timing_ = false;
   std::optional<std::chrono::nanoseconds> stuck_threshold_;
   bool no_monitor_ = false;
   std::function<void(const MonitorReport&)> monitor_hook_;
@@ -518,6 +524,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   uint32_t default_budget_ = 2000;
   uint32_t share_scale_ = 1;  // internal weight per unit of user share
   bool collect_stats_ = true;
+  bool task_timing_ = false;  // ExecutorBuilder::TaskTiming
   bool running_ = false;
   bool shutting_down_ = false;
   bool stopping_ = false;  // RequestStop in progress
@@ -563,6 +570,11 @@ LocalExecutor* CurrentExecutor() noexcept;
 // The calling task's budget context (id, name, tier, budget), or nullptr
 // outside a task.
 const budget::TaskContext* CurrentTaskContext() noexcept;
+
+// The calling task's timeline so far (its current poll began at
+// last_resumed), or nullopt outside a task or on an executor without
+// ExecutorBuilder::TaskTiming.
+std::optional<TaskTiming> CurrentTaskTiming() noexcept;
 
 // Awaitable: re-queues the calling task behind the runnable ones.
 struct YieldNowAwaiter {

@@ -84,6 +84,11 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   }
   if (hooks_ != nullptr) hooks_->CallBeforePoll(t->ctx);
 
+  if (task_timing_) {
+    t->timed = true;
+    if (t->first_run_tick == 0) t->first_run_tick = t0;
+    t->resume_tick = t0;
+  }
   t->run_state = RunState::kRunning;
   wake_tick_ = t0;
   executor_internal::tl_task = t;
@@ -102,6 +107,13 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   if (collect_stats_) poll_histograms_[q][Log2Bucket(elapsed)]++;
 
   const bool done = t->run_state == RunState::kDone;
+  if (task_timing_) {
+    if (done) {
+      t->done_tick = t1;
+    } else {
+      t->suspend_tick = t1;
+    }
+  }
   const budget::PollOutcome outcome =
       done ? budget::PollOutcome::kReady : budget::PollOutcome::kPending;
   if (hooks_ != nullptr) hooks_->CallAfterPoll(t->ctx, outcome, elapsed);

@@ -233,6 +233,7 @@ SPINDLE_FORWARD(Tiers, budget::TierConfig)
 SPINDLE_FORWARD(Hooks, std::shared_ptr<budget::HookRegistry>)
 SPINDLE_FORWARD(IsolationShare, uint32_t)
 SPINDLE_FORWARD(CollectStats, bool)
+SPINDLE_FORWARD(TaskTiming, bool)
 SPINDLE_FORWARD(StuckThreshold, std::chrono::nanoseconds)
 SPINDLE_FORWARD(Reactor, reactor::ReactorOptions)
 #undef SPINDLE_FORWARD

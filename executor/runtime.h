@@ -201,6 +201,7 @@ class RuntimeBuilder {
   RuntimeBuilder& Hooks(std::shared_ptr<budget::HookRegistry> hooks);
   RuntimeBuilder& IsolationShare(uint32_t share);
   RuntimeBuilder& CollectStats(bool enabled);
+  RuntimeBuilder& TaskTiming(bool enabled = true);
   RuntimeBuilder& StuckThreshold(std::chrono::nanoseconds threshold);
   RuntimeBuilder& NoMonitor();
   RuntimeBuilder& Reactor(reactor::ReactorOptions options);

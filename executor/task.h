@@ -30,6 +30,7 @@
 #include <exception>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -72,6 +73,19 @@ class TaskCancelledError : public std::exception {
     return "spindle: the task was cancelled (aborted, or dropped at "
            "executor shutdown)";
   }
+};
+
+// A task's timeline in TSC ticks (timing::TscClock::ToNanos converts; 0:
+// has not happened), recorded by executors built with
+// ExecutorBuilder::TaskTiming() (RuntimeBuilder::TaskTiming()), for
+// coroutine and fiber tasks alike.
+struct TaskTiming {
+  uint64_t spawned = 0;         // submitted to the executor
+  uint64_t first_run = 0;       // its first poll began
+  uint64_t last_resumed = 0;    // its latest poll began
+  uint64_t last_suspended = 0;  // its latest poll that did not finish it ended
+  uint64_t completed = 0;       // it returned, threw or was cancelled
+  uint64_t run_ticks = 0;       // the length of all its polls
 };
 
 namespace executor_internal {
@@ -151,6 +165,7 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   bool bounce = false;  // resume `resume_point` again (nested await/return)
   bool abort_seen = false;  // owner: the abort was acted on (idempotence)
   bool value_taken = false;  // the result was moved out by a join
+  bool timed = false;        // its executor records TaskTiming (below)
 
   // Accounting: service time is TaskNode::attained_service (charged by
   // QueueSet::Charge for queues that observe it), the spawn tick below.
@@ -178,6 +193,14 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   uint64_t spawn_tick = 0;
   void* wait_object = nullptr;  // reactor::Operation* or join target
   TaskHeader* join_waiter = nullptr;
+
+  // Per-task timing, TSC ticks (0: not yet), written by the owner only
+  // where ExecutorBuilder::TaskTiming is on; the run time is
+  // TaskNode::attained_service (every poll is timed then).
+  uint64_t first_run_tick = 0;
+  uint64_t resume_tick = 0;
+  uint64_t suspend_tick = 0;
+  uint64_t done_tick = 0;
 
   InboxNode wake_node;             // spawns and wakes from other threads
   InboxNode waker_node;            // Waker wakes from other threads
@@ -220,6 +243,17 @@ void JoinWaitEnd(Inbox* waiter_inbox) noexcept;
 
 // The task being polled on this thread, or nullptr outside a poll.
 TaskHeader* CurrentTask() noexcept;
+
+inline TaskTiming TimingOf(const TaskHeader* t) noexcept {
+  TaskTiming out;
+  out.spawned = t->spawn_tick;
+  out.first_run = t->first_run_tick;
+  out.last_resumed = t->resume_tick;
+  out.last_suspended = t->suspend_tick;
+  out.completed = t->done_tick;
+  out.run_ticks = t->attained_service;
+  return out;
+}
 
 // Reports a misuse that cannot be an exception (a noexcept path) on stderr
 // and aborts the process.
