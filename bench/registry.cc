@@ -244,6 +244,9 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
                 {}};
     b.variants.push_back(
         {"spindle", [id](int64_t n) { return SpindleLaunch(id, n); }});
+    b.variants.push_back({"spindle_fiber", [id](int64_t n) {
+                            return SpindleFiberLaunch(id, n);
+                          }});
     b.variants.push_back(
         {"floor", [id](int64_t n) { return FloorLaunch(id, n); }});
     b.ops = [](int64_t n) { return static_cast<double>(n); };

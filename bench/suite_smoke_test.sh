@@ -46,6 +46,7 @@ expect=(
   1C_sleep_actual_p99/spindle_epoll
   uring_nop/spindle uring_nop/floor
   launch/spindle launch/floor launch_ticks_p50/spindle
+  launch/spindle_fiber launch_ticks_p50/spindle_fiber
   poll_profile/spindle poll_profile/asio poll_profile/floor
   fairness/spindle fairness_error_ppm/spindle
   hog/spindle_alone hog/spindle_tiers hog/spindle_notiers hog_p99/spindle_tiers

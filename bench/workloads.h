@@ -75,6 +75,9 @@ void AddDispatchBenchmarks(const Config& config, std::vector<Benchmark>& all);
 void AddProcessBenchmarks(const Config& config, std::vector<Benchmark>& all);
 // `channel_pingpong`, `channel_throughput` (workloads_channel.cc).
 void AddChannelBenchmarks(const Config& config, std::vector<Benchmark>& all);
+// launch's spindle_fiber variant (workloads_fiber.cc).
+absl::StatusOr<Rows> SpindleFiberLaunch(const std::string& id,
+                                        int64_t launches);
 // fiber_switch, fiber_spawn, fiber_nop (workloads_fiber.cc).
 void AddFiberBenchmarks(const Config& config, std::vector<Benchmark>& all);
 

@@ -170,7 +170,43 @@ absl::StatusOr<Rows> SpindleFiberNop(const std::string& id, int64_t ops) {
   return rows;
 }
 
+// launch/spindle_fiber: a coroutine spawns N fibers, one at a time, and
+// each records the TSC ticks from its spawn to its first instruction (the
+// stack comes from the cache after the first).
+Task<void> FiberLaunchParent(int64_t n, double* out) {
+  LocalExecutor* ex = CurrentExecutor();
+  FiberOptions o;
+  o.stack_size = 16 << 10;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t t0 = timing::TscClock::Now();
+    double* slot = &out[i];
+    ex->SpawnFiberDetached(
+        [t0, slot] {
+          *slot = static_cast<double>(timing::TscClock::Now() - t0);
+        },
+        o);
+    co_await YieldNow();  // FIFO: the fiber runs next
+  }
+}
+
 }  // namespace
+
+absl::StatusOr<Rows> SpindleFiberLaunch(const std::string& id,
+                                        int64_t launches) {
+  auto ex = MakeQuiet();
+  if (!ex.ok()) return ex.status();
+  std::vector<double> ticks(static_cast<size_t>(launches));
+  const uint64_t t0 = MonotonicClock::Now();
+  (*ex)->SpawnDetached(FiberLaunchParent(launches, ticks.data()));
+  (*ex)->Run();
+  Rows rows{Wall(id, t0)};
+  const auto n = static_cast<int64_t>(ticks.size());
+  rows.push_back(
+      Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks, n});
+  rows.push_back(
+      Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks, n});
+  return rows;
+}
 
 void AddFiberBenchmarks(const Config& c, std::vector<Benchmark>& all) {
   {

@@ -156,6 +156,11 @@ FiberContext* CurrentFiberOrDie(const char* call) noexcept {
   return f;
 }
 
+[[noreturn]] void AwaitSlow(FiberContext* f) {
+  if (f == nullptr) CurrentFiberOrDie("this_fiber::Await");
+  ThrowUnwind();
+}
+
 [[noreturn]] void YieldSlow(FiberContext* f) {
   if (f == nullptr) CurrentFiberOrDie("this_fiber::Yield");
   ThrowUnwind();
@@ -165,27 +170,6 @@ FiberStack CurrentFiberStack() noexcept {
   return tl_fiber != nullptr ? tl_fiber->stack : FiberStack{};
 }
 
-void SuspendFiber(FiberContext* f) {
-  if (f->unwinding) ThrowUnwind();
-  SwitchOut(f);
-  if (f->unwinding) ThrowUnwind();
-}
-
-void RunBridge(FiberContext* f, std::coroutine_handle<> bridge) {
-  TaskHeader* t = HeaderOfFiber(f);
-  if (f->unwinding) ThrowUnwind();
-  t->resume_point = bridge;
-  for (;;) {
-    // As the run loop does for a coroutine task: nested awaits and returns
-    // bounce through here, so the stack stays flat.
-    do {
-      t->bounce = false;
-      t->resume_point.resume();
-    } while (t->bounce);
-    if (bridge.done()) return;
-    SuspendFiber(f);
-  }
-}
 
 }  // namespace executor_internal
 

@@ -77,14 +77,9 @@ FiberStack CurrentFiberStack() noexcept;
 // (throws FiberUnwind).
 [[noreturn]] void YieldSlow(FiberContext* f);
 
-// Switches the calling fiber out until the run loop resumes it (the header
-// says why: run_state, wait_kind).  Throws FiberUnwind if it was cancelled
-// meanwhile (or before).
-void SuspendFiber(FiberContext* f);
-
-// Runs `bridge` (a coroutine that awaits one awaiter) on the fiber's stack
-// to completion, suspending the fiber while it waits.
-void RunBridge(FiberContext* f, std::coroutine_handle<> bridge);
+// Await outside a fiber (aborts naming the call) or in a cancelled one
+// (throws FiberUnwind).
+[[noreturn]] void AwaitSlow(FiberContext* f);
 
 // The coroutine this_fiber::Await runs: `co_await` needs a coroutine
 // handle to give the awaiter, and the awaiter resumes it like a task's.
@@ -183,14 +178,30 @@ bool InFiber() noexcept;
 template <typename A>
 executor_internal::AwaitResult<A> Await(A&& a) {
   using R = executor_internal::AwaitResult<A>;
-  executor_internal::FiberContext* f =
-      executor_internal::CurrentFiberOrDie("this_fiber::Await");
-  if (f->unwinding) executor_internal::ThrowUnwind();
+  // tl_fiber is read here, before any switch, and not after one.
+  executor_internal::FiberContext* f = executor_internal::tl_fiber;
+  if (f == nullptr || f->unwinding) [[unlikely]] {
+    executor_internal::AwaitSlow(f);
+  }
   decltype(auto) aw = executor_internal::AwaiterOf(std::forward<A>(a));
   using Aw = std::remove_reference_t<decltype(aw)>;
   if (aw.await_ready()) return aw.await_resume();
   auto bridge = executor_internal::MakeBridge<R, Aw>(std::addressof(aw));
-  executor_internal::RunBridge(f, bridge.h);
+  // Runs the bridge on this stack as the run loop runs a coroutine task
+  // (nested awaits and returns bounce here, so the stack stays flat), and
+  // switches out while it waits.  Inline: no return after a switch (see
+  // executor/internal/fiber_switch.h).
+  executor_internal::TaskHeader* t = executor_internal::HeaderOfFiber(f);
+  t->resume_point = bridge.h;
+  for (;;) {
+    do {
+      t->bounce = false;
+      t->resume_point.resume();
+    } while (t->bounce);
+    if (bridge.h.done()) break;
+    executor_internal::SwitchOut(f);
+    if (f->unwinding) [[unlikely]] executor_internal::ThrowUnwind();
+  }
   return bridge.Take();
 }
 
