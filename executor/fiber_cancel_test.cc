@@ -292,6 +292,27 @@ TEST_F(FiberCancelTest, StacksAreRecycled) {
   EXPECT_GE(after.reused - before.reused, 99u);
 }
 
+// A thread's cached stacks (its spare and its lists) are unmapped when it
+// exits.
+TEST_F(FiberCancelTest, ThreadExitUnmapsItsCachedStacks) {
+  const size_t before = executor_internal::MappedStackBytes();
+  std::thread([before] {
+    auto ex = MakeExecutor();
+    ASSERT_NE(ex, nullptr);
+    std::vector<JoinHandle<int>> hs;
+    for (int i = 0; i < 10; ++i) {
+      hs.push_back(ex->SpawnFiber([i] {
+        this_fiber::Yield();  // all ten live at once: ten stacks
+        return i;
+      }));
+    }
+    ex->Run();
+    EXPECT_GT(executor_internal::MappedStackBytes(), before);
+    EXPECT_GE(executor_internal::ThreadStackStats().cached_stacks, 10u);
+  }).join();
+  EXPECT_EQ(executor_internal::MappedStackBytes(), before);
+}
+
 // 100,000 fibers alive at once, each with a guarded 16 KiB stack: past the
 // ~32,000 that two mappings per stack would allow under the default
 // vm.max_map_count, where the kernel has MADV_GUARD_INSTALL.  (Fewer under

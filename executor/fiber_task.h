@@ -67,23 +67,25 @@ namespace executor_internal {
 // A fiber's switching state, in front of its TaskHeader.  Owner-thread
 // only, like the header's run_state.
 struct alignas(16) FiberContext {
+  // What every switch reads or writes, first (one cache line).
   void* self = nullptr;    // the fiber's saved context while it is out
   void* caller = nullptr;  // the scheduler's saved context while it runs
-  FiberStack stack;
-  void (*body)(FiberContext*) noexcept = nullptr;  // runs the callable
-  void (*drop)(FiberContext*) noexcept = nullptr;  // destroys it, unrun
-  // Ends a fiber that could not start (no stack): the exception is its
-  // result, the callable is dropped.
-  void (*fail)(FiberContext*, std::exception_ptr) noexcept = nullptr;
-  size_t stack_request = 0;  // usable bytes, mapped at the first resume
-  bool started = false;
-  bool finished = false;   // the body returned (or unwound)
-  bool unwinding = false;  // cancelled: the next resume throws FiberUnwind
   // The C++ runtime's per-thread exception state (caught exceptions,
   // uncaught count) of the fiber while it is switched out: a fiber may
   // suspend inside a catch block.
   void* eh_caught = nullptr;
   unsigned int eh_uncaught = 0;
+  bool started = false;
+  bool finished = false;   // the body returned (or unwound)
+  bool unwinding = false;  // cancelled: the next resume throws FiberUnwind
+
+  FiberStack stack;
+  size_t stack_request = 0;  // usable bytes, mapped at the first resume
+  void (*body)(FiberContext*) noexcept = nullptr;  // runs the callable
+  void (*drop)(FiberContext*) noexcept = nullptr;  // destroys it, unrun
+  // Ends a fiber that could not start (no stack): the exception is its
+  // result, the callable is dropped.
+  void (*fail)(FiberContext*, std::exception_ptr) noexcept = nullptr;
   // Sanitizers (executor/internal/sanitizers.h); unused otherwise.
   void* asan_fake = nullptr;
   const void* asan_caller_bottom = nullptr;

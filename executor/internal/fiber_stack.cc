@@ -19,13 +19,18 @@ namespace {
 // Linux 6.13's madvise advice; Debian 12's headers predate it.
 constexpr int kMadvGuardInstall = 102;
 
+// relaxed: a statistic.
+std::atomic<size_t> g_mapped_bytes{0};
+
+void Unmap(char* base, size_t size) noexcept {
+  munmap(base, size);
+  g_mapped_bytes.fetch_sub(size, std::memory_order_relaxed);
+}
+
 enum : int { kGuardUnknown = 0, kGuardMadvise = 1, kGuardMprotect = 2 };
 std::atomic<int> g_guard_kind{kGuardUnknown};
 
-size_t PageSizeOnce() noexcept {
-  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  return page;
-}
+size_t PageSizeOnce() noexcept { return StackPageSize(); }
 
 // Makes the first page of `base` fault on any access; false on failure.
 bool InstallGuard(char* base, size_t page) noexcept {
@@ -81,6 +86,12 @@ struct StackCache {
 // released afterwards are unmapped at once.
 constinit thread_local bool tl_cache_gone = false;
 thread_local StackCache tl_cache;
+// The spare slot: constinit, so reaching it costs no TLS wrapper call.  Its
+// stack is unmapped by tl_cache's destructor, which the first release on
+// the thread registers (tl_cache_made).
+constinit thread_local FiberStack tl_spare{};
+constinit thread_local bool tl_cache_made = false;
+constinit thread_local uint64_t tl_reused_spare = 0;
 
 FreeStack* FreeStackOf(char* base, size_t size) noexcept {
   return reinterpret_cast<FreeStack*>(base + size - sizeof(FreeStack));
@@ -92,11 +103,16 @@ char* BaseOf(FreeStack* f, size_t size) noexcept {
 
 StackCache::~StackCache() {
   tl_cache_gone = true;
+  tl_cache_made = false;  // later releases unmap
+  if (tl_spare.base != nullptr) {
+    Unmap(tl_spare.base, tl_spare.size);
+    tl_spare = FiberStack{};
+  }
   for (SizeClass& c : classes) {
     while (c.head != nullptr) {
       FreeStack* f = c.head;
       c.head = f->next;
-      munmap(BaseOf(f, c.size), c.size);
+      Unmap(BaseOf(f, c.size), c.size);
     }
     c.count = 0;
   }
@@ -104,9 +120,9 @@ StackCache::~StackCache() {
 
 }  // namespace
 
-size_t FiberStack::usable() const noexcept { return size - PageSizeOnce(); }
-
-size_t StackPageSize() noexcept { return PageSizeOnce(); }
+size_t QueryPageSize() noexcept {
+  return static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
 
 GuardKind StackGuardKind() noexcept {
   return g_guard_kind.load(std::memory_order_relaxed) == kGuardMprotect
@@ -117,6 +133,12 @@ GuardKind StackGuardKind() noexcept {
 FiberStack AcquireStack(size_t usable) {
   const size_t page = PageSizeOnce();
   const size_t size = ((usable + page - 1) / page) * page + page;
+  if (tl_spare.size == size) [[likely]] {
+    const FiberStack s = tl_spare;
+    tl_spare = FiberStack{};
+    tl_reused_spare++;
+    return s;
+  }
   if (!tl_cache_gone) {
     StackCache& cache = tl_cache;
     if (StackCache::SizeClass* c = cache.Find(size, /*create=*/false);
@@ -137,6 +159,7 @@ FiberStack AcquireStack(size_t usable) {
     munmap(base, size);
     throw std::bad_alloc();
   }
+  g_mapped_bytes.fetch_add(size, std::memory_order_relaxed);
   if (!tl_cache_gone) tl_cache.mapped++;
   return FiberStack{base, size};
 }
@@ -144,8 +167,13 @@ FiberStack AcquireStack(size_t usable) {
 void ReleaseStack(FiberStack stack) noexcept {
   // Frames of the fiber that ran here may have left shadow poison.
   SanitizerUnpoison(stack.base + PageSizeOnce(), stack.usable());
+  if (tl_spare.base == nullptr && tl_cache_made) [[likely]] {
+    tl_spare = stack;
+    return;
+  }
   if (!tl_cache_gone) {
-    StackCache& cache = tl_cache;
+    StackCache& cache = tl_cache;  // constructed here (and its destructor
+    tl_cache_made = true;           // registered) before the spare is used
     StackCache::SizeClass* c = cache.Find(stack.size, /*create=*/true);
     if (c != nullptr && (c->count + 1) * stack.size <= kMaxCachedStackBytes) {
       FreeStack* f = FreeStackOf(stack.base, stack.size);
@@ -155,7 +183,11 @@ void ReleaseStack(FiberStack stack) noexcept {
       return;
     }
   }
-  munmap(stack.base, stack.size);
+  Unmap(stack.base, stack.size);
+}
+
+size_t MappedStackBytes() noexcept {
+  return g_mapped_bytes.load(std::memory_order_relaxed);
 }
 
 StackCacheStats ThreadStackStats() noexcept {
@@ -163,8 +195,9 @@ StackCacheStats ThreadStackStats() noexcept {
   if (tl_cache_gone) return s;
   const StackCache& cache = tl_cache;
   s.mapped = cache.mapped;
-  s.reused = cache.reused;
+  s.reused = cache.reused + tl_reused_spare;
   for (const StackCache::SizeClass& c : cache.classes) s.cached_stacks += c.count;
+  if (tl_spare.base != nullptr) s.cached_stacks++;
   return s;
 }
 

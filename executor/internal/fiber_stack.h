@@ -12,9 +12,11 @@
 // about 32,000 live stacks at the default limit.
 //
 // Recycling.  Released stacks go to a per-thread cache (the releasing
-// thread's, which is where the next fiber will probably be made), up to
-// kMaxCachedStackBytes per stack size; past that, and at thread exit, they
-// are unmapped.  A cached stack keeps its pages: reusing it costs no page
+// thread's, which is where the next fiber will probably run): first one
+// spare slot (a fiber that ends hands its stack to the next that starts,
+// the common case, in a few instructions), then lists per stack size, up to
+// kMaxCachedStackBytes each; past that, and at thread exit, they are
+// unmapped.  A cached stack keeps its pages: reusing it costs no page
 // faults.
 //
 // Thread safety: AcquireStack and ReleaseStack may be called from any
@@ -28,18 +30,24 @@
 
 namespace spindle::executor_internal {
 
+// The page size: a guard page's size, and what stack sizes round up to.
+size_t QueryPageSize() noexcept;
+inline size_t StackPageSize() noexcept {
+  static const size_t page = QueryPageSize();
+  return page;
+}
+
 struct FiberStack {
   char* base = nullptr;  // the mapping's low end: the guard page
   size_t size = 0;       // the whole mapping, guard page included
 
   char* top() const noexcept { return base + size; }
-  size_t usable() const noexcept;  // size less the guard page
+  // The bytes above the guard page.
+  size_t usable() const noexcept { return size - StackPageSize(); }
 };
 
 // Per thread and per stack size.
 inline constexpr size_t kMaxCachedStackBytes = size_t{64} << 20;  // 64 MiB
-
-size_t StackPageSize() noexcept;
 
 // A stack with at least `usable` bytes above its guard page (rounded up to
 // whole pages).  Throws std::bad_alloc when the mapping fails (out of
@@ -59,6 +67,9 @@ struct StackCacheStats {
   uint64_t cached_stacks = 0;  // on this thread's cache now
 };
 StackCacheStats ThreadStackStats() noexcept;
+
+// Bytes of stack mapped in the whole process (in use or cached).
+size_t MappedStackBytes() noexcept;
 
 }  // namespace spindle::executor_internal
 
