@@ -309,7 +309,7 @@ void LocalExecutor::DriverYield(uint64_t now) noexcept {
   DrainInbox();
 }
 
-void LocalExecutor::Park() noexcept {
+void LocalExecutor::Park(uint64_t timeout_ns) noexcept {
   Inbox& in = *inbox_;
   in.parked.store(true, std::memory_order_seq_cst);
   if (!in.Empty()) {
@@ -320,7 +320,7 @@ void LocalExecutor::Park() noexcept {
   }
   const uint64_t p0 = timing::TscClock::Now();
   wake_tick_ = 0;  // wakes reaped after the sleep read the clock once
-  driver_->Poll(UINT64_MAX);
+  driver_->Poll(timeout_ns);
   in.parked.store(false, std::memory_order_relaxed);
   const uint64_t p1 = timing::TscClock::Now();
   idle_ticks_ += p1 - p0;
@@ -332,7 +332,12 @@ void LocalExecutor::Park() noexcept {
   DrainInbox();
 }
 
-void LocalExecutor::RunUntil(TaskHeader* until) {
+LocalExecutor::RunStatus LocalExecutor::RunFor(const RunLimits& limits) {
+  return RunLoop(nullptr, &limits);
+}
+
+LocalExecutor::RunStatus LocalExecutor::RunLoop(TaskHeader* until,
+                                                const RunLimits* limits) {
   ABSL_RAW_CHECK(!running_, "LocalExecutor::Run/BlockOn is not reentrant");
   ABSL_RAW_CHECK(executor_internal::tl_executor == nullptr ||
                      executor_internal::tl_executor == this,
@@ -362,8 +367,35 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
   last_driver_tick_ = now;
   if (tiers_ != nullptr) MarkCpu(now);
   TaskHeader* carry = nullptr;  // picked by the last slice, not yet polled
+  RunStatus status = RunStatus::kDone;
+  // RunFor's bounds: polls (a slice is capped to what is left), a deadline
+  // on the TSC, and the idle probe (one non-blocking driver poll before
+  // returning kIdle).
+  const uint64_t polls0 = stats_.polls;
+  const uint64_t max_polls = limits != nullptr ? limits->max_polls : 0;
+  uint64_t deadline = 0;
+  if (limits != nullptr && limits->timeout.count() >= 0) {
+    deadline = now + timing::TscClock::FromNanos(
+                         static_cast<uint64_t>(limits->timeout.count()));
+  }
+  bool probed_idle = false;
   for (;;) {
     stats_.loop_iterations++;
+    if (limits != nullptr) [[unlikely]] {
+      if (max_polls != 0) {
+        const uint64_t done = stats_.polls - polls0;
+        if (done >= max_polls) {
+          status = RunStatus::kPollLimit;
+          break;
+        }
+        poll_cap_ = static_cast<uint32_t>(
+            std::min<uint64_t>(max_polls - done, UINT32_MAX));
+      }
+      if (deadline != 0 && now >= deadline && carry == nullptr) {
+        status = RunStatus::kTimeout;
+        break;
+      }
+    }
     sched::TaskNode* node = carry;
     carry = nullptr;
     if (node == nullptr) {
@@ -376,10 +408,24 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
     }
     if (node == nullptr) {
       if (until == nullptr && stats_.live_tasks == 0 && inbox_->Empty()) break;
-      Park();
+      uint64_t park_ns = UINT64_MAX;
+      if (limits != nullptr) [[unlikely]] {
+        if (limits->until_idle) {
+          if (probed_idle) {
+            status = RunStatus::kIdle;
+            break;
+          }
+          probed_idle = true;
+          park_ns = 0;
+        } else if (deadline != 0) {
+          park_ns = timing::TscClock::ToNanos(deadline - std::min(now, deadline));
+        }
+      }
+      Park(park_ns);
       now = timing::TscClock::Now();
       continue;
     }
+    probed_idle = false;
     now = until != nullptr
               ? RunSlice<true>(static_cast<TaskHeader*>(node), until, now,
                                &carry)
@@ -399,12 +445,14 @@ void LocalExecutor::RunUntil(TaskHeader* until) {
       now = timing::TscClock::Now();
     }
   }
+  poll_cap_ = UINT32_MAX;
   // A stop ends with the Run it interrupted (the next Run starts afresh).
   if (stopping_ && stats_.live_tasks == 0) stopping_ = false;
   executor_internal::tl_executor = prev;
   inbox_->running.store(false, std::memory_order_relaxed);
   if (monitored_) executor_internal::Monitor::Get().RunEnded();
   running_ = false;
+  return status;
 }
 
 void LocalExecutor::RequestStop() noexcept {

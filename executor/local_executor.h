@@ -396,6 +396,21 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // until a RequestStop() has cancelled what was left.
   void Run() { RunUntil(nullptr); }
 
+  // Runs within bounds, for a program that drives the executor from a loop
+  // of its own (a GUI's, a game's, another runtime's): returns when every
+  // task has finished (kDone), after `max_polls` polls (kPollLimit), once
+  // `timeout` has passed (kTimeout; a timeout of 0 never blocks), or, with
+  // `until_idle`, when nothing is runnable after one non-blocking look at
+  // the reactor (kIdle).  Zero max_polls and a negative timeout are no
+  // bound.  Tasks left unfinished stay, for the next Run / RunFor.
+  struct RunLimits {
+    uint64_t max_polls = 0;
+    std::chrono::nanoseconds timeout{-1};
+    bool until_idle = false;
+  };
+  enum class RunStatus : uint8_t { kDone, kPollLimit, kTimeout, kIdle };
+  RunStatus RunFor(const RunLimits& limits);
+
   // Any thread (a signal-handling task, another thread, a task of this
   // executor): asks Run() to cancel every task that is left and return.
   // Tasks cancelled this way end as kCancelled (their operations cancelled
@@ -442,7 +457,11 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void SubmitTask(executor_internal::TaskHeader* task,
                   const SpawnOptions& options) noexcept;
   void Adopt(executor_internal::TaskHeader* task) noexcept;
-  void RunUntil(executor_internal::TaskHeader* until);
+  void RunUntil(executor_internal::TaskHeader* until) {
+    (void)RunLoop(until, nullptr);
+  }
+  RunStatus RunLoop(executor_internal::TaskHeader* until,
+                    const RunLimits* limits);
   // The per-poll path (executor/poll.cc).  A slice is a run of polls of
   // one queue with one clock read at its end: RunSlice polls `first` (just
   // picked) and what the queue's slice cursor gives after it, up to the
@@ -478,7 +497,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void DrainInbox() noexcept;
   void BeginStop() noexcept;
   void DriverYield(uint64_t now) noexcept;
-  void Park() noexcept;
+  void Park(uint64_t timeout_ns = UINT64_MAX) noexcept;
   // Context-switch accounting for slow polls (see DiscountPreemption).
   struct CpuMark {
     uint64_t tick = 0;
@@ -517,6 +536,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   std::optional<uint16_t> isolation_index_;
 
   uint32_t max_polls_per_yield_ = 61;
+  uint32_t poll_cap_ = UINT32_MAX;  // RunFor's polls left, caps a slice
   uint64_t min_violation_ticks_ = UINT64_MAX;
   CpuMark cpu_mark_;
   uint64_t cpu_mark_refresh_ticks_ = UINT64_MAX;

@@ -221,7 +221,7 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
   const uint32_t room = max_polls_per_yield_ > polls_since_driver_
                             ? max_polls_per_yield_ - polls_since_driver_
                             : 1;
-  const uint32_t limit = std::min(sq.quota, room);
+  const uint32_t limit = std::min({sq.quota, room, poll_cap_});
   // Tier monitor's budget and deadline per priority, for this slice.
   uint64_t deadline[budget::kNumPriorities];
   for (int p = 0; p < budget::kNumPriorities; ++p) {
