@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "bench/bench.h"
@@ -24,6 +25,10 @@ inline constexpr int64_t kSleepNs = 500'000;
 // uring_nop: Spindle's tasks; the floor's batch size.
 inline constexpr int kNopTasks = 32;
 inline constexpr int kNopBatch = 32;
+
+// launch's derived rows: `<id>_ticks_p50` and `_p99` of the launch ticks.
+void AppendLaunchTicks(const std::string& id, const std::vector<double>& ticks,
+                       Rows& rows);
 
 // Busy-waits `ns` nanoseconds on the TSC.
 void SpinFor(uint64_t ns) noexcept;

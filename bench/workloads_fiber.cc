@@ -200,11 +200,7 @@ absl::StatusOr<Rows> SpindleFiberLaunch(const std::string& id,
   (*ex)->SpawnDetached(FiberLaunchParent(launches, ticks.data()));
   (*ex)->Run();
   Rows rows{Wall(id, t0)};
-  const auto n = static_cast<int64_t>(ticks.size());
-  rows.push_back(
-      Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks, n});
-  rows.push_back(
-      Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks, n});
+  AppendLaunchTicks(id, ticks, rows);
   return rows;
 }
 

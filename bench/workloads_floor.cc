@@ -113,11 +113,7 @@ absl::StatusOr<Rows> FloorLaunch(const std::string& id, int64_t launches) {
   loop.Run();
   Rows rows{Wall(id, t0)};
   g_floor_loop = nullptr;
-  const auto n = static_cast<int64_t>(ticks.size());
-  rows.push_back(
-      Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks, n});
-  rows.push_back(
-      Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks, n});
+  AppendLaunchTicks(id, ticks, rows);
   return rows;
 }
 

@@ -293,6 +293,15 @@ absl::StatusOr<Rows> SpindleNop(const std::string& id, int64_t ops) {
   return rows;
 }
 
+void AppendLaunchTicks(const std::string& id, const std::vector<double>& ticks,
+                       Rows& rows) {
+  const auto n = static_cast<int64_t>(ticks.size());
+  rows.push_back(
+      Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks, n});
+  rows.push_back(
+      Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks, n});
+}
+
 absl::StatusOr<Rows> SpindleLaunch(const std::string& id, int64_t launches) {
   ExecutorBuilder b = Quiet();
   auto ex = Make(b);
@@ -302,11 +311,7 @@ absl::StatusOr<Rows> SpindleLaunch(const std::string& id, int64_t launches) {
   (*ex)->SpawnDetached(LaunchParent(launches, ticks.data()));
   (*ex)->Run();
   Rows rows{Wall(id, t0)};
-  const auto n = static_cast<int64_t>(ticks.size());
-  rows.push_back(
-      Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks, n});
-  rows.push_back(
-      Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks, n});
+  AppendLaunchTicks(id, ticks, rows);
   return rows;
 }
 
