@@ -31,6 +31,7 @@
 #include "budget/hooks.h"
 #include "budget/tier.h"
 #include "executor/driver.h"
+#include "executor/executor_stats.h"
 #include "executor/fiber_task.h"
 #include "executor/internal/monitor.h"
 #include "executor/task.h"
@@ -82,85 +83,6 @@ struct SpawnOptions {
   Priority priority = Priority::kNormal;  // CPU: scheduler and tiers
   IoPriority io_priority = IoPriority::kNormal;
   const char* name = nullptr;  // for warnings; must outlive the task
-};
-
-// Statistics of one queue.
-struct QueueStatsSnapshot {
-  sched::QueueStats sched;  // service, polls, picks, lag, slices, overruns
-  // Queue delay (push to pick) in log2 buckets of TSC ticks: bucket b
-  // counts delays in [2^(b-1), 2^b) ticks (ExecutorStats::ns_per_tick
-  // converts); bucket 0 counts zero.  Sampled: one delay per slice (the
-  // run loop's run of polls of one queue between two clock reads), that of
-  // the slice's first task, measured to the slice's start; the totals over
-  // all queues equal ExecutorStats::slices.
-  std::array<uint64_t, 65> delay_histogram{};
-  // Poll duration, in the same buckets: a poll timed on its own enters at
-  // its length, the n polls of a longer slice at the slice's mean.  The
-  // total equals sched.polls.  Both histograms stay empty with
-  // CollectStats(false).
-  std::array<uint64_t, 65> poll_histogram{};
-  // Polls of this queue that ended with the queue set asking for a switch
-  // (ShouldPreempt: a wake-up into a queue that should run first);
-  // sched.preemptions counts the wake-ups that asked.
-  uint64_t preemptions = 0;
-};
-
-// Statistics of one executor.  Taken on the executor's thread (or while it is
-// not running).
-struct ExecutorStats {
-  uint64_t polls = 0;
-  // Slices: runs of polls of one queue with one clock read at the end (see
-  // docs/guides/single_thread.md, "The run loop"); polls / slices is the
-  // mean slice.  One loop iteration per slice, per park, and one to end.
-  uint64_t slices = 0;
-  uint64_t loop_iterations = 0;
-  uint64_t driver_yields = 0;  // driver polls while tasks were runnable
-  uint64_t max_ns_without_driver_yield = 0;
-  uint64_t busy_ns = 0;  // time inside task polls
-  uint64_t idle_ns = 0;  // time parked in the driver
-  // Every spawned task is counted once when it ends: spawns == completions
-  // + failed + cancellations + live_tasks at any time.
-  uint64_t spawns = 0;
-  uint64_t completions = 0;    // returned a value
-  uint64_t failed = 0;         // ended by an exception
-  uint64_t cancellations = 0;  // aborted, stopped or dropped at shutdown
-  // Of `failed`: tasks nobody holds a handle to (detached), so nobody will
-  // see the exception.  The first one is logged on stderr.
-  uint64_t unhandled_exceptions = 0;
-  uint64_t stops = 0;  // RequestStop()s acted on
-  // Polls the monitor saw run past the tiers' threshold / the stuck
-  // threshold while they ran (0 with NoMonitor()).
-  uint64_t monitor_slow_polls = 0;
-  uint64_t monitor_stuck_polls = 0;
-  uint64_t tier_warnings = 0;
-  uint64_t tier_yields = 0;
-  uint64_t tier_isolations = 0;
-  uint64_t tier_restores = 0;  // tasks moved back from the isolation lane
-  // Slow polls whose wall time was cut by time the OS preempted the thread
-  // before the tiers judged them.
-  uint64_t preempted_polls = 0;
-  uint64_t live_tasks = 0;
-  std::string_view driver;
-  double ns_per_tick = 0;  // for the tick-based histograms
-  // Queue weights inside the queue set are the user shares times this
-  // (queues[i].sched.share reports the user's share; the isolation lane's
-  // is its internal weight, in user units divided by share_scale).
-  uint32_t share_scale = 1;
-  std::vector<QueueStatsSnapshot> queues;
-  budget::TierMetrics tiers;
-};
-
-// What the process's poll monitor saw (ExecutorBuilder::OnMonitorReport).
-// The monitor thread samples running executors and reports, while the
-// poll is still running: a poll longer than the tiers' violation threshold
-// (kSlowPoll) and a poll longer than the stuck threshold (kStuck; also
-// logged on stderr).  Each poll is reported at most once per kind.
-struct MonitorReport {
-  enum class Kind : uint8_t { kSlowPoll, kStuck };
-  Kind kind = Kind::kSlowPoll;
-  uint64_t task_id = 0;
-  std::string name;         // SpawnOptions::name, or "unnamed"
-  uint64_t running_ns = 0;  // how long the poll had run (at least)
 };
 
 class LocalExecutor;
