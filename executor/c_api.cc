@@ -79,6 +79,14 @@ int CheckSize(const char* call, const void* attr, size_t size, size_t ours,
   return 0;
 }
 
+// The calling thread's id, read from the kernel once per thread: spawns
+// and joins compare it without a system call.
+pid_t ThisThreadId() noexcept {
+  static thread_local const pid_t tid =
+      static_cast<pid_t>(syscall(SYS_gettid));
+  return tid;
+}
+
 // What a handle needs to know about its executor, kept alive by both.
 struct ExecutorInfo {
   std::atomic<pid_t> run_tid{0};  // the thread in spindle_executor_run
@@ -315,7 +323,7 @@ int spindle_executor_run(spindle_executor_t* ex, uint64_t max_polls,
     l.max_polls = max_polls;
     l.timeout = std::chrono::nanoseconds(timeout_ns);
     l.until_idle = (flags & SPINDLE_RUN_UNTIL_IDLE) != 0;
-    ex->info->run_tid.store(static_cast<pid_t>(syscall(SYS_gettid)),
+    ex->info->run_tid.store(ThisThreadId(),
                             std::memory_order_relaxed);
     using S = spindle::LocalExecutor::RunStatus;
     switch (ex->ex->RunFor(l)) {
@@ -370,7 +378,7 @@ int spindle_spawn(spindle_executor_t* ex, spindle_task_fn fn, void* arg,
   return Guard("spindle_spawn", [&]() -> int {
     if (ex == nullptr) return Fail(EINVAL, "spindle_spawn: ex is NULL");
     const pid_t runner = ex->info->run_tid.load(std::memory_order_relaxed);
-    if (runner != 0 && runner != static_cast<pid_t>(syscall(SYS_gettid))) {
+    if (runner != 0 && runner != ThisThreadId()) {
       return Fail(EPERM,
                   "spindle_spawn: not the thread that runs the executor "
                   "(use a spawner)");
@@ -435,7 +443,7 @@ int spindle_task_join(spindle_task_t* task, int* result, int64_t timeout_ns) {
     if (!task->handle.is_finished()) {
       if (spindle::CurrentExecutor() != nullptr ||
           task->info->run_tid.load(std::memory_order_relaxed) ==
-              static_cast<pid_t>(syscall(SYS_gettid))) {
+              ThisThreadId()) {
         return Fail(EDEADLK,
                     absl::StrCat(call, ": on the thread that runs the "
                                        "task's executor, which could never "
