@@ -14,12 +14,6 @@ inline constexpr bool kTsan = true;
 inline constexpr bool kTsan = false;
 #endif
 
-std::vector<int64_t> Or(const std::optional<int64_t>& v,
-                        std::vector<int64_t> defaults) {
-  if (v) return {*v};
-  return defaults;
-}
-
 absl::StatusOr<Rows> NoTbbUnderTsan() {
   return absl::UnavailableError(
       "oneTBB is not instrumented for ThreadSanitizer");

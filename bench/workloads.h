@@ -11,6 +11,7 @@
 #define SPINDLE_BENCH_WORKLOADS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,13 @@ inline constexpr int64_t kSleepNs = 500'000;
 // uring_nop: Spindle's tasks; the floor's batch size.
 inline constexpr int kNopTasks = 32;
 inline constexpr int kNopBatch = 32;
+
+// A benchmark's parameters: the one a variable set, or the defaults.
+inline std::vector<int64_t> Or(const std::optional<int64_t>& v,
+                               std::vector<int64_t> defaults) {
+  if (v) return {*v};
+  return defaults;
+}
 
 // launch's derived rows: `<id>_ticks_p50` and `_p99` of the launch ticks.
 void AppendLaunchTicks(const std::string& id, const std::vector<double>& ticks,

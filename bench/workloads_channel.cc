@@ -230,8 +230,7 @@ void AddChannelBenchmarks(const Config& c, std::vector<Benchmark>& all) {
                 "both on one worker); wall time (floor: mutex + condvar "
                 "queues between two threads)",
                 "floor",
-                c.workers ? std::vector<int64_t>{*c.workers}
-                          : std::vector<int64_t>{1, 2},
+                Or(c.workers, {1, 2}),
                 {}};
     b.variants.push_back({"spindle", [id, rounds](int64_t w) {
                             return SpindleChannelPingPong(id, w, rounds);

@@ -232,8 +232,7 @@ void AddFiberBenchmarks(const Config& c, std::vector<Benchmark>& all) {
                 "spawn N fibers (16 KiB pooled stacks) that bump a counter; "
                 "wall time to all done (spindle: coroutine tasks, as 1A)",
                 "spindle",
-                c.n_tasks ? std::vector<int64_t>{*c.n_tasks}
-                          : std::vector<int64_t>{1000, 10000, 100000},
+                Or(c.n_tasks, {1000, 10000, 100000}),
                 {}};
     b.variants.push_back({"spindle_fiber", [id](int64_t n) {
                             return SpindleFiberSpawn(id, n);
