@@ -87,7 +87,10 @@ class [[nodiscard]] JoinHandle {
   // TaskTiming(); nullopt while it runs (its executor is still writing it)
   // or when its executor does not record timing.
   std::optional<TaskTiming> Timing() const noexcept {
-    if (status() == JoinStatus::kPending || !cell_->timed) return std::nullopt;
+    if (status() == JoinStatus::kPending ||
+        !executor_internal::IsTimed(cell_)) {
+      return std::nullopt;
+    }
     return executor_internal::TimingOf(cell_);
   }
 

@@ -88,7 +88,7 @@ const budget::TaskContext* CurrentTaskContext() noexcept {
 
 std::optional<TaskTiming> CurrentTaskTiming() noexcept {
   TaskHeader* t = executor_internal::tl_task;
-  if (t == nullptr || !t->timed) return std::nullopt;
+  if (t == nullptr || !executor_internal::IsTimed(t)) return std::nullopt;
   return executor_internal::TimingOf(t);
 }
 
@@ -205,7 +205,6 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
   // Without a registry: one null check, as around every poll.
   if (hooks_ != nullptr) hooks_->CallOnCancel(t->ctx);
   if (task_timing_) {
-    t->timed = true;
     t->done_tick = timing::TscClock::Now();
   }
   executor_internal::CompleteState(t, /*cancelled=*/true);

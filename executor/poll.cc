@@ -88,7 +88,6 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
     // t0 may predate the spawn: a Runtime worker can take a task spawned
     // after it last read the clock.  The poll began after both.
     const uint64_t start = std::max(t0, t->spawn_tick);
-    t->timed = true;
     if (t->first_run_tick == 0) t->first_run_tick = start;
     t->resume_tick = start;
   }

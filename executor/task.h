@@ -165,7 +165,6 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   bool bounce = false;  // resume `resume_point` again (nested await/return)
   bool abort_seen = false;  // owner: the abort was acted on (idempotence)
   bool value_taken = false;  // the result was moved out by a join
-  bool timed = false;        // its executor records TaskTiming (below)
 
   // Accounting: service time is TaskNode::attained_service (charged by
   // QueueSet::Charge for queues that observe it), the spawn tick below.
@@ -243,6 +242,12 @@ void JoinWaitEnd(Inbox* waiter_inbox) noexcept;
 
 // The task being polled on this thread, or nullptr outside a poll.
 TaskHeader* CurrentTask() noexcept;
+
+// Whether the task's executor recorded its timing: a timed task has a
+// first run or, cancelled before it ran, an end (a TSC tick is never 0).
+inline bool IsTimed(const TaskHeader* t) noexcept {
+  return (t->first_run_tick | t->done_tick) != 0;
+}
 
 inline TaskTiming TimingOf(const TaskHeader* t) noexcept {
   TaskTiming out;
