@@ -207,8 +207,7 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
   if (task_timing_) {
     t->done_tick = timing::TscClock::Now();
   }
-  executor_internal::CompleteState(t, /*cancelled=*/true);
-  t->destroy(t);  // drops the frame's reference; may free the cell
+  executor_internal::DestroyCancelled(t);
 }
 
 void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
@@ -224,8 +223,7 @@ void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
   if (all_tasks_ == t) all_tasks_ = t->all_next;
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
   if (hooks_ != nullptr) hooks_->CallOnComplete(t->ctx);
-  executor_internal::CompleteState(t, /*cancelled=*/false);
-  t->destroy(t);
+  executor_internal::DestroyAndComplete(t, /*cancelled=*/false);
 }
 
 bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {

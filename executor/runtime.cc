@@ -162,8 +162,7 @@ void RuntimeSpawner::Submit(TaskHeader* t,
     Inbox& in = *w.inbox;
     executor_internal::PrepareSpawn(in, t, options, /*remote=*/true);
     if (!in.Submit(in.wakes, &t->wake_node)) {
-      executor_internal::CompleteState(t, /*cancelled=*/true);
-      t->destroy(t);
+      executor_internal::DestroyCancelled(t);
     }
   } else {
     if (p.kind() == Placement::Kind::kStealablePreferred) {

@@ -237,8 +237,7 @@ void Spawner::SubmitTask(executor_internal::TaskHeader* t,
       in.next_remote_id.fetch_add(2, std::memory_order_relaxed) + 2;
   if (!in.Submit(in.wakes, &t->wake_node)) {
     // The executor is gone: the task never runs.
-    executor_internal::CompleteState(t, /*cancelled=*/true);
-    t->destroy(t);
+    executor_internal::DestroyCancelled(t);
   }
 }
 

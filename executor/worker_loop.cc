@@ -50,8 +50,7 @@ bool RuntimeShared::AnyWork(const Worker& self) const noexcept {
 }
 
 void RuntimeShared::CancelUnbound(TaskHeader* t) noexcept {
-  CompleteState(t, /*cancelled=*/true);
-  t->destroy(t);  // drops the frame's reference; may free the cell
+  DestroyCancelled(t);
 }
 
 namespace {

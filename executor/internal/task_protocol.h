@@ -52,6 +52,27 @@ inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
   if (old & kStateThreadWaiter) t->state.notify_all();
 }
 
+// Ends `t`, which will not run again: its frame goes first (the
+// destructors of its locals, parameters and captures run; a fiber's stack
+// unwinds), then its joiners see it done (`cancelled` or not): a thread in
+// Wait() or a joining task never sees a task done while its destructors
+// still run.
+inline void DestroyAndComplete(TaskHeader* t, bool cancelled) noexcept {
+  // acquire: as in CompleteState.  Only the frame refers to the task: no
+  // one can observe the order.
+  if (t->refs.load(std::memory_order_acquire) == 1) {
+    t->destroy(t);  // drops the frame's reference: frees the cell
+    return;
+  }
+  t->refs.fetch_add(1, std::memory_order_relaxed);  // the cell outlives
+  t->destroy(t);                                    // the frame
+  CompleteState(t, cancelled);
+  ReleaseRef(t);
+}
+
+inline void DestroyCancelled(TaskHeader* t) noexcept {
+  DestroyAndComplete(t, /*cancelled=*/true);
+}
 
 // Clears `waiter`'s join registration on `target` if the target has not
 // finished; true when the registration is gone (and uncounted).
