@@ -43,7 +43,8 @@
 //   4. Take back the join registrations of waiting tasks; wait until every
 //      completer that won the race (maybe on another thread) has finished
 //      waking its waiter (Inbox::join_waits drops to zero).
-//   5. Cancel every live task: completion bits, joiner wake, frame destroyed.
+//   5. Cancel every live task: frame destroyed, then completion bits and
+//      joiner wake (DestroyCancelled).
 //      A destroyed frame may spawn (cancelled at once) or drop handles.
 
 #include "executor/local_executor.h"
