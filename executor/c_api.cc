@@ -1,65 +1,40 @@
-// executor/c_api.cc: the C interface (executor/spindle.h) over
-// LocalExecutor and fibers.
+// executor/c_api.cc: the C interface (executor/spindle.h): errors, executors,
+// spawners, spawning and task handles.  Runtimes are in c_api_runtime.cc,
+// the calls a task makes in c_api_task.cc; what they share is in
+// executor/internal/c_api_impl.h.
 //
 // Every entry point catches everything: a C++ exception becomes a negative
 // errno and a per-thread message (spindle_last_error).  A C task is a fiber
 // whose callable (CTaskBody) calls the C function with a `self` that lives
-// on the fiber's stack.  A handle's timed join waits on a condition
-// variable that the callable signals when it is destroyed: after the
-// function returned, after the fiber was unwound, or unrun at cancellation.
+// on the fiber's stack.  A handle's timed join from a plain thread waits on
+// a condition variable that the callable signals when it is destroyed:
+// after the function returned, after the fiber was unwound, or unrun at
+// cancellation.  From a task, a join suspends the task on the handle.
 
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <exception>
-#include <memory>
-#include <mutex>
-#include <new>
-#include <string>
-#include <vector>
 
-#include "absl/strings/str_cat.h"
-#include "executor/executor.h"
-#include "executor/spindle.h"
+#include "executor/internal/c_api_impl.h"
+#include "executor/select.h"
 
+namespace spindle::c_api_internal {
 namespace {
-
 thread_local std::string tl_error;
+}  // namespace
 
 int Fail(int err, std::string what) {
   tl_error = std::move(what);
   return -err;
 }
 
-// Runs `body`, turning any exception into an errno and a message.
-template <typename F>
-int Guard(const char* call, F&& body) noexcept {
-  try {
-    tl_error.clear();
-    return body();
-  } catch (const spindle::executor_internal::FiberUnwind&) {
-    // The calling task is being cancelled: C frames cannot be unwound, so
-    // the C function is told, and should return.
-    return Fail(ECANCELED, absl::StrCat(call, ": the task is being "
-                                              "cancelled; return"));
-  } catch (const std::bad_alloc&) {
-    return Fail(ENOMEM, absl::StrCat(call, ": out of memory"));
-  } catch (const spindle::TaskMisuseError& e) {
-    return Fail(EDEADLK, absl::StrCat(call, ": ", e.what()));
-  } catch (const std::exception& e) {
-    return Fail(EIO, absl::StrCat(call, ": ", e.what()));
-  } catch (...) {
-    return Fail(EIO, absl::StrCat(call, ": unknown exception"));
-  }
-}
+void ClearError() noexcept { tl_error.clear(); }
 
-// Checks an attribute struct's size: smaller than the first version is
-// invalid; larger is fine when the bytes this library does not know are 0.
+const char* LastError() noexcept { return tl_error.c_str(); }
+
 int CheckSize(const char* call, const void* attr, size_t size, size_t ours,
               size_t v1) {
   if (size < v1) {
@@ -79,140 +54,213 @@ int CheckSize(const char* call, const void* attr, size_t size, size_t ours,
   return 0;
 }
 
-// The calling thread's id, read from the kernel once per thread: spawns
-// and joins compare it without a system call.
 pid_t ThisThreadId() noexcept {
   static thread_local const pid_t tid =
       static_cast<pid_t>(syscall(SYS_gettid));
   return tid;
 }
 
-// What a handle needs to know about its executor, kept alive by both.
-struct ExecutorInfo {
-  std::atomic<pid_t> run_tid{0};  // the thread in spindle_executor_run
-};
+CTaskBody::~CTaskBody() {
+  if (shared == nullptr) return;
+  std::lock_guard<std::mutex> lock(shared->mu);
+  shared->ended = true;
+  shared->cv.notify_all();
+}
 
-struct CTaskShared {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool ended = false;
-};
+int CTaskBody::operator()() {
+  spindle_task self;
+  self.is_self = true;
+  return fn(&self, arg);
+}
 
-}  // namespace
-
-struct spindle_task {
-  bool is_self = false;
-  spindle::JoinHandle<int> handle;
-  std::shared_ptr<CTaskShared> shared;
-  std::shared_ptr<ExecutorInfo> info;
-};
-
-struct spindle_executor {
-  std::unique_ptr<spindle::LocalExecutor> ex;
-  std::shared_ptr<ExecutorInfo> info = std::make_shared<ExecutorInfo>();
-  std::vector<uint32_t> queues;  // ids given at creation (and 0)
-};
-
-struct spindle_spawner {
-  spindle::Spawner spawner;
-  std::shared_ptr<ExecutorInfo> info;
-  std::vector<uint32_t> queues;
-};
-
-namespace {
-
-// The fiber's callable.  Its destructor marks the task ended, whichever
-// way it ends.
-struct CTaskBody {
-  spindle_task_fn fn;
-  void* arg;
-  std::shared_ptr<CTaskShared> shared;
-
-  CTaskBody(spindle_task_fn f, void* a, std::shared_ptr<CTaskShared> s)
-      : fn(f), arg(a), shared(std::move(s)) {}
-  CTaskBody(CTaskBody&&) noexcept = default;
-  CTaskBody(const CTaskBody&) = delete;
-  ~CTaskBody() {
-    if (shared == nullptr) return;
-    std::lock_guard<std::mutex> lock(shared->mu);
-    shared->ended = true;
-    shared->cv.notify_all();
-  }
-  int operator()() {
-    spindle_task self;
-    self.is_self = true;
-    return fn(&self, arg);
-  }
-};
-
-int SpawnCommon(const char* call, const std::vector<uint32_t>& queues,
-                spindle_task_fn fn, const spindle_task_attr_t* attr,
-                spindle::FiberOptions* fo, spindle::SpawnOptions* so) {
+int PlanSpawn(const char* call, const ExecutorInfo& info,
+              const std::vector<uint32_t>& queues, spindle_task_fn fn,
+              const spindle_task_attr_t* attr, SpawnPlan* plan) {
   if (fn == nullptr) return Fail(EINVAL, absl::StrCat(call, ": fn is NULL"));
   if (attr == nullptr) return 0;
+  // Version 1 of the struct ended before `placement`.
   if (int r = CheckSize(call, attr, attr->size, sizeof(spindle_task_attr_t),
-                        sizeof(spindle_task_attr_t));
+                        offsetof(spindle_task_attr_t, placement));
       r != 0) {
     return r;
   }
-  bool known = attr->queue == 0;
-  for (uint32_t q : queues) known = known || q == attr->queue;
+  spindle_task_attr_t a;
+  std::memset(&a, 0, sizeof(a));
+  std::memcpy(&a, attr, std::min(attr->size, sizeof(a)));
+  bool known = a.queue == 0;
+  for (uint32_t q : queues) known = known || q == a.queue;
   if (!known) {
-    return Fail(EINVAL, absl::StrCat(call, ": attr->queue ", attr->queue,
+    return Fail(EINVAL, absl::StrCat(call, ": attr->queue ", a.queue,
                                      " was not given to the executor"));
   }
-  if (attr->queue != 0) so->queue = attr->queue;
-  if (attr->cpu_priority < SPINDLE_PRIORITY_HIGH ||
-      attr->cpu_priority > SPINDLE_PRIORITY_LOW ||
-      attr->io_priority < SPINDLE_PRIORITY_HIGH ||
-      attr->io_priority > SPINDLE_PRIORITY_LOW) {
-    return Fail(EINVAL, absl::StrCat(call, ": priorities ",
-                                     attr->cpu_priority, " / ",
-                                     attr->io_priority,
+  SpawnOptions& so = plan->spawn;
+  if (a.queue != 0) so.queue = a.queue;
+  if (a.cpu_priority < SPINDLE_PRIORITY_HIGH ||
+      a.cpu_priority > SPINDLE_PRIORITY_LOW ||
+      a.io_priority < SPINDLE_PRIORITY_HIGH ||
+      a.io_priority > SPINDLE_PRIORITY_LOW) {
+    return Fail(EINVAL, absl::StrCat(call, ": priorities ", a.cpu_priority,
+                                     " / ", a.io_priority,
                                      " out of range: valid is 0..2"));
   }
-  so->priority = static_cast<spindle::Priority>(attr->cpu_priority);
-  so->io_priority = static_cast<spindle::IoPriority>(attr->io_priority);
-  if (attr->name != nullptr) so->name = attr->name;
-  if (attr->stack_size != 0) {
-    fo->stack_size = attr->stack_size;
-    absl::Status s = spindle::ValidateFiberOptions(*fo);
-    if (!s.ok()) {
-      return Fail(EINVAL, absl::StrCat(call, ": ", s.message()));
-    }
+  so.priority = static_cast<Priority>(a.cpu_priority);
+  so.io_priority = static_cast<IoPriority>(a.io_priority);
+  if (a.name != nullptr) so.name = a.name;
+  if (a.stack_size != 0) {
+    plan->fiber.stack_size = a.stack_size;
+    absl::Status s = ValidateFiberOptions(plan->fiber);
+    if (!s.ok()) return Fail(EINVAL, absl::StrCat(call, ": ", s.message()));
   }
-  return 0;
-}
-
-template <typename Spawn>
-int SpawnWith(const char* call, const std::vector<uint32_t>& queues,
-              const std::shared_ptr<ExecutorInfo>& info, spindle_task_fn fn,
-              void* arg, const spindle_task_attr_t* attr,
-              spindle_task_t** out, Spawn&& spawn) {
-  spindle::FiberOptions fo;
-  spindle::SpawnOptions so;
-  if (int r = SpawnCommon(call, queues, fn, attr, &fo, &so); r != 0) return r;
-  if (out == nullptr) {
-    spawn(CTaskBody(fn, arg, nullptr), fo, so, nullptr);
-    return 0;
+  if (a.placement == SPINDLE_PLACE_STEALABLE) return 0;
+  if (info.workers == 0) {
+    return Fail(EINVAL, absl::StrCat(call, ": placement ", a.placement,
+                                     " is for runtimes: an executor takes "
+                                     "only SPINDLE_PLACE_STEALABLE (0)"));
   }
-  auto task = std::make_unique<spindle_task>();
-  task->shared = std::make_shared<CTaskShared>();
-  task->info = info;
-  spawn(CTaskBody(fn, arg, task->shared), fo, so, &task->handle);
-  *out = task.release();
-  return 0;
+  const bool indexed = a.placement == SPINDLE_PLACE_PINNED ||
+                       a.placement == SPINDLE_PLACE_PREFERRED;
+  if (indexed && a.placement_arg >= info.workers) {
+    return Fail(EINVAL, absl::StrCat(call, ": placement_arg ",
+                                     a.placement_arg,
+                                     " is not a worker: valid is 0..",
+                                     info.workers - 1));
+  }
+  RuntimeSpawnOptions& rso = plan->spawn;
+  switch (a.placement) {
+    case SPINDLE_PLACE_PINNED:
+      rso.placement = Placement::Pinned(a.placement_arg);
+      return 0;
+    case SPINDLE_PLACE_PREFERRED:
+      rso.placement = Placement::StealablePreferred(a.placement_arg);
+      return 0;
+    case SPINDLE_PLACE_ROUND_ROBIN:
+      rso.placement = Placement::RoundRobin();
+      return 0;
+    case SPINDLE_PLACE_STICKY:
+      rso.placement = Placement::Sticky(a.placement_arg);
+      return 0;
+    default:
+      return Fail(EINVAL, absl::StrCat(call, ": placement ", a.placement,
+                                       " out of range: valid is 0..4"));
+  }
 }
 
 int CheckSelf(const char* call, spindle_task_t* self) {
   if (self == nullptr || !self->is_self) {
-    return Fail(EINVAL, absl::StrCat(call, ": self is not the task's own "
-                                           "argument"));
+    return Fail(EINVAL,
+                absl::StrCat(call, ": self is not the task's own argument"));
   }
-  if (!spindle::this_fiber::InFiber()) {
+  if (!this_fiber::InFiber()) {
     return Fail(EPERM, absl::StrCat(call, ": called outside the task"));
   }
   return 0;
+}
+
+}  // namespace spindle::c_api_internal
+
+using spindle::c_api_internal::CheckSize;
+using spindle::c_api_internal::CTaskBody;
+using spindle::c_api_internal::Fail;
+using spindle::c_api_internal::Guard;
+using spindle::c_api_internal::SpawnPlan;
+using spindle::c_api_internal::SpawnWith;
+using spindle::c_api_internal::ThisThreadId;
+
+namespace {
+
+// Waits for a task's end from a plain thread (not one of a task).
+int BlockUntilEnded(const char* call, spindle_task_t* task,
+                    int64_t timeout_ns) {
+  if (spindle::CurrentExecutor() != nullptr ||
+      task->info->run_tid.load(std::memory_order_relaxed) == ThisThreadId()) {
+    return Fail(EDEADLK,
+                absl::StrCat(call, spindle::CurrentExecutor() != nullptr
+                                       ? ": from a coroutine task, which "
+                                         "would block its thread (join from "
+                                         "a C task or a plain thread)"
+                                       : ": on the thread that runs the "
+                                         "task's executor, which could never "
+                                         "finish it"));
+  }
+  std::unique_lock<std::mutex> lock(task->shared->mu);
+  auto ended = [&] { return task->shared->ended; };
+  if (timeout_ns < 0) {
+    task->shared->cv.wait(lock, ended);
+  } else if (!task->shared->cv.wait_for(
+                 lock, std::chrono::nanoseconds(timeout_ns), ended)) {
+    return Fail(ETIMEDOUT, absl::StrCat(call, ": not finished after ",
+                                        timeout_ns, " ns"));
+  }
+  lock.unlock();
+  // Its callable is gone: the task is done (or is within this poll).
+  (void)task->handle.Wait();
+  return 0;
+}
+
+// Waits for the end of a task, without taking its value.
+struct EndAwaiter {
+  spindle::JoinHandle<int>::Awaiter inner;
+  bool await_ready() { return inner.await_ready(); }
+  bool await_suspend(std::coroutine_handle<> h) noexcept {
+    return inner.await_suspend(h);
+  }
+  void await_resume() const noexcept {}
+};
+
+// Waits for a task's end from a C task: the calling fiber suspends.
+int AwaitEnd(const char* call, spindle_task_t* task, int64_t timeout_ns) {
+  EndAwaiter end{task->handle.operator co_await()};
+  if (timeout_ns < 0) {
+    spindle::this_fiber::Await(end);
+    return 0;
+  }
+  if (timeout_ns > 0) {
+    absl::Status s = spindle::this_fiber::Await(
+        spindle::Timeout(std::chrono::nanoseconds(timeout_ns), end));
+    if (s.ok()) return 0;
+    if (s.code() != absl::StatusCode::kDeadlineExceeded) {
+      return Fail(ENOTSUP, absl::StrCat(call, ": ", s.message()));
+    }
+  }
+  return Fail(ETIMEDOUT, absl::StrCat(call, ": not finished after ",
+                                      timeout_ns, " ns"));
+}
+
+// A finished task's outcome: taken from its handle once, then kept.
+int Outcome(const char* call, spindle_task_t* task, int* result) {
+  if (!task->joined) {
+    task->joined = true;
+    switch (task->handle.status()) {
+      case spindle::JoinStatus::kCancelled:
+        task->join_rc = -ECANCELED;
+        break;
+      case spindle::JoinStatus::kFailed:
+        try {
+          (void)task->handle.Join();
+          task->join_rc = -EIO;
+        } catch (const std::bad_alloc&) {
+          task->join_rc = -ENOMEM;
+        } catch (...) {
+          task->join_rc = -EIO;
+        }
+        break;
+      default:
+        task->join_result = task->handle.Join();
+        task->join_rc = 0;
+    }
+  }
+  switch (task->join_rc) {
+    case 0:
+      if (result != nullptr) *result = task->join_result;
+      return 0;
+    case -ECANCELED:
+      return Fail(ECANCELED, absl::StrCat(call, ": the task was cancelled"));
+    case -ENOMEM:
+      return Fail(ENOMEM,
+                  absl::StrCat(call, ": the task could not start: no stack"));
+    default:
+      return Fail(EIO, absl::StrCat(call, ": the task failed"));
+  }
 }
 
 }  // namespace
@@ -224,7 +272,9 @@ const char* spindle_version(void) {
   return v.c_str();
 }
 
-const char* spindle_last_error(void) { return tl_error.c_str(); }
+const char* spindle_last_error(void) {
+  return spindle::c_api_internal::LastError();
+}
 
 void spindle_executor_attr_init(spindle_executor_attr_t* attr) {
   if (attr == nullptr) return;
@@ -302,6 +352,12 @@ int spindle_executor_create(const spindle_executor_attr_t* attr,
 int spindle_executor_destroy(spindle_executor_t* ex) {
   return Guard("spindle_executor_destroy", [&]() -> int {
     if (ex == nullptr) return Fail(EINVAL, "spindle_executor_destroy: ex is NULL");
+    if (spindle::CurrentExecutor() == ex->ex.get() ||
+        ex->info->running.load(std::memory_order_acquire)) {
+      return Fail(EBUSY, "spindle_executor_destroy: the executor is running "
+                         "(called from one of its tasks, or while "
+                         "spindle_executor_run runs)");
+    }
     delete ex;
     return 0;
   });
@@ -323,8 +379,15 @@ int spindle_executor_run(spindle_executor_t* ex, uint64_t max_polls,
     l.max_polls = max_polls;
     l.timeout = std::chrono::nanoseconds(timeout_ns);
     l.until_idle = (flags & SPINDLE_RUN_UNTIL_IDLE) != 0;
-    ex->info->run_tid.store(ThisThreadId(),
-                            std::memory_order_relaxed);
+    if (ex->info->running.exchange(true, std::memory_order_acq_rel)) {
+      return Fail(EBUSY, "spindle_executor_run: another thread runs the "
+                         "executor");
+    }
+    struct Done {
+      std::atomic<bool>* running;
+      ~Done() { running->store(false, std::memory_order_release); }
+    } done{&ex->info->running};
+    ex->info->run_tid.store(ThisThreadId(), std::memory_order_relaxed);
     using S = spindle::LocalExecutor::RunStatus;
     switch (ex->ex->RunFor(l)) {
       case S::kDone:
@@ -384,13 +447,14 @@ int spindle_spawn(spindle_executor_t* ex, spindle_task_fn fn, void* arg,
                   "(use a spawner)");
     }
     return SpawnWith("spindle_spawn", ex->queues, ex->info, fn, arg, attr, out,
-                     [&](CTaskBody&& body, const spindle::FiberOptions& fo,
-                         const spindle::SpawnOptions& so,
+                     [&](CTaskBody&& body, const SpawnPlan& plan,
                          spindle::JoinHandle<int>* h) {
                        if (h == nullptr) {
-                         ex->ex->SpawnFiberDetached(std::move(body), fo, so);
+                         ex->ex->SpawnFiberDetached(std::move(body),
+                                                    plan.fiber, plan.spawn);
                        } else {
-                         *h = ex->ex->SpawnFiber(std::move(body), fo, so);
+                         *h = ex->ex->SpawnFiber(std::move(body), plan.fiber,
+                                                 plan.spawn);
                        }
                      });
   });
@@ -421,14 +485,14 @@ int spindle_spawner_spawn(spindle_spawner_t* sp, spindle_task_fn fn,
     if (sp == nullptr) return Fail(EINVAL, "spindle_spawner_spawn: sp is NULL");
     return SpawnWith("spindle_spawner_spawn", sp->queues, sp->info, fn, arg,
                      attr, out,
-                     [&](CTaskBody&& body, const spindle::FiberOptions& fo,
-                         const spindle::SpawnOptions& so,
+                     [&](CTaskBody&& body, const SpawnPlan& plan,
                          spindle::JoinHandle<int>* h) {
                        if (h == nullptr) {
-                         sp->spawner.SpawnFiberDetached(std::move(body), fo,
-                                                        so);
+                         sp->spawner.SpawnFiberDetached(
+                             std::move(body), plan.fiber, plan.spawn);
                        } else {
-                         *h = sp->spawner.SpawnFiber(std::move(body), fo, so);
+                         *h = sp->spawner.SpawnFiber(std::move(body),
+                                                     plan.fiber, plan.spawn);
                        }
                      });
   });
@@ -441,42 +505,14 @@ int spindle_task_join(spindle_task_t* task, int* result, int64_t timeout_ns) {
       return Fail(EINVAL, "spindle_task_join: not a handle from a spawn");
     }
     if (!task->handle.is_finished()) {
-      if (spindle::CurrentExecutor() != nullptr ||
-          task->info->run_tid.load(std::memory_order_relaxed) ==
-              ThisThreadId()) {
-        return Fail(EDEADLK,
-                    absl::StrCat(call, ": on the thread that runs the "
-                                       "task's executor, which could never "
-                                       "finish it"));
-      }
-      std::unique_lock<std::mutex> lock(task->shared->mu);
-      auto ended = [&] { return task->shared->ended; };
-      if (timeout_ns < 0) {
-        task->shared->cv.wait(lock, ended);
-      } else if (!task->shared->cv.wait_for(
-                     lock, std::chrono::nanoseconds(timeout_ns), ended)) {
-        return Fail(ETIMEDOUT, absl::StrCat(call, ": not finished after ",
-                                            timeout_ns, " ns"));
+      if (int r = spindle::this_fiber::InFiber()
+                      ? AwaitEnd(call, task, timeout_ns)
+                      : BlockUntilEnded(call, task, timeout_ns);
+          r != 0) {
+        return r;
       }
     }
-    // Ended: its completion is published within the same poll.
-    switch (task->handle.Wait()) {
-      case spindle::JoinStatus::kCancelled:
-        return Fail(ECANCELED, absl::StrCat(call, ": the task was cancelled"));
-      case spindle::JoinStatus::kFailed:
-        try {
-          (void)task->handle.Join();
-        } catch (const std::bad_alloc&) {
-          return Fail(ENOMEM, absl::StrCat(call, ": the task could not "
-                                                 "start: no stack"));
-        }
-        return Fail(EIO, absl::StrCat(call, ": the task failed"));
-      default: {
-        const int v = task->handle.Join();
-        if (result != nullptr) *result = v;
-        return 0;
-      }
-    }
+    return Outcome(call, task, result);
   });
 }
 
@@ -497,54 +533,6 @@ int spindle_task_release(spindle_task_t* task) {
     }
     delete task;
     return 0;
-  });
-}
-
-int spindle_yield(spindle_task_t* self) {
-  return Guard("spindle_yield", [&]() -> int {
-    if (int r = CheckSelf("spindle_yield", self); r != 0) return r;
-    spindle::this_fiber::Yield();
-    return 0;
-  });
-}
-
-int spindle_yield_maybe(spindle_task_t* self) {
-  return Guard("spindle_yield_maybe", [&]() -> int {
-    if (int r = CheckSelf("spindle_yield_maybe", self); r != 0) return r;
-    spindle::this_fiber::YieldMaybe();
-    return 0;
-  });
-}
-
-int spindle_sleep(spindle_task_t* self, uint64_t ns) {
-  return Guard("spindle_sleep", [&]() -> int {
-    if (int r = CheckSelf("spindle_sleep", self); r != 0) return r;
-    spindle::this_fiber::SleepFor(
-        std::chrono::nanoseconds(static_cast<int64_t>(ns)));
-    return 0;
-  });
-}
-
-int64_t spindle_read(spindle_task_t* self, int fd, void* buf, size_t len,
-                     int64_t offset) {
-  return Guard("spindle_read", [&]() -> int {
-    if (int r = CheckSelf("spindle_read", self); r != 0) return r;
-    return spindle::this_fiber::Await(spindle::Read(fd, buf, len, offset));
-  });
-}
-
-int64_t spindle_write(spindle_task_t* self, int fd, const void* buf,
-                      size_t len, int64_t offset) {
-  return Guard("spindle_write", [&]() -> int {
-    if (int r = CheckSelf("spindle_write", self); r != 0) return r;
-    return spindle::this_fiber::Await(spindle::Write(fd, buf, len, offset));
-  });
-}
-
-int spindle_fsync(spindle_task_t* self, int fd) {
-  return Guard("spindle_fsync", [&]() -> int {
-    if (int r = CheckSelf("spindle_fsync", self); r != 0) return r;
-    return spindle::this_fiber::Await(spindle::Fsync(fd));
   });
 }
 

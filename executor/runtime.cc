@@ -355,8 +355,14 @@ void Runtime::CheckBlockingCall(const char* what) {
 }
 
 namespace {
+// A worker's counters without the snapshot task itself (spawned and live
+// while it reads them): an idle runtime reports no live task, and every
+// spawn counted has ended.  Earlier snapshots count as spawns that ended.
 Task<ExecutorStats> SnapshotWorker() {
-  co_return CurrentExecutor()->Stats();
+  ExecutorStats s = CurrentExecutor()->Stats();
+  s.spawns -= 1;
+  s.live_tasks -= 1;
+  co_return s;
 }
 }  // namespace
 

@@ -159,6 +159,29 @@ TEST_P(RuntimeTest, CrossWorkerWakesAreNeverLost) {
   }
 }
 
+Task<int> Three() { co_return 3; }
+
+// The per-worker snapshots do not count the tasks that take them.
+TEST_P(RuntimeTest, StatsOfAnIdleRuntimeShowNoLiveTask) {
+  auto rt = MakeRuntime(workers());
+  ASSERT_NE(rt, nullptr);
+  EXPECT_EQ(rt->Spawn(Three()).Join(), 3);
+  for (int round = 0; round < 2; ++round) {
+    RuntimeStats s = rt->Stats();
+    ASSERT_EQ(s.workers.size(), workers());
+    uint64_t live = 0;
+    uint64_t spawns = 0;
+    uint64_t ended = 0;
+    for (const ExecutorStats& w : s.workers) {
+      live += w.live_tasks;
+      spawns += w.spawns;
+      ended += w.completions + w.failed + w.cancellations;
+    }
+    EXPECT_EQ(live, 0u) << "round " << round;
+    EXPECT_EQ(spawns, ended) << "round " << round;
+  }
+}
+
 Task<void> StayPut(size_t expected, std::atomic<int>* wrong) {
   for (int i = 0; i < 20; ++i) {
     if (CurrentWorker() != expected) wrong->fetch_add(1);

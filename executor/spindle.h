@@ -19,12 +19,14 @@
  *
  * Threads: an executor runs on one thread (the one that calls
  * spindle_executor_run); spindle_spawn is for that thread (or a task on
- * it), spindle_spawner_spawn for any thread.  Task handles may be joined,
- * aborted and released from any thread.
+ * it), spindle_spawner_spawn for any thread.  A runtime runs its tasks on
+ * worker threads of its own; spindle_runtime_spawn works from any thread.
+ * Task handles may be joined, aborted and released from any thread (one
+ * call on a handle at a time).
  *
- * Status: first step.  Executors, C tasks on fibers, spawning from any
- * thread, join / abort, yields, sleeps, file reads and writes, stats.
- * Runtimes (many workers), sockets and a shared library come next.
+ * Linking: depend on the Bazel target //executor:c_api (static), or link
+ * the shared library //executor:libspindle.so, which exports only the
+ * spindle_* symbols (see docs/guides/c_api.md).
  */
 
 #ifndef SPINDLE_EXECUTOR_SPINDLE_H_
@@ -32,14 +34,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h> /* struct sockaddr, socklen_t */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define SPINDLE_C_API_VERSION 1
+#define SPINDLE_C_API_VERSION 2
 
 typedef struct spindle_executor spindle_executor_t;
+typedef struct spindle_runtime spindle_runtime_t;
 typedef struct spindle_spawner spindle_spawner_t;
 /* A task: a handle returned by a spawn (join, abort, release it), and the
  * `self` a running task receives (valid only during that call). */
@@ -75,8 +79,8 @@ void spindle_executor_attr_init(spindle_executor_attr_t* attr);
  * spindle_last_error(). */
 int spindle_executor_create(const spindle_executor_attr_t* attr,
                             spindle_executor_t** out);
-/* Cancels (unwinds) every unfinished task, then frees the executor.  Not
- * while it runs. */
+/* Cancels (unwinds) every unfinished task, then frees the executor.
+ * -EBUSY from one of its own tasks; never while another thread runs it. */
 int spindle_executor_destroy(spindle_executor_t* ex);
 
 #define SPINDLE_RUN_DONE 0       /* every task has finished */
@@ -106,11 +110,46 @@ typedef struct spindle_stats {
 /* out->size must be set by the caller. */
 int spindle_executor_stats(const spindle_executor_t* ex, spindle_stats_t* out);
 
+/* ---- Runtimes (many worker threads, work stealing) ---------------------- */
+
+typedef struct spindle_runtime_attr {
+  size_t size;              /* sizeof(spindle_runtime_attr_t) */
+  uint32_t workers;         /* 0: one per CPU; else 1..1024 */
+  uint32_t num_queues;      /* 0: one default queue (id 0) */
+  const uint32_t* queue_ids;    /* num_queues distinct ids */
+  const uint32_t* queue_shares; /* num_queues shares, 1..10000 */
+  int reactor;              /* SPINDLE_REACTOR_* (one per worker) */
+  int tiers;                /* 0: from the environment, 1: on, -1: off */
+  int task_timing;          /* 1: record per-task timing */
+} spindle_runtime_attr_t;
+
+void spindle_runtime_attr_init(spindle_runtime_attr_t* attr);
+
+/* attr may be NULL (defaults).  The workers start at once. */
+int spindle_runtime_create(const spindle_runtime_attr_t* attr,
+                           spindle_runtime_t** out);
+/* Stops the workers, cancels (unwinds) every unfinished task and frees the
+ * runtime.  -EBUSY from one of its own tasks. */
+int spindle_runtime_destroy(spindle_runtime_t* rt);
+/* The number of worker threads. */
+int spindle_runtime_workers(const spindle_runtime_t* rt);
+/* Sums of the workers' counters (polls, spawns, ...), read from a thread
+ * that is not one of the runtime's workers (-EBUSY from a worker). */
+int spindle_runtime_stats(const spindle_runtime_t* rt, spindle_stats_t* out);
+
 /* ---- Spawning ----------------------------------------------------------- */
 
 #define SPINDLE_PRIORITY_HIGH 0
 #define SPINDLE_PRIORITY_NORMAL 1
 #define SPINDLE_PRIORITY_LOW 2
+
+/* Where a runtime runs a task (executors take only the default). */
+#define SPINDLE_PLACE_STEALABLE 0 /* any worker; idle ones steal it */
+#define SPINDLE_PLACE_PINNED 1    /* worker placement_arg, always */
+#define SPINDLE_PLACE_PREFERRED 2 /* worker placement_arg first; stealable */
+#define SPINDLE_PLACE_ROUND_ROBIN 3
+#define SPINDLE_PLACE_STICKY 4 /* the same key (placement_arg), the same
+                                  worker */
 
 typedef struct spindle_task_attr {
   size_t size;           /* sizeof(spindle_task_attr_t) */
@@ -119,6 +158,10 @@ typedef struct spindle_task_attr {
   int io_priority;       /* SPINDLE_PRIORITY_* */
   size_t stack_size;     /* 0: 64 KiB; else 8 KiB .. 1 GiB */
   const char* name;      /* copied; NULL: unnamed */
+  /* Since SPINDLE_C_API_VERSION 2 (a version 1 struct, without them, is
+   * still accepted): */
+  int placement;         /* SPINDLE_PLACE_* */
+  uint64_t placement_arg; /* a worker index, or a sticky key */
 } spindle_task_attr_t;
 
 void spindle_task_attr_init(spindle_task_attr_t* attr);
@@ -136,12 +179,20 @@ int spindle_spawner_spawn(spindle_spawner_t* sp, spindle_task_fn fn,
                           void* arg, const spindle_task_attr_t* attr,
                           spindle_task_t** out);
 
+/* Spawns on a runtime, from any thread (a task of it, too). */
+int spindle_runtime_spawn(spindle_runtime_t* rt, spindle_task_fn fn,
+                          void* arg, const spindle_task_attr_t* attr,
+                          spindle_task_t** out);
+
 /* ---- Task handles (any thread) ------------------------------------------ */
 
-/* Waits for the task to end, at most timeout_ns (negative: no limit), and
- * stores its return value in *result (may be NULL).  0, -ETIMEDOUT,
- * -ECANCELED (aborted or dropped at shutdown), -EDEADLK (called on the
- * thread that runs the task's executor, which could never finish it). */
+/* Waits for the task to end, at most timeout_ns (negative: no limit; 0:
+ * do not wait), and stores its return value in *result (may be NULL).
+ * Called from a task, the calling task suspends (its thread runs others).
+ * 0, -ETIMEDOUT, -ECANCELED (aborted or dropped at shutdown), -ENOMEM (no
+ * stack for it), -EDEADLK (from a plain thread that runs the task's
+ * executor, which could never finish it).  Joining again gives the same
+ * answer. */
 int spindle_task_join(spindle_task_t* task, int* result, int64_t timeout_ns);
 /* Cancels the task: one that has not run never runs; a suspended one is
  * unwound at its suspension point. */
@@ -166,6 +217,18 @@ int64_t spindle_read(spindle_task_t* self, int fd, void* buf, size_t len,
 int64_t spindle_write(spindle_task_t* self, int fd, const void* buf,
                       size_t len, int64_t offset);
 int spindle_fsync(spindle_task_t* self, int fd);
+
+/* Sockets (descriptors in blocking or non-blocking mode).  accept: the new
+ * descriptor (addr and addrlen may be NULL); connect: 0; recv / send:
+ * bytes; each a negative errno on failure. */
+int spindle_accept(spindle_task_t* self, int fd, struct sockaddr* addr,
+                   socklen_t* addrlen);
+int spindle_connect(spindle_task_t* self, int fd, const struct sockaddr* addr,
+                    socklen_t addrlen);
+int64_t spindle_recv(spindle_task_t* self, int fd, void* buf, size_t len,
+                     int flags);
+int64_t spindle_send(spindle_task_t* self, int fd, const void* buf,
+                     size_t len, int flags);
 
 #ifdef __cplusplus
 } /* extern "C" */

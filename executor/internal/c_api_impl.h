@@ -1,0 +1,183 @@
+// executor/internal/c_api_impl.h: what the C interface's translation units
+// (c_api.cc, c_api_runtime.cc, c_api_task.cc) share: the handles' layouts,
+// the error channel, and spawning a C function as a fiber task.  Not a
+// public header: C callers see only executor/spindle.h.
+
+#ifndef SPINDLE_EXECUTOR_INTERNAL_C_API_IMPL_H_
+#define SPINDLE_EXECUTOR_INTERNAL_C_API_IMPL_H_
+
+// Spindle is C++20: an older -std stops here, with one error that says so.
+#if __cplusplus < 202002L
+#error "Spindle requires C++20: compile with -std=c++20 (or later)"
+#include "Spindle requires C++20, see the error above"  // Stops the build.
+#endif
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "executor/executor.h"
+#include "executor/spindle.h"
+
+namespace spindle::c_api_internal {
+
+// Sets the calling thread's last error; returns -err.
+int Fail(int err, std::string what);
+// Clears it (at the start of every call).
+void ClearError() noexcept;
+const char* LastError() noexcept;
+
+// Runs `body`, turning any exception into an errno and a message.
+template <typename F>
+int Guard(const char* call, F&& body) noexcept {
+  try {
+    ClearError();
+    return body();
+  } catch (const executor_internal::FiberUnwind&) {
+    // The calling task is being cancelled: C frames cannot be unwound, so
+    // the C function is told, and should return.
+    return Fail(ECANCELED,
+                absl::StrCat(call, ": the task is being cancelled; return"));
+  } catch (const std::bad_alloc&) {
+    return Fail(ENOMEM, absl::StrCat(call, ": out of memory"));
+  } catch (const TaskMisuseError& e) {
+    return Fail(EDEADLK, absl::StrCat(call, ": ", e.what()));
+  } catch (const std::exception& e) {
+    return Fail(EIO, absl::StrCat(call, ": ", e.what()));
+  } catch (...) {
+    return Fail(EIO, absl::StrCat(call, ": unknown exception"));
+  }
+}
+
+// Checks an attribute struct's size: smaller than the first version (`v1`
+// bytes) is invalid; larger than this library's (`ours`) is fine when the
+// bytes it does not know are 0.
+int CheckSize(const char* call, const void* attr, size_t size, size_t ours,
+              size_t v1);
+
+// The calling thread's id (read from the kernel once per thread).
+pid_t ThisThreadId() noexcept;
+
+// What a handle needs to know about its executor, kept alive by both.
+struct ExecutorInfo {
+  std::atomic<pid_t> run_tid{0};  // the thread in spindle_executor_run
+  std::atomic<bool> running{false};  // spindle_executor_run is under way
+  size_t workers = 0;             // a runtime's worker count; 0: executor
+};
+
+// Signalled when a C task's callable is destroyed: after the function
+// returned, after the fiber was unwound, or unrun at cancellation.
+struct CTaskShared {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ended = false;
+};
+
+// The fiber's callable: calls the C function with a `self` on the fiber's
+// stack; its destructor marks the task ended, whichever way it ends.
+struct CTaskBody {
+  spindle_task_fn fn;
+  void* arg;
+  std::shared_ptr<CTaskShared> shared;
+
+  CTaskBody(spindle_task_fn f, void* a, std::shared_ptr<CTaskShared> s)
+      : fn(f), arg(a), shared(std::move(s)) {}
+  CTaskBody(CTaskBody&&) noexcept = default;
+  CTaskBody(const CTaskBody&) = delete;
+  ~CTaskBody();
+  int operator()();
+};
+
+// Where and how a C task runs, from a spindle_task_attr_t.
+struct SpawnPlan {
+  FiberOptions fiber;
+  RuntimeSpawnOptions spawn;  // its placement is used on runtimes only
+};
+
+// Validates `attr` (may be NULL) against an executor's queues (and, for a
+// runtime, its worker count) into `plan`; 0 or a negative errno.
+int PlanSpawn(const char* call, const ExecutorInfo& info,
+              const std::vector<uint32_t>& queues, spindle_task_fn fn,
+              const spindle_task_attr_t* attr, SpawnPlan* plan);
+
+// Spawns through `spawn(CTaskBody&&, const SpawnPlan&, JoinHandle<int>*)`
+// (null handle: detached) and returns the C handle in *out when asked.
+template <typename Spawn>
+int SpawnWith(const char* call, const std::vector<uint32_t>& queues,
+              const std::shared_ptr<ExecutorInfo>& info, spindle_task_fn fn,
+              void* arg, const spindle_task_attr_t* attr,
+              spindle_task_t** out, Spawn&& spawn);
+
+// 0 when `self` is the calling task's own argument, else -EINVAL / -EPERM.
+int CheckSelf(const char* call, spindle_task_t* self);
+
+}  // namespace spindle::c_api_internal
+
+// The opaque handles of executor/spindle.h.
+
+struct spindle_task {
+  bool is_self = false;
+  spindle::JoinHandle<int> handle;
+  std::shared_ptr<spindle::c_api_internal::CTaskShared> shared;
+  std::shared_ptr<spindle::c_api_internal::ExecutorInfo> info;
+  // A join's outcome, kept for the next join (the value is taken once).
+  bool joined = false;
+  int join_rc = 0;
+  int join_result = 0;
+};
+
+struct spindle_executor {
+  std::unique_ptr<spindle::LocalExecutor> ex;
+  std::shared_ptr<spindle::c_api_internal::ExecutorInfo> info =
+      std::make_shared<spindle::c_api_internal::ExecutorInfo>();
+  std::vector<uint32_t> queues;  // ids given at creation
+};
+
+struct spindle_spawner {
+  spindle::Spawner spawner;
+  std::shared_ptr<spindle::c_api_internal::ExecutorInfo> info;
+  std::vector<uint32_t> queues;
+};
+
+struct spindle_runtime {
+  std::unique_ptr<spindle::Runtime> rt;
+  std::shared_ptr<spindle::c_api_internal::ExecutorInfo> info =
+      std::make_shared<spindle::c_api_internal::ExecutorInfo>();
+  std::vector<uint32_t> queues;
+};
+
+namespace spindle::c_api_internal {
+
+template <typename Spawn>
+int SpawnWith(const char* call, const std::vector<uint32_t>& queues,
+              const std::shared_ptr<ExecutorInfo>& info, spindle_task_fn fn,
+              void* arg, const spindle_task_attr_t* attr,
+              spindle_task_t** out, Spawn&& spawn) {
+  SpawnPlan plan;
+  if (int r = PlanSpawn(call, *info, queues, fn, attr, &plan); r != 0) {
+    return r;
+  }
+  if (out == nullptr) {
+    spawn(CTaskBody(fn, arg, nullptr), plan, nullptr);
+    return 0;
+  }
+  auto task = std::make_unique<spindle_task>();
+  task->shared = std::make_shared<CTaskShared>();
+  task->info = info;
+  spawn(CTaskBody(fn, arg, task->shared), plan, &task->handle);
+  *out = task.release();
+  return 0;
+}
+
+}  // namespace spindle::c_api_internal
+
+#endif  // SPINDLE_EXECUTOR_INTERNAL_C_API_IMPL_H_
