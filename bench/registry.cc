@@ -350,6 +350,7 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
   AddProcessBenchmarks(c, all);
   AddChannelBenchmarks(c, all);
   AddFiberBenchmarks(c, all);
+  AddCApiBenchmarks(c, all);
   return all;
 }
 

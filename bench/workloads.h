@@ -93,6 +93,8 @@ absl::StatusOr<Rows> SpindleFiberLaunch(const std::string& id,
                                         int64_t launches);
 // fiber_switch, fiber_spawn, fiber_nop (workloads_fiber.cc).
 void AddFiberBenchmarks(const Config& config, std::vector<Benchmark>& all);
+// c_api: C-function tasks through the C interface (workloads_c_api.cc).
+void AddCApiBenchmarks(const Config& config, std::vector<Benchmark>& all);
 
 // ---- Peers ------------------------------------------------------------------
 absl::StatusOr<Rows> AsioSpawn(const std::string& id, int64_t n);
