@@ -5,8 +5,8 @@
 //
 // Every entry point catches everything: a C++ exception becomes a negative
 // errno and a per-thread message (spindle_last_error).  A C task is a fiber
-// whose callable (CTaskBody) calls the C function with a `self` that lives
-// on the fiber's stack.  A handle's timed join from a plain thread waits on
+// whose callable (CTaskFn, or CTaskBody when joinable) calls the C function
+// with `self` = SelfTag().  A handle's timed join from a plain thread waits on
 // a condition variable that the callable signals when it is destroyed:
 // after the function returned, after the fiber was unwound, or unrun at
 // cancellation.  From a task, a join suspends the task on the handle.
@@ -23,17 +23,24 @@
 
 namespace spindle::c_api_internal {
 namespace {
+// The message, and whether it is current: the flag is a plain TLS word, so
+// a call that succeeds does not touch the string (whose thread_local
+// needs an initialisation check on every access).
 thread_local std::string tl_error;
+constinit thread_local bool tl_has_error = false;
 }  // namespace
 
 int Fail(int err, std::string what) {
   tl_error = std::move(what);
+  tl_has_error = true;
   return -err;
 }
 
-void ClearError() noexcept { tl_error.clear(); }
+void ClearError() noexcept { tl_has_error = false; }
 
-const char* LastError() noexcept { return tl_error.c_str(); }
+const char* LastError() noexcept {
+  return tl_has_error ? tl_error.c_str() : "";
+}
 
 int CheckSize(const char* call, const void* attr, size_t size, size_t ours,
               size_t v1) {
@@ -55,8 +62,8 @@ int CheckSize(const char* call, const void* attr, size_t size, size_t ours,
 }
 
 pid_t ThisThreadId() noexcept {
-  static thread_local const pid_t tid =
-      static_cast<pid_t>(syscall(SYS_gettid));
+  constinit static thread_local pid_t tid = 0;
+  if (tid == 0) [[unlikely]] tid = static_cast<pid_t>(syscall(SYS_gettid));
   return tid;
 }
 
@@ -67,11 +74,6 @@ CTaskBody::~CTaskBody() {
   shared->cv.notify_all();
 }
 
-int CTaskBody::operator()() {
-  spindle_task self;
-  self.is_self = true;
-  return fn(&self, arg);
-}
 
 int PlanSpawn(const char* call, const ExecutorInfo& info,
               const std::vector<uint32_t>& queues, spindle_task_fn fn,
@@ -79,19 +81,26 @@ int PlanSpawn(const char* call, const ExecutorInfo& info,
   if (fn == nullptr) return Fail(EINVAL, absl::StrCat(call, ": fn is NULL"));
   if (attr == nullptr) return 0;
   // Version 1 of the struct ended before `placement`.
-  if (int r = CheckSize(call, attr, attr->size, sizeof(spindle_task_attr_t),
-                        offsetof(spindle_task_attr_t, placement));
-      r != 0) {
-    return r;
+  if (attr->size != sizeof(spindle_task_attr_t)) {
+    if (int r = CheckSize(call, attr, attr->size, sizeof(spindle_task_attr_t),
+                          offsetof(spindle_task_attr_t, placement));
+        r != 0) {
+      return r;
+    }
   }
-  spindle_task_attr_t a;
-  std::memset(&a, 0, sizeof(a));
-  std::memcpy(&a, attr, std::min(attr->size, sizeof(a)));
-  bool known = a.queue == 0;
-  for (uint32_t q : queues) known = known || q == a.queue;
-  if (!known) {
-    return Fail(EINVAL, absl::StrCat(call, ": attr->queue ", a.queue,
-                                     " was not given to the executor"));
+  // Fields are read where they are (no copy of the struct: this is on
+  // every spawn); the version 2 ones only when the caller's struct has them.
+  const spindle_task_attr_t& a = *attr;
+  const bool v2 = attr->size >= sizeof(spindle_task_attr_t);
+  const int placement = v2 ? a.placement : SPINDLE_PLACE_STEALABLE;
+  const uint64_t placement_arg = v2 ? a.placement_arg : 0;
+  if (a.queue != 0) {
+    bool known = false;
+    for (uint32_t q : queues) known = known || q == a.queue;
+    if (!known) {
+      return Fail(EINVAL, absl::StrCat(call, ": attr->queue ", a.queue,
+                                       " was not given to the executor"));
+    }
   }
   SpawnOptions& so = plan->spawn;
   if (a.queue != 0) so.queue = a.queue;
@@ -108,45 +117,46 @@ int PlanSpawn(const char* call, const ExecutorInfo& info,
   if (a.name != nullptr) so.name = a.name;
   if (a.stack_size != 0) {
     plan->fiber.stack_size = a.stack_size;
-    absl::Status s = ValidateFiberOptions(plan->fiber);
-    if (!s.ok()) return Fail(EINVAL, absl::StrCat(call, ": ", s.message()));
+    if (a.stack_size < kMinFiberStack || a.stack_size > kMaxFiberStack) {
+      absl::Status s = ValidateFiberOptions(plan->fiber);
+      return Fail(EINVAL, absl::StrCat(call, ": ", s.message()));
+    }
   }
-  if (a.placement == SPINDLE_PLACE_STEALABLE) return 0;
+  if (placement == SPINDLE_PLACE_STEALABLE) return 0;
   if (info.workers == 0) {
-    return Fail(EINVAL, absl::StrCat(call, ": placement ", a.placement,
+    return Fail(EINVAL, absl::StrCat(call, ": placement ", placement,
                                      " is for runtimes: an executor takes "
                                      "only SPINDLE_PLACE_STEALABLE (0)"));
   }
-  const bool indexed = a.placement == SPINDLE_PLACE_PINNED ||
-                       a.placement == SPINDLE_PLACE_PREFERRED;
-  if (indexed && a.placement_arg >= info.workers) {
-    return Fail(EINVAL, absl::StrCat(call, ": placement_arg ",
-                                     a.placement_arg,
+  const bool indexed = placement == SPINDLE_PLACE_PINNED ||
+                       placement == SPINDLE_PLACE_PREFERRED;
+  if (indexed && placement_arg >= info.workers) {
+    return Fail(EINVAL, absl::StrCat(call, ": placement_arg ", placement_arg,
                                      " is not a worker: valid is 0..",
                                      info.workers - 1));
   }
   RuntimeSpawnOptions& rso = plan->spawn;
-  switch (a.placement) {
+  switch (placement) {
     case SPINDLE_PLACE_PINNED:
-      rso.placement = Placement::Pinned(a.placement_arg);
+      rso.placement = Placement::Pinned(placement_arg);
       return 0;
     case SPINDLE_PLACE_PREFERRED:
-      rso.placement = Placement::StealablePreferred(a.placement_arg);
+      rso.placement = Placement::StealablePreferred(placement_arg);
       return 0;
     case SPINDLE_PLACE_ROUND_ROBIN:
       rso.placement = Placement::RoundRobin();
       return 0;
     case SPINDLE_PLACE_STICKY:
-      rso.placement = Placement::Sticky(a.placement_arg);
+      rso.placement = Placement::Sticky(placement_arg);
       return 0;
     default:
-      return Fail(EINVAL, absl::StrCat(call, ": placement ", a.placement,
+      return Fail(EINVAL, absl::StrCat(call, ": placement ", placement,
                                        " out of range: valid is 0..4"));
   }
 }
 
 int CheckSelf(const char* call, spindle_task_t* self) {
-  if (self == nullptr || !self->is_self) {
+  if (self != SelfTag()) {
     return Fail(EINVAL,
                 absl::StrCat(call, ": self is not the task's own argument"));
   }
@@ -159,9 +169,9 @@ int CheckSelf(const char* call, spindle_task_t* self) {
 }  // namespace spindle::c_api_internal
 
 using spindle::c_api_internal::CheckSize;
-using spindle::c_api_internal::CTaskBody;
 using spindle::c_api_internal::Fail;
 using spindle::c_api_internal::Guard;
+using spindle::c_api_internal::SelfTag;
 using spindle::c_api_internal::SpawnPlan;
 using spindle::c_api_internal::SpawnWith;
 using spindle::c_api_internal::ThisThreadId;
@@ -447,7 +457,7 @@ int spindle_spawn(spindle_executor_t* ex, spindle_task_fn fn, void* arg,
                   "(use a spawner)");
     }
     return SpawnWith("spindle_spawn", ex->queues, ex->info, fn, arg, attr, out,
-                     [&](CTaskBody&& body, const SpawnPlan& plan,
+                     [&](auto&& body, const SpawnPlan& plan,
                          spindle::JoinHandle<int>* h) {
                        if (h == nullptr) {
                          ex->ex->SpawnFiberDetached(std::move(body),
@@ -485,7 +495,7 @@ int spindle_spawner_spawn(spindle_spawner_t* sp, spindle_task_fn fn,
     if (sp == nullptr) return Fail(EINVAL, "spindle_spawner_spawn: sp is NULL");
     return SpawnWith("spindle_spawner_spawn", sp->queues, sp->info, fn, arg,
                      attr, out,
-                     [&](CTaskBody&& body, const SpawnPlan& plan,
+                     [&](auto&& body, const SpawnPlan& plan,
                          spindle::JoinHandle<int>* h) {
                        if (h == nullptr) {
                          sp->spawner.SpawnFiberDetached(
@@ -501,7 +511,7 @@ int spindle_spawner_spawn(spindle_spawner_t* sp, spindle_task_fn fn,
 int spindle_task_join(spindle_task_t* task, int* result, int64_t timeout_ns) {
   return Guard("spindle_task_join", [&]() -> int {
     const char* call = "spindle_task_join";
-    if (task == nullptr || task->is_self) {
+    if (task == nullptr || task == SelfTag()) {
       return Fail(EINVAL, "spindle_task_join: not a handle from a spawn");
     }
     if (!task->handle.is_finished()) {
@@ -518,7 +528,7 @@ int spindle_task_join(spindle_task_t* task, int* result, int64_t timeout_ns) {
 
 int spindle_task_abort(spindle_task_t* task) {
   return Guard("spindle_task_abort", [&]() -> int {
-    if (task == nullptr || task->is_self) {
+    if (task == nullptr || task == SelfTag()) {
       return Fail(EINVAL, "spindle_task_abort: not a handle from a spawn");
     }
     task->handle.Abort();
@@ -528,7 +538,7 @@ int spindle_task_abort(spindle_task_t* task) {
 
 int spindle_task_release(spindle_task_t* task) {
   return Guard("spindle_task_release", [&]() -> int {
-    if (task == nullptr || task->is_self) {
+    if (task == nullptr || task == SelfTag()) {
       return Fail(EINVAL, "spindle_task_release: not a handle from a spawn");
     }
     delete task;

@@ -7,7 +7,6 @@
 #include "executor/internal/c_api_impl.h"
 
 using spindle::c_api_internal::CheckSize;
-using spindle::c_api_internal::CTaskBody;
 using spindle::c_api_internal::Fail;
 using spindle::c_api_internal::Guard;
 using spindle::c_api_internal::SpawnPlan;
@@ -164,7 +163,7 @@ int spindle_runtime_spawn(spindle_runtime_t* rt, spindle_task_fn fn,
     if (rt == nullptr) return Fail(EINVAL, "spindle_runtime_spawn: rt is NULL");
     return SpawnWith("spindle_runtime_spawn", rt->queues, rt->info, fn, arg,
                      attr, out,
-                     [&](CTaskBody&& body, const SpawnPlan& plan,
+                     [&](auto&& body, const SpawnPlan& plan,
                          spindle::JoinHandle<int>* h) {
                        if (h == nullptr) {
                          rt->rt->SpawnFiberDetached(std::move(body),

@@ -157,7 +157,8 @@ typedef struct spindle_task_attr {
   int cpu_priority;      /* SPINDLE_PRIORITY_* */
   int io_priority;       /* SPINDLE_PRIORITY_* */
   size_t stack_size;     /* 0: 64 KiB; else 8 KiB .. 1 GiB */
-  const char* name;      /* copied; NULL: unnamed */
+  const char* name;      /* NULL: unnamed; not copied: it must stay valid
+                            until the task ends (a string literal) */
   /* Since SPINDLE_C_API_VERSION 2 (a version 1 struct, without them, is
    * still accepted): */
   int placement;         /* SPINDLE_PLACE_* */

@@ -74,6 +74,20 @@ struct ExecutorInfo {
   size_t workers = 0;             // a runtime's worker count; 0: executor
 };
 
+// The `self` every C task receives: the address of a tag, not an object
+// (nothing to build per task); it marks calls made from inside a task.
+inline char self_tag = 0;
+inline spindle_task_t* SelfTag() noexcept {
+  return reinterpret_cast<spindle_task_t*>(&self_tag);
+}
+
+// A detached C task's callable: nothing waits for its end.
+struct CTaskFn {
+  spindle_task_fn fn;
+  void* arg;
+  int operator()() const { return fn(SelfTag(), arg); }
+};
+
 // Signalled when a C task's callable is destroyed: after the function
 // returned, after the fiber was unwound, or unrun at cancellation.
 struct CTaskShared {
@@ -82,8 +96,8 @@ struct CTaskShared {
   bool ended = false;
 };
 
-// The fiber's callable: calls the C function with a `self` on the fiber's
-// stack; its destructor marks the task ended, whichever way it ends.
+// A joinable C task's callable: calls the C function; its destructor marks
+// the task ended, whichever way it ends.
 struct CTaskBody {
   spindle_task_fn fn;
   void* arg;
@@ -94,7 +108,7 @@ struct CTaskBody {
   CTaskBody(CTaskBody&&) noexcept = default;
   CTaskBody(const CTaskBody&) = delete;
   ~CTaskBody();
-  int operator()();
+  int operator()() const { return fn(SelfTag(), arg); }
 };
 
 // Where and how a C task runs, from a spindle_task_attr_t.
@@ -109,8 +123,8 @@ int PlanSpawn(const char* call, const ExecutorInfo& info,
               const std::vector<uint32_t>& queues, spindle_task_fn fn,
               const spindle_task_attr_t* attr, SpawnPlan* plan);
 
-// Spawns through `spawn(CTaskBody&&, const SpawnPlan&, JoinHandle<int>*)`
-// (null handle: detached) and returns the C handle in *out when asked.
+// Spawns through `spawn(body, const SpawnPlan&, JoinHandle<int>*)`, body a
+// CTaskFn (detached, null handle) or a CTaskBody and returns the C handle in *out when asked.
 template <typename Spawn>
 int SpawnWith(const char* call, const std::vector<uint32_t>& queues,
               const std::shared_ptr<ExecutorInfo>& info, spindle_task_fn fn,
@@ -124,8 +138,8 @@ int CheckSelf(const char* call, spindle_task_t* self);
 
 // The opaque handles of executor/spindle.h.
 
+// A handle from a spawn (a task's own `self` is SelfTag(), not one).
 struct spindle_task {
-  bool is_self = false;
   spindle::JoinHandle<int> handle;
   std::shared_ptr<spindle::c_api_internal::CTaskShared> shared;
   std::shared_ptr<spindle::c_api_internal::ExecutorInfo> info;
@@ -167,7 +181,7 @@ int SpawnWith(const char* call, const std::vector<uint32_t>& queues,
     return r;
   }
   if (out == nullptr) {
-    spawn(CTaskBody(fn, arg, nullptr), plan, nullptr);
+    spawn(CTaskFn{fn, arg}, plan, nullptr);
     return 0;
   }
   auto task = std::make_unique<spindle_task>();
