@@ -169,6 +169,7 @@ int CheckSelf(const char* call, spindle_task_t* self) {
 }  // namespace spindle::c_api_internal
 
 using spindle::c_api_internal::CheckSize;
+using spindle::c_api_internal::ConfigureCommon;
 using spindle::c_api_internal::Fail;
 using spindle::c_api_internal::Guard;
 using spindle::c_api_internal::SelfTag;
@@ -308,47 +309,9 @@ int spindle_executor_create(const spindle_executor_attr_t* attr,
       }
       a = *attr;
     }
-    if (a.num_queues != 0 &&
-        (a.queue_ids == nullptr || a.queue_shares == nullptr)) {
-      return Fail(EINVAL, absl::StrCat(call, ": num_queues ", a.num_queues,
-                                       " with a NULL queue_ids or "
-                                       "queue_shares"));
-    }
     spindle::ExecutorBuilder b;
     auto exec = std::make_unique<spindle_executor>();
-    for (uint32_t i = 0; i < a.num_queues; ++i) {
-      b.WithQueue(a.queue_ids[i], a.queue_shares[i]);
-      exec->queues.push_back(a.queue_ids[i]);
-    }
-    switch (a.reactor) {
-      case SPINDLE_REACTOR_AUTO:
-      case SPINDLE_REACTOR_IO_URING:
-      case SPINDLE_REACTOR_EPOLL: {
-        spindle::reactor::ReactorOptions o;
-        o.backend = a.reactor == SPINDLE_REACTOR_IO_URING
-                        ? spindle::reactor::BackendChoice::kIoUring
-                    : a.reactor == SPINDLE_REACTOR_EPOLL
-                        ? spindle::reactor::BackendChoice::kEpoll
-                        : spindle::reactor::BackendChoice::kAuto;
-        b.Reactor(o);
-        break;
-      }
-      case SPINDLE_REACTOR_NONE:
-        b.NoReactor();
-        break;
-      default:
-        return Fail(EINVAL, absl::StrCat(call, ": reactor ", a.reactor,
-                                         " out of range: valid is 0..3"));
-    }
-    if (a.tiers == 1) {
-      b.Tiers(spindle::budget::TierConfig::Balanced());
-    } else if (a.tiers == -1) {
-      b.NoTiers();
-    } else if (a.tiers != 0) {
-      return Fail(EINVAL, absl::StrCat(call, ": tiers ", a.tiers,
-                                       " out of range: valid is -1, 0, 1"));
-    }
-    b.TaskTiming(a.task_timing != 0);
+    if (int r = ConfigureCommon(call, a, b, &exec->queues); r != 0) return r;
     absl::StatusOr<std::unique_ptr<spindle::LocalExecutor>> ex = b.Build();
     if (!ex.ok()) {
       return Fail(EINVAL, absl::StrCat(call, ": ", ex.status().message()));

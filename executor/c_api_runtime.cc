@@ -7,60 +7,11 @@
 #include "executor/internal/c_api_impl.h"
 
 using spindle::c_api_internal::CheckSize;
+using spindle::c_api_internal::ConfigureCommon;
 using spindle::c_api_internal::Fail;
 using spindle::c_api_internal::Guard;
 using spindle::c_api_internal::SpawnPlan;
 using spindle::c_api_internal::SpawnWith;
-
-namespace {
-
-// Applies the attributes to `b`; 0 or a negative errno naming the bad one.
-int Configure(const char* call, const spindle_runtime_attr_t& a,
-              spindle::RuntimeBuilder& b, std::vector<uint32_t>* queues) {
-  if (a.workers != 0) b.Workers(a.workers);  // its range: checked by Build
-  if (a.num_queues != 0 &&
-      (a.queue_ids == nullptr || a.queue_shares == nullptr)) {
-    return Fail(EINVAL, absl::StrCat(call, ": num_queues ", a.num_queues,
-                                     " with a NULL queue_ids or "
-                                     "queue_shares"));
-  }
-  for (uint32_t i = 0; i < a.num_queues; ++i) {
-    b.WithQueue(a.queue_ids[i], a.queue_shares[i]);
-    queues->push_back(a.queue_ids[i]);
-  }
-  switch (a.reactor) {
-    case SPINDLE_REACTOR_AUTO:
-    case SPINDLE_REACTOR_IO_URING:
-    case SPINDLE_REACTOR_EPOLL: {
-      spindle::reactor::ReactorOptions o;
-      o.backend = a.reactor == SPINDLE_REACTOR_IO_URING
-                      ? spindle::reactor::BackendChoice::kIoUring
-                  : a.reactor == SPINDLE_REACTOR_EPOLL
-                      ? spindle::reactor::BackendChoice::kEpoll
-                      : spindle::reactor::BackendChoice::kAuto;
-      b.Reactor(o);
-      break;
-    }
-    case SPINDLE_REACTOR_NONE:
-      b.NoReactor();
-      break;
-    default:
-      return Fail(EINVAL, absl::StrCat(call, ": reactor ", a.reactor,
-                                       " out of range: valid is 0..3"));
-  }
-  if (a.tiers == 1) {
-    b.Tiers(spindle::budget::TierConfig::Balanced());
-  } else if (a.tiers == -1) {
-    b.NoTiers();
-  } else if (a.tiers != 0) {
-    return Fail(EINVAL, absl::StrCat(call, ": tiers ", a.tiers,
-                                     " out of range: valid is -1, 0, 1"));
-  }
-  b.TaskTiming(a.task_timing != 0);
-  return 0;
-}
-
-}  // namespace
 
 extern "C" {
 
@@ -93,7 +44,8 @@ int spindle_runtime_create(const spindle_runtime_attr_t* attr,
     }
     spindle::RuntimeBuilder b;
     auto rt = std::make_unique<spindle_runtime>();
-    if (int r = Configure(call, a, b, &rt->queues); r != 0) return r;
+    if (a.workers != 0) b.Workers(a.workers);
+    if (int r = ConfigureCommon(call, a, b, &rt->queues); r != 0) return r;
     absl::StatusOr<std::unique_ptr<spindle::Runtime>> built = b.Build();
     if (!built.ok()) {
       return Fail(EINVAL, absl::StrCat(call, ": ", built.status().message()));

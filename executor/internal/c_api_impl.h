@@ -131,6 +131,54 @@ int SpawnWith(const char* call, const std::vector<uint32_t>& queues,
               void* arg, const spindle_task_attr_t* attr,
               spindle_task_t** out, Spawn&& spawn);
 
+// Applies the attributes an executor and a runtime share (queues, reactor,
+// tiers, timing) to `b`, an ExecutorBuilder or a RuntimeBuilder, and lists
+// the queue ids in `queues`; 0 or a negative errno naming the bad value.
+template <typename Attr, typename Builder>
+int ConfigureCommon(const char* call, const Attr& a, Builder& b,
+                    std::vector<uint32_t>* queues) {
+  if (a.num_queues != 0 &&
+      (a.queue_ids == nullptr || a.queue_shares == nullptr)) {
+    return Fail(EINVAL, absl::StrCat(call, ": num_queues ", a.num_queues,
+                                     " with a NULL queue_ids or "
+                                     "queue_shares"));
+  }
+  for (uint32_t i = 0; i < a.num_queues; ++i) {
+    b.WithQueue(a.queue_ids[i], a.queue_shares[i]);
+    queues->push_back(a.queue_ids[i]);
+  }
+  switch (a.reactor) {
+    case SPINDLE_REACTOR_AUTO:
+    case SPINDLE_REACTOR_IO_URING:
+    case SPINDLE_REACTOR_EPOLL: {
+      reactor::ReactorOptions o;
+      o.backend = a.reactor == SPINDLE_REACTOR_IO_URING
+                      ? reactor::BackendChoice::kIoUring
+                  : a.reactor == SPINDLE_REACTOR_EPOLL
+                      ? reactor::BackendChoice::kEpoll
+                      : reactor::BackendChoice::kAuto;
+      b.Reactor(o);
+      break;
+    }
+    case SPINDLE_REACTOR_NONE:
+      b.NoReactor();
+      break;
+    default:
+      return Fail(EINVAL, absl::StrCat(call, ": reactor ", a.reactor,
+                                       " out of range: valid is 0..3"));
+  }
+  if (a.tiers == 1) {
+    b.Tiers(budget::TierConfig::Balanced());
+  } else if (a.tiers == -1) {
+    b.NoTiers();
+  } else if (a.tiers != 0) {
+    return Fail(EINVAL, absl::StrCat(call, ": tiers ", a.tiers,
+                                     " out of range: valid is -1, 0, 1"));
+  }
+  b.TaskTiming(a.task_timing != 0);
+  return 0;
+}
+
 // 0 when `self` is the calling task's own argument, else -EINVAL / -EPERM.
 int CheckSelf(const char* call, spindle_task_t* self);
 
