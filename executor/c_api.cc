@@ -36,6 +36,8 @@ int Fail(int err, std::string what) {
   return -err;
 }
 
+int Fail(int err, const char* what) { return Fail(err, std::string(what)); }
+
 void ClearError() noexcept { tl_has_error = false; }
 
 const char* LastError() noexcept {

@@ -30,15 +30,18 @@
 
 namespace spindle::c_api_internal {
 
-// Sets the calling thread's last error; returns -err.
-int Fail(int err, std::string what);
+// Sets the calling thread's last error; returns -err.  Cold: off the
+// paths that succeed.
+[[gnu::cold]] int Fail(int err, std::string what);
+[[gnu::cold]] int Fail(int err, const char* what);
 // Clears it (at the start of every call).
 void ClearError() noexcept;
 const char* LastError() noexcept;
 
-// Runs `body`, turning any exception into an errno and a message.
+// Runs `body`, turning any exception into an errno and a message.  Inlined
+// into each entry point: the try costs nothing until something throws.
 template <typename F>
-int Guard(const char* call, F&& body) noexcept {
+[[gnu::always_inline]] inline int Guard(const char* call, F&& body) noexcept {
   try {
     ClearError();
     return body();
@@ -122,6 +125,27 @@ struct SpawnPlan {
 int PlanSpawn(const char* call, const ExecutorInfo& info,
               const std::vector<uint32_t>& queues, spindle_task_fn fn,
               const spindle_task_attr_t* attr, SpawnPlan* plan);
+
+// The common case of PlanSpawn, inline (it is on every spawn): a struct of
+// this version, the default queue and placement, priorities and stack size
+// in range.  False: PlanSpawn decides (and names what is wrong).
+inline bool PlanSpawnFast(const spindle_task_attr_t* attr, SpawnPlan* plan) {
+  if (attr == nullptr) return true;
+  const spindle_task_attr_t& a = *attr;
+  if (a.size != sizeof(spindle_task_attr_t) || a.queue != 0 ||
+      a.placement != SPINDLE_PLACE_STEALABLE ||
+      static_cast<unsigned>(a.cpu_priority) > SPINDLE_PRIORITY_LOW ||
+      static_cast<unsigned>(a.io_priority) > SPINDLE_PRIORITY_LOW ||
+      (a.stack_size != 0 && (a.stack_size < kMinFiberStack ||
+                             a.stack_size > kMaxFiberStack))) {
+    return false;
+  }
+  plan->spawn.priority = static_cast<Priority>(a.cpu_priority);
+  plan->spawn.io_priority = static_cast<IoPriority>(a.io_priority);
+  plan->spawn.name = a.name;
+  if (a.stack_size != 0) plan->fiber.stack_size = a.stack_size;
+  return true;
+}
 
 // Spawns through `spawn(body, const SpawnPlan&, JoinHandle<int>*)`, body a
 // CTaskFn (detached, null handle) or a CTaskBody and returns the C handle in *out when asked.
@@ -220,18 +244,34 @@ struct spindle_runtime {
 namespace spindle::c_api_internal {
 
 template <typename Spawn>
+int SpawnJoinable(const std::shared_ptr<ExecutorInfo>& info,
+                  spindle_task_fn fn, void* arg, const SpawnPlan& plan,
+                  spindle_task_t** out, Spawn& spawn);
+
+template <typename Spawn>
 int SpawnWith(const char* call, const std::vector<uint32_t>& queues,
               const std::shared_ptr<ExecutorInfo>& info, spindle_task_fn fn,
               void* arg, const spindle_task_attr_t* attr,
               spindle_task_t** out, Spawn&& spawn) {
   SpawnPlan plan;
-  if (int r = PlanSpawn(call, *info, queues, fn, attr, &plan); r != 0) {
-    return r;
+  if (fn == nullptr || !PlanSpawnFast(attr, &plan)) [[unlikely]] {
+    if (int r = PlanSpawn(call, *info, queues, fn, attr, &plan); r != 0) {
+      return r;
+    }
   }
   if (out == nullptr) {
     spawn(CTaskFn{fn, arg}, plan, nullptr);
     return 0;
   }
+  return SpawnJoinable(info, fn, arg, plan, out, spawn);
+}
+
+// SpawnWith's joinable case, out of line: the detached one stays small.
+template <typename Spawn>
+[[gnu::noinline]] int SpawnJoinable(const std::shared_ptr<ExecutorInfo>& info,
+                                    spindle_task_fn fn, void* arg,
+                                    const SpawnPlan& plan,
+                                    spindle_task_t** out, Spawn& spawn) {
   auto task = std::make_unique<spindle_task>();
   task->shared = std::make_shared<CTaskShared>();
   task->info = info;
