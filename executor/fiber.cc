@@ -142,7 +142,8 @@ void DestroyFiber(TaskHeader* h) noexcept {
   f->stack = FiberStack{};
   TsanDestroyFiber(f->tsan_fiber);
   f->tsan_fiber = nullptr;
-  ReleaseRef(h);  // the body's reference; may free the cell
+  // The body's reference; may free the cell.
+  if (!h->body_ref_kept) [[likely]] ReleaseRef(h);
 }
 
 FiberContext* CurrentFiberOrDie(const char* call) noexcept {

@@ -165,6 +165,9 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   bool bounce = false;  // resume `resume_point` again (nested await/return)
   bool abort_seen = false;  // owner: the abort was acted on (idempotence)
   bool value_taken = false;  // the result was moved out by a join
+  // The destroy entry leaves the body's reference to its caller, which
+  // still uses the cell after the frame is gone (DestroyAndComplete).
+  bool body_ref_kept = false;
 
   // Accounting: service time is TaskNode::attained_service (charged by
   // QueueSet::Charge for queues that observe it), the spawn tick below.
@@ -179,7 +182,8 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   std::exception_ptr (*error_of)(TaskHeader*) noexcept = nullptr;
   // Destroy entry: ends the task's body (a finished one, or a cancelled one
   // at its suspension point: a coroutine's frame is destroyed, a fiber's
-  // stack unwound) and drops the body's reference, which may free the cell.
+  // stack unwound) and drops the body's reference, which may free the cell
+  // (unless body_ref_kept).
   void (*destroy)(TaskHeader*) noexcept = nullptr;
 
   // Set before the task is published (LocalExecutor, Spawner) or, for a
@@ -417,7 +421,8 @@ struct Promise : PromiseStorage<T> {
     return static_cast<char*>(mem) + kCellSize<T>;
   }
   static void operator delete(void* frame, size_t) noexcept {
-    ReleaseRef(CellOfFrame<T>(frame));
+    TaskHeader* cell = CellOfFrame<T>(frame);
+    if (!cell->body_ref_kept) [[likely]] ReleaseRef(cell);
   }
 };
 

@@ -64,10 +64,13 @@ inline void DestroyAndComplete(TaskHeader* t, bool cancelled) noexcept {
     t->destroy(t);  // drops the frame's reference: frees the cell
     return;
   }
-  t->refs.fetch_add(1, std::memory_order_relaxed);  // the cell outlives
-  t->destroy(t);                                    // the frame
+  // Others hold references (a handle, an abort in flight), and one of them
+  // may be dropped on another thread meanwhile: the body's reference keeps
+  // the cell alive until the completion is published.
+  t->body_ref_kept = true;
+  t->destroy(t);
   CompleteState(t, cancelled);
-  ReleaseRef(t);
+  ReleaseRef(t);  // the body's
 }
 
 inline void DestroyCancelled(TaskHeader* t) noexcept {
