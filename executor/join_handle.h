@@ -101,8 +101,11 @@ class [[nodiscard]] JoinHandle {
   }
 
   // Blocks the calling thread until the task finishes; returns how it
-  // ended.  TaskMisuseError (instead of a deadlock) when called on the
-  // thread running the task's executor while the task is unfinished.
+  // ended.  By then the task's frame is gone: the destructors of its
+  // locals, parameters and captures (a cancelled fiber's whole stack) have
+  // run, as for co_await and Join.  TaskMisuseError (instead of a deadlock)
+  // when called on the thread running the task's executor while the task
+  // is unfinished.
   JoinStatus Wait() const {
     ThrowIfEmpty("Wait");
     executor_internal::CheckJoin(cell_, /*from_task=*/false);
