@@ -12,7 +12,6 @@
 
 #include <cstdint>
 #include <string>
-#include <thread>
 
 #include "bench/workloads.h"
 #include "executor/executor.h"
@@ -98,15 +97,6 @@ absl::StatusOr<Rows> FiberSpawnsHere(const std::string& id, int64_t n) {
     return absl::InternalError("c_api: not every task ran");
   }
   return Rows{Row{id, static_cast<double>(t1 - t0), Unit::kNanos}};
-}
-
-// On a thread of its own: its frame allocator and stack caches start
-// empty, whatever the variant before it left in this thread's.
-template <typename F>
-absl::StatusOr<Rows> OnFreshThread(F f) {
-  absl::StatusOr<Rows> out = absl::InternalError("not run");
-  std::thread([&] { out = f(); }).join();
-  return out;
 }
 
 }  // namespace

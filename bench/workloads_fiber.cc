@@ -19,7 +19,6 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bench/workloads.h"
@@ -117,14 +116,11 @@ absl::StatusOr<Rows> TimedSpawnsHere(const std::string& id, int64_t n,
   return rows;
 }
 
-// On a thread of its own: its frame allocator and stack caches start
-// empty, whatever the variant before it left in this thread's.
+// On a thread of its own (OnFreshThread).
 template <typename SpawnOne>
 absl::StatusOr<Rows> TimedSpawns(const std::string& id, int64_t n,
                                  SpawnOne spawn_one) {
-  absl::StatusOr<Rows> out = absl::InternalError("not run");
-  std::thread([&] { out = TimedSpawnsHere(id, n, spawn_one); }).join();
-  return out;
+  return OnFreshThread([&] { return TimedSpawnsHere(id, n, spawn_one); });
 }
 
 Task<void> BumpTask(uint64_t* counter) {
