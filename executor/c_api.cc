@@ -175,7 +175,6 @@ using spindle::c_api_internal::ConfigureCommon;
 using spindle::c_api_internal::Fail;
 using spindle::c_api_internal::Guard;
 using spindle::c_api_internal::SelfTag;
-using spindle::c_api_internal::SpawnPlan;
 using spindle::c_api_internal::SpawnWith;
 using spindle::c_api_internal::ThisThreadId;
 
@@ -422,16 +421,7 @@ int spindle_spawn(spindle_executor_t* ex, spindle_task_fn fn, void* arg,
                   "(use a spawner)");
     }
     return SpawnWith("spindle_spawn", ex->queues, ex->info, fn, arg, attr, out,
-                     [&](auto&& body, const SpawnPlan& plan,
-                         spindle::JoinHandle<int>* h) {
-                       if (h == nullptr) {
-                         ex->ex->SpawnFiberDetached(std::move(body),
-                                                    plan.fiber, plan.spawn);
-                       } else {
-                         *h = ex->ex->SpawnFiber(std::move(body), plan.fiber,
-                                                 plan.spawn);
-                       }
-                     });
+                     *ex->ex);
   });
 }
 
@@ -459,17 +449,7 @@ int spindle_spawner_spawn(spindle_spawner_t* sp, spindle_task_fn fn,
   return Guard("spindle_spawner_spawn", [&]() -> int {
     if (sp == nullptr) return Fail(EINVAL, "spindle_spawner_spawn: sp is NULL");
     return SpawnWith("spindle_spawner_spawn", sp->queues, sp->info, fn, arg,
-                     attr, out,
-                     [&](auto&& body, const SpawnPlan& plan,
-                         spindle::JoinHandle<int>* h) {
-                       if (h == nullptr) {
-                         sp->spawner.SpawnFiberDetached(
-                             std::move(body), plan.fiber, plan.spawn);
-                       } else {
-                         *h = sp->spawner.SpawnFiber(std::move(body),
-                                                     plan.fiber, plan.spawn);
-                       }
-                     });
+                     attr, out, sp->spawner);
   });
 }
 

@@ -10,7 +10,6 @@ using spindle::c_api_internal::CheckSize;
 using spindle::c_api_internal::ConfigureCommon;
 using spindle::c_api_internal::Fail;
 using spindle::c_api_internal::Guard;
-using spindle::c_api_internal::SpawnPlan;
 using spindle::c_api_internal::SpawnWith;
 
 extern "C" {
@@ -114,17 +113,7 @@ int spindle_runtime_spawn(spindle_runtime_t* rt, spindle_task_fn fn,
   return Guard("spindle_runtime_spawn", [&]() -> int {
     if (rt == nullptr) return Fail(EINVAL, "spindle_runtime_spawn: rt is NULL");
     return SpawnWith("spindle_runtime_spawn", rt->queues, rt->info, fn, arg,
-                     attr, out,
-                     [&](auto&& body, const SpawnPlan& plan,
-                         spindle::JoinHandle<int>* h) {
-                       if (h == nullptr) {
-                         rt->rt->SpawnFiberDetached(std::move(body),
-                                                    plan.fiber, plan.spawn);
-                       } else {
-                         *h = rt->rt->SpawnFiber(std::move(body), plan.fiber,
-                                                 plan.spawn);
-                       }
-                     });
+                     attr, out, *rt->rt);
   });
 }
 

@@ -147,13 +147,13 @@ inline bool PlanSpawnFast(const spindle_task_attr_t* attr, SpawnPlan* plan) {
   return true;
 }
 
-// Spawns through `spawn(body, const SpawnPlan&, JoinHandle<int>*)`, body a
-// CTaskFn (detached, null handle) or a CTaskBody and returns the C handle in *out when asked.
-template <typename Spawn>
+// Spawns fn(self, arg) as a fiber on `target` (a LocalExecutor, Spawner
+// or Runtime): detached when `out` is NULL, else with a C handle in *out.
+template <typename Target>
 int SpawnWith(const char* call, const std::vector<uint32_t>& queues,
               const std::shared_ptr<ExecutorInfo>& info, spindle_task_fn fn,
               void* arg, const spindle_task_attr_t* attr,
-              spindle_task_t** out, Spawn&& spawn);
+              spindle_task_t** out, Target& target);
 
 // Applies the attributes an executor and a runtime share (queues, reactor,
 // tiers, timing) to `b`, an ExecutorBuilder or a RuntimeBuilder, and lists
@@ -243,16 +243,16 @@ struct spindle_runtime {
 
 namespace spindle::c_api_internal {
 
-template <typename Spawn>
+template <typename Target>
 int SpawnJoinable(const std::shared_ptr<ExecutorInfo>& info,
                   spindle_task_fn fn, void* arg, const SpawnPlan& plan,
-                  spindle_task_t** out, Spawn& spawn);
+                  spindle_task_t** out, Target& target);
 
-template <typename Spawn>
+template <typename Target>
 int SpawnWith(const char* call, const std::vector<uint32_t>& queues,
               const std::shared_ptr<ExecutorInfo>& info, spindle_task_fn fn,
               void* arg, const spindle_task_attr_t* attr,
-              spindle_task_t** out, Spawn&& spawn) {
+              spindle_task_t** out, Target& target) {
   SpawnPlan plan;
   if (fn == nullptr || !PlanSpawnFast(attr, &plan)) [[unlikely]] {
     if (int r = PlanSpawn(call, *info, queues, fn, attr, &plan); r != 0) {
@@ -260,22 +260,23 @@ int SpawnWith(const char* call, const std::vector<uint32_t>& queues,
     }
   }
   if (out == nullptr) {
-    spawn(CTaskFn{fn, arg}, plan, nullptr);
+    target.SpawnFiberDetached(CTaskFn{fn, arg}, plan.fiber, plan.spawn);
     return 0;
   }
-  return SpawnJoinable(info, fn, arg, plan, out, spawn);
+  return SpawnJoinable(info, fn, arg, plan, out, target);
 }
 
 // SpawnWith's joinable case, out of line: the detached one stays small.
-template <typename Spawn>
+template <typename Target>
 [[gnu::noinline]] int SpawnJoinable(const std::shared_ptr<ExecutorInfo>& info,
                                     spindle_task_fn fn, void* arg,
                                     const SpawnPlan& plan,
-                                    spindle_task_t** out, Spawn& spawn) {
+                                    spindle_task_t** out, Target& target) {
   auto task = std::make_unique<spindle_task>();
   task->shared = std::make_shared<CTaskShared>();
   task->info = info;
-  spawn(CTaskBody(fn, arg, task->shared), plan, &task->handle);
+  task->handle = target.SpawnFiber(CTaskBody(fn, arg, task->shared),
+                                   plan.fiber, plan.spawn);
   *out = task.release();
   return 0;
 }
