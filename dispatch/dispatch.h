@@ -14,6 +14,7 @@
 
 #include <string_view>
 
+#include "dispatch/launcher.h"         // IWYU pragma: export
 #include "dispatch/process.h"          // IWYU pragma: export
 #include "dispatch/work_dispatcher.h"  // IWYU pragma: export
 

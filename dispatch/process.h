@@ -79,6 +79,9 @@ struct ProcessSpec {
   size_t output_cap = size_t{64} << 20;
   // After the child exits, how long its pipes are still read.  [0, 1 hour].
   absl::Duration drain_bound = absl::Seconds(1);
+  // CPUs the process needs, in [1, 4096].  A local runner does not enforce
+  // it; a cluster launcher (dispatch/slurm/slurm.h) requests them.
+  int cpus = 1;
 
   // InvalidArgument naming the field, its value and the valid range.
   absl::Status Validate() const;
@@ -128,6 +131,10 @@ class ProcessHandle {
   bool done() const;
   // Blocks until the child is reaped and its output drained.
   const ProcessResult& Wait() const;
+  // Waits as Wait(), then: OK, or why the result is not the spec's (a
+  // launcher's error, dispatch/launcher.h: Unavailable when the Slurm node
+  // running the step failed).  Always OK for a local process.
+  absl::Status status() const;
   // Like Wait, for at most `timeout`; nullptr if not done by then.
   const ProcessResult* WaitFor(absl::Duration timeout) const;
   // Waits as Wait(), then moves the result out (no copy of the output):
@@ -149,9 +156,15 @@ class ProcessHandle {
   std::shared_ptr<dispatch_internal::ProcessShared> shared_;
 };
 
+class ProcessLauncher;  // dispatch/launcher.h
+
 struct ProcessRunnerOptions {
   // Reactor backend: "auto", "io_uring" or "epoll" (as SPINDLE_REACTOR).
   std::string backend = "auto";
+  // Null: processes run on this machine.  Else each spec runs as the
+  // launcher prepares it (dispatch/launcher.h; a Slurm job step with
+  // dispatch/slurm/slurm.h).  The runner holds it until destroyed.
+  std::shared_ptr<ProcessLauncher> launcher;
 };
 
 // ProcessRunner: spawns processes and watches them on its own thread.
@@ -181,7 +194,7 @@ class ProcessRunner {
   // Spawns the child (on the calling thread) and hands it to the runner's
   // thread.  A failure to start returns the error and leaves nothing behind.
   absl::StatusOr<ProcessHandle> Start(const ProcessSpec& spec);
-  // Start, then Wait.
+  // Start, then Wait; a non-OK ProcessHandle::status() is returned.
   absl::StatusOr<ProcessResult> Run(const ProcessSpec& spec);
 
   // Children started and not yet resolved.

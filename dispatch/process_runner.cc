@@ -1,4 +1,4 @@
-// dispatch/process_runner.cc: ProcessRunner, ProcessHandle, ProcessSpec.
+// dispatch/process_runner.cc: ProcessRunner and ProcessHandle.
 //
 // Protocol.
 //   Threads: callers of Start (spawn on their own thread, then hand over),
@@ -21,6 +21,9 @@
 //     5. When the child is reaped, both streams are at EOF (or cut), stdin
 //        is done and no timer is armed: Finish closes every descriptor,
 //        publishes the result under the handle's mutex and deletes the Proc.
+//   A launcher (dispatch/launcher.h) prepares the command that Start spawns;
+//   its LaunchedProcess is told before each signal (KillGroup) and rewrites
+//   the result in Finish, before it is published.
 //   Shutdown: 1. ~ProcessRunner sets `stopping_` (Start refuses from then
 //   on) and wakes the thread; 2. the thread SIGKILLs every live group and
 //   cuts the drains of reaped ones; 3. it polls until no Proc is left, then
@@ -42,6 +45,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "dispatch/internal/spawn.h"
+#include "dispatch/launcher.h"
 #include "dispatch/process.h"
 #include "reactor/reactor.h"
 #include "timing/clock.h"
@@ -65,6 +69,7 @@ struct ProcessShared {
   std::condition_variable cv;
   std::atomic<bool> done{false};
   ProcessResult result;  // written once, under mu, before done
+  absl::Status status;   // the launcher's verdict; as result
   // Registered by ProcessHandle::OnDone before done; taken by Finish.
   std::vector<std::unique_ptr<dispatch::ProcessDoneCallback>> on_done;  // mu
   Proc* proc = nullptr;  // the runner's thread only
@@ -99,12 +104,16 @@ struct Proc {
   bool exited = false;
   bool stdin_done = false;
   ProcessResult result;
+  std::unique_ptr<dispatch::LaunchedProcess> launched;  // null: local
 };
 
 class RunnerCore {
  public:
-  explicit RunnerCore(std::unique_ptr<reactor::Reactor> r)
-      : reactor_(std::move(r)) {}
+  RunnerCore(std::unique_ptr<reactor::Reactor> r,
+             std::shared_ptr<dispatch::ProcessLauncher> launcher)
+      : reactor_(std::move(r)), launcher_(std::move(launcher)) {}
+
+  dispatch::ProcessLauncher* launcher() const { return launcher_.get(); }
 
   void StartThread() {
     thread_ = std::thread([this] { Loop(); });
@@ -156,6 +165,8 @@ class RunnerCore {
   static void OnTimer(Operation* op) noexcept;
 
   std::unique_ptr<reactor::Reactor> reactor_;
+  // Outlives every Proc's LaunchedProcess (Stop joins the thread first).
+  std::shared_ptr<dispatch::ProcessLauncher> launcher_;
   std::thread thread_;
   std::mutex inbox_mu_;
   std::vector<Proc*> inbox_;                          // guarded by inbox_mu_
@@ -260,6 +271,7 @@ void RunnerCore::SendMore(Proc* p) noexcept {
 
 void RunnerCore::KillGroup(Proc* p, int sig) noexcept {
   if (p->exited) return;  // reaped: the group id may belong to others now
+  if (p->launched != nullptr) p->launched->Stop(sig);
   ::kill(-p->sp.pid, sig);
   if (sig == SIGKILL) p->result.killed = true;
 }
@@ -394,6 +406,8 @@ void RunnerCore::Finish(Proc* p) noexcept {
   r.stdout_truncated = p->out.truncated;
   r.stderr_truncated = p->err.truncated;
   r.duration = absl::Nanoseconds(MonotonicClock::Now() - p->start_ns);
+  absl::Status status;
+  if (p->launched != nullptr) status = p->launched->Finish(r);
   std::shared_ptr<ProcessShared> shared = std::move(p->shared);
   shared->proc = nullptr;
   live_.erase(p);
@@ -403,6 +417,7 @@ void RunnerCore::Finish(Proc* p) noexcept {
   {
     std::lock_guard<std::mutex> l(shared->mu);
     shared->result = std::move(r);
+    shared->status = std::move(status);
     // Release: pairs with the acquire load in ProcessHandle::done.
     shared->done.store(true, std::memory_order_release);
     callbacks.swap(shared->on_done);
@@ -418,52 +433,6 @@ namespace spindle::dispatch {
 
 using dispatch_internal::ProcessShared;
 using timing::MonotonicClock;
-
-// ---- ProcessSpec ------------------------------------------------------------
-
-absl::Status ProcessSpec::Validate() const {
-  if (binary.empty()) {
-    return absl::InvalidArgumentError(
-        "ProcessSpec::binary is empty; give a path or a name to look up in "
-        "PATH");
-  }
-  for (const std::string* s : {&binary, &working_dir}) {
-    if (s->find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "ProcessSpec: '%s' contains a NUL byte", absl::CHexEscape(*s)));
-    }
-  }
-  if (timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "ProcessSpec::timeout is %s; valid range: > 0 (InfiniteDuration for "
-        "none)",
-        absl::FormatDuration(timeout)));
-  }
-  for (const auto& [name, d] :
-       {std::pair<const char*, absl::Duration>{"kill_grace", kill_grace},
-        {"drain_bound", drain_bound}}) {
-    if (d < absl::ZeroDuration() || d > absl::Hours(1)) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("ProcessSpec::%s is %s; valid range [0, 1h]", name,
-                          absl::FormatDuration(d)));
-    }
-  }
-  if (output_cap > (size_t{1} << 30)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "ProcessSpec::output_cap is %d bytes; valid range [0, %d] (1 GiB)",
-        output_cap, size_t{1} << 30));
-  }
-  for (const auto& [k, v] : env) {
-    if (k.empty() || k.find('=') != std::string::npos ||
-        k.find('\0') != std::string::npos || v.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "ProcessSpec::env has the name '%s'; a name is non-empty and has "
-          "no '=' or NUL",
-          absl::CHexEscape(k)));
-    }
-  }
-  return absl::OkStatus();
-}
 
 // ---- ProcessHandle ------------------------------------------------------------
 
@@ -490,6 +459,14 @@ const ProcessResult* ProcessHandle::WaitFor(absl::Duration timeout) const {
         return shared_->done.load(std::memory_order_relaxed);  // under mu
       });
   return ok ? &shared_->result : nullptr;
+}
+
+absl::Status ProcessHandle::status() const {
+  std::unique_lock<std::mutex> l(shared_->mu);
+  shared_->cv.wait(l, [&] {
+    return shared_->done.load(std::memory_order_relaxed);  // under mu
+  });
+  return shared_->status;
 }
 
 ProcessResult ProcessHandle::TakeResult() const {
@@ -532,7 +509,8 @@ absl::StatusOr<std::unique_ptr<ProcessRunner>> ProcessRunner::Create(
   absl::StatusOr<std::unique_ptr<reactor::Reactor>> r =
       reactor::Reactor::Create(ro);
   if (!r.ok()) return r.status();
-  auto core = std::make_unique<dispatch_internal::RunnerCore>(std::move(*r));
+  auto core = std::make_unique<dispatch_internal::RunnerCore>(
+      std::move(*r), options.launcher);
   core->StartThread();
   return std::unique_ptr<ProcessRunner>(new ProcessRunner(std::move(core)));
 }
@@ -548,8 +526,15 @@ size_t ProcessRunner::running() const { return core_->running(); }
 absl::StatusOr<ProcessHandle> ProcessRunner::Start(const ProcessSpec& spec) {
   if (absl::Status s = spec.Validate(); !s.ok()) return s;
   const uint64_t start = MonotonicClock::Now();
-  absl::StatusOr<dispatch_internal::Spawned> sp =
-      dispatch_internal::Spawn(spec);
+  std::unique_ptr<LaunchedProcess> launched;
+  absl::StatusOr<ProcessLauncher::Prepared> prepared;
+  if (ProcessLauncher* l = core_->launcher(); l != nullptr) {
+    prepared = l->Prepare(spec);
+    if (!prepared.ok()) return prepared.status();
+    launched = std::move(prepared->process);
+  }
+  const ProcessSpec& run = launched != nullptr ? prepared->command : spec;
+  absl::StatusOr<dispatch_internal::Spawned> sp = dispatch_internal::Spawn(run);
   if (!sp.ok()) return sp.status();
   auto shared = std::make_shared<ProcessShared>();
   shared->core = core_.get();
@@ -560,14 +545,15 @@ absl::StatusOr<ProcessHandle> ProcessRunner::Start(const ProcessSpec& spec) {
   p->sp = *sp;
   p->out.fd = sp->stdout_fd;
   p->err.fd = sp->stderr_fd;
-  p->stdin_data = spec.stdin_data;
+  p->stdin_data = run.stdin_data;
   p->start_ns = start;
-  if (spec.timeout != absl::InfiniteDuration()) {
-    p->timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(spec.timeout));
+  if (run.timeout != absl::InfiniteDuration()) {
+    p->timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(run.timeout));
   }
-  p->grace_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(spec.kill_grace));
-  p->drain_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(spec.drain_bound));
-  p->cap = spec.output_cap;
+  p->grace_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(run.kill_grace));
+  p->drain_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(run.drain_bound));
+  p->cap = run.output_cap;
+  p->launched = std::move(launched);
   if (!core_->Hand(p)) {
     // Shutting down: take the child back down ourselves.
     ::kill(-sp->pid, SIGKILL);
@@ -587,6 +573,7 @@ absl::StatusOr<ProcessHandle> ProcessRunner::Start(const ProcessSpec& spec) {
 absl::StatusOr<ProcessResult> ProcessRunner::Run(const ProcessSpec& spec) {
   absl::StatusOr<ProcessHandle> h = Start(spec);
   if (!h.ok()) return h.status();
+  if (absl::Status s = h->status(); !s.ok()) return s;
   return h->Wait();
 }
 

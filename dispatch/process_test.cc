@@ -100,7 +100,7 @@ class ProcessTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
     fds_before_ = OpenFds();
-    auto r = ProcessRunner::Create({.backend = GetParam()});
+    auto r = ProcessRunner::Create({.backend = GetParam(), .launcher = nullptr});
     if (!r.ok() && r.status().code() == absl::StatusCode::kUnavailable) {
       GTEST_SKIP() << GetParam() << " unavailable here: " << r.status();
     }

@@ -379,6 +379,14 @@ absl::StatusOr<PoolHandle<dispatch::ProcessResult>> Pool::Submit(
   struct Item final : executor_internal::PoolItem {
     dispatch::ProcessSpec spec;
     std::shared_ptr<Slot> slot;
+    // The result, or the launcher's verdict when it is not the spec's.
+    void SetResult(const dispatch::ProcessHandle& h) {
+      if (absl::Status s = h.status(); !s.ok()) {
+        slot->Set(std::move(s));
+      } else {
+        slot->Set(h.TakeResult());
+      }
+    }
     void Execute(bool ran) noexcept override {
       if (!ran) {
         slot->Set(absl::CancelledError("Pool shut down before it ran"));
@@ -390,7 +398,7 @@ absl::StatusOr<PoolHandle<dispatch::ProcessResult>> Pool::Submit(
         return;
       }
       core->Track(*h);
-      slot->Set(h->TakeResult());
+      SetResult(*h);
       core->Untrack(*h);
     }
     // On a Runtime: the child is awaited, so the worker runs its other
@@ -419,7 +427,7 @@ absl::StatusOr<PoolHandle<dispatch::ProcessResult>> Pool::Submit(
         }
       } cleanup{this, *h};
       co_await WaitProcess(*h);
-      slot->Set(h->TakeResult());
+      SetResult(*h);
       cleanup.resolved = true;
     }
   };
@@ -442,7 +450,8 @@ absl::StatusOr<std::unique_ptr<Pool>> PoolBuilder::Build() const {
   }
   auto d = dispatch::WorkDispatcher::Create({});
   if (!d.ok()) return d.status();
-  auto r = dispatch::ProcessRunner::Create({});
+  auto r = dispatch::ProcessRunner::Create(
+      {.backend = "auto", .launcher = launcher_});
   if (!r.ok()) return r.status();
   int workers = workers_;
   if (runtime_ != nullptr) {

@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "dispatch/launcher.h"
 #include "dispatch/process.h"
 #include "dispatch/work_dispatcher.h"
 #include "executor/local_executor.h"
@@ -393,6 +394,16 @@ class PoolBuilder {
     max_queue_ = q;
     return *this;
   }
+  // Process submissions run as `launcher` prepares them (dispatch/
+  // launcher.h): with a `dispatch::SlurmLauncher` (dispatch/slurm.h), as
+  // Slurm job steps.  Workers(n) is then the number of steps in flight; the
+  // rest wait in the pool's queue, not Slurm's.  A step that fails for
+  // Slurm's reasons (its node failed) resolves with that status.  The pool
+  // holds the launcher until it is destroyed.
+  PoolBuilder& Launcher(std::shared_ptr<dispatch::ProcessLauncher> launcher) {
+    launcher_ = std::move(launcher);
+    return *this;
+  }
   absl::StatusOr<std::unique_ptr<Pool>> Build() const;
 
  private:
@@ -400,6 +411,7 @@ class PoolBuilder {
   bool workers_set_ = false;
   size_t max_queue_ = 1024;
   Runtime* runtime_ = nullptr;
+  std::shared_ptr<dispatch::ProcessLauncher> launcher_;
 };
 
 }  // namespace spindle

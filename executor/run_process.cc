@@ -67,6 +67,9 @@ bool RunProcessAwaitable::await_ready() {
 
 absl::StatusOr<dispatch::ProcessResult> RunProcessAwaitable::await_resume() {
   if (!start_error_.ok()) return start_error_;
+  // A launcher's verdict (a Slurm step whose node failed): the result is
+  // not the spec's.
+  if (absl::Status s = handle_->status(); !s.ok()) return s;
   return handle_->TakeResult();
 }
 
