@@ -74,6 +74,19 @@ TEST(SrunResultTest, NodeFailureIsUnavailableNamingStepJobAndNode) {
   EXPECT_EQ(v.failed_node, "n2");
 }
 
+TEST(SrunResultTest, ALaunchOnADeadNodeDropsTheNode) {
+  ProcessResult r = Srun(233,
+                         "srun: error: Task launch for StepId=7.4 failed on "
+                         "node n2: Communication connection failure\n"
+                         "srun: error: Application launch failed: "
+                         "Communication connection failure\n");
+  SrunVerdict v = InterpretSrun(Step(), r);
+  EXPECT_EQ(v.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(v.status.message().find("StepId=7.4"), std::string::npos);
+  EXPECT_EQ(v.failed_node, "n2");
+  EXPECT_FALSE(v.allocation_gone);
+}
+
 TEST(SrunResultTest, MissingBinaryIsNotFoundAndDeniedIsPermissionDenied) {
   ProcessResult r = Srun(
       2,

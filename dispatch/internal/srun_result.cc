@@ -4,6 +4,7 @@
 //   srun: error: NODE: task 0: Exited with exit code N    (N != 0)
 //   srun: error: NODE: task 0: Terminated                  (strsignal text)
 //   srun: error: Node failure on NODE
+//   srun: error: Task launch for StepId=J.S failed on node NODE: REASON
 //   srun: error: Unable to create step for job J: REASON
 //   srun: error: Unable to confirm allocation for job J: REASON
 //   srun: error: Unable to allocate resources: REASON      (a job of its own)
@@ -91,6 +92,12 @@ SrunVerdict InterpretSrun(const SrunStep& step, dispatch::ProcessResult& r) {
       v.status = absl::UnavailableError(absl::StrFormat(
           "%s failed: Slurm reports node %s failed (\"%s\"); the task's "
           "result is unknown",
+          what, v.failed_node, line));
+    } else if (absl::string_view n = After(line, " failed on node ", ":");
+               absl::StrContains(line, "Task launch") && !n.empty()) {
+      v.failed_node = std::string(n);
+      v.status = absl::UnavailableError(absl::StrFormat(
+          "%s did not start: Slurm could not launch it on node %s (\"%s\")",
           what, v.failed_node, line));
     } else if (absl::string_view t = After(line, ": task 0: "); !t.empty()) {
       task_line = true;

@@ -18,6 +18,8 @@
 # Ports: slurmctld $SPINDLE_SLURM_PORT (default 16817), slurmd n1 and n2 the
 # two ports after it.
 set -euo pipefail
+# The daemons live in sbin, which a minimal PATH (Bazel tests) lacks.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 DIR=${SPINDLE_SLURM_DIR:-/tmp/spindle-slurm}
 PORT=${SPINDLE_SLURM_PORT:-16817}

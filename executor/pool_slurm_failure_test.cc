@@ -1,0 +1,116 @@
+// executor/pool_slurm_failure_test.cc: a Slurm node dies under a Pool's
+// steps.  Needs the local cluster of dispatch/slurm/local_cluster.sh (it
+// kills that cluster's slurmd for node n2, then brings it back), so it runs
+// alone (tag exclusive).
+//
+// Expected (dispatch/slurm.h): the steps running on n2 resolve Unavailable
+// naming the step and the node; the node is dropped, so the queued specs
+// run on n1 and succeed; nothing hangs.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "dispatch/slurm.h"
+#include "dispatch/slurm_testing.h"
+#include "executor/executor.h"
+#include "gtest/gtest.h"
+
+namespace spindle {
+namespace {
+
+using dispatch::ProcessResult;
+using dispatch::ProcessSpec;
+
+std::string Dir(const std::string& path) {
+  return path.substr(0, path.rfind('/'));
+}
+
+// Brings node n2 back (local_cluster.sh up restarts what is missing).
+void RestoreCluster(const std::string& dir) {
+  const char* src = std::getenv("TEST_SRCDIR");
+  const char* ws = std::getenv("TEST_WORKSPACE");
+  ASSERT_TRUE(src != nullptr && ws != nullptr);
+  const std::string cmd =
+      absl::StrCat("SPINDLE_SLURM_DIR='", dir, "' '", src, "/", ws,
+                   "/dispatch/slurm/local_cluster.sh' up >/dev/null");
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+TEST(PoolSlurmFailureTest, StepsOnAKilledSlurmdFailUnavailableTheRestRun) {
+  SPINDLE_SLURM_OR_SKIP(slurm, 2);
+  const std::string dir = Dir(dispatch_testing::SlurmConf());
+  std::ifstream pidfile(dir + "/slurmd-n2.pid");
+  pid_t slurmd = 0;
+  if (!(pidfile >> slurmd) || slurmd <= 0) {
+    if (dispatch_testing::SlurmRequired()) {
+      FAIL() << "no " << dir << "/slurmd-n2.pid: not local_cluster.sh's";
+    }
+    GTEST_SKIP() << "the cluster of " << dir
+                 << " is not dispatch/slurm/local_cluster.sh's (no "
+                    "slurmd-n2.pid)";
+  }
+
+  auto pool = PoolBuilder()
+                  .Workers(4)
+                  .MaxQueueSize(64)
+                  .Launcher(slurm)
+                  .Build()
+                  .value();
+  std::vector<PoolHandle<ProcessResult>> hs;
+  for (int i = 0; i < 12; ++i) {
+    ProcessSpec s;
+    s.binary = "/bin/sh";
+    s.args = {"-c", "sleep 3; echo $SLURMD_NODENAME"};
+    hs.push_back(pool->Submit(s).value());
+  }
+  // Four steps run: two per node (the least loaded node gets each).
+  const absl::Time started_by = absl::Now() + absl::Seconds(30);
+  while (slurm->steps_running() < 4) {
+    ASSERT_LT(absl::Now(), started_by) << "the first steps never started";
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(::kill(slurmd, SIGKILL), 0);
+
+  int unavailable = 0, on_n1 = 0;
+  for (size_t i = 0; i < hs.size(); ++i) {
+    // Slurm notices a dead slurmd after SlurmdTimeout (5 s in the local
+    // cluster) and a few pings: well within two minutes.
+    const absl::StatusOr<ProcessResult>* r = hs[i].WaitFor(absl::Minutes(2));
+    ASSERT_NE(r, nullptr) << "task " << i << " hangs";
+    if (r->ok()) {
+      EXPECT_EQ((*r)->exit_code, 0) << i;
+      EXPECT_EQ(absl::StripAsciiWhitespace((*r)->stdout_data), "n1") << i;
+      ++on_n1;
+    } else {
+      EXPECT_EQ(r->status().code(), absl::StatusCode::kUnavailable)
+          << i << ": " << r->status();
+      EXPECT_NE(r->status().message().find("node n2"), std::string::npos)
+          << r->status();
+      EXPECT_NE(r->status().message().find("step"), std::string::npos)
+          << r->status();
+      ++unavailable;
+    }
+  }
+  // The two running on n2 failed; every queued one ran, on n1 (or failed
+  // fast on n2 before the node was dropped).
+  EXPECT_GE(unavailable, 2);
+  EXPECT_GE(on_n1, 2);
+  EXPECT_EQ(unavailable + on_n1, 12);
+  EXPECT_EQ(slurm->live_nodes(), std::vector<std::string>{"n1"});
+  pool.reset();
+  slurm.reset();
+  RestoreCluster(dir);
+}
+
+}  // namespace
+}  // namespace spindle
