@@ -181,7 +181,8 @@ case $cmd in
       exit 0
     fi
     ensure_packages
-    write_config
+    # A cluster that is partly up (a daemon died) keeps its configuration.
+    [[ -f $CONF ]] || write_config
     start_munge
     start_daemons
     for _ in $(seq 100); do
