@@ -351,6 +351,7 @@ std::vector<Benchmark> AllBenchmarks(const Config& c) {
   AddChannelBenchmarks(c, all);
   AddFiberBenchmarks(c, all);
   AddCApiBenchmarks(c, all);
+  AddSlurmBenchmarks(c, all);
   return all;
 }
 

@@ -106,6 +106,9 @@ absl::StatusOr<Rows> SpindleFiberLaunch(const std::string& id,
 void AddFiberBenchmarks(const Config& config, std::vector<Benchmark>& all);
 // c_api: C-function tasks through the C interface (workloads_c_api.cc).
 void AddCApiBenchmarks(const Config& config, std::vector<Benchmark>& all);
+// `slurm_steps`, `slurm_steps_p50`: job steps on a Slurm cluster
+// (workloads_slurm.cc).
+void AddSlurmBenchmarks(const Config& config, std::vector<Benchmark>& all);
 
 // ---- Peers ------------------------------------------------------------------
 absl::StatusOr<Rows> AsioSpawn(const std::string& id, int64_t n);

@@ -13,7 +13,8 @@
 # touched: no /etc, no systemd.  The state directory is $SPINDLE_SLURM_DIR,
 # by default /tmp/spindle-slurm.  Installs slurm-wlm and munge with apt-get
 # when missing.  Needs root (or passwordless sudo, which it re-runs under):
-# slurmd starts job steps as the submitting user.
+# slurmd starts job steps as the submitting user.  The daemons run in a
+# session of their own: they outlive whoever ran `up` (a test, a CI step).
 #
 # Ports: slurmctld $SPINDLE_SLURM_PORT (default 16817), slurmd n1 and n2 the
 # two ports after it.
@@ -49,12 +50,36 @@ ensure_packages() {
   command -v apt-get >/dev/null 2>&1 ||
     die "missing ${missing[*]} and no apt-get to install them"
   say "installing ${missing[*]}"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-      --no-install-recommends "${missing[@]}" >&2; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-      --no-install-recommends "${missing[@]}" >&2 ||
-      die "could not install ${missing[*]}"
+  # The packages' own daemons are not wanted (this script runs private
+  # ones): a policy-rc.d keeps their init scripts from starting them.
+  local policy=/usr/sbin/policy-rc.d made_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" &&
+      made_policy=1
+  fi
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -y
+             -o DPkg::Lock::Timeout=600)
+  if ! "${apt[@]}" install --no-install-recommends "${missing[@]}" >&2; then
+    # munge's postinst makes its key as the munge user (su munge), which
+    # fails where that user cannot run /bin/sh (a root directory of mode
+    # 0700); a key made here, as root, lets it finish.
+    if [[ -d /etc/munge && ! -e /etc/munge/munge.key ]]; then
+      dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+      chmod 400 /etc/munge/munge.key
+    fi
+    dpkg --configure -a >&2 ||
+      { "${apt[@]}" update >&2 || true
+        "${apt[@]}" install --no-install-recommends "${missing[@]}" >&2; } ||
+      true
+  fi
+  [[ $made_policy -eq 1 ]] && rm -f "$policy"
+  if ! command -v slurmctld >/dev/null 2>&1 ||
+     ! command -v munged >/dev/null 2>&1 ||
+     ! dpkg --audit >/dev/null 2>&1 || [[ -n $(dpkg --audit 2>/dev/null) ]]; then
+    # Leave the package system consistent for whatever runs next.
+    dpkg --configure -a >/dev/null 2>&1 ||
+      "${apt[@]}" purge slurm-wlm slurmd slurmctld slurm-client munge >&2 || true
+    die "could not install ${missing[*]}"
   fi
 }
 
@@ -130,19 +155,19 @@ start_munge() {
     dd if=/dev/urandom of="$m/munge.key" bs=1024 count=1 status=none
     chmod 400 "$m/munge.key"
   }
-  munged --force --key-file="$m/munge.key" --socket="$m/munge.socket" \
+  setsid -w munged --force --key-file="$m/munge.key" --socket="$m/munge.socket" \
     --pid-file="$m/munged.pid" --log-file="$DIR/log/munged.log" \
     --seed-file="$m/munge.seed" >&2 || die "munged did not start: see $DIR/log/munged.log"
 }
 
 start_daemons() {
   alive "$DIR/slurmctld.pid" ||
-    SLURM_CONF=$CONF slurmctld -f "$CONF" -i >&2 ||
+    SLURM_CONF=$CONF setsid -w slurmctld -f "$CONF" -i >&2 ||
     die "slurmctld did not start: see $DIR/log/slurmctld.log"
   local n
   for n in "${NODES[@]}"; do
     alive "$DIR/slurmd-$n.pid" ||
-      SLURM_CONF=$CONF slurmd -f "$CONF" -N "$n" >&2 ||
+      SLURM_CONF=$CONF setsid -w slurmd -f "$CONF" -N "$n" >&2 ||
       die "slurmd -N $n did not start: see $DIR/log/slurmd-$n.log"
   done
 }
