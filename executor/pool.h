@@ -355,8 +355,11 @@ class Pool {
     return PoolHandle<U>(std::move(slot));
   }
 
-  // Runs a process (see dispatch/process.h).  A failure to start resolves
-  // the handle with that status.
+  // Runs a process (see dispatch/process.h), here or as the pool's launcher
+  // prepares it (PoolBuilder::Launcher).  A failure to start resolves the
+  // handle with that status, as does a launcher's verdict that the result
+  // is not the spec's (ProcessHandle::status(): a Slurm step whose node
+  // failed is Unavailable).
   absl::StatusOr<PoolHandle<dispatch::ProcessResult>> Submit(
       dispatch::ProcessSpec spec, Priority priority = Priority::kNormal);
 
