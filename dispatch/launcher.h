@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "dispatch/process.h"
 
 namespace spindle::dispatch {
@@ -39,8 +40,12 @@ class LaunchedProcess {
   // The runner is about to signal the local command's process group with
   // `sig`: SIGTERM when the spec's timeout fires, SIGKILL when the grace is
   // over, on ProcessHandle::Kill and at runner shutdown.  Not called once
-  // the command has been reaped.
-  virtual void Stop(int sig) noexcept = 0;
+  // the command has been reaped.  Returns how long the runner waits before
+  // it sends a SIGKILL itself, so that the launcher can stop the remote
+  // work first and let the command end on its own (a Slurm step is
+  // cancelled, then srun exits); ZeroDuration: at once.  A SIGTERM is
+  // always sent at once.
+  virtual absl::Duration Stop(int sig) noexcept = 0;
   // The command has been reaped and drained: rewrite `result` (the local
   // command's) into the spec's.  A non-OK status says the spec's result is
   // unknown (ProcessHandle::status()); `result` then keeps what is known.

@@ -25,6 +25,7 @@ class ShellLauncher final : public ProcessLauncher {
     std::mutex mu;
     std::vector<int> signals;
     int finished = 0;
+    absl::Duration kill_wait;  // what Stop returns
   };
   std::shared_ptr<Log> log = std::make_shared<Log>();
 
@@ -48,9 +49,10 @@ class ShellLauncher final : public ProcessLauncher {
    public:
     Process(std::shared_ptr<Log> log, bool fail)
         : log_(std::move(log)), fail_(fail) {}
-    void Stop(int sig) noexcept override {
+    absl::Duration Stop(int sig) noexcept override {
       std::lock_guard<std::mutex> l(log_->mu);
       log_->signals.push_back(sig);
+      return log_->kill_wait;
     }
     absl::Status Finish(ProcessResult& r) noexcept override {
       {
@@ -150,6 +152,40 @@ TEST(LauncherTest, KillAndShutdownTellStop) {
   std::lock_guard<std::mutex> l(log->mu);
   EXPECT_EQ(log->signals, (std::vector<int>{SIGKILL, SIGKILL}));
   EXPECT_EQ(log->finished, 2);
+}
+
+TEST(LauncherTest, ADeferredKillWaitsThenKills) {
+  Fixture f;
+  f.launcher->log->kill_wait = absl::Seconds(1);
+  ProcessSpec s;
+  s.binary = "/bin/sleep";
+  s.args = {"100"};
+  absl::StatusOr<ProcessHandle> h = f.runner->Start(s);
+  ASSERT_TRUE(h.ok()) << h.status();
+  h->Kill();
+  // The launcher asked for a second: nothing kills it before.
+  EXPECT_EQ(h->WaitFor(absl::Milliseconds(200)), nullptr);
+  const ProcessResult* r = h->WaitFor(absl::Seconds(30));
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->term_signal, SIGKILL);
+  EXPECT_TRUE(r->killed);
+}
+
+TEST(LauncherTest, ADeferredKillIsDroppedWhenTheCommandEnds) {
+  auto f = std::make_unique<Fixture>();
+  f->launcher->log->kill_wait = absl::Hours(1);
+  ProcessSpec s;
+  s.binary = "/bin/sh";
+  s.args = {"-c", "sleep 0.3; exit 7"};
+  absl::StatusOr<ProcessHandle> h = f->runner->Start(s);
+  ASSERT_TRUE(h.ok()) << h.status();
+  h->Kill();
+  // An hour's wait is cancelled when the command exits on its own.
+  const ProcessResult* r = h->WaitFor(absl::Seconds(30));
+  ASSERT_NE(r, nullptr) << "the deferred kill held the result";
+  EXPECT_EQ(r->exit_code, 7);
+  EXPECT_FALSE(r->killed);
+  f.reset();  // and the runner shuts down without waiting for it
 }
 
 }  // namespace

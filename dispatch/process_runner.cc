@@ -100,6 +100,7 @@ struct Proc {
   size_t cap = 0;
   Stream out, err;
   Operation exit_op, timer_op, stdin_op;
+  Operation kill_op;  // a SIGKILL the launcher asked to defer
   TimerPhase phase = TimerPhase::kNone;
   bool exited = false;
   bool stdin_done = false;
@@ -163,6 +164,7 @@ class RunnerCore {
   static void OnSend(Operation* op) noexcept;
   static void OnExit(Operation* op) noexcept;
   static void OnTimer(Operation* op) noexcept;
+  static void OnKillDue(Operation* op) noexcept;
 
   std::unique_ptr<reactor::Reactor> reactor_;
   // Outlives every Proc's LaunchedProcess (Stop joins the thread first).
@@ -243,6 +245,8 @@ void RunnerCore::Begin(Proc* p) noexcept {
   }
   p->timer_op.user = p;
   p->timer_op.on_complete = &OnTimer;
+  p->kill_op.user = p;
+  p->kill_op.on_complete = &OnKillDue;
   if (p->timeout_ns != 0) {
     p->phase = TimerPhase::kTimeout;
     reactor_->SleepUntil(&p->timer_op, p->start_ns + p->timeout_ns);
@@ -271,9 +275,29 @@ void RunnerCore::SendMore(Proc* p) noexcept {
 
 void RunnerCore::KillGroup(Proc* p, int sig) noexcept {
   if (p->exited) return;  // reaped: the group id may belong to others now
-  if (p->launched != nullptr) p->launched->Stop(sig);
+  if (p->launched != nullptr) {
+    const absl::Duration wait = p->launched->Stop(sig);
+    if (sig == SIGKILL && wait > absl::ZeroDuration()) {
+      // The launcher stops it its own way first; OnKillDue kills it if it
+      // has not ended by then.
+      if (!p->kill_op.pending()) {
+        reactor_->SleepFor(&p->kill_op, static_cast<uint64_t>(
+                                            absl::ToInt64Nanoseconds(wait)));
+      }
+      return;
+    }
+  }
   ::kill(-p->sp.pid, sig);
   if (sig == SIGKILL) p->result.killed = true;
+}
+
+void RunnerCore::OnKillDue(Operation* op) noexcept {
+  auto* p = static_cast<Proc*>(op->user);
+  if (op->result == 0 && !p->exited) {  // fired before the exit
+    ::kill(-p->sp.pid, SIGKILL);
+    p->result.killed = true;
+  }
+  p->core->Advance(p);
 }
 
 void RunnerCore::CutDrain(Proc* p) noexcept {
@@ -375,6 +399,10 @@ void RunnerCore::OnTimer(Operation* op) noexcept {
 
 void RunnerCore::Advance(Proc* p) noexcept {
   if (!p->exited) return;
+  if (p->kill_op.pending()) {  // moot once reaped; OnKillDue comes back
+    reactor_->Cancel(&p->kill_op);
+    return;
+  }
   const bool streams_done = p->out.eof && p->err.eof && p->stdin_done;
   if (p->timer_op.pending()) {
     // A timeout or grace timer is moot once the child is reaped; a drain

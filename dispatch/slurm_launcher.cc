@@ -96,6 +96,11 @@ class SlurmCore {
 
 namespace {
 
+// How long srun has to end after its step is cancelled before the runner
+// kills it: scancel takes a round trip to slurmctld (MessageTimeout at
+// worst), the step's end another to srun.
+constexpr absl::Duration kCancelWait = absl::Seconds(10);
+
 // What one of our steps tells the launcher.
 class SlurmProcess final : public dispatch::LaunchedProcess {
  public:
@@ -104,10 +109,15 @@ class SlurmProcess final : public dispatch::LaunchedProcess {
         step_(std::move(step)),
         ended_(std::make_shared<std::atomic<bool>>(false)) {}
 
-  void Stop(int /*sig*/) noexcept override {
-    if (step_.cancelled) return;  // once: SIGTERM, then SIGKILL
-    step_.cancelled = true;
-    core_->QueueCancel(step_, ended_);
+  // Cancels the step (once: SIGTERM, then SIGKILL come here).  srun then
+  // ends by itself; killed first, it would leave Slurm waiting on its
+  // streams, with the step listed for seconds after its task died.
+  absl::Duration Stop(int /*sig*/) noexcept override {
+    if (!step_.cancelled) {
+      step_.cancelled = true;
+      core_->QueueCancel(step_, ended_);
+    }
+    return kCancelWait;
   }
 
   absl::Status Finish(ProcessResult& r) noexcept override {

@@ -38,7 +38,9 @@ class NodeFailsLauncher final : public dispatch::ProcessLauncher {
  public:
   absl::StatusOr<Prepared> Prepare(const ProcessSpec& spec) override {
     struct Failing final : dispatch::LaunchedProcess {
-      void Stop(int) noexcept override {}
+      absl::Duration Stop(int) noexcept override {
+        return absl::ZeroDuration();
+      }
       absl::Status Finish(ProcessResult&) noexcept override {
         return absl::UnavailableError("node n9 failed under the step");
       }
