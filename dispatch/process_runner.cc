@@ -38,6 +38,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -69,7 +70,11 @@ struct ProcessShared {
   std::condition_variable cv;
   std::atomic<bool> done{false};
   ProcessResult result;  // written once, under mu, before done
-  absl::Status status;   // the launcher's verdict; as result
+  // The launcher's verdict, as result.  Kept as code and text, so that
+  // each status() is a Status of its caller's own (no Status rep shared
+  // across threads: the system Abseil's refcount is not seen by TSan).
+  absl::StatusCode status_code = absl::StatusCode::kOk;
+  std::string status_message;
   // Registered by ProcessHandle::OnDone before done; taken by Finish.
   std::vector<std::unique_ptr<dispatch::ProcessDoneCallback>> on_done;  // mu
   Proc* proc = nullptr;  // the runner's thread only
@@ -445,7 +450,8 @@ void RunnerCore::Finish(Proc* p) noexcept {
   {
     std::lock_guard<std::mutex> l(shared->mu);
     shared->result = std::move(r);
-    shared->status = std::move(status);
+    shared->status_code = status.code();
+    shared->status_message = std::string(status.message());
     // Release: pairs with the acquire load in ProcessHandle::done.
     shared->done.store(true, std::memory_order_release);
     callbacks.swap(shared->on_done);
@@ -494,7 +500,7 @@ absl::Status ProcessHandle::status() const {
   shared_->cv.wait(l, [&] {
     return shared_->done.load(std::memory_order_relaxed);  // under mu
   });
-  return shared_->status;
+  return absl::Status(shared_->status_code, shared_->status_message);
 }
 
 ProcessResult ProcessHandle::TakeResult() const {
