@@ -185,7 +185,8 @@ absl::StatusOr<Config> ConfigFromEnv(const Config& defaults) {
   } sizes[] = {{"FAIRNESS_MS", &c.fairness_ms, 10, 60'000},
                {"HOG_MS", &c.hog_ms, 10, 60'000},
                {"TAIL_MS", &c.tail_ms, 10, 60'000},
-               {"NOP_OPS", &c.nop_ops, 32, 10'000'000}};
+               {"NOP_OPS", &c.nop_ops, 32, 10'000'000},
+               {"SLURM_STEPS", &c.slurm_steps, 1, 100'000}};
   for (auto& s : sizes) {
     v.reset();
     if (absl::Status st = EnvInt(s.name, s.lo, s.hi, &v); !st.ok()) return st;
@@ -389,7 +390,9 @@ int SuiteMain(int argc, char** argv, std::string_view name,
              "skewed runs fib(n + 10)\n"
           << "  EXECUTOR         only variants of spindle|asio|tbb|floor\n"
           << "  FAIRNESS_MS, HOG_MS, TAIL_MS  durations [10, 60000]\n"
-          << "  NOP_OPS          NOPs per uring_nop iteration [32, 10000000]\n";
+          << "  NOP_OPS          NOPs per uring_nop iteration [32, 10000000]\n"
+          << "  SLURM_STEPS      job steps per slurm_steps iteration [1, 100000] "
+             "(default 100)\n";
       return 0;
     }
     if (a == "--out" && i + 1 < argc) {

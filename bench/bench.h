@@ -88,13 +88,14 @@ struct Config {
   int64_t hog_ms = 300;                    // HOG_MS
   int64_t tail_ms = 1000;                  // TAIL_MS
   int64_t nop_ops = 32000;                 // NOP_OPS
+  int64_t slurm_steps = 100;               // SLURM_STEPS
   std::string out_dir;                     // --out, else the caller's cwd
 };
 
 // Reads ITERATIONS [1, 1000], N_TASKS [1, 10000000], YIELDS_PER_TASK
 // [1, 1000000], WORKERS [1, 1024], FIB_N [2, 30], EXECUTOR (spindle|asio|tbb|floor), BENCH_FILTER (see
 // FilterMatches), FAIRNESS_MS, HOG_MS, TAIL_MS [10, 60000],
-// NOP_OPS [32, 10000000].  InvalidArgument names the variable, the value and
+// NOP_OPS [32, 10000000], SLURM_STEPS [1, 100000].  InvalidArgument names the variable, the value and
 // the valid range or values.  `defaults` supplies per-target defaults.
 absl::StatusOr<Config> ConfigFromEnv(const Config& defaults = {});
 

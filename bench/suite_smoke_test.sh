@@ -24,7 +24,7 @@ set -e
 [[ $rc -eq 2 ]] || { echo "EXECUTOR=boost: want exit 2, got $rc"; exit 1; }
 
 ITERATIONS=1 N_TASKS=100 YIELDS_PER_TASK=2 FAIRNESS_MS=20 HOG_MS=20 \
-  FIB_N=10 TAIL_MS=30 NOP_OPS=320 "$suite" --out "$out" >"$log" 2>&1 || {
+  FIB_N=10 TAIL_MS=30 NOP_OPS=320 SLURM_STEPS=4 "$suite" --out "$out" >"$log" 2>&1 || {
   echo "suite failed:"; cat "$log"; exit 1; }
 
 csv="$out/benchmark_results.csv"
@@ -66,6 +66,7 @@ expect=(
   fiber_switch/spindle fiber_switch/floor
   fiber_spawn/spindle_fiber fiber_spawn/spindle
   fiber_nop/spindle_fiber fiber_nop/spindle fiber_nop/floor
+  slurm_steps/spindle slurm_steps/floor slurm_steps_p50/spindle
 )
 fail=0
 for e in "${expect[@]}"; do
@@ -75,7 +76,8 @@ for e in "${expect[@]}"; do
     main=$b
     case $b in 1C_sleep_*) main=1C_sleep ;; launch_*) main=launch ;;
       fairness_*) main=fairness ;; hog_mt_*) main=hog_mt ;; hog_*) main=hog ;; tail_*) main=tail_latency ;;
-      io_latency_*) main=io_latency ;; process_pool_*) main=process_pool ;; esac
+      io_latency_*) main=io_latency ;; process_pool_*) main=process_pool ;;
+      slurm_steps_*) main=slurm_steps ;; esac
     if grep -q "^  $main/$v/" "$log"; then
       echo "skipped (allowed): $(grep "^  $main/$v/" "$log" | head -n 1)"
     else

@@ -43,9 +43,11 @@
 //     status()); a working directory missing on the node is
 //     FailedPrecondition (Slurm then ran the task in /tmp).
 //   - The timeout is Spindle's, to the second: when it fires the step is
-//     cancelled (`scancel J.S`, which kills it) and srun gets SIGTERM, then
-//     SIGKILL after `kill_grace`; the result says timed_out.  Kill (Abort of
-//     a task awaiting it, Pool shutdown with kCancel) does the same at once.
+//     cancelled (`scancel J.S`, which kills it) and srun gets SIGTERM; the
+//     result says timed_out.  Kill (Abort of a task awaiting it, Pool
+//     shutdown with kCancel, runner shutdown) cancels the step at once.
+//     srun then ends by itself; if it has not within 10 s (slurmctld
+//     unreachable), it gets SIGKILL.
 //   - A node that fails while a step runs on it: that step's handle status
 //     is Unavailable naming the step, the job and the node (its result is
 //     unknown); the node is dropped and later specs run on the nodes left

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "dispatch/launcher.h"
 #include "dispatch/slurm.h"
@@ -122,6 +123,40 @@ TEST(PoolSlurmTest, HundredSpecsThroughEightSlotsQueueInTheHandsOfThePool) {
   watcher.join();
   EXPECT_LE(most.load(), 8u) << "more steps in Slurm than pool slots";
   EXPECT_GE(most.load(), 2u) << "the slots never ran together";
+  EXPECT_EQ(slurm->steps_running(), 0u);
+}
+
+// Aborting a task that awaits a step cancels the step in Slurm.
+TEST(PoolSlurmTest, AbortingTheAwaitingTaskCancelsItsStep) {
+  SPINDLE_SLURM_OR_SKIP(slurm, 1);
+  auto runner =
+      dispatch::ProcessRunner::Create({.backend = "auto", .launcher = slurm})
+          .value();
+  auto ex = ExecutorBuilder().Build().value();
+  auto h = ex->Spawn([](dispatch::ProcessRunner* runner) -> Task<int> {
+    ProcessSpec s;
+    s.binary = "/bin/sh";
+    s.args = {"-c", "trap '' TERM; sleep 100"};
+    absl::StatusOr<ProcessResult> r = co_await RunProcess(*runner, s);
+    co_return r.ok() ? r->exit_code : -1;
+  }(runner.get()));
+  auto aborter = ex->Spawn([](dispatch::SlurmLauncher* slurm,
+                              JoinHandle<int>* h) -> Task<void> {
+    while (slurm->steps_running() == 0) co_await YieldNow();  // srun runs
+    h->Abort();
+  }(slurm.get(), &h));
+  ex->Run();
+  EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+  // A bound, not a guess: the step is cancelled within a second or two.
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  for (;;) {
+    absl::StatusOr<std::string> steps = dispatch_testing::SlurmCommand(
+        "squeue", {"-h", "-s", "-j", absl::StrCat(slurm->job_id())});
+    ASSERT_TRUE(steps.ok()) << steps.status();
+    if (runner->running() == 0 && steps->empty()) break;
+    ASSERT_LT(absl::Now(), end) << "the step outlived its task: " << *steps;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   EXPECT_EQ(slurm->steps_running(), 0u);
 }
 
