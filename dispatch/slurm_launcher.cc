@@ -108,6 +108,11 @@ class SlurmProcess final : public dispatch::LaunchedProcess {
       : core_(core),
         step_(std::move(step)),
         ended_(std::make_shared<std::atomic<bool>>(false)) {}
+  // Never finished: srun could not be spawned (Start failed, or the runner
+  // was shutting down).  The step never ran: uncount it.
+  ~SlurmProcess() override {
+    if (!finished_) core_->StepEnded(step_, SrunVerdict{});
+  }
 
   // Cancels the step (once: SIGTERM, then SIGKILL come here).  srun then
   // ends by itself; killed first, it would leave Slurm waiting on its
@@ -122,6 +127,7 @@ class SlurmProcess final : public dispatch::LaunchedProcess {
 
   absl::Status Finish(ProcessResult& r) noexcept override {
     ended_->store(true, std::memory_order_release);  // the canceller reads it
+    finished_ = true;
     SrunVerdict v = InterpretSrun(step_, r);
     if (step_.cancelled) r.killed = true;  // scancel kills the step
     core_->StepEnded(step_, v);
@@ -132,6 +138,7 @@ class SlurmProcess final : public dispatch::LaunchedProcess {
   SlurmCore* const core_;
   SrunStep step_;
   std::shared_ptr<std::atomic<bool>> ended_;
+  bool finished_ = false;  // Finish ran (the runner's thread)
 };
 
 }  // namespace

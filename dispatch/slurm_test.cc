@@ -3,6 +3,7 @@
 #include "dispatch/slurm.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -248,6 +249,37 @@ TEST(SlurmTest, DestroyingTheLauncherReleasesTheAllocation) {
     ASSERT_LT(absl::Now(), end) << "job " << job << " is still " << *q;
     absl::SleepFor(absl::Milliseconds(100));
   }
+}
+
+// srun missing (salloc and the rest present): Start fails naming it, and
+// the step it had placed is not left counted.
+TEST(SlurmTest, AStartThatFailsLeavesNoStepCounted) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string bin = absl::StrCat(tmp != nullptr ? tmp : "/tmp",
+                                       "/slurm-bin-", ::getpid());
+  ASSERT_EQ(::mkdir(bin.c_str(), 0755), 0) << bin;
+  for (const char* c : {"salloc", "scancel", "squeue", "scontrol"}) {
+    const std::string to = absl::StrCat("/usr/bin/", c);
+    ASSERT_EQ(::symlink(to.c_str(), absl::StrCat(bin, "/", c).c_str()), 0);
+  }
+  absl::StatusOr<std::shared_ptr<SlurmLauncher>> slurm_or = [&] {
+    SlurmOptions o;
+    o.conf = dispatch_testing::SlurmConf();
+    o.commands_dir = bin;
+    o.allocation_wait = absl::Seconds(30);
+    return o.conf.empty() ? absl::FailedPreconditionError("no cluster")
+                          : SlurmLauncher::Create(o);
+  }();
+  if (!slurm_or.ok()) {
+    if (dispatch_testing::SlurmRequired()) FAIL() << slurm_or.status();
+    GTEST_SKIP() << slurm_or.status();
+  }
+  auto runner = RunnerOn(*slurm_or);
+  absl::StatusOr<ProcessHandle> h = runner->Start(Sh("true"));
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.status().message().find("srun"), std::string::npos)
+      << h.status();
+  EXPECT_EQ((*slurm_or)->steps_running(), 0u);
 }
 
 TEST(SlurmOptionsTest, BadValuesNameTheFieldAndRange) {
