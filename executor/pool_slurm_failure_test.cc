@@ -35,16 +35,23 @@ std::string Dir(const std::string& path) {
   return path.substr(0, path.rfind('/'));
 }
 
-// Brings node n2 back (local_cluster.sh up restarts what is missing).
-void RestoreCluster(const std::string& dir) {
-  const char* src = std::getenv("TEST_SRCDIR");
-  const char* ws = std::getenv("TEST_WORKSPACE");
-  ASSERT_TRUE(src != nullptr && ws != nullptr);
-  const std::string cmd =
-      absl::StrCat("SPINDLE_SLURM_DIR='", dir, "' '", src, "/", ws,
-                   "/dispatch/slurm/local_cluster.sh' up >/dev/null");
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-}
+// Brings node n2 back when it goes out of scope, however the test ends
+// (local_cluster.sh up restarts what is missing).
+struct RestoreCluster {
+  std::string dir;
+  ~RestoreCluster() {
+    const char* src = std::getenv("TEST_SRCDIR");
+    const char* ws = std::getenv("TEST_WORKSPACE");
+    if (src == nullptr || ws == nullptr) {
+      ADD_FAILURE() << "no TEST_SRCDIR: cannot restore the cluster";
+      return;
+    }
+    const std::string cmd =
+        absl::StrCat("SPINDLE_SLURM_DIR='", dir, "' '", src, "/", ws,
+                     "/dispatch/slurm/local_cluster.sh' up >/dev/null");
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+};
 
 TEST(PoolSlurmFailureTest, StepsOnAKilledSlurmdFailUnavailableTheRestRun) {
   SPINDLE_SLURM_OR_SKIP(slurm, 2);
@@ -79,6 +86,7 @@ TEST(PoolSlurmFailureTest, StepsOnAKilledSlurmdFailUnavailableTheRestRun) {
     ASSERT_LT(absl::Now(), started_by) << "the first steps never started";
     absl::SleepFor(absl::Milliseconds(10));
   }
+  RestoreCluster restore{dir};  // first thing undone at the end, or at a failure
   ASSERT_EQ(::kill(slurmd, SIGKILL), 0);
 
   int unavailable = 0, on_n1 = 0;
@@ -107,9 +115,6 @@ TEST(PoolSlurmFailureTest, StepsOnAKilledSlurmdFailUnavailableTheRestRun) {
   EXPECT_GE(on_n1, 2);
   EXPECT_EQ(unavailable + on_n1, 12);
   EXPECT_EQ(slurm->live_nodes(), std::vector<std::string>{"n1"});
-  pool.reset();
-  slurm.reset();
-  RestoreCluster(dir);
 }
 
 }  // namespace
