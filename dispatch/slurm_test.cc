@@ -186,7 +186,8 @@ TEST(SlurmTest, KillCancelsTheStep) {
     ASSERT_LT(absl::Now(), gone_by) << "the task still runs";
     absl::SleepFor(absl::Milliseconds(20));
   }
-  EXPECT_TRUE(NoStepsWithin(slurm->job_id(), absl::Seconds(5)))
+  // A bound for a loaded machine (the cancel is two commands to slurmctld).
+  EXPECT_TRUE(NoStepsWithin(slurm->job_id(), absl::Seconds(20)))
       << "the step still runs in Slurm";
 }
 
