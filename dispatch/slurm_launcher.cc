@@ -8,8 +8,9 @@
 //   every Stop, so that the runner's thread never waits on Slurm.
 //   Cancel: a step is found by its unique name (`squeue -s`), then
 //   `scancel J.S`; srun may not have registered it yet, so the lookup is
-//   retried every 50 ms while srun runs (at most 2 s).  A job of its own is
-//   cancelled by name (`scancel --name`).
+//   retried every 50 ms while srun runs (at most kCancelWait, after which
+//   the runner kills srun).  A job of its own is cancelled by name
+//   (`scancel --name`).
 //   Shutdown: ~SlurmLauncher runs after every runner holding it is gone, so
 //   after every srun has been reaped; it stops the canceller (finishing
 //   the cancels queued) and cancels the allocation.
@@ -377,8 +378,10 @@ void SlurmCore::DoCancel(const Cancel& c, bool stopping) noexcept {
     (void)Command("scancel", {"--name=" + c.name}, absl::Seconds(30));
     return;
   }
-  // The step's id from its name; srun may still be creating it.
-  for (int attempt = 0; attempt < 40; ++attempt) {
+  // The step's id from its name; srun may still be creating it (seconds on
+  // a loaded controller), so look while srun runs, up to kCancelWait.
+  const int attempts = static_cast<int>(kCancelWait / absl::Milliseconds(50));
+  for (int attempt = 0; attempt < attempts; ++attempt) {
     absl::StatusOr<ProcessResult> r =
         Command("squeue", {"-h", "-s", "-j", absl::StrCat(c.job), "-o", "%i %j"},
                 absl::Seconds(30));
