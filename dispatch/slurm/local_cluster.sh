@@ -84,12 +84,25 @@ ensure_packages() {
 }
 
 # Exit 0 when pid file $1 names a live process.
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A zombie (killed, not yet reaped by whoever adopted it) is not alive.
+alive() {
+  [[ -f $1 ]] || return 1
+  local state
+  state=$(awk '{print $3}' "/proc/$(cat "$1")/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z ]]
+}
 
-# Exit 0 when the controller answers and every node is up (not down, not
-# not-responding).
+# Exit 0 when every daemon of ours runs, the controller answers and every
+# node is up (not down, not not-responding).  The pid files come first:
+# slurmctld notices a dead slurmd only after SlurmdTimeout.
 cluster_up() {
   [[ -f $CONF ]] || return 1
+  local f
+  for f in "$DIR/munge/munged.pid" "$DIR/slurmctld.pid" \
+           "${NODES[@]/#/$DIR/slurmd-}"; do
+    [[ $f == *.pid ]] || f=$f.pid
+    alive "$f" || return 1
+  done
   SLURM_CONF=$CONF scontrol ping 2>/dev/null | grep -q 'is UP' || return 1
   local states
   states=$(SLURM_CONF=$CONF sinfo -h -N -o '%N %t' 2>/dev/null) || return 1
