@@ -47,7 +47,11 @@
 //     result says timed_out.  Kill (Abort of a task awaiting it, Pool
 //     shutdown with kCancel, runner shutdown) cancels the step at once.
 //     srun then ends by itself; if it has not within 10 s (slurmctld
-//     unreachable), it gets SIGKILL.
+//     unreachable), it gets SIGKILL.  A cancelled step is looked for (every
+//     100 ms, on the launcher's own thread) until Slurm lists it, and for
+//     10 s after srun ended: srun interrupted while creating its step may
+//     exit while slurmctld still creates it.  A scancel that did not take
+//     is sent again every 2 s while the step is listed.
 //   - A node that fails while a step runs on it: that step's handle status
 //     is Unavailable naming the step, the job and the node (its result is
 //     unknown); the node is dropped and later specs run on the nodes left

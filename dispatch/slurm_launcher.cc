@@ -6,14 +6,18 @@
 //   uncounts it under `mu_`, drops a failed node, marks the allocation
 //   gone); the launcher's canceller thread runs squeue and scancel for
 //   every Stop, so that the runner's thread never waits on Slurm.
-//   Cancel: a step is found by its unique name (`squeue -s`), then
-//   `scancel J.S`; srun may not have registered it yet, so the lookup is
-//   retried every 50 ms while srun runs (at most kCancelWait, after which
-//   the runner kills srun).  A job of its own is cancelled by name
-//   (`scancel --name`).
+//   Cancel: a step (or a job of its own) is found by its unique name
+//   (`squeue`), then cancelled by id (`scancel`).  Every cancel asked for
+//   stays pending until Slurm no longer lists what was found, and the
+//   canceller looks for all of them at once every kCancelPoll.  A step that
+//   is not listed yet is looked for while srun runs and for kLateStep after
+//   it ended: srun interrupted while creating its step may exit (even with
+//   status 0) while slurmctld still goes on to create and launch the step.
+//   Found and still listed kRecancel after its scancel: cancelled again.
 //   Shutdown: ~SlurmLauncher runs after every runner holding it is gone, so
-//   after every srun has been reaped; it stops the canceller (finishing
-//   the cancels queued) and cancels the allocation.
+//   after every srun has been reaped; it cancels the jobs of their own still
+//   pending, stops the canceller and cancels the allocation (which ends its
+//   steps).
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,7 +25,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,9 +33,13 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "dispatch/internal/srun_result.h"
 #include "dispatch/slurm.h"
 
@@ -50,8 +57,9 @@ class SlurmCore {
   absl::Status Allocate();
   absl::StatusOr<dispatch::ProcessLauncher::Prepared> Prepare(
       const ProcessSpec& spec);
+  // `ended_at`: when srun was reaped (Unix ns; 0 while it runs).
   void QueueCancel(const SrunStep& step,
-                   std::shared_ptr<std::atomic<bool>> ended);
+                   std::shared_ptr<std::atomic<int64_t>> ended_at);
   void StepEnded(const SrunStep& step, const SrunVerdict& v);
   uint64_t job() const { return job_; }
   std::vector<std::string> live_nodes() const;
@@ -60,8 +68,10 @@ class SlurmCore {
  private:
   struct Cancel {
     std::string name;
-    uint64_t job;
-    std::shared_ptr<std::atomic<bool>> ended;  // srun was reaped
+    uint64_t job = 0;  // 0: a job of its own
+    std::shared_ptr<std::atomic<int64_t>> ended_at;
+    std::string id;  // Slurm's ("J.S" or "J") once found
+    absl::Time sent = absl::InfinitePast();  // the last scancel
   };
   std::string Cmd(const char* name) const {
     return opts_.commands_dir.empty() ? std::string(name)
@@ -77,7 +87,9 @@ class SlurmCore {
                                 absl::Nanoseconds(1));
   }
   void CancelLoop() noexcept;
-  void DoCancel(const Cancel& c, bool stopping) noexcept;
+  // One look for every pending cancel: scancels those listed, drops those
+  // done (or never created); keeps the rest for the next round.
+  void CancelRound(std::vector<Cancel>& pending) noexcept;
 
   const SlurmOptions opts_;
   std::unique_ptr<dispatch::ProcessRunner> commands_;
@@ -89,7 +101,7 @@ class SlurmCore {
   std::vector<std::pair<std::string, int>> nodes_;  // live; steps running
   size_t lost_running_ = 0;  // steps still running on dropped nodes
   bool gone_ = false;                               // the allocation ended
-  std::deque<Cancel> cancels_;
+  std::vector<Cancel> cancels_;  // queued; the canceller takes them
   bool stopping_ = false;
   std::condition_variable cancel_cv_;
   std::thread canceller_;
@@ -101,6 +113,13 @@ namespace {
 // kills it: scancel takes a round trip to slurmctld (MessageTimeout at
 // worst), the step's end another to srun.
 constexpr absl::Duration kCancelWait = absl::Seconds(10);
+// The canceller's look at squeue while cancels are pending.
+constexpr absl::Duration kCancelPoll = absl::Milliseconds(100);
+// How long after srun ended its step may still appear (slurmctld handling
+// the creation srun asked for before it died).
+constexpr absl::Duration kLateStep = absl::Seconds(10);
+// A step still listed this long after its scancel is cancelled again.
+constexpr absl::Duration kRecancel = absl::Seconds(2);
 
 // What one of our steps tells the launcher.
 class SlurmProcess final : public dispatch::LaunchedProcess {
@@ -108,7 +127,7 @@ class SlurmProcess final : public dispatch::LaunchedProcess {
   SlurmProcess(SlurmCore* core, SrunStep step)
       : core_(core),
         step_(std::move(step)),
-        ended_(std::make_shared<std::atomic<bool>>(false)) {}
+        ended_at_(std::make_shared<std::atomic<int64_t>>(0)) {}
   // Never finished: srun could not be spawned (Start failed, or the runner
   // was shutting down).  The step never ran: uncount it.
   ~SlurmProcess() override {
@@ -121,13 +140,14 @@ class SlurmProcess final : public dispatch::LaunchedProcess {
   absl::Duration Stop(int /*sig*/) noexcept override {
     if (!step_.cancelled) {
       step_.cancelled = true;
-      core_->QueueCancel(step_, ended_);
+      core_->QueueCancel(step_, ended_at_);
     }
     return kCancelWait;
   }
 
   absl::Status Finish(ProcessResult& r) noexcept override {
-    ended_->store(true, std::memory_order_release);  // the canceller reads it
+    // Release: the canceller reads it.
+    ended_at_->store(absl::ToUnixNanos(absl::Now()), std::memory_order_release);
     finished_ = true;
     SrunVerdict v = InterpretSrun(step_, r);
     if (step_.cancelled) r.killed = true;  // scancel kills the step
@@ -138,7 +158,7 @@ class SlurmProcess final : public dispatch::LaunchedProcess {
  private:
   SlurmCore* const core_;
   SrunStep step_;
-  std::shared_ptr<std::atomic<bool>> ended_;
+  std::shared_ptr<std::atomic<int64_t>> ended_at_;
   bool finished_ = false;  // Finish ran (the runner's thread)
 };
 
@@ -351,53 +371,108 @@ void SlurmCore::StepEnded(const SrunStep& step, const SrunVerdict& v) {
 }
 
 void SlurmCore::QueueCancel(const SrunStep& step,
-                            std::shared_ptr<std::atomic<bool>> ended) {
+                             std::shared_ptr<std::atomic<int64_t>> ended_at) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    cancels_.push_back(Cancel{step.name, step.job, std::move(ended)});
+    Cancel c;
+    c.name = step.name;
+    c.job = step.job;
+    c.ended_at = std::move(ended_at);
+    cancels_.push_back(std::move(c));
   }
   cancel_cv_.notify_one();
 }
 
 void SlurmCore::CancelLoop() noexcept {
+  std::vector<Cancel> pending;
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
-    cancel_cv_.wait(l, [&] { return stopping_ || !cancels_.empty(); });
-    if (cancels_.empty()) return;  // stopping, nothing left
-    Cancel c = std::move(cancels_.front());
-    cancels_.pop_front();
-    const bool stopping = stopping_;
+    if (pending.empty()) {
+      cancel_cv_.wait(l, [&] { return stopping_ || !cancels_.empty(); });
+    } else {
+      cancel_cv_.wait_for(l, absl::ToChronoNanoseconds(kCancelPoll),
+                          [&] { return stopping_; });
+    }
+    for (Cancel& c : cancels_) pending.push_back(std::move(c));
+    cancels_.clear();
+    if (stopping_) {
+      // Every srun has been reaped and the allocation is cancelled next,
+      // which ends its steps; a job of its own must still be cancelled.
+      l.unlock();
+      for (const Cancel& c : pending) {
+        if (c.job == 0) {
+          (void)Command("scancel", {"--name=" + c.name}, absl::Seconds(30));
+        }
+      }
+      return;
+    }
     l.unlock();
-    DoCancel(c, stopping);
+    CancelRound(pending);
     l.lock();
   }
 }
 
-void SlurmCore::DoCancel(const Cancel& c, bool stopping) noexcept {
-  if (c.job == 0) {
-    (void)Command("scancel", {"--name=" + c.name}, absl::Seconds(30));
-    return;
+void SlurmCore::CancelRound(std::vector<Cancel>& pending) noexcept {
+  // What Slurm lists now: "id name" lines, for the allocation's steps and
+  // for the jobs of their own sought.
+  std::vector<std::string> own_names;
+  bool steps_sought = false;
+  for (const Cancel& c : pending) {
+    if (c.job == 0) {
+      own_names.push_back(c.name);
+    } else {
+      steps_sought = true;
+    }
   }
-  // The step's id from its name; srun may still be creating it (seconds on
-  // a loaded controller), so look while srun runs, up to kCancelWait.
-  const int attempts = static_cast<int>(kCancelWait / absl::Milliseconds(50));
-  for (int attempt = 0; attempt < attempts; ++attempt) {
-    absl::StatusOr<ProcessResult> r =
-        Command("squeue", {"-h", "-s", "-j", absl::StrCat(c.job), "-o", "%i %j"},
-                absl::Seconds(30));
-    if (!r.ok()) return;
+  std::vector<std::pair<std::string, std::string>> listed;  // name, id
+  auto list = [&](std::vector<std::string> args) {
+    absl::StatusOr<ProcessResult> r = Command("squeue", std::move(args),
+                                              absl::Seconds(30));
+    if (!r.ok() || r->exit_code != 0) return false;
     for (absl::string_view line :
          absl::StrSplit(r->stdout_data, '\n', absl::SkipEmpty())) {
       std::vector<absl::string_view> f =
           absl::StrSplit(line, ' ', absl::SkipEmpty());
-      if (f.size() == 2 && f[1] == c.name) {
-        (void)Command("scancel", {std::string(f[0])}, absl::Seconds(30));
-        return;
-      }
+      if (f.size() == 2) listed.emplace_back(f[1], f[0]);
     }
+    return true;
+  };
+  // A failed look tells nothing: keep everything for the next round.
+  if (steps_sought &&
+      !list({"-h", "-s", "-j", absl::StrCat(job_), "-o", "%i %j"})) {
+    return;
+  }
+  if (!own_names.empty() &&
+      !list({"-h", "-o", "%i %j", "-n", absl::StrJoin(own_names, ",")})) {
+    return;
+  }
+
+  const absl::Time now = absl::Now();
+  std::vector<std::string> to_cancel;
+  std::vector<Cancel> kept;
+  for (Cancel& c : pending) {
+    auto it = std::find_if(listed.begin(), listed.end(),
+                           [&](const auto& e) { return e.first == c.name; });
+    if (it != listed.end()) {  // listed: cancel it (again, if it lingers)
+      c.id = it->second;
+      if (now - c.sent >= kRecancel) {
+        to_cancel.push_back(c.id);
+        c.sent = now;
+      }
+      kept.push_back(std::move(c));
+      continue;
+    }
+    if (!c.id.empty()) continue;  // found before, gone now: done
     // Acquire: pairs with the release store in SlurmProcess::Finish.
-    if (stopping || c.ended->load(std::memory_order_acquire)) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const int64_t ended = c.ended_at->load(std::memory_order_acquire);
+    if (ended != 0 && now - absl::FromUnixNanos(ended) > kLateStep) {
+      continue;  // srun ended long ago and no step appeared: none will
+    }
+    kept.push_back(std::move(c));
+  }
+  pending = std::move(kept);
+  if (!to_cancel.empty()) {
+    (void)Command("scancel", std::move(to_cancel), absl::Seconds(30));
   }
 }
 

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -189,6 +190,30 @@ TEST(SlurmTest, KillCancelsTheStep) {
   // A bound for a loaded machine (the cancel is two commands to slurmctld).
   EXPECT_TRUE(NoStepsWithin(slurm->job_id(), absl::Seconds(20)))
       << "the step still runs in Slurm";
+}
+
+// A kill that comes while srun is still creating its step: srun may then
+// exit (even with status 0) while slurmctld goes on to create and launch
+// the step.  The launcher must still find and cancel every such step.
+TEST(SlurmTest, KillsWhileTheStepIsBeingCreatedLeaveNoStepRunning) {
+  SPINDLE_SLURM_OR_SKIP(slurm, 1);
+  auto runner = RunnerOn(slurm);
+  // One at a time, each killed a little later than the last, so that the
+  // kills land at different points of step creation (a window tens of
+  // milliseconds wide) and the launcher looks for each step at once.  (srun
+  // killed that early waits 3 s for its step to finish: few rounds.)
+  for (int i = 0; i < 6; ++i) {
+    absl::StatusOr<ProcessHandle> h =
+        runner->Start(Sh("trap '' TERM; sleep 100"));
+    ASSERT_TRUE(h.ok()) << h.status();
+    absl::SleepFor(absl::Milliseconds(8 * i));
+    h->Kill();
+    const ProcessResult* r = h->WaitFor(absl::Seconds(30));
+    EXPECT_TRUE(r->killed);
+  }
+  EXPECT_TRUE(NoStepsWithin(slurm->job_id(), absl::Seconds(30)))
+      << "a step killed during its creation still runs in Slurm: "
+      << absl::StrJoin(Steps(slurm->job_id()), " ");
 }
 
 TEST(SlurmTest, StepsRunOnBothNodes) {
