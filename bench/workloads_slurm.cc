@@ -11,8 +11,6 @@
 // Without a cluster both variants fail, and the suite skips the row for
 // them, saying why.  The cluster is SLURM_CONF's (or SPINDLE_SLURM_CONF's),
 // else dispatch/slurm/local_cluster.sh's when it is up.
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -34,7 +32,6 @@ namespace {
 using timing::MonotonicClock;
 
 constexpr int kInFlight = 8;
-constexpr const char* kLocalConf = "/tmp/spindle-slurm/slurm.conf";
 
 // The allocation both variants share: made at the first use, released
 // when the row's variants are destroyed (the end of the run), not at exit.
@@ -57,13 +54,13 @@ class SharedCluster {
     if (!o.ok()) return o.status();
     const char* env_conf = std::getenv("SLURM_CONF");
     if (o->conf.empty() && (env_conf == nullptr || *env_conf == 0)) {
-      if (::access(kLocalConf, R_OK) != 0) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "no Slurm cluster: SLURM_CONF is unset and ", kLocalConf,
-            " does not exist (dispatch/slurm/local_cluster.sh up starts "
-            "one)"));
+      o->conf = dispatch::SlurmOptions::LocalClusterConf();
+      if (o->conf.empty()) {
+        return absl::FailedPreconditionError(
+            "no Slurm cluster: SLURM_CONF is unset and the local cluster's "
+            "slurm.conf does not exist (dispatch/slurm/local_cluster.sh up "
+            "starts one)");
       }
-      o->conf = kLocalConf;
     }
     o->nodes = 2;
     o->allocation_wait = absl::Seconds(10);

@@ -45,6 +45,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
+#include "dispatch/internal/process_shared.h"
 #include "dispatch/internal/spawn.h"
 #include "dispatch/launcher.h"
 #include "dispatch/process.h"
@@ -62,23 +63,6 @@ using reactor::Operation;
 using timing::MonotonicClock;
 
 struct Proc;
-
-struct ProcessShared {
-  RunnerCore* core = nullptr;
-  pid_t pid = -1;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::atomic<bool> done{false};
-  ProcessResult result;  // written once, under mu, before done
-  // The launcher's verdict, as result.  Kept as code and text, so that
-  // each status() is a Status of its caller's own (no Status rep shared
-  // across threads: the system Abseil's refcount is not seen by TSan).
-  absl::StatusCode status_code = absl::StatusCode::kOk;
-  std::string status_message;
-  // Registered by ProcessHandle::OnDone before done; taken by Finish.
-  std::vector<std::unique_ptr<dispatch::ProcessDoneCallback>> on_done;  // mu
-  Proc* proc = nullptr;  // the runner's thread only
-};
 
 struct Stream {
   Operation op;
@@ -185,6 +169,10 @@ class RunnerCore {
   // reads it.
   char discard_[64 * 1024];
 };
+
+void RequestKill(RunnerCore* core, std::shared_ptr<ProcessShared> s) {
+  core->RequestKill(std::move(s));
+}
 
 void RunnerCore::Loop() noexcept {
   bool stop_handled = false;
@@ -467,69 +455,6 @@ namespace spindle::dispatch {
 
 using dispatch_internal::ProcessShared;
 using timing::MonotonicClock;
-
-// ---- ProcessHandle ------------------------------------------------------------
-
-pid_t ProcessHandle::pid() const { return shared_->pid; }
-
-bool ProcessHandle::done() const {
-  // Acquire: pairs with the release store in Finish.
-  return shared_->done.load(std::memory_order_acquire);
-}
-
-const ProcessResult& ProcessHandle::Wait() const {
-  std::unique_lock<std::mutex> l(shared_->mu);
-  shared_->cv.wait(l, [&] {
-    return shared_->done.load(std::memory_order_relaxed);  // under mu
-  });
-  return shared_->result;
-}
-
-const ProcessResult* ProcessHandle::WaitFor(absl::Duration timeout) const {
-  timeout = std::clamp(timeout, absl::ZeroDuration(), absl::Hours(24 * 365));
-  std::unique_lock<std::mutex> l(shared_->mu);
-  const bool ok = shared_->cv.wait_for(
-      l, absl::ToChronoNanoseconds(timeout), [&] {
-        return shared_->done.load(std::memory_order_relaxed);  // under mu
-      });
-  return ok ? &shared_->result : nullptr;
-}
-
-absl::Status ProcessHandle::status() const {
-  std::unique_lock<std::mutex> l(shared_->mu);
-  shared_->cv.wait(l, [&] {
-    return shared_->done.load(std::memory_order_relaxed);  // under mu
-  });
-  return absl::Status(shared_->status_code, shared_->status_message);
-}
-
-ProcessResult ProcessHandle::TakeResult() const {
-  std::unique_lock<std::mutex> l(shared_->mu);
-  shared_->cv.wait(l, [&] {
-    return shared_->done.load(std::memory_order_relaxed);  // under mu
-  });
-  return std::move(shared_->result);
-}
-
-void ProcessHandle::Kill() const {
-  // Holding mu keeps the runner from finishing (and so from being
-  // destroyed) while the request is queued.
-  std::lock_guard<std::mutex> l(shared_->mu);
-  if (shared_->done.load(std::memory_order_relaxed)) return;  // under mu
-  shared_->core->RequestKill(shared_);
-}
-
-void ProcessHandle::OnDone(std::unique_ptr<ProcessDoneCallback> cb) const {
-  if (cb == nullptr) return;
-  {
-    std::lock_guard<std::mutex> l(shared_->mu);
-    if (!shared_->done.load(std::memory_order_relaxed)) {  // under mu
-      shared_->on_done.push_back(std::move(cb));
-      return;
-    }
-  }
-  cb->Done();  // already in: Finish has run (and taken the list) under mu
-}
 
 // ---- ProcessRunner ------------------------------------------------------------
 

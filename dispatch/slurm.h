@@ -117,6 +117,10 @@ struct SlurmOptions {
   // The defaults, with each SPINDLE_SLURM_* variable that is set applied;
   // InvalidArgument naming a variable whose value is not a number in range.
   static absl::StatusOr<SlurmOptions> FromEnv();
+  // The slurm.conf of dispatch/slurm/local_cluster.sh's private cluster
+  // ($SPINDLE_SLURM_DIR/slurm.conf, default /tmp/spindle-slurm) when it
+  // exists; empty otherwise.  For tests and benchmarks that fall back to it.
+  static std::string LocalClusterConf();
 };
 
 // SlurmLauncher: one held allocation; specs run as its job steps.

@@ -1,8 +1,11 @@
 // dispatch/slurm_options.cc: SlurmOptions::Validate and FromEnv.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "dispatch/slurm.h"
 
@@ -80,6 +83,13 @@ absl::StatusOr<SlurmOptions> SlurmOptions::FromEnv() {
   if (const char* v = std::getenv("SPINDLE_SLURM_CONF")) o.conf = v;
   if (absl::Status s = o.Validate(); !s.ok()) return s;
   return o;
+}
+
+std::string SlurmOptions::LocalClusterConf() {
+  const char* dir = std::getenv("SPINDLE_SLURM_DIR");
+  std::string conf = absl::StrCat(
+      dir != nullptr && *dir != 0 ? dir : "/tmp/spindle-slurm", "/slurm.conf");
+  return ::access(conf.c_str(), R_OK) == 0 ? conf : std::string();
 }
 
 }  // namespace spindle::dispatch

@@ -2,6 +2,7 @@
 // .ci/run starts dispatch/slurm/local_cluster.sh's two-node cluster).
 #include "dispatch/slurm.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -337,6 +338,17 @@ TEST(SlurmOptionsTest, BadValuesNameTheFieldAndRange) {
   ASSERT_TRUE(env.ok()) << env.status();
   EXPECT_EQ(env->time_limit, absl::Minutes(90));
   EXPECT_EQ(env->partition, "debug");
+}
+
+TEST(SlurmOptionsTest, LocalClusterConfIsTheStateDirectorysWhenItExists) {
+  const std::string dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/state");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  ::setenv("SPINDLE_SLURM_DIR", dir.c_str(), 1);
+  EXPECT_EQ(SlurmOptions::LocalClusterConf(), "");  // no slurm.conf yet
+  const std::string conf = dir + "/slurm.conf";
+  ::close(::open(conf.c_str(), O_CREAT | O_WRONLY, 0644));
+  EXPECT_EQ(SlurmOptions::LocalClusterConf(), conf);
+  ::unsetenv("SPINDLE_SLURM_DIR");
 }
 
 TEST(SlurmOptionsTest, MissingCommandsAreFailedPrecondition) {

@@ -9,8 +9,6 @@
 #ifndef SPINDLE_DISPATCH_SLURM_TESTING_H_
 #define SPINDLE_DISPATCH_SLURM_TESTING_H_
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -31,10 +29,7 @@ inline std::string SlurmConf() {
   if (const char* c = std::getenv("SLURM_CONF"); c != nullptr && *c != 0) {
     return c;
   }
-  const char* dir = std::getenv("SPINDLE_SLURM_DIR");
-  std::string conf =
-      absl::StrCat(dir != nullptr ? dir : "/tmp/spindle-slurm", "/slurm.conf");
-  return ::access(conf.c_str(), R_OK) == 0 ? conf : std::string();
+  return dispatch::SlurmOptions::LocalClusterConf();
 }
 
 inline bool SlurmRequired() {
