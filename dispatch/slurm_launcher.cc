@@ -14,6 +14,7 @@
 //   it ended: srun interrupted while creating its step may exit (even with
 //   status 0) while slurmctld still goes on to create and launch the step.
 //   Found and still listed kRecancel after its scancel: cancelled again.
+//   A cancel Slurm could not be asked about for kGiveUp is dropped.
 //   Shutdown: ~SlurmLauncher runs after every runner holding it is gone, so
 //   after every srun has been reaped; it cancels the jobs of their own still
 //   pending, stops the canceller and cancels the allocation (which ends its
@@ -71,6 +72,7 @@ class SlurmCore {
     uint64_t job = 0;  // 0: a job of its own
     std::shared_ptr<std::atomic<int64_t>> ended_at;
     std::string id;  // Slurm's ("J.S" or "J") once found
+    absl::Time queued;
     absl::Time sent = absl::InfinitePast();  // the last scancel
   };
   std::string Cmd(const char* name) const {
@@ -120,6 +122,9 @@ constexpr absl::Duration kCancelPoll = absl::Milliseconds(100);
 constexpr absl::Duration kLateStep = absl::Seconds(10);
 // A step still listed this long after its scancel is cancelled again.
 constexpr absl::Duration kRecancel = absl::Seconds(2);
+// A cancel still pending this long is dropped (Slurm has been unreachable
+// all along; the allocation's own cancel, at the end, ends its steps).
+constexpr absl::Duration kGiveUp = absl::Minutes(5);
 
 // What one of our steps tells the launcher.
 class SlurmProcess final : public dispatch::LaunchedProcess {
@@ -378,6 +383,7 @@ void SlurmCore::QueueCancel(const SrunStep& step,
     c.name = step.name;
     c.job = step.job;
     c.ended_at = std::move(ended_at);
+    c.queued = absl::Now();
     cancels_.push_back(std::move(c));
   }
   cancel_cv_.notify_one();
@@ -437,20 +443,24 @@ void SlurmCore::CancelRound(std::vector<Cancel>& pending) noexcept {
     }
     return true;
   };
-  // A failed look tells nothing: keep everything for the next round.
-  if (steps_sought &&
-      !list({"-h", "-s", "-j", absl::StrCat(job_), "-o", "%i %j"})) {
-    return;
-  }
-  if (!own_names.empty() &&
-      !list({"-h", "-o", "%i %j", "-n", absl::StrJoin(own_names, ",")})) {
-    return;
-  }
+  // A failed look tells nothing about what it sought: those wait for the
+  // next round.
+  const bool steps_seen =
+      steps_sought &&
+      list({"-h", "-s", "-j", absl::StrCat(job_), "-o", "%i %j"});
+  const bool own_seen =
+      !own_names.empty() &&
+      list({"-h", "-o", "%i %j", "-n", absl::StrJoin(own_names, ",")});
 
   const absl::Time now = absl::Now();
   std::vector<std::string> to_cancel;
   std::vector<Cancel> kept;
   for (Cancel& c : pending) {
+    if (now - c.queued > kGiveUp) continue;  // Slurm unreachable that long
+    if (!(c.job == 0 ? own_seen : steps_seen)) {
+      kept.push_back(std::move(c));
+      continue;
+    }
     auto it = std::find_if(listed.begin(), listed.end(),
                            [&](const auto& e) { return e.first == c.name; });
     if (it != listed.end()) {  // listed: cancel it (again, if it lingers)

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -251,6 +252,46 @@ TEST(SlurmTest, MoreCpusThanTheAllocationHasRunAsAJobOfItsOwn) {
   ASSERT_EQ(f.size(), 2u) << r->stdout_data;
   EXPECT_NE(f[0], absl::StrCat(slurm->job_id()));
   EXPECT_EQ(f[1], "2");
+}
+
+// Our jobs of their own: "id name" of each job whose name has our prefix.
+std::vector<std::string> OwnJobs(uint64_t allocation) {
+  const std::string prefix =
+      absl::StrCat("spindle-", ::getpid(), "-", allocation, "-");
+  absl::StatusOr<std::string> out =
+      SlurmCommand("squeue", {"-h", "-o", "%i %j"});
+  EXPECT_TRUE(out.ok()) << out.status();
+  std::vector<std::string> jobs;
+  for (absl::string_view line :
+       absl::StrSplit(out.value_or(""), '\n', absl::SkipWhitespace())) {
+    if (absl::StrContains(line, prefix)) jobs.emplace_back(line);
+  }
+  return jobs;
+}
+
+TEST(SlurmTest, KillCancelsAJobOfItsOwn) {
+  SPINDLE_SLURM_OR_SKIP(slurm, 1);
+  auto runner = RunnerOn(slurm);
+  ProcessSpec s = Sh("trap '' TERM; sleep 100");
+  s.cpus = 2;
+  absl::StatusOr<ProcessHandle> h = runner->Start(s);
+  ASSERT_TRUE(h.ok()) << h.status();
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while (OwnJobs(slurm->job_id()).empty()) {
+    ASSERT_LT(absl::Now(), end) << "the job never appeared in squeue";
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  h->Kill();
+  const ProcessResult* r = h->WaitFor(absl::Seconds(15));
+  ASSERT_NE(r, nullptr) << "Kill did not end the job's srun";
+  EXPECT_TRUE(r->killed);
+  const absl::Time gone_by = absl::Now() + absl::Seconds(20);
+  while (!OwnJobs(slurm->job_id()).empty()) {
+    ASSERT_LT(absl::Now(), gone_by)
+        << "the job still runs: "
+        << absl::StrJoin(OwnJobs(slurm->job_id()), "; ");
+    absl::SleepFor(absl::Milliseconds(50));
+  }
 }
 
 TEST(SlurmTest, DestroyingTheLauncherReleasesTheAllocation) {
