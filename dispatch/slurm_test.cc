@@ -211,6 +211,7 @@ TEST(SlurmTest, KillsWhileTheStepIsBeingCreatedLeaveNoStepRunning) {
     absl::SleepFor(absl::Milliseconds(8 * i));
     h->Kill();
     const ProcessResult* r = h->WaitFor(absl::Seconds(30));
+    ASSERT_NE(r, nullptr) << "srun outlived its kill by 30 s";
     EXPECT_TRUE(r->killed);
   }
   EXPECT_TRUE(NoStepsWithin(slurm->job_id(), absl::Seconds(30)))
