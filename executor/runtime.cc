@@ -138,6 +138,8 @@ void RuntimeSpawner::Submit(TaskHeader* t,
       return;
     }
     if (self->policy->AdmitStealable(self->deque.size())) {
+      // PushOrOverflow publishes the task: stealable at once, so that a
+      // poll that blocks after this spawn strands nothing.
       self->deque.PushOrOverflow(t, [&](TaskHeader** items, size_t k) {
         rt.injector.PushBatch(items, k);
         rt.overflowed.fetch_add(k, std::memory_order_relaxed);

@@ -84,6 +84,8 @@ TaskHeader* PopInjected(RuntimeShared& rt, Worker& w) noexcept {
     // Room was counted above and only this thread pushes.
     if (!w.deque.Push(batch[i])) rt.injector.Push(batch[i]);
   }
+  // Stealable before NotifyOne (P1 before P2), and while batch[0] runs.
+  w.deque.Publish();
   if (n > 1) rt.NotifyOne();  // tasks others may take
   return batch[0];
 }
@@ -104,6 +106,7 @@ TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
         if (got == 0) {
           if (TaskHeader* t = victim.preferred.Pop()) {
             if (w.deque.Push(t)) {
+              w.deque.Publish();  // stealable while we run what we took
               got = 1;
             } else {
               victim.preferred.Push(t);

@@ -26,7 +26,7 @@
 namespace spindle::steal {
 
 // The steal layer's version (see steal/VERSION and steal/CHANGELOG.md).
-inline constexpr std::string_view kVersion = "0.1.0";
+inline constexpr std::string_view kVersion = "0.2.0";
 
 }  // namespace spindle::steal
 

@@ -39,6 +39,7 @@ enum class Op {
   kPush,        // owner: Push, a refused item stays with the owner
   kPushOrSink,  // owner: PushOrOverflow into the sink
   kPop,         // owner
+  kPublish,     // owner: Publish
   kSteal,       // thief
   kBatch2,      // thief: StealBatch(into, 2)
   kBatch4,      // thief: StealBatch(into, 4)
@@ -90,6 +91,9 @@ class DequeModel {
     for (int i = 0; i < s.prefill; ++i) {
       if (!deque_->Push(&items_[i])) std::abort();  // setup, single-threaded
     }
+    // Prefilled items are published: scenarios that need private items
+    // push them in the owner's script.
+    deque_->Publish();
     pushed_ = s.prefill;
   }
 
@@ -128,6 +132,9 @@ class DequeModel {
         case Op::kPop:
           if (Item* item = deque_->Pop()) Took(item, 0);
           break;
+        case Op::kPublish:
+          deque_->Publish();
+          break;
         default:
           bad_ = "thief op in owner script";
       }
@@ -158,10 +165,17 @@ class DequeModel {
 
   std::string Verify() {
     if (!bad_.empty()) return bad_;
-    // Drain what is left (single-threaded now: accesses are not scheduled).
+    // Drain what is left (single-threaded now: accesses are not scheduled):
+    // once published, every item is stealable, oldest first.
     const size_t left = deque_->size();
+    deque_->Publish();
     size_t drained = 0;
+    while (Item* item = deque_->Steal()) {
+      Took(item, LeftBucket());
+      ++drained;
+    }
     while (Item* item = deque_->Pop()) {
+      bad_ = "Pop found an item after Publish and Steal drained the deque";
       Took(item, LeftBucket());
       ++drained;
     }
@@ -334,6 +348,78 @@ TEST(WorkDequeModelTest, IndexWrapAroundTwoThievesFillingRing) {
              {O::kPush, O::kPushOrSink, O::kPop},
              {{O::kSteal, O::kSteal}, {O::kBatch4}}};
   total_interleavings += Check<4>(s).executions;
+}
+
+// The private part.  Items the owner pushes in its script stay private until
+// it publishes them or a thief's request reaches its next Pop.
+
+// True when some explored execution ended with thief 1 (the first thief's
+// bucket, see DequeModel) holding an item.
+bool ThiefEverWon(const ModelResult& r) {
+  for (const std::string& o : r.outcomes) {
+    // Outcome: the taker of each item, comma-terminated ("0,1,-1,").
+    if (("," + o).find(",1,") != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST(WorkDequeModelTest, PrivateItemsReachAThiefThatAsked) {
+  // The thief's first Steal finds nothing public and asks; the owner's Pop
+  // shares half of what is left; the thief's second Steal can take it.
+  Scenario s{"private: steal asks, owner shares",
+             0,
+             0,
+             {O::kPush, O::kPush, O::kPush, O::kPop},
+             {{O::kSteal, O::kSteal}}};
+  const ModelResult r = Check<4>(s);
+  total_interleavings += r.executions;
+  EXPECT_TRUE(ThiefEverWon(r)) << "no execution let the thief take a shared "
+                                  "item";
+}
+
+TEST(WorkDequeModelTest, SharedItemsRaceTheOwnersPops) {
+  // What the owner shares on a request is public: its later Pops race the
+  // thief for it (down to the last element).
+  Scenario s{"private: share, then pops race steals",
+             0,
+             0,
+             {O::kPush, O::kPush, O::kPop, O::kPop},
+             {{O::kSteal, O::kSteal, O::kSteal}}};
+  const ModelResult r = Check<4>(s);
+  total_interleavings += r.executions;
+  EXPECT_TRUE(ThiefEverWon(r));
+}
+
+TEST(WorkDequeModelTest, PublishThenPopsVersusBatch) {
+  Scenario s{"private: publish, pop vs batch",
+             1,
+             0,
+             {O::kPush, O::kPush, O::kPublish, O::kPop},
+             {{O::kBatch4, O::kSteal}}};
+  const ModelResult r = Check<4>(s);
+  total_interleavings += r.executions;
+  EXPECT_TRUE(ThiefEverWon(r));
+}
+
+TEST(WorkDequeModelTest, PrivateAndPublicWithTwoThieves) {
+  SPINDLE_SKIP_IF_SANITIZED();
+  Scenario s{"private + public, 2 thieves",
+             1,
+             0,
+             {O::kPush, O::kPop, O::kPush, O::kPop},
+             {{O::kSteal, O::kBatch2}, {O::kSteal}}};
+  total_interleavings += Check<4>(s).executions;
+}
+
+TEST(WorkDequeModelTest, OverflowOfPrivateItemsAcrossWrapAround) {
+  // Capacity 2, indices from 254: the owner fills the ring privately, then
+  // PushOrOverflow publishes and moves the oldest half while a thief steals.
+  Scenario s{"private overflow, wrap-around",
+             0,
+             254,
+             {O::kPush, O::kPush, O::kPushOrSink, O::kPop},
+             {{O::kSteal, O::kSteal}}};
+  total_interleavings += Check<2>(s).executions;
 }
 
 // Prints the total once every test has run (whatever the filter).

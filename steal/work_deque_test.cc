@@ -22,6 +22,7 @@ TEST(WorkDequeTest, PopIsLifoStealIsFifo) {
   WorkDeque<Item> d;
   Item items[4];
   for (auto& it : items) ASSERT_TRUE(d.Push(&it));
+  d.Publish();
   EXPECT_EQ(d.size(), 4u);
   EXPECT_EQ(d.Pop(), &items[3]);
   EXPECT_EQ(d.Steal(), &items[0]);
@@ -38,6 +39,7 @@ TEST(WorkDequeTest, PushOnFullIsRefusedAndChangesNothing) {
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(d.Push(&items[i]));
   EXPECT_FALSE(d.Push(&items[4]));
   EXPECT_EQ(d.size(), 4u);
+  d.Publish();
   EXPECT_EQ(d.Steal(), &items[0]);
   EXPECT_TRUE(d.Push(&items[4]));
   EXPECT_EQ(d.Pop(), &items[4]);
@@ -64,6 +66,7 @@ TEST(WorkDequeTest, StealBatchTakesHalfRoundedUpBoundedByMax) {
   WorkDeque<Item, 16> d;
   Item items[7];
   for (auto& it : items) ASSERT_TRUE(d.Push(&it));
+  d.Publish();
   Item* out[16];
   EXPECT_EQ(d.StealBatch(out, 0), 0u);
   EXPECT_EQ(d.StealBatch(out, 16), 4u);  // ceil(7 / 2)
@@ -80,6 +83,7 @@ TEST(WorkDequeTest, StealBatchIntoDequeKeepsOrderAndRespectsRoom) {
   WorkDeque<Item, 4> mine;
   Item items[12];
   for (auto& it : items) ASSERT_TRUE(victim.Push(&it));
+  victim.Publish();
   Item other;
   ASSERT_TRUE(mine.Push(&other));
   // Half of 12 is 6, but `mine` has room for 3.
@@ -92,6 +96,76 @@ TEST(WorkDequeTest, StealBatchIntoDequeKeepsOrderAndRespectsRoom) {
   EXPECT_EQ(victim.size(), 9u);
 }
 
+TEST(WorkDequeTest, StolenLootIsPublishedInTheThiefsDeque) {
+  WorkDeque<Item, 16> victim;
+  WorkDeque<Item, 16> mine;
+  Item items[4];
+  for (auto& it : items) ASSERT_TRUE(victim.Push(&it));
+  victim.Publish();
+  ASSERT_EQ(victim.StealBatch(mine, 16), 2u);
+  // A third thread can take the loot from `mine` without its owner acting.
+  EXPECT_EQ(mine.Steal(), &items[0]);
+}
+
+TEST(WorkDequeTest, PrivateItemsAreStealableOnlyOncePublished) {
+  WorkDeque<Item, 16> d;
+  Item items[4];
+  for (auto& it : items) ASSERT_TRUE(d.Push(&it));
+  Item* out[4];
+  EXPECT_EQ(d.Steal(), nullptr);
+  EXPECT_EQ(d.StealBatch(out, 4), 0u);
+  EXPECT_EQ(d.size(), 4u);  // private items count
+  d.Publish();
+  EXPECT_EQ(d.Steal(), &items[0]);
+  EXPECT_EQ(d.Pop(), &items[3]);
+  EXPECT_EQ(d.Pop(), &items[2]);
+  EXPECT_EQ(d.Pop(), &items[1]);
+  EXPECT_EQ(d.Pop(), nullptr);
+}
+
+TEST(WorkDequeTest, AThiefsRequestMakesTheOwnerShareTheOlderHalf) {
+  WorkDeque<Item, 16> d;
+  Item items[6];
+  for (auto& it : items) ASSERT_TRUE(d.Push(&it));
+  EXPECT_EQ(d.Steal(), nullptr);  // nothing public: asks the owner
+  // The owner's next Pop answers, after taking its item: the older half of
+  // the five private items left, rounded up (0, 1, 2).
+  EXPECT_EQ(d.Pop(), &items[5]);
+  Item* out[8];
+  ASSERT_EQ(d.StealBatch(out, 8), 2u);  // half of the 3 published, rounded up
+  EXPECT_EQ(out[0], &items[0]);
+  EXPECT_EQ(out[1], &items[1]);
+  EXPECT_EQ(d.Steal(), &items[2]);
+  EXPECT_EQ(d.Steal(), nullptr);  // asks again
+  EXPECT_EQ(d.Pop(), &items[4]);  // answers: shares 3, the one left
+  EXPECT_EQ(d.Steal(), &items[3]);
+  EXPECT_EQ(d.Pop(), nullptr);
+  EXPECT_TRUE(d.empty());
+}
+
+TEST(WorkDequeTest, APushThatFindsTheRingFullAnswersARequest) {
+  WorkDeque<Item, 4> d;
+  Item items[5];
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(d.Push(&items[i]));
+  EXPECT_EQ(d.Steal(), nullptr);  // asks
+  EXPECT_FALSE(d.Push(&items[4]));  // full, but shares the older half
+  EXPECT_EQ(d.Steal(), &items[0]);
+  EXPECT_EQ(d.Steal(), &items[1]);
+  EXPECT_EQ(d.Steal(), nullptr);
+  EXPECT_TRUE(d.Push(&items[4]));  // the thieves made room
+}
+
+TEST(WorkDequeTest, NoRequestNoSharing) {
+  WorkDeque<Item, 16> d;
+  Item items[3];
+  for (auto& it : items) ASSERT_TRUE(d.Push(&it));
+  ASSERT_EQ(d.Pop(), &items[2]);
+  ASSERT_TRUE(d.Push(&items[2]));
+  // Nobody asked: everything is still private.
+  Item* out[4];
+  EXPECT_EQ(d.StealBatch(out, 4), 0u);
+}
+
 TEST(WorkDequeTest, NarrowIndicesWrapAround) {
   WorkDeque<Item, 8, uint8_t> d(/*first_index=*/250);
   Item items[8];
@@ -99,6 +173,7 @@ TEST(WorkDequeTest, NarrowIndicesWrapAround) {
     for (auto& it : items) ASSERT_TRUE(d.Push(&it));
     EXPECT_FALSE(d.Push(&items[0]));
     EXPECT_EQ(d.size(), 8u);
+    d.Publish();
     EXPECT_EQ(d.Steal(), &items[0]);
     EXPECT_EQ(d.Pop(), &items[7]);
     Item* out[8];
@@ -110,7 +185,7 @@ TEST(WorkDequeTest, NarrowIndicesWrapAround) {
 }
 
 // Exactly-once under real concurrency: one owner doing random pushes (with
-// overflow) and pops, N thieves doing random steals and batch steals (half of
+// overflow and publishing, or private until a thief asks) and pops, N thieves doing random steals and batch steals (half of
 // them into their own deque, popped from there).
 #if defined(__SANITIZE_THREAD__)
 constexpr int kOwnerOps = 200'000;
@@ -179,10 +254,18 @@ TEST_P(WorkDequeStressTest, EveryItemTakenExactlyOnce) {
   int pushed = 0;
   go.Notify();
   for (int op = 0; op < kOwnerOps && pushed < kOwnerOps; ++op) {
-    if (rng() % 100 < 55) {
+    const uint32_t dice = rng() % 100;
+    if (dice < 30) {
       deque.PushOrOverflow(&items[pushed++], [&](Item** batch, size_t n) {
         for (size_t i = 0; i < n; ++i) take(batch[i]);
       });
+    } else if (dice < 55) {
+      // Private until a thief asks (or the next PushOrOverflow).
+      if (!deque.Push(&items[pushed])) {
+        deque.Publish();
+        continue;
+      }
+      ++pushed;
     } else if (Item* it = deque.Pop()) {
       take(it);
     }

@@ -15,6 +15,9 @@
 // Who owns what.
 //   Worker::deque      push/pop: the worker's thread; steal: any worker;
 //                      after the threads are joined: the destructor.
+//                      Every push is published at once (WorkDeque's
+//                      private part stays empty): a poll that blocks never
+//                      strands a queued task.
 //   Worker::executor   the worker's thread while it runs (it builds nothing:
 //                      the executor is built by Build and destroyed by the
 //                      worker thread at the end of step S3).
