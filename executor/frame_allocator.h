@@ -7,12 +7,24 @@
 //
 // Thread safety: Allocate and Free may be called on any thread, and a block
 // may be freed on a thread other than the one that allocated it (a frame of
-// a task spawned through a Spawner, or one that moved between shards): the
-// block simply joins the freeing thread's list.  A thread caches at most
+// a task spawned through a Spawner, or stolen by another Runtime worker):
+// the block joins the freeing thread's list.  A thread caches at most
 // kMaxCachedBytes of free frames (all classes together); beyond that blocks
 // go back to the system, so a burst of a million tasks does not pin its
 // memory for the life of the thread.  A thread's lists are released when the
 // thread exits.
+//
+// The way back (the depot).  When a thread spawns and another completes
+// (a Runtime worker whose tasks are stolen), the freeing thread's list of a
+// size class grows while the spawning thread's is empty.  So once a list
+// holds kMaxClassBytes, further frees of that class gather in batches of
+// kDepotBatch that go to a process-wide depot (one lock per batch), and a
+// thread whose list is empty takes a batch from the depot before it calls
+// ::operator new.  The bound is high on purpose: a thread reuses its own
+// frames first (warm in its cache; a block from another core's cache costs
+// a transfer per line), so only a lasting imbalance goes through the depot.
+// The depot holds at most kMaxDepotBytes; beyond that a spilled batch goes
+// back to the system.
 
 #ifndef SPINDLE_EXECUTOR_FRAME_ALLOCATOR_H_
 #define SPINDLE_EXECUTOR_FRAME_ALLOCATOR_H_
@@ -32,6 +44,17 @@ inline constexpr size_t kFrameGranule = 64;
 inline constexpr size_t kMaxPooledSize = 4096;
 inline constexpr size_t kNumFrameClasses = kMaxPooledSize / kFrameGranule;
 inline constexpr size_t kMaxCachedBytes = size_t{64} << 20;  // 64 MiB
+inline constexpr size_t kDepotBatch = 64;  // blocks per depot batch
+// Per thread and size class; the bound is the same for every class.
+inline constexpr size_t kMaxClassBytes = size_t{16} << 20;  // 16 MiB
+inline constexpr size_t kMaxDepotBytes = size_t{64} << 20;  // 64 MiB
+
+// The blocks of `block_size` (a multiple of kFrameGranule) a thread keeps
+// on its list of that class before it hands batches to the depot: a
+// multiple of kDepotBatch.
+constexpr size_t MaxClassBlocks(size_t block_size) {
+  return kMaxClassBytes / block_size / kDepotBatch * kDepotBatch;
+}
 
 // Returns a block of at least `size` bytes, aligned to
 // __STDCPP_DEFAULT_NEW_ALIGNMENT__.  Throws std::bad_alloc only when the
@@ -48,8 +71,13 @@ struct FrameAllocatorStats {
   uint64_t system_allocs = 0;  // went to ::operator new
   uint64_t cached_blocks = 0;  // currently on this thread's lists
   uint64_t cached_bytes = 0;
+  uint64_t depot_refills = 0;  // batches this thread took from the depot
+  uint64_t depot_spills = 0;   // batches this thread gave to the depot
 };
 FrameAllocatorStats ThreadFrameStats() noexcept;
+
+// Bytes of free frames in the depot now (any thread).
+size_t FrameDepotBytes() noexcept;
 
 }  // namespace spindle::executor_internal
 
