@@ -4,12 +4,12 @@
 // per-thread stats, so this runs under every sanitizer.
 #include "executor/frame_allocator.h"
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 
 namespace spindle::executor_internal {
@@ -24,22 +24,28 @@ constexpr size_t kClassBlocks = MaxClassBlocks(kMaxPooledSize);
 std::vector<uint64_t> ProducerConsumerRounds(int rounds, size_t n,
                                              size_t size) {
   std::vector<void*> blocks(n);
-  std::vector<absl::Notification> allocated(rounds);
-  std::vector<absl::Notification> freed(rounds);
   std::vector<uint64_t> system_allocs(rounds);
+  // Rounds handed back and forth (release / acquire: the blocks go with
+  // them).  Plain atomics, so that ThreadSanitizer sees the hand-over.
+  std::atomic<int> allocated{0};
+  std::atomic<int> freed{0};
   std::thread producer([&] {
     for (int r = 0; r < rounds; ++r) {
       const uint64_t before = ThreadFrameStats().system_allocs;
       for (size_t i = 0; i < n; ++i) blocks[i] = AllocateFrame(size);
       system_allocs[r] = ThreadFrameStats().system_allocs - before;
-      allocated[r].Notify();
-      freed[r].WaitForNotification();
+      allocated.store(r + 1, std::memory_order_release);
+      while (freed.load(std::memory_order_acquire) <= r) {
+        std::this_thread::yield();
+      }
     }
   });
   for (int r = 0; r < rounds; ++r) {
-    allocated[r].WaitForNotification();
+    while (allocated.load(std::memory_order_acquire) <= r) {
+      std::this_thread::yield();
+    }
     for (void* b : blocks) FreeFrame(b, size);
-    freed[r].Notify();
+    freed.store(r + 1, std::memory_order_release);
   }
   producer.join();
   return system_allocs;
