@@ -13,7 +13,9 @@ struct FreeBlock {
 };
 static_assert(sizeof(FreeBlock) <= kFrameGranule);
 
-constexpr size_t BlockSize(size_t c) noexcept { return (c + 1) * kFrameGranule; }
+constexpr size_t BlockSize(size_t c) noexcept {
+  return (c + 1) * kFrameGranule;
+}
 
 // MaxClassBlocks per class, so that a free does not divide.
 struct ClassBounds {
@@ -56,7 +58,9 @@ struct DepotClass {
 
 struct Depot {
   DepotClass classes[kNumFrameClasses];
-  std::atomic<size_t> bytes{0};  // reserved under the class lock
+  // Reserved before a batch goes in (so never above kMaxDepotBytes),
+  // released after one comes out.
+  std::atomic<size_t> bytes{0};
 };
 
 // Never destroyed: threads may free frames after main returns.
@@ -141,8 +145,9 @@ inline size_t ClassOf(size_t size) noexcept {
   return true;
 }
 
-// The class-c list is full (kMaxClassBytes): `b` joins the outgoing blocks; a whole batch
-// of them goes to the depot (or to the system when the depot is full).
+// The class-c list is full (kMaxClassBytes): `b` joins the outgoing
+// blocks; a whole batch of them goes to the depot (or to the system when
+// the depot is full).
 [[gnu::noinline]] void Spill(ThreadCache& cache, size_t c,
                              FreeBlock* b) noexcept {
   b->next = cache.outgoing[c];

@@ -185,8 +185,9 @@ TEST(WorkDequeTest, NarrowIndicesWrapAround) {
 }
 
 // Exactly-once under real concurrency: one owner doing random pushes (with
-// overflow and publishing, or private until a thief asks) and pops, N thieves doing random steals and batch steals (half of
-// them into their own deque, popped from there).
+// overflow and publishing, or private until a thief asks) and pops, N
+// thieves doing random steals and batch steals (half of them into their own
+// deque, popped from there).
 #if defined(__SANITIZE_THREAD__)
 constexpr int kOwnerOps = 200'000;
 #elif defined(__SANITIZE_ADDRESS__)
