@@ -48,6 +48,7 @@ void LocalExecutor::MarkCpu(uint64_t now) noexcept {
   // judge a millisecond poll.
   timespec ts;
   if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return;
+  stats_.cpu_time_reads++;
   cpu_mark_.tick = now;
   cpu_mark_.cpu_ns = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u +
                      static_cast<uint64_t>(ts.tv_nsec);

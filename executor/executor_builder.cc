@@ -312,6 +312,8 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   }
   ex->cpu_mark_refresh_ticks_ =
       timing::TscClock::FromNanos(executor_internal::kCpuMarkRefreshNs);
+  ex->park_mark_ticks_ =
+      timing::TscClock::FromNanos(executor_internal::kParkMarkNs);
   ex->delay_histograms_.assign(ex->queue_set_->num_queues(), {});
   ex->poll_histograms_.assign(ex->queue_set_->num_queues(), {});
   ex->preemptions_.assign(ex->queue_set_->num_queues(), 0);

@@ -55,6 +55,12 @@ struct ExecutorStats {
   uint64_t max_ns_without_driver_yield = 0;
   uint64_t busy_ns = 0;  // time inside task polls
   uint64_t idle_ns = 0;  // time parked in the driver
+  uint64_t parks = 0;    // waits in the driver with nothing runnable
+  // Reads of the thread's CPU time and context switches (two system calls)
+  // for the preemption discount of slow polls: at most about one per
+  // millisecond of running, plus one per park that slept (see
+  // docs/guides/single_thread.md, "Preemption").
+  uint64_t cpu_time_reads = 0;
   // Every spawned task is counted once when it ends: spawns == completions
   // + failed + cancellations + live_tasks at any time.
   uint64_t spawns = 0;

@@ -204,6 +204,7 @@ TaskCell<FiberResult<F>>* MakeFiber(F&& fn, const FiberOptions& options) {
   auto* cell = ::new (static_cast<void*>(HeaderOfFiber(f))) TaskCell<T>;
   cell->alloc_size = static_cast<uint32_t>(L::kTotal);
   cell->resume = &ResumeFiber;
+  cell->fiber = true;
   cell->destroy = &DestroyFiber;
   cell->free_cell = &FreeFiberCell<T>;
   cell->error_of = &ErrorOfCell<T>;

@@ -323,8 +323,18 @@ void LocalExecutor::Park(uint64_t timeout_ns) noexcept {
   const uint64_t p1 = timing::TscClock::Now();
   idle_ticks_ += p1 - p0;
   wake_tick_ = 0;  // wakes drained from the inbox next: one read
-  // Parking blocked the thread (a voluntary switch): start a new window.
-  if (tiers_ != nullptr) MarkCpu(p1);
+  stats_.parks++;
+  // A park that slept was a voluntary switch: start a new window, or the
+  // next slow poll would be judged on wall time (the switch is not its
+  // own, but the counters cannot tell).  A short park most likely did not
+  // sleep (completions were ready): the old window still holds, and the
+  // two system calls of a mark would double the cost of a busy I/O loop's
+  // park.  A short park that did sleep costs at most the discount of slow
+  // polls until the next refresh.
+  if (tiers_ != nullptr && (p1 - p0 > park_mark_ticks_ ||
+                            p1 - cpu_mark_.tick > cpu_mark_refresh_ticks_)) {
+    MarkCpu(p1);
+  }
   last_driver_tick_ = p1;
   polls_since_driver_ = 0;
   DrainInbox();

@@ -462,6 +462,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   uint64_t min_violation_ticks_ = UINT64_MAX;
   CpuMark cpu_mark_;
   uint64_t cpu_mark_refresh_ticks_ = UINT64_MAX;
+  uint64_t park_mark_ticks_ = 0;  // a park this long re-marks (see Park)
   uint64_t driver_yield_ticks_ = 0;
   uint32_t default_budget_ = 2000;
   uint32_t share_scale_ = 1;  // internal weight per unit of user share

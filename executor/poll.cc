@@ -95,10 +95,12 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   wake_tick_ = t0;
   executor_internal::tl_task = t;
   beacon_.Begin(t->ctx.task_id, t->ctx.name);
-  do {
+  // `bounce` is false whenever a poll begins (see RunSlice).
+  t->resume(t);
+  while (t->bounce) {
     t->bounce = false;
     t->resume(t);
-  } while (t->bounce);
+  }
   beacon_.End();
   executor_internal::tl_task = nullptr;
 
@@ -234,6 +236,7 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
   sched::QueueSet::SliceCursor slice = queue_set_->CurrentSlice();
   uint32_t left = limit;  // polls the slice may still hold
   uint32_t others = 0;  // polls that did not end in a yield
+  bool carried = false;  // the slice ends on a task it took but did not poll
   for (;;) {
     // One poll, inline: no clock read.  wait_kind and abort_seen are reset
     // only for a woken task: a task re-queued by a yield (or new) has them
@@ -244,6 +247,7 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
       t->wait_kind = WaitKind::kNone;
       t->abort_seen = false;
     }
+    bool yielded = false;
     if (!cancel) [[likely]] {
       const unsigned p = static_cast<unsigned>(t->ctx.priority) & 3u;
       t->ctx.budget.Reset(fast_budget_[p].budget);
@@ -252,13 +256,14 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
       t->run_state = RunState::kRunning;
       executor_internal::tl_task = t;
       beacon_.Begin(t->ctx.task_id, t->ctx.name);
-      do {
-        t->bounce = false;
+      // `bounce` is false whenever a poll begins: only a resume sets it,
+      // and this loop clears it before resuming again.
+      for (;;) {
         // A coroutine's resume entry, called directly (one indirect call
         // instead of two).
-        if (t->resume == &executor_internal::ResumeCoroutine) [[likely]] {
+        if (!t->fiber) [[likely]] {
           t->resume_point.resume();
-        } else if (t->resume == &executor_internal::ResumeFiber) {
+        } else {
           // A fiber, switched in from this frame (see
           // executor/internal/fiber_switch.h).
           executor_internal::FiberContext* f =
@@ -266,11 +271,12 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
           if (f->started || executor_internal::StartFiber(f)) [[likely]] {
             executor_internal::SwitchIn(f);
           }
-        } else {
-          t->resume(t);
         }
-      } while (t->bounce);
-      beacon_.End();
+        if (!t->bounce) [[likely]] break;
+        t->bounce = false;
+      }
+      // No beacon_.End() here: the next poll's Begin, or the one after the
+      // loop, ends it for the monitor.
       if (beacon_.EndedPollWasSlow()) [[unlikely]] {
         // Reported by the monitor while it ran: charged now, and re-queued
         // the general way (its tier, and so its queue, may change).
@@ -281,12 +287,12 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
       } else if (t->run_state == RunState::kYielded &&
           !(t->state.load(std::memory_order_relaxed) &
             executor_internal::kStateCancelRequested)) [[likely]] {
-        // Still at tier monitor, so its queue is the slice's.  tl_task
-        // stays until the next poll or the slice's end: nothing but this
-        // loop runs meanwhile.
+        // Still at tier monitor, so its queue is the slice's: re-queued
+        // below.  tl_task stays until the next poll or the slice's end:
+        // nothing but this loop runs meanwhile.
         t->run_state = RunState::kQueued;
         t->enqueue_tick = start;
-        slice.Requeue(t);
+        yielded = true;
       } else {
         executor_internal::tl_task = nullptr;
         ++others;
@@ -296,23 +302,30 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
       ++others;
       CancelTask(t);
     }
-    if (--left == 0) break;
-    if (kUntil && (until->state.load(std::memory_order_acquire) &
-                   executor_internal::kStateDone)) {
+    if (--left == 0 ||
+        (kUntil && (until->state.load(std::memory_order_acquire) &
+                    executor_internal::kStateDone))) {
+      if (yielded) slice.Requeue(t);
       break;
     }
-    sched::TaskNode* next = slice.Next();
+    sched::TaskNode* next = yielded ? slice.YieldNext(t) : slice.Next();
     if (next == nullptr) break;
     t = static_cast<TaskHeader*>(next);
     if (t->ctx.budget.tier() != 0) [[unlikely]] {
       // Timed on its own, in the next slice.
       *carry = t;
+      carried = true;
       break;
     }
   }
+  beacon_.End();
   executor_internal::tl_task = nullptr;
   const uint64_t end = timing::TscClock::Now();
-  CloseSlice(q, end - start, limit - left, limit - left - others);
+  const uint32_t polls = limit - left;
+  // Every task the slice ran but its first, and the one it carries, came
+  // from the cursor.
+  slice.Close(polls - 1 + (carried ? 1 : 0));
+  CloseSlice(q, end - start, polls, polls - others);
   return end;
 }
 

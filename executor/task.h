@@ -168,6 +168,9 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // The destroy entry leaves the body's reference to its caller, which
   // still uses the cell after the frame is gone (DestroyAndComplete).
   bool body_ref_kept = false;
+  // resume == &ResumeFiber (else it is &ResumeCoroutine): the run loop's
+  // test, one byte compare.
+  bool fiber = false;
 
   // Accounting: service time is TaskNode::attained_service (charged by
   // QueueSet::Charge for queues that observe it), the spawn tick below.

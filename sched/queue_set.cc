@@ -23,10 +23,10 @@
 // Only the chosen queue is charged, and a charge changes its key, which
 // `eligible_` does not hold; so a charge inside a slice touches no tree.
 //
-// Slices.  `slice_left_` says the current queue is runnable and has not used
+// Slices.  `slice_.left` says the current queue is runnable and has not used
 // up its request: Pick then pops from it again without choosing.  It is
 // cleared by a slice exhaustion, the current queue going idle, a preempting
-// wake-up (via preempt_) and setup changes.
+// wake-up (via slice_.preempt) and setup changes.
 //
 // Runnable-set invariant: every queue whose scheduler holds a task is
 // runnable.  A runnable queue may be empty only while it is the current
@@ -159,7 +159,7 @@ absl::StatusOr<uint16_t> QueueSet::AddQueue(
   use_trees_ = num_queues_ > kScanMaxQueues;
   RecomputeSlices();
   RebuildTrees();
-  slice_left_ = false;
+  slice_.left = false;
   return index;
 }
 
@@ -207,7 +207,7 @@ absl::Status QueueSet::SetShare(uint16_t index, uint32_t share) {
   q.inv_weight = ((uint64_t{1} << 32) + share / 2) / share;
   RecomputeSlices();
   RebuildTrees();
-  slice_left_ = false;
+  slice_.left = false;
   return absl::OkStatus();
 }
 
@@ -342,7 +342,7 @@ void QueueSet::Leave(uint16_t index) noexcept {
   Sync(index);
   runnable_bits_[index / 64] &= ~(uint64_t{1} << (index % 64));
   --nr_running_;
-  if (current_ == index) slice_left_ = false;
+  if (current_ == index) slice_.left = false;
   if (nr_running_ == 0) {
     // Nothing refers to v0 any more: restart virtual time at 0.
     avg_ = 0;
@@ -436,7 +436,7 @@ uint16_t QueueSet::ChooseQueue() noexcept {
 }
 
 TaskNode* QueueSet::PickSlow() noexcept {
-  preempt_ = false;
+  slice_.preempt = false;
   // The current queue's idle transition was deferred to here (see header).
   if (current_ != kNoQueue && q_[current_].runnable() &&
       QueueEmpty(q_[current_])) {
@@ -445,7 +445,7 @@ TaskNode* QueueSet::PickSlow() noexcept {
   for (;;) {
     if (nr_running_ == 0) {
       current_ = kNoQueue;
-      slice_left_ = false;
+      slice_.left = false;
       return nullptr;
     }
     const uint16_t i = nr_running_ == 1 ? solo_ : ChooseQueue();
@@ -458,7 +458,7 @@ TaskNode* QueueSet::PickSlow() noexcept {
     ++taken_;
     ++q.picks;
     current_ = i;
-    slice_left_ = true;
+    slice_.left = true;
     return t;
   }
 }
@@ -471,7 +471,7 @@ void QueueSet::ChargeSlow(uint16_t index) noexcept {
     q.deadline = q.key + q.vslice;
     Sync(index);
     ++q.exhaustions;
-    if (index == current_) slice_left_ = false;
+    if (index == current_) slice_.left = false;
     // File it now by its eligibility (usually: not eligible, it just used a
     // whole request), saving ChooseQueue the move.
     if (use_trees_) {
@@ -505,9 +505,9 @@ void QueueSet::PushJoin(uint16_t index) noexcept {
   const Queue& q = q_[index];
   const uint16_t c = current_;
   // Would EEVDF pick the newcomer before the current queue's request ends?
-  if (slice_left_ && c != index && q.key <= VirtualTime() &&
+  if (slice_.left && c != index && q.key <= VirtualTime() &&
       q.deadline < q_[c].deadline) {
-    preempt_ = true;
+    slice_.preempt = true;
     ++q_[c].preemptions;
   }
 }

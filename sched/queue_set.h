@@ -57,6 +57,7 @@
 #endif
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -188,18 +189,25 @@ class QueueSet {
  public:
   // A cursor on the current queue for a loop that runs a whole slice (the
   // queue's scheduler must be the FIFO); valid until the next Pick, Charge
-  // or ChargeSlice.  Next: the queue's next task while its request lasts
-  // and no preemption is pending, else nullptr (the caller then charges
-  // what ran and calls Pick).  Requeue: a task Next gave, at the end of the
-  // queue, as Push would (a yield within the slice).
+  // or ChargeSlice.
+  //   Next: the queue's next task while its request lasts and no preemption
+  //     is pending, else nullptr (the caller then charges what ran and calls
+  //     Pick).
+  //   Requeue: a task the slice ran, at the end of the queue, as Push would
+  //     (a yield at the slice's end).
+  //   YieldNext: Requeue, then Next, in one step for a task that yielded
+  //     inside the slice.  While the slice goes on the queue is runnable (an
+  //     invariant) and its size does not change, so this is a list push and
+  //     pop and nothing else.
+  //   Close: at the slice's end, with the number of tasks Next and
+  //     YieldNext gave (the queue's picks, counted once per slice).
   class SliceCursor {
    public:
     TaskNode* Next() noexcept {
-      if (!set_->slice_left_ || set_->preempt_) return nullptr;
+      if (!set_->SliceGoes()) return nullptr;
       TaskNode* t = fifo_->FifoScheduler::Pop();
       if (t == nullptr) return nullptr;
       ++set_->taken_;
-      ++q_->picks;
       return t;
     }
     void Requeue(TaskNode* task) noexcept {
@@ -207,6 +215,15 @@ class QueueSet {
       ++set_->pushed_;
       if (!q_->runnable()) [[unlikely]] set_->PushJoin(index_);
     }
+    TaskNode* YieldNext(TaskNode* task) noexcept {
+      if (!set_->SliceGoes()) [[unlikely]] {
+        Requeue(task);
+        return nullptr;
+      }
+      fifo_->FifoScheduler::Push(task);
+      return fifo_->FifoScheduler::Pop();  // Never null: `task` is queued.
+    }
+    void Close(uint32_t given) noexcept { q_->picks += given; }
 
    private:
     friend class QueueSet;
@@ -235,8 +252,8 @@ class QueueSet {
   // True when a queue that became runnable would be picked before the
   // current queue's slice ends.  The executor checks it after each poll; the
   // next Pick clears it (and re-chooses the queue).
-  bool ShouldPreempt() const noexcept { return preempt_; }
-  void ClearPreempt() noexcept { preempt_ = false; }
+  bool ShouldPreempt() const noexcept { return slice_.preempt; }
+  void ClearPreempt() noexcept { slice_.preempt = false; }
   size_t Size() const noexcept { return pushed_ - taken_; }
   bool Empty() const noexcept { return pushed_ == taken_; }
   // The queue of the last Pick (kNoQueue before the first or after an empty
@@ -377,8 +394,20 @@ class QueueSet {
   uint32_t nr_running_ = 0;
   uint16_t solo_ = kNoQueue;  // The runnable queue when nr_running_ == 1.
   uint16_t current_ = kNoQueue;
-  bool preempt_ = false;
-  bool slice_left_ = false;  // current_ is runnable and within its request.
+  // `left`: current_ is runnable and within its request; `preempt`: a
+  // queue that became runnable should be picked first.  One 16-bit word, so
+  // that SliceGoes tests both with one compare.
+  struct SliceFlags {
+    bool preempt = false;
+    bool left = false;
+  };
+  static_assert(sizeof(SliceFlags) == sizeof(uint16_t));
+  SliceFlags slice_;
+  // slice_.left && !slice_.preempt.
+  bool SliceGoes() const noexcept {
+    return std::bit_cast<uint16_t>(slice_) ==
+           std::bit_cast<uint16_t>(SliceFlags{false, true});
+  }
   int64_t avg_ = 0;          // sum over runnable of w_i * key_i.
   int64_t load_ = 0;         // sum over runnable of w_i.
   uint64_t inv_load_ = 0;    // floor(2^62 / load_).
@@ -403,7 +432,7 @@ inline void QueueSet::Push(uint16_t queue_index, TaskNode* task) noexcept {
 }
 
 inline TaskNode* QueueSet::Pick() noexcept {
-  if (slice_left_ && !preempt_) [[likely]] {
+  if (SliceGoes()) [[likely]] {
     Queue& q = q_[current_];
     if (TaskNode* t = PopFrom(q)) [[likely]] {
       ++taken_;

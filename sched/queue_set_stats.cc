@@ -111,7 +111,7 @@ absl::Status QueueSet::CheckInvariants() const {
   if (nr == 1 && !q_[solo_].runnable()) {
     return absl::InternalError("solo queue is not runnable");
   }
-  if (slice_left_ && (current_ == kNoQueue || !q_[current_].runnable())) {
+  if (slice_.left && (current_ == kNoQueue || !q_[current_].runnable())) {
     return absl::InternalError("slice left on a queue that is not runnable");
   }
   if (nr > 0) {

@@ -72,8 +72,7 @@ uint64_t Monitor::BasePeriodLocked() const {
 Monitor::Sample Monitor::SampleLocked(uint64_t now_ns) {
   Sample result = Sample::kIdle;
   for (PollBeacon* b : beacons_) {
-    // acquire: pairs with the release store in Begin (the id and name
-    // written before it are visible).
+    // acquire: orders the id and name loads below after this one.
     const uint64_t seq = b->seq.load(std::memory_order_acquire);
     if ((seq & 1) == 0) continue;  // between polls
     if (seq != b->seen_seq) {
@@ -91,7 +90,11 @@ Monitor::Sample Monitor::SampleLocked(uint64_t now_ns) {
     const bool stuck = b->stuck_ns != 0 && running >= b->stuck_ns &&
                        !b->stuck_reported;
     if (!slow && !stuck) continue;
-    // acquire loads: the seq re-check below is ordered after them.
+    // acquire loads: pair with Begin's release stores of the id and name,
+    // so an id or name of a later Begin makes the seq re-check below see
+    // that Begin's seq; they also order the re-check after them.  This
+    // poll's own id and name were stored right after its seq, at least one
+    // sample ago.
     const uint64_t id = b->task_id.load(std::memory_order_acquire);
     const char* name = b->name.load(std::memory_order_acquire);
     // The name is copied while the poll still runs; the copy counts only if

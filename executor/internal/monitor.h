@@ -1,9 +1,15 @@
 // executor/internal/monitor.h: the process-wide poll monitor.
 //
 // Protocol.  Each executor owns a PollBeacon and publishes, around every
-// poll, with relaxed stores only (no RMW, no fence on the hot path):
-//   begin: task_id, name, then seq = odd (s + 1)
-//   end:   seq = even (s + 2)
+// poll, with plain stores only (no RMW, no fence on the hot path):
+//   begin: seq = the next odd value, then task_id and name (release)
+//   end:   seq = even (the odd value + 1)
+// A run of polls (a slice) may skip the end between two polls: the next
+// begin's new odd seq says the poll before it is over.  The monitor reads
+// seq, then task_id and name (acquire), then seq again, and keeps what it
+// read only if seq did not change: a task_id or name it read from a later
+// begin was stored after that begin's seq, so the second read of seq sees
+// the change.
 // One monitor thread (Go's sysmon is the model) samples the beacons of the
 // executors that are inside Run.  It reads seq: an odd value it has seen
 // before means the same poll is still running, and has been for at least
@@ -83,26 +89,26 @@ struct PollBeacon {
 
   // Executor thread, around each poll.
   void Begin(uint64_t id, const char* task_name) noexcept {
-    // relaxed: the monitor validates what it read against seq (below).
-    task_id.store(id, std::memory_order_relaxed);
-    name.store(task_name, std::memory_order_relaxed);
-    seq.store(seq_local_ + 1, std::memory_order_release);  // pairs: Sample
-  }
-  void End() noexcept {
     seq_local_ += 2;
-    // release: keeps the next Begin's stores after this one (a plain mov on
-    // x86, like every store here).
+    // release (plain movs on x86): a monitor that reads the id or the name
+    // of this poll then reads this seq or a later one (see the protocol).
     seq.store(seq_local_, std::memory_order_release);
+    task_id.store(id, std::memory_order_release);
+    name.store(task_name, std::memory_order_release);
   }
-  // After End: whether the monitor reported the poll that just ended as
-  // slow.
+  // After a poll, or after the last poll of a run of them.
+  void End() noexcept {
+    seq.store(seq_local_ + 1, std::memory_order_release);
+  }
+  // After a poll (End or not): whether the monitor reported the poll that
+  // just returned as slow.
   bool EndedPollWasSlow() noexcept {
     // acquire: pairs with the monitor's release store of the flag, after
     // slow_seq and slow_since_ns (a plain load on x86).
     if (!slow_flag.load(std::memory_order_acquire)) [[likely]] return false;
     slow_flag.store(false, std::memory_order_relaxed);
-    // A report that came after its poll ended names an older seq.
-    return slow_seq.load(std::memory_order_relaxed) == seq_local_ - 1;
+    // A report that came after its poll returned names an older seq.
+    return slow_seq.load(std::memory_order_relaxed) == seq_local_;
   }
   // After EndedPollWasSlow returned true.
   uint64_t SlowSinceNs() const noexcept {
@@ -110,7 +116,9 @@ struct PollBeacon {
   }
 
  private:
-  uint64_t seq_local_ = 0;  // executor thread only
+  // The odd seq of the last Begin (the first Begin makes it 1); executor
+  // thread only.
+  uint64_t seq_local_ = UINT64_MAX;
 };
 
 class Monitor {

@@ -2,10 +2,10 @@
 //
 // The run loop does not read the thread's CPU time per poll (getrusage is
 // a system call, ~0.5 us here).  It keeps a mark (wall tick and thread CPU
-// time) taken at a park, at a slow poll, or at a driver yield once the mark
-// is older than kCpuMarkRefreshNs; when a poll is slow enough to be a
-// violation it takes a new mark and asks here how much of the poll was the
-// task's own.
+// time) taken at a park that slept, at a slow poll, and at a driver yield
+// or park once the mark is older than kCpuMarkRefreshNs; when a poll is
+// slow enough to be a violation it takes a new mark and asks here how much
+// of the poll was the task's own.
 
 #ifndef SPINDLE_EXECUTOR_INTERNAL_PREEMPTION_H_
 #define SPINDLE_EXECUTOR_INTERNAL_PREEMPTION_H_
@@ -19,6 +19,13 @@ namespace spindle::executor_internal {
 // getrusage per millisecond at most, ~0.05% of a core), so the window a
 // slow poll is judged in is the poll plus at most about this much.
 inline constexpr uint64_t kCpuMarkRefreshNs = 1'000'000;
+
+// A park at least this long takes a new mark when it ends (it most likely
+// slept: a voluntary switch the next slow poll must not be judged across).
+// A shorter one does only when the mark is older than kCpuMarkRefreshNs,
+// so a loop that parks every few microseconds (completions ready at once)
+// pays no system calls per park.
+inline constexpr uint64_t kParkMarkNs = 50'000;
 
 // The part of a poll of `elapsed_ns` wall time that the task is charged
 // with, when the window since the last mark (`window_ns` of wall time, the
