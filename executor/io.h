@@ -92,7 +92,7 @@ enum class IoStart : uint8_t {
 inline IoStart PrepareIo(reactor::Operation& op, std::coroutine_handle<> h,
                          reactor::Reactor** out) noexcept {
   TaskHeader* t = CurrentTask();
-  reactor::Reactor* r = t->owner->driver().reactor();
+  reactor::Reactor* r = t->owner->io_reactor();
   if (r == nullptr) {
     op.result = -ENOTSUP;
     return IoStart::kNoReactor;

@@ -121,23 +121,6 @@ void LocalExecutor::Adopt(TaskHeader* t) noexcept {
   Enqueue(t, t->spawn_tick);
 }
 
-void LocalExecutor::ScheduleLocal(TaskHeader* t) noexcept {
-  // wait_kind stays until the poll: an abort of a queued task needs to know
-  // whether an operation's result waits to be delivered.
-  // No clock read per wake: a wake inside a poll is stamped with that poll's
-  // start, a wake from a driver poll with the tick the loop read for it
-  // (after a park, one read for the whole batch).  The queue delay is thus
-  // over-stated by at most one poll or one reap.
-  if (wake_tick_ == 0) wake_tick_ = timing::TscClock::Now();
-  Enqueue(t, wake_tick_);
-}
-
-void LocalExecutor::Enqueue(TaskHeader* t, uint64_t now) noexcept {
-  t->run_state = RunState::kQueued;
-  t->enqueue_tick = now;
-  queue_set_->Push(QueueOf(t), t);
-}
-
 // A queued task woken by an operation that completed with a real result
 // (bytes, a descriptor): the result is delivered before a cancellation
 // takes effect, so nothing is lost (an accepted socket would leak).

@@ -35,6 +35,7 @@
 #include "executor/fiber_task.h"
 #include "executor/internal/monitor.h"
 #include "executor/task.h"
+#include "timing/clock.h"
 #include "reactor/reactor.h"
 #include "sched/queue_set.h"
 #include "sched/scheduler.h"
@@ -352,13 +353,16 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
     return isolation_index_;
   }
   Driver& driver() noexcept { return *driver_; }
+  // driver().reactor() (nullptr without one), without a virtual call: the
+  // awaiters ask once per operation.
+  reactor::Reactor* io_reactor() const noexcept { return io_; }
   // Read-only: queues are fixed at Build() (per-queue state is sized then).
   const sched::QueueSet& queue_set() const noexcept { return *queue_set_; }
   budget::TierManager* tier_manager() noexcept { return tiers_.get(); }
 
   // Implementation entry points used by awaiters and the Runtime (not for
   // users).
-  void ScheduleLocal(executor_internal::TaskHeader* task) noexcept;
+  inline void ScheduleLocal(executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's thread: binds an unbound task to this executor and
   // queues it (or cancels it, if it was aborted before).
   void BindAndAdopt(executor_internal::TaskHeader* task) noexcept;
@@ -412,7 +416,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
                   uint32_t yields) noexcept;
   static bool HasUndeliveredResult(
       const executor_internal::TaskHeader* task) noexcept;
-  void Enqueue(executor_internal::TaskHeader* task, uint64_t now) noexcept;
+  inline void Enqueue(executor_internal::TaskHeader* task,
+                      uint64_t now) noexcept;
   void FinishTask(executor_internal::TaskHeader* task) noexcept;
   void ReportUnhandled(executor_internal::TaskHeader* task) noexcept;
   void CancelTask(executor_internal::TaskHeader* task) noexcept;
@@ -540,6 +545,27 @@ struct YieldMaybeAwaiter {
   void await_resume() const noexcept {}
 };
 inline YieldMaybeAwaiter YieldMaybe() noexcept { return {}; }
+
+// Inline: every same-thread wake (an I/O completion, a Waker, a join)
+// comes through here.
+inline void LocalExecutor::ScheduleLocal(
+    executor_internal::TaskHeader* t) noexcept {
+  // wait_kind stays until the poll: an abort of a queued task needs to know
+  // whether an operation's result waits to be delivered.
+  // No clock read per wake: a wake inside a poll is stamped with that poll's
+  // start, a wake from a driver poll with the tick the loop read for it
+  // (after a park, one read for the whole batch).  The queue delay is thus
+  // over-stated by at most one poll or one reap.
+  if (wake_tick_ == 0) wake_tick_ = timing::TscClock::Now();
+  Enqueue(t, wake_tick_);
+}
+
+inline void LocalExecutor::Enqueue(executor_internal::TaskHeader* t,
+                                   uint64_t now) noexcept {
+  t->run_state = executor_internal::RunState::kQueued;
+  t->enqueue_tick = now;
+  queue_set_->Push(QueueOf(t), t);
+}
 
 }  // namespace spindle
 

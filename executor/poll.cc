@@ -284,15 +284,21 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
         ++others;
         if (tiers_ != nullptr) JudgeReportedPoll(t);
         FinishPoll(t, start);
-      } else if (t->run_state == RunState::kYielded &&
-          !(t->state.load(std::memory_order_relaxed) &
-            executor_internal::kStateCancelRequested)) [[likely]] {
+      } else if (const bool cancel_requested =
+                     t->state.load(std::memory_order_relaxed) &
+                     executor_internal::kStateCancelRequested;
+                 t->run_state == RunState::kYielded && !cancel_requested)
+          [[likely]] {
         // Still at tier monitor, so its queue is the slice's: re-queued
         // below.  tl_task stays until the next poll or the slice's end:
         // nothing but this loop runs meanwhile.
         t->run_state = RunState::kQueued;
         t->enqueue_tick = start;
         yielded = true;
+      } else if (t->run_state == RunState::kSuspended && !cancel_requested) {
+        // Waits for a wake (I/O, a join, a Waker): nothing to do, as
+        // FinishPoll would find.
+        ++others;
       } else {
         executor_internal::tl_task = nullptr;
         ++others;

@@ -248,7 +248,7 @@ void JoinWaitBegin(TaskHeader* waiter) noexcept;
 void JoinWaitEnd(Inbox* waiter_inbox) noexcept;
 
 // The task being polled on this thread, or nullptr outside a poll.
-TaskHeader* CurrentTask() noexcept;
+inline TaskHeader* CurrentTask() noexcept;
 
 // Whether the task's executor recorded its timing: a timed task has a
 // first run or, cancelled before it ran, an end (a TSC tick is never 0).
@@ -325,6 +325,8 @@ TaskCell<T>* CellOfFrame(void* frame) noexcept {
 // The task being polled on this thread (null between polls); defined in
 // task_protocol.cc.
 extern constinit thread_local TaskHeader* tl_task;
+
+inline TaskHeader* CurrentTask() noexcept { return tl_task; }
 
 inline void ResumeCoroutine(TaskHeader* h) noexcept {
   h->resume_point.resume();

@@ -17,9 +17,6 @@ namespace spindle::executor_internal {
 
 constinit thread_local LocalExecutor* tl_executor = nullptr;
 constinit thread_local TaskHeader* tl_task = nullptr;
-
-TaskHeader* CurrentTask() noexcept { return tl_task; }
-
 void JoinWaitBegin(TaskHeader* waiter) noexcept {
   // relaxed: the registration itself is published by the state CAS.
   waiter->inbox->join_waits.fetch_add(1, std::memory_order_relaxed);

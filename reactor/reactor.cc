@@ -27,6 +27,8 @@ namespace spindle::reactor {
 using reactor_internal::OpCode;
 using reactor_internal::S;
 
+constinit thread_local char reactor_internal::tl_thread_key = 0;
+
 namespace {
 
 std::string ErrnoText(int err) {
@@ -200,7 +202,8 @@ void Reactor::WrongThread(const char* what) const noexcept {
   std::abort();  // Unreachable: FATAL aborts.
 }
 
-void Reactor::Begin(Operation* op, OpCode code, int fd) noexcept {
+[[gnu::always_inline]] inline void Reactor::Begin(Operation* op, OpCode code,
+                                                  int fd) noexcept {
   CheckOwner("starting an operation");
   ABSL_RAW_CHECK(!op->pending(), "Operation started while still pending");
   reactor_internal::OpState& s = S(op);
@@ -387,6 +390,8 @@ int Reactor::Poll(uint64_t timeout_ns) noexcept {
     owner_tid_.store(static_cast<int>(syscall(SYS_gettid)),
                      std::memory_order_relaxed);  // For messages only.
     owner_.store(pthread_self(), std::memory_order_relaxed);
+    owner_key_.store(&reactor_internal::tl_thread_key,
+                     std::memory_order_relaxed);
   }
   CheckOwner("Poll");
   int n = core_.RunReady();

@@ -196,6 +196,11 @@ struct ReactorStats {
 //   op.on_complete = [](Operation* o) noexcept { Use(o->result); };
 //   reactor->Read(&op, fd, buf, sizeof(buf), /*offset=*/0);
 //   while (op.pending()) reactor->Poll(UINT64_MAX);
+namespace reactor_internal {
+// Its address names the calling thread (Reactor's owner check).
+extern constinit thread_local char tl_thread_key;
+}  // namespace reactor_internal
+
 class Reactor {
  public:
   static absl::StatusOr<std::unique_ptr<Reactor>> Create(
@@ -311,9 +316,10 @@ class Reactor {
   // Aborts unless the calling thread may use the reactor (the owner, or no
   // owner yet, or the destructor is running).
   void CheckOwner(const char* what) const noexcept {
-    // Relaxed: see owner_.
-    const pthread_t owner = owner_.load(std::memory_order_relaxed);
-    if (owner != pthread_t{} && !pthread_equal(owner, pthread_self()) &&
+    // Relaxed: see owner_.  The key, not pthread_self(): no call into libc
+    // on every operation.
+    const void* owner = owner_key_.load(std::memory_order_relaxed);
+    if (owner != nullptr && owner != &reactor_internal::tl_thread_key &&
         !core_.shutting_down) [[unlikely]] {
       WrongThread(what);
     }
@@ -330,6 +336,8 @@ class Reactor {
   // owner, in its first Poll; read by other threads only to compare against
   // their own id (relaxed: no data is published with it).
   std::atomic<pthread_t> owner_{};
+  // The owner's &reactor_internal::tl_thread_key, set with owner_.
+  std::atomic<const void*> owner_key_{nullptr};
   std::atomic<int> owner_tid_{0};
 };
 
