@@ -58,8 +58,8 @@ struct ExecutorStats {
   uint64_t parks = 0;    // waits in the driver with nothing runnable
   // Reads of the thread's CPU time and context switches (two system calls)
   // for the preemption discount of slow polls: at most about one per
-  // millisecond of running, plus one per park that slept (see
-  // docs/guides/single_thread.md, "Preemption").
+  // millisecond of running, plus one per slow poll and per park of 50 us or
+  // more (docs/guides/single_thread.md, "Tasks that hog the thread").
   uint64_t cpu_time_reads = 0;
   // Every spawned task is counted once when it ends: spawns == completions
   // + failed + cancellations + live_tasks at any time.
