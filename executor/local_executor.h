@@ -35,10 +35,10 @@
 #include "executor/fiber_task.h"
 #include "executor/internal/monitor.h"
 #include "executor/task.h"
-#include "timing/clock.h"
 #include "reactor/reactor.h"
 #include "sched/queue_set.h"
 #include "sched/scheduler.h"
+#include "timing/clock.h"
 
 namespace spindle {
 
@@ -393,8 +393,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // picked) and what the queue's slice cursor gives after it, up to the
   // queue's quota, and returns the tick the slice ended at.
   // A task the slice cursor gave that must be timed on its own (a tier above
-  // monitor) ends the slice and comes back in *carry: the loop's next
-  // slice starts with it.
+  // monitor) ends the slice and comes back in *carry (null on entry): the
+  // loop's next slice starts with it.
   // kUntil: `until` may be non-null (BlockOn); checked after each poll.
   template <bool kUntil>
   uint64_t RunSlice(executor_internal::TaskHeader* first,

@@ -236,7 +236,6 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
   sched::QueueSet::SliceCursor slice = queue_set_->CurrentSlice();
   uint32_t left = limit;  // polls the slice may still hold
   uint32_t others = 0;  // polls that did not end in a yield
-  bool carried = false;  // the slice ends on a task it took but did not poll
   for (;;) {
     // One poll, inline: no clock read.  wait_kind and abort_seen are reset
     // only for a woken task: a task re-queued by a yield (or new) has them
@@ -320,7 +319,6 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
     if (t->ctx.budget.tier() != 0) [[unlikely]] {
       // Timed on its own, in the next slice.
       *carry = t;
-      carried = true;
       break;
     }
   }
@@ -330,7 +328,7 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
   const uint32_t polls = limit - left;
   // Every task the slice ran but its first, and the one it carries, came
   // from the cursor.
-  slice.Close(polls - 1 + (carried ? 1 : 0));
+  slice.Close(polls - 1 + (*carry != nullptr ? 1 : 0));
   CloseSlice(q, end - start, polls, polls - others);
   return end;
 }

@@ -186,8 +186,8 @@ Reactor::~Reactor() {
 
 bool Reactor::OwnedByCurrentThread() const noexcept {
   // Relaxed: see owner_.
-  const pthread_t owner = owner_.load(std::memory_order_relaxed);
-  return owner == pthread_t{} || pthread_equal(owner, pthread_self());
+  const void* owner = owner_.load(std::memory_order_relaxed);
+  return owner == nullptr || owner == &reactor_internal::tl_thread_key;
 }
 
 void Reactor::WrongThread(const char* what) const noexcept {
@@ -386,12 +386,11 @@ bool Reactor::PeeksCompletions() const noexcept {
 
 int Reactor::Poll(uint64_t timeout_ns) noexcept {
   // Relaxed: see owner_.
-  if (owner_.load(std::memory_order_relaxed) == pthread_t{}) [[unlikely]] {
+  if (owner_.load(std::memory_order_relaxed) == nullptr) [[unlikely]] {
     owner_tid_.store(static_cast<int>(syscall(SYS_gettid)),
                      std::memory_order_relaxed);  // For messages only.
-    owner_.store(pthread_self(), std::memory_order_relaxed);
-    owner_key_.store(&reactor_internal::tl_thread_key,
-                     std::memory_order_relaxed);
+    owner_.store(&reactor_internal::tl_thread_key,
+                 std::memory_order_relaxed);
   }
   CheckOwner("Poll");
   int n = core_.RunReady();

@@ -53,7 +53,6 @@
 #include "Spindle requires C++20, see the error above"  // Stops the build.
 #endif
 
-#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -316,9 +315,9 @@ class Reactor {
   // Aborts unless the calling thread may use the reactor (the owner, or no
   // owner yet, or the destructor is running).
   void CheckOwner(const char* what) const noexcept {
-    // Relaxed: see owner_.  The key, not pthread_self(): no call into libc
-    // on every operation.
-    const void* owner = owner_key_.load(std::memory_order_relaxed);
+    // Relaxed: see owner_.  A key's address, not pthread_self(): no call
+    // into libc on every operation.
+    const void* owner = owner_.load(std::memory_order_relaxed);
     if (owner != nullptr && owner != &reactor_internal::tl_thread_key &&
         !core_.shutting_down) [[unlikely]] {
       WrongThread(what);
@@ -332,12 +331,11 @@ class Reactor {
   reactor_internal::Core core_;
   std::unique_ptr<reactor_internal::Driver> driver_;
   std::atomic<uint64_t> wakes_{0};
-  // The owner (pthread_t{} until the first Poll).  Written once, by the
-  // owner, in its first Poll; read by other threads only to compare against
-  // their own id (relaxed: no data is published with it).
-  std::atomic<pthread_t> owner_{};
-  // The owner's &reactor_internal::tl_thread_key, set with owner_.
-  std::atomic<const void*> owner_key_{nullptr};
+  // The owner: its &reactor_internal::tl_thread_key (null until the first
+  // Poll).  Written once, by the owner, in its first Poll; read by other
+  // threads only to compare against their own key (relaxed: no data is
+  // published with it).
+  std::atomic<const void*> owner_{nullptr};
   std::atomic<int> owner_tid_{0};
 };
 

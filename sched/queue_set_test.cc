@@ -318,9 +318,7 @@ TEST(QueueSetTest, KeptLagIsClampedAndRestoredOnReturn) {
 }
 
 TEST(QueueSetTest, WakeupThatWouldBePickedFirstSetsShouldPreempt) {
-  QueueSetConfig c;
-  c.sched_latency_ticks = 1000;
-  c.min_slice_ticks = 500;
+  const QueueSetConfig c = PreemptionConfig();
   QueueSet qs(c);
   // Requests: A (share 1) 500 ticks = 500 virtual per weight; B (share 9)
   // 900 ticks = 100 per weight: B's deadline is nearer.

@@ -24,6 +24,14 @@ inline QueueSetConfig TestConfig() {
   c.min_slice_ticks = 100;
   return c;
 }
+// Two queues' worth of short requests (latency 1000, min slice 500): with
+// shares 1 and 9, a wake into the share-9 queue preempts the other.
+inline QueueSetConfig PreemptionConfig() {
+  QueueSetConfig c;
+  c.sched_latency_ticks = 1000;
+  c.min_slice_ticks = 500;
+  return c;
+}
 inline constexpr uint64_t kMinPoll = 50;
 inline constexpr uint64_t kMaxPoll = 150;
 

@@ -59,10 +59,7 @@ TEST(SliceCursorTest, YieldNextOfTheOnlyTaskGivesItBack) {
 TEST(SliceCursorTest, YieldNextAfterAPreemptingWakeRequeuesAndStops) {
   // B (share 9) has the nearer deadline: a wake into B while A's slice runs
   // asks for a preemption, and the cursor stops there.
-  QueueSetConfig c;
-  c.sched_latency_ticks = 1000;
-  c.min_slice_ticks = 500;
-  QueueSet qs(c);
+  QueueSet qs(PreemptionConfig());
   const uint16_t a = *qs.AddQueue(1, 1);
   const uint16_t b = *qs.AddQueue(2, 9);
   TaskNode a1, a2, b1;
