@@ -176,8 +176,10 @@ absl::StatusOr<Config> ConfigFromEnv(const Config& defaults) {
   if (absl::Status s = EnvInt("WORKERS", 1, 1024, &c.workers); !s.ok()) {
     return s;
   }
-  if (absl::Status s = EnvInt("FIB_N", 2, 30, &v); !s.ok()) return s;
-  if (v) c.fib_n = *v;
+  // Its own optional: `v` still holds ITERATIONS here.
+  std::optional<int64_t> fib_n;
+  if (absl::Status s = EnvInt("FIB_N", 2, 30, &fib_n); !s.ok()) return s;
+  if (fib_n) c.fib_n = *fib_n;
   struct {
     const char* name;
     int64_t* field;

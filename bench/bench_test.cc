@@ -59,7 +59,8 @@ class EnvTest : public ::testing::Test {
  protected:
   void TearDown() override {
     for (const char* v :
-         {"ITERATIONS", "N_TASKS", "YIELDS_PER_TASK", "EXECUTOR", "HOG_MS"}) {
+         {"ITERATIONS", "N_TASKS", "YIELDS_PER_TASK", "EXECUTOR", "HOG_MS",
+          "FIB_N"}) {
       unsetenv(v);
     }
   }
@@ -82,6 +83,20 @@ TEST_F(EnvTest, ValidValues) {
   EXPECT_EQ(c->iterations, 7);
   EXPECT_EQ(*c->n_tasks, 123);
   EXPECT_EQ(c->executor, "asio");
+}
+
+// Regression: FIB_N reused ITERATIONS' value when it was unset, so
+// ITERATIONS=7 ran mt_fib as fib(7) and skewed as fib(17).
+TEST_F(EnvTest, IterationsDoNotLeakIntoFibN) {
+  setenv("ITERATIONS", "7", 1);
+  absl::StatusOr<Config> c = ConfigFromEnv();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->fib_n, 25);
+  setenv("FIB_N", "20", 1);
+  c = ConfigFromEnv();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->fib_n, 20);
+  EXPECT_EQ(c->iterations, 7);
 }
 
 TEST_F(EnvTest, BadValuesNameVariableValueAndRange) {
