@@ -148,7 +148,7 @@ void RuntimeSpawner::Submit(TaskHeader* t,
       rt.injector.Push(t);
       rt.overflowed.fetch_add(1, std::memory_order_relaxed);
     }
-    if (!rt.NotifyOne()) Worker::Bump(self->wakes_skipped);  // P2-P3
+    if (!rt.NotifyOne()) Worker::Bump(self->wakes_skipped);  // N1-N3
     return;
   }
 
@@ -279,7 +279,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> RuntimeBuilder::Build() {
     b.OnMonitorReport([shared](const MonitorReport& r) {
       if (r.kind != MonitorReport::Kind::kStuck) return;
       shared->stuck_reports.fetch_add(1, std::memory_order_relaxed);
-      shared->NotifyOne();
+      shared->WakeOne();
     });
     absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Build();
     if (!ex.ok()) {
@@ -383,6 +383,8 @@ RuntimeStats Runtime::Stats() const {
   s.injected = rt.injected.load(std::memory_order_relaxed);
   s.overflowed = rt.overflowed.load(std::memory_order_relaxed);
   s.stuck_reports = rt.stuck_reports.load(std::memory_order_relaxed);
+  s.max_searching = rt.max_searching.load(std::memory_order_relaxed);
+  s.searches_refused = rt.searches_refused.load(std::memory_order_relaxed);
   if (executor_internal::tl_executor != nullptr) return s;
   // From a plain thread: a pinned task on each worker takes its snapshot.
   std::vector<JoinHandle<ExecutorStats>> handles;

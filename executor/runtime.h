@@ -31,9 +31,13 @@
 // inbox; a doorbell is rung only when it sleeps: IORING_OP_MSG_RING on the
 // sending worker's ring, the eventfd from other threads or on epoll.
 //
+// At most half the workers (with 2+) search for work to steal at once; a
+// spawn wakes a sleeping worker only when none searches, and the last
+// searcher to find work wakes the next while work is left.
+//
 // Not yet (see docs/guides/multi_core.md): migration of started tasks, the
-// stuck-worker hand-off of bound tasks, gathering isolated tasks on one
-// worker, and a bound on the number of searching workers.
+// stuck-worker hand-off of bound tasks, and gathering isolated tasks on one
+// worker.
 
 #ifndef SPINDLE_EXECUTOR_RUNTIME_H_
 #define SPINDLE_EXECUTOR_RUNTIME_H_
@@ -118,7 +122,15 @@ struct RuntimeStats {
   }
   uint64_t parks = 0;           // times a worker went to sleep
   uint64_t wakes_sent = 0;      // nudges sent to sleeping workers
-  uint64_t wakes_skipped = 0;   // spawns that found no sleeping worker
+  // Spawns that woke nobody: a worker was searching already (it takes the
+  // task or hands the search on), or none was asleep.
+  uint64_t wakes_skipped = 0;
+  // Searching (stealing) workers: at most half the workers search at once
+  // (with 2+ workers); `max_searching` is the most seen at once, and
+  // `searches_refused` counts idle workers that parked without searching
+  // because half were searching already.
+  uint64_t max_searching = 0;
+  uint64_t searches_refused = 0;
   uint64_t injected = 0;        // tasks queued from outside any worker
   uint64_t overflowed = 0;      // tasks moved from a full deque to injector
   uint64_t stuck_reports = 0;   // monitor reports of stuck workers

@@ -284,6 +284,47 @@ TEST_P(RuntimeTest, SkewedLoadSpreadsToEveryWorker) {
   }
 }
 
+Task<void> Bump(std::atomic<int>* n) {
+  n->fetch_add(1, std::memory_order_relaxed);
+  co_return;
+}
+
+// Bursts of tiny stealable tasks, each burst joined before the next: the
+// other workers run dry between bursts and search again at each one.
+Task<void> Bursts(int bursts, int width, std::atomic<int>* done) {
+  std::vector<JoinHandle<void>> hs;
+  hs.reserve(width);
+  for (int b = 0; b < bursts; ++b) {
+    hs.clear();
+    for (int i = 0; i < width; ++i) {
+      hs.push_back(Runtime::Current()->Spawn(Bump(done)));
+    }
+    for (auto& h : hs) co_await h;
+  }
+}
+
+// At most half the workers (rounded up) search for work at once, however
+// often they run dry; every task still runs exactly once.
+TEST_P(RuntimeTest, AtMostHalfTheWorkersSearchAtOnce) {
+  auto rt = MakeRuntime(workers());
+  ASSERT_NE(rt, nullptr);
+  const int bursts = kSanitized ? 100 : 1000;
+  const int width = 32;
+  std::atomic<int> done{0};
+  // Two roots, so that two workers spawn bursts at once.
+  JoinHandle<void> a = rt->Spawn(Bursts(bursts, width, &done));
+  JoinHandle<void> b = rt->Spawn(Bursts(bursts, width, &done));
+  EXPECT_EQ(a.Wait(), JoinStatus::kCompleted);
+  EXPECT_EQ(b.Wait(), JoinStatus::kCompleted);
+  EXPECT_EQ(done.load(), 2 * bursts * width);
+  const RuntimeStats st = rt->Stats();
+  EXPECT_LE(st.max_searching, (workers() + 1) / 2)
+      << "searches refused: " << st.searches_refused;
+  if (workers() > 1) {
+    EXPECT_GE(st.max_searching, 1u);
+  }
+}
+
 Task<void> Short(std::atomic<int>* done) {
   done->fetch_add(1, std::memory_order_relaxed);
   co_return;

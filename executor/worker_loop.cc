@@ -1,6 +1,6 @@
 // executor/worker_loop.cc: a Runtime worker's run loop, where it finds work
 // (own deque, injectors, stealing) and how it sleeps.  The protocol and the
-// step numbers (I1-I4, P1-P3, S1-S4) are in internal/runtime_shared.h.
+// step names (F1-F3, I1-I4, N1-N3, S1-S4) are in internal/runtime_shared.h.
 
 #include <algorithm>
 #include <array>
@@ -24,21 +24,74 @@ namespace executor_internal {
 
 constinit thread_local Worker* tl_worker = nullptr;
 
+namespace {
+
+// Raises `peak` to `v` (stats; slow path).
+void RaisePeak(std::atomic<uint64_t>& peak, uint64_t v) noexcept {
+  uint64_t p = peak.load(std::memory_order_relaxed);
+  while (v > p &&
+         !peak.compare_exchange_weak(p, v, std::memory_order_relaxed)) {
+  }
+}
+
+}  // namespace
+
 bool RuntimeShared::NotifyOne() noexcept {
-  // P2: an RMW, so that it is ordered with I1's (see the protocol).
-  if (idle_count.fetch_add(0, std::memory_order_seq_cst) == 0) return false;
+  // N1: an RMW, so that it is ordered with I1's and F3's (see the protocol).
+  const uint64_t s = idle_state.fetch_add(0, std::memory_order_seq_cst);
+  if ((s & kSearcherMask) != 0 || s < kParked) return false;  // N2
+  return WakeOne(/*unless_searching=*/true);                  // N3
+}
+
+bool RuntimeShared::WakeOne(bool unless_searching) noexcept {
   Worker* sleeper = nullptr;
   {
     std::lock_guard<std::mutex> lock(idle_mu);
     if (idle_list.empty()) return false;
+    // One parked worker fewer, one searcher more.  A CAS: the parked count
+    // changes only under idle_mu, the searchers also outside it (F1, F3);
+    // N3 gives up if one started searching since N1 (so N3 and F1 together
+    // keep the bound).
+    uint64_t s = idle_state.load(std::memory_order_relaxed);
+    do {
+      if (unless_searching && (s & kSearcherMask) != 0) return false;
+    } while (!idle_state.compare_exchange_weak(s, s - kParked + kSearcher,
+                                               std::memory_order_seq_cst,
+                                               std::memory_order_relaxed));
+    RaisePeak(max_searching, (s & kSearcherMask) + 1);
     sleeper = idle_list.back();
     idle_list.pop_back();
     sleeper->idle_listed = false;
-    idle_count.fetch_sub(1, std::memory_order_seq_cst);
+    sleeper->woken_searching = true;
   }
   wakes_sent.fetch_add(1, std::memory_order_relaxed);
-  sleeper->inbox->Nudge();  // P3
+  sleeper->inbox->Nudge();
   return true;
+}
+
+bool RuntimeShared::StartSearching(Worker& w) noexcept {
+  if (w.searching) return true;
+  const uint64_t n = workers.size();
+  uint64_t s = idle_state.load(std::memory_order_relaxed);
+  do {
+    if (n > 1 && 2 * (s & kSearcherMask) >= n) {  // F1: the bound
+      searches_refused.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+  } while (!idle_state.compare_exchange_weak(s, s + kSearcher,
+                                             std::memory_order_seq_cst,
+                                             std::memory_order_relaxed));
+  w.searching = true;
+  RaisePeak(max_searching, (s & kSearcherMask) + 1);
+  return true;
+}
+
+void RuntimeShared::EndSearching(Worker& w) noexcept {
+  if (!w.searching) return;
+  w.searching = false;
+  // F3: the last searcher to leave hands the search on while work is left.
+  const uint64_t s = idle_state.fetch_sub(kSearcher, std::memory_order_seq_cst);
+  if ((s & kSearcherMask) == 1 && AnyWork(w)) NotifyOne();
 }
 
 bool RuntimeShared::AnyWork(const Worker& self) const noexcept {
@@ -55,14 +108,36 @@ void RuntimeShared::CancelUnbound(TaskHeader* t) noexcept {
 
 namespace {
 
-// Leaves the idle list if the worker is still on it (I2, I4).
+// I2, I4: leaves the idle list if the worker is still on it; if a waker
+// took it off (N3), it is a searcher now.
 void LeaveIdle(RuntimeShared& rt, Worker& w) {
   std::lock_guard<std::mutex> lock(rt.idle_mu);
-  if (!w.idle_listed) return;
-  w.idle_listed = false;
-  auto it = std::find(rt.idle_list.begin(), rt.idle_list.end(), &w);
-  if (it != rt.idle_list.end()) rt.idle_list.erase(it);
-  rt.idle_count.fetch_sub(1, std::memory_order_seq_cst);
+  if (w.idle_listed) {
+    w.idle_listed = false;
+    auto it = std::find(rt.idle_list.begin(), rt.idle_list.end(), &w);
+    if (it != rt.idle_list.end()) rt.idle_list.erase(it);
+    rt.idle_state.fetch_sub(RuntimeShared::kParked, std::memory_order_seq_cst);
+  } else if (w.woken_searching) {
+    w.searching = true;
+  }
+  w.woken_searching = false;
+}
+
+// I1: joins the idle list (one parked worker more, one searcher fewer if
+// it searched); true if it was the last searcher.
+bool JoinIdle(RuntimeShared& rt, Worker& w) {
+  std::lock_guard<std::mutex> lock(rt.idle_mu);
+  ABSL_RAW_CHECK(!w.idle_listed, "a parking worker is already idle-listed");
+  w.idle_listed = true;
+  rt.idle_list.push_back(&w);
+  const uint64_t add = w.searching
+                           ? RuntimeShared::kParked - RuntimeShared::kSearcher
+                           : RuntimeShared::kParked;
+  const uint64_t old = rt.idle_state.fetch_add(add, std::memory_order_seq_cst);
+  const bool last =
+      w.searching && (old & RuntimeShared::kSearcherMask) == 1;
+  w.searching = false;
+  return last;
 }
 
 // A task queued for worker `w` (its preferred injector) or for anyone (the
@@ -84,17 +159,25 @@ TaskHeader* PopInjected(RuntimeShared& rt, Worker& w) noexcept {
     // Room was counted above and only this thread pushes.
     if (!w.deque.Push(batch[i])) rt.injector.Push(batch[i]);
   }
-  // Stealable before NotifyOne (P1 before P2), and while batch[0] runs.
+  // Stealable before NotifyOne (P1 before N1), and while batch[0] runs.
   w.deque.Publish();
   if (n > 1) rt.NotifyOne();  // tasks others may take
   return batch[0];
 }
 
-// The executor's queues are empty: injectors, then a steal scan.
+// The executor's queues are empty: its own deque (a task popped at the top
+// of the loop may have been cancelled instead of queued), injectors (every
+// worker), then a steal scan (searchers only: F1-F2).
 TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
+  if (!w.deque.empty()) {
+    if (TaskHeader* t = w.deque.Pop()) {
+      w.policy->counters().AddLocal(1);
+      return t;
+    }
+  }
   if (TaskHeader* t = PopInjected(rt, w)) return t;
   const size_t n = rt.workers.size();
-  if (n < 2) return nullptr;
+  if (n < 2 || !rt.StartSearching(w)) return nullptr;
   w.policy->Scan(
       w.index, n,
       [&](size_t v) {
@@ -143,6 +226,7 @@ void LocalExecutor::RunWorker(Worker* w) {
   last_driver_tick_ = now;
   if (tiers_ != nullptr) MarkCpu(now);
   auto start = [&](TaskHeader* t) {
+    rt.EndSearching(*w);  // F3
     Worker::Bump(w->started);
     BindAndAdopt(t);
   };
@@ -174,15 +258,10 @@ void LocalExecutor::RunWorker(Worker* w) {
         continue;
       }
       // I1-I4.
-      {
-        std::lock_guard<std::mutex> lock(rt.idle_mu);
-        if (!w->idle_listed) {
-          w->idle_listed = true;
-          rt.idle_list.push_back(w);
-          rt.idle_count.fetch_add(1, std::memory_order_seq_cst);
-        }
-      }
-      if (rt.AnyWork(*w) || rt.closing.load(std::memory_order_seq_cst)) {
+      const bool last_searcher = executor_internal::JoinIdle(rt, *w);
+      if (!rt.injector.empty() || !w->preferred.empty() ||
+          (last_searcher && rt.AnyWork(*w)) ||
+          rt.closing.load(std::memory_order_seq_cst)) {
         executor_internal::LeaveIdle(rt, *w);
         continue;
       }
@@ -192,6 +271,7 @@ void LocalExecutor::RunWorker(Worker* w) {
       now = timing::TscClock::Now();
       continue;
     }
+    rt.EndSearching(*w);  // F3: a task of its own became runnable
     now = RunSlice<false>(static_cast<TaskHeader*>(node), nullptr, now,
                           &carry);
     // Not while a task is carried: the driver's wakes and aborts must find

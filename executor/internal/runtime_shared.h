@@ -1,6 +1,7 @@
 // executor/internal/runtime_shared.h: the state a Runtime's workers share.
 //
-// Protocol (the numbers are referred to in runtime.cc and worker_loop.cc).
+// Protocol (the step names are referred to in runtime.cc and
+// worker_loop.cc).
 //
 // Tasks.  A stealable task is spawned unbound (no owner, no inbox, state
 // without kStateBound) and waits in one of: the spawning worker's deque
@@ -24,24 +25,57 @@
 //   injectors          any thread.
 //   idle list          under idle_mu.
 //
-// Sleeping without losing a wake-up (Dekker on `idle_count`).
-//   A worker with nothing to run:
-//     I1. under idle_mu: joins the idle list, idle_count += 1 (seq_cst RMW);
-//     I2. looks at every injector and deque once more; if anything is there
-//         it leaves the idle list (if still on it) and goes back to work;
-//     I3. parks in its executor (the inbox's parked protocol: a Nudge
-//         before or during the park ends it);
-//     I4. after waking, leaves the idle list if still on it.
-//   A producer (any spawn of a stealable task):
-//     P1. pushes the task (deque, or an injector);
-//     P2. reads idle_count with a seq_cst RMW (fetch_add 0);
-//     P3. if it is not zero: under idle_mu takes one worker off the idle
-//         list (idle_count -= 1) and Nudges it.
-//   The RMWs of I1 and P2 are ordered: if P2 comes first, I1 synchronises
-//   with it and I2 sees the task; if I1 comes first, P2 sees the worker and
-//   P3 wakes someone (every sleeper re-checks every queue, so whoever it
-//   wakes finds the task or it was already taken).
+// Searching and sleeping (after Tokio's idle protocol; one packed word).
+//   `idle_state` holds two counts: searching workers (low 32 bits) and
+//   parked workers (high 32 bits, = the idle list's length).  Every change
+//   of the parked count is made under idle_mu together with the list.
+//   A worker is in one of three states: running (it has work), searching
+//   (its own queues are empty; it looks at the shared injector and steals),
+//   parked (on the idle list, asleep in its executor).
+//   `Worker::searching` is the worker's own view (its thread only); a
+//   worker woken by N3 is counted as a searcher by its waker and learns it
+//   in I4 (`woken_searching`, under idle_mu).
 //
+//   Searching.  With its own queues empty, every worker takes from its
+//   preferred injector and the shared injector; then, with 2+ workers:
+//     F1. if not searching: join the searchers only while fewer than half
+//         the workers search (2 * searching < workers, a CAS: the bound is
+//         strict); a refused worker skips F2 and goes to I1.
+//     F2. a steal scan (StealPolicy).
+//     F3. on finding work (there, or a runnable task of its own executor):
+//         leave the searchers (seq_cst RMW); the last searcher to leave
+//         runs N1-N3 if any queue still holds a task, so that parallelism
+//         grows one worker at a time while there is work to take.
+//   Parking.
+//     I1. under idle_mu: joins the idle list; one seq_cst RMW adds one
+//         parked worker and, if it was searching, removes one searcher.
+//     I2. looks again: always at the shared injector and its own preferred
+//         injector; at every deque and injector too if I1 removed the last
+//         searcher.  If anything is there it leaves the idle list (if
+//         still on it) and goes back to work.
+//     I3. parks in its executor (the inbox's parked protocol: a Nudge
+//         before or during the park ends it).
+//     I4. after waking, under idle_mu: leaves the idle list if still on it
+//         (not searching: it woke for its own tasks); if a waker took it
+//         off, it is a searcher (N3 counted it).
+//   Notifying, after a push of a stealable task (P1):
+//     N1. one seq_cst RMW reads idle_state (fetch_add 0);
+//     N2. if someone searches, or nobody is parked: done, nobody is woken;
+//     N3. else under idle_mu, if still nobody searches: takes one worker
+//         off the idle list, counts it as a searcher (one CAS: one parked
+//         fewer, one searcher more; it fails if a worker started searching)
+//         and Nudges it.  The monitor's stuck report wakes one even while
+//         others search, so it may take the count one past the bound.
+//   No lost wake-up.  The RMWs on idle_state are totally ordered.  Take a
+//   push P1 whose N1 found a searcher S: S has not yet left (F3) or parked
+//   (I1).  If S parks as the last searcher, its I2 comes after N1 and sees
+//   the task; if S leaves as the last searcher, its F3 check sees the task
+//   and wakes a parked worker, or every worker is awake; if S was not the
+//   last, the same holds for whoever is.  If N1 found nobody parked, every
+//   worker parks after N1: each I2 sees an injected task, and a task in a
+//   deque belongs to an awake worker that runs it itself, or is seen by a
+//   last searcher's I2.  Otherwise N3 wakes a sleeper, which searches.
+
 // Shutdown, in order (Runtime::~Runtime):
 //   S1. closing = true (seq_cst); wait until no spawn from outside a worker
 //       is between its check of `closing` and its push (`inflight`, as in
@@ -89,7 +123,9 @@ struct Worker {
   std::optional<steal::StealPolicy> policy;
   std::thread thread;
   int cpu = -1;  // ThreadAffinity, -1: none
-  bool idle_listed = false;  // guarded by RuntimeShared::idle_mu
+  bool idle_listed = false;      // guarded by RuntimeShared::idle_mu
+  bool woken_searching = false;  // guarded by RuntimeShared::idle_mu (N3)
+  bool searching = false;        // the worker's thread only (F1-F3, I1-I4)
 
   // Written by the worker thread, read by Stats() from any thread.
   std::atomic<uint64_t> started{0};
@@ -107,10 +143,15 @@ struct RuntimeShared {
   std::vector<std::unique_ptr<Worker>> workers;
   steal::Injector<TaskHeader> injector;  // from outside any worker
 
-  // Sleeping workers (I1-I4, P2-P3).
-  std::atomic<uint64_t> idle_count{0};
+  // Searching and sleeping workers (F1-F3, I1-I4, N1-N3).
+  static constexpr uint64_t kSearcher = 1;
+  static constexpr uint64_t kParked = uint64_t{1} << 32;
+  static constexpr uint64_t kSearcherMask = kParked - 1;
+  std::atomic<uint64_t> idle_state{0};
   std::mutex idle_mu;
   std::vector<Worker*> idle_list;  // guarded by idle_mu
+  std::atomic<uint64_t> max_searching{0};     // the most at once
+  std::atomic<uint64_t> searches_refused{0};  // F1 said no
 
   // Shutdown (S1-S4).
   std::atomic<bool> closing{false};
@@ -131,10 +172,18 @@ struct RuntimeShared {
   std::atomic<uint64_t> overflowed{0};
   std::atomic<uint64_t> stuck_reports{0};
 
-  // P2-P3: after a push, wake one sleeping worker if there is one; false
-  // when every worker was awake.
+  // N1-N3: after a push, wake one parked worker as a searcher unless a
+  // worker searches already or none is parked; false when none was woken.
   bool NotifyOne() noexcept;
-  // I2: is there a task in any queue a worker may take?
+  // N3: wakes one parked worker as a searcher; false when none is parked,
+  // or, with `unless_searching`, when a worker searches.  The monitor's
+  // stuck report wakes one even while others search.
+  bool WakeOne(bool unless_searching = false) noexcept;
+  // F1: true if `w` searches (already, or it may start now).
+  bool StartSearching(Worker& w) noexcept;
+  // F3: `w` found work; no-op if it was not searching.
+  void EndSearching(Worker& w) noexcept;
+  // I2, and F3's check: is there a task in any queue a worker may take?
   bool AnyWork(const Worker& self) const noexcept;
   // Cancels an unbound task (it never ran): completion bits, frame freed.
   static void CancelUnbound(TaskHeader* t) noexcept;
