@@ -77,6 +77,12 @@ void WorkerMain(Worker* w) {
 // -----------------------------------------------------------
 
 std::shared_ptr<Inbox> RuntimeSpawner::Anchor() const noexcept {
+  // On a worker of this runtime: the worker's own anchor (a reference count
+  // that stays in this core's cache; see Worker::anchor).
+  Worker* self = executor_internal::tl_worker;
+  if (self != nullptr && self->rt == rt_.get() && self->anchor != nullptr) {
+    return self->anchor;
+  }
   // Aliasing: the handle keeps the whole runtime state (and every worker's
   // inbox) alive; the pointer itself is only a keep-alive.
   return std::shared_ptr<Inbox>(rt_, rt_->workers[0]->inbox.get());
@@ -137,13 +143,24 @@ void RuntimeSpawner::Submit(TaskHeader* t,
       RuntimeShared::CancelUnbound(t);
       return;
     }
-    if (self->policy->AdmitStealable(self->deque.size())) {
+    const size_t queued = self->deque.size();
+    if (self->policy->AdmitStealable(queued)) {
       // PushOrOverflow publishes the task: stealable at once, so that a
       // poll that blocks after this spawn strands nothing.
+      bool overflowed = false;
       self->deque.PushOrOverflow(t, [&](TaskHeader** items, size_t k) {
         rt.injector.PushBatch(items, k);
         rt.overflowed.fetch_add(k, std::memory_order_relaxed);
+        overflowed = true;
       });
+      // Only a push onto an empty deque looks for a worker to wake: the
+      // push that made it non-empty did (N1-N3), and whoever that found
+      // (a searcher, or the worker it woke) hands the search on while the
+      // deque holds work (F3, I2).  This worker runs its own deque anyway.
+      if (queued != 0 && !overflowed) {
+        Worker::Bump(self->wakes_skipped);
+        return;
+      }
     } else {
       rt.injector.Push(t);
       rt.overflowed.fetch_add(1, std::memory_order_relaxed);
@@ -300,6 +317,10 @@ absl::StatusOr<std::unique_ptr<Runtime>> RuntimeBuilder::Build() {
   }
   rt->queue_map = rt->workers[0]->inbox.get();
   rt->idle_list.reserve(n);
+  for (auto& w : rt->workers) {
+    w->anchor = std::shared_ptr<Inbox>(rt->queue_map,
+                                       [keep = rt](Inbox*) noexcept {});
+  }
   std::unique_ptr<Runtime> runtime(new Runtime(rt));
   for (auto& w : rt->workers) {
     w->thread = std::thread(WorkerMain, w.get());
@@ -331,6 +352,9 @@ Runtime::~Runtime() {
     while (TaskHeader* t = w->preferred.Pop()) RuntimeShared::CancelUnbound(t);
   }
   while (TaskHeader* t = rt.injector.Pop()) RuntimeShared::CancelUnbound(t);
+  // Breaks the cycle RuntimeShared -> Worker::anchor -> RuntimeShared; the
+  // JoinHandles still out hold their anchors (and so the state) alive.
+  for (auto& w : rt.workers) w->anchor.reset();
   rt.runtime = nullptr;
 }
 

@@ -37,8 +37,17 @@ void RaisePeak(std::atomic<uint64_t>& peak, uint64_t v) noexcept {
 }  // namespace
 
 bool RuntimeShared::NotifyOne() noexcept {
-  // N1: an RMW, so that it is ordered with I1's and F3's (see the protocol).
+  // N1: a seq_cst fence, then a load, ordered with I1's and F3's RMWs (see
+  // the protocol).  Not an RMW: every spawn runs this, and an RMW would take
+  // the line from the other workers each time.
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer does not model fences (GCC refuses them under it): the
+  // RMW orders the same way.
   const uint64_t s = idle_state.fetch_add(0, std::memory_order_seq_cst);
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const uint64_t s = idle_state.load(std::memory_order_relaxed);
+#endif
   if ((s & kSearcherMask) != 0 || s < kParked) return false;  // N2
   return WakeOne(/*unless_searching=*/true);                  // N3
 }

@@ -59,6 +59,11 @@
 //         (not searching: it woke for its own tasks); if a waker took it
 //         off, it is a searcher (N3 counted it).
 //   Notifying, after a push of a stealable task (P1):
+//     N0. a worker's push onto its own deque runs N1-N3 only if the deque
+//         was empty (or the push overflowed to the injector): the push
+//         that made it non-empty ran them, and the owner runs its own
+//         deque anyway.  Parallelism grows through F3 and I2 while the
+//         deque holds work.
 //     N1. one seq_cst RMW reads idle_state (fetch_add 0);
 //     N2. if someone searches, or nobody is parked: done, nobody is woken;
 //     N3. else under idle_mu, if still nobody searches: takes one worker
@@ -66,7 +71,9 @@
 //         fewer, one searcher more; it fails if a worker started searching)
 //         and Nudges it.  The monitor's stuck report wakes one even while
 //         others search, so it may take the count one past the bound.
-//   No lost wake-up.  The RMWs on idle_state are totally ordered.  Take a
+//   No lost wake-up.  The RMWs on idle_state are totally ordered, and N1's
+//   fence orders its load with them (a store-buffering pattern: either N1
+//   sees a parker's I1, or that parker's I2 sees the push).  Take a
 //   push P1 whose N1 found a searcher S: S has not yet left (F3) or parked
 //   (I1).  If S parks as the last searcher, its I2 comes after N1 and sees
 //   the task; if S leaves as the last searcher, its F3 check sees the task
@@ -118,6 +125,12 @@ struct Worker {
   RuntimeShared* rt = nullptr;
   std::unique_ptr<LocalExecutor> executor;
   std::shared_ptr<Inbox> inbox;  // the executor's; outlives it
+  // What JoinHandles of tasks spawned on this worker hold: a control block
+  // of its own (its deleter keeps the RuntimeShared alive), so that spawns
+  // and handle drops on different workers do not share one reference
+  // count.  Set before the threads start; reset by ~Runtime after S4 (it
+  // would otherwise keep its own RuntimeShared alive).
+  std::shared_ptr<Inbox> anchor;
   steal::WorkDeque<TaskHeader> deque;
   steal::Injector<TaskHeader> preferred;  // StealablePreferred(index)
   std::optional<steal::StealPolicy> policy;
