@@ -7,6 +7,7 @@
 #include "bench/hog_tasks.h"
 #include "bench/workloads.h"
 #include "executor/executor.h"
+#include "executor/notify.h"
 #include "timing/clock.h"
 
 // Every Spindle row runs its workload once untimed on the same runtime
@@ -47,15 +48,22 @@ Task<uint64_t> LocalFib(int n) {
   co_return co_await a + b;
 }
 
-Task<void> Bump(std::atomic<uint64_t>* counter) {
-  counter->fetch_add(1, std::memory_order_relaxed);
+// The task that bumps the counter to n ends the root's wait: the root
+// waits as oneTBB's task_group::wait does, instead of the calling thread
+// spinning on the counter (which took a core from the workers).
+Task<void> Bump(std::atomic<uint64_t>* counter, uint64_t n, WaitGroup* all) {
+  if (counter->fetch_add(1, std::memory_order_relaxed) + 1 == n) all->Done();
   co_return;
 }
 
 Task<void> SpawnMany(int64_t n, std::atomic<uint64_t>* counter) {
   Runtime* rt = Runtime::Current();
-  for (int64_t i = 0; i < n; ++i) rt->SpawnDetached(Bump(counter));
-  co_return;
+  WaitGroup all;
+  all.Add(1);
+  for (int64_t i = 0; i < n; ++i) {
+    rt->SpawnDetached(Bump(counter, static_cast<uint64_t>(n), &all));
+  }
+  co_await all.Wait();
 }
 
 Task<uint64_t> SerialFibTask(int n) { co_return SerialFib(n); }
@@ -128,14 +136,14 @@ absl::StatusOr<Rows> SpindleMtSpawn(const std::string& id, int64_t workers,
   if (!rt.ok()) return rt.status();
   std::atomic<uint64_t> counter{0};
   (*rt)->BlockOn(SpawnMany(n, &counter));  // warm-up
-  while (counter.load(std::memory_order_relaxed) < static_cast<uint64_t>(n)) {
-  }
   counter.store(0);
   const uint64_t t0 = MonotonicClock::Now();
   (*rt)->BlockOn(SpawnMany(n, &counter));
-  while (counter.load(std::memory_order_relaxed) < static_cast<uint64_t>(n)) {
+  Rows rows{Wall(id, t0)};
+  if (counter.load() != static_cast<uint64_t>(n)) {
+    return absl::InternalError("mt_spawn: not every task ran");
   }
-  return Rows{Wall(id, t0)};
+  return rows;
 }
 
 absl::StatusOr<Rows> SpindleSkewed(const std::string& id, int64_t workers,

@@ -150,7 +150,7 @@ void RuntimeSpawner::Submit(TaskHeader* t,
       bool overflowed = false;
       self->deque.PushOrOverflow(t, [&](TaskHeader** items, size_t k) {
         rt.injector.PushBatch(items, k);
-        rt.overflowed.fetch_add(k, std::memory_order_relaxed);
+        Worker::Bump(self->overflowed, k);
         overflowed = true;
       });
       // Only a push onto an empty deque looks for a worker to wake: the
@@ -163,7 +163,7 @@ void RuntimeSpawner::Submit(TaskHeader* t,
       }
     } else {
       rt.injector.Push(t);
-      rt.overflowed.fetch_add(1, std::memory_order_relaxed);
+      Worker::Bump(self->overflowed);
     }
     if (!rt.NotifyOne()) Worker::Bump(self->wakes_skipped);  // N1-N3
     return;
@@ -400,12 +400,12 @@ RuntimeStats Runtime::Stats() const {
     s.steal += w->policy->counters().Snapshot();
     s.parks += w->parks.load(std::memory_order_relaxed);
     s.wakes_skipped += w->wakes_skipped.load(std::memory_order_relaxed);
+    s.overflowed += w->overflowed.load(std::memory_order_relaxed);
     s.started_per_worker.push_back(w->started.load(std::memory_order_relaxed));
   }
   s.wakes_sent = rt.wakes_sent.load(std::memory_order_relaxed);
   s.wakes_skipped += rt.wakes_skipped.load(std::memory_order_relaxed);
   s.injected = rt.injected.load(std::memory_order_relaxed);
-  s.overflowed = rt.overflowed.load(std::memory_order_relaxed);
   s.stuck_reports = rt.stuck_reports.load(std::memory_order_relaxed);
   s.max_searching = rt.max_searching.load(std::memory_order_relaxed);
   s.searches_refused = rt.searches_refused.load(std::memory_order_relaxed);

@@ -144,6 +144,7 @@ struct Worker {
   std::atomic<uint64_t> started{0};
   std::atomic<uint64_t> parks{0};
   std::atomic<uint64_t> wakes_skipped{0};  // spawns that woke nobody
+  std::atomic<uint64_t> overflowed{0};     // spawns sent to the injector
 
   // Worker thread: one relaxed add (no RMW).
   static void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
@@ -182,7 +183,6 @@ struct RuntimeShared {
   std::atomic<uint64_t> wakes_sent{0};
   std::atomic<uint64_t> wakes_skipped{0};
   std::atomic<uint64_t> injected{0};
-  std::atomic<uint64_t> overflowed{0};
   std::atomic<uint64_t> stuck_reports{0};
 
   // N1-N3: after a push, wake one parked worker as a searcher unless a
