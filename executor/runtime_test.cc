@@ -284,8 +284,8 @@ TEST_P(RuntimeTest, SkewedLoadSpreadsToEveryWorker) {
   }
 }
 
-Task<void> Bump(std::atomic<int>* n) {
-  n->fetch_add(1, std::memory_order_relaxed);
+Task<void> Short(std::atomic<int>* done) {
+  done->fetch_add(1, std::memory_order_relaxed);
   co_return;
 }
 
@@ -297,7 +297,7 @@ Task<void> Bursts(int bursts, int width, std::atomic<int>* done) {
   for (int b = 0; b < bursts; ++b) {
     hs.clear();
     for (int i = 0; i < width; ++i) {
-      hs.push_back(Runtime::Current()->Spawn(Bump(done)));
+      hs.push_back(Runtime::Current()->Spawn(Short(done)));
     }
     for (auto& h : hs) co_await h;
   }
@@ -323,11 +323,6 @@ TEST_P(RuntimeTest, AtMostHalfTheWorkersSearchAtOnce) {
   if (workers() > 1) {
     EXPECT_GE(st.max_searching, 1u);
   }
-}
-
-Task<void> Short(std::atomic<int>* done) {
-  done->fetch_add(1, std::memory_order_relaxed);
-  co_return;
 }
 
 // Queues 1000 short tasks behind itself, then blocks its worker for 300 ms:
