@@ -104,7 +104,7 @@ void RuntimeShared::EndSearching(Worker& w) noexcept {
 }
 
 bool RuntimeShared::AnyWork(const Worker& self) const noexcept {
-  if (!injector.empty() || !self.preferred.empty()) return true;
+  if (AnyInjected(self)) return true;
   for (const auto& w : workers) {
     if (!w->deque.empty() || !w->preferred.empty()) return true;
   }
@@ -234,8 +234,9 @@ void LocalExecutor::RunWorker(Worker* w) {
   uint64_t now = timing::TscClock::Now();
   last_driver_tick_ = now;
   if (tiers_ != nullptr) MarkCpu(now);
+  // F3 (EndSearching) is not here: every started task is picked, and the
+  // loop ends the search before the slice that polls it.
   auto start = [&](TaskHeader* t) {
-    rt.EndSearching(*w);  // F3
     Worker::Bump(w->started);
     BindAndAdopt(t);
   };
@@ -268,8 +269,7 @@ void LocalExecutor::RunWorker(Worker* w) {
       }
       // I1-I4.
       const bool last_searcher = executor_internal::JoinIdle(rt, *w);
-      if (!rt.injector.empty() || !w->preferred.empty() ||
-          (last_searcher && rt.AnyWork(*w)) ||
+      if ((last_searcher ? rt.AnyWork(*w) : rt.AnyInjected(*w)) ||
           rt.closing.load(std::memory_order_seq_cst)) {
         executor_internal::LeaveIdle(rt, *w);
         continue;
@@ -280,7 +280,7 @@ void LocalExecutor::RunWorker(Worker* w) {
       now = timing::TscClock::Now();
       continue;
     }
-    rt.EndSearching(*w);  // F3: a task of its own became runnable
+    rt.EndSearching(*w);  // F3: it found work (picked: started or woken)
     now = RunSlice<false>(static_cast<TaskHeader*>(node), nullptr, now,
                           &carry);
     // Not while a task is carried: the driver's wakes and aborts must find

@@ -198,6 +198,11 @@ struct RuntimeShared {
   void EndSearching(Worker& w) noexcept;
   // I2, and F3's check: is there a task in any queue a worker may take?
   bool AnyWork(const Worker& self) const noexcept;
+  // I2 for a worker that was not the last searcher: the shared injector
+  // and its own preferred injector.
+  bool AnyInjected(const Worker& self) const noexcept {
+    return !injector.empty() || !self.preferred.empty();
+  }
   // Cancels an unbound task (it never ran): completion bits, frame freed.
   static void CancelUnbound(TaskHeader* t) noexcept;
 };
