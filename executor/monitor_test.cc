@@ -64,14 +64,16 @@ TEST(MonitorTest, ASlowPollIsReportedWhileItStillRuns) {
 // The run loop does not time polls that run inside a slice: a slow one is
 // charged to its task from the monitor's report, when it returns.
 TEST(MonitorTest, ASlowPollInsideASliceIsChargedToItsTask) {
+  // Set when a slow-poll report names the culprit.  Other polls may be
+  // reported too: on a loaded machine the OS can preempt a yielder's poll
+  // past the threshold (wall time), before or after the culprit's.
   std::atomic<bool> reported{false};
-  std::atomic<uint64_t> reported_id{0};
+  std::atomic<uint64_t> culprit_id{0};
   auto ex = MakeExecutor(
       ExecutorBuilder().Tiers(OneMsTiers()).NoReactor().OnMonitorReport(
           [&](const MonitorReport& r) {
             if (r.kind != MonitorReport::Kind::kSlowPoll) return;
-            reported_id.store(r.task_id);
-            reported.store(true);
+            if (r.task_id == culprit_id.load()) reported.store(true);
           }));
   // Short yielders keep the queue's polls short, so its slices hold many.
   for (int i = 0; i < 8; ++i) ex->SpawnDetached(YieldThenReturn(2000, i));
@@ -91,11 +93,12 @@ TEST(MonitorTest, ASlowPollInsideASliceIsChargedToItsTask) {
     violations_after = CurrentTaskContext()->tier_state.total_violations;
   };
   JoinHandle<void> h = ex->Spawn(culprit());
+  culprit_id.store(h.id());
   ex->Run();
   const ExecutorStats s = ex->Stats();
+  // Named right, though a slice skips the beacon's end between its polls:
+  // a report carried the culprit's id while its slow poll ran.
   ASSERT_TRUE(reported.load());
-  // Named right, though a slice skips the beacon's end between its polls.
-  EXPECT_EQ(reported_id.load(), h.id());
   // The slow poll ran inside a slice of several polls (the loop read no
   // clock around it): polls outnumber slices by far.
   EXPECT_GT(s.polls, 4 * s.slices);
