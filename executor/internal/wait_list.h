@@ -25,15 +25,14 @@
 #ifndef SPINDLE_EXECUTOR_INTERNAL_WAIT_LIST_H_
 #define SPINDLE_EXECUTOR_INTERNAL_WAIT_LIST_H_
 
-#include <atomic>
 #include <condition_variable>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
-#include <thread>
 #include <utility>
 #include <vector>
 
+#include "executor/internal/sync_mutex.h"
 #include "executor/waker.h"
 
 namespace spindle::executor_internal {
@@ -43,43 +42,6 @@ namespace spindle::executor_internal {
 // with everyone (nothing to hand on if it is cancelled); kClosed: the
 // primitive was closed.
 enum class WaitOutcome : uint8_t { kNone, kGranted, kBroadcast, kClosed };
-
-// The primitives' lock: the critical sections are a few loads and stores,
-// so a test-and-test-and-set lock (one atomic exchange to take, a plain
-// release store to give back) beats a mutex's two atomic operations; a
-// waiter spins briefly, then yields its thread.
-class SyncMutex {
- public:
-  void lock() noexcept {
-    if (!locked_.exchange(true, std::memory_order_acquire)) [[likely]] {
-      return;
-    }
-    LockSlow();
-  }
-  bool try_lock() noexcept {
-    return !locked_.load(std::memory_order_relaxed) &&
-           !locked_.exchange(true, std::memory_order_acquire);
-  }
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
-
- private:
-  void LockSlow() noexcept {
-    for (int spins = 0;;) {
-      while (locked_.load(std::memory_order_relaxed)) {
-        if (spins < 100) {
-          ++spins;
-#if defined(__x86_64__) || defined(__i386__)
-          __builtin_ia32_pause();
-#endif
-        } else {
-          std::this_thread::yield();  // the holder may be descheduled
-        }
-      }
-      if (!locked_.exchange(true, std::memory_order_acquire)) return;
-    }
-  }
-  std::atomic<bool> locked_{false};
-};
 
 // Blocked plain threads wait on one of these with the SyncMutex.
 using SyncCondVar = std::condition_variable_any;
