@@ -57,7 +57,7 @@ void CancellationToken::Cancel() const noexcept {
       }
       kids.swap(n->children);
     }
-    wakes.WakeTasks();
+    wakes.Wake();
     for (auto& w : kids) {
       if (auto k = w.lock()) pending.push_back(std::move(k));
     }

@@ -160,27 +160,27 @@ class Channel {
 
   // Never waits.  kOk moves from `value`; kFull and kClosed leave it.
   ChannelStatus TrySend(T& value) noexcept {
-    WakeSet wakes;
+    WakeSet wakes(&cv_);
     ChannelStatus s;
     {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       s = SendLocked(value, wakes);
     }
-    wakes.Wake(cv_);
+    wakes.Wake();
     return s;
   }
   ChannelStatus TrySend(T&& value) noexcept { return TrySend(value); }
 
   // Never waits: a message, or nullopt with *status kEmpty or kClosed.
   std::optional<T> TryRecv(ChannelStatus* status = nullptr) noexcept {
-    WakeSet wakes;
+    WakeSet wakes(&cv_);
     std::optional<T> out;
     ChannelStatus s;
     {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       s = RecvLocked(out, wakes);
     }
-    wakes.Wake(cv_);
+    wakes.Wake();
     if (status != nullptr) *status = s;
     return out;
   }
@@ -189,14 +189,14 @@ class Channel {
   // TaskMisuseError on a thread that runs an executor.
   bool SendBlocking(T value) {
     executor_internal::CheckBlockingSyncCall("Channel::SendBlocking");
-    WakeSet wakes;
+    WakeSet wakes(&cv_);
     ValueWaiter node;
     {
       std::unique_lock<executor_internal::SyncMutex> lock(mu_);
       const ChannelStatus s = SendLocked(value, wakes);
       if (s != ChannelStatus::kFull) {
         lock.unlock();
-        wakes.Wake(cv_);
+        wakes.Wake();
         return s == ChannelStatus::kOk;
       }
       node.thread = true;
@@ -208,13 +208,13 @@ class Channel {
   }
   std::optional<T> RecvBlocking() {
     executor_internal::CheckBlockingSyncCall("Channel::RecvBlocking");
-    WakeSet wakes;
+    WakeSet wakes(&cv_);
     ValueWaiter node;
     {
       std::unique_lock<executor_internal::SyncMutex> lock(mu_);
       if (RecvLocked(node.value, wakes) != ChannelStatus::kEmpty) {
         lock.unlock();
-        wakes.Wake(cv_);
+        wakes.Wake();
         return std::move(node.value);
       }
       node.thread = true;
@@ -227,7 +227,7 @@ class Channel {
   // Closes the channel: sends fail from now on, every waiter wakes.
   // Idempotent.
   void Close() noexcept {
-    WakeSet wakes;
+    WakeSet wakes(&cv_);
     {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       closed_ = true;
@@ -238,7 +238,7 @@ class Channel {
         wakes.Take(receivers_, receivers_.front(), WaitOutcome::kClosed);
       }
     }
-    wakes.Wake(cv_);
+    wakes.Wake();
   }
 
   bool closed() const noexcept {
@@ -289,7 +289,7 @@ class Channel {
   }
 
   bool SuspendSend(SendAwaiter* a, std::coroutine_handle<> h) noexcept {
-    WakeSet wakes;
+    WakeSet wakes(&cv_);
     {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       const ChannelStatus s = SendLocked(*a->node.value, wakes);
@@ -303,12 +303,12 @@ class Channel {
       a->node.outcome = s == ChannelStatus::kOk ? WaitOutcome::kGranted
                                                 : WaitOutcome::kClosed;
     }
-    wakes.Wake(cv_);
+    wakes.Wake();
     return false;
   }
 
   bool SuspendRecv(RecvAwaiter* a, std::coroutine_handle<> h) noexcept {
-    WakeSet wakes;
+    WakeSet wakes(&cv_);
     {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       if (RecvLocked(a->node.value, wakes) == ChannelStatus::kEmpty) {
@@ -318,7 +318,7 @@ class Channel {
         return true;
       }
     }
-    wakes.Wake(cv_);
+    wakes.Wake();
     return false;
   }
 
@@ -330,7 +330,7 @@ class Channel {
   }
 
   void AbandonRecv(RecvAwaiter* a) noexcept {
-    WakeSet wakes;
+    WakeSet wakes(&cv_);
     {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       if (a->node.linked) {
@@ -348,7 +348,7 @@ class Channel {
         a->node.value.reset();
       }
     }
-    wakes.Wake(cv_);
+    wakes.Wake();
   }
 
   const size_t capacity_;

@@ -76,7 +76,7 @@ class OneshotSender {
   // receiver is gone or the sender was spent.
   bool Send(T value) {
     if (state_ == nullptr) return false;
-    executor_internal::WakeSet wakes;
+    executor_internal::WakeSet wakes(&state_->cv);
     bool ok;
     {
       std::lock_guard<executor_internal::SyncMutex> lock(state_->mu);
@@ -85,7 +85,7 @@ class OneshotSender {
       state_->sender_done = true;
       state_->WakeReceiverLocked(wakes);
     }
-    wakes.Wake(state_->cv);
+    wakes.Wake();
     state_.reset();
     return ok;
   }
@@ -101,13 +101,13 @@ class OneshotSender {
  private:
   void Drop() noexcept {
     if (state_ == nullptr) return;
-    executor_internal::WakeSet wakes;
+    executor_internal::WakeSet wakes(&state_->cv);
     {
       std::lock_guard<executor_internal::SyncMutex> lock(state_->mu);
       state_->sender_done = true;
       state_->WakeReceiverLocked(wakes);
     }
-    wakes.Wake(state_->cv);
+    wakes.Wake();
     state_.reset();
   }
   std::shared_ptr<executor_internal::OneshotState<T>> state_;

@@ -94,7 +94,7 @@ bool Semaphore::Suspend(AcquireAwaiter* a, std::coroutine_handle<> h) noexcept {
 }
 
 void Semaphore::Abandon(AcquireAwaiter* a) noexcept {
-  WakeSet wakes;
+  WakeSet wakes(&cv_);
   {
     std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     if (a->node.linked) {
@@ -106,7 +106,7 @@ void Semaphore::Abandon(AcquireAwaiter* a) noexcept {
     }
     GrantLocked(wakes);
   }
-  wakes.Wake(cv_);
+  wakes.Wake();
 }
 
 void Semaphore::AcquireBlocking(size_t n) {
@@ -124,13 +124,13 @@ void Semaphore::AcquireBlocking(size_t n) {
 }
 
 void Semaphore::Release(size_t n) noexcept {
-  WakeSet wakes;
+  WakeSet wakes(&cv_);
   {
     std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     permits_ += n;
     GrantLocked(wakes);
   }
-  wakes.Wake(cv_);
+  wakes.Wake();
 }
 
 void Semaphore::GrantLocked(WakeSet& wakes) noexcept {
@@ -168,7 +168,7 @@ bool Notify::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {
 }
 
 void Notify::Abandon(Awaiter* a) noexcept {
-  WakeSet wakes;
+  WakeSet wakes(&cv_);
   {
     std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     if (a->node.linked) {
@@ -177,7 +177,7 @@ void Notify::Abandon(Awaiter* a) noexcept {
       NotifyOneLocked(wakes);  // its notify-one goes on
     }
   }
-  wakes.Wake(cv_);
+  wakes.Wake();
 }
 
 void Notify::WaitBlocking() {
@@ -202,23 +202,23 @@ void Notify::NotifyOneLocked(WakeSet& wakes) noexcept {
 }
 
 void Notify::NotifyOne() noexcept {
-  WakeSet wakes;
+  WakeSet wakes(&cv_);
   {
     std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     NotifyOneLocked(wakes);
   }
-  wakes.Wake(cv_);
+  wakes.Wake();
 }
 
 void Notify::NotifyAll() noexcept {
-  WakeSet wakes;
+  WakeSet wakes(&cv_);
   {
     std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     while (!list_.empty()) {
       wakes.Take(list_, list_.front(), WaitOutcome::kBroadcast);
     }
   }
-  wakes.Wake(cv_);
+  wakes.Wake();
 }
 
 size_t Notify::waiters() const noexcept {
@@ -234,7 +234,7 @@ void WaitGroup::Add(size_t n) noexcept {
 }
 
 void WaitGroup::Done() noexcept {
-  WakeSet wakes;
+  WakeSet wakes(&cv_);
   {
     std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     if (count_ == 0) {
@@ -247,7 +247,7 @@ void WaitGroup::Done() noexcept {
       }
     }
   }
-  wakes.Wake(cv_);
+  wakes.Wake();
 }
 
 bool WaitGroup::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {

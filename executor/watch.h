@@ -75,7 +75,7 @@ class Watch : public std::enable_shared_from_this<Watch<T>> {
   // must not wait or touch this watch).  Ignored once closed.
   template <typename F>
   void Modify(F&& f) {
-    executor_internal::WakeSet wakes;
+    executor_internal::WakeSet wakes(&cv_);
     {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       if (closed_) return;
@@ -83,18 +83,18 @@ class Watch : public std::enable_shared_from_this<Watch<T>> {
       ++version_;
       WakeAllLocked(wakes, WaitOutcome::kBroadcast);
     }
-    wakes.Wake(cv_);
+    wakes.Wake();
   }
   // Wakes every waiter: Changed() returns false from now on for receivers
   // that have seen the last value.
   void Close() noexcept {
-    executor_internal::WakeSet wakes;
+    executor_internal::WakeSet wakes(&cv_);
     {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       closed_ = true;
       WakeAllLocked(wakes, WaitOutcome::kClosed);
     }
-    wakes.Wake(cv_);
+    wakes.Wake();
   }
   // A copy of the current value.
   T Get() const {

@@ -13,7 +13,10 @@
 //     may touch it.  Waking it under the lock is then cheap: a task of this
 //     thread's executor is requeued in place (no atomic operation); a task
 //     of another executor gets a Waker (a reference and its inbox) made
-//     under the lock and woken after the unlock.
+//     under the lock and woken after the unlock.  A blocked thread is
+//     notified under the lock: once unlinked it may return (a spurious
+//     wake-up) and destroy the primitive, so nothing touches the primitive
+//     after the unlock.
 //   - A task's awaiter that was suspended and is destroyed without having
 //     been resumed (its task was aborted, a losing Select branch, an
 //     executor shut down) locks the primitive: still linked, it unlinks
@@ -113,13 +116,21 @@ class WaitList {
   size_t size_ = 0;
 };
 
-// The wakes an operation owes to other threads, collected under the lock
-// and delivered after it is released (a woken task on another worker does
-// not then stall on the lock its waker still holds).
+// The wakes an operation owes, collected under the primitive's lock.  A
+// task of another thread is woken after the lock is released (it does not
+// then stall on the lock its waker still holds).  Blocked threads are
+// notified at once, under the lock: a thread that returns from its wait may
+// destroy the primitive, so nothing may touch its condition variable after
+// the unlock (a spurious wake-up, or another notify, can end that thread's
+// wait as soon as it is unlinked).
 class WakeSet {
  public:
+  // `cv`: the primitive's condition variable, for thread waiters (null for
+  // a primitive that no thread blocks on).
+  explicit WakeSet(SyncCondVar* cv = nullptr) noexcept : cv_(cv) {}
+
   // Unlinks `w` from `list` with `outcome` and wakes it (now, for a task of
-  // this thread; else at Wake()).
+  // this thread or a thread; else at Wake()).
   void Take(WaitList& list, SyncWaiter* w, WaitOutcome outcome) {
     list.Remove(w);
     Add(w, outcome);
@@ -129,7 +140,13 @@ class WakeSet {
   void Add(SyncWaiter* w, WaitOutcome outcome) {
     w->outcome = outcome;
     if (w->thread) {
-      threads_ = true;
+      // One notify_all wakes every blocked thread; each rechecks its node
+      // once it gets the lock, after this critical section.
+      if (!notified_) {
+        if (cv_ == nullptr) FatalMisuse("WakeSet without a condition variable");
+        cv_->notify_all();
+        notified_ = true;
+      }
       return;
     }
     Waker k = WakeListedTask(w->task);
@@ -141,23 +158,18 @@ class WakeSet {
     }
   }
 
-  // Call after the lock is released.
-  void Wake(SyncCondVar& cv) noexcept {
-    WakeTasks();
-    if (threads_) cv.notify_all();
-    threads_ = false;
-  }
-  // For a primitive that no thread blocks on.
-  void WakeTasks() noexcept {
+  // Call after the lock is released: wakes the tasks of other threads.
+  void Wake() noexcept {
     if (first_.valid()) first_.Wake();
     for (Waker& w : rest_) w.Wake();
     rest_.clear();
   }
 
  private:
+  SyncCondVar* cv_;
   Waker first_;
   std::vector<Waker> rest_;
-  bool threads_ = false;
+  bool notified_ = false;
 };
 
 // Misuse guard of the blocking (plain-thread) calls: throws
