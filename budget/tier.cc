@@ -482,6 +482,13 @@ void TierManager::OnSpawn(TaskContext& ctx) noexcept {
       std::memory_order_relaxed);
 }
 
+void TierManager::OnMoveIn(const TaskContext& ctx) noexcept {
+  // Owner-thread write, as in OnComplete.
+  auto& gauge = tasks_per_tier_[ctx.budget.tier() & 3u];
+  gauge.store(gauge.load(std::memory_order_relaxed) + 1,
+              std::memory_order_relaxed);
+}
+
 TierMetrics TierManager::Metrics() const {
   TierMetrics m;
   // Relaxed: pairs with the relaxed updates; a snapshot of statistics.

@@ -306,6 +306,10 @@ class TierManager {
   void OnComplete(TaskContext& ctx) noexcept;
   // The task entered: tier state reset, kMonitor, joins the kMonitor gauge.
   void OnSpawn(TaskContext& ctx) noexcept;
+  // A started task moved in from another manager (a Runtime worker handed
+  // it over; that manager called OnComplete): it keeps its tier state and
+  // joins the gauge of its tier here.
+  void OnMoveIn(const TaskContext& ctx) noexcept;
 
   TierMetrics Metrics() const;
   const TierPolicy& policy() const noexcept { return policy_; }

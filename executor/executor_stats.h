@@ -61,9 +61,13 @@ struct ExecutorStats {
   // millisecond of running, plus one per slow poll and per park of 50 us or
   // more (docs/guides/single_thread.md, "Tasks that hog the thread").
   uint64_t cpu_time_reads = 0;
-  // Every spawned task is counted once when it ends: spawns == completions
-  // + failed + cancellations + live_tasks at any time.
+  // Every spawned task is counted once when it ends: spawns + moved_in ==
+  // completions + failed + cancellations + moved_out + live_tasks at any
+  // time (moved_in / moved_out: started tasks a Runtime worker took over
+  // from another worker / handed to another; 0 on a LocalExecutor).
   uint64_t spawns = 0;
+  uint64_t moved_in = 0;
+  uint64_t moved_out = 0;
   uint64_t completions = 0;    // returned a value
   uint64_t failed = 0;         // ended by an exception
   uint64_t cancellations = 0;  // aborted, stopped or dropped at shutdown

@@ -103,11 +103,7 @@ void LocalExecutor::SubmitTask(TaskHeader* t,
 
 void LocalExecutor::Adopt(TaskHeader* t) noexcept {
   stats_.spawns++;
-  stats_.live_tasks++;
-  t->all_prev = nullptr;
-  t->all_next = all_tasks_;
-  if (all_tasks_ != nullptr) all_tasks_->all_prev = t;
-  all_tasks_ = t;
+  LinkLive(t);
   if (tiers_ != nullptr) tiers_->OnSpawn(t->ctx);
   if (shutting_down_ || stopping_) {
     CancelTask(t);
@@ -171,8 +167,11 @@ void LocalExecutor::ProcessAbort(TaskHeader* t) noexcept {
     case RunState::kRunning:
     case RunState::kYielded:
     case RunState::kNew:
+    case RunState::kMoving:
     case RunState::kDone:
-      // Running or yielded: acted on after the poll.  New: when adopted.
+      // Running or yielded: acted on after the poll.  New, or on its way
+      // here from another worker: when adopted (Adopt / AdoptMoved see
+      // kStateCancelRequested).
       return;
   }
 }
@@ -181,10 +180,7 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
   if (t->run_state == RunState::kQueued) (void)queue_set_->Remove(t);
   t->run_state = RunState::kDone;
   stats_.cancellations++;
-  stats_.live_tasks--;
-  if (t->all_prev != nullptr) t->all_prev->all_next = t->all_next;
-  if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
-  if (all_tasks_ == t) all_tasks_ = t->all_next;
+  UnlinkLive(t);
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
   // Without a registry: one null check, as around every poll.
   if (hooks_ != nullptr) hooks_->CallOnCancel(t->ctx);
@@ -195,16 +191,13 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
 }
 
 void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
-  stats_.live_tasks--;
+  UnlinkLive(t);
   if (!t->threw) [[likely]] {
     stats_.completions++;
   } else {
     stats_.failed++;
     if (t->refs.load(std::memory_order_relaxed) == 1) ReportUnhandled(t);
   }
-  if (t->all_prev != nullptr) t->all_prev->all_next = t->all_next;
-  if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
-  if (all_tasks_ == t) all_tasks_ = t->all_next;
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
   if (hooks_ != nullptr) hooks_->CallOnComplete(t->ctx);
   executor_internal::DestroyAndComplete(t, /*cancelled=*/false);
@@ -242,6 +235,8 @@ void LocalExecutor::DrainInbox() noexcept {
     TaskHeader* t = n->task;
     if (t->run_state == RunState::kNew) {
       Adopt(t);  // spawned from another thread
+    } else if (t->run_state == RunState::kMoving) {
+      AdoptMoved(t);  // handed over by another worker (MoveTo)
     } else {
       t->woken = true;
       ScheduleLocal(t);
@@ -261,8 +256,19 @@ void LocalExecutor::DrainInbox() noexcept {
   for (;;) {
     InboxNode* n = in.aborts.Pop();
     if (n == nullptr) break;
-    ProcessAbort(n->task);
-    executor_internal::ReleaseRef(n->task);
+    TaskHeader* t = n->task;
+    if (t->owner != this) {
+      // Moved to another worker after the sender read its owner: forwarded
+      // there with the message's reference (a closed inbox drops it; that
+      // executor's shutdown cancels its tasks).
+      executor_internal::Inbox* to = t->inbox;
+      if (!to->Submit(to->aborts, &t->abort_node)) {
+        executor_internal::ReleaseRef(t);
+      }
+      continue;
+    }
+    ProcessAbort(t);
+    executor_internal::ReleaseRef(t);
   }
   if (in.nudge.load(std::memory_order_relaxed)) {
     in.nudge.store(false, std::memory_order_relaxed);

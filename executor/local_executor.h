@@ -366,6 +366,16 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // A Runtime worker's thread: binds an unbound task to this executor and
   // queues it (or cancels it, if it was aborted before).
   void BindAndAdopt(executor_internal::TaskHeader* task) noexcept;
+  // A Runtime worker's thread, after a poll that yielded: hands the task to
+  // the worker that gathers isolated tasks (not this one); false if it
+  // stays (this is that worker, or a wake is in flight).
+  bool MoveIsolated(executor_internal::TaskHeader* task) noexcept;
+  // Hands a yielded movable task to `to` (another worker's executor and
+  // inbox); false if it must stay here.
+  bool MoveTo(executor_internal::TaskHeader* task, LocalExecutor* to,
+              executor_internal::Inbox* to_inbox) noexcept;
+  // Takes over a task another worker handed here (drained from the inbox).
+  void AdoptMoved(executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's run loop (executor/worker_loop.cc): runs until the
   // runtime closes.
   void RunWorker(executor_internal::Worker* worker);
@@ -383,6 +393,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void SubmitTask(executor_internal::TaskHeader* task,
                   const SpawnOptions& options) noexcept;
   void Adopt(executor_internal::TaskHeader* task) noexcept;
+  // The live-task list (and count) that shutdown and stops walk.
+  inline void LinkLive(executor_internal::TaskHeader* task) noexcept;
+  inline void UnlinkLive(executor_internal::TaskHeader* task) noexcept;
   void RunUntil(executor_internal::TaskHeader* until) {
     (void)RunLoop(until, nullptr);
   }
@@ -548,6 +561,22 @@ inline YieldMaybeAwaiter YieldMaybe() noexcept { return {}; }
 
 // Inline: every same-thread wake (an I/O completion, a Waker, a join)
 // comes through here.
+inline void LocalExecutor::LinkLive(executor_internal::TaskHeader* t) noexcept {
+  stats_.live_tasks++;
+  t->all_prev = nullptr;
+  t->all_next = all_tasks_;
+  if (all_tasks_ != nullptr) all_tasks_->all_prev = t;
+  all_tasks_ = t;
+}
+
+inline void LocalExecutor::UnlinkLive(
+    executor_internal::TaskHeader* t) noexcept {
+  stats_.live_tasks--;
+  if (t->all_prev != nullptr) t->all_prev->all_next = t->all_next;
+  if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
+  if (all_tasks_ == t) all_tasks_ = t->all_next;
+}
+
 inline void LocalExecutor::ScheduleLocal(
     executor_internal::TaskHeader* t) noexcept {
   // wait_kind stays until the poll: an abort of a queued task needs to know

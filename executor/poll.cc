@@ -187,6 +187,12 @@ void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
       }
       if (tiers_ != nullptr) tiers_->OnYield(t->ctx);
       if (hooks_ != nullptr) hooks_->CallOnYield(t->ctx);
+      // A Runtime gathers the tasks at tier isolate on one worker (the
+      // others keep their latency): the task moves there at this yield.
+      if (t->movable && tiers_ != nullptr &&
+          t->ctx.tier() == budget::Tier::kIsolate && MoveIsolated(t)) {
+        break;
+      }
       Enqueue(t, tick);
       break;
     case RunState::kSuspended:
@@ -200,6 +206,7 @@ void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
       break;
     case RunState::kRunning:
     case RunState::kNew:
+    case RunState::kMoving:
       break;
   }
 }

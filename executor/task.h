@@ -107,6 +107,30 @@ inline constexpr uint32_t kStateBound = 1u << 6;
 inline constexpr uint32_t kStateThreadWaiter = 1u << 7;
 inline constexpr uint32_t kStateDone = kStateComplete | kStateCancelled;
 
+// A pointer field that one thread writes while others may read it (a
+// task's owner and inbox, rewritten when a Runtime moves a started task to
+// another worker).  Loads acquire, stores release: a reader that sees the
+// new owner sees what the mover wrote before it (the task's run_state).
+// Plain moves on x86.
+template <typename T>
+class PublishedPtr {
+ public:
+  PublishedPtr() noexcept = default;
+  PublishedPtr(const PublishedPtr&) = delete;
+  PublishedPtr& operator=(const PublishedPtr&) = delete;
+  PublishedPtr& operator=(T* p) noexcept {
+    p_.store(p, std::memory_order_release);
+    return *this;
+  }
+  operator T*() const noexcept {  // NOLINT: reads as the pointer it was
+    return p_.load(std::memory_order_acquire);
+  }
+  T* operator->() const noexcept { return p_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<T*> p_{nullptr};
+};
+
 // Owner-thread-only scheduling state.
 enum class RunState : uint8_t {
   kNew,        // created, not yet spawned
@@ -115,6 +139,9 @@ enum class RunState : uint8_t {
   kYielded,    // suspended by a yield: the loop re-queues it after the poll
   kSuspended,  // waiting for a wake (I/O, timer, join, user awaiter)
   kDone,       // reached final_suspend
+  // Handed by a Runtime worker to another one (a yielded task; see
+  // LocalExecutor::MoveTo), in the new worker's inbox until it adopts it.
+  kMoving,
 };
 
 // What a suspended task waits for (so Abort knows how to cancel it).
@@ -171,6 +198,9 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // resume == &ResumeFiber (else it is &ResumeCoroutine): the run loop's
   // test, one byte compare.
   bool fiber = false;
+  // A Runtime's stealable task (bound by the worker that first ran it): a
+  // worker may move it to another once it has started (MoveTo).
+  bool movable = false;
 
   // Accounting: service time is TaskNode::attained_service (charged by
   // QueueSet::Charge for queues that observe it), the spawn tick below.
@@ -191,10 +221,13 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
 
   // Set before the task is published (LocalExecutor, Spawner) or, for a
   // Runtime's stealable task, by the worker that first runs it, before its
-  // release RMW of kStateBound; fixed from then on.  Other threads read
-  // them only after seeing kStateBound (or after the task ran).
-  LocalExecutor* owner = nullptr;
-  Inbox* inbox = nullptr;  // owner's inbox, for wakes from other threads
+  // release RMW of kStateBound.  Other threads read them only after seeing
+  // kStateBound (or after the task ran).  A Runtime worker may move a
+  // yielded stealable task to another worker (LocalExecutor::MoveTo):
+  // inbox, then owner, are rewritten while other threads may read them; a
+  // message sent to the old owner is forwarded (see runtime_shared.h).
+  PublishedPtr<LocalExecutor> owner;
+  PublishedPtr<Inbox> inbox;  // owner's inbox, for wakes from other threads
 
   uint64_t spawn_tick = 0;
   void* wait_object = nullptr;  // reactor::Operation* or join target

@@ -1,0 +1,109 @@
+// executor/task_move.cc: a Runtime worker hands a started task to another
+// worker (today: a task at tier isolate, gathered on one worker so that
+// the others keep their latency).
+//
+// Protocol (the moving worker M, the receiving worker R; see also
+// executor/internal/runtime_shared.h, "Moving a started task").
+//   What may move: a stealable task (`movable`: bound by the worker that
+//   first ran it; pinned tasks never move), not a fiber, right after a
+//   poll that ended in a yield, on M's thread.  A yielded task has no
+//   operation in flight, no join or sync registration and is in no queue,
+//   so M's own state refers to it only through the live-task list.
+//   M1. fetch_or(kStateNotified): if the bit was set, a wake is on its way
+//       to M (its message holds the node this move needs): the task stays.
+//       Otherwise no wake is sent from now on until R's first poll of it
+//       clears the bit (TakeWake, a release RMW that follows R's acquire
+//       of the hand-off: a later waker reads the new owner).
+//   M2. M takes it off its live-task list and tier gauges, sets run_state
+//       = kMoving, then stores inbox and owner (release).
+//   M3. M pushes its wake_node onto R's inbox (`wakes`).
+//   R1. R drains it (acquire) and adopts it (AdoptMoved): live-task list,
+//       tier gauge of its tier (its tier state travels with it), queued as
+//       a woken task in the lane of its tier; cancelled instead if an
+//       abort came (kStateCancelRequested) or R is stopping.
+//   Aborts.  RequestAbort reads owner after its fetch_or of
+//   kStateCancelRequested and sends the task's abort_node to that inbox.
+//   An executor that drains an abort for a task whose owner is not itself
+//   forwards the message to the task's current inbox; one that finds the
+//   task still on its way (kMoving) leaves it to R1, which sees the bit.
+//   Shutdown.  Moves happen only inside the run loops, which all end (S2)
+//   before any executor is destroyed (S3): a task on its way is in R's
+//   inbox, and R's destructor adopts and cancels it.  A forwarded abort
+//   that finds an inbox closed is dropped; that executor cancels its tasks.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "executor/internal/inbox.h"
+#include "executor/internal/runtime_shared.h"
+#include "executor/internal/task_protocol.h"
+#include "executor/local_executor.h"
+
+namespace spindle {
+
+using executor_internal::Inbox;
+using executor_internal::RunState;
+using executor_internal::RuntimeShared;
+using executor_internal::TaskHeader;
+using executor_internal::Worker;
+
+bool LocalExecutor::MoveIsolated(TaskHeader* t) noexcept {
+  Worker* w = executor_internal::tl_worker;
+  if (w == nullptr || w->executor.get() != this || t->fiber) return false;
+  RuntimeShared& rt = *w->rt;
+  const size_t n = rt.workers.size();
+  if (n < 2) return false;
+  // The last worker gathers the isolated tasks.
+  Worker& to = *rt.workers[n - 1];
+  if (&to == w) return false;
+  return MoveTo(t, to.executor.get(), to.inbox.get());
+}
+
+bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to,
+                           Inbox* to_inbox) noexcept {
+  // M1.  acq_rel: ordered with the wakers' fetch_or (a waker that set the
+  // bit first is seen here; one that comes later backs off).
+  const uint32_t old = t->state.fetch_or(executor_internal::kStateNotified,
+                                         std::memory_order_acq_rel);
+  if (old & executor_internal::kStateNotified) return false;
+  // M2.
+  UnlinkLive(t);
+  stats_.moved_out++;
+  if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
+  t->run_state = RunState::kMoving;
+  t->inbox = to_inbox;
+  t->owner = to;  // release: publishes the writes above
+  // M3.
+  if (to_inbox->Submit(to_inbox->wakes, &t->wake_node)) return true;
+  // R has shut down: not while this worker runs its loop (S2 comes first),
+  // but if it did, the task stays here.  An abort forwarded to R meanwhile
+  // was dropped; its bit is seen at the task's next yield (FinishPoll).
+  t->owner = this;
+  t->inbox = inbox_.get();
+  t->run_state = RunState::kYielded;
+  LinkLive(t);
+  stats_.moved_out--;
+  if (tiers_ != nullptr) tiers_->OnMoveIn(t->ctx);
+  t->state.fetch_and(~executor_internal::kStateNotified,
+                     std::memory_order_acq_rel);
+  return false;
+}
+
+void LocalExecutor::AdoptMoved(TaskHeader* t) noexcept {
+  // R1.
+  stats_.moved_in++;
+  LinkLive(t);
+  if (tiers_ != nullptr) tiers_->OnMoveIn(t->ctx);
+  if (shutting_down_ || stopping_ ||
+      (t->state.load(std::memory_order_acquire) &
+       executor_internal::kStateCancelRequested)) {
+    CancelTask(t);
+    return;
+  }
+  // Its first poll here clears kStateNotified (M1), as for any wake.
+  t->woken = true;
+  ScheduleLocal(t);
+}
+
+}  // namespace spindle
