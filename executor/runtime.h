@@ -27,6 +27,9 @@
 // Stealing moves tasks that have not started; a task blocked in one poll
 // keeps its worker, and the stealable tasks queued behind it are taken by
 // the others.  Tasks keep their queue id on whichever worker runs them.
+// One exception: with tiers on and 2+ workers, a stealable task at tier
+// isolate moves at its next yield to the last worker, which gathers them
+// (pinned tasks and fibers stay; see docs/guides/multi_core.md).
 // A wake or pinned spawn for another worker goes through that worker's
 // inbox; a doorbell is rung only when it sleeps: IORING_OP_MSG_RING on the
 // sending worker's ring, the eventfd from other threads or on epoll.
@@ -35,9 +38,9 @@
 // spawn wakes a sleeping worker only when none searches, and the last
 // searcher to find work wakes the next while work is left.
 //
-// Not yet (see docs/guides/multi_core.md): migration of started tasks, the
-// stuck-worker hand-off of bound tasks, and gathering isolated tasks on one
-// worker.
+// Not yet (see docs/guides/multi_core.md): moving started tasks in general
+// (for example off a worker stuck in one poll: its stealable tasks that have
+// not started are taken, those bound to it wait).
 
 #ifndef SPINDLE_EXECUTOR_RUNTIME_H_
 #define SPINDLE_EXECUTOR_RUNTIME_H_

@@ -2,8 +2,8 @@
 // worker (today: a task at tier isolate, gathered on one worker so that
 // the others keep their latency).
 //
-// Protocol (the moving worker M, the receiving worker R; see also
-// executor/internal/runtime_shared.h, "Moving a started task").
+// Protocol (the moving worker M, the receiving worker R; the Runtime's
+// own protocol is at the top of executor/internal/runtime_shared.h).
 //   What may move: a stealable task (`movable`: bound by the worker that
 //   first ran it; pinned tasks never move), not a fiber, right after a
 //   poll that ended in a yield, on M's thread.  A yielded task has no

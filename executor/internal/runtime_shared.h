@@ -10,8 +10,10 @@
 // (LocalExecutor::BindAndAdopt: writes owner and inbox, then a release RMW
 // sets kStateBound; an Abort that came first is seen in that RMW's old value
 // and the task is cancelled instead of run).  From then on it is one of
-// that executor's tasks like any other.  Pinned tasks are bound at spawn
-// and travel through the executor's inbox.
+// that executor's tasks like any other, except that a task at tier isolate
+// may move at a yield to the worker that gathers them (executor/
+// task_move.cc: its steps M1-M3, R1, and how aborts are forwarded).
+// Pinned tasks are bound at spawn and travel through the executor's inbox.
 //
 // Who owns what.
 //   Worker::deque      push/pop: the worker's thread; steal: any worker;
