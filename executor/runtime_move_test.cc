@@ -35,6 +35,12 @@ budget::TierConfig FastTiers() {
   return tc;
 }
 
+std::unique_ptr<Runtime> TieredRuntime(size_t workers) {
+  RuntimeBuilder b;
+  b.Workers(workers).Tiers(FastTiers());
+  return MakeRuntime(b);
+}
+
 struct Trace {
   std::vector<std::pair<budget::Tier, size_t>> polls;  // tier, worker
 };
@@ -73,9 +79,7 @@ class RuntimeMoveTest : public ::testing::TestWithParam<size_t> {};
 TEST_P(RuntimeMoveTest, IsolatedTasksGatherOnTheLastWorker) {
   const size_t n = GetParam();
   if (n == 1) GTEST_SKIP() << "one worker: nowhere to move";
-  RuntimeBuilder b;
-  b.Workers(n).Tiers(FastTiers());
-  auto rt = MakeRuntime(b);
+  auto rt = TieredRuntime(n);
   ASSERT_NE(rt, nullptr);
   const size_t last = n - 1;
   // The last worker is held while the hog starts: it starts elsewhere.
@@ -116,9 +120,7 @@ TEST_P(RuntimeMoveTest, IsolatedTasksGatherOnTheLastWorker) {
 
 TEST_P(RuntimeMoveTest, PinnedIsolatedTasksStay) {
   const size_t n = GetParam();
-  RuntimeBuilder b;
-  b.Workers(n).Tiers(FastTiers());
-  auto rt = MakeRuntime(b);
+  auto rt = TieredRuntime(n);
   ASSERT_NE(rt, nullptr);
   RuntimeSpawnOptions on_first;
   on_first.placement = Placement::Pinned(0);
@@ -148,9 +150,7 @@ Task<void> HogUntilAborted(std::atomic<bool>* isolated) {
 
 TEST_P(RuntimeMoveTest, AnAbortFindsAMovedTask) {
   const size_t n = GetParam();
-  RuntimeBuilder b;
-  b.Workers(n).Tiers(FastTiers());
-  auto rt = MakeRuntime(b);
+  auto rt = TieredRuntime(n);
   ASSERT_NE(rt, nullptr);
   for (int round = 0; round < 8; ++round) {
     std::atomic<bool> isolated{false};
