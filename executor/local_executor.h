@@ -370,10 +370,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // the worker that gathers isolated tasks (not this one); false if it
   // stays (this is that worker, or a wake is in flight).
   bool MoveIsolated(executor_internal::TaskHeader* task) noexcept;
-  // Hands a yielded movable task to `to` (another worker's executor and
-  // inbox); false if it must stay here.
-  bool MoveTo(executor_internal::TaskHeader* task, LocalExecutor* to,
-              executor_internal::Inbox* to_inbox) noexcept;
+  // Hands a yielded movable task to `to` (another worker's executor);
+  // false if it must stay here (a wake is in flight).
+  bool MoveTo(executor_internal::TaskHeader* task, LocalExecutor* to) noexcept;
   // Takes over a task another worker handed here (drained from the inbox).
   void AdoptMoved(executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's run loop (executor/worker_loop.cc): runs until the
@@ -559,8 +558,6 @@ struct YieldMaybeAwaiter {
 };
 inline YieldMaybeAwaiter YieldMaybe() noexcept { return {}; }
 
-// Inline: every same-thread wake (an I/O completion, a Waker, a join)
-// comes through here.
 inline void LocalExecutor::LinkLive(executor_internal::TaskHeader* t) noexcept {
   stats_.live_tasks++;
   t->all_prev = nullptr;
@@ -577,6 +574,8 @@ inline void LocalExecutor::UnlinkLive(
   if (all_tasks_ == t) all_tasks_ = t->all_next;
 }
 
+// Inline: every same-thread wake (an I/O completion, a Waker, a join)
+// comes through here.
 inline void LocalExecutor::ScheduleLocal(
     executor_internal::TaskHeader* t) noexcept {
   // wait_kind stays until the poll: an abort of a queued task needs to know

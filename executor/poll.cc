@@ -189,8 +189,9 @@ void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
       if (hooks_ != nullptr) hooks_->CallOnYield(t->ctx);
       // A Runtime gathers the tasks at tier isolate on one worker (the
       // others keep their latency): the task moves there at this yield.
-      if (t->movable && tiers_ != nullptr &&
-          t->ctx.tier() == budget::Tier::kIsolate && MoveIsolated(t)) {
+      // (A task reaches tier isolate only where tiers are on.)
+      if (t->movable && t->ctx.tier() == budget::Tier::kIsolate &&
+          MoveIsolated(t)) {
         break;
       }
       Enqueue(t, tick);

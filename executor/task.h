@@ -198,8 +198,8 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // resume == &ResumeFiber (else it is &ResumeCoroutine): the run loop's
   // test, one byte compare.
   bool fiber = false;
-  // A Runtime's stealable task (bound by the worker that first ran it): a
-  // worker may move it to another once it has started (MoveTo).
+  // A Runtime's stealable coroutine task (bound by the worker that first
+  // ran it): a worker may move it to another once it has started (MoveTo).
   bool movable = false;
 
   // Accounting: service time is TaskNode::attained_service (charged by

@@ -4,9 +4,9 @@
 //
 // Protocol (the moving worker M, the receiving worker R; the Runtime's
 // own protocol is at the top of executor/internal/runtime_shared.h).
-//   What may move: a stealable task (`movable`: bound by the worker that
-//   first ran it; pinned tasks never move), not a fiber, right after a
-//   poll that ended in a yield, on M's thread.  A yielded task has no
+//   What may move: a stealable coroutine task (`movable`: bound by the
+//   worker that first ran it; pinned tasks and fibers never move), right
+//   after a poll that ended in a yield, on M's thread.  A yielded task has no
 //   operation in flight, no join or sync registration and is in no queue,
 //   so M's own state refers to it only through the live-task list.
 //   M1. fetch_or(kStateNotified): if the bit was set, a wake is on its way
@@ -35,6 +35,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/base/internal/raw_logging.h"
 #include "executor/internal/inbox.h"
 #include "executor/internal/runtime_shared.h"
 #include "executor/internal/task_protocol.h"
@@ -50,18 +51,17 @@ using executor_internal::Worker;
 
 bool LocalExecutor::MoveIsolated(TaskHeader* t) noexcept {
   Worker* w = executor_internal::tl_worker;
-  if (w == nullptr || w->executor.get() != this || t->fiber) return false;
+  if (w == nullptr || w->executor.get() != this) return false;
   RuntimeShared& rt = *w->rt;
   const size_t n = rt.workers.size();
   if (n < 2) return false;
   // The last worker gathers the isolated tasks.
   Worker& to = *rt.workers[n - 1];
   if (&to == w) return false;
-  return MoveTo(t, to.executor.get(), to.inbox.get());
+  return MoveTo(t, to.executor.get());
 }
 
-bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to,
-                           Inbox* to_inbox) noexcept {
+bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to) noexcept {
   // M1.  acq_rel: ordered with the wakers' fetch_or (a waker that set the
   // bit first is seen here; one that comes later backs off).
   const uint32_t old = t->state.fetch_or(executor_internal::kStateNotified,
@@ -71,23 +71,16 @@ bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to,
   UnlinkLive(t);
   stats_.moved_out++;
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
+  Inbox& in = *to->inbox_;
   t->run_state = RunState::kMoving;
-  t->inbox = to_inbox;
+  t->inbox = &in;
   t->owner = to;  // release: publishes the writes above
-  // M3.
-  if (to_inbox->Submit(to_inbox->wakes, &t->wake_node)) return true;
-  // R has shut down: not while this worker runs its loop (S2 comes first),
-  // but if it did, the task stays here.  An abort forwarded to R meanwhile
-  // was dropped; its bit is seen at the task's next yield (FinishPoll).
-  t->owner = this;
-  t->inbox = inbox_.get();
-  t->run_state = RunState::kYielded;
-  LinkLive(t);
-  stats_.moved_out--;
-  if (tiers_ != nullptr) tiers_->OnMoveIn(t->ctx);
-  t->state.fetch_and(~executor_internal::kStateNotified,
-                     std::memory_order_acq_rel);
-  return false;
+  // M3.  R's inbox closes only in its destructor (S3), after every run loop
+  // has ended (S2): it is open while this worker runs its loop.
+  const bool sent = in.Submit(in.wakes, &t->wake_node);
+  ABSL_RAW_CHECK(sent, "a Runtime worker's inbox closed while another "
+                       "worker ran (shutdown steps S2/S3 out of order)");
+  return true;
 }
 
 void LocalExecutor::AdoptMoved(TaskHeader* t) noexcept {

@@ -217,7 +217,9 @@ TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
 void LocalExecutor::BindAndAdopt(TaskHeader* t) noexcept {
   t->owner = this;
   t->inbox = inbox_.get();
-  t->movable = true;  // stealable: may move on once started (task_move.cc)
+  // Stealable: may move on once started (task_move.cc); a fiber stays on
+  // the worker that started it.
+  t->movable = !t->fiber;
   // release: an Abort that sees kStateBound reads owner and inbox; acquire:
   // an Abort that came first left kStateCancelRequested, which Adopt reads.
   t->state.fetch_or(executor_internal::kStateBound, std::memory_order_acq_rel);

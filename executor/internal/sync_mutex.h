@@ -94,11 +94,7 @@ class BasicSyncMutex {
     if (TryB1(me)) return true;
     if (me == 0) me = AssignSyncThreadId();
     if (locked_.load(std::memory_order_relaxed) || !TryL1()) return false;
-    if (BiasedAndNotRevoked(me)) {
-      RevokeBegin();
-      while (!OwnerOut()) Backoff();
-    }
-    L3(me);
+    AfterL1(me);
     return true;
   }
   void unlock() noexcept { Unlock(tl_sync_thread_id); }
@@ -178,16 +174,15 @@ class BasicSyncMutex {
       std::this_thread::yield();  // the holder may be descheduled
     }
   }
-  static void Backoff() noexcept {
-    int spins = 100;
-    Backoff(spins);
-  }
-
   void LockSlow(uint64_t me) noexcept {
     for (int spins = 0;;) {
       while (locked_.load(std::memory_order_relaxed)) Backoff(spins);
       if (TryL1()) break;
     }
+    AfterL1(me);
+  }
+  // L2 and L3, holding locked_.
+  void AfterL1(uint64_t me) noexcept {
     if (BiasedAndNotRevoked(me)) {
       RevokeBegin();
       for (int spins = 0; !OwnerOut();) Backoff(spins);
