@@ -25,24 +25,28 @@ struct WakerAccess {
   static Waker For(TaskHeader* t) noexcept { return Waker::Holding(t); }
 };
 
-TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
-  return SuspendOnWaker(
-      h,
-      "a Spindle sync primitive (Channel, Mutex, Semaphore, Notify, ...) "
-      "was awaited outside a task running on a Spindle executor");
+void WakeSet::NotifyThreads() {
+  if (notified_) return;
+  if (cv_ == nullptr) FatalMisuse("WakeSet without a condition variable");
+  cv_->notify_all();
+  notified_ = true;
 }
 
-Waker WakeListedTask(TaskHeader* t) noexcept {
-  if (t->owner == tl_executor) {
-    // This thread's: requeue it now, with no atomic operation.  Nothing
-    // else can wake it (it is listed only here), and an abort arriving
-    // from another thread is acted on by this thread later: a queued task
-    // is then removed and cancelled, its awaiter handing its grant on.
-    t->wait_kind = WaitKind::kNone;
-    t->owner->ScheduleLocal(t);
-    return Waker();
+// A listed task of another executor: a Waker (a reference and the inbox)
+// made under the lock, woken after the unlock.
+void WakeSet::AddRemote(TaskHeader* t) {
+  Waker k = WakerAccess::For(t);
+  if (!remote_.has_value()) {
+    remote_.emplace().first = std::move(k);
+  } else {
+    remote_->rest.push_back(std::move(k));
   }
-  return WakerAccess::For(t);
+}
+
+void WakeSet::WakeRemote() noexcept {
+  remote_->first.Wake();
+  for (Waker& w : remote_->rest) w.Wake();
+  remote_.reset();
 }
 
 void CheckBlockingSyncCall(const char* what) {

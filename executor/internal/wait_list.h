@@ -32,10 +32,13 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "executor/internal/sync_mutex.h"
+#include "executor/internal/task_protocol.h"
+#include "executor/local_executor.h"
 #include "executor/waker.h"
 
 namespace spindle::executor_internal {
@@ -60,12 +63,33 @@ struct SyncWaiter {
 
 // Suspends the calling task at `h` for a primitive's list (no reference is
 // taken; see above).  Aborts with a message outside a Spindle task.
-TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept;
+// Inline: a channel message suspends one task.
+inline TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
+  TaskHeader* t = tl_task;
+  if (t == nullptr) [[unlikely]] {
+    FatalMisuse(
+        "a Spindle sync primitive (Channel, Mutex, Semaphore, Notify, ...) "
+        "was awaited outside a task running on a Spindle executor");
+  }
+  t->resume_point = h;
+  t->run_state = RunState::kSuspended;
+  t->wait_kind = WaitKind::kWaker;  // an abort cancels it at once
+  return t;
+}
 
-// Under the primitive's lock, for a task still listed: requeues it now if
-// it belongs to this thread's executor (and returns an empty Waker), else
-// returns the Waker to wake it with after the unlock.
-Waker WakeListedTask(TaskHeader* task) noexcept;
+// Under the primitive's lock, for a task still listed: if it belongs to
+// this thread's executor, requeues it now, with no atomic operation, and
+// returns true.  Nothing else can wake it (it is listed only here), and an
+// abort arriving from another thread is acted on by this thread later: a
+// queued task is then removed and cancelled, its awaiter handing its grant
+// on.  Inline: it is most of a same-worker channel message.
+inline bool RequeueListedLocal(TaskHeader* t) noexcept {
+  LocalExecutor* ex = tl_executor;
+  if (t->owner != ex) return false;
+  t->wait_kind = WaitKind::kNone;
+  ex->ScheduleLocal(t);
+  return true;
+}
 
 // A waiter for n permits (Semaphore, Mutex).
 struct PermitWaiter : SyncWaiter {
@@ -128,6 +152,8 @@ class WakeSet {
   // `cv`: the primitive's condition variable, for thread waiters (null for
   // a primitive that no thread blocks on).
   explicit WakeSet(SyncCondVar* cv = nullptr) noexcept : cv_(cv) {}
+  WakeSet(const WakeSet&) = delete;
+  WakeSet& operator=(const WakeSet&) = delete;
 
   // Unlinks `w` from `list` with `outcome` and wakes it (now, for a task of
   // this thread or a thread; else at Wake()).
@@ -137,39 +163,39 @@ class WakeSet {
   }
 
   // The same for a waiter kept outside a list (a Oneshot's one receiver).
+  // The common case (a task of this thread) is inline and touches nothing
+  // of the set; the rest is out of line (executor/sync.cc).
   void Add(SyncWaiter* w, WaitOutcome outcome) {
     w->outcome = outcome;
-    if (w->thread) {
-      // One notify_all wakes every blocked thread; each rechecks its node
-      // once it gets the lock, after this critical section.
-      if (!notified_) {
-        if (cv_ == nullptr) FatalMisuse("WakeSet without a condition variable");
-        cv_->notify_all();
-        notified_ = true;
-      }
+    if (w->thread) [[unlikely]] {
+      NotifyThreads();
       return;
     }
-    Waker k = WakeListedTask(w->task);
-    if (!k.valid()) return;  // requeued in place
-    if (!first_.valid()) {
-      first_ = std::move(k);
-    } else {
-      rest_.push_back(std::move(k));  // only Close / NotifyAll
-    }
+    if (RequeueListedLocal(w->task)) [[likely]] return;
+    AddRemote(w->task);
   }
 
   // Call after the lock is released: wakes the tasks of other threads.
   void Wake() noexcept {
-    if (first_.valid()) first_.Wake();
-    for (Waker& w : rest_) w.Wake();
-    rest_.clear();
+    if (remote_.has_value()) [[unlikely]] WakeRemote();
   }
 
  private:
+  // Wakers for tasks of other threads, made under the lock.  Optional, so
+  // that a set that wakes only local tasks costs a flag to make and drop.
+  struct Remote {
+    Waker first;
+    std::vector<Waker> rest;  // only Close / NotifyAll and the like
+  };
+  // One notify_all wakes every blocked thread; each rechecks its node once
+  // it gets the lock, after this critical section.
+  void NotifyThreads();
+  void AddRemote(TaskHeader* t);
+  void WakeRemote() noexcept;
+
   SyncCondVar* cv_;
-  Waker first_;
-  std::vector<Waker> rest_;
   bool notified_ = false;
+  std::optional<Remote> remote_;
 };
 
 // Misuse guard of the blocking (plain-thread) calls: throws
