@@ -114,7 +114,7 @@ inline IoStart PrepareIo(reactor::Operation& op, std::coroutine_handle<> h,
   t->wait_object = &op;
   op.user = t;
   op.on_complete = [](reactor::Operation* o) noexcept {
-    WakeIo(static_cast<TaskHeader*>(o->user));
+    WakeSole(static_cast<TaskHeader*>(o->user));
   };
   op.priority = static_cast<reactor::IoPriority>(t->io_priority);
   *out = r;
@@ -174,7 +174,7 @@ struct TimeoutAwaiter {
   static void OnEither(reactor::Operation* o) noexcept {
     TimeoutAwaiter* self = static_cast<Half*>(o)->owner;
     if (--self->remaining == 0) {
-      WakeIo(static_cast<TaskHeader*>(self->op.user));
+      WakeSole(static_cast<TaskHeader*>(self->op.user));
     }
   }
 

@@ -13,7 +13,9 @@
 //                                through the inbox: `wakes`, or `waker_wakes`
 //                                whose messages hold a task reference)
 //   Atomic `state` (any thread): kStateNotified dedups wakes between a wake
-//   and the next poll; kStateCancelRequested is set by Abort and by a stop;
+//   and the next poll (a suspension with one waker, woken on the owner's
+//   thread, skips it: a sync primitive's listed task, WakeSole for kIo and
+//   kJoin); kStateCancelRequested is set by Abort and by a stop;
 //   the completion bits are set once, by the owner, with a release RMW that
 //   also reads kStateJoinWaiter to wake a registered joiner.
 //   Cancellation (owner thread only, ProcessAbort; idempotent per

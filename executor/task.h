@@ -269,9 +269,9 @@ inline void ReleaseRef(TaskHeader* h) noexcept {
 // Wakes a suspended task from any thread (I/O completion, join, user code).
 // Duplicate wakes before the task runs again are ignored.
 void Wake(TaskHeader* task) noexcept;
-// Wakes a task suspended on a reactor operation (wait_kind kIo), from the
-// operation's completion: that completion is the suspension's only wake.
-void WakeIo(TaskHeader* task) noexcept;
+// Wakes a task from the one event its suspension waits for: a reactor
+// operation's completion (wait_kind kIo) or a joined task's (kJoin).
+void WakeSole(TaskHeader* task) noexcept;
 
 // Requests cancellation of a task from any thread (JoinHandle::Abort).
 void RequestAbort(TaskHeader* task) noexcept;

@@ -48,18 +48,19 @@ void Wake(TaskHeader* t) noexcept {
   (void)t->inbox->Submit(t->inbox->wakes, &t->wake_node);
 }
 
-void WakeIo(TaskHeader* t) noexcept {
-  // On the owner's thread (the reactor that started the operation is the
-  // owner's, so its completions run here): no notified bit, as for a sync
-  // primitive's listed task (WakeListedTask).  Nothing else wakes a task
-  // suspended on one operation (an abort cancels the operation, and the
-  // task when this completion wakes it; a Waker never refers to this
-  // suspension), so there is no second waker to back off, and the two
-  // locked RMWs (set here, clear at the poll) are saved.  An abort already
-  // requested takes Wake's path: the poll sees the bit through TakeWake and
-  // cancels the task unless a real result is due.  One requested after this
-  // relaxed load finds the task queued (ProcessAbort), as for any queued
-  // task: removed and cancelled, or run once to deliver a real result.
+void WakeSole(TaskHeader* t) noexcept {
+  // On the owner's thread: no notified bit, as for a sync primitive's
+  // listed task (WakeListedTask).  A suspension on one operation or one
+  // join has one waker, this call: an abort cancels the operation (or takes
+  // the join back) and cancels the task when this call wakes it, and no
+  // Waker refers to the suspension.  So there is no second waker to back
+  // off, and the two locked RMWs (set here, clear at the poll) are saved.
+  // An abort already requested takes Wake's path: the poll sees the bit
+  // (TakeWake) and cancels the task unless a real result is due.  One
+  // requested after this relaxed load finds the task queued (ProcessAbort),
+  // as for any queued task: removed and cancelled, or run once to deliver a
+  // real result.  From another thread (a join completed on another worker,
+  // a reactor shutting down elsewhere): Wake.
   if (t->owner == tl_executor &&
       !(t->state.load(std::memory_order_relaxed) & kStateCancelRequested))
       [[likely]] {

@@ -43,7 +43,7 @@ inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
   if (old & kStateJoinWaiter) {
     TaskHeader* waiter = t->join_waiter;
     Inbox* waiter_inbox = waiter->inbox;  // read before the wake
-    Wake(waiter);
+    WakeSole(waiter);
     // The last touch of the waiter's executor: its destructor waits for it.
     JoinWaitEnd(waiter_inbox);
   }
