@@ -29,13 +29,13 @@ class Ring {
   bool empty() const noexcept { return size_ == 0; }
 
   void PushBack(T&& v) {
-    if (size_ == cap_) Grow();
-    ::new (Slot((head_ + size_) % cap_)) T(std::move(v));
+    if (size_ == cap_) [[unlikely]] Grow();
+    ::new (Slot(Wrap(head_ + size_))) T(std::move(v));
     ++size_;
   }
   void PushFront(T&& v) {
-    if (size_ == cap_) Grow();
-    head_ = (head_ + cap_ - 1) % cap_;
+    if (size_ == cap_) [[unlikely]] Grow();
+    head_ = Wrap(head_ + cap_ - 1);
     ::new (Slot(head_)) T(std::move(v));
     ++size_;
   }
@@ -43,24 +43,27 @@ class Ring {
     T* p = Slot(head_);
     T v = std::move(*p);
     p->~T();
-    head_ = (head_ + 1) % cap_;
+    head_ = Wrap(head_ + 1);
     --size_;
     return v;
   }
 
  private:
   T* Slot(size_t i) noexcept { return slots_ + i; }
+  // i mod cap_ for i < 2 * cap_: a compare, not a division (a 64-bit
+  // divide is tens of cycles, per message).
+  size_t Wrap(size_t i) const noexcept { return i >= cap_ ? i - cap_ : i; }
   void Allocate(size_t n) {
     slots_ = static_cast<T*>(
         ::operator new (n * sizeof(T), std::align_val_t{alignof(T)}));
     cap_ = n;
   }
-  void Grow() {
+  [[gnu::noinline, gnu::cold]] void Grow() {
     T* old = slots_;
     const size_t old_cap = cap_;
     Allocate(old_cap * 2);
     for (size_t i = 0; i < size_; ++i) {
-      T* p = old + (head_ + i) % old_cap;
+      T* p = old + (head_ + i) % old_cap;  // rare: a division is fine
       ::new (Slot(i)) T(std::move(*p));
       p->~T();
     }
