@@ -278,14 +278,19 @@ class Channel {
       return closed_ ? ChannelStatus::kClosed : ChannelStatus::kEmpty;
     }
     out.emplace(buf_.PopFront());
-    // The slot it freed goes to the longest-waiting sender.
+    if (!senders_.empty()) [[unlikely]] RefillFromSenders(wakes);
+    return ChannelStatus::kOk;
+  }
+
+  // The slots a receive freed go to the longest-waiting senders.  Out of
+  // line: a receive that finds no sender waiting keeps few registers.
+  [[gnu::noinline]] void RefillFromSenders(WakeSet& wakes) noexcept {
     while (!senders_.empty() && buf_.size() < capacity_) {
       auto* s = static_cast<ValueWaiter*>(senders_.front());
       buf_.PushBack(std::move(*s->value));
       s->value.reset();
       wakes.Take(senders_, s, WaitOutcome::kGranted);
     }
-    return ChannelStatus::kOk;
   }
 
   bool SuspendSend(SendAwaiter* a, std::coroutine_handle<> h) noexcept {
