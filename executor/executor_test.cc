@@ -203,6 +203,41 @@ TEST(ExecutorTest, AbortWhileSuspendedOnJoin) {
   EXPECT_EQ(after_join, 0);
 }
 
+// The target's completion requeues the joiner in place (WakeSole, no
+// notified bit); an abort that reaches the joiner while it is queued must
+// still cancel it before it runs past the join.
+TEST(ExecutorTest, AbortOfAJoinerQueuedByItsTargetsCompletionCancelsIt) {
+  auto ex = MakeExecutor();
+  Gate gate;
+  bool target_done = false;
+  auto blocked = [&]() -> Task<int> {
+    co_await gate.Wait();
+    target_done = true;
+    co_return 1;
+  };
+  int after_join = 0;
+  auto joiner = [&](JoinHandle<int> target) -> Task<int> {
+    int v = co_await target;
+    after_join = 1;
+    co_return v;
+  };
+  JoinHandle<int> target = ex->Spawn(blocked());
+  JoinHandle<int> j = ex->Spawn(joiner(std::move(target)));
+  bool joiner_queued_at_abort = false;
+  auto aborter = [&]() -> Task<void> {
+    for (int i = 0; i < 5; ++i) co_await YieldNow();
+    gate.Release();       // the target is queued, behind this task
+    co_await YieldNow();  // it runs and completes: the joiner is queued
+    joiner_queued_at_abort = target_done && after_join == 0;
+    j.Abort();
+  };
+  ex->SpawnDetached(aborter());
+  ex->Run();
+  EXPECT_TRUE(joiner_queued_at_abort);
+  EXPECT_EQ(j.status(), JoinStatus::kCancelled);
+  EXPECT_EQ(after_join, 0);
+}
+
 TEST(ExecutorTest, AbortWhileSuspendedOnAWakerCancelsAtOnce) {
   auto ex = MakeExecutor();
   Gate gate;
