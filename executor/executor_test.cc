@@ -176,66 +176,62 @@ TEST(ExecutorTest, AbortWhileQueued) {
 }
 
 
-TEST(ExecutorTest, AbortWhileSuspendedOnJoin) {
-  auto ex = MakeExecutor();
-  Gate gate;
-  auto blocked = [](Gate* g) -> Task<int> {
-    co_await g->Wait();
+// A joiner suspended on a target that waits on `gate`: `after_join` is set
+// once the joiner runs past the join (a cancelled joiner never does).
+struct GatedJoin {
+  static Task<int> Target(Gate* gate, bool* done) {
+    co_await gate->Wait();
+    *done = true;
     co_return 1;
-  };
-  int after_join = 0;
-  auto joiner = [&](JoinHandle<int> target) -> Task<int> {
+  }
+  static Task<int> Joiner(JoinHandle<int> target, int* after_join) {
     int v = co_await target;
-    after_join = 1;
+    *after_join = 1;
     co_return v;
-  };
-  JoinHandle<int> target = ex->Spawn(blocked(&gate));
-  JoinHandle<int> j = ex->Spawn(joiner(std::move(target)));
-  auto aborter = [&]() -> Task<void> {
+  }
+  // Runs `aborter` beside the two, to the end.
+  template <typename F>
+  void Run(F aborter) {
+    joiner = ex->Spawn(Joiner(ex->Spawn(Target(&gate, &target_done)),
+                              &after_join));
+    ex->SpawnDetached(aborter());
+    ex->Run();
+  }
+
+  decltype(MakeExecutor()) ex = MakeExecutor();
+  Gate gate;
+  bool target_done = false;
+  int after_join = 0;
+  JoinHandle<int> joiner;
+};
+
+TEST(ExecutorTest, AbortWhileSuspendedOnJoin) {
+  GatedJoin g;
+  g.Run([&]() -> Task<void> {
     for (int i = 0; i < 5; ++i) co_await YieldNow();
-    j.Abort();  // the joiner is suspended on the join by now
-    gate.Release();
-    co_return;
-  };
-  ex->SpawnDetached(aborter());
-  ex->Run();
-  EXPECT_EQ(j.status(), JoinStatus::kCancelled);
-  EXPECT_EQ(after_join, 0);
+    g.joiner.Abort();  // the joiner is suspended on the join by now
+    g.gate.Release();
+  });
+  EXPECT_EQ(g.joiner.status(), JoinStatus::kCancelled);
+  EXPECT_EQ(g.after_join, 0);
 }
 
 // The target's completion requeues the joiner in place (WakeSole, no
 // notified bit); an abort that reaches the joiner while it is queued must
 // still cancel it before it runs past the join.
 TEST(ExecutorTest, AbortOfAJoinerQueuedByItsTargetsCompletionCancelsIt) {
-  auto ex = MakeExecutor();
-  Gate gate;
-  bool target_done = false;
-  auto blocked = [&]() -> Task<int> {
-    co_await gate.Wait();
-    target_done = true;
-    co_return 1;
-  };
-  int after_join = 0;
-  auto joiner = [&](JoinHandle<int> target) -> Task<int> {
-    int v = co_await target;
-    after_join = 1;
-    co_return v;
-  };
-  JoinHandle<int> target = ex->Spawn(blocked());
-  JoinHandle<int> j = ex->Spawn(joiner(std::move(target)));
-  bool joiner_queued_at_abort = false;
-  auto aborter = [&]() -> Task<void> {
+  GatedJoin g;
+  bool queued_at_abort = false;
+  g.Run([&]() -> Task<void> {
     for (int i = 0; i < 5; ++i) co_await YieldNow();
-    gate.Release();       // the target is queued, behind this task
+    g.gate.Release();     // the target is queued, behind this task
     co_await YieldNow();  // it runs and completes: the joiner is queued
-    joiner_queued_at_abort = target_done && after_join == 0;
-    j.Abort();
-  };
-  ex->SpawnDetached(aborter());
-  ex->Run();
-  EXPECT_TRUE(joiner_queued_at_abort);
-  EXPECT_EQ(j.status(), JoinStatus::kCancelled);
-  EXPECT_EQ(after_join, 0);
+    queued_at_abort = g.target_done && g.after_join == 0;
+    g.joiner.Abort();
+  });
+  EXPECT_TRUE(queued_at_abort);
+  EXPECT_EQ(g.joiner.status(), JoinStatus::kCancelled);
+  EXPECT_EQ(g.after_join, 0);
 }
 
 TEST(ExecutorTest, AbortWhileSuspendedOnAWakerCancelsAtOnce) {
