@@ -10,6 +10,10 @@
 // (Ir(2Y) - Ir(Y)) / (N_TASKS * Y): setup and teardown cancel out, and the
 // count is repeatable on a machine without hardware counters.  The 2Y
 // profile stays in the output directory for callgrind_annotate.
+// WORKLOAD=channel (PROFILE=callgrind, EXECUTOR spindle) profiles a
+// channel ping-pong instead of yields: two tasks on one LocalExecutor
+// exchange N_TASKS x Y messages through two Channel<int64_t> of capacity 1,
+// and the count is per message.
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,10 +51,32 @@ bool OnPath(const std::string& tool) {
   return false;
 }
 
+// What poll_profile runs: EXECUTOR's yield loop, or with WORKLOAD=channel a
+// Spindle channel ping-pong (named "spindle_channel").
+absl::StatusOr<std::string> Workload(const Config& c) {
+  const std::string executor = c.executor.empty() ? "spindle" : c.executor;
+  const char* w = std::getenv("WORKLOAD");
+  const std::string workload = w != nullptr ? w : "";
+  if (workload.empty() || workload == "yield") return executor;
+  if (workload != "channel") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "WORKLOAD='", workload, "' is not valid: use yield or channel"));
+  }
+  if (executor != "spindle") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "WORKLOAD=channel runs Spindle only: EXECUTOR='", executor,
+        "' is not valid with it (use spindle, or leave it unset)"));
+  }
+  return std::string("spindle_channel");
+}
+
 absl::StatusOr<Rows> RunOnce(const std::string& executor, int64_t tasks,
                              int64_t yields) {
   if (executor == "asio") return AsioYield("poll_profile", tasks, yields);
   if (executor == "floor") return FloorYieldLoop("poll_profile", tasks, yields);
+  if (executor == "spindle_channel") {
+    return SpindleChannelLocal("poll_profile", tasks * yields);
+  }
   return SpindleYield("poll_profile", tasks, yields, 1);
 }
 
@@ -101,12 +127,17 @@ absl::StatusOr<uint64_t> Callgrind(const std::string& self,
 }
 
 int Profile(const Config& c) {
+  absl::StatusOr<std::string> workload = Workload(c);
+  if (!workload.ok()) {
+    std::cerr << "poll_profile: " << workload.status().message() << "\n";
+    return 2;
+  }
   if (!OnPath("valgrind")) {
     std::cerr << "poll_profile: PROFILE=callgrind needs valgrind, which is "
                  "not on PATH (Debian: apt-get install valgrind)\n";
     return 1;
   }
-  const std::string executor = c.executor.empty() ? "spindle" : c.executor;
+  const std::string executor = *workload;
   if (executor == "tbb") {
     std::cerr << "poll_profile: EXECUTOR='tbb' is not valid here: use "
                  "spindle, asio or floor\n";
@@ -136,13 +167,16 @@ int Profile(const Config& c) {
     return 1;
   }
   std::filesystem::remove(base + ".y1.out", ec);
-  const double polls = static_cast<double>(tasks) * static_cast<double>(y);
+  const double ops = static_cast<double>(tasks) * static_cast<double>(y);
+  const char* what = executor == "spindle_channel"
+                         ? "per message (channel ping-pong)"
+                         : "per poll (yield + resume)";
   std::cout << absl::StrFormat(
       "instructions: %d (Y=%d), %d (Y=%d)\n"
-      "instructions per poll (yield + resume), %s: %.1f\n"
+      "instructions %s, %s: %.1f\n"
       "profile: %s.y2.out (callgrind_annotate it)\n",
-      *ir1, y, *ir2, 2 * y, executor,
-      (static_cast<double>(*ir2) - static_cast<double>(*ir1)) / polls, base);
+      *ir1, y, *ir2, 2 * y, what, executor,
+      (static_cast<double>(*ir2) - static_cast<double>(*ir1)) / ops, base);
   return 0;
 }
 
@@ -156,7 +190,9 @@ int main(int argc, char** argv) {
   if (std::getenv(kChildEnv) != nullptr) {
     absl::StatusOr<Config> c = ConfigFromEnv();
     if (!c.ok()) return 2;
-    absl::StatusOr<Rows> r = RunOnce(c->executor, c->n_tasks.value_or(1000),
+    absl::StatusOr<std::string> w = Workload(*c);
+    if (!w.ok()) return 2;
+    absl::StatusOr<Rows> r = RunOnce(*w, c->n_tasks.value_or(1000),
                                      c->yields_per_task.value_or(100));
     return r.ok() ? 0 : 1;
   }

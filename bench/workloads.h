@@ -99,6 +99,11 @@ void AddDispatchBenchmarks(const Config& config, std::vector<Benchmark>& all);
 void AddProcessBenchmarks(const Config& config, std::vector<Benchmark>& all);
 // `channel_pingpong`, `channel_throughput` (workloads_channel.cc).
 void AddChannelBenchmarks(const Config& config, std::vector<Benchmark>& all);
+// poll_profile's WORKLOAD=channel: two tasks on one LocalExecutor (no
+// tiers, no monitor) bounce `messages` messages through two
+// Channel<int64_t> of capacity 1 (workloads_channel.cc).
+absl::StatusOr<Rows> SpindleChannelLocal(const std::string& id,
+                                         int64_t messages);
 // launch's spindle_fiber variant (workloads_fiber.cc).
 absl::StatusOr<Rows> SpindleFiberLaunch(const std::string& id,
                                         int64_t launches);
