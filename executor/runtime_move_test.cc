@@ -63,9 +63,10 @@ Task<Trace> Hog(int polls, std::atomic<bool>* started) {
   co_return tr;
 }
 
-// Spins on its worker until `flag` is set (so that a task spawned
-// meanwhile starts elsewhere), at most 10 s.
-Task<bool> HoldUntil(std::atomic<bool>* flag) {
+// Sets *holding, then spins on its worker until `flag` is set (so that a
+// task spawned meanwhile starts elsewhere), at most 10 s.
+Task<bool> HoldUntil(std::atomic<bool>* holding, std::atomic<bool>* flag) {
+  holding->store(true, std::memory_order_release);
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!flag->load(std::memory_order_acquire)) {
@@ -83,10 +84,18 @@ TEST_P(RuntimeMoveTest, IsolatedTasksGatherOnTheLastWorker) {
   ASSERT_NE(rt, nullptr);
   const size_t last = n - 1;
   // The last worker is held while the hog starts: it starts elsewhere.
+  // The hog is spawned only once the hold runs: before that, the last
+  // worker could steal it (seen under asan on a loaded machine).
   RuntimeSpawnOptions on_last;
   on_last.placement = Placement::Pinned(last);
-  std::atomic<bool> started{false};
-  auto hold = rt->Spawn(HoldUntil(&started), on_last);
+  std::atomic<bool> holding{false}, started{false};
+  auto hold = rt->Spawn(HoldUntil(&holding, &started), on_last);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!holding.load(std::memory_order_acquire)) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "hold never ran";
+    std::this_thread::yield();
+  }
   RuntimeSpawnOptions on_first;
   on_first.placement = Placement::StealablePreferred(0);
   auto hog = rt->Spawn(Hog(12, &started), on_first);
