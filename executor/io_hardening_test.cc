@@ -119,6 +119,32 @@ TEST_P(IoHardeningTest, AbortAfterRecvCompletedDeliversTheBytes) {
   close(sv[1]);
 }
 
+// An I/O completion on the task's own thread requeues it without the
+// notified bit (WakeSole); the poll must still reset what the suspension
+// left (wait_kind kIo, its operation), or a later abort of the task, queued
+// after a yield, takes the finished operation for a result still to deliver
+// and lets the task run once more.
+TEST_P(IoHardeningTest, AbortAfterAYieldThatFollowedIoCancelsAtOnce) {
+  MAKE_OR_SKIP(ex);
+  bool yielded = false;
+  bool ran_after_abort = false;
+  auto worker = [&]() -> Task<void> {
+    EXPECT_EQ(co_await Nop(), 0);
+    yielded = true;
+    co_await YieldNow();  // queued behind the aborter, which aborts it
+    ran_after_abort = true;
+  };
+  JoinHandle<void> h = ex->Spawn(worker());
+  auto aborter = [&]() -> Task<void> {
+    while (!yielded) co_await YieldNow();
+    h.Abort();
+  };
+  ex->SpawnDetached(aborter());
+  ex->Run();
+  EXPECT_FALSE(ran_after_abort);
+  EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+}
+
 // ---- Item 9: an abort pending when the task suspends on I/O.
 
 TEST_P(IoHardeningTest, SelfAbortThenRecvOnAnIdleSocketIsCancelled) {

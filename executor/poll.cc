@@ -246,14 +246,17 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
   uint32_t others = 0;  // polls that did not end in a yield
   for (;;) {
     // One poll, inline: no clock read.  wait_kind and abort_seen are reset
-    // only for a woken task: a task re-queued by a yield (or new) has them
-    // at their defaults already.
+    // for every task, as PollTask does: a task requeued in place by the one
+    // waker of its suspension (WakeSole, a sync primitive's grant) carries
+    // no `woken`, and its wait_kind must not outlive the poll (an abort of
+    // it queued after a yield would take a finished operation for a
+    // result still to deliver).
     bool cancel = false;
     if (t->woken) [[unlikely]] {
       cancel = TakeWake(t) && !HasUndeliveredResult(t);
-      t->wait_kind = WaitKind::kNone;
-      t->abort_seen = false;
     }
+    t->wait_kind = WaitKind::kNone;
+    t->abort_seen = false;
     bool yielded = false;
     if (!cancel) [[likely]] {
       const unsigned p = static_cast<unsigned>(t->ctx.priority) & 3u;

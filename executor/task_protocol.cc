@@ -50,7 +50,7 @@ void Wake(TaskHeader* t) noexcept {
 
 void WakeSole(TaskHeader* t) noexcept {
   // On the owner's thread: no notified bit, as for a sync primitive's
-  // listed task (WakeListedTask).  A suspension on one operation or one
+  // listed task (RequeueListedLocal).  A suspension on one operation or one
   // join has one waker, this call: an abort cancels the operation (or takes
   // the join back) and cancels the task when this call wakes it, and no
   // Waker refers to the suspension.  So there is no second waker to back
@@ -59,7 +59,8 @@ void WakeSole(TaskHeader* t) noexcept {
   // (TakeWake) and cancels the task unless a real result is due.  One
   // requested after this relaxed load finds the task queued (ProcessAbort),
   // as for any queued task: removed and cancelled, or run once to deliver a
-  // real result.  From another thread (a join completed on another worker,
+  // real result.  The poll resets wait_kind whether or not the task was
+  // `woken` (RunSlice, PollTask).  From another thread (a join completed on another worker,
   // a reactor shutting down elsewhere): Wake.
   if (t->owner == tl_executor &&
       !(t->state.load(std::memory_order_relaxed) & kStateCancelRequested))
