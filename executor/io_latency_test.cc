@@ -2,7 +2,7 @@
 // arrives in (io_uring: HasPendingWork, loads only; epoll: a poll ends after
 // kIoIntervalNs while operations are in flight), not after the poll's
 // budget or deadline, so a task that calls YieldMaybe() often never keeps
-// an I/O task waiting.  Both backends.
+// an I/O task waiting.  A due timer likewise.  Both backends.
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <thread>
+#include <utility>
 
 #include "budget/tier.h"
 #include "executor/executor.h"
@@ -98,6 +99,49 @@ TEST_P(IoLatencyTest, ACompletionEndsABusyPollThatCallsYieldMaybe) {
   // the Recv is in flight (epoll); 20 ms of 1 us iterations before the
   // write are allowed for, and then some.
   EXPECT_LT(first_poll_iterations, 200'000u);
+}
+
+// A timer due while a task of the same queue spins through YieldMaybe():
+// the first YieldMaybe after the deadline reaps it and yields, and the
+// sleeper (queued by the reap, ahead of the yielding task) runs next.
+TEST_P(IoLatencyTest, ADueTimerEndsABusyPollAndItsTaskRunsNext) {
+  budget::TierConfig tc = budget::TierConfig::Balanced();
+  tc.poll_budget = 1'000'000;
+  tc.cpu_threshold_ns = 10'000'000'000ull;  // deadline 5 s
+  tc.demotion_cpu_threshold_ns = 5'000'000'000ull;
+  tc.log_warnings = false;
+  ExecutorBuilder b;
+  b.Tiers(tc).NoMonitor();  // one queue: the FIFO order decides
+  SPINDLE_MAKE_OR_SKIP(ex, std::move(b));
+  // Tasks of one thread: plain variables.
+  bool woke = false;
+  uint64_t deadline = 0;
+  uint64_t steps_after_due = 0;
+  uint64_t steps = 0;
+  auto spinner = [&]() -> Task<void> {
+    while (!woke) {
+      SpinNs(1'000);
+      ++steps;
+      if (timing::MonotonicClock::Now() >= deadline) ++steps_after_due;
+      co_await YieldMaybe();
+    }
+  };
+  auto sleeper = [&]() -> Task<void> {
+    deadline = timing::MonotonicClock::Now() + 2'000'000;  // 2 ms
+    CurrentExecutor()->SpawnDetached(spinner());
+    co_await SleepUntil(deadline);
+    woke = true;
+  };
+  ex->SpawnDetached(sleeper());
+  ex->Run();
+  EXPECT_TRUE(woke);
+  EXPECT_GT(steps, 0u);
+  // Without the check the spinner's poll runs to its budget (1,000,000
+  // steps, about 1 s) before the timer fires; with it the sleeper runs at
+  // the first YieldMaybe that sees the timer due (the TSC and the
+  // monotonic clock may disagree by a step or two).
+  EXPECT_LE(steps_after_due, 3u);
+  EXPECT_GE(ex->Stats().driver_yields, 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(

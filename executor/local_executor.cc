@@ -213,20 +213,47 @@ bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {
     return deadline != 0 && timing::TscClock::Now() >= deadline;
   }
   // I/O ready for some task (a completion, or completion work the kernel
-  // holds): yield so that the loop reaps it now, and a task of a queue that
-  // should run first is not kept waiting for the deadline.  Where that
-  // cannot be seen (epoll), a poll while operations are in flight ends
-  // after kIoIntervalNs instead, and the loop polls the driver.
-  if (io_peeks_) {
-    if (io_->HasPendingWork()) return true;
-    return deadline != 0 && timing::TscClock::Now() >= deadline;
-  }
+  // holds), or a timer due: yield, and reap it first, so that the tasks it
+  // wakes run before this one again and a task of a queue that should run
+  // first is not kept waiting for the deadline.  Where completions cannot
+  // be seen (epoll), a poll while operations are in flight ends after
+  // kIoIntervalNs instead.
+  if (io_peeks_ && io_->HasPendingWork()) return YieldForEvents();
+  const bool timers = io_->NextTimerDeadline() != UINT64_MAX;
+  const bool io_waits = !io_peeks_ && io_->inflight() != 0;
   // One clock read, and only when something needs it.
-  const bool io_waits = io_->inflight() != 0;
-  if (deadline == 0 && !io_waits) return false;
+  if (deadline == 0 && !io_waits && !timers) return false;
   const uint64_t now = timing::TscClock::Now();
+  if (timers && TimerDue(now)) return YieldForEvents();
   if (deadline != 0 && now >= deadline) return true;
-  return io_waits && now - t->ctx.poll_start_tick >= io_interval_ticks_;
+  if (io_waits && now - t->ctx.poll_start_tick >= io_interval_ticks_) {
+    return YieldForEvents();
+  }
+  return false;
+}
+
+bool LocalExecutor::TimerDue(uint64_t now) noexcept {
+  const uint64_t d = io_->NextTimerDeadline();
+  if (d != timer_deadline_ns_) {
+    // Both clocks read afresh: a stale `now` would make the tick early.
+    const uint64_t now_ns = timing::MonotonicClock::Now();
+    const uint64_t tick = timing::TscClock::Now();
+    timer_deadline_ns_ = d;
+    timer_due_tick_ =
+        d <= now_ns ? tick : tick + timing::TscClock::FromNanos(d - now_ns);
+  }
+  return now >= timer_due_tick_;
+}
+
+bool LocalExecutor::YieldForEvents() noexcept {
+  // The reactor directly (not the driver): its callbacks only queue the
+  // tasks they wake, which is allowed inside a poll.  The inbox waits for
+  // the loop.
+  stats_.driver_yields++;
+  polls_since_driver_ = 0;
+  last_driver_tick_ = timing::TscClock::Now();
+  io_->Poll(0);
+  return true;
 }
 
 void LocalExecutor::DrainInbox() noexcept {

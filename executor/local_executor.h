@@ -465,12 +465,26 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool io_peeks_ = false;
   uint64_t io_interval_ticks_ = UINT64_MAX;
   static constexpr uint64_t kIoIntervalNs = 50'000;
-  // Whether the loop should poll the driver at a slice's end at `now`.
-  bool IoDue(uint64_t now) const noexcept {
+  // Whether the loop should poll the driver at a slice's end at `now`: an
+  // event is ready (or, on epoll, may be), or a timer is due.
+  bool IoDue(uint64_t now) noexcept {
     if (io_ == nullptr) return false;
-    if (io_peeks_) return io_->HasPendingWork();
-    return io_->inflight() != 0 && now - last_driver_tick_ >= io_interval_ticks_;
+    if (io_peeks_ ? io_->HasPendingWork()
+                  : io_->inflight() != 0 &&
+                        now - last_driver_tick_ >= io_interval_ticks_) {
+      return true;
+    }
+    return io_->NextTimerDeadline() != UINT64_MAX && TimerDue(now);
   }
+  // Whether the earliest timer is due at TSC tick `now` (its deadline is
+  // converted once, when a new timer becomes the earliest).
+  bool TimerDue(uint64_t now) noexcept;
+  uint64_t timer_deadline_ns_ = UINT64_MAX;  // the one converted last
+  uint64_t timer_due_tick_ = 0;
+  // Inside a poll whose YieldMaybe found an event (a completion, a due
+  // timer): reaps it now, so that the tasks it wakes are queued before the
+  // yielding task (FIFO within a queue); returns true.
+  bool YieldForEvents() noexcept;
   std::shared_ptr<executor_internal::Inbox> inbox_;
   std::optional<uint16_t> isolation_index_;
 
@@ -550,7 +564,9 @@ struct YieldNowAwaiter {
 inline YieldNowAwaiter YieldNow() noexcept { return {}; }
 
 // Awaitable: yields only when the task's budget or CPU slice for this poll is
-// used up, or another queue should run first (cross-queue preemption).
+// used up, another queue should run first (cross-queue preemption), or an
+// event waits: an I/O completion or a due timer, reaped before it yields so
+// that the tasks it wakes run before this one again.
 struct YieldMaybeAwaiter {
   bool await_ready() const noexcept;
   void await_suspend(std::coroutine_handle<> h) const noexcept;
@@ -558,43 +574,9 @@ struct YieldMaybeAwaiter {
 };
 inline YieldMaybeAwaiter YieldMaybe() noexcept { return {}; }
 
-inline void LocalExecutor::LinkLive(executor_internal::TaskHeader* t) noexcept {
-  stats_.live_tasks++;
-  t->all_prev = nullptr;
-  t->all_next = all_tasks_;
-  if (all_tasks_ != nullptr) all_tasks_->all_prev = t;
-  all_tasks_ = t;
-}
-
-inline void LocalExecutor::UnlinkLive(
-    executor_internal::TaskHeader* t) noexcept {
-  stats_.live_tasks--;
-  if (t->all_prev != nullptr) t->all_prev->all_next = t->all_next;
-  if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
-  if (all_tasks_ == t) all_tasks_ = t->all_next;
-}
-
-// Inline: every same-thread wake (an I/O completion, a Waker, a join)
-// comes through here.
-inline void LocalExecutor::ScheduleLocal(
-    executor_internal::TaskHeader* t) noexcept {
-  // wait_kind stays until the poll: an abort of a queued task needs to know
-  // whether an operation's result waits to be delivered.
-  // No clock read per wake: a wake inside a poll is stamped with that poll's
-  // start, a wake from a driver poll with the tick the loop read for it
-  // (after a park, one read for the whole batch).  The queue delay is thus
-  // over-stated by at most one poll or one reap.
-  if (wake_tick_ == 0) wake_tick_ = timing::TscClock::Now();
-  Enqueue(t, wake_tick_);
-}
-
-inline void LocalExecutor::Enqueue(executor_internal::TaskHeader* t,
-                                   uint64_t now) noexcept {
-  t->run_state = executor_internal::RunState::kQueued;
-  t->enqueue_tick = now;
-  queue_set_->Push(QueueOf(t), t);
-}
-
 }  // namespace spindle
+
+// The hot path's inline members (live list, same-thread wakes).
+#include "executor/internal/local_executor_inl.h"  // IWYU pragma: export
 
 #endif  // SPINDLE_EXECUTOR_LOCAL_EXECUTOR_H_

@@ -294,6 +294,12 @@ class Reactor {
 
   // Operations started whose callback has not run yet.
   size_t inflight() const noexcept { return core_.outstanding(); }
+  // Owner thread: the MonotonicClock deadline (ns) of the earliest pending
+  // timer (SleepUntil, SleepFor, a Timeout's timer), UINT64_MAX if none.
+  // A Poll(0) at or after it runs that timer's callback.
+  uint64_t NextTimerDeadline() const noexcept {
+    return core_.timers().EarliestDeadline();
+  }
   // Owner thread, without a system call: whether Poll(0) now would submit
   // or deliver something (io_uring: unsubmitted entries, posted
   // completions, or completion work the kernel holds for this thread).

@@ -1,0 +1,53 @@
+// executor/internal/local_executor_inl.h: LocalExecutor's inline hot-path
+// members (the live-task list and same-thread wakes).  Include
+// executor/local_executor.h instead; it includes this at its end.
+
+#ifndef SPINDLE_EXECUTOR_INTERNAL_LOCAL_EXECUTOR_INL_H_
+#define SPINDLE_EXECUTOR_INTERNAL_LOCAL_EXECUTOR_INL_H_
+
+#include "executor/local_executor.h"
+#include "executor/task.h"
+#include "timing/clock.h"
+
+namespace spindle {
+
+inline void LocalExecutor::LinkLive(executor_internal::TaskHeader* t) noexcept {
+  stats_.live_tasks++;
+  t->all_prev = nullptr;
+  t->all_next = all_tasks_;
+  if (all_tasks_ != nullptr) all_tasks_->all_prev = t;
+  all_tasks_ = t;
+}
+
+inline void LocalExecutor::UnlinkLive(
+    executor_internal::TaskHeader* t) noexcept {
+  stats_.live_tasks--;
+  if (t->all_prev != nullptr) t->all_prev->all_next = t->all_next;
+  if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
+  if (all_tasks_ == t) all_tasks_ = t->all_next;
+}
+
+// Inline: every same-thread wake (an I/O completion, a Waker, a join)
+// comes through here.
+inline void LocalExecutor::ScheduleLocal(
+    executor_internal::TaskHeader* t) noexcept {
+  // wait_kind stays until the poll: an abort of a queued task needs to know
+  // whether an operation's result waits to be delivered.
+  // No clock read per wake: a wake inside a poll is stamped with that poll's
+  // start, a wake from a driver poll with the tick the loop read for it
+  // (after a park, one read for the whole batch).  The queue delay is thus
+  // over-stated by at most one poll or one reap.
+  if (wake_tick_ == 0) wake_tick_ = timing::TscClock::Now();
+  Enqueue(t, wake_tick_);
+}
+
+inline void LocalExecutor::Enqueue(executor_internal::TaskHeader* t,
+                                   uint64_t now) noexcept {
+  t->run_state = executor_internal::RunState::kQueued;
+  t->enqueue_tick = now;
+  queue_set_->Push(QueueOf(t), t);
+}
+
+}  // namespace spindle
+
+#endif  // SPINDLE_EXECUTOR_INTERNAL_LOCAL_EXECUTOR_INL_H_
