@@ -367,9 +367,12 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // queues it (or cancels it, if it was aborted before).
   void BindAndAdopt(executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's thread, after a poll that yielded: hands the task to
-  // the worker that gathers isolated tasks (not this one); false if it
-  // stays (this is that worker, or a wake is in flight).
+  // the isolation thread; false if it stays (no isolation thread, this is
+  // it, or a wake is in flight).
   bool MoveIsolated(executor_internal::TaskHeader* task) noexcept;
+  // The isolation thread, after a poll that yielded below tier isolate:
+  // hands the task to a worker (round robin); false if it stays.
+  bool MoveFromIsolation(executor_internal::TaskHeader* task) noexcept;
   // Hands a yielded movable task to `to` (another worker's executor);
   // false if it must stay here (a wake is in flight).
   bool MoveTo(executor_internal::TaskHeader* task, LocalExecutor* to) noexcept;
@@ -501,6 +504,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool task_timing_ = false;  // ExecutorBuilder::TaskTiming
   bool running_ = false;
   bool shutting_down_ = false;
+  bool isolation_thread_ = false;  // a Runtime's isolation thread
   bool stopping_ = false;  // RequestStop in progress
 
   uint32_t polls_since_driver_ = 0;

@@ -187,11 +187,13 @@ void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
       }
       if (tiers_ != nullptr) tiers_->OnYield(t->ctx);
       if (hooks_ != nullptr) hooks_->CallOnYield(t->ctx);
-      // A Runtime gathers the tasks at tier isolate on one worker (the
-      // others keep their latency): the task moves there at this yield.
+      // A Runtime gathers the tasks at tier isolate on its isolation
+      // thread (the workers keep their latency): the task moves there at
+      // this yield, and back to a worker at a yield below tier isolate.
       // (A task reaches tier isolate only where tiers are on.)
-      if (t->movable && t->ctx.tier() == budget::Tier::kIsolate &&
-          MoveIsolated(t)) {
+      if (t->movable && (t->ctx.tier() == budget::Tier::kIsolate
+                             ? MoveIsolated(t)
+                             : isolation_thread_ && MoveFromIsolation(t))) {
         break;
       }
       Enqueue(t, tick);

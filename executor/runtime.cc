@@ -7,6 +7,9 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <string>
@@ -30,6 +33,9 @@ using executor_internal::Worker;
 namespace {
 
 constexpr size_t kMaxWorkers = 1024;
+// The isolation thread's niceness: the kernel runs it only on CPU time the
+// workers leave, and preempts it when one wakes.
+constexpr int kIsolationNice = 19;
 
 // The CPUs this process may run on.
 cpu_set_t AllowedCpus() {
@@ -40,7 +46,8 @@ cpu_set_t AllowedCpus() {
 }
 
 // Ids of runtime tasks: a per-origin sequence in the high bits, the origin
-// (worker index, or kMaxWorkers for other threads) in the low 11 bits.
+// (worker index, kMaxWorkers for other threads, kMaxWorkers + 1 for the
+// isolation thread) in the low 11 bits.
 uint64_t TaskId(uint64_t seq, size_t origin) noexcept {
   return (seq << 11) | origin;
 }
@@ -55,8 +62,15 @@ void WorkerMain(Worker* w) {
     CPU_SET(w->cpu, &set);
     (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
   }
-  const std::string name = absl::StrCat("spindle-w", w->index);
+  const std::string name = w->isolation
+                               ? std::string("spindle-iso")
+                               : absl::StrCat("spindle-w", w->index);
   (void)pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  if (w->isolation) {
+    // Linux: a thread's own niceness (raising it needs no privilege).
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)),
+                      kIsolationNice);
+  }
   executor_internal::tl_worker = w;
   w->executor->RunWorker(w);
   // S3: spawns from the cancellations below see `closing` and cancel their
@@ -65,7 +79,7 @@ void WorkerMain(Worker* w) {
     std::unique_lock<std::mutex> lock(rt.stop_mu);
     ++rt.stopped;
     rt.stop_cv.notify_all();
-    rt.stop_cv.wait(lock, [&] { return rt.stopped == rt.workers.size(); });
+    rt.stop_cv.wait(lock, [&] { return rt.stopped == rt.thread_count(); });
   }
   w->executor.reset();
   executor_internal::tl_worker = nullptr;
@@ -88,8 +102,8 @@ std::shared_ptr<Inbox> RuntimeSpawner::Anchor() const noexcept {
   return std::shared_ptr<Inbox>(rt_, rt_->workers[0]->inbox.get());
 }
 
-void RuntimeSpawner::Submit(TaskHeader* t,
-                            const RuntimeSpawnOptions& options) noexcept {
+void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
+                            Worker* to) noexcept {
   RuntimeShared& rt = *rt_;
   const size_t n = rt.workers.size();
   Worker* self = executor_internal::tl_worker;
@@ -101,7 +115,8 @@ void RuntimeSpawner::Submit(TaskHeader* t,
                       : timing::TscClock::Now();
   t->ctx.task_id =
       self != nullptr
-          ? TaskId(++tl_worker_seq, self->index)
+          ? TaskId(++tl_worker_seq,
+                   self->isolation ? kMaxWorkers + 1 : self->index)
           : TaskId(rt.next_id.fetch_add(1, std::memory_order_relaxed) + 1,
                    kMaxWorkers);
 
@@ -132,12 +147,14 @@ void RuntimeSpawner::Submit(TaskHeader* t,
       pinned = true;
       break;
   }
+  if (to != nullptr) pinned = true;
 
   // From a worker of this runtime, a stealable task goes to its own deque
   // (P1).  Shutdown does not race with it: S4 drains the deques after the
   // threads are joined; from S1 on (the cancellations of S3 may spawn) the
-  // task is cancelled at once.
-  if (self != nullptr && !pinned &&
+  // task is cancelled at once.  The isolation thread has no deque others
+  // steal from: its spawns go to the shared injector, as from outside.
+  if (self != nullptr && !self->isolation && !pinned &&
       p.kind() == Placement::Kind::kStealable) {
     if (rt.closing.load(std::memory_order_relaxed)) {
       RuntimeShared::CancelUnbound(t);
@@ -177,7 +194,7 @@ void RuntimeSpawner::Submit(TaskHeader* t,
     return;
   }
   if (pinned) {
-    Worker& w = *rt.workers[target];
+    Worker& w = to != nullptr ? *to : *rt.workers[target];
     Inbox& in = *w.inbox;
     executor_internal::PrepareSpawn(in, t, options, /*remote=*/true);
     if (!in.Submit(in.wakes, &t->wake_node)) {
@@ -287,12 +304,13 @@ absl::StatusOr<std::unique_ptr<Runtime>> RuntimeBuilder::Build() {
   const size_t n = workers_.value_or(
       static_cast<size_t>(std::max(1, CPU_COUNT(&allowed))));
   auto rt = std::make_shared<RuntimeShared>();
-  for (size_t i = 0; i < n; ++i) {
+  RuntimeShared* shared = rt.get();
+  auto make_worker =
+      [&](size_t i, bool isolation) -> absl::StatusOr<std::unique_ptr<Worker>> {
     ExecutorBuilder b;
     for (const auto& f : apply_) f(b);
     // A stuck worker's report also wakes a sleeping worker, which takes
     // the stealable tasks queued behind the stuck poll.
-    RuntimeShared* shared = rt.get();
     b.OnMonitorReport([shared](const MonitorReport& r) {
       if (r.kind != MonitorReport::Kind::kStuck) return;
       shared->stuck_reports.fetch_add(1, std::memory_order_relaxed);
@@ -300,31 +318,49 @@ absl::StatusOr<std::unique_ptr<Runtime>> RuntimeBuilder::Build() {
     });
     absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Build();
     if (!ex.ok()) {
-      return absl::Status(ex.status().code(),
-                          absl::StrCat("RuntimeBuilder: worker ", i, ": ",
-                                       ex.status().message()));
+      return absl::Status(
+          ex.status().code(),
+          absl::StrCat("RuntimeBuilder: ",
+                       isolation ? std::string("the isolation thread")
+                                 : absl::StrCat("worker ", i),
+                       ": ", ex.status().message()));
     }
     auto w = std::make_unique<Worker>();
     w->index = i;
-    w->rt = rt.get();
+    w->rt = shared;
+    w->isolation = isolation;
     w->executor = std::move(*ex);
     w->inbox = executor_internal::InboxOf(*w->executor);
     auto policy = steal::StealPolicy::Create(steal_, /*seed=*/i + 1);
     if (!policy.ok()) return policy.status();
     w->policy.emplace(std::move(*policy));
-    if (!cpus_.empty()) w->cpu = cpus_[i % cpus_.size()];
-    rt->workers.push_back(std::move(w));
+    if (!cpus_.empty() && !isolation) w->cpu = cpus_[i % cpus_.size()];
+    return w;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    absl::StatusOr<std::unique_ptr<Worker>> w = make_worker(i, false);
+    if (!w.ok()) return w.status();
+    rt->workers.push_back(std::move(*w));
+  }
+  // Tiers on and 2+ workers: the isolation thread gathers the tasks at tier
+  // isolate, so that no worker's own tasks wait behind them.
+  if (n >= 2 && rt->workers[0]->executor->tier_manager() != nullptr) {
+    absl::StatusOr<std::unique_ptr<Worker>> w = make_worker(n, true);
+    if (!w.ok()) return w.status();
+    rt->isolation = std::move(*w);
   }
   rt->queue_map = rt->workers[0]->inbox.get();
   rt->idle_list.reserve(n);
-  for (auto& w : rt->workers) {
-    w->anchor = std::shared_ptr<Inbox>(rt->queue_map,
-                                       [keep = rt](Inbox*) noexcept {});
-  }
+  auto for_each = [&](auto&& f) {
+    for (auto& w : rt->workers) f(*w);
+    if (rt->isolation != nullptr) f(*rt->isolation);
+  };
+  for_each([&](Worker& w) {
+    w.anchor = std::shared_ptr<Inbox>(rt->queue_map,
+                                      [keep = rt](Inbox*) noexcept {});
+  });
   std::unique_ptr<Runtime> runtime(new Runtime(rt));
-  for (auto& w : rt->workers) {
-    w->thread = std::thread(WorkerMain, w.get());
-  }
+  for_each([](Worker& w) { w.thread = std::thread(WorkerMain, &w); });
   return runtime;
 }
 
@@ -343,18 +379,21 @@ Runtime::~Runtime() {
   while (rt.inflight.load(std::memory_order_seq_cst) != 0) {
     std::this_thread::yield();
   }
+  std::vector<Worker*> all;
+  for (auto& w : rt.workers) all.push_back(w.get());
+  if (rt.isolation != nullptr) all.push_back(rt.isolation.get());
   // S2-S3.
-  for (auto& w : rt.workers) w->inbox->Nudge();
-  for (auto& w : rt.workers) w->thread.join();
+  for (Worker* w : all) w->inbox->Nudge();
+  for (Worker* w : all) w->thread.join();
   // S4: no worker runs; the deques are ours now (the joins synchronise).
-  for (auto& w : rt.workers) {
+  for (Worker* w : all) {
     while (TaskHeader* t = w->deque.Pop()) RuntimeShared::CancelUnbound(t);
     while (TaskHeader* t = w->preferred.Pop()) RuntimeShared::CancelUnbound(t);
   }
   while (TaskHeader* t = rt.injector.Pop()) RuntimeShared::CancelUnbound(t);
   // Breaks the cycle RuntimeShared -> Worker::anchor -> RuntimeShared; the
   // JoinHandles still out hold their anchors (and so the state) alive.
-  for (auto& w : rt.workers) w->anchor.reset();
+  for (Worker* w : all) w->anchor.reset();
   rt.runtime = nullptr;
 }
 
@@ -420,6 +459,11 @@ RuntimeStats Runtime::Stats() const {
   }
   for (auto& h : handles) {
     if (h.Wait() == JoinStatus::kCompleted) s.workers.push_back(h.Join());
+  }
+  if (rt.isolation != nullptr) {
+    JoinHandle<ExecutorStats> h =
+        spawner.SpawnOn(rt.isolation.get(), SnapshotWorker());
+    if (h.Wait() == JoinStatus::kCompleted) s.isolation = h.Join();
   }
   return s;
 }

@@ -28,8 +28,10 @@
 // keeps its worker, and the stealable tasks queued behind it are taken by
 // the others.  Tasks keep their queue id on whichever worker runs them.
 // One exception: with tiers on and 2+ workers, a stealable task at tier
-// isolate moves at its next yield to the last worker, which gathers them
-// (pinned tasks and fibers stay; see docs/guides/multi_core.md).
+// isolate moves at its next yield to the runtime's isolation thread (one
+// more thread, at nice 19, that runs only such tasks), and back to a worker
+// at a yield once its tier comes down (pinned tasks and fibers stay; see
+// docs/guides/multi_core.md).
 // A wake or pinned spawn for another worker goes through that worker's
 // inbox; a doorbell is rung only when it sleeps: IORING_OP_MSG_RING on the
 // sending worker's ring, the eventfd from other threads or on epoll.
@@ -70,6 +72,7 @@ namespace spindle {
 
 namespace executor_internal {
 struct RuntimeShared;
+struct Worker;
 }  // namespace executor_internal
 
 // Where a Runtime task runs (see the top of this file).
@@ -139,7 +142,10 @@ struct RuntimeStats {
   uint64_t stuck_reports = 0;   // monitor reports of stuck workers
   // Tasks started by each worker (all placements).
   std::vector<uint64_t> started_per_worker;
+  // Each worker's executor, from a plain thread only (empty from a task).
   std::vector<ExecutorStats> workers;
+  // The isolation thread's executor (tiers on, 2+ workers), likewise.
+  std::optional<ExecutorStats> isolation;
 };
 
 class Runtime;
@@ -183,8 +189,18 @@ class RuntimeSpawner {
   friend class Runtime;
   explicit RuntimeSpawner(std::shared_ptr<executor_internal::RuntimeShared> rt)
       : rt_(std::move(rt)) {}
+  // `to`: pinned to that worker whatever the options say (the isolation
+  // thread's stats snapshot).
   void Submit(executor_internal::TaskHeader* task,
-              const RuntimeSpawnOptions& options) noexcept;
+              const RuntimeSpawnOptions& options,
+              executor_internal::Worker* to = nullptr) noexcept;
+  template <typename T>
+  JoinHandle<T> SpawnOn(executor_internal::Worker* to, Task<T> task) {
+    executor_internal::TaskCell<T>* cell = task.Release();
+    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    Submit(cell, {}, to);
+    return JoinHandle<T>(cell, Anchor());
+  }
   std::shared_ptr<executor_internal::Inbox> Anchor() const noexcept;
   std::shared_ptr<executor_internal::RuntimeShared> rt_;
 };
@@ -300,8 +316,9 @@ class Runtime {
   RuntimeSpawner spawner_;
 };
 
-// Inside a Runtime task: the index of the worker running it (0-based);
-// std::nullopt on any other thread.
+// Inside a Runtime task: the index of the worker running it (0-based;
+// worker_count() on the isolation thread); std::nullopt on any other
+// thread.
 std::optional<size_t> CurrentWorker() noexcept;
 
 }  // namespace spindle

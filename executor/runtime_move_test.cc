@@ -1,6 +1,7 @@
-// Started tasks that move between a Runtime's workers (executor/
-// task_move.cc): tasks at tier isolate are gathered on the last worker;
-// pinned tasks stay; an abort reaches a task wherever it moved.
+// Started tasks that move between a Runtime's threads (executor/
+// task_move.cc): tasks at tier isolate are gathered on the isolation
+// thread, and leave it when their tier comes back down; pinned tasks stay;
+// an abort reaches a task wherever it moved.
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -63,68 +64,90 @@ Task<Trace> Hog(int polls, std::atomic<bool>* started) {
   co_return tr;
 }
 
-// Sets *holding, then spins on its worker until `flag` is set (so that a
-// task spawned meanwhile starts elsewhere), at most 10 s.
-Task<bool> HoldUntil(std::atomic<bool>* holding, std::atomic<bool>* flag) {
-  holding->store(true, std::memory_order_release);
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!flag->load(std::memory_order_acquire)) {
-    if (std::chrono::steady_clock::now() > deadline) co_return false;
-  }
-  co_return true;
-}
-
 class RuntimeMoveTest : public ::testing::TestWithParam<size_t> {};
 
-TEST_P(RuntimeMoveTest, IsolatedTasksGatherOnTheLastWorker) {
-  const size_t n = GetParam();
-  if (n == 1) GTEST_SKIP() << "one worker: nowhere to move";
-  auto rt = TieredRuntime(n);
-  ASSERT_NE(rt, nullptr);
-  const size_t last = n - 1;
-  // The last worker is held while the hog starts: it starts elsewhere.
-  // The hog is spawned only once the hold runs: before that, the last
-  // worker could steal it (seen under asan on a loaded machine).
-  RuntimeSpawnOptions on_last;
-  on_last.placement = Placement::Pinned(last);
-  std::atomic<bool> holding{false}, started{false};
-  auto hold = rt->Spawn(HoldUntil(&holding, &started), on_last);
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!holding.load(std::memory_order_acquire)) {
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "hold never ran";
-    std::this_thread::yield();
-  }
-  RuntimeSpawnOptions on_first;
-  on_first.placement = Placement::StealablePreferred(0);
-  auto hog = rt->Spawn(Hog(12, &started), on_first);
-  ASSERT_TRUE(hold.Join());
-  const Trace tr = hog.Join();
-  ASSERT_EQ(tr.polls.size(), 12u);
-  EXPECT_NE(tr.polls.front().second, last) << "started on the held worker";
-  bool isolated = false;
-  for (const auto& [tier, worker] : tr.polls) {
-    // A poll that begins at tier isolate was queued by a yield at that
-    // tier, after which the task moved to the last worker.
-    if (tier == budget::Tier::kIsolate) isolated = true;
-    if (isolated) {
-      EXPECT_EQ(worker, last);
-    }
-  }
-  EXPECT_TRUE(isolated) << "the hog never reached tier isolate";
-  const RuntimeStats s = rt->Stats();
+// Every executor's counters balance; moves out and in, over the workers
+// and the isolation thread, are equal.  Returns the moves in.
+uint64_t CheckMoveCounts(const RuntimeStats& s) {
+  std::vector<ExecutorStats> all = s.workers;
+  if (s.isolation.has_value()) all.push_back(*s.isolation);
   uint64_t out = 0, in = 0;
-  for (const ExecutorStats& w : s.workers) {
+  for (const ExecutorStats& w : all) {
     out += w.moved_out;
     in += w.moved_in;
     EXPECT_EQ(w.spawns + w.moved_in,
               w.completions + w.failed + w.cancellations + w.moved_out +
                   w.live_tasks);
   }
-  EXPECT_EQ(out, 1u);
-  EXPECT_EQ(in, 1u);
-  EXPECT_EQ(s.workers[last].moved_in, 1u);
+  EXPECT_EQ(out, in);
+  return in;
+}
+
+TEST_P(RuntimeMoveTest, IsolatedTasksGatherOnTheIsolationThread) {
+  const size_t n = GetParam();
+  if (n == 1) GTEST_SKIP() << "one worker: no isolation thread";
+  auto rt = TieredRuntime(n);
+  ASSERT_NE(rt, nullptr);
+  std::atomic<bool> started{false};
+  const Trace tr = rt->Spawn(Hog(12, &started)).Join();
+  ASSERT_EQ(tr.polls.size(), 12u);
+  // The isolation thread takes no stealable task: the hog starts on a
+  // worker.  CurrentWorker() there is n.
+  EXPECT_LT(tr.polls.front().second, n) << "started on the isolation thread";
+  bool isolated = false;
+  for (const auto& [tier, worker] : tr.polls) {
+    // A poll that begins at tier isolate was queued by a yield at that
+    // tier, after which the task moved to the isolation thread.
+    if (tier == budget::Tier::kIsolate) isolated = true;
+    if (isolated) {
+      EXPECT_EQ(worker, n);
+    }
+  }
+  EXPECT_TRUE(isolated) << "the hog never reached tier isolate";
+  const RuntimeStats s = rt->Stats();
+  ASSERT_TRUE(s.isolation.has_value());
+  EXPECT_EQ(s.workers.size(), n);
+  EXPECT_EQ(CheckMoveCounts(s), 1u);
+  EXPECT_EQ(s.isolation->moved_in, 1u);
+  EXPECT_EQ(s.isolation->live_tasks, 0u);
+}
+
+// Hogs until it is isolated, then polls briefly until its tier comes back
+// down and it runs on a worker again; true if it did within 20 s.
+Task<bool> HogThenBehave(size_t n, std::atomic<bool>* isolated_seen) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const size_t where = CurrentWorker().value();
+    if (where == n) isolated_seen->store(true, std::memory_order_relaxed);
+    if (isolated_seen->load(std::memory_order_relaxed) && where < n) {
+      co_return true;
+    }
+    if (!isolated_seen->load(std::memory_order_relaxed)) Spin(2'000'000);
+    co_await YieldNow();
+  }
+  co_return false;
+}
+
+TEST_P(RuntimeMoveTest, ATaskWhoseTierComesDownLeavesTheIsolationThread) {
+  const size_t n = GetParam();
+  if (n == 1) GTEST_SKIP() << "one worker: no isolation thread";
+  budget::TierConfig tc = FastTiers();
+  tc.demotion_good_polls = 3;
+  tc.demotion_min_time_ns = 0;
+  tc.demotion_hysteresis_ns = 0;
+  RuntimeBuilder b;
+  b.Workers(n).Tiers(tc);
+  auto rt = MakeRuntime(b);
+  ASSERT_NE(rt, nullptr);
+  std::atomic<bool> isolated_seen{false};
+  EXPECT_TRUE(rt->Spawn(HogThenBehave(n, &isolated_seen)).Join());
+  EXPECT_TRUE(isolated_seen.load());
+  const RuntimeStats s = rt->Stats();
+  ASSERT_TRUE(s.isolation.has_value());
+  EXPECT_EQ(s.isolation->moved_in, 1u);
+  EXPECT_EQ(s.isolation->moved_out, 1u);
+  EXPECT_EQ(CheckMoveCounts(s), 2u);
 }
 
 TEST_P(RuntimeMoveTest, PinnedIsolatedTasksStay) {
@@ -141,8 +164,12 @@ TEST_P(RuntimeMoveTest, PinnedIsolatedTasksStay) {
     EXPECT_EQ(worker, 0u);
   }
   EXPECT_TRUE(isolated);
-  for (const ExecutorStats& w : rt->Stats().workers) {
+  const RuntimeStats s = rt->Stats();
+  for (const ExecutorStats& w : s.workers) {
     EXPECT_EQ(w.moved_out, 0u);
+  }
+  if (s.isolation.has_value()) {
+    EXPECT_EQ(s.isolation->moved_in, 0u);
   }
 }
 

@@ -1,6 +1,7 @@
 // executor/task_move.cc: a Runtime worker hands a started task to another
-// worker (today: a task at tier isolate, gathered on one worker so that
-// the others keep their latency).
+// worker (today: a task at tier isolate, gathered on the isolation thread
+// so that the workers keep their latency, and a task whose tier came back
+// down, sent from the isolation thread back to a worker).
 //
 // Protocol (the moving worker M, the receiving worker R; the Runtime's
 // own protocol is at the top of executor/internal/runtime_shared.h).
@@ -53,12 +54,21 @@ bool LocalExecutor::MoveIsolated(TaskHeader* t) noexcept {
   Worker* w = executor_internal::tl_worker;
   if (w == nullptr || w->executor.get() != this) return false;
   RuntimeShared& rt = *w->rt;
-  const size_t n = rt.workers.size();
-  if (n < 2) return false;
-  // The last worker gathers the isolated tasks.
-  Worker& to = *rt.workers[n - 1];
-  if (&to == w) return false;
-  return MoveTo(t, to.executor.get());
+  // The isolation thread gathers the isolated tasks (tiers on, 2+ workers).
+  if (rt.isolation == nullptr || w->isolation) return false;
+  return MoveTo(t, rt.isolation->executor.get());
+}
+
+bool LocalExecutor::MoveFromIsolation(TaskHeader* t) noexcept {
+  Worker* w = executor_internal::tl_worker;
+  if (w == nullptr || w->executor.get() != this || !w->isolation) {
+    return false;
+  }
+  RuntimeShared& rt = *w->rt;
+  const size_t i = static_cast<size_t>(
+      rt.round_robin.fetch_add(1, std::memory_order_relaxed) %
+      rt.workers.size());
+  return MoveTo(t, rt.workers[i]->executor.get());
 }
 
 bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to) noexcept {

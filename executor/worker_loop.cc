@@ -233,6 +233,12 @@ void LocalExecutor::RunWorker(Worker* w) {
   if (monitored_) executor_internal::Monitor::Get().RunStarted();
   inbox_->running.store(true, std::memory_order_relaxed);
   executor_internal::tl_executor = this;
+  if (w->isolation) {
+    // One poll per slice: every yield goes through FinishPoll, which sends
+    // a task whose tier came back down to a worker.
+    isolation_thread_ = true;
+    for (SliceQuota& sq : slice_quota_) sq.quota = sq.max_quota = 1;
+  }
   DrainInbox();
   uint64_t now = timing::TscClock::Now();
   last_driver_tick_ = now;
@@ -265,6 +271,15 @@ void LocalExecutor::RunWorker(Worker* w) {
       }
     }
     sched::TaskNode* node = queue_set_->Pick();
+    if (node == nullptr && w->isolation) {
+      // Nothing to search for: it sleeps until a task moves here (its
+      // inbox's doorbell) or the shutdown's Nudge (S2).
+      if (rt.closing.load(std::memory_order_seq_cst)) break;
+      Worker::Bump(w->parks);
+      Park();
+      now = timing::TscClock::Now();
+      continue;
+    }
     if (node == nullptr) {
       if (TaskHeader* t = executor_internal::FindWork(rt, *w)) {
         start(t);
@@ -298,8 +313,10 @@ void LocalExecutor::RunWorker(Worker* w) {
          (!queue_set_->Empty() && IoDue(now)))) {
       DriverYield(now);
       // Tasks from outside are taken at driver yields too, so busy local
-      // queues cannot starve them.
-      if (TaskHeader* t = executor_internal::PopInjected(rt, *w)) start(t);
+      // queues cannot starve them (not by the isolation thread).
+      if (!w->isolation) {
+        if (TaskHeader* t = executor_internal::PopInjected(rt, *w)) start(t);
+      }
       now = timing::TscClock::Now();
     }
   }

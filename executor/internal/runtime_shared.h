@@ -85,6 +85,17 @@
 //   deque belongs to an awake worker that runs it itself, or is seen by a
 //   last searcher's I2.  Otherwise N3 wakes a sleeper, which searches.
 
+// The isolation thread (tiers on, 2+ workers).  One more Worker, not in
+// `workers`: it runs only the tasks that reached tier isolate, at a low OS
+// priority (nice 19), so that the kernel preempts it whenever a worker has
+// work.  It never searches, steals, parks on the idle list or takes from
+// the injectors; it sleeps in its executor until a task moves to it
+// (task_move.cc, through its inbox).  A stealable spawn from it goes to the
+// shared injector (P1 from outside).  It polls one task per slice, so every
+// yield there goes through FinishPoll, which sends a task whose tier came
+// back down below isolate to a worker (round robin).  It takes part in the
+// shutdown like a worker (S2's barrier counts it).
+
 // Shutdown, in order (Runtime::~Runtime):
 //   S1. closing = true (seq_cst); wait until no spawn from outside a worker
 //       is between its check of `closing` and its push (`inflight`, as in
@@ -138,6 +149,7 @@ struct Worker {
   std::optional<steal::StealPolicy> policy;
   std::thread thread;
   int cpu = -1;  // ThreadAffinity, -1: none
+  bool isolation = false;  // the isolation thread (not in `workers`)
   bool idle_listed = false;      // guarded by RuntimeShared::idle_mu
   bool woken_searching = false;  // guarded by RuntimeShared::idle_mu (N3)
   bool searching = false;        // the worker's thread only (F1-F3, I1-I4)
@@ -157,6 +169,13 @@ struct Worker {
 struct RuntimeShared {
   Runtime* runtime = nullptr;  // null once it is destroyed
   std::vector<std::unique_ptr<Worker>> workers;
+  // The isolation thread's worker (tiers on, 2+ workers), else null; its
+  // index is workers.size().
+  std::unique_ptr<Worker> isolation;
+  // Threads that take part in the shutdown barrier (S2).
+  size_t thread_count() const noexcept {
+    return workers.size() + (isolation != nullptr ? 1 : 0);
+  }
   steal::Injector<TaskHeader> injector;  // from outside any worker
 
   // Searching and sleeping workers (F1-F3, I1-I4, N1-N3).
