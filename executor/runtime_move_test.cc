@@ -203,6 +203,27 @@ TEST_P(RuntimeMoveTest, AnAbortFindsAMovedTask) {
   }
 }
 
+// Destroying the runtime while a task runs on the isolation thread: it is
+// cancelled there (S3), its frame freed (AddressSanitizer), and the thread
+// joined.
+TEST_P(RuntimeMoveTest, ShutdownCancelsATaskOnTheIsolationThread) {
+  const size_t n = GetParam();
+  if (n == 1) GTEST_SKIP() << "one worker: no isolation thread";
+  auto rt = TieredRuntime(n);
+  ASSERT_NE(rt, nullptr);
+  std::atomic<bool> isolated{false};
+  auto h = rt->Spawn(HogUntilAborted(&isolated));
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!isolated.load(std::memory_order_acquire) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(isolated.load());
+  rt.reset();
+  EXPECT_EQ(h.Wait(), JoinStatus::kCancelled);
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, RuntimeMoveTest,
                          ::testing::Values(size_t{1}, size_t{2}, size_t{4}),
                          [](const auto& info) {
