@@ -26,16 +26,20 @@ using namespace executor_testing;  // NOLINT: test helpers
 
 using IoLatencyTest = ReactorBackendTest;
 
-// Tiers whose budget and deadline never end a poll in this test: only the
-// pending I/O can.
-ExecutorBuilder NothingEndsAPollButIo() {
+// Tiers whose budget and deadline never end a poll in these tests: only a
+// pending event (I/O, a due timer) can.
+budget::TierConfig LongPolls() {
   budget::TierConfig tc = budget::TierConfig::Balanced();
   tc.poll_budget = 1'000'000;
   tc.cpu_threshold_ns = 10'000'000'000ull;  // deadline 5 s
   tc.demotion_cpu_threshold_ns = 5'000'000'000ull;
   tc.log_warnings = false;
+  return tc;
+}
+
+ExecutorBuilder NothingEndsAPollButIo() {
   ExecutorBuilder b;
-  b.Tiers(tc).WithQueue(1, 8).WithQueue(2, 1).NoMonitor();
+  b.Tiers(LongPolls()).WithQueue(1, 8).WithQueue(2, 1).NoMonitor();
   return b;
 }
 
@@ -105,13 +109,8 @@ TEST_P(IoLatencyTest, ACompletionEndsABusyPollThatCallsYieldMaybe) {
 // the first YieldMaybe after the deadline reaps it and yields, and the
 // sleeper (queued by the reap, ahead of the yielding task) runs next.
 TEST_P(IoLatencyTest, ADueTimerEndsABusyPollAndItsTaskRunsNext) {
-  budget::TierConfig tc = budget::TierConfig::Balanced();
-  tc.poll_budget = 1'000'000;
-  tc.cpu_threshold_ns = 10'000'000'000ull;  // deadline 5 s
-  tc.demotion_cpu_threshold_ns = 5'000'000'000ull;
-  tc.log_warnings = false;
   ExecutorBuilder b;
-  b.Tiers(tc).NoMonitor();  // one queue: the FIFO order decides
+  b.Tiers(LongPolls()).NoMonitor();  // one queue: the FIFO order decides
   SPINDLE_MAKE_OR_SKIP(ex, std::move(b));
   // Tasks of one thread: plain variables.
   bool woke = false;

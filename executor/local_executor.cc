@@ -218,16 +218,16 @@ bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {
   // first is not kept waiting for the deadline.  Where completions cannot
   // be seen (epoll), a poll while operations are in flight ends after
   // kIoIntervalNs instead.
-  if (io_peeks_ && io_->HasPendingWork()) return YieldForEvents();
+  if (io_peeks_ && io_->HasPendingWork()) return YieldForEvents(t);
   const bool timers = io_->NextTimerDeadline() != UINT64_MAX;
   const bool io_waits = !io_peeks_ && io_->inflight() != 0;
   // One clock read, and only when something needs it.
   if (deadline == 0 && !io_waits && !timers) return false;
   const uint64_t now = timing::TscClock::Now();
-  if (timers && TimerDue(now)) return YieldForEvents();
+  if (timers && TimerDue(now)) return YieldForEvents(t);
   if (deadline != 0 && now >= deadline) return true;
   if (io_waits && now - t->ctx.poll_start_tick >= io_interval_ticks_) {
-    return YieldForEvents();
+    return YieldForEvents(t);
   }
   return false;
 }
@@ -245,7 +245,10 @@ bool LocalExecutor::TimerDue(uint64_t now) noexcept {
   return now >= timer_due_tick_;
 }
 
-bool LocalExecutor::YieldForEvents() noexcept {
+bool LocalExecutor::YieldForEvents(TaskHeader* t) noexcept {
+  // Not on a fiber's stack, which may be small and deep in user code: the
+  // loop reaps at the slice's end instead (IoDue sees the same event).
+  if (t->fiber) return true;
   // The reactor directly (not the driver): its callbacks only queue the
   // tasks they wake, which is allowed inside a poll.  The inbox waits for
   // the loop.

@@ -485,9 +485,10 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   uint64_t timer_deadline_ns_ = UINT64_MAX;  // the one converted last
   uint64_t timer_due_tick_ = 0;
   // Inside a poll whose YieldMaybe found an event (a completion, a due
-  // timer): reaps it now, so that the tasks it wakes are queued before the
-  // yielding task (FIFO within a queue); returns true.
-  bool YieldForEvents() noexcept;
+  // timer): reaps it now (not on a fiber's stack), so that the tasks it
+  // wakes are queued before the yielding task (FIFO within a queue);
+  // returns true.
+  bool YieldForEvents(executor_internal::TaskHeader* t) noexcept;
   std::shared_ptr<executor_internal::Inbox> inbox_;
   std::optional<uint16_t> isolation_index_;
 

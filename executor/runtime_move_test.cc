@@ -184,6 +184,17 @@ Task<void> HogUntilAborted(std::atomic<bool>* isolated) {
   }
 }
 
+// Waits (up to 20 s) until `flag` is set; its last value.
+bool WaitFor(const std::atomic<bool>& flag) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!flag.load(std::memory_order_acquire) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  return flag.load(std::memory_order_acquire);
+}
+
 TEST_P(RuntimeMoveTest, AnAbortFindsAMovedTask) {
   const size_t n = GetParam();
   auto rt = TieredRuntime(n);
@@ -191,13 +202,7 @@ TEST_P(RuntimeMoveTest, AnAbortFindsAMovedTask) {
   for (int round = 0; round < 8; ++round) {
     std::atomic<bool> isolated{false};
     auto h = rt->Spawn(HogUntilAborted(&isolated));
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (!isolated.load(std::memory_order_acquire) &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::yield();
-    }
-    ASSERT_TRUE(isolated.load());
+    ASSERT_TRUE(WaitFor(isolated));
     h.Abort();
     EXPECT_EQ(h.Wait(), JoinStatus::kCancelled);
   }
@@ -213,13 +218,7 @@ TEST_P(RuntimeMoveTest, ShutdownCancelsATaskOnTheIsolationThread) {
   ASSERT_NE(rt, nullptr);
   std::atomic<bool> isolated{false};
   auto h = rt->Spawn(HogUntilAborted(&isolated));
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!isolated.load(std::memory_order_acquire) &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::yield();
-  }
-  ASSERT_TRUE(isolated.load());
+  ASSERT_TRUE(WaitFor(isolated));
   rt.reset();
   EXPECT_EQ(h.Wait(), JoinStatus::kCancelled);
 }
