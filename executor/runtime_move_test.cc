@@ -223,6 +223,71 @@ TEST_P(RuntimeMoveTest, ShutdownCancelsATaskOnTheIsolationThread) {
   EXPECT_EQ(h.Wait(), JoinStatus::kCancelled);
 }
 
+// Goes to the isolation thread and back `cycles` times (hogs until it is
+// isolated, then polls briefly until its tier comes down); the number of
+// round trips made, within 20 s.
+Task<int> Commute(size_t n, int cycles) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int trips = 0;
+  bool away = false;
+  while (trips < cycles && std::chrono::steady_clock::now() < deadline) {
+    const bool on_isolation = CurrentWorker().value() == n;
+    if (on_isolation) away = true;
+    if (away && !on_isolation) {
+      ++trips;
+      away = false;
+    }
+    if (!away) Spin(1'000'000);
+    co_await YieldNow();
+  }
+  co_return trips;
+}
+
+// Tasks commute between the workers and the isolation thread while some
+// are aborted at once and others after a while: each ends completed (every
+// round trip made) or cancelled, and nothing leaks or races (the sanitizer
+// configs run this too).
+TEST_P(RuntimeMoveTest, CommutingTasksUnderAbortsStress) {
+  const size_t n = GetParam();
+  if (n == 1) GTEST_SKIP() << "one worker: no isolation thread";
+  budget::TierConfig tc = FastTiers();
+  tc.demotion_good_polls = 2;
+  tc.demotion_min_time_ns = 0;
+  tc.demotion_hysteresis_ns = 0;
+  RuntimeBuilder b;
+  b.Workers(n).Tiers(tc);
+  auto rt = MakeRuntime(b);
+  ASSERT_NE(rt, nullptr);
+  constexpr int kTasks = 8;
+  constexpr int kCycles = 3;
+  std::vector<JoinHandle<int>> hs;
+  for (int i = 0; i < kTasks; ++i) hs.push_back(rt->Spawn(Commute(n, kCycles)));
+  // A quarter aborted at once, a quarter once they have had time to move.
+  for (int i = 0; i < kTasks; i += 4) hs[static_cast<size_t>(i)].Abort();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 1; i < kTasks; i += 4) hs[static_cast<size_t>(i)].Abort();
+  int completed = 0;
+  for (int i = 0; i < kTasks; ++i) {
+    auto& h = hs[static_cast<size_t>(i)];
+    const JoinStatus st = h.Wait();
+    if (i % 4 >= 2) {
+      ASSERT_EQ(st, JoinStatus::kCompleted) << "task " << i;
+    }
+    if (st == JoinStatus::kCompleted) {
+      EXPECT_EQ(h.Join(), kCycles) << "task " << i;
+      ++completed;
+    } else {
+      EXPECT_EQ(st, JoinStatus::kCancelled) << "task " << i;
+    }
+  }
+  EXPECT_GE(completed, kTasks / 2);
+  const RuntimeStats s = rt->Stats();
+  ASSERT_TRUE(s.isolation.has_value());
+  EXPECT_GE(s.isolation->moved_in, static_cast<uint64_t>(kCycles));
+  CheckMoveCounts(s);
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, RuntimeMoveTest,
                          ::testing::Values(size_t{1}, size_t{2}, size_t{4}),
                          [](const auto& info) {
