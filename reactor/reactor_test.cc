@@ -107,6 +107,24 @@ TEST_P(ReactorTest, TenThousandConcurrentSleepsFireInDeadlineOrder) {
   EXPECT_EQ(reactor_->Stats().timers_pending, 0u);
 }
 
+TEST_P(ReactorTest, NextTimerDeadlineIsTheEarliestPendingTimer) {
+  EXPECT_EQ(reactor_->NextTimerDeadline(), UINT64_MAX);
+  const uint64_t base = MonotonicClock::Now();
+  TestOp late, early, nop;
+  reactor_->SleepUntil(&late, base + 60'000 * kMs);
+  EXPECT_EQ(reactor_->NextTimerDeadline(), base + 60'000 * kMs);
+  reactor_->SleepUntil(&early, base + 1 * kMs);
+  EXPECT_EQ(reactor_->NextTimerDeadline(), base + 1 * kMs);
+  reactor_->Nop(&nop);  // not a timer
+  EXPECT_EQ(reactor_->NextTimerDeadline(), base + 1 * kMs);
+  ASSERT_TRUE(RunUntil([&] { return early.done() && nop.done(); }));
+  EXPECT_EQ(reactor_->NextTimerDeadline(), base + 60'000 * kMs);
+  reactor_->Cancel(&late);
+  ASSERT_TRUE(RunUntil([&] { return late.done(); }));
+  EXPECT_EQ(late.seen, -ECANCELED);
+  EXPECT_EQ(reactor_->NextTimerDeadline(), UINT64_MAX);
+}
+
 TEST_P(ReactorTest, CancelledSleepCompletesWithECanceled) {
   TestOp op;
   reactor_->SleepFor(&op, 60'000 * kMs);
