@@ -251,10 +251,10 @@ bool LocalExecutor::YieldForEvents(TaskHeader* t) noexcept {
   if (t->fiber) return true;
   // The reactor directly (not the driver): its callbacks only queue the
   // tasks they wake, which is allowed inside a poll.  The inbox waits for
-  // the loop.
+  // the loop, whose schedule of driver yields (every MaxPollsPerYield polls
+  // or DriverYield) this leaves alone: frequent events must not put off
+  // the inbox's wakes, spawns and aborts.
   stats_.driver_yields++;
-  polls_since_driver_ = 0;
-  last_driver_tick_ = timing::TscClock::Now();
   io_->Poll(0);
   return true;
 }
