@@ -112,37 +112,45 @@ TEST_P(RuntimeMoveTest, IsolatedTasksGatherOnTheIsolationThread) {
   EXPECT_EQ(s.isolation->live_tasks, 0u);
 }
 
-// Hogs until it is isolated, then polls briefly until its tier comes back
-// down and it runs on a worker again; true if it did within 20 s.
-Task<bool> HogThenBehave(size_t n, std::atomic<bool>* isolated_seen) {
+// Goes to the isolation thread and back `cycles` times (hogs until it is
+// isolated, then polls briefly until its tier comes down); the number of
+// round trips made, within 20 s.
+Task<int> Commute(size_t n, int cycles) {
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    const size_t where = CurrentWorker().value();
-    if (where == n) isolated_seen->store(true, std::memory_order_relaxed);
-    if (isolated_seen->load(std::memory_order_relaxed) && where < n) {
-      co_return true;
+  int trips = 0;
+  bool away = false;
+  while (trips < cycles && std::chrono::steady_clock::now() < deadline) {
+    const bool on_isolation = CurrentWorker().value() == n;
+    if (on_isolation) away = true;
+    if (away && !on_isolation) {
+      away = false;
+      if (++trips == cycles) break;  // back on a worker for good
     }
-    if (!isolated_seen->load(std::memory_order_relaxed)) Spin(2'000'000);
+    if (!away) Spin(1'000'000);
     co_await YieldNow();
   }
-  co_return false;
+  co_return trips;
+}
+
+// Tiers that isolate a task within three 1 ms polls and bring it back down
+// after `good_polls` short ones.
+std::unique_ptr<Runtime> DemotingRuntime(size_t workers, uint32_t good_polls) {
+  budget::TierConfig tc = FastTiers();
+  tc.demotion_good_polls = good_polls;
+  tc.demotion_min_time_ns = 0;
+  tc.demotion_hysteresis_ns = 0;
+  RuntimeBuilder b;
+  b.Workers(workers).Tiers(tc);
+  return MakeRuntime(b);
 }
 
 TEST_P(RuntimeMoveTest, ATaskWhoseTierComesDownLeavesTheIsolationThread) {
   const size_t n = GetParam();
   if (n == 1) GTEST_SKIP() << "one worker: no isolation thread";
-  budget::TierConfig tc = FastTiers();
-  tc.demotion_good_polls = 3;
-  tc.demotion_min_time_ns = 0;
-  tc.demotion_hysteresis_ns = 0;
-  RuntimeBuilder b;
-  b.Workers(n).Tiers(tc);
-  auto rt = MakeRuntime(b);
+  auto rt = DemotingRuntime(n, 3);
   ASSERT_NE(rt, nullptr);
-  std::atomic<bool> isolated_seen{false};
-  EXPECT_TRUE(rt->Spawn(HogThenBehave(n, &isolated_seen)).Join());
-  EXPECT_TRUE(isolated_seen.load());
+  EXPECT_EQ(rt->Spawn(Commute(n, 1)).Join(), 1);
   const RuntimeStats s = rt->Stats();
   ASSERT_TRUE(s.isolation.has_value());
   EXPECT_EQ(s.isolation->moved_in, 1u);
@@ -223,27 +231,6 @@ TEST_P(RuntimeMoveTest, ShutdownCancelsATaskOnTheIsolationThread) {
   EXPECT_EQ(h.Wait(), JoinStatus::kCancelled);
 }
 
-// Goes to the isolation thread and back `cycles` times (hogs until it is
-// isolated, then polls briefly until its tier comes down); the number of
-// round trips made, within 20 s.
-Task<int> Commute(size_t n, int cycles) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  int trips = 0;
-  bool away = false;
-  while (trips < cycles && std::chrono::steady_clock::now() < deadline) {
-    const bool on_isolation = CurrentWorker().value() == n;
-    if (on_isolation) away = true;
-    if (away && !on_isolation) {
-      ++trips;
-      away = false;
-    }
-    if (!away) Spin(1'000'000);
-    co_await YieldNow();
-  }
-  co_return trips;
-}
-
 // Tasks commute between the workers and the isolation thread while some
 // are aborted at once and others after a while: each ends completed (every
 // round trip made) or cancelled, and nothing leaks or races (the sanitizer
@@ -251,13 +238,7 @@ Task<int> Commute(size_t n, int cycles) {
 TEST_P(RuntimeMoveTest, CommutingTasksUnderAbortsStress) {
   const size_t n = GetParam();
   if (n == 1) GTEST_SKIP() << "one worker: no isolation thread";
-  budget::TierConfig tc = FastTiers();
-  tc.demotion_good_polls = 2;
-  tc.demotion_min_time_ns = 0;
-  tc.demotion_hysteresis_ns = 0;
-  RuntimeBuilder b;
-  b.Workers(n).Tiers(tc);
-  auto rt = MakeRuntime(b);
+  auto rt = DemotingRuntime(n, 2);
   ASSERT_NE(rt, nullptr);
   constexpr int kTasks = 8;
   constexpr int kCycles = 3;
