@@ -33,14 +33,33 @@ TEST(ChannelTest, CreateRejectsACapacityOutOfRangeNamingIt) {
   EXPECT_TRUE(Channel<int>::Create(Channel<int>::kMaxCapacity).ok());
 }
 
+// Every ChannelPathTest runs twice: on a fresh channel (the general
+// paths) and on one whose lock was first taken 100 times in a row by this
+// thread, which biases it here (SyncMutex) where membarrier is available:
+// Send and Recv then take their fast paths (channel.h).
+class ChannelPathTest : public testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Paths, ChannelPathTest, testing::Bool(),
+                         [](const testing::TestParamInfo<bool>& i) {
+                           return i.param ? "Biased" : "Fresh";
+                         });
+
+std::shared_ptr<Channel<int>> PathChannel(size_t capacity, bool biased) {
+  auto ch = MakeChannel<int>(capacity);
+  for (int i = 0; biased && i < 100; ++i) {
+    EXPECT_EQ(ch->TrySend(-1), ChannelStatus::kOk);
+    EXPECT_EQ(ch->TryRecv(), -1);
+  }
+  return ch;
+}
+
 Task<> Produce(Channel<int>* ch, int from, int n) {
   for (int i = from; i < from + n; ++i) EXPECT_TRUE(co_await ch->Send(i));
 }
 
-TEST(ChannelTest, MessagesArriveInOrderThroughASmallBuffer) {
+TEST_P(ChannelPathTest, MessagesArriveInOrderThroughASmallBuffer) {
   auto ex = MakeExecutor();
-  ex->BlockOn([](LocalExecutor* ex) -> Task<> {
-    auto ch = MakeChannel<int>(2);
+  ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
+    auto ch = PathChannel(2, biased);
     auto p = ex->Spawn(Produce(ch.get(), 0, 1000));
     for (int i = 0; i < 1000; ++i) {
       std::optional<int> v = co_await ch->Recv();
@@ -48,13 +67,13 @@ TEST(ChannelTest, MessagesArriveInOrderThroughASmallBuffer) {
       EXPECT_LE(ch->size(), 2u);
     }
     co_await p;
-  }(ex.get()));
+  }(ex.get(), GetParam()));
 }
 
-TEST(ChannelTest, SendersWaitWhenFullAndCloseWakesEveryone) {
+TEST_P(ChannelPathTest, SendersWaitWhenFullAndCloseWakesEveryone) {
   auto ex = MakeExecutor();
-  ex->BlockOn([](LocalExecutor* ex) -> Task<> {
-    auto ch = MakeChannel<int>(1);
+  ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
+    auto ch = PathChannel(1, biased);
     EXPECT_EQ(ch->TrySend(1), ChannelStatus::kOk);
     int two = 2;
     EXPECT_EQ(ch->TrySend(two), ChannelStatus::kFull);
@@ -73,20 +92,20 @@ TEST(ChannelTest, SendersWaitWhenFullAndCloseWakesEveryone) {
     ChannelStatus s;
     EXPECT_EQ(ch->TryRecv(&s), std::nullopt);
     EXPECT_EQ(s, ChannelStatus::kClosed);
-  }(ex.get()));
+  }(ex.get(), GetParam()));
 }
 
-TEST(ChannelTest, CloseWakesWaitingReceiversWithNothing) {
+TEST_P(ChannelPathTest, CloseWakesWaitingReceiversWithNothing) {
   auto ex = MakeExecutor();
-  ex->BlockOn([](LocalExecutor* ex) -> Task<> {
-    auto ch = MakeChannel<int>(4);
+  ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
+    auto ch = PathChannel(4, biased);
     auto r = ex->Spawn([](Channel<int>* ch) -> Task<std::optional<int>> {
       co_return co_await ch->Recv();
     }(ch.get()));
     co_await Settle();
     ch->Close();
     EXPECT_EQ(co_await r, std::nullopt);
-  }(ex.get()));
+  }(ex.get(), GetParam()));
 }
 
 Task<> RecvInto(Channel<int>* ch, std::vector<int>* got) {
@@ -94,10 +113,27 @@ Task<> RecvInto(Channel<int>* ch, std::vector<int>* got) {
   if (v) got->push_back(*v);
 }
 
-TEST(ChannelTest, AReceiverCancelledAfterAHandOffGivesTheMessageBack) {
+TEST_P(ChannelPathTest, SendsGoToWaitingReceiversInTheOrderTheyCame) {
   auto ex = MakeExecutor();
-  ex->BlockOn([](LocalExecutor* ex) -> Task<> {
-    auto ch = MakeChannel<int>(1);
+  ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
+    auto ch = PathChannel(1, biased);
+    std::vector<int> got;
+    std::vector<JoinHandle<void>> rs;
+    for (int i = 0; i < 3; ++i) {
+      rs.push_back(ex->Spawn(RecvInto(ch.get(), &got)));
+      co_await Settle();
+    }
+    for (int i = 1; i <= 3; ++i) EXPECT_TRUE(co_await ch->Send(i));
+    EXPECT_EQ(ch->size(), 0u);  // each went to a receiver, none buffered
+    for (auto& r : rs) co_await r;
+    EXPECT_EQ(got, std::vector<int>({1, 2, 3}));
+  }(ex.get(), GetParam()));
+}
+
+TEST_P(ChannelPathTest, AReceiverCancelledAfterAHandOffGivesTheMessageBack) {
+  auto ex = MakeExecutor();
+  ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
+    auto ch = PathChannel(1, biased);
     std::vector<int> got;
     // To the next waiting receiver.
     auto a = ex->Spawn(RecvInto(ch.get(), &got));
@@ -118,13 +154,13 @@ TEST(ChannelTest, AReceiverCancelledAfterAHandOffGivesTheMessageBack) {
     EXPECT_EQ(ch->size(), 2u);
     EXPECT_EQ(co_await ch->Recv(), 8);
     EXPECT_EQ(co_await ch->Recv(), 9);
-  }(ex.get()));
+  }(ex.get(), GetParam()));
 }
 
-TEST(ChannelTest, ASenderCancelledWhileWaitingSendsNothing) {
+TEST_P(ChannelPathTest, ASenderCancelledWhileWaitingSendsNothing) {
   auto ex = MakeExecutor();
-  ex->BlockOn([](LocalExecutor* ex) -> Task<> {
-    auto ch = MakeChannel<int>(1);
+  ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
+    auto ch = PathChannel(1, biased);
     EXPECT_EQ(ch->TrySend(1), ChannelStatus::kOk);
     auto s2 = ex->Spawn(Produce(ch.get(), 2, 1));
     co_await Settle();
@@ -136,13 +172,13 @@ TEST(ChannelTest, ASenderCancelledWhileWaitingSendsNothing) {
     EXPECT_EQ(co_await ch->Recv(), 3);
     EXPECT_EQ(ch->size(), 0u);
     EXPECT_EQ(s2.status(), JoinStatus::kCancelled);
-  }(ex.get()));
+  }(ex.get(), GetParam()));
 }
 
-TEST(ChannelTest, WaitingSendersAreNotOvertakenByTrySend) {
+TEST_P(ChannelPathTest, WaitingSendersAreNotOvertakenByTrySend) {
   auto ex = MakeExecutor();
-  ex->BlockOn([](LocalExecutor* ex) -> Task<> {
-    auto ch = MakeChannel<int>(1);
+  ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
+    auto ch = PathChannel(1, biased);
     EXPECT_EQ(ch->TrySend(1), ChannelStatus::kOk);
     auto s = ex->Spawn(Produce(ch.get(), 2, 1));
     co_await Settle();
@@ -150,7 +186,7 @@ TEST(ChannelTest, WaitingSendersAreNotOvertakenByTrySend) {
     EXPECT_EQ(ch->TrySend(3), ChannelStatus::kFull);
     co_await s;
     EXPECT_EQ(co_await ch->Recv(), 2);
-  }(ex.get()));
+  }(ex.get(), GetParam()));
 }
 
 TEST(ChannelTest, PlainThreadsSendAndReceiveWithTasks) {

@@ -362,7 +362,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
 
   // Implementation entry points used by awaiters and the Runtime (not for
   // users).
-  inline void ScheduleLocal(executor_internal::TaskHeader* task) noexcept;
+  [[gnu::always_inline]] inline void ScheduleLocal(
+      executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's thread: binds an unbound task to this executor and
   // queues it (or cancels it, if it was aborted before).
   void BindAndAdopt(executor_internal::TaskHeader* task) noexcept;

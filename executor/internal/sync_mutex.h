@@ -98,6 +98,9 @@ class BasicSyncMutex {
     return true;
   }
   void unlock() noexcept { Unlock(tl_sync_thread_id); }
+  // Releases a lock taken by TryB1 (the biased fast paths of the sync
+  // primitives, which know how they took it).
+  void UnlockB2() noexcept { inside_.store(false, std::memory_order_release); }
 
   // ---- the steps (public for the model test) ----
   // B1: the owner's attempt; false for everyone else, or once revoked.

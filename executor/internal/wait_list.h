@@ -83,11 +83,17 @@ inline TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
 // abort arriving from another thread is acted on by this thread later: a
 // queued task is then removed and cancelled, its awaiter handing its grant
 // on.  Inline: it is most of a same-worker channel message.
-inline bool RequeueListedLocal(TaskHeader* t) noexcept {
-  LocalExecutor* ex = tl_executor;
-  if (t->owner != ex) return false;
+inline bool IsLocalTask(const TaskHeader* t) noexcept {
+  return t->owner == tl_executor;
+}
+// RequeueListedLocal's requeue, for a caller that checked IsLocalTask.
+[[gnu::always_inline]] inline void RequeueLocal(TaskHeader* t) noexcept {
   t->wait_kind = WaitKind::kNone;
-  ex->ScheduleLocal(t);
+  tl_executor->ScheduleLocal(t);
+}
+inline bool RequeueListedLocal(TaskHeader* t) noexcept {
+  if (!IsLocalTask(t)) return false;
+  RequeueLocal(t);
   return true;
 }
 
