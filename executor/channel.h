@@ -395,14 +395,14 @@ class Channel {
     return false;
   }
 
-  void AbandonSend(SendAwaiter* a) noexcept {
+  [[gnu::noinline]] void AbandonSend(SendAwaiter* a) noexcept {
     std::lock_guard<executor_internal::SyncMutex> lock(mu_);
     // Still waiting: nothing was sent.  Otherwise it was sent (or refused
     // by a close): nothing to undo either way.
     if (a->node.linked) senders_.Remove(&a->node);
   }
 
-  void AbandonRecv(RecvAwaiter* a) noexcept {
+  [[gnu::noinline]] void AbandonRecv(RecvAwaiter* a) noexcept {
     WakeSet wakes(&cv_);
     {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_);
