@@ -105,15 +105,14 @@ class Channel {
   struct [[nodiscard]] SendAwaiter {
     Channel* ch;
     ValueWaiter node;
-    bool suspended = false;
-    bool resumed = false;
+    bool suspended = false;  // waiting, or woken but not resumed yet
 
     SendAwaiter(Channel* c, T&& v) noexcept : ch(c) {
       node.value.emplace(std::move(v));
     }
     SendAwaiter(SendAwaiter&&) noexcept = default;  // before it is awaited
     ~SendAwaiter() {
-      if (suspended && !resumed) ch->AbandonSend(this);
+      if (suspended) ch->AbandonSend(this);
     }
     bool await_ready() const noexcept { return false; }
     [[gnu::always_inline]] bool await_suspend(
@@ -122,7 +121,7 @@ class Channel {
     }
     // true: sent; false: the channel is closed (the message was not sent).
     bool await_resume() noexcept {
-      resumed = true;
+      suspended = false;
       return node.outcome == WaitOutcome::kGranted;
     }
   };
@@ -130,13 +129,12 @@ class Channel {
   struct [[nodiscard]] RecvAwaiter {
     Channel* ch;
     ValueWaiter node;
-    bool suspended = false;
-    bool resumed = false;
+    bool suspended = false;  // waiting, or woken but not resumed yet
 
     explicit RecvAwaiter(Channel* c) noexcept : ch(c) {}
     RecvAwaiter(RecvAwaiter&&) noexcept = default;  // before it is awaited
     ~RecvAwaiter() {
-      if (suspended && !resumed) ch->AbandonRecv(this);
+      if (suspended) ch->AbandonRecv(this);
     }
     bool await_ready() const noexcept { return false; }
     [[gnu::always_inline]] bool await_suspend(
@@ -145,7 +143,7 @@ class Channel {
     }
     // The next message, or nullopt once the channel is closed and drained.
     std::optional<T> await_resume() noexcept {
-      resumed = true;
+      suspended = false;
       std::optional<T> out = std::move(node.value);
       node.value.reset();
       return out;
@@ -310,7 +308,7 @@ class Channel {
           auto* r = static_cast<ValueWaiter*>(receivers_.front());
           if (!r->thread && executor_internal::IsLocalTask(r->task)) {
             r->value.emplace(std::move(*a->node.value));
-            receivers_.Remove(r);
+            receivers_.PopFront();
             r->outcome = WaitOutcome::kGranted;
             executor_internal::RequeueLocal(r->task);
             mu_.UnlockB2();

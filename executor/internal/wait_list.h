@@ -124,6 +124,20 @@ class WaitList {
     w->outcome = WaitOutcome::kNone;
   }
 
+  // Remove(front()), for a non-empty list.
+  void PopFront() noexcept {
+    SyncWaiter* w = head_;
+    head_ = w->next;
+    if (head_ != nullptr) {
+      head_->prev = nullptr;
+    } else {
+      tail_ = nullptr;
+    }
+    w->next = nullptr;
+    --size_;
+    w->linked = false;
+  }
+
   void Remove(SyncWaiter* w) noexcept {
     if (w->prev != nullptr) {
       w->prev->next = w->next;
