@@ -321,9 +321,7 @@ class Channel {
           a->node.outcome = WaitOutcome::kGranted;
           return false;
         } else if (executor_internal::tl_task != nullptr) {
-          a->node.task = executor_internal::SuspendForSync(h);
-          senders_.PushBack(&a->node);
-          a->suspended = true;
+          Wait(senders_, a, h);
           mu_.UnlockB2();
           return true;
         }
@@ -339,9 +337,7 @@ class Channel {
     if (mu_.TryB1(executor_internal::tl_sync_thread_id)) [[likely]] {
       if (buf_.empty()) {
         if (!closed_ && executor_internal::tl_task != nullptr) [[likely]] {
-          a->node.task = executor_internal::SuspendForSync(h);
-          receivers_.PushBack(&a->node);
-          a->suspended = true;
+          Wait(receivers_, a, h);
           mu_.UnlockB2();
           return true;
         }
@@ -356,6 +352,16 @@ class Channel {
     return SuspendRecvLocked(a, h);
   }
 
+  // Under mu_: the awaiting task waits in `list`.
+  template <typename Awaiter>
+  [[gnu::always_inline]] static void Wait(executor_internal::WaitList& list,
+                                          Awaiter* a,
+                                          std::coroutine_handle<> h) noexcept {
+    a->node.task = executor_internal::SuspendForSync(h);
+    list.PushBack(&a->node);
+    a->suspended = true;
+  }
+
   // The general paths, entered holding mu_ (which they release).
   [[gnu::noinline]] bool SuspendSendLocked(SendAwaiter* a,
                                            std::coroutine_handle<> h) noexcept {
@@ -364,9 +370,7 @@ class Channel {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_, std::adopt_lock);
       const ChannelStatus s = SendLocked(*a->node.value, wakes);
       if (s == ChannelStatus::kFull) {
-        a->node.task = executor_internal::SuspendForSync(h);
-        senders_.PushBack(&a->node);
-        a->suspended = true;
+        Wait(senders_, a, h);
         return true;
       }
       // Not waiting: the outcome is known now.
@@ -383,9 +387,7 @@ class Channel {
     {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_, std::adopt_lock);
       if (RecvLocked(a->node.value, wakes) == ChannelStatus::kEmpty) {
-        a->node.task = executor_internal::SuspendForSync(h);
-        receivers_.PushBack(&a->node);
-        a->suspended = true;
+        Wait(receivers_, a, h);
         return true;
       }
     }
