@@ -302,7 +302,8 @@ class Channel {
   // lock) takes the general path, with the lock held.
   [[gnu::always_inline]] bool SuspendSend(SendAwaiter* a,
                                           std::coroutine_handle<> h) noexcept {
-    if (mu_.TryB1(executor_internal::tl_sync_thread_id)) [[likely]] {
+    const uint64_t me = executor_internal::tl_sync_thread_id;
+    if (mu_.TryB1(me)) [[likely]] {
       if (!closed_) [[likely]] {
         if (!receivers_.empty()) {
           auto* r = static_cast<ValueWaiter*>(receivers_.front());
@@ -328,13 +329,14 @@ class Channel {
       }
       return SuspendSendLocked(a, h);
     }
-    mu_.lock();
+    mu_.LockAfterB1(me);
     return SuspendSendLocked(a, h);
   }
 
   [[gnu::always_inline]] bool SuspendRecv(RecvAwaiter* a,
                                           std::coroutine_handle<> h) noexcept {
-    if (mu_.TryB1(executor_internal::tl_sync_thread_id)) [[likely]] {
+    const uint64_t me = executor_internal::tl_sync_thread_id;
+    if (mu_.TryB1(me)) [[likely]] {
       if (buf_.empty()) {
         if (!closed_ && executor_internal::tl_task != nullptr) [[likely]] {
           Wait(receivers_, a, h);
@@ -348,7 +350,7 @@ class Channel {
       }
       return SuspendRecvLocked(a, h);
     }
-    mu_.lock();
+    mu_.LockAfterB1(me);
     return SuspendRecvLocked(a, h);
   }
 

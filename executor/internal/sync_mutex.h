@@ -87,6 +87,11 @@ class BasicSyncMutex {
   void lock() noexcept {
     const uint64_t me = tl_sync_thread_id;
     if (TryB1(me)) [[likely]] return;
+    LockAfterB1(me);
+  }
+  // lock()'s rest, for a caller whose TryB1(me) just failed (a second
+  // TryB1 would store to this line again while other threads contend).
+  void LockAfterB1(uint64_t me) noexcept {
     LockSlow(me != 0 ? me : AssignSyncThreadId());
   }
   bool try_lock() noexcept {
