@@ -103,8 +103,8 @@ class BasicSyncMutex {
     return true;
   }
   void unlock() noexcept { Unlock(tl_sync_thread_id); }
-  // Releases a lock taken by TryB1 (the biased fast paths of the sync
-  // primitives, which know how they took it).
+  // B2: releases a lock taken by TryB1 (Unlock, and the biased fast paths
+  // of the sync primitives, which know how they took it).
   void UnlockB2() noexcept { inside_.store(false, std::memory_order_release); }
 
   // ---- the steps (public for the model test) ----
@@ -157,7 +157,7 @@ class BasicSyncMutex {
     // else bias_ != me.
     if (bias_.load(std::memory_order_relaxed) == me &&
         inside_.load(std::memory_order_relaxed)) {
-      inside_.store(false, std::memory_order_release);  // B2
+      UnlockB2();
       return;
     }
     locked_.store(false, std::memory_order_release);
