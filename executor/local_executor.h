@@ -362,6 +362,10 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
 
   // Implementation entry points used by awaiters and the Runtime (not for
   // users).
+  // Forced inline for the channel fast paths (executor/channel.h), the one
+  // caller GCC would otherwise call out of line; every other caller inlines
+  // it anyway (checked with -c opt: the suite's text is 160 bytes smaller
+  // with the attribute than without).
   [[gnu::always_inline]] inline void ScheduleLocal(
       executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's thread: binds an unbound task to this executor and
