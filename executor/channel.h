@@ -232,10 +232,10 @@ class Channel {
       std::lock_guard<executor_internal::SyncMutex> lock(mu_);
       closed_ = true;
       while (!senders_.empty()) {
-        wakes.Take(senders_, senders_.front(), WaitOutcome::kClosed);
+        wakes.TakeFront(senders_, WaitOutcome::kClosed);
       }
       while (!receivers_.empty()) {
-        wakes.Take(receivers_, receivers_.front(), WaitOutcome::kClosed);
+        wakes.TakeFront(receivers_, WaitOutcome::kClosed);
       }
     }
     wakes.Wake();
@@ -258,12 +258,22 @@ class Channel {
   // Invariants (under mu_): receivers_ non-empty => buf_ empty; senders_
   // non-empty => buf_ holds at least capacity_ messages.
 
-  ChannelStatus SendLocked(T& value, WakeSet& wakes) noexcept {
+  // What SendLocked / RecvLocked return, with LocalWakes, for an operation
+  // the fast path must leave to the general one (nothing was changed).
+  static constexpr ChannelStatus kNotLocal = static_cast<ChannelStatus>(0xff);
+
+  // Send and receive under mu_, for every caller: Wakes is WakeSet (the
+  // general paths, the Try and blocking calls) or LocalWakes (the fast
+  // paths, which get kNotLocal where they would need more).
+  template <typename Wakes>
+  [[gnu::always_inline]] ChannelStatus SendLocked(T& value,
+                                                  Wakes& wakes) noexcept {
     if (closed_) return ChannelStatus::kClosed;
     if (!receivers_.empty()) {
       auto* r = static_cast<ValueWaiter*>(receivers_.front());
+      if (!wakes.CanTake(r)) return kNotLocal;
       r->value.emplace(std::move(value));
-      wakes.Take(receivers_, r, WaitOutcome::kGranted);
+      wakes.TakeFront(receivers_, WaitOutcome::kGranted);
       return ChannelStatus::kOk;
     }
     if (buf_.size() >= capacity_ || !senders_.empty()) {
@@ -273,12 +283,19 @@ class Channel {
     return ChannelStatus::kOk;
   }
 
-  ChannelStatus RecvLocked(std::optional<T>& out, WakeSet& wakes) noexcept {
+  template <typename Wakes>
+  [[gnu::always_inline]] ChannelStatus RecvLocked(std::optional<T>& out,
+                                                  Wakes& wakes) noexcept {
     if (buf_.empty()) {
       return closed_ ? ChannelStatus::kClosed : ChannelStatus::kEmpty;
     }
-    out.emplace(buf_.PopFront());
-    if (!senders_.empty()) [[unlikely]] RefillFromSenders(wakes);
+    if constexpr (Wakes::kWakesAny) {
+      out.emplace(buf_.PopFront());
+      if (!senders_.empty()) [[unlikely]] RefillFromSenders(wakes);
+    } else {
+      if (!senders_.empty()) return kNotLocal;
+      out.emplace(buf_.PopFront());
+    }
     return ChannelStatus::kOk;
   }
 
@@ -289,43 +306,35 @@ class Channel {
       auto* s = static_cast<ValueWaiter*>(senders_.front());
       buf_.PushBack(std::move(*s->value));
       s->value.reset();
-      wakes.Take(senders_, s, WaitOutcome::kGranted);
+      wakes.TakeFront(senders_, WaitOutcome::kGranted);
     }
   }
 
   // await_suspend of Send and Recv.  The fast paths run with the lock
   // biased to this thread (a channel whose tasks share a worker, after 64
-  // locks in a row): a hand-off to a waiting task of this thread, a buffer
-  // with room or a message, or a wait.  They need no WakeSet and no call,
-  // so they keep to scratch registers.  Everything else (a thread or a task
-  // of another thread to wake, a close, senders to refill from, an unbiased
-  // lock) takes the general path, with the lock held.
+  // locks in a row) and LocalWakes: a hand-off to a waiting task of this
+  // thread, a buffer with room or a message, a close, or a wait.  They need
+  // no WakeSet and no call, so they keep to scratch registers.  Everything
+  // else (a thread or a task of another thread to wake, senders to refill
+  // from, an unbiased lock, no task) takes the general path, with the lock
+  // held.
   [[gnu::always_inline]] bool SuspendSend(SendAwaiter* a,
                                           std::coroutine_handle<> h) noexcept {
     const uint64_t me = executor_internal::tl_sync_thread_id;
     if (mu_.TryB1(me)) [[likely]] {
-      if (!closed_) [[likely]] {
-        if (!receivers_.empty()) {
-          auto* r = static_cast<ValueWaiter*>(receivers_.front());
-          if (!r->thread && executor_internal::IsLocalTask(r->task)) {
-            r->value.emplace(std::move(*a->node.value));
-            receivers_.PopFront();
-            r->outcome = WaitOutcome::kGranted;
-            executor_internal::RequeueLocal(r->task);
-            mu_.UnlockB2();
-            a->node.outcome = WaitOutcome::kGranted;
-            return false;
-          }
-        } else if (senders_.empty() && buf_.size() < capacity_) {
-          buf_.PushBack(std::move(*a->node.value));
-          mu_.UnlockB2();
-          a->node.outcome = WaitOutcome::kGranted;
-          return false;
-        } else if (executor_internal::tl_task != nullptr) {
+      executor_internal::LocalWakes wakes;
+      const ChannelStatus s = SendLocked(*a->node.value, wakes);
+      if (s == ChannelStatus::kFull) {
+        if (executor_internal::tl_task != nullptr) [[likely]] {
           Wait(senders_, a, h);
           mu_.UnlockB2();
           return true;
         }
+      } else if (s != kNotLocal) {
+        mu_.UnlockB2();
+        a->node.outcome = s == ChannelStatus::kOk ? WaitOutcome::kGranted
+                                                  : WaitOutcome::kClosed;
+        return false;
       }
       return SuspendSendLocked(a, h);
     }
@@ -337,15 +346,16 @@ class Channel {
                                           std::coroutine_handle<> h) noexcept {
     const uint64_t me = executor_internal::tl_sync_thread_id;
     if (mu_.TryB1(me)) [[likely]] {
-      if (buf_.empty()) {
-        if (!closed_ && executor_internal::tl_task != nullptr) [[likely]] {
+      executor_internal::LocalWakes wakes;
+      const ChannelStatus s = RecvLocked(a->node.value, wakes);
+      if (s == ChannelStatus::kEmpty) {
+        if (executor_internal::tl_task != nullptr) [[likely]] {
           Wait(receivers_, a, h);
           mu_.UnlockB2();
           return true;
         }
-      } else if (senders_.empty()) {
-        a->node.value.emplace(buf_.PopFront());
-        mu_.UnlockB2();
+      } else if (s != kNotLocal) {
+        mu_.UnlockB2();  // a message, or closed and drained (nullopt)
         return false;
       }
       return SuspendRecvLocked(a, h);
@@ -416,7 +426,7 @@ class Channel {
         if (!receivers_.empty()) {
           auto* r = static_cast<ValueWaiter*>(receivers_.front());
           r->value.emplace(std::move(*a->node.value));
-          wakes.Take(receivers_, r, WaitOutcome::kGranted);
+          wakes.TakeFront(receivers_, WaitOutcome::kGranted);
         } else {
           buf_.PushFront(std::move(*a->node.value));
         }

@@ -78,22 +78,27 @@ inline TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
 }
 
 // Under the primitive's lock, for a task still listed: if it belongs to
-// this thread's executor, requeues it now, with no atomic operation, and
+// this thread's executor (LocalOwnerOf: that executor, else null),
+// requeues it now, with no atomic operation, and
 // returns true.  Nothing else can wake it (it is listed only here), and an
 // abort arriving from another thread is acted on by this thread later: a
 // queued task is then removed and cancelled, its awaiter handing its grant
 // on.  Inline: it is most of a same-worker channel message.
-inline bool IsLocalTask(const TaskHeader* t) noexcept {
-  return t->owner == tl_executor;
+inline LocalExecutor* LocalOwnerOf(const TaskHeader* t) noexcept {
+  LocalExecutor* const ex = tl_executor;  // read once
+  return t->owner == ex ? ex : nullptr;
 }
-// RequeueListedLocal's requeue, for a caller that checked IsLocalTask.
-[[gnu::always_inline]] inline void RequeueLocal(TaskHeader* t) noexcept {
+// RequeueListedLocal's requeue, for a caller that found `ex` with
+// LocalOwnerOf(t).
+[[gnu::always_inline]] inline void RequeueLocal(LocalExecutor* ex,
+                                                TaskHeader* t) noexcept {
   t->wait_kind = WaitKind::kNone;
-  tl_executor->ScheduleLocal(t);
+  ex->ScheduleLocal(t);
 }
 inline bool RequeueListedLocal(TaskHeader* t) noexcept {
-  if (!IsLocalTask(t)) return false;
-  RequeueLocal(t);
+  LocalExecutor* const ex = LocalOwnerOf(t);
+  if (ex == nullptr) return false;
+  RequeueLocal(ex, t);
   return true;
 }
 
@@ -124,7 +129,8 @@ class WaitList {
     w->outcome = WaitOutcome::kNone;
   }
 
-  // Remove(front()), for a non-empty list.
+  // Remove(front()), for a non-empty list (the front's prev is already
+  // null).
   void PopFront() noexcept {
     SyncWaiter* w = head_;
     head_ = w->next;
@@ -175,6 +181,16 @@ class WakeSet {
   WakeSet(const WakeSet&) = delete;
   WakeSet& operator=(const WakeSet&) = delete;
 
+  // A WakeSet wakes any waiter (LocalWakes below: only some).
+  static constexpr bool kWakesAny = true;
+  static constexpr bool CanTake(const SyncWaiter*) noexcept { return true; }
+  // Take(list, list.front(), outcome), for a non-empty list.
+  [[gnu::always_inline]] void TakeFront(WaitList& list, WaitOutcome outcome) {
+    SyncWaiter* w = list.front();
+    list.PopFront();
+    Add(w, outcome);
+  }
+
   // Unlinks `w` from `list` with `outcome` and wakes it (now, for a task of
   // this thread or a thread; else at Wake()).
   [[gnu::always_inline]] void Take(WaitList& list, SyncWaiter* w,
@@ -219,6 +235,33 @@ class WakeSet {
   SyncCondVar* cv_;
   bool notified_ = false;
   std::optional<Remote> remote_;
+};
+
+// The wakes a biased fast path (executor/channel.h) may do: only of tasks
+// of this thread's executor, requeued at once, so it needs no WakeSet, no
+// Wake() and no call.  Same interface as WakeSet; the caller asks CanTake
+// first and leaves a waiter it refuses to the general path.
+class LocalWakes {
+ public:
+  static constexpr bool kWakesAny = false;
+  // Whether `w` is a task of this thread's executor (remembered for the
+  // TakeFront that follows).
+  [[gnu::always_inline]] bool CanTake(const SyncWaiter* w) noexcept {
+    if (w->thread) return false;
+    ex_ = LocalOwnerOf(w->task);
+    return ex_ != nullptr;
+  }
+  // For a non-empty list whose front passed CanTake.
+  [[gnu::always_inline]] void TakeFront(WaitList& list,
+                                        WaitOutcome outcome) noexcept {
+    SyncWaiter* w = list.front();
+    list.PopFront();
+    w->outcome = outcome;
+    RequeueLocal(ex_, w->task);
+  }
+
+ private:
+  LocalExecutor* ex_ = nullptr;
 };
 
 // Misuse guard of the blocking (plain-thread) calls: throws
