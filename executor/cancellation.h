@@ -74,13 +74,12 @@ class CancellationToken {
   struct [[nodiscard]] Awaiter {
     executor_internal::CancelNode* node;
     executor_internal::SyncWaiter waiter;
-    bool suspended = false;
-    bool resumed = false;
+    bool suspended = false;  // waiting, or woken but not resumed yet
 
     explicit Awaiter(executor_internal::CancelNode* n) noexcept : node(n) {}
     Awaiter(Awaiter&&) noexcept = default;  // before it is awaited
     ~Awaiter() {
-      if (suspended && !resumed) {
+      if (suspended) {
         std::lock_guard<executor_internal::SyncMutex> lock(node->mu);
         if (waiter.linked) node->waiters.Remove(&waiter);
       }
@@ -89,7 +88,7 @@ class CancellationToken {
       return node->cancelled.load(std::memory_order_acquire);
     }
     bool await_suspend(std::coroutine_handle<> h) noexcept;
-    void await_resume() noexcept { resumed = true; }
+    void await_resume() noexcept { suspended = false; }
   };
   // co_await: returns once the token is cancelled.  The token must outlive
   // the wait (keep a copy).

@@ -53,19 +53,18 @@ class Notify {
   struct [[nodiscard]] Awaiter {
     Notify* notify;
     executor_internal::SyncWaiter node;
-    bool suspended = false;
-    bool resumed = false;
+    bool suspended = false;  // waiting, or woken but not resumed yet
 
     explicit Awaiter(Notify* n) noexcept : notify(n) {}
     Awaiter(Awaiter&&) noexcept = default;  // before it is awaited
     ~Awaiter() {
-      if (suspended && !resumed) notify->Abandon(this);
+      if (suspended) notify->Abandon(this);
     }
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> h) noexcept {
       return notify->Suspend(this, h);
     }
-    void await_resume() noexcept { resumed = true; }
+    void await_resume() noexcept { suspended = false; }
   };
 
   // co_await: returns at once if a permit is stored (consuming it), else
@@ -107,19 +106,18 @@ class WaitGroup {
   struct [[nodiscard]] Awaiter {
     WaitGroup* group;
     executor_internal::SyncWaiter node;
-    bool suspended = false;
-    bool resumed = false;
+    bool suspended = false;  // waiting, or woken but not resumed yet
 
     explicit Awaiter(WaitGroup* g) noexcept : group(g) {}
     Awaiter(Awaiter&&) noexcept = default;  // before it is awaited
     ~Awaiter() {
-      if (suspended && !resumed) group->Abandon(this);
+      if (suspended) group->Abandon(this);
     }
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> h) noexcept {
       return group->Suspend(this, h);
     }
-    void await_resume() noexcept { resumed = true; }
+    void await_resume() noexcept { suspended = false; }
   };
 
   void Add(size_t n = 1) noexcept;

@@ -133,14 +133,13 @@ class OneshotReceiver {
   struct [[nodiscard]] Awaiter {
     executor_internal::OneshotState<T>* state;
     executor_internal::SyncWaiter node;
-    bool suspended = false;
-    bool resumed = false;
+    bool suspended = false;  // waiting, or woken but not resumed yet
 
     explicit Awaiter(executor_internal::OneshotState<T>* s) noexcept
         : state(s) {}
     Awaiter(Awaiter&&) noexcept = default;  // before it is awaited
     ~Awaiter() {
-      if (suspended && !resumed) {
+      if (suspended) {
         std::lock_guard<executor_internal::SyncMutex> lock(state->mu);
         if (state->waiter == &node) state->waiter = nullptr;
       }
@@ -159,7 +158,7 @@ class OneshotReceiver {
       return true;
     }
     std::optional<T> await_resume() noexcept {
-      resumed = true;
+      suspended = false;
       std::lock_guard<executor_internal::SyncMutex> lock(state->mu);
       std::optional<T> out = std::move(state->value);
       state->value.reset();

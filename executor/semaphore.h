@@ -83,8 +83,7 @@ class Semaphore {
   struct [[nodiscard]] AcquireAwaiter {
     Semaphore* sem;
     executor_internal::PermitWaiter node;
-    bool suspended = false;
-    bool resumed = false;
+    bool suspended = false;  // waiting, or woken but not resumed yet
 
     AcquireAwaiter(Semaphore* s, size_t count) noexcept : sem(s) {
       node.n = count;
@@ -92,13 +91,13 @@ class Semaphore {
     AcquireAwaiter(AcquireAwaiter&&) noexcept =
         default;  // before it is awaited
     ~AcquireAwaiter() {
-      if (suspended && !resumed) sem->Abandon(this);
+      if (suspended) sem->Abandon(this);
     }
     bool await_ready() const noexcept { return node.n == 0; }
     bool await_suspend(std::coroutine_handle<> h) noexcept {
       return sem->Suspend(this, h);
     }
-    void await_resume() noexcept { resumed = true; }
+    void await_resume() noexcept { suspended = false; }
   };
 
   // co_await: takes n permits, waiting (FIFO) until they are free.

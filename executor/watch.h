@@ -119,14 +119,13 @@ class Watch : public std::enable_shared_from_this<Watch<T>> {
     struct [[nodiscard]] Awaiter {
       Receiver* rx;
       executor_internal::SyncWaiter node;
-      bool suspended = false;
-      bool resumed = false;
+      bool suspended = false;  // waiting, or woken but not resumed yet
       bool result = false;
 
       explicit Awaiter(Receiver* r) noexcept : rx(r) {}
       Awaiter(Awaiter&&) noexcept = default;  // before it is awaited
       ~Awaiter() {
-        if (suspended && !resumed) {
+        if (suspended) {
           std::lock_guard<executor_internal::SyncMutex> lock(rx->w_->mu_);
           if (node.linked) rx->w_->waiters_.Remove(&node);
         }
@@ -143,7 +142,7 @@ class Watch : public std::enable_shared_from_this<Watch<T>> {
       }
       bool await_resume() noexcept {
         if (suspended) {
-          resumed = true;
+          suspended = false;
           std::lock_guard<executor_internal::SyncMutex> lock(rx->w_->mu_);
           (void)rx->TakeNewLocked(&result);
         }
