@@ -13,7 +13,10 @@
 // WORKLOAD=channel (PROFILE=callgrind, EXECUTOR spindle) profiles a
 // channel ping-pong instead of yields: two tasks on one LocalExecutor
 // exchange N_TASKS x Y messages through two Channel<int64_t> of capacity 1,
-// and the count is per message.
+// and the count is per message.  WORKLOAD=spawn and WORKLOAD=fiber_spawn
+// profile Y rounds of N_TASKS coroutine tasks (fibers) spawned in a burst
+// and run to completion on one LocalExecutor; the count is per task
+// (spawn + run + teardown, the frame and stack caches warm).
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,23 +54,26 @@ bool OnPath(const std::string& tool) {
   return false;
 }
 
-// What poll_profile runs: EXECUTOR's yield loop, or with WORKLOAD=channel a
-// Spindle channel ping-pong (named "spindle_channel").
+// What poll_profile runs: EXECUTOR's yield loop, or with WORKLOAD=channel,
+// spawn or fiber_spawn a Spindle workload (named spindle_<workload>).
 absl::StatusOr<std::string> Workload(const Config& c) {
   const std::string executor = c.executor.empty() ? "spindle" : c.executor;
   const char* w = std::getenv("WORKLOAD");
   const std::string workload = w != nullptr ? w : "";
   if (workload.empty() || workload == "yield") return executor;
-  if (workload != "channel") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "WORKLOAD='", workload, "' is not valid: use yield or channel"));
+  if (workload != "channel" && workload != "spawn" &&
+      workload != "fiber_spawn") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("WORKLOAD='", workload,
+                     "' is not valid: use yield, channel, spawn or "
+                     "fiber_spawn"));
   }
   if (executor != "spindle") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "WORKLOAD=channel runs Spindle only: EXECUTOR='", executor,
+        "WORKLOAD=", workload, " runs Spindle only: EXECUTOR='", executor,
         "' is not valid with it (use spindle, or leave it unset)"));
   }
-  return std::string("spindle_channel");
+  return "spindle_" + workload;
 }
 
 absl::StatusOr<Rows> RunOnce(const std::string& executor, int64_t tasks,
@@ -76,6 +82,10 @@ absl::StatusOr<Rows> RunOnce(const std::string& executor, int64_t tasks,
   if (executor == "floor") return FloorYieldLoop("poll_profile", tasks, yields);
   if (executor == "spindle_channel") {
     return SpindleChannelLocal("poll_profile", tasks * yields);
+  }
+  if (executor == "spindle_spawn" || executor == "spindle_fiber_spawn") {
+    return SpindleSpawnRounds("poll_profile", tasks, yields,
+                              executor == "spindle_fiber_spawn");
   }
   return SpindleYield("poll_profile", tasks, yields, 1);
 }
@@ -170,6 +180,10 @@ int Profile(const Config& c) {
   const double ops = static_cast<double>(tasks) * static_cast<double>(y);
   const char* what = executor == "spindle_channel"
                          ? "per message (channel ping-pong)"
+                     : executor == "spindle_spawn"
+                         ? "per task (spawn + run + teardown)"
+                     : executor == "spindle_fiber_spawn"
+                         ? "per fiber (spawn + run + teardown)"
                          : "per poll (yield + resume)";
   std::cout << absl::StrFormat(
       "instructions: %d (Y=%d), %d (Y=%d)\n"

@@ -7,8 +7,8 @@ pp="$TEST_SRCDIR/$TEST_WORKSPACE/bench/poll_profile"
 log="$TEST_TMPDIR/pp.log"
 
 # One run of each workload; the channel one fails (exit 1) if a message is
-# lost or duplicated.
-for w in yield channel; do
+# lost or duplicated, the spawn ones if a task did not run.
+for w in yield channel spawn fiber_spawn; do
   SPINDLE_POLL_PROFILE_CHILD=1 WORKLOAD=$w N_TASKS=10 YIELDS_PER_TASK=50 \
     "$pp" >"$log" 2>&1 || { echo "WORKLOAD=$w failed:"; cat "$log"; exit 1; }
 done

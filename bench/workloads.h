@@ -104,6 +104,11 @@ void AddChannelBenchmarks(const Config& config, std::vector<Benchmark>& all);
 // Channel<int64_t> of capacity 1 (workloads_channel.cc).
 absl::StatusOr<Rows> SpindleChannelLocal(const std::string& id,
                                          int64_t messages);
+// poll_profile's WORKLOAD=spawn / fiber_spawn: `rounds` times, N
+// coroutine tasks (or fibers with 16 KiB pooled stacks) spawned in a burst,
+// then Run, on one LocalExecutor (workloads_fiber.cc).
+absl::StatusOr<Rows> SpindleSpawnRounds(const std::string& id, int64_t n,
+                                        int64_t rounds, bool fibers);
 // launch's spindle_fiber variant (workloads_fiber.cc).
 absl::StatusOr<Rows> SpindleFiberLaunch(const std::string& id,
                                         int64_t launches);

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "bench/workloads.h"
 #include "boost/context/detail/fcontext.hpp"
 #include "executor/executor.h"
@@ -142,6 +143,35 @@ absl::StatusOr<Rows> SpindleCoroutineSpawn(const std::string& id,
     ex.SpawnDetached(BumpTask(counter));
   });
 }
+
+}  // namespace
+
+absl::StatusOr<Rows> SpindleSpawnRounds(const std::string& id, int64_t n,
+                                        int64_t rounds, bool fibers) {
+  auto ex = MakeQuiet();
+  if (!ex.ok()) return ex.status();
+  FiberOptions o;
+  o.stack_size = 16 << 10;
+  uint64_t counter = 0;
+  const uint64_t t0 = MonotonicClock::Now();
+  for (int64_t r = 0; r < rounds; ++r) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (fibers) {
+        (*ex)->SpawnFiberDetached([&counter] { ++counter; }, o);
+      } else {
+        (*ex)->SpawnDetached(BumpTask(&counter));
+      }
+    }
+    (*ex)->Run();
+  }
+  Rows rows{Wall(id, t0)};
+  if (counter != static_cast<uint64_t>(n * rounds)) {
+    return absl::InternalError(absl::StrCat(id, ": not every task ran"));
+  }
+  return rows;
+}
+
+namespace {
 
 absl::StatusOr<Rows> SpindleFiberNop(const std::string& id, int64_t ops) {
   auto ex = MakeQuiet(reactor::BackendChoice::kIoUring);
