@@ -7,41 +7,27 @@
 namespace spindle::executor_internal {
 namespace {
 
-struct FreeBlock {
-  FreeBlock* next;        // the next block of the list (or of the batch)
-  FreeBlock* next_batch;  // in the depot, on a batch's first block
-};
-static_assert(sizeof(FreeBlock) <= kFrameGranule);
+using FreeBlock = FrameBlock;
 
 constexpr size_t BlockSize(size_t c) noexcept {
   return (c + 1) * kFrameGranule;
 }
 
-// MaxClassBlocks per class, so that a free does not divide.
-struct ClassBounds {
-  uint32_t blocks[kNumFrameClasses];
-  constexpr ClassBounds() : blocks{} {
-    for (size_t c = 0; c < kNumFrameClasses; ++c) {
-      blocks[c] = static_cast<uint32_t>(MaxClassBlocks(BlockSize(c)));
-    }
-  }
-};
-constexpr ClassBounds kClassBounds;
-
-// One thread's cache.  Only its own thread touches it.  Trivially
-// destructible and constant-initialised, so it is usable at any point of
-// the thread's life, including from destructors of other thread_local
-// objects that run after the cache was flushed (an executor or a handle in
-// thread-local storage created before the thread's first frame).
+// The cold half of one thread's cache (the hot half is tl_frame_lists,
+// in the header).  Only its own thread touches it.  Trivially destructible
+// and constant-initialised, so it is usable at any point of the thread's
+// life, including from destructors of other thread_local objects that run
+// after the cache was flushed (an executor or a handle in thread-local
+// storage created before the thread's first frame).
 struct ThreadCache {
-  FreeBlock* heads[kNumFrameClasses];
-  uint32_t counts[kNumFrameClasses];  // blocks on each list
   // Frees past MaxClassBlocks gather here, kDepotBatch at a time, and go
   // to the depot as one batch (no walk of the list).
   FreeBlock* outgoing[kNumFrameClasses];
   uint32_t outgoing_counts[kNumFrameClasses];
-  FrameAllocatorStats stats;
-  bool registered;  // the flusher below is armed
+  uint64_t system_allocs;
+  uint64_t depot_refills;
+  uint64_t depot_spills;
+  bool registered;  // the flusher below is armed (and room set)
   bool closed;      // flushed at thread exit: frees go to the system
 };
 
@@ -78,16 +64,16 @@ void FreeList(FreeBlock* b, size_t c) noexcept {
 }
 
 void Flush(ThreadCache& cache) noexcept {
+  FrameLists& l = tl_frame_lists;
   for (size_t c = 0; c < kNumFrameClasses; ++c) {
-    FreeList(cache.heads[c], c);
+    FreeList(l.heads[c], c);
     FreeList(cache.outgoing[c], c);
-    cache.heads[c] = nullptr;
-    cache.counts[c] = 0;
+    l.heads[c] = nullptr;
+    l.counts[c] = 0;
     cache.outgoing[c] = nullptr;
     cache.outgoing_counts[c] = 0;
   }
-  cache.stats.cached_blocks = 0;
-  cache.stats.cached_bytes = 0;
+  l.room = 0;  // closed: every free takes the out-of-line path
 }
 
 // Flushes the cache when the thread exits and closes it for good.
@@ -102,10 +88,12 @@ ThreadCache& Cache() noexcept {
   ThreadCache& cache = tl_cache;
   if (!cache.registered) [[unlikely]] {
     // First use on this thread: arm the flusher (its constructor runs now,
-    // so it is destroyed before any thread_local built earlier).
+    // so it is destroyed before any thread_local built earlier), and open
+    // the lists to frees.
     cache.registered = true;
     thread_local CacheFlusher flusher;
     (void)flusher;
+    tl_frame_lists.room = static_cast<int64_t>(kMaxCachedBytes);
   }
   return cache;
 }
@@ -117,9 +105,11 @@ inline size_t ClassOf(size_t size) noexcept {
 // The class-c list is empty: takes the outgoing blocks back, or a batch
 // from the depot if it has one.
 [[gnu::noinline]] bool Refill(ThreadCache& cache, size_t c) noexcept {
+  FrameLists& l = tl_frame_lists;
   if (cache.outgoing[c] != nullptr) {
-    cache.heads[c] = cache.outgoing[c];
-    cache.counts[c] = cache.outgoing_counts[c];
+    // Already counted against room.
+    l.heads[c] = cache.outgoing[c];
+    l.counts[c] = cache.outgoing_counts[c];
     cache.outgoing[c] = nullptr;
     cache.outgoing_counts[c] = 0;
     return true;
@@ -137,11 +127,10 @@ inline size_t ClassOf(size_t size) noexcept {
   }
   GetDepot().bytes.fetch_sub(kDepotBatch * BlockSize(c),
                              std::memory_order_relaxed);
-  cache.heads[c] = batch;
-  cache.counts[c] = kDepotBatch;
-  cache.stats.depot_refills++;
-  cache.stats.cached_blocks += kDepotBatch;
-  cache.stats.cached_bytes += kDepotBatch * BlockSize(c);
+  l.heads[c] = batch;
+  l.counts[c] = kDepotBatch;
+  l.room -= static_cast<int64_t>(kDepotBatch * BlockSize(c));
+  cache.depot_refills++;
   return true;
 }
 
@@ -157,8 +146,7 @@ inline size_t ClassOf(size_t size) noexcept {
   cache.outgoing[c] = nullptr;
   cache.outgoing_counts[c] = 0;
   const size_t bytes = kDepotBatch * BlockSize(c);
-  cache.stats.cached_blocks -= kDepotBatch;
-  cache.stats.cached_bytes -= bytes;
+  tl_frame_lists.room += static_cast<int64_t>(bytes);
   Depot& depot = GetDepot();
   // Reserve the room first: the depot never holds more than its bound.
   if (depot.bytes.fetch_add(bytes, std::memory_order_relaxed) + bytes >
@@ -175,37 +163,28 @@ inline size_t ClassOf(size_t size) noexcept {
     d.num_batches.store(d.num_batches.load(std::memory_order_relaxed) + 1,
                         std::memory_order_relaxed);
   }
-  cache.stats.depot_spills++;
+  cache.depot_spills++;
 }
 
 }  // namespace
 
-void* AllocateFrame(size_t size) {
+void* AllocateFrameSlow(size_t size) {
   if (size == 0) size = 1;
+  ThreadCache& cache = Cache();
   if (size > kMaxPooledSize) {
-    Cache().stats.system_allocs++;
+    cache.system_allocs++;
     return ::operator new(size);
   }
-  ThreadCache& cache = Cache();
   const size_t c = ClassOf(size);
-  if (cache.heads[c] != nullptr || (!cache.closed && Refill(cache, c)))
-      [[likely]] {
-    FreeBlock* b = cache.heads[c];
-    cache.heads[c] = b->next;
-    // The next block may come from another thread's cache (the depot):
-    // start fetching it for writing now, while this frame is built.
-    __builtin_prefetch(b->next, 1);
-    cache.counts[c]--;
-    cache.stats.pooled_allocs++;
-    cache.stats.cached_blocks--;
-    cache.stats.cached_bytes -= BlockSize(c);
-    return b;
+  FrameLists& l = tl_frame_lists;
+  if (l.heads[c] != nullptr || (!cache.closed && Refill(cache, c))) {
+    return PopFrameBlock(l, c);
   }
-  cache.stats.system_allocs++;
+  cache.system_allocs++;
   return ::operator new(BlockSize(c));
 }
 
-void FreeFrame(void* block, size_t size) noexcept {
+void FreeFrameSlow(void* block, size_t size) noexcept {
   if (size == 0) size = 1;
   if (size > kMaxPooledSize) {
     ::operator delete(block, size);
@@ -214,24 +193,34 @@ void FreeFrame(void* block, size_t size) noexcept {
   ThreadCache& cache = Cache();
   const size_t c = ClassOf(size);
   const size_t block_size = BlockSize(c);
-  if (cache.closed ||
-      cache.stats.cached_bytes + block_size > kMaxCachedBytes) {
+  FrameLists& l = tl_frame_lists;
+  if (cache.closed || l.room < static_cast<int64_t>(block_size)) {
     ::operator delete(block, block_size);
     return;
   }
-  auto* b = static_cast<FreeBlock*>(block);
-  cache.stats.cached_blocks++;
-  cache.stats.cached_bytes += block_size;
-  if (cache.counts[c] >= kClassBounds.blocks[c]) [[unlikely]] {
-    Spill(cache, c, b);
+  if (l.counts[c] >= kFrameClassBounds.blocks[c]) {
+    l.room -= static_cast<int64_t>(block_size);
+    Spill(cache, c, static_cast<FreeBlock*>(block));
     return;
   }
-  b->next = cache.heads[c];
-  cache.heads[c] = b;
-  cache.counts[c]++;
+  PushFrameBlock(l, c, block);
 }
 
-FrameAllocatorStats ThreadFrameStats() noexcept { return Cache().stats; }
+FrameAllocatorStats ThreadFrameStats() noexcept {
+  const ThreadCache& cache = tl_cache;
+  const FrameLists& l = tl_frame_lists;
+  FrameAllocatorStats s;
+  s.pooled_allocs = l.pooled_allocs;
+  s.system_allocs = cache.system_allocs;
+  s.depot_refills = cache.depot_refills;
+  s.depot_spills = cache.depot_spills;
+  for (size_t c = 0; c < kNumFrameClasses; ++c) {
+    const uint64_t blocks = l.counts[c] + cache.outgoing_counts[c];
+    s.cached_blocks += blocks;
+    s.cached_bytes += blocks * BlockSize(c);
+  }
+  return s;
+}
 
 size_t FrameDepotBytes() noexcept {
   return GetDepot().bytes.load(std::memory_order_relaxed);

@@ -56,14 +56,97 @@ constexpr size_t MaxClassBlocks(size_t block_size) {
   return kMaxClassBytes / block_size / kDepotBatch * kDepotBatch;
 }
 
+// The hot half of a thread's cache, in the header so that AllocateFrame
+// and FreeFrame inline their common cases (a list has a block; a list has
+// room): a spawn allocates and frees one frame, and the call, the checks
+// and the stats of an out-of-line allocator were ~80 of its ~600
+// instructions.  Everything else (the first use, a list that is empty or
+// full, the depot, thread exit) is out of line (frame_allocator.cc).
+struct FrameBlock {
+  FrameBlock* next;        // the next block of the list (or of the batch)
+  FrameBlock* next_batch;  // in the depot, on a batch's first block
+};
+static_assert(sizeof(FrameBlock) <= kFrameGranule);
+
+// Only its own thread touches it.  Constant-initialised (all zero) and
+// trivially destructible: usable at any point of the thread's life.
+struct FrameLists {
+  FrameBlock* heads[kNumFrameClasses];
+  uint32_t counts[kNumFrameClasses];  // blocks on each list
+  // Bytes the thread may still cache: kMaxCachedBytes less what it holds.
+  // 0 until the first out-of-line call arms the cache, and again once the
+  // thread has exited (so both take the out-of-line path).  Signed: a
+  // batch from the depot may take it below 0 for a while.
+  int64_t room;
+  uint64_t pooled_allocs;  // FrameAllocatorStats::pooled_allocs
+};
+inline constinit thread_local FrameLists tl_frame_lists{};
+
+// MaxClassBlocks of each class, so that a free does not divide.
+struct FrameClassBounds {
+  uint32_t blocks[kNumFrameClasses];
+  constexpr FrameClassBounds() : blocks{} {
+    for (size_t c = 0; c < kNumFrameClasses; ++c) {
+      blocks[c] =
+          static_cast<uint32_t>(MaxClassBlocks((c + 1) * kFrameGranule));
+    }
+  }
+};
+inline constexpr FrameClassBounds kFrameClassBounds;
+
+// A list's front block, for a non-empty list of class c.
+[[gnu::always_inline]] inline FrameBlock* PopFrameBlock(FrameLists& l,
+                                                        size_t c) noexcept {
+  FrameBlock* b = l.heads[c];
+  l.heads[c] = b->next;
+  // The next block may come from another thread's cache (the depot): start
+  // fetching it for writing now, while this frame is built.
+  __builtin_prefetch(b->next, 1);
+  l.counts[c]--;
+  l.room += static_cast<int64_t>((c + 1) * kFrameGranule);
+  l.pooled_allocs++;
+  return b;
+}
+// Puts `block` on the list of class c (the caller checked room and bound).
+[[gnu::always_inline]] inline void PushFrameBlock(FrameLists& l, size_t c,
+                                                  void* block) noexcept {
+  auto* b = static_cast<FrameBlock*>(block);
+  b->next = l.heads[c];
+  l.heads[c] = b;
+  l.counts[c]++;
+  l.room -= static_cast<int64_t>((c + 1) * kFrameGranule);
+}
+
+void* AllocateFrameSlow(size_t size);
+void FreeFrameSlow(void* block, size_t size) noexcept;
+
 // Returns a block of at least `size` bytes, aligned to
 // __STDCPP_DEFAULT_NEW_ALIGNMENT__.  Throws std::bad_alloc only when the
 // system is out of memory (coroutine frame allocation may throw).
-void* AllocateFrame(size_t size);
+inline void* AllocateFrame(size_t size) {
+  if (size - 1 < kMaxPooledSize) [[likely]] {  // 1..kMaxPooledSize
+    const size_t c = (size - 1) / kFrameGranule;
+    FrameLists& l = tl_frame_lists;
+    if (l.heads[c] != nullptr) [[likely]] return PopFrameBlock(l, c);
+  }
+  return AllocateFrameSlow(size);
+}
 
 // Returns a block to the calling thread's free list.  `size` must be the
 // size passed to AllocateFrame.
-void FreeFrame(void* block, size_t size) noexcept;
+inline void FreeFrame(void* block, size_t size) noexcept {
+  if (size - 1 < kMaxPooledSize) [[likely]] {
+    const size_t c = (size - 1) / kFrameGranule;
+    const int64_t block_size = static_cast<int64_t>((c + 1) * kFrameGranule);
+    FrameLists& l = tl_frame_lists;
+    if (l.room >= block_size && l.counts[c] < kFrameClassBounds.blocks[c])
+        [[likely]] {
+      PushFrameBlock(l, c, block);
+      return;
+    }
+  }
+  FreeFrameSlow(block, size);
+}
 
 // Per-thread counters, for tests and stats.
 struct FrameAllocatorStats {

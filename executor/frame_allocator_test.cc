@@ -93,6 +93,48 @@ TEST(FrameAllocatorTest, TheDepotIsBoundedAndSpillsPastItGoToTheSystem) {
   for (void* b : blocks) FreeFrame(b, kMaxPooledSize);
 }
 
+// The bound over all classes (kMaxCachedBytes) holds when each class stays
+// under its own bound, and the lists take frees again once emptied.
+TEST(FrameAllocatorTest, AThreadCachesAtMostMaxCachedBytesOverAllClasses) {
+  std::thread([] {
+    // Five classes, each filled to its own bound: 80 MiB in all.
+    constexpr size_t kClasses = 5;
+    auto size_of = [](size_t k) { return kMaxPooledSize - k * kFrameGranule; };
+    std::vector<std::vector<void*>> blocks(kClasses);
+    size_t total_bytes = 0;
+    for (size_t k = 0; k < kClasses; ++k) {
+      const size_t size = size_of(k);
+      blocks[k].resize(MaxClassBlocks(size));
+      for (void*& b : blocks[k]) b = AllocateFrame(size);
+      total_bytes += blocks[k].size() * size;
+    }
+    ASSERT_GT(total_bytes, kMaxCachedBytes);
+    ASSERT_EQ(ThreadFrameStats().cached_bytes, 0u);
+    const size_t depot_before = FrameDepotBytes();  // other tests' batches
+    for (size_t k = 0; k < kClasses; ++k) {
+      for (void* b : blocks[k]) FreeFrame(b, size_of(k));
+    }
+    const FrameAllocatorStats full = ThreadFrameStats();
+    EXPECT_LE(full.cached_bytes, kMaxCachedBytes);
+    EXPECT_GT(full.cached_bytes, kMaxCachedBytes - kMaxPooledSize);
+    EXPECT_EQ(FrameDepotBytes(), depot_before)
+        << "no class passed its own bound";
+    // Take everything cached back: pooled, and the lists end empty.
+    const uint64_t pooled_before = full.pooled_allocs;
+    for (size_t k = 0; k < kClasses; ++k) {
+      for (void*& b : blocks[k]) b = AllocateFrame(size_of(k));
+    }
+    const FrameAllocatorStats drained = ThreadFrameStats();
+    EXPECT_EQ(drained.pooled_allocs - pooled_before, full.cached_blocks);
+    EXPECT_EQ(drained.cached_bytes, 0u);
+    // Emptied, the lists take frees again (up to the bound).
+    for (size_t k = 0; k < kClasses; ++k) {
+      for (void* b : blocks[k]) FreeFrame(b, size_of(k));
+    }
+    EXPECT_EQ(ThreadFrameStats().cached_bytes, full.cached_bytes);
+  }).join();
+}
+
 // Threads that allocate and free each other's frames at once: every block
 // is handed out to one owner at a time (the sanitizers check the rest).
 TEST(FrameAllocatorTest, ConcurrentCrossThreadFreesStress) {
