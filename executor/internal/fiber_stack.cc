@@ -132,7 +132,9 @@ GuardKind StackGuardKind() noexcept {
 
 FiberStack AcquireStack(size_t usable) {
   const size_t page = PageSizeOnce();
-  const size_t size = ((usable + page - 1) / page) * page + page;
+  // Rounded up to pages with a mask, not a division (~20-40 cycles on
+  // this project's machines, on every fiber spawn): a page is a power of 2.
+  const size_t size = ((usable + page - 1) & ~(page - 1)) + page;
   if (tl_spare.size == size) [[likely]] {
     const FiberStack s = tl_spare;
     tl_spare = FiberStack{};
