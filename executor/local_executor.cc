@@ -216,11 +216,11 @@ bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {
   // holds), or a timer due: yield, and reap it first, so that the tasks it
   // wakes run before this one again and a task of a queue that should run
   // first is not kept waiting for the deadline.  Where completions cannot
-  // be seen (epoll), a poll while operations are in flight ends after
-  // kIoIntervalNs instead.
+  // be seen (epoll), a poll while operations wait on the kernel ends after
+  // kIoIntervalNs instead (a timer alone does not: TimerDue sees it).
   if (io_peeks_ && io_->HasPendingWork()) return YieldForEvents(t);
   const bool timers = io_->NextTimerDeadline() != UINT64_MAX;
-  const bool io_waits = !io_peeks_ && io_->inflight() != 0;
+  const bool io_waits = !io_peeks_ && KernelWaits();
   // One clock read, and only when something needs it.
   if (deadline == 0 && !io_waits && !timers) return false;
   const uint64_t now = timing::TscClock::Now();

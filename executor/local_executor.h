@@ -468,8 +468,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // is checked at every slice's end and in YieldMaybe.
   reactor::Reactor* io_ = nullptr;
   // Whether io_->HasPendingWork sees completions; where it does not
-  // (epoll), while operations are in flight the driver is polled every
-  // kIoIntervalNs and YieldMaybe yields after that long.
+  // (epoll), while operations wait on the kernel the driver is polled every
+  // kIoIntervalNs and YieldMaybe yields after that long.  Timers are not
+  // such operations: their deadlines are known (TimerDue).
   bool io_peeks_ = false;
   uint64_t io_interval_ticks_ = UINT64_MAX;
   static constexpr uint64_t kIoIntervalNs = 50'000;
@@ -478,11 +479,16 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool IoDue(uint64_t now) noexcept {
     if (io_ == nullptr) return false;
     if (io_peeks_ ? io_->HasPendingWork()
-                  : io_->inflight() != 0 &&
+                  : KernelWaits() &&
                         now - last_driver_tick_ >= io_interval_ticks_) {
       return true;
     }
     return io_->NextTimerDeadline() != UINT64_MAX && TimerDue(now);
+  }
+  // Whether operations other than timers are in flight (epoll cannot see
+  // their completions without a poll).
+  bool KernelWaits() const noexcept {
+    return io_->inflight() > io_->pending_timers();
   }
   // Whether the earliest timer is due at TSC tick `now` (its deadline is
   // converted once, when a new timer becomes the earliest).

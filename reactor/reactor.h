@@ -294,6 +294,10 @@ class Reactor {
 
   // Operations started whose callback has not run yet.
   size_t inflight() const noexcept { return core_.outstanding(); }
+  // Owner thread: the timers among them (SleepUntil, SleepFor, a Timeout's
+  // timer), which live in the reactor's heap, not in the kernel:
+  // `inflight() - pending_timers()` operations wait on the kernel.
+  size_t pending_timers() const noexcept { return core_.timers().size(); }
   // Owner thread: the MonotonicClock deadline (ns) of the earliest pending
   // timer (SleepUntil, SleepFor, a Timeout's timer), UINT64_MAX if none.
   // A Poll(0) at or after it runs that timer's callback.
