@@ -117,7 +117,9 @@ TEST(LauncherTest, StopIsToldOfTheTimeoutThenTheKill) {
   ProcessSpec s;
   s.binary = "/bin/sh";
   s.args = {"-c", "trap '' TERM; sleep 100"};
-  s.timeout = absl::Milliseconds(100);
+  // Long enough for the shell to have set its trap on a loaded machine
+  // (two execs): a TERM before that would end it, and no KILL would come.
+  s.timeout = absl::Seconds(1);
   s.kill_grace = absl::Milliseconds(100);
   absl::StatusOr<ProcessResult> r = f.runner->Run(s);
   ASSERT_TRUE(r.ok()) << r.status();

@@ -56,6 +56,7 @@ TEST_P(IoLatencyTest, ACompletionEndsABusyPollThatCallsYieldMaybe) {
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   std::atomic<bool> receiving{false};
   std::atomic<bool> done{false};
+  std::atomic<bool> written{false};  // set by the peer after its write
   // relaxed everywhere: flags between tasks of one thread, and a peer
   // thread that only waits for `receiving` before it writes.
   // Its first poll would run 1,000,000 iterations (about 1 s) if nothing
@@ -63,10 +64,12 @@ TEST_P(IoLatencyTest, ACompletionEndsABusyPollThatCallsYieldMaybe) {
   // generation: that is how the task sees where its first poll ends.
   // After that it only yields until the reader is done.
   uint64_t first_poll_iterations = 0;
+  uint64_t iterations_after_write = 0;  // iterations that began after it
   auto cpu = [&]() -> Task<void> {
     const budget::TaskBudget& b = CurrentTaskContext()->budget;
     const uint8_t generation = b.generation();
     while (b.generation() == generation) {
+      if (written.load(std::memory_order_relaxed)) ++iterations_after_write;
       SpinNs(1'000);
       ++first_poll_iterations;
       co_await YieldMaybe();  // goes on at once unless it yielded
@@ -91,6 +94,7 @@ TEST_P(IoLatencyTest, ACompletionEndsABusyPollThatCallsYieldMaybe) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     char byte = 'x';
     EXPECT_EQ(write(sv[1], &byte, 1), 1);
+    written.store(true, std::memory_order_relaxed);
   });
   ex->Run();
   peer.join();
@@ -100,9 +104,12 @@ TEST_P(IoLatencyTest, ACompletionEndsABusyPollThatCallsYieldMaybe) {
   // Without the check the CPU task's first poll runs to its budget:
   // 1,000,000 iterations.  With it, the poll ends within a few iterations
   // of the byte's arrival (io_uring) or after ~50 us of iterations while
-  // the Recv is in flight (epoll); 20 ms of 1 us iterations before the
-  // write are allowed for, and then some.
-  EXPECT_LT(first_poll_iterations, 200'000u);
+  // the Recv is in flight (epoll).  Only iterations after the write count
+  // (the peer may wait long for the CPU on a loaded machine); 20 ms of
+  // them are allowed for.
+  EXPECT_GT(first_poll_iterations, 0u);
+  EXPECT_LT(iterations_after_write, 20'000u)
+      << first_poll_iterations << " iterations in the first poll";
 }
 
 // A timer due while a task of the same queue spins through YieldMaybe():
@@ -174,38 +181,54 @@ TEST_P(IoLatencyTest, ADueTimerEndsABusyPollAndItsTaskRunsNext) {
 // epoll either (which ends a poll every kIoIntervalNs, 50 us, only while
 // operations wait on the kernel).  Each such end counts a driver yield.
 TEST_P(IoLatencyTest, APendingTimerAloneDoesNotEndAPollBeforeItIsDue) {
-  ExecutorBuilder b;
-  b.Tiers(LongPolls()).NoMonitor();
-  SPINDLE_MAKE_OR_SKIP(ex, std::move(b));
-  // Tasks of one thread: plain variables.
-  uint64_t deadline = 0;
-  uint64_t spun_ns = 0;
-  uint64_t yields_while_pending = 0;
-  auto spinner = [&]() -> Task<void> {
-    const uint64_t start = timing::MonotonicClock::Now();
-    const uint64_t yields = ex->Stats().driver_yields;
-    // 20 ms of 1 us steps, stopping early if the timer comes due (a late
-    // start on a loaded machine): every step sees the timer pending.
-    uint64_t now = start;
-    while (now < start + 20'000'000 && now < deadline) {
-      SpinNs(1'000);
-      co_await YieldMaybe();
-      now = timing::MonotonicClock::Now();
-    }
-    spun_ns = now - start;
-    yields_while_pending = ex->Stats().driver_yields - yields;
-  };
-  auto sleeper = [&]() -> Task<void> {
-    deadline = timing::MonotonicClock::Now() + 100'000'000;  // 100 ms
-    CurrentExecutor()->SpawnDetached(spinner());
-    co_await SleepUntil(deadline);
-  };
-  ex->SpawnDetached(sleeper());
-  ex->Run();
-  EXPECT_GT(spun_ns, 0u);
-  // Ending the poll every 50 us would be hundreds over 20 ms; one is
-  // allowed for the step that finds the timer due after a late start.
-  EXPECT_LE(yields_while_pending, 1u) << "spun " << spun_ns << " ns";
+  // As in ADueTimerEndsABusyPollAndItsTaskRunsNext, an attempt whose
+  // spinner starts after the deadline (a loaded machine) is not counted.
+  constexpr int kAttempts = 20;
+  int counted = 0;
+  for (int attempt = 0; attempt < kAttempts && counted == 0; ++attempt) {
+    ExecutorBuilder b;
+    b.Tiers(LongPolls()).NoMonitor();
+    SPINDLE_MAKE_OR_SKIP(ex, std::move(b));
+    // Tasks of one thread: plain variables.
+    uint64_t deadline = 0;
+    bool late_start = false;
+    uint64_t spun_ns = 0;
+    uint64_t yields_while_pending = 0;
+    auto spinner = [&]() -> Task<void> {
+      const uint64_t start = timing::MonotonicClock::Now();
+      if (start >= deadline) {
+        late_start = true;
+        co_return;
+      }
+      const uint64_t yields = ex->Stats().driver_yields;
+      // 20 ms of 1 us steps, stopping early if the timer comes due (a
+      // preemption): every step but the last sees the timer pending.
+      uint64_t now = start;
+      while (now < start + 20'000'000 && now < deadline) {
+        SpinNs(1'000);
+        co_await YieldMaybe();
+        now = timing::MonotonicClock::Now();
+      }
+      spun_ns = now - start;
+      yields_while_pending = ex->Stats().driver_yields - yields;
+    };
+    auto sleeper = [&]() -> Task<void> {
+      deadline = timing::MonotonicClock::Now() + 100'000'000;  // 100 ms
+      CurrentExecutor()->SpawnDetached(spinner());
+      co_await SleepUntil(deadline);
+    };
+    ex->SpawnDetached(sleeper());
+    ex->Run();
+    if (late_start) continue;
+    ++counted;
+    EXPECT_GT(spun_ns, 0u);
+    // Ending the poll every 50 us would be hundreds over 20 ms; one is
+    // allowed for the step that finds the timer due after a preemption.
+    EXPECT_LE(yields_while_pending, 1u) << "spun " << spun_ns << " ns";
+  }
+  EXPECT_EQ(counted, 1) << "every attempt's spinner started after the "
+                           "timer was due ("
+                        << kAttempts << " attempts)";
 }
 
 INSTANTIATE_TEST_SUITE_P(

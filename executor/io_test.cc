@@ -412,23 +412,27 @@ TEST_P(IoTest, BusyTasksDoNotStarveIo) {
   auto busy = [&]() -> Task<void> {
     while (!stop) co_await YieldNow();
   };
+  // The second-worst of 20 sleeps: a starved timer is late every time; one
+  // preemption of the thread by a loaded machine makes one sleep late.
   auto timer = [&]() -> Task<int64_t> {
     int64_t worst = 0;
+    int64_t second = 0;
     for (int i = 0; i < 20; ++i) {
       const uint64_t t0 = timing::MonotonicClock::Now();
       co_await SleepFor(1ms);
       const int64_t late =
           static_cast<int64_t>(timing::MonotonicClock::Now() - t0) - 1'000'000;
+      second = std::max(second, std::min(worst, late));
       worst = std::max(worst, late);
     }
     stop = true;
-    co_return worst;
+    co_return second;
   };
   ex->SpawnDetached(busy());
   JoinHandle<int64_t> h = ex->Spawn(timer());
   ex->Run();
-  const int64_t worst = h.Join();
-  EXPECT_LT(worst, 50'000'000) << "timer starved by a yielding task";
+  const int64_t second_worst = h.Join();
+  EXPECT_LT(second_worst, 50'000'000) << "timer starved by a yielding task";
 }
 
 TEST(IoNoReactorTest, OperationsReturnEnotsup) {

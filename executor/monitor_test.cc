@@ -1,6 +1,8 @@
 // The poll monitor: slow and stuck polls are reported while they run,
 // naming the task; the monitor sleeps while no executor runs.
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -102,8 +104,9 @@ TEST(MonitorTest, ASlowPollInsideASliceIsChargedToItsTask) {
   // The slow poll ran inside a slice of several polls (the loop read no
   // clock around it): polls outnumber slices by far.
   EXPECT_GT(s.polls, 4 * s.slices);
-  EXPECT_EQ(violations_before, 0u);
-  EXPECT_EQ(violations_after, 1u);
+  // Charged once for the slow poll.  (A warm-up poll that the OS preempted
+  // past the threshold may have been charged too: wall time.)
+  EXPECT_EQ(violations_after - violations_before, 1u);
 }
 
 TEST(MonitorTest, AStuckPollProducesExactlyOneReportNamingTheTask) {
@@ -136,15 +139,39 @@ TEST(MonitorTest, AStuckPollProducesExactlyOneReportNamingTheTask) {
   EXPECT_EQ(ex->Stats().monitor_slow_polls, 0u);  // no tiers: no threshold
 }
 
+// Involuntary context switches of the calling thread so far.
+long InvoluntarySwitches() {
+  rusage u{};
+  getrusage(RUSAGE_THREAD, &u);
+  return u.ru_nivcsw;
+}
+
 TEST(MonitorTest, ShortPollsAreNeverReported) {
-  std::atomic<int> reports{0};
-  auto ex = MakeExecutor(ExecutorBuilder().Tiers(OneMsTiers()).NoReactor()
-                             .OnMonitorReport([&](const MonitorReport&) {
-                               reports.fetch_add(1);
-                             }));
-  for (int i = 0; i < 100; ++i) ex->SpawnDetached(YieldThenReturn(100, i));
-  ex->Run();
-  EXPECT_EQ(reports.load(), 0);
+  // The monitor judges wall time: a poll the OS preempts for a millisecond
+  // (a loaded machine) is reported, as it should be.  So an attempt with a
+  // report counts against the monitor only if the thread was never
+  // preempted during it; otherwise the test tries again.
+  constexpr int kAttempts = 20;
+  int clean = 0;
+  for (int attempt = 0; attempt < kAttempts && clean == 0; ++attempt) {
+    std::atomic<int> reports{0};
+    auto ex = MakeExecutor(ExecutorBuilder().Tiers(OneMsTiers()).NoReactor()
+                               .OnMonitorReport([&](const MonitorReport&) {
+                                 reports.fetch_add(1);
+                               }));
+    for (int i = 0; i < 100; ++i) ex->SpawnDetached(YieldThenReturn(100, i));
+    const long switches = InvoluntarySwitches();
+    ex->Run();
+    const bool preempted = InvoluntarySwitches() != switches;
+    if (reports.load() == 0) {
+      ++clean;
+    } else {
+      ASSERT_TRUE(preempted) << reports.load() << " reports of short polls "
+                             << "that the OS did not preempt";
+    }
+  }
+  EXPECT_EQ(clean, 1) << "every attempt was preempted and reported ("
+                      << kAttempts << " attempts)";
 }
 
 TEST(MonitorTest, NoMonitorMeansNoReports) {

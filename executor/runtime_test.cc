@@ -325,11 +325,18 @@ TEST_P(RuntimeTest, AtMostHalfTheWorkersSearchAtOnce) {
   }
 }
 
-// Queues 1000 short tasks behind itself, then blocks its worker for 300 ms:
-// the others take them meanwhile.
+// Queues 1000 short tasks behind itself, then blocks its worker for at
+// least 300 ms (the monitor's stuck report), and on until they have all run
+// (at most 30 s: the other workers may get little CPU on a loaded machine):
+// the others take them meanwhile, since this worker never returns to its
+// loop before the count is read.
 Task<int> BlockWorker(std::atomic<int>* done) {
   for (int i = 0; i < 1000; ++i) Runtime::Current()->SpawnDetached(Short(done));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 3000 && done->load(std::memory_order_relaxed) < 1000;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   co_return done->load(std::memory_order_relaxed);
 }
 
