@@ -368,6 +368,10 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // with the attribute than without).
   [[gnu::always_inline]] inline void ScheduleLocal(
       executor_internal::TaskHeader* task) noexcept;
+  // ScheduleLocal's common case (a wake tick taken, a FIFO queue runnable
+  // already), without calls; false: nothing done, call ScheduleLocal.
+  // WakeSole's fast path, which then needs no callee-saved registers.
+  bool TryScheduleLocalFast(executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's thread: binds an unbound task to this executor and
   // queues it (or cancels it, if it was aborted before).
   void BindAndAdopt(executor_internal::TaskHeader* task) noexcept;

@@ -48,6 +48,12 @@ void Wake(TaskHeader* t) noexcept {
   (void)t->inbox->Submit(t->inbox->wakes, &t->wake_node);
 }
 
+namespace {
+[[gnu::noinline]] void ScheduleLocalOutOfLine(TaskHeader* t) noexcept {
+  t->owner->ScheduleLocal(t);
+}
+}  // namespace
+
 void WakeSole(TaskHeader* t) noexcept {
   // On the owner's thread: no notified bit, as for a sync primitive's
   // listed task (RequeueListedLocal).  A suspension on one operation or one
@@ -62,10 +68,14 @@ void WakeSole(TaskHeader* t) noexcept {
   // real result.  The poll resets wait_kind whether or not the task was
   // `woken` (RunSlice, PollTask).  From another thread (a join completed on another worker,
   // a reactor shutting down elsewhere): Wake.
-  if (t->owner == tl_executor &&
+  LocalExecutor* const ex = t->owner;
+  if (ex == tl_executor &&
       !(t->state.load(std::memory_order_relaxed) & kStateCancelRequested))
       [[likely]] {
-    t->owner->ScheduleLocal(t);
+    // The common case inline and without calls (no registers to save);
+    // the rest in a tail call.
+    if (ex->TryScheduleLocalFast(t)) [[likely]] return;
+    ScheduleLocalOutOfLine(t);
     return;
   }
   Wake(t);

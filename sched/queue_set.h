@@ -173,6 +173,11 @@ class QueueSet {
   // then pick it before the current queue's request ends, ShouldPreempt()
   // becomes true.
   void Push(uint16_t queue_index, TaskNode* task) noexcept;
+  // Push's common case: a task of normal priority to a FIFO queue that is
+  // runnable already.  Otherwise
+  // does nothing and returns false (then call Push).  Inline and without
+  // calls, so that a caller's fast path needs no callee-saved registers.
+  bool TryPushToRunnableFifo(uint16_t queue_index, TaskNode* task) noexcept;
   // The current queue while its request lasts and no preemption is pending;
   // otherwise EEVDF's choice (which clears ShouldPreempt and becomes the
   // current queue).  Then that queue's scheduler's Pop.  nullptr if all
@@ -429,6 +434,16 @@ inline void QueueSet::Push(uint16_t queue_index, TaskNode* task) noexcept {
   }
   ++pushed_;
   if (!q.runnable()) [[unlikely]] PushJoin(queue_index);
+}
+
+inline bool QueueSet::TryPushToRunnableFifo(uint16_t queue_index,
+                                            TaskNode* task) noexcept {
+  Queue& q = q_[queue_index];
+  if (q.fifo == nullptr || !q.runnable()) return false;
+  if (!q.fifo->TryPushNormal(task)) return false;  // Sets `queued`.
+  task->queue_index = queue_index;
+  ++pushed_;
+  return true;
 }
 
 inline TaskNode* QueueSet::Pick() noexcept {

@@ -162,6 +162,14 @@ class FifoScheduler final : public TaskScheduler {
       PushOther(task);
     }
   }
+  // Push for a task of normal priority (no call); false for another
+  // priority, which Push handles.
+  bool TryPushNormal(TaskNode* task) noexcept {
+    if (task->priority != Priority::kNormal) return false;
+    task->queued = true;
+    normal_.PushBack(task);
+    return true;
+  }
   TaskNode* Pop() noexcept override {
     TaskNode* t = others_ == 0 ? normal_.PopFront() : PopOther();
     if (t != nullptr) t->queued = false;

@@ -1,6 +1,7 @@
 // QueueSet::SliceCursor: the run loop's way through one queue's slice
 // (Next, Requeue, YieldNext, Close), against what Pick / Push would do.
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -101,6 +102,39 @@ TEST(SliceCursorTest, YieldNextKeepsPriorityOrder) {
   EXPECT_EQ(slice.Next(), nullptr);
   qs.ChargeSlice(q, 10, 4);
   EXPECT_TRUE(qs.CheckInvariants().ok()) << qs.CheckInvariants();
+}
+
+// WakeSole's fast path: only a normal-priority task into a FIFO queue that
+// is runnable already; anything else is left to Push, untouched.
+TEST(QueueSetTest, TryPushToRunnableFifoTakesOnlyTheCommonCase) {
+  QueueSet qs(TestConfig());
+  const uint16_t fifo = *qs.AddQueue(1, 1);
+  const uint16_t las = *qs.AddQueue(2, 1, std::make_unique<LasScheduler>());
+  TaskNode first, normal, high, other;
+  // Not runnable yet (empty): Push must join it to the tree.
+  EXPECT_FALSE(qs.TryPushToRunnableFifo(fifo, &first));
+  EXPECT_FALSE(first.queued);
+  qs.Push(fifo, &first);
+  EXPECT_TRUE(qs.TryPushToRunnableFifo(fifo, &normal));
+  EXPECT_TRUE(normal.queued);
+  EXPECT_EQ(normal.queue_index, fifo);
+  high.priority = Priority::kHigh;
+  EXPECT_FALSE(qs.TryPushToRunnableFifo(fifo, &high));
+  EXPECT_FALSE(high.queued);
+  qs.Push(fifo, &high);
+  // Not a FIFO: the queue's own scheduler decides.
+  TaskNode seed;
+  qs.Push(las, &seed);
+  EXPECT_FALSE(qs.TryPushToRunnableFifo(las, &other));
+  EXPECT_FALSE(other.queued);
+  EXPECT_EQ(qs.Size(), 4u);
+  EXPECT_TRUE(qs.CheckInvariants().ok()) << qs.CheckInvariants();
+  // The FIFO's order: high first, then first and normal as pushed.
+  std::vector<TaskNode*> fifo_order;
+  for (TaskNode* t = qs.Pick(); t != nullptr; t = qs.Pick()) {
+    if (t->queue_index == fifo) fifo_order.push_back(t);
+  }
+  EXPECT_EQ(fifo_order, (std::vector<TaskNode*>{&high, &first, &normal}));
 }
 
 }  // namespace

@@ -41,6 +41,15 @@ inline void LocalExecutor::ScheduleLocal(
   Enqueue(t, wake_tick_);
 }
 
+inline bool LocalExecutor::TryScheduleLocalFast(
+    executor_internal::TaskHeader* t) noexcept {
+  if (wake_tick_ == 0) return false;
+  if (!queue_set_->TryPushToRunnableFifo(QueueOf(t), t)) return false;
+  t->run_state = executor_internal::RunState::kQueued;
+  t->enqueue_tick = wake_tick_;
+  return true;
+}
+
 inline void LocalExecutor::Enqueue(executor_internal::TaskHeader* t,
                                    uint64_t now) noexcept {
   t->run_state = executor_internal::RunState::kQueued;
