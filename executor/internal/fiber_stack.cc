@@ -167,8 +167,12 @@ FiberStack AcquireStack(size_t usable) {
 }
 
 void ReleaseStack(FiberStack stack) noexcept {
-  // Frames of the fiber that ran here may have left shadow poison.
+#if defined(SPINDLE_ASAN)
+  // Frames of the fiber that ran here may have left shadow poison.  (Only
+  // under ASan: elsewhere the page size's guard would be tested for
+  // nothing on every fiber's end.)
   SanitizerUnpoison(stack.base + PageSizeOnce(), stack.usable());
+#endif
   if (tl_spare.base == nullptr && tl_cache_made) [[likely]] {
     tl_spare = stack;
     return;

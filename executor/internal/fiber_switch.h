@@ -65,7 +65,11 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
   g->caught = f->eh_caught;
   g->uncaught = f->eh_uncaught;
   void* fake = nullptr;
+#if defined(SPINDLE_ASAN)
+  // Only here: the page size is a function-local static, whose guard would
+  // otherwise be tested twice per switch for arguments nobody reads.
   AsanStartSwitch(&fake, f->stack.base + StackPageSize(), f->stack.usable());
+#endif
   f->tsan_caller = TsanCurrentFiber();
   TsanSwitchTo(f->tsan_fiber);
   const bc::transfer_t back = bc::jump_fcontext(f->self, f);
