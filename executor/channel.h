@@ -53,6 +53,8 @@ namespace executor_internal {
 // its message in.
 template <typename T>
 struct ValueWaiter : SyncWaiter {
+  ValueWaiter() noexcept = default;
+  explicit ValueWaiter(Unlinked u) noexcept : SyncWaiter(u) {}
   std::optional<T> value;
 };
 }  // namespace executor_internal
@@ -107,10 +109,15 @@ class Channel {
     ValueWaiter node;
     bool suspended = false;  // waiting, or woken but not resumed yet
 
-    SendAwaiter(Channel* c, T&& v) noexcept : ch(c) {
+    SendAwaiter(Channel* c, T&& v) noexcept
+        : ch(c), node(typename ValueWaiter::Unlinked{}) {
       node.value.emplace(std::move(v));
     }
-    SendAwaiter(SendAwaiter&&) noexcept = default;  // before it is awaited
+    // Before it is awaited: only the channel and the message are set.
+    SendAwaiter(SendAwaiter&& o) noexcept
+        : ch(o.ch), node(typename ValueWaiter::Unlinked{}) {
+      node.value = std::move(o.node.value);
+    }
     ~SendAwaiter() {
       if (suspended) ch->AbandonSend(this);
     }
@@ -131,8 +138,11 @@ class Channel {
     ValueWaiter node;
     bool suspended = false;  // waiting, or woken but not resumed yet
 
-    explicit RecvAwaiter(Channel* c) noexcept : ch(c) {}
-    RecvAwaiter(RecvAwaiter&&) noexcept = default;  // before it is awaited
+    explicit RecvAwaiter(Channel* c) noexcept
+        : ch(c), node(typename ValueWaiter::Unlinked{}) {}
+    // Before it is awaited: only the channel is set.
+    RecvAwaiter(RecvAwaiter&& o) noexcept
+        : ch(o.ch), node(typename ValueWaiter::Unlinked{}) {}
     ~RecvAwaiter() {
       if (suspended) ch->AbandonRecv(this);
     }

@@ -59,6 +59,30 @@ TEST(WhenAnyTest, AMessageBeatsATimerAndATimerBeatsSilence) {
   }(ex.get()));
 }
 
+// A Send is moved into the branch with its message (before it is
+// awaited): on a full channel it loses to the timer and sends nothing; with
+// room it wins, and the message is the one it was given.
+TEST(WhenAnyTest, ASendBranchCarriesItsMessage) {
+  auto ex = MakeExecutor();
+  ex->BlockOn([]() -> Task<> {
+    auto ch = MakeChannel<std::string>(1);
+    EXPECT_EQ(ch->TrySend(std::string("first")), ChannelStatus::kOk);
+    auto full = co_await WhenAny(ch->Send(std::string(64, 'x')),
+                                 SleepFor(milliseconds(2)));
+    EXPECT_EQ(full.index(), 1u);
+    EXPECT_EQ(ch->size(), 1u);
+    EXPECT_EQ(ch->TryRecv(), "first");
+    auto room = co_await WhenAny(ch->Send(std::string(64, 'y')),
+                                 SleepFor(seconds(30)));
+    EXPECT_EQ(room.index(), 0u);
+    if (room.index() == 0) {
+      EXPECT_TRUE(std::get<0>(room));
+    }
+    EXPECT_EQ(ch->TryRecv(), std::string(64, 'y'));
+    EXPECT_EQ(ch->size(), 0u);
+  }());
+}
+
 // One poll: the Notify branch wins, then a message is handed to the Recv
 // branch, which is queued behind it and has not resumed.
 Task<> NotifyThenSend(Notify* n, Channel<int>* ch) {

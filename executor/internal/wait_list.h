@@ -53,12 +53,28 @@ enum class WaitOutcome : uint8_t { kNone, kGranted, kBroadcast, kClosed };
 using SyncCondVar = std::condition_variable_any;
 
 struct SyncWaiter {
-  SyncWaiter* prev = nullptr;
-  SyncWaiter* next = nullptr;
-  TaskHeader* task = nullptr;  // the suspended task; null for a thread
-  bool linked = false;
-  bool thread = false;  // a plain thread waiting on the condition variable
-  WaitOutcome outcome = WaitOutcome::kNone;
+  // Every field set.
+  SyncWaiter() noexcept
+      : prev(nullptr),
+        next(nullptr),
+        task(nullptr),
+        linked(false),
+        thread(false),
+        outcome(WaitOutcome::kNone) {}
+  // Only what is read before the waiter is linked: `linked` and `thread`.
+  // For an awaiter's node on a hot path (a channel message), whose
+  // `prev`, `next` and `outcome` are written by PushBack, `task` by the
+  // suspend before that, and whose `outcome` is set before it is read
+  // on the paths that do not link it.
+  struct Unlinked {};
+  explicit SyncWaiter(Unlinked) noexcept : linked(false), thread(false) {}
+
+  SyncWaiter* prev;
+  SyncWaiter* next;
+  TaskHeader* task;  // the suspended task; null for a thread
+  bool linked;
+  bool thread;  // a plain thread waiting on the condition variable
+  WaitOutcome outcome;
 };
 
 // Suspends the calling task at `h` for a primitive's list (no reference is
