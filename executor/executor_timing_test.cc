@@ -2,6 +2,7 @@
 // own target, so that a loaded machine shows up here and nowhere else.
 #include "executor/executor.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <time.h>
 
@@ -183,6 +184,76 @@ TEST(ExecutorTest, PreemptionByTheOsDoesNotPromotePoliteTasks) {
   EXPECT_LT(worst, budget::Tier::kIsolate)
       << s.preempted_polls << " preempted polls, " << s.tier_warnings
       << " warnings";
+}
+
+// The same with polls that run inside slices of several polls: the run
+// loop times none of them; the monitor reports a poll still running after
+// the tiers' threshold (wall time), and the executor charges the report
+// when the poll returns.  A real-time thread on the executor's CPU takes
+// it away for 25 ms at a time (past the monitor's sampling period, at most
+// 10 ms while polls are short), in the middle of its 2 us polls.
+TEST(ExecutorTest, PreemptionInsideASliceDoesNotPromotePoliteTasks) {
+  cpu_set_t before;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(before), &before), 0);
+  const int cpu = sched_getcpu();
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  if (sched_setaffinity(0, sizeof(one), &one) != 0) {
+    GTEST_SKIP() << "cannot pin threads here";
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> competitor_ok{0};  // 1: real-time and pinned; -1: not
+  std::thread competitor([&] {
+    sched_param sp{};
+    sp.sched_priority = 1;
+    if (sched_setaffinity(0, sizeof(one), &one) != 0 ||
+        pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) != 0) {
+      competitor_ok = -1;
+      return;
+    }
+    competitor_ok = 1;
+    while (!stop.load(std::memory_order_relaxed)) {
+      Spin(25'000'000);
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  });
+  while (competitor_ok.load() == 0) std::this_thread::yield();
+  if (competitor_ok.load() < 0) {
+    competitor.join();
+    sched_setaffinity(0, sizeof(before), &before);
+    GTEST_SKIP() << "no real-time scheduling here";
+  }
+  budget::TierConfig tc = QuickTiers();
+  tc.promotion_violations = {4, 4, 4};
+  auto ex = MakeExecutor(ExecutorBuilder().Tiers(tc).NoReactor());
+  budget::Tier worst = budget::Tier::kMonitor;
+  // Until 8 polls were reported (or 3 s passed): charged at their wall
+  // time, each would be a violation (4 per tier promote a task).
+  const uint64_t start = timing::MonotonicClock::Now();
+  LocalExecutor* const exp = ex.get();
+  auto polite = [&]() -> Task<void> {
+    while (exp->Stats().monitor_slow_polls < 8 &&
+           timing::MonotonicClock::Now() - start < 3'000'000'000) {
+      Spin(2'000);
+      co_await YieldNow();
+      worst = std::max(worst, CurrentTaskContext()->tier());
+    }
+  };
+  for (int i = 0; i < 4; ++i) ex->SpawnDetached(polite());
+  ex->Run();
+  stop.store(true);
+  competitor.join();
+  sched_setaffinity(0, sizeof(before), &before);
+  const ExecutorStats s = ex->Stats();
+  // The polls ran inside slices (judged from the monitor's reports).
+  EXPECT_GT(s.polls, 2 * s.slices);
+  EXPECT_GT(s.monitor_slow_polls, 0u) << "the OS never preempted the thread?";
+  EXPECT_LE(s.tiers.violations * 4, s.monitor_slow_polls)
+      << s.tiers.violations << " violations";
+  EXPECT_LT(worst, budget::Tier::kIsolate)
+      << s.monitor_slow_polls << " reported polls, " << s.preempted_polls
+      << " discounted";
 }
 
 TEST(ExecutorTest, BlockingInsideAPollStillCountsAgainstTheTask) {

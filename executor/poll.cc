@@ -165,13 +165,19 @@ void LocalExecutor::JudgeReportedPoll(TaskHeader* t) noexcept {
   // The monitor saw this poll run past the tiers' threshold while it ran.
   // Its length: from when the monitor first saw it (at most one sampling
   // period after it began) to now, a lower bound.
+  // As in PollTask, the time the OS took the thread away (preemption only)
+  // is not the task's: the monitor judges wall time.
   const uint64_t since = beacon_.SlowSinceNs();
   const uint64_t now = timing::MonotonicClock::Now();
   const uint64_t ns = now > since ? now - since : 0;
   const budget::PollOutcome outcome = t->run_state == RunState::kDone
                                           ? budget::PollOutcome::kReady
                                           : budget::PollOutcome::kPending;
-  JudgePoll(t, outcome, timing::TscClock::FromNanos(ns));
+  const uint64_t ticks = timing::TscClock::FromNanos(ns);
+  JudgePoll(t, outcome,
+            ticks > min_violation_ticks_
+                ? DiscountPreemption(ticks, timing::TscClock::Now())
+                : ticks);
 }
 
 void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {

@@ -3,6 +3,7 @@
 #include "executor/internal/monitor.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,6 +24,17 @@ constexpr uint64_t kMaxBasePeriodNs = 25'000'000;
 // period so that its length is measured to within a base period.
 constexpr uint64_t kMaxProgressPeriodNs = 10'000'000;
 constexpr uint64_t kMaxIdlePeriodNs = 50'000'000;
+
+// The CPUs the process started on (a `taskset`), read before main.  The
+// monitor thread runs there, not on whatever CPU the thread that built the
+// first executor was pinned to: pinned with that executor, it would take
+// CPU time from it and could not see its polls while they run.
+cpu_set_t g_start_cpus;
+bool g_start_cpus_ok = false;
+[[gnu::constructor]] void ReadStartCpus() {
+  g_start_cpus_ok =
+      sched_getaffinity(0, sizeof(g_start_cpus), &g_start_cpus) == 0;
+}
 
 }  // namespace
 
@@ -137,6 +149,10 @@ Monitor::Sample Monitor::SampleLocked(uint64_t now_ns) {
 
 void Monitor::Loop() {
   pthread_setname_np(pthread_self(), "spindle-monitor");
+  // Best effort: a cpuset changed since the start may refuse it.
+  if (g_start_cpus_ok) {
+    sched_setaffinity(0, sizeof(g_start_cpus), &g_start_cpus);
+  }
   std::unique_lock<std::mutex> lock(mu_);
   uint64_t period = BasePeriodLocked();
   for (;;) {
