@@ -135,21 +135,53 @@ budget::TierConfig QuickTiers() {
   return tc;
 }
 
+// Pins the calling thread to the CPU it runs on, and gives its CPUs back
+// when it goes; Share() pins another thread to the same CPU.
+class PinnedHere {
+ public:
+  PinnedHere() {
+    CPU_ZERO(&one_);
+    CPU_SET(sched_getcpu(), &one_);
+    ok_ = sched_getaffinity(0, sizeof(before_), &before_) == 0 &&
+          sched_setaffinity(0, sizeof(one_), &one_) == 0;
+  }
+  ~PinnedHere() {
+    if (ok_) sched_setaffinity(0, sizeof(before_), &before_);
+  }
+  PinnedHere(const PinnedHere&) = delete;
+  PinnedHere& operator=(const PinnedHere&) = delete;
+  bool ok() const { return ok_; }
+  bool Share() const {
+    return sched_setaffinity(0, sizeof(one_), &one_) == 0;
+  }
+
+ private:
+  cpu_set_t before_;
+  cpu_set_t one_;
+  bool ok_ = false;
+};
+
+// A polite task that the OS preempted in `slow` polls (each long enough to
+// be a violation on wall time) had at most one violation in four of them
+// and stayed below tier isolate.
+void ExpectNotPromoted(uint64_t slow, const ExecutorStats& s,
+                       budget::Tier worst) {
+  EXPECT_GT(slow, 0u) << "the OS never preempted the thread?";
+  EXPECT_LE(s.tiers.violations * 4, slow)
+      << s.tiers.violations << " violations in " << slow << " slow polls";
+  EXPECT_LT(worst, budget::Tier::kIsolate)
+      << slow << " slow polls, " << s.preempted_polls << " discounted, "
+      << s.tier_warnings << " warnings";
+}
+
 TEST(ExecutorTest, PreemptionByTheOsDoesNotPromotePoliteTasks) {
   // The executor thread and a busy competitor share one CPU: the OS
   // preempts the executor every few ms, in the middle of 100 us polls.
-  cpu_set_t before;
-  ASSERT_EQ(sched_getaffinity(0, sizeof(before), &before), 0);
-  const int cpu = sched_getcpu();
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  if (sched_setaffinity(0, sizeof(one), &one) != 0) {
-    GTEST_SKIP() << "cannot pin threads here";
-  }
+  PinnedHere pin;
+  if (!pin.ok()) GTEST_SKIP() << "cannot pin threads here";
   std::atomic<bool> stop{false};
   std::thread competitor([&] {
-    sched_setaffinity(0, sizeof(one), &one);
+    pin.Share();
     while (!stop.load(std::memory_order_relaxed)) {
     }
   });
@@ -172,18 +204,12 @@ TEST(ExecutorTest, PreemptionByTheOsDoesNotPromotePoliteTasks) {
   ex->Run();
   stop.store(true);
   competitor.join();
-  sched_setaffinity(0, sizeof(before), &before);
-  const ExecutorStats s = ex->Stats();
-  EXPECT_GT(s.preempted_polls, 0u) << "the OS never preempted the thread?";
   // Nearly every preempted poll is discounted (a stray one may not be: the
   // sanitizers' runtimes sometimes block briefly, a voluntary switch), so
   // the polite task never gets near isolation.  Without the discount every
   // preempted poll is a violation and it climbs to isolate at once.
-  EXPECT_LE(s.tiers.violations * 4, s.preempted_polls)
-      << s.tiers.violations << " violations";
-  EXPECT_LT(worst, budget::Tier::kIsolate)
-      << s.preempted_polls << " preempted polls, " << s.tier_warnings
-      << " warnings";
+  const ExecutorStats s = ex->Stats();
+  ExpectNotPromoted(s.preempted_polls, s, worst);
 }
 
 // The same with polls that run inside slices of several polls: the run
@@ -194,21 +220,14 @@ TEST(ExecutorTest, PreemptionByTheOsDoesNotPromotePoliteTasks) {
 // 10 ms while polls are short), in the middle of its polls (yields only,
 // so that the loop runs many per slice even under the sanitizers).
 TEST(ExecutorTest, PreemptionInsideASliceDoesNotPromotePoliteTasks) {
-  cpu_set_t before;
-  ASSERT_EQ(sched_getaffinity(0, sizeof(before), &before), 0);
-  const int cpu = sched_getcpu();
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  if (sched_setaffinity(0, sizeof(one), &one) != 0) {
-    GTEST_SKIP() << "cannot pin threads here";
-  }
+  PinnedHere pin;
+  if (!pin.ok()) GTEST_SKIP() << "cannot pin threads here";
   std::atomic<bool> stop{false};
   std::atomic<int> competitor_ok{0};  // 1: real-time and pinned; -1: not
   std::thread competitor([&] {
     sched_param sp{};
     sp.sched_priority = 1;
-    if (sched_setaffinity(0, sizeof(one), &one) != 0 ||
+    if (!pin.Share() ||
         pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) != 0) {
       competitor_ok = -1;
       return;
@@ -222,7 +241,6 @@ TEST(ExecutorTest, PreemptionInsideASliceDoesNotPromotePoliteTasks) {
   while (competitor_ok.load() == 0) std::this_thread::yield();
   if (competitor_ok.load() < 0) {
     competitor.join();
-    sched_setaffinity(0, sizeof(before), &before);
     GTEST_SKIP() << "no real-time scheduling here";
   }
   budget::TierConfig tc = QuickTiers();
@@ -244,16 +262,10 @@ TEST(ExecutorTest, PreemptionInsideASliceDoesNotPromotePoliteTasks) {
   ex->Run();
   stop.store(true);
   competitor.join();
-  sched_setaffinity(0, sizeof(before), &before);
   const ExecutorStats s = ex->Stats();
   // The polls ran in slices of several (judged from the monitor's reports).
   EXPECT_GT(s.polls, 2 * s.slices);
-  EXPECT_GT(s.monitor_slow_polls, 0u) << "the OS never preempted the thread?";
-  EXPECT_LE(s.tiers.violations * 4, s.monitor_slow_polls)
-      << s.tiers.violations << " violations";
-  EXPECT_LT(worst, budget::Tier::kIsolate)
-      << s.monitor_slow_polls << " reported polls, " << s.preempted_polls
-      << " discounted";
+  ExpectNotPromoted(s.monitor_slow_polls, s, worst);
 }
 
 TEST(ExecutorTest, BlockingInsideAPollStillCountsAgainstTheTask) {
