@@ -25,8 +25,9 @@ constexpr uint64_t kMaxBasePeriodNs = 25'000'000;
 constexpr uint64_t kMaxProgressPeriodNs = 10'000'000;
 constexpr uint64_t kMaxIdlePeriodNs = 50'000'000;
 
-// The CPUs the process started on (a `taskset`), read before main.  The
-// monitor thread runs there, not on whatever CPU the thread that built the
+// The CPUs the process started on (a `taskset`), read when the library is
+// loaded (before main, for a program linked with it).  The monitor thread
+// runs there, not on whatever CPU the thread that built the
 // first executor was pinned to: pinned with that executor, it would take
 // CPU time from it and could not see its polls while they run.
 cpu_set_t g_start_cpus;
