@@ -155,12 +155,9 @@ class FifoScheduler final : public TaskScheduler {
  public:
   FifoScheduler() = default;
   void Push(TaskNode* task) noexcept override {
+    if (TryPushNormal(task)) [[likely]] return;
     task->queued = true;
-    if (task->priority == Priority::kNormal) [[likely]] {
-      normal_.PushBack(task);
-    } else {
-      PushOther(task);
-    }
+    PushOther(task);
   }
   // Push for a task of normal priority (no call); false for another
   // priority, which Push handles.
