@@ -155,12 +155,17 @@ class FifoScheduler final : public TaskScheduler {
  public:
   FifoScheduler() = default;
   void Push(TaskNode* task) noexcept override {
-    if (TryPushNormal(task)) [[likely]] return;
     task->queued = true;
-    PushOther(task);
+    if (task->priority == Priority::kNormal) [[likely]] {
+      normal_.PushBack(task);
+    } else {
+      PushOther(task);
+    }
   }
   // Push for a task of normal priority (no call); false for another
-  // priority, which Push handles.
+  // priority, which Push handles.  Push keeps its own copy of these lines:
+  // written as a call of this one it cost one more instruction per yield
+  // in the run loop (callgrind, poll_profile: 120.3 -> 121.4).
   bool TryPushNormal(TaskNode* task) noexcept {
     if (task->priority != Priority::kNormal) return false;
     task->queued = true;
