@@ -428,11 +428,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // tick `start`; returns the tick it ended at.
   uint64_t PollTask(executor_internal::TaskHeader* task,
                     uint64_t start) noexcept;
-  // The tiers' verdict on a poll of `ticks` ended at `now` (less what the
-  // OS preempted: DiscountPreemption), with the stats it moves.
+  // The tiers' verdict on a poll of `ticks`, with the stats it moves.
   void JudgePoll(executor_internal::TaskHeader* task,
-                 budget::PollOutcome outcome, uint64_t ticks,
-                 uint64_t now) noexcept;
+                 budget::PollOutcome outcome, uint64_t ticks) noexcept;
   // A poll of a slice that the monitor reported as slow while it ran.
   void JudgeReportedPoll(executor_internal::TaskHeader* task) noexcept;
   // After a poll: finish, re-queue or cancel the task by its run state.

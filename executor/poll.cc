@@ -121,7 +121,15 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   const budget::PollOutcome outcome =
       done ? budget::PollOutcome::kReady : budget::PollOutcome::kPending;
   if (hooks_ != nullptr) hooks_->CallAfterPoll(t->ctx, outcome, elapsed);
-  if (tiers_ != nullptr) JudgePoll(t, outcome, elapsed, t1);
+  if (tiers_ != nullptr) {
+    // A poll long enough to be a violation is checked against the thread's
+    // context switches: time the OS took the thread away (involuntary
+    // switches only) is not the task's doing.  Rare: only slow polls pay.
+    const uint64_t judged = elapsed > min_violation_ticks_
+                                ? DiscountPreemption(elapsed, t1)
+                                : elapsed;
+    JudgePoll(t, outcome, judged);
+  }
   // Counted, not cleared: the next Pick clears it when it switches queues
   // (clearing it here would cancel the preemption it asks for).
   if (queue_set_->ShouldPreempt()) preemptions_[q]++;
@@ -131,11 +139,7 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
 }
 
 void LocalExecutor::JudgePoll(TaskHeader* t, budget::PollOutcome outcome,
-                              uint64_t ticks, uint64_t now) noexcept {
-  // A poll long enough to be a violation is checked against the thread's
-  // context switches: time the OS took the thread away (involuntary
-  // switches only) is not the task's doing.  Rare: only slow polls pay.
-  if (ticks > min_violation_ticks_) ticks = DiscountPreemption(ticks, now);
+                              uint64_t ticks) noexcept {
   const budget::Tier before = t->ctx.tier();
   switch (tiers_->AfterPoll(t->ctx, outcome, ticks)) {
     case budget::Action::kNone:
@@ -161,15 +165,19 @@ void LocalExecutor::JudgeReportedPoll(TaskHeader* t) noexcept {
   // The monitor saw this poll run past the tiers' threshold while it ran.
   // Its length: from when the monitor first saw it (at most one sampling
   // period after it began) to now, a lower bound.
-  // The monitor judged wall time; JudgePoll takes off what the OS took.
+  // As in PollTask, the time the OS took the thread away (preemption only)
+  // is not the task's: the monitor judges wall time.
   const uint64_t since = beacon_.SlowSinceNs();
   const uint64_t now = timing::MonotonicClock::Now();
   const uint64_t ns = now > since ? now - since : 0;
   const budget::PollOutcome outcome = t->run_state == RunState::kDone
                                           ? budget::PollOutcome::kReady
                                           : budget::PollOutcome::kPending;
-  JudgePoll(t, outcome, timing::TscClock::FromNanos(ns),
-            timing::TscClock::Now());
+  const uint64_t ticks = timing::TscClock::FromNanos(ns);
+  JudgePoll(t, outcome,
+            ticks > min_violation_ticks_
+                ? DiscountPreemption(ticks, timing::TscClock::Now())
+                : ticks);
 }
 
 void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
