@@ -458,6 +458,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   };
   void MarkCpu(uint64_t now) noexcept;
   uint64_t DiscountPreemption(uint64_t elapsed, uint64_t now) noexcept;
+  // A poll's ticks as the tiers judge them (inline: only slow ones call).
+  uint64_t JudgedTicks(uint64_t elapsed, uint64_t now) noexcept;
   uint16_t QueueOf(const executor_internal::TaskHeader* task) const noexcept {
     // A task at tier isolate runs in the isolation lane (tiers on only).
     return task->ctx.tier() == budget::Tier::kIsolate ? *isolation_index_

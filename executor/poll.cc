@@ -125,10 +125,7 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
     // A poll long enough to be a violation is checked against the thread's
     // context switches: time the OS took the thread away (involuntary
     // switches only) is not the task's doing.  Rare: only slow polls pay.
-    const uint64_t judged = elapsed > min_violation_ticks_
-                                ? DiscountPreemption(elapsed, t1)
-                                : elapsed;
-    JudgePoll(t, outcome, judged);
+    JudgePoll(t, outcome, JudgedTicks(elapsed, t1));
   }
   // Counted, not cleared: the next Pick clears it when it switches queues
   // (clearing it here would cancel the preemption it asks for).
@@ -173,11 +170,8 @@ void LocalExecutor::JudgeReportedPoll(TaskHeader* t) noexcept {
   const budget::PollOutcome outcome = t->run_state == RunState::kDone
                                           ? budget::PollOutcome::kReady
                                           : budget::PollOutcome::kPending;
-  const uint64_t ticks = timing::TscClock::FromNanos(ns);
-  JudgePoll(t, outcome,
-            ticks > min_violation_ticks_
-                ? DiscountPreemption(ticks, timing::TscClock::Now())
-                : ticks);
+  JudgePoll(t, outcome, JudgedTicks(timing::TscClock::FromNanos(ns),
+                                    timing::TscClock::Now()));
 }
 
 void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {

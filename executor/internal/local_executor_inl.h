@@ -50,6 +50,12 @@ inline bool LocalExecutor::TryScheduleLocalFast(
   return true;
 }
 
+inline uint64_t LocalExecutor::JudgedTicks(uint64_t elapsed,
+                                           uint64_t now) noexcept {
+  return elapsed > min_violation_ticks_ ? DiscountPreemption(elapsed, now)
+                                        : elapsed;
+}
+
 inline void LocalExecutor::Enqueue(executor_internal::TaskHeader* t,
                                    uint64_t now) noexcept {
   t->run_state = executor_internal::RunState::kQueued;
