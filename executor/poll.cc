@@ -270,22 +270,23 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
       beacon_.Begin(t->ctx.task_id, t->ctx.name);
       // `bounce` is false whenever a poll begins: only a resume sets it,
       // and this loop clears it before resuming again.
-      for (;;) {
+      if (!t->fiber) [[likely]] {
         // A coroutine's resume entry, called directly (one indirect call
         // instead of two).
-        if (!t->fiber) [[likely]] {
+        t->resume_point.resume();
+        while (t->bounce) [[unlikely]] {
+          t->bounce = false;
           t->resume_point.resume();
-        } else {
-          // A fiber, switched in from this frame (see
-          // executor/internal/fiber_switch.h).
-          executor_internal::FiberContext* f =
-              executor_internal::FiberOfHeader(t);
-          if (f->started || executor_internal::StartFiber(f)) [[likely]] {
-            executor_internal::SwitchIn(f);
-          }
         }
-        if (!t->bounce) [[likely]] break;
-        t->bounce = false;
+      } else {
+        // A fiber, switched in from this frame (see
+        // executor/internal/fiber_switch.h).  It bounces on its own stack
+        // (this_fiber::Await), so `bounce` is false when it switches out.
+        executor_internal::FiberContext* f =
+            executor_internal::FiberOfHeader(t);
+        if (f->started || executor_internal::StartFiber(f)) [[likely]] {
+          executor_internal::SwitchIn(f);
+        }
       }
       // No beacon_.End() here: the next poll's Begin, or the one after the
       // loop, ends it for the monitor.
