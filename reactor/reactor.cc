@@ -214,18 +214,25 @@ void Reactor::WrongThread(const char* what) const noexcept {
   core_.NoteStarted();
 }
 
-[[gnu::always_inline]] inline void Reactor::StartIo(
-    Operation* op) noexcept {
+[[gnu::always_inline]] inline void Reactor::StartIo(Operation* op,
+                                                    OpCode code) noexcept {
   if (core_.shutting_down) [[unlikely]] {
     core_.PushReady(op, -ECANCELED);
     return;
   }
-  driver_->Start(op);
+  if (backend_ == Backend::kIoUring) {
+    // Direct and inline, with the opcode as a constant (Begin's store to
+    // the Operation is not one the compiler may read back).
+    static_cast<reactor_internal::UringDriver*>(driver_.get())
+        ->StartInline(op, code);
+  } else {
+    driver_->Start(op);
+  }
 }
 
 void Reactor::Nop(Operation* op) noexcept {
   Begin(op, OpCode::kNop, -1);
-  StartIo(op);
+  StartIo(op, OpCode::kNop);
 }
 
 void Reactor::SleepUntil(Operation* op, uint64_t deadline_ns) noexcept {
@@ -275,7 +282,7 @@ void Reactor::Read(Operation* op, int fd, void* buf, size_t len,
   Begin(op, OpCode::kRead, fd);
   S(op).addr = buf;
   S(op).offset = offset;
-  if (SetLength(op, len)) StartIo(op);
+  if (SetLength(op, len)) StartIo(op, OpCode::kRead);
 }
 
 void Reactor::Write(Operation* op, int fd, const void* buf, size_t len,
@@ -283,7 +290,7 @@ void Reactor::Write(Operation* op, int fd, const void* buf, size_t len,
   Begin(op, OpCode::kWrite, fd);
   S(op).addr = const_cast<void*>(buf);
   S(op).offset = offset;
-  if (SetLength(op, len)) StartIo(op);
+  if (SetLength(op, len)) StartIo(op, OpCode::kWrite);
 }
 
 void Reactor::Readv(Operation* op, int fd, const iovec* iov, int iovcnt,
@@ -291,7 +298,7 @@ void Reactor::Readv(Operation* op, int fd, const iovec* iov, int iovcnt,
   Begin(op, OpCode::kReadv, fd);
   S(op).addr = const_cast<iovec*>(iov);
   S(op).offset = offset;
-  if (SetIovecCount(op, iovcnt)) StartIo(op);
+  if (SetIovecCount(op, iovcnt)) StartIo(op, OpCode::kReadv);
 }
 
 void Reactor::Writev(Operation* op, int fd, const iovec* iov, int iovcnt,
@@ -299,7 +306,7 @@ void Reactor::Writev(Operation* op, int fd, const iovec* iov, int iovcnt,
   Begin(op, OpCode::kWritev, fd);
   S(op).addr = const_cast<iovec*>(iov);
   S(op).offset = offset;
-  if (SetIovecCount(op, iovcnt)) StartIo(op);
+  if (SetIovecCount(op, iovcnt)) StartIo(op, OpCode::kWritev);
 }
 
 void Reactor::Accept(Operation* op, int fd, sockaddr* addr,
@@ -307,7 +314,7 @@ void Reactor::Accept(Operation* op, int fd, sockaddr* addr,
   Begin(op, OpCode::kAccept, fd);
   S(op).addr = addr;
   S(op).addr2 = addrlen;
-  StartIo(op);
+  StartIo(op, OpCode::kAccept);
 }
 
 void Reactor::Connect(Operation* op, int fd, const sockaddr* addr,
@@ -315,7 +322,7 @@ void Reactor::Connect(Operation* op, int fd, const sockaddr* addr,
   Begin(op, OpCode::kConnect, fd);
   S(op).addr = const_cast<sockaddr*>(addr);
   S(op).len = len;
-  StartIo(op);
+  StartIo(op, OpCode::kConnect);
 }
 
 void Reactor::Recv(Operation* op, int fd, void* buf, size_t len,
@@ -323,7 +330,7 @@ void Reactor::Recv(Operation* op, int fd, void* buf, size_t len,
   Begin(op, OpCode::kRecv, fd);
   S(op).addr = buf;
   S(op).flags = flags;
-  if (SetLength(op, len)) StartIo(op);
+  if (SetLength(op, len)) StartIo(op, OpCode::kRecv);
 }
 
 void Reactor::Send(Operation* op, int fd, const void* buf, size_t len,
@@ -331,27 +338,27 @@ void Reactor::Send(Operation* op, int fd, const void* buf, size_t len,
   Begin(op, OpCode::kSend, fd);
   S(op).addr = const_cast<void*>(buf);
   S(op).flags = flags;
-  if (SetLength(op, len)) StartIo(op);
+  if (SetLength(op, len)) StartIo(op, OpCode::kSend);
 }
 
 void Reactor::Close(Operation* op, int fd) noexcept {
   Begin(op, OpCode::kClose, fd);
-  StartIo(op);
+  StartIo(op, OpCode::kClose);
 }
 
 void Reactor::Fsync(Operation* op, int fd) noexcept {
   Begin(op, OpCode::kFsync, fd);
-  StartIo(op);
+  StartIo(op, OpCode::kFsync);
 }
 
 void Reactor::PollReadable(Operation* op, int fd) noexcept {
   Begin(op, OpCode::kPollIn, fd);
-  StartIo(op);
+  StartIo(op, OpCode::kPollIn);
 }
 
 void Reactor::PollWritable(Operation* op, int fd) noexcept {
   Begin(op, OpCode::kPollOut, fd);
-  StartIo(op);
+  StartIo(op, OpCode::kPollOut);
 }
 
 void Reactor::Timeout(Operation* op, Operation* timeout_op,

@@ -319,7 +319,7 @@ class Reactor {
  private:
   Reactor() = default;
   void Begin(Operation* op, reactor_internal::OpCode code, int fd) noexcept;
-  void StartIo(Operation* op) noexcept;
+  void StartIo(Operation* op, reactor_internal::OpCode code) noexcept;
   bool SetLength(Operation* op, size_t len) noexcept;
   bool SetIovecCount(Operation* op, int iovcnt) noexcept;
   // Aborts unless the calling thread may use the reactor (the owner, or no

@@ -100,78 +100,6 @@ bool UringDriver::CancelForClose(Operation* close_op) noexcept {
   return true;
 }
 
-inline bool UringDriver::Issue(Operation* op) noexcept {
-  OpState& s = S(op);
-  if (s.code == OpCode::kClose) [[unlikely]] {
-    if (!CancelForClose(op)) return false;
-  }
-  io_uring_sqe* sqe = GetSqe();
-  if (sqe == nullptr) return false;
-  // Reactor clamped byte counts to kMaxRwCount, so they fit the SQE's 32-bit
-  // length; iovec counts are ints.
-  const unsigned len = static_cast<unsigned>(s.len);
-  const uint64_t off = static_cast<uint64_t>(s.offset);
-  switch (s.code) {
-    case OpCode::kNop:
-      io_uring_prep_nop(sqe);
-      break;
-    case OpCode::kRead:
-      io_uring_prep_read(sqe, s.fd, s.addr, len, off);
-      sqe->ioprio = Ioprio(op);
-      break;
-    case OpCode::kWrite:
-      io_uring_prep_write(sqe, s.fd, s.addr, len, off);
-      sqe->ioprio = Ioprio(op);
-      break;
-    case OpCode::kReadv:
-      io_uring_prep_readv(sqe, s.fd, static_cast<const iovec*>(s.addr), len,
-                          off);
-      sqe->ioprio = Ioprio(op);
-      break;
-    case OpCode::kWritev:
-      io_uring_prep_writev(sqe, s.fd, static_cast<const iovec*>(s.addr), len,
-                           off);
-      sqe->ioprio = Ioprio(op);
-      break;
-    case OpCode::kAccept:
-      io_uring_prep_accept(sqe, s.fd, static_cast<sockaddr*>(s.addr),
-                           static_cast<socklen_t*>(s.addr2), 0);
-      break;
-    case OpCode::kConnect:
-      io_uring_prep_connect(sqe, s.fd, static_cast<const sockaddr*>(s.addr),
-                            static_cast<socklen_t>(s.len));
-      break;
-    case OpCode::kRecv:
-      io_uring_prep_recv(sqe, s.fd, s.addr, len, s.flags);
-      break;
-    case OpCode::kSend:
-      io_uring_prep_send(sqe, s.fd, s.addr, len, s.flags);
-      break;
-    case OpCode::kClose:
-      io_uring_prep_close(sqe, s.fd);
-      break;
-    case OpCode::kFsync:
-      io_uring_prep_fsync(sqe, s.fd, 0);
-      break;
-    case OpCode::kPollIn:
-      io_uring_prep_poll_add(sqe, s.fd, POLLIN);
-      break;
-    case OpCode::kPollOut:
-      io_uring_prep_poll_add(sqe, s.fd, POLLOUT);
-      break;
-    case OpCode::kNone:
-    case OpCode::kTimer:
-      io_uring_prep_nop(sqe);  // Unreachable: Reactor never sends these.
-      break;
-  }
-  io_uring_sqe_set_data(sqe, op);
-  s.phase = OpPhase::kInflight;
-  inflight_.PushBack(op);
-  ++pending_;
-  ++stats_.submitted;
-  return true;
-}
-
 void UringDriver::Park(Operation* op) noexcept {
   S(op).phase = OpPhase::kQueued;
   parked_[static_cast<int>(op->priority) % 3].PushBack(op);
@@ -180,9 +108,7 @@ void UringDriver::Park(Operation* op) noexcept {
 }
 
 void UringDriver::Start(Operation* op) noexcept {
-  // Parked operations go first so that priority order holds.
-  if (HaveSlot() && parked() == 0 && Issue(op)) [[likely]] return;
-  Park(op);
+  StartInline(op, S(op).code);
 }
 
 bool UringDriver::IssueCancel(Operation* op) noexcept {
@@ -221,7 +147,7 @@ void UringDriver::Resume() noexcept {
   for (OpList& q : parked_) {
     while (!q.empty() && HaveSlot()) {
       Operation* op = q.front();
-      if (!Issue(op)) return;  // Issue leaves the links alone.
+      if (!Issue(op, S(op).code)) return;  // Issue leaves the links alone.
       q.Remove(op);
       --parked_count_;
     }
@@ -302,7 +228,7 @@ int UringDriver::Dispatch(uint64_t ud, int32_t res) noexcept {
     // kernel refuses the whole read or write without it.  Run it again at
     // normal priority, and every later kHigh operation too.
     RtIoprioDenied();
-    if (!Issue(op)) Park(op);
+    if (!Issue(op, s.code)) Park(op);
     return 0;
   }
   core_->Complete(op, res);

@@ -75,6 +75,7 @@
 #define SPINDLE_REACTOR_INTERNAL_URING_DRIVER_H_
 
 #include <liburing.h>
+#include <poll.h>
 
 #include <atomic>
 #include <cstdint>
@@ -121,6 +122,14 @@ class UringDriver final : public Driver {
   ~UringDriver() override;
 
   void Start(Operation* op) noexcept override;
+  // Start's body, inline for the Reactor's operation calls: each passes its
+  // opcode (S(op).code) as a constant, so Issue's switch folds away.
+  [[gnu::always_inline]] void StartInline(Operation* op,
+                                          OpCode code) noexcept {
+    // Parked operations go first so that priority order holds.
+    if (HaveSlot() && parked() == 0 && Issue(op, code)) [[likely]] return;
+    Park(op);
+  }
   void Cancel(Operation* op) noexcept override;
   int Wait(uint64_t timeout_ns, uint64_t deadline_ns) noexcept override;
   void Wake() noexcept override;
@@ -178,7 +187,8 @@ class UringDriver final : public Driver {
   int SubmitNow() noexcept;
   void EnableIfNeeded() noexcept;
   void Claim() noexcept override { EnableIfNeeded(); }
-  [[gnu::always_inline]] bool Issue(Operation* op) noexcept;
+  // `code` is S(op).code.
+  [[gnu::always_inline]] bool Issue(Operation* op, OpCode code) noexcept;
   // The SQE ioprio for `op` (records that it went out as real-time class).
   uint16_t Ioprio(Operation* op) noexcept {
     if (op->priority == IoPriority::kHigh) [[unlikely]] {
@@ -237,6 +247,80 @@ class UringDriver final : public Driver {
   InflightList inflight_;
   DriverStats stats_;
 };
+
+// Prepares one SQE for `op` (false: no SQE could be had).
+[[gnu::always_inline]] inline bool UringDriver::Issue(Operation* op,
+                                                     OpCode code) noexcept {
+  OpState& s = S(op);
+  if (code == OpCode::kClose) [[unlikely]] {
+    if (!CancelForClose(op)) return false;
+  }
+  io_uring_sqe* sqe = GetSqe();
+  if (sqe == nullptr) return false;
+  // Reactor clamped byte counts to kMaxRwCount, so they fit the SQE's 32-bit
+  // length; iovec counts are ints.
+  const unsigned len = static_cast<unsigned>(s.len);
+  const uint64_t off = static_cast<uint64_t>(s.offset);
+  switch (code) {
+    case OpCode::kNop:
+      io_uring_prep_nop(sqe);
+      break;
+    case OpCode::kRead:
+      io_uring_prep_read(sqe, s.fd, s.addr, len, off);
+      sqe->ioprio = Ioprio(op);
+      break;
+    case OpCode::kWrite:
+      io_uring_prep_write(sqe, s.fd, s.addr, len, off);
+      sqe->ioprio = Ioprio(op);
+      break;
+    case OpCode::kReadv:
+      io_uring_prep_readv(sqe, s.fd, static_cast<const iovec*>(s.addr), len,
+                          off);
+      sqe->ioprio = Ioprio(op);
+      break;
+    case OpCode::kWritev:
+      io_uring_prep_writev(sqe, s.fd, static_cast<const iovec*>(s.addr), len,
+                           off);
+      sqe->ioprio = Ioprio(op);
+      break;
+    case OpCode::kAccept:
+      io_uring_prep_accept(sqe, s.fd, static_cast<sockaddr*>(s.addr),
+                           static_cast<socklen_t*>(s.addr2), 0);
+      break;
+    case OpCode::kConnect:
+      io_uring_prep_connect(sqe, s.fd, static_cast<const sockaddr*>(s.addr),
+                            static_cast<socklen_t>(s.len));
+      break;
+    case OpCode::kRecv:
+      io_uring_prep_recv(sqe, s.fd, s.addr, len, s.flags);
+      break;
+    case OpCode::kSend:
+      io_uring_prep_send(sqe, s.fd, s.addr, len, s.flags);
+      break;
+    case OpCode::kClose:
+      io_uring_prep_close(sqe, s.fd);
+      break;
+    case OpCode::kFsync:
+      io_uring_prep_fsync(sqe, s.fd, 0);
+      break;
+    case OpCode::kPollIn:
+      io_uring_prep_poll_add(sqe, s.fd, POLLIN);
+      break;
+    case OpCode::kPollOut:
+      io_uring_prep_poll_add(sqe, s.fd, POLLOUT);
+      break;
+    case OpCode::kNone:
+    case OpCode::kTimer:
+      io_uring_prep_nop(sqe);  // Unreachable: Reactor never sends these.
+      break;
+  }
+  io_uring_sqe_set_data(sqe, op);
+  s.phase = OpPhase::kInflight;
+  inflight_.PushBack(op);
+  ++pending_;
+  ++stats_.submitted;
+  return true;
+}
 
 }  // namespace spindle::reactor::reactor_internal
 
