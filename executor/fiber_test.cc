@@ -109,6 +109,40 @@ TEST(FiberTest, FibersAndCoroutinesAwaitEachOther) {
   EXPECT_EQ(result.Join(), 5 + 7 + 11);
 }
 
+// A Task awaited directly in a fiber runs on the fiber's stack: its nested
+// awaits and returns bounce there, also when it yields in the middle, and
+// the run loop switches the fiber in once per poll.  Coroutine tasks yield
+// beside it, so the fiber is polled inside slices of several polls.
+TEST(FiberTest, ANestedTaskThatYieldsInsideAFiberFinishesThere) {
+  auto ex = MakeExecutor();
+  ASSERT_NE(ex, nullptr);
+  auto inner = []() -> Task<int> {
+    co_await YieldNow();
+    co_return 4;
+  };
+  auto outer = [inner]() -> Task<int> {
+    const int v = co_await inner();
+    co_await YieldNow();
+    co_return v + co_await inner();
+  };
+  int others = 0;
+  auto yielder = [](int* count) -> Task<void> {
+    for (int i = 0; i < 100; ++i) {
+      ++*count;
+      co_await YieldNow();
+    }
+  };
+  for (int i = 0; i < 3; ++i) ex->SpawnDetached(yielder(&others));
+  JoinHandle<int> fiber = ex->SpawnFiber([outer] {
+    int sum = 0;
+    for (int i = 0; i < 20; ++i) sum += this_fiber::Await(outer());
+    return sum;
+  });
+  ex->Run();
+  EXPECT_EQ(fiber.Join(), 20 * 8);
+  EXPECT_EQ(others, 300);
+}
+
 // Deep call stacks are what fibers are for: an await 1,000 frames down.
 // Returns the deepest frame's address; the caller checks the span.
 __attribute__((noinline)) uintptr_t Recurse(int depth) {
