@@ -98,7 +98,7 @@ class SpawnApi {
   template <typename T>
   JoinHandle<T> Spawn(Task<T> task, const SpawnOptions& options = {}) {
     TaskCell<T>* cell = task.Release();
-    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    AddUnpublishedRef(cell);  // the handle's
     static_cast<Derived*>(this)->SubmitTask(cell, options);
     return JoinHandle<T>(cell, static_cast<Derived*>(this)->inbox_);
   }
@@ -126,7 +126,7 @@ class SpawnApi {
                                         const FiberOptions& fiber = {},
                                         const SpawnOptions& options = {}) {
     TaskCell<FiberResult<F>>* cell = MakeFiber(std::forward<F>(fn), fiber);
-    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    AddUnpublishedRef(cell);  // the handle's
     static_cast<Derived*>(this)->SubmitTask(cell, options);
     return JoinHandle<FiberResult<F>>(cell,
                                       static_cast<Derived*>(this)->inbox_);
@@ -361,11 +361,8 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   budget::TierManager* tier_manager() noexcept { return tiers_.get(); }
 
   // Implementation entry points used by awaiters and the Runtime (not for
-  // users).
-  // Forced inline for the channel fast paths (executor/channel.h), the one
-  // caller GCC would otherwise call out of line; every other caller inlines
-  // it anyway (checked with -c opt: the suite's text is 160 bytes smaller
-  // with the attribute than without).
+  // users).  ScheduleLocal: forced inline for the channel fast paths
+  // (executor/channel.h), which GCC would otherwise call out of line.
   [[gnu::always_inline]] inline void ScheduleLocal(
       executor_internal::TaskHeader* task) noexcept;
   // ScheduleLocal's common case (a wake tick taken, a FIFO queue runnable
@@ -390,6 +387,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // A Runtime worker's run loop (executor/worker_loop.cc): runs until the
   // runtime closes.
   void RunWorker(executor_internal::Worker* worker);
+  // A worker's slice whose queue ran empty: starts the worker's newest
+  // stealable task; the slice's next task, or null (the slice ends).
+  sched::TaskNode* RefillSlice(sched::QueueSet::SliceCursor& slice) noexcept;
   void ProcessAbort(executor_internal::TaskHeader* task) noexcept;
   bool ShouldYield(executor_internal::TaskHeader* task) noexcept;
 
@@ -523,6 +523,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool running_ = false;
   bool shutting_down_ = false;
   bool isolation_thread_ = false;  // a Runtime's isolation thread
+  executor_internal::Worker* worker_ = nullptr;  // while RunWorker runs
   bool stopping_ = false;  // RequestStop in progress
 
   uint32_t polls_since_driver_ = 0;

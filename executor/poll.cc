@@ -328,7 +328,13 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
       break;
     }
     sched::TaskNode* next = yielded ? slice.YieldNext(t) : slice.Next();
-    if (next == nullptr) break;
+    if (next == nullptr) {
+      // A Runtime worker goes on with its own deque's tasks: one slice, not
+      // one per task, for a burst of short spawned tasks.
+      if (worker_ == nullptr || yielded) break;
+      next = RefillSlice(slice);
+      if (next == nullptr) break;
+    }
     t = static_cast<TaskHeader*>(next);
     if (t->ctx.budget.tier() != 0) [[unlikely]] {
       // Timed on its own, in the next slice.

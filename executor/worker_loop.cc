@@ -226,6 +226,21 @@ void LocalExecutor::BindAndAdopt(TaskHeader* t) noexcept {
   Adopt(t);
 }
 
+sched::TaskNode* LocalExecutor::RefillSlice(
+    sched::QueueSet::SliceCursor& slice) noexcept {
+  Worker* w = worker_;
+  // empty(): two plain loads before the Pop's locked store.
+  if (w->deque.empty()) return nullptr;
+  TaskHeader* t = w->deque.Pop();
+  if (t == nullptr) return nullptr;
+  w->policy->counters().AddLocal(1);
+  Worker::Bump(w->started);
+  // Queued in its own queue: the slice's next task if that is the slice's
+  // queue (otherwise the slice ends and the next Pick chooses).
+  BindAndAdopt(t);
+  return slice.Next();
+}
+
 void LocalExecutor::RunWorker(Worker* w) {
   RuntimeShared& rt = *w->rt;
   ABSL_RAW_CHECK(!running_, "a Runtime worker's executor is already running");
@@ -239,6 +254,9 @@ void LocalExecutor::RunWorker(Worker* w) {
     isolation_thread_ = true;
     for (SliceQuota& sq : slice_quota_) sq.quota = sq.max_quota = 1;
   }
+  // Slices go on with the deque's tasks (RefillSlice); not on the
+  // isolation thread, whose stealable spawns go to the shared injector.
+  if (!w->isolation) worker_ = w;
   DrainInbox();
   uint64_t now = timing::TscClock::Now();
   last_driver_tick_ = now;
@@ -320,6 +338,7 @@ void LocalExecutor::RunWorker(Worker* w) {
       now = timing::TscClock::Now();
     }
   }
+  worker_ = nullptr;
   executor_internal::tl_executor = nullptr;
   inbox_->running.store(false, std::memory_order_relaxed);
   if (monitored_) executor_internal::Monitor::Get().RunEnded();
