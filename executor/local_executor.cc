@@ -44,7 +44,8 @@
 //      callbacks may wake tasks (queued, never run).
 //   4. Take back the join registrations of waiting tasks; wait until every
 //      completer that won the race (maybe on another thread) has finished
-//      waking its waiter (Inbox::join_waits drops to zero).
+//      waking its waiter (Inbox::join_waits_remote reaches
+//      join_waits_owner).
 //   5. Cancel every live task: frame destroyed, then completion bits and
 //      joiner wake (DestroyCancelled).
 //      A destroyed frame may spawn (cancelled at once) or drop handles.
@@ -536,7 +537,8 @@ LocalExecutor::~LocalExecutor() {
     }
   }
   // acquire: pairs with JoinWaitEnd's release.
-  while (inbox_->join_waits.load(std::memory_order_acquire) != 0) {
+  while (inbox_->join_waits_remote.load(std::memory_order_acquire) !=
+         inbox_->join_waits_owner) {
     std::this_thread::yield();
   }
   while (all_tasks_ != nullptr) CancelTask(all_tasks_);

@@ -160,7 +160,7 @@ class RuntimeSpawner {
   template <typename T>
   JoinHandle<T> Spawn(Task<T> task, const RuntimeSpawnOptions& options = {}) {
     executor_internal::TaskCell<T>* cell = task.Release();
-    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    executor_internal::AddUnpublishedRef(cell);  // the handle's
     Submit(cell, options);
     return JoinHandle<T>(cell, Anchor());
   }
@@ -175,7 +175,7 @@ class RuntimeSpawner {
       F&& fn, const FiberOptions& fiber = {},
       const RuntimeSpawnOptions& options = {}) {
     auto* cell = executor_internal::MakeFiber(std::forward<F>(fn), fiber);
-    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    executor_internal::AddUnpublishedRef(cell);  // the handle's
     Submit(cell, options);
     return JoinHandle<FiberResult<F>>(cell, Anchor());
   }
@@ -197,7 +197,7 @@ class RuntimeSpawner {
   template <typename T>
   JoinHandle<T> SpawnOn(executor_internal::Worker* to, Task<T> task) {
     executor_internal::TaskCell<T>* cell = task.Release();
-    cell->refs.fetch_add(1, std::memory_order_relaxed);  // the handle's
+    executor_internal::AddUnpublishedRef(cell);  // the handle's
     Submit(cell, {}, to);
     return JoinHandle<T>(cell, Anchor());
   }

@@ -254,6 +254,13 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   }
 };
 
+// The join handle's reference, taken at spawn before the cell is published
+// (only the spawning thread knows it yet): a plain increment, no RMW.
+inline void AddUnpublishedRef(TaskHeader* h) noexcept {
+  h->refs.store(h->refs.load(std::memory_order_relaxed) + 1,
+                std::memory_order_relaxed);
+}
+
 // Drops one reference; frees the cell at zero.
 inline void ReleaseRef(TaskHeader* h) noexcept {
   // Sole owner (the common case of a detached task): no other reference can

@@ -18,14 +18,19 @@ namespace spindle::executor_internal {
 constinit thread_local LocalExecutor* tl_executor = nullptr;
 constinit thread_local TaskHeader* tl_task = nullptr;
 void JoinWaitBegin(TaskHeader* waiter) noexcept {
-  // relaxed: the registration itself is published by the state CAS.
-  waiter->inbox->join_waits.fetch_add(1, std::memory_order_relaxed);
+  // The waiter runs on its executor's thread (it is awaiting): a plain
+  // count; the registration itself is published by the state CAS.
+  ++waiter->inbox->join_waits_owner;
 }
 
 void JoinWaitEnd(Inbox* waiter_inbox) noexcept {
+  if (tl_executor == waiter_inbox->owner) {
+    --waiter_inbox->join_waits_owner;  // the owner's own thread
+    return;
+  }
   // release: pairs with the destructor's acquire wait; everything the
   // completer did to the waiter happens-before the executor goes away.
-  waiter_inbox->join_waits.fetch_sub(1, std::memory_order_release);
+  waiter_inbox->join_waits_remote.fetch_add(1, std::memory_order_release);
 }
 
 reactor::Reactor* ThisThreadReactor() noexcept {

@@ -100,8 +100,13 @@ struct Inbox {
   std::atomic<bool> closed{false};
   std::atomic<int64_t> inflight{0};
   // Join registrations of this executor's tasks not yet consumed (by the
-  // completer, after its wake, or by the waiter's own deregistration).
-  std::atomic<int64_t> join_waits{0};
+  // completer, after its wake, or by the waiter's own deregistration):
+  // join_waits_owner less join_waits_remote.  The owner's thread counts
+  // registrations and what it consumes itself in the plain counter (no RMW
+  // on a join within one worker); other threads count what they consume
+  // in the atomic one.
+  int64_t join_waits_owner = 0;
+  std::atomic<int64_t> join_waits_remote{0};
   Driver* driver = nullptr;  // valid until closed and drained
   // The executor; tasks record it at spawn.  Only compared by other threads
   // (never dereferenced by them) once the executor may be gone.
