@@ -430,6 +430,45 @@ TEST(HardeningDeathTest, EmptyHandlesAndTasksFailWithAMessage) {
       "awaited twice");
 }
 
+// A join whose target completes on another thread while the waiter's
+// executor is destroyed.  The completer consumes the waiter's registration
+// on its own thread (Inbox::join_waits_remote) and the destructor waits for
+// it before it frees the waiter; or the destructor takes the registration
+// back first.  Clean under ASan and TSan either way; the waiter ends with
+// the target's value (the target was done at its poll) or cancelled.
+Task<int> AwaitElsewhere(JoinHandle<int> target) { co_return co_await target; }
+
+TEST(HardeningTest, JoinCompletedOnAnotherThreadVersusWaiterDestroyStress) {
+  auto far = MakeExecutor();
+  Spawner far_spawner = far->GetSpawner();
+  Gate hold;  // keeps `far` running until RequestStop
+  far->SpawnDetached(WaitOn(&hold));
+  std::thread far_thread([&] { far->Run(); });
+  int completed = 0;
+  int cancelled = 0;
+  for (int round = 0; round < kStressRounds; ++round) {
+    auto ex = MakeExecutor();
+    JoinHandle<int> waiter = ex->Spawn(
+        AwaitElsewhere(far_spawner.Spawn(YieldThenReturn(round % 4, round))));
+    // One poll: the waiter registers its join, or finds the target done.
+    LocalExecutor::RunLimits one;
+    one.max_polls = 1;
+    (void)ex->RunFor(one);
+    ex.reset();  // races the target's completion on far_thread
+    const JoinStatus s = waiter.status();
+    if (s == JoinStatus::kCompleted) {
+      ASSERT_EQ(waiter.Join(), round);
+      ++completed;
+    } else {
+      ASSERT_EQ(s, JoinStatus::kCancelled);
+      ++cancelled;
+    }
+  }
+  far->RequestStop();
+  far_thread.join();
+  EXPECT_EQ(completed + cancelled, kStressRounds);
+}
+
 TEST(HardeningTest, EmptyHandleJoinThrowsAndAbortIsANoOp) {
   JoinHandle<int> h;
   h.Abort();
