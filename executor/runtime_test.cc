@@ -103,6 +103,35 @@ TEST_P(RuntimeTest, ForkJoinComputesTheRightValue) {
             kSanitized ? 987u : 17711u);
 }
 
+// Spawns `n` short stealable tasks (into this worker's deque) and joins
+// them all.
+Task<int> Burst(int n) {
+  std::vector<JoinHandle<int>> hs;
+  hs.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    hs.push_back(Runtime::Current()->Spawn(executor_testing::Constant(i)));
+  }
+  int sum = 0;
+  for (JoinHandle<int>& h : hs) sum += co_await h;
+  co_return sum;
+}
+
+// A worker's slice goes on with the tasks of its own deque when its queue
+// runs empty (LocalExecutor::RefillSlice): a burst of short spawned tasks
+// takes far fewer slices than polls.  Before, every task taken from the
+// deque had a slice (and a clock read, a quota update) of its own.
+TEST(RuntimeSliceTest, ABurstOfSpawnedTasksSharesSlices) {
+  auto rt = MakeRuntime(1);
+  ASSERT_NE(rt, nullptr);
+  EXPECT_EQ(rt->BlockOn(Burst(1000)), 999 * 1000 / 2);
+  const RuntimeStats s = rt->Stats();
+  ASSERT_EQ(s.workers.size(), 1u);
+  EXPECT_GE(s.workers[0].polls, 1000u);
+  EXPECT_LT(2 * s.workers[0].slices, s.workers[0].polls)
+      << "slices " << s.workers[0].slices << ", polls "
+      << s.workers[0].polls;
+}
+
 Task<int> OnWorker(size_t* where, int v) {
   *where = *CurrentWorker();
   co_return v;
