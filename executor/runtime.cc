@@ -162,6 +162,12 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
     }
     const size_t queued = self->deque.size();
     if (self->policy->AdmitStealable(queued)) {
+      // A single worker has no thief and nobody to wake: the task stays in
+      // the deque's private part, whose Pop takes no locked instruction.
+      if (n == 1 && self->deque.Push(t)) {
+        Worker::Bump(self->wakes_skipped);
+        return;
+      }
       // PushOrOverflow publishes the task: stealable at once, so that a
       // poll that blocks after this spawn strands nothing.
       bool overflowed = false;
@@ -182,7 +188,8 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
       rt.injector.Push(t);
       Worker::Bump(self->overflowed);
     }
-    if (!rt.NotifyOne()) Worker::Bump(self->wakes_skipped);  // N1-N3
+    // N1-N3 (a single worker takes its overflow from the injector itself).
+    if (n == 1 || !rt.NotifyOne()) Worker::Bump(self->wakes_skipped);
     return;
   }
 

@@ -18,9 +18,11 @@
 // Who owns what.
 //   Worker::deque      push/pop: the worker's thread; steal: any worker;
 //                      after the threads are joined: the destructor.
-//                      Every push is published at once (WorkDeque's
-//                      private part stays empty): a poll that blocks never
-//                      strands a queued task.
+//                      With 2+ workers every push is published at once
+//                      (WorkDeque's private part stays empty): a poll that
+//                      blocks never strands a queued task.  A single
+//                      worker keeps its pushes private (no one else could
+//                      take them; its Pop then takes no locked RMW).
 //   Worker::executor   the worker's thread while it runs (it builds nothing:
 //                      the executor is built by Build and destroyed by the
 //                      worker thread at the end of step S3).
