@@ -188,7 +188,8 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
       rt.injector.Push(t);
       Worker::Bump(self->overflowed);
     }
-    // N1-N3 (a single worker takes its overflow from the injector itself).
+    // N1-N3.  Not on a single worker: the spawner is that worker, running
+    // (a spawn from outside, below, may find it parked and must wake it).
     if (n == 1 || !rt.NotifyOne()) Worker::Bump(self->wakes_skipped);
     return;
   }

@@ -174,16 +174,20 @@ TaskHeader* PopInjected(RuntimeShared& rt, Worker& w) noexcept {
   return batch[0];
 }
 
+// The newest task of the worker's own deque, counted as a local hit, or
+// null.  empty() first: two plain loads before the Pop's store.
+TaskHeader* PopOwn(Worker& w) noexcept {
+  if (w.deque.empty()) return nullptr;
+  TaskHeader* t = w.deque.Pop();
+  if (t != nullptr) w.policy->counters().AddLocal(1);
+  return t;
+}
+
 // The executor's queues are empty: its own deque (a task popped at the top
 // of the loop may have been cancelled instead of queued), injectors (every
 // worker), then a steal scan (searchers only: F1-F2).
 TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
-  if (!w.deque.empty()) {
-    if (TaskHeader* t = w.deque.Pop()) {
-      w.policy->counters().AddLocal(1);
-      return t;
-    }
-  }
+  if (TaskHeader* t = PopOwn(w)) return t;
   if (TaskHeader* t = PopInjected(rt, w)) return t;
   const size_t n = rt.workers.size();
   if (n < 2 || !rt.StartSearching(w)) return nullptr;
@@ -228,16 +232,12 @@ void LocalExecutor::BindAndAdopt(TaskHeader* t) noexcept {
 
 sched::TaskNode* LocalExecutor::RefillSlice(
     sched::QueueSet::SliceCursor& slice) noexcept {
-  Worker* w = worker_;
-  // empty(): two plain loads before the Pop's locked store.
-  if (w->deque.empty()) return nullptr;
-  TaskHeader* t = w->deque.Pop();
+  TaskHeader* t = executor_internal::PopOwn(*worker_);
   if (t == nullptr) return nullptr;
-  w->policy->counters().AddLocal(1);
-  Worker::Bump(w->started);
+  Worker::Bump(worker_->started);  // as RunWorker's `start`
+  BindAndAdopt(t);
   // Queued in its own queue: the slice's next task if that is the slice's
   // queue (otherwise the slice ends and the next Pick chooses).
-  BindAndAdopt(t);
   return slice.Next();
 }
 
@@ -281,13 +281,8 @@ void LocalExecutor::RunWorker(Worker* w) {
     if (rt.closing.load(std::memory_order_relaxed)) break;
     // One task from the own deque per iteration, so that the deque drains
     // even while the executor's queues are busy; what stays there can be
-    // stolen.  empty(): two plain loads before the Pop's locked store.
-    if (!w->deque.empty()) {
-      if (TaskHeader* t = w->deque.Pop()) {
-        w->policy->counters().AddLocal(1);
-        start(t);
-      }
-    }
+    // stolen.
+    if (TaskHeader* t = executor_internal::PopOwn(*w)) start(t);
     sched::TaskNode* node = queue_set_->Pick();
     if (node == nullptr && w->isolation) {
       // Nothing to search for: it sleeps until a task moves here (its
