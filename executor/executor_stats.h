@@ -50,6 +50,10 @@ struct ExecutorStats {
   // docs/guides/single_thread.md, "The run loop"); polls / slices is the
   // mean slice.  One loop iteration per slice, per park, and one to end.
   uint64_t slices = 0;
+  // Tasks a sync primitive woke inside a poll that ran next in the same
+  // slice, from the hand-off slot (docs/guides/single_thread.md, "The run
+  // loop"), without a trip through their queue.
+  uint64_t handoffs = 0;
   uint64_t loop_iterations = 0;
   uint64_t driver_yields = 0;  // driver polls while tasks were runnable
   uint64_t max_ns_without_driver_yield = 0;

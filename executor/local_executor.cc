@@ -138,6 +138,11 @@ void LocalExecutor::ProcessAbort(TaskHeader* t) noexcept {
       // Woken with a result to deliver: it runs, and is cancelled at its
       // next suspension point (PollTask).
       if (HasUndeliveredResult(t)) return;
+      if (t == handoff_) {  // woken inside this poll, not queued (yet)
+        handoff_ = nullptr;
+        CancelTask(t);
+        return;
+      }
       if (queue_set_->Remove(t)) CancelTask(t);
       return;
     case RunState::kSuspended:

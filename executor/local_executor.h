@@ -1,4 +1,5 @@
-// executor/local_executor.h: the single-threaded executor and its builder.
+// executor/local_executor.h: the single-threaded executor (its builder:
+// executor/executor_builder.h, included here).
 //
 // Reach for `ExecutorBuilder` to make a `LocalExecutor`, then `Spawn` tasks
 // and `Run()` or `BlockOn()`.  Tasks call `YieldNow()`, `YieldMaybe()` and
@@ -31,6 +32,7 @@
 #include "budget/hooks.h"
 #include "budget/tier.h"
 #include "executor/driver.h"
+#include "executor/executor_builder.h"
 #include "executor/executor_stats.h"
 #include "executor/fiber_task.h"
 #include "executor/internal/monitor.h"
@@ -41,8 +43,6 @@
 #include "timing/clock.h"
 
 namespace spindle {
-
-using QueueId = sched::QueueId;
 
 // The queue id the executor uses for its isolation lane when tiers are on.
 inline constexpr QueueId kIsolationQueueId = 0xFFFFFFFFu;
@@ -183,89 +183,6 @@ class Spawner : public executor_internal::SpawnApi<Spawner> {
   std::shared_ptr<executor_internal::Inbox> inbox_;
 };
 
-// ExecutorBuilder: validated configuration of a LocalExecutor.
-//
-// Example:
-//   auto ex = spindle::ExecutorBuilder()
-//                 .WithQueue(1, 3).WithQueue(2, 1)
-//                 .Build();
-//   if (!ex.ok()) return ex.status();
-class ExecutorBuilder {
- public:
-  ExecutorBuilder();
-  ExecutorBuilder& WithQueue(QueueId id, uint32_t share);
-  ExecutorBuilder& WithQueue(QueueId id, uint32_t share,
-                             std::unique_ptr<sched::TaskScheduler> scheduler);
-  ExecutorBuilder& SchedLatency(std::chrono::nanoseconds latency);  // 2 ms
-  ExecutorBuilder& MinSlice(std::chrono::nanoseconds slice);        // 100 us
-  ExecutorBuilder& DriverYield(std::chrono::nanoseconds interval);  // 1 ms
-  ExecutorBuilder& MaxPollsPerYield(uint32_t polls);                // 61
-  ExecutorBuilder& Tiers(budget::TierConfig config);  // default: FromEnv()
-  ExecutorBuilder& NoTiers();                         // no tier evaluation
-  ExecutorBuilder& Hooks(std::shared_ptr<budget::HookRegistry> hooks);
-  // The isolation lane's share, in the same units as the queues' shares
-  // (1..10000).  Default: about 1% of the sum of the queues' shares, however
-  // small they are (user shares are scaled up internally so that the lane
-  // can be a fraction of the smallest; ExecutorStats::share_scale).
-  ExecutorBuilder& IsolationShare(uint32_t share);
-  ExecutorBuilder& CollectStats(bool enabled);  // default true
-  // Records every task's TaskTiming (JoinHandle::Timing(),
-  // CurrentTaskTiming()).  Off by default: it times every poll on its own
-  // (two clock reads a poll instead of two a slice); the suite's
-  // 1B_yield/spindle_timed row measures the cost.
-  ExecutorBuilder& TaskTiming(bool enabled = true);
-  // The process's poll monitor (one thread for all executors, asleep while
-  // none runs) reports polls that run past the tiers' threshold and polls
-  // stuck past this threshold (default 100 ms, or SPINDLE_STUCK_THRESHOLD_MS
-  // in 1..3600000), naming the task.  NoMonitor(): no extra thread; a stuck
-  // poll then goes unreported until it returns (the tiers still judge
-  // every poll when it ends).
-  ExecutorBuilder& StuckThreshold(std::chrono::nanoseconds threshold);
-  ExecutorBuilder& NoMonitor();
-  // Called on the monitor's thread for each report; must not block, create
-  // or destroy executors.
-  ExecutorBuilder& OnMonitorReport(
-      std::function<void(const MonitorReport&)> hook);
-  // The reactor's options (default: ReactorOptions::FromEnv(), i.e.
-  // SPINDLE_REACTOR=auto|io_uring|epoll, auto when unset).
-  ExecutorBuilder& Reactor(reactor::ReactorOptions options);
-  // No reactor: a futex ParkingDriver; I/O awaitables return -ENOTSUP.
-  ExecutorBuilder& NoReactor();
-  // Replaces the driver altogether (for tests and embedders).
-  ExecutorBuilder& WithDriver(std::unique_ptr<Driver> driver);
-
-  // InvalidArgument naming the value and the valid range for: duplicate
-  // queue id, share 0 or > 10000, more than 256 queues (255 with tiers on:
-  // the isolation lane takes one), non-positive durations, MaxPollsPerYield
-  // 0, min slice above sched latency, a bad TierConfig or SPINDLE_* value.
-  absl::StatusOr<std::unique_ptr<LocalExecutor>> Build();
-
- private:
-  struct QueueSpec {
-    QueueId id;
-    uint32_t share;
-    std::unique_ptr<sched::TaskScheduler> scheduler;
-  };
-  std::vector<QueueSpec> queues_;
-  std::chrono::nanoseconds sched_latency_{2'000'000};
-  std::chrono::nanoseconds min_slice_{100'000};
-  std::chrono::nanoseconds driver_yield_{1'000'000};
-  int64_t max_polls_per_yield_ = 61;
-  std::optional<budget::TierConfig> tiers_;
-  bool tiers_off_ = false;
-  std::shared_ptr<budget::HookRegistry> hooks_;
-  std::optional<uint32_t> isolation_share_;
-  bool stats_ = true;
-  bool task_timing_ = false;
-  std::optional<std::chrono::nanoseconds> stuck_threshold_;
-  bool no_monitor_ = false;
-  std::function<void(const MonitorReport&)> monitor_hook_;
-  std::unique_ptr<Driver> driver_;
-  std::optional<reactor::ReactorOptions> reactor_options_;
-  bool no_reactor_ = false;
-  std::vector<absl::Status> errors_;
-};
-
 // LocalExecutor: runs tasks on the thread that calls Run() / BlockOn().
 //
 // Scheduling: an EEVDF QueueSet shares CPU time between queues in
@@ -365,6 +282,11 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // (executor/channel.h), which GCC would otherwise call out of line.
   [[gnu::always_inline]] inline void ScheduleLocal(
       executor_internal::TaskHeader* task) noexcept;
+  // A sync primitive's wake of a task of this executor, inside a poll
+  // (executor/internal/wait_list.h): the task runs next in the current
+  // slice when it can (the hand-off slot, see handoff_), else ScheduleLocal.
+  [[gnu::always_inline]] inline void HandOffLocal(
+      executor_internal::TaskHeader* task) noexcept;
   // ScheduleLocal's common case (a wake tick taken, a FIFO queue runnable
   // already), without calls; false: nothing done, call ScheduleLocal.
   // WakeSole's fast path, which then needs no callee-saved registers.
@@ -390,6 +312,11 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // A worker's slice whose queue ran empty: starts the worker's newest
   // stealable task; the slice's next task, or null (the slice ends).
   sched::TaskNode* RefillSlice(sched::QueueSet::SliceCursor& slice) noexcept;
+  [[gnu::noinline]] sched::TaskNode* RequeueHandOffAndTakeNext(
+      sched::QueueSet::SliceCursor& slice,
+      executor_internal::TaskHeader* yielded) noexcept;
+  [[gnu::noinline]] void FlushHandOff(
+      sched::QueueSet::SliceCursor& slice) noexcept;
   void ProcessAbort(executor_internal::TaskHeader* task) noexcept;
   bool ShouldYield(executor_internal::TaskHeader* task) noexcept;
 
@@ -529,6 +456,20 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   uint32_t polls_since_driver_ = 0;
   uint64_t last_driver_tick_ = 0;
   uint64_t wake_tick_ = 0;  // enqueue tick for wakes; 0: read the clock
+  // The hand-off slot: while RunSlice runs a slice of queue slice_queue_
+  // (kNoSlice otherwise), a task of normal priority and tier monitor that
+  // a sync primitive wakes for that queue while it is empty (a channel
+  // message's receiver, a mutex's next holder) waits here instead of in
+  // the queue, and runs after the poll that woke it, unless a task of
+  // high priority was queued meanwhile or the slice is over: then it joins
+  // the queue (FlushHandOff).  The order is the queue's: a task queued
+  // earlier, or woken earlier in the poll, keeps the slot empty.  What it
+  // saves is the queue's push and pop (and the dependency between them) of
+  // every message two tasks of one worker bounce.  Empty outside RunSlice.
+  static constexpr uint16_t kNoSlice = 0xffff;
+  uint16_t slice_queue_ = kNoSlice;
+  const sched::FifoScheduler* slice_fifo_ = nullptr;  // slice_queue_'s
+  executor_internal::TaskHeader* handoff_ = nullptr;
   uint64_t next_task_id_ = 1;  // odd ids for local spawns
   executor_internal::TaskHeader* all_tasks_ = nullptr;  // live task list
 

@@ -246,6 +246,8 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
   sched::QueueSet::SliceCursor slice = queue_set_->CurrentSlice();
   uint32_t left = limit;  // polls the slice may still hold
   uint32_t others = 0;  // polls that did not end in a yield
+  slice_queue_ = q;  // opens the hand-off slot (handoff_)
+  slice_fifo_ = slice.fifo();
   for (;;) {
     // One poll, inline: no clock read.  wait_kind and abort_seen are reset
     // for every task, as PollTask does: a task requeued in place by the one
@@ -324,10 +326,25 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
     if (--left == 0 ||
         (kUntil && (until->state.load(std::memory_order_acquire) &
                     executor_internal::kStateDone))) {
+      // The task in the hand-off slot goes first: it was woken before the
+      // task that yielded had finished its poll.
+      if (handoff_ != nullptr) [[unlikely]] FlushHandOff(slice);
       if (yielded) slice.Requeue(t);
       break;
     }
-    sched::TaskNode* next = yielded ? slice.YieldNext(t) : slice.Next();
+    sched::TaskNode* next;
+    if (handoff_ == nullptr) [[likely]] {
+      next = yielded ? slice.YieldNext(t) : slice.Next();
+    } else if (slice.TakesHandOff()) [[likely]] {
+      // The task a sync primitive woke in this poll runs next, as the
+      // queue would have had it (see handoff_).
+      if (yielded) slice.Requeue(t);
+      next = handoff_;
+      handoff_ = nullptr;
+      stats_.handoffs++;
+    } else {
+      next = RequeueHandOffAndTakeNext(slice, yielded ? t : nullptr);
+    }
     if (next == nullptr) {
       // A Runtime worker goes on with its own deque's tasks: one slice, not
       // one per task, for a burst of short spawned tasks.
@@ -342,6 +359,7 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
       break;
     }
   }
+  slice_queue_ = kNoSlice;  // the slot is empty: every exit above takes it
   beacon_.End();
   executor_internal::tl_task = nullptr;
   const uint64_t end = timing::TscClock::Now();
@@ -351,6 +369,23 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
   slice.Close(polls - 1 + (*carry != nullptr ? 1 : 0));
   CloseSlice(q, end - start, polls, polls - others);
   return end;
+}
+
+// A task of high priority was queued since the hand-off, or the slice is
+// over: the slot's task joins the queue (FlushHandOff), and the slice goes
+// on as Next / YieldNext say.  `yielded`: the task of the poll that just
+// ended, if it yielded (it goes behind).
+sched::TaskNode* LocalExecutor::RequeueHandOffAndTakeNext(
+    sched::QueueSet::SliceCursor& slice, TaskHeader* yielded) noexcept {
+  FlushHandOff(slice);
+  return yielded != nullptr ? slice.YieldNext(yielded) : slice.Next();
+}
+
+// The hand-off slot's task joins the slice's queue where ScheduleLocal
+// would have put it: first of its priority (the queue was empty then).
+void LocalExecutor::FlushHandOff(sched::QueueSet::SliceCursor& slice) noexcept {
+  slice.RequeueHandOff(handoff_);
+  handoff_ = nullptr;
 }
 
 template uint64_t LocalExecutor::RunSlice<true>(TaskHeader*, TaskHeader*,

@@ -228,6 +228,23 @@ class QueueSet {
       fifo_->FifoScheduler::Push(task);
       return fifo_->FifoScheduler::Pop();  // Never null: `task` is queued.
     }
+    // A task of normal priority that the caller held for this queue
+    // outside it (the executor's hand-off slot) since the queue was empty:
+    // it goes back where the queue would have had it, ahead of the normal
+    // tasks queued since.
+    void RequeueHandOff(TaskNode* task) noexcept {
+      fifo_->PushFrontNormal(task);
+      ++set_->pushed_;
+      if (!q_->runnable()) [[unlikely]] set_->PushJoin(index_);
+    }
+    // Whether such a task may run next instead of Next()'s: the slice goes
+    // on and no task of high priority waits.
+    bool TakesHandOff() const noexcept {
+      return set_->SliceGoes() && !fifo_->HasHigh();
+    }
+    // The queue's scheduler (for a caller that asks IsEmpty between
+    // polls).
+    const FifoScheduler* fifo() const noexcept { return fifo_; }
     void Close(uint32_t given) noexcept { q_->picks += given; }
 
    private:

@@ -102,6 +102,13 @@ class TaskList {
     t->prev = last;
     head_.prev = t;
   }
+  void PushFront(TaskNode* t) noexcept {
+    TaskNode* first = head_.next;
+    t->prev = &head_;
+    first->prev = t;
+    t->next = first;
+    head_.next = t;
+  }
   // An unlinked node's next / prev are left stale: `queued` is the truth.
   static void Unlink(TaskNode* t) noexcept {
     t->prev->next = t->next;
@@ -194,6 +201,14 @@ class FifoScheduler final : public TaskScheduler {
   }
   // O(1), non-virtual, for callers that know the type (QueueSet).
   bool IsEmpty() const noexcept { return others_ == 0 && normal_.empty(); }
+  // Whether a task of high priority is queued (Pop would take it first).
+  bool HasHigh() const noexcept { return (others_ & kHighBit) != 0; }
+  // A task of normal priority, ahead of the other normal ones (one that
+  // was due before all of them: the executor's hand-off slot).
+  void PushFrontNormal(TaskNode* task) noexcept {
+    task->queued = true;
+    normal_.PushFront(task);
+  }
   std::string_view Name() const noexcept override { return "fifo"; }
 
  private:

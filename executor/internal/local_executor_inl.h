@@ -41,6 +41,23 @@ inline void LocalExecutor::ScheduleLocal(
   Enqueue(t, wake_tick_);
 }
 
+inline void LocalExecutor::HandOffLocal(
+    executor_internal::TaskHeader* t) noexcept {
+  // Tier monitor (0): its queue is home_queue, and RunSlice takes it
+  // without carrying it out of the slice.  An empty queue: it would be
+  // next there too (see handoff_).
+  if (handoff_ == nullptr && t->home_queue == slice_queue_ &&
+      t->priority == sched::Priority::kNormal &&
+      t->ctx.budget.tier() == 0 && slice_fifo_->IsEmpty()) [[likely]] {
+    t->run_state = executor_internal::RunState::kQueued;
+    t->enqueue_tick = wake_tick_;
+    t->queue_index = slice_queue_;  // where FlushHandOff may queue it
+    handoff_ = t;
+    return;
+  }
+  ScheduleLocal(t);
+}
+
 inline bool LocalExecutor::TryScheduleLocalFast(
     executor_internal::TaskHeader* t) noexcept {
   if (wake_tick_ == 0) return false;
