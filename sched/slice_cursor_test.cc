@@ -1,5 +1,6 @@
 // QueueSet::SliceCursor: the run loop's way through one queue's slice
-// (Next, Requeue, YieldNext, Close), against what Pick / Push would do.
+// (Next, Requeue, YieldNext, RequeueHandOff, TakesHandOff, Close), against
+// what Pick / Push would do.
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -135,6 +136,50 @@ TEST(QueueSetTest, TryPushToRunnableFifoTakesOnlyTheCommonCase) {
     if (t->queue_index == fifo) fifo_order.push_back(t);
   }
   EXPECT_EQ(fifo_order, (std::vector<TaskNode*>{&high, &first, &normal}));
+}
+
+// The executor's hand-off slot holds a task woken while the queue was
+// empty: RequeueHandOff puts it back where Push would have put it then,
+// ahead of the normal tasks queued since and behind the high ones;
+// TakesHandOff says whether it may run before Next()'s task.
+TEST(SliceCursorTest, AHandOffGoesBackAheadOfLaterNormalTasks) {
+  QueueSet qs(TestConfig());
+  const uint16_t q = *qs.AddQueue(1, 1);
+  TaskNode running, handed, later, high;
+  qs.Push(q, &running);
+  ASSERT_EQ(qs.Pick(), &running);
+  QueueSet::SliceCursor slice = qs.CurrentSlice();
+  ASSERT_TRUE(slice.fifo()->IsEmpty());  // `handed` is woken now
+  EXPECT_TRUE(slice.TakesHandOff());
+  slice.Requeue(&later);  // queued after it
+  EXPECT_TRUE(slice.TakesHandOff());
+  high.priority = Priority::kHigh;
+  qs.Push(q, &high);
+  EXPECT_FALSE(slice.TakesHandOff());  // high runs first
+  handed.queue_index = q;
+  slice.RequeueHandOff(&handed);
+  EXPECT_TRUE(handed.queued);
+  EXPECT_EQ(qs.Size(), 3u);
+  EXPECT_TRUE(qs.CheckInvariants().ok()) << qs.CheckInvariants();
+  EXPECT_EQ(slice.YieldNext(&running), &high);
+  EXPECT_EQ(slice.Next(), &handed);
+  EXPECT_EQ(slice.Next(), &later);
+  EXPECT_EQ(slice.Next(), &running);
+  EXPECT_EQ(slice.Next(), nullptr);
+}
+
+TEST(SliceCursorTest, NoHandOffOncePreemptionIsDue) {
+  QueueSet qs(PreemptionConfig());
+  const uint16_t a = *qs.AddQueue(1, 1);
+  const uint16_t b = *qs.AddQueue(2, 9);
+  TaskNode a1, b1;
+  qs.Push(a, &a1);
+  ASSERT_EQ(qs.Pick(), &a1);
+  QueueSet::SliceCursor slice = qs.CurrentSlice();
+  EXPECT_TRUE(slice.TakesHandOff());
+  qs.Push(b, &b1);  // a wake that preempts the slice
+  ASSERT_TRUE(qs.ShouldPreempt());
+  EXPECT_FALSE(slice.TakesHandOff());
 }
 
 }  // namespace
