@@ -42,13 +42,14 @@ Row Wall(const std::string& id, uint64_t t0, uint64_t t1) {
   return Row{id, static_cast<double>(t1 - t0), Unit::kNanos};
 }
 
-absl::StatusOr<std::unique_ptr<Runtime>> MakeRuntime(int64_t workers) {
+absl::StatusOr<std::unique_ptr<Runtime>> MakeRuntime(
+    int64_t workers, std::vector<int> cpus = {}) {
   budget::TierConfig tc = budget::TierConfig::Balanced();
   tc.log_warnings = false;
-  return RuntimeBuilder()
-      .Workers(static_cast<size_t>(workers))
-      .Tiers(tc)
-      .Build();
+  RuntimeBuilder b;
+  b.Workers(static_cast<size_t>(workers)).Tiers(tc);
+  if (!cpus.empty()) b.ThreadAffinity(std::move(cpus));
+  return b.Build();
 }
 
 // ---- channel_pingpong -------------------------------------------------------
@@ -67,7 +68,15 @@ Task<int64_t> Bounce(Channel<int64_t>* in, Channel<int64_t>* out,
 
 absl::StatusOr<Rows> SpindleChannelPingPong(const std::string& id,
                                             int64_t workers, int64_t rounds) {
-  auto rt = MakeRuntime(workers);
+  // One worker runs on the CPU this thread runs on, as the asio variant's
+  // io_context and the 1B_yield row (the target's yardstick) do: on a VM
+  // whose CPUs differ in speed (bench/README.md), a fresh worker thread
+  // placed anywhere would measure the placement, not the channel.
+  std::vector<int> cpus;
+  if (workers == 1) {
+    if (const int cpu = sched_getcpu(); cpu >= 0) cpus.push_back(cpu);
+  }
+  auto rt = MakeRuntime(workers, std::move(cpus));
   if (!rt.ok()) return rt.status();
   RuntimeSpawnOptions on_a, on_b;
   on_a.placement = Placement::Pinned(0);
