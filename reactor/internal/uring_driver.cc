@@ -197,7 +197,7 @@ void UringDriver::RtIoprioDenied() noexcept {
   }
 }
 
-int UringDriver::Dispatch(uint64_t ud, int32_t res) noexcept {
+inline int UringDriver::Dispatch(uint64_t ud, int32_t res) noexcept {
   if (ud == kMsgTag) {  // Sent by another ring: not one of our requests.
     ++stats_.wakes_received;
     return 0;

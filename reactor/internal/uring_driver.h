@@ -213,7 +213,8 @@ class UringDriver final : public Driver {
   // been destroyed since (the CQE outlives nothing but the address).
   static void WakeIfAlive(const UringDriver* target) noexcept;
   // Handles one CQE; returns 1 when it ran an operation's callback.
-  int Dispatch(uint64_t user_data, int32_t res) noexcept;
+  [[gnu::always_inline]] inline int Dispatch(uint64_t user_data,
+                                             int32_t res) noexcept;
   size_t parked() const noexcept { return parked_count_; }
 
   Core* core_;
