@@ -43,25 +43,46 @@ Task<> Mark(std::string* log, char c) {
   co_return;
 }
 
-TEST(HandOffTest, ATaskQueuedBeforeTheWakeRunsFirst) {
+// One round of a test: `a` waits in ch->Recv() (logging 'A' when it gets
+// the message); the round's body does the rest.
+struct Round {
+  LocalExecutor* ex;
+  Channel<int>* ch;
+  JoinHandle<void>* a;
+  std::string* log;
+  int index;
+};
+
+// Runs `body(round)` kRounds times on a fresh executor, each round with a
+// new receiver waiting; returns the executor's hand-offs.  `body` is a
+// captureless coroutine (a capturing coroutine lambda is unsafe).
+uint64_t RunRounds(Task<> (*body)(Round)) {
   auto ex = MakeExecutor();
-  ex->BlockOn([](LocalExecutor* ex) -> Task<> {
+  return ex->BlockOn([](LocalExecutor* ex,
+                        Task<> (*body)(Round)) -> Task<uint64_t> {
     auto ch = MakeChannel<int>(1);
     const uint64_t before = ex->Stats().handoffs;
-    for (int round = 0; round < kRounds; ++round) {
+    for (int i = 0; i < kRounds; ++i) {
       std::string log;
       JoinHandle<void> a = ex->Spawn(Receive(ch.get(), &log));
       co_await Settle();  // a waits in Recv
-      JoinHandle<void> s = ex->Spawn(SendOne(ch.get(), &log));
-      JoinHandle<void> x = ex->Spawn(Mark(&log, 'X'));
-      co_await a;
-      co_await s;
-      co_await x;
-      // s hands the message to a; x was queued before a was woken.
-      EXPECT_EQ(log, "SXA") << "round " << round;
+      co_await body(Round{ex, ch.get(), &a, &log, i});
     }
-    EXPECT_EQ(ex->Stats().handoffs, before);  // the queue was never empty
-  }(ex.get()));
+    co_return ex->Stats().handoffs - before;
+  }(ex.get(), body));
+}
+
+TEST(HandOffTest, ATaskQueuedBeforeTheWakeRunsFirst) {
+  const uint64_t handoffs = RunRounds([](Round r) -> Task<> {
+    JoinHandle<void> s = r.ex->Spawn(SendOne(r.ch, r.log));
+    JoinHandle<void> x = r.ex->Spawn(Mark(r.log, 'X'));
+    co_await *r.a;
+    co_await s;
+    co_await x;
+    // s hands the message to a; x was queued before a was woken.
+    EXPECT_EQ(*r.log, "SXA") << "round " << r.index;
+  });
+  EXPECT_EQ(handoffs, 0u);  // the queue was never empty
 }
 
 // Hands the message to the receiver (its queue empty), then queues a
@@ -77,22 +98,15 @@ Task<> SendThenSpawn(LocalExecutor* ex, Channel<int>* ch, std::string* log,
 }
 
 TEST(HandOffTest, TasksQueuedAfterTheWakeKeepTheQueuesOrder) {
-  auto ex = MakeExecutor();
-  ex->BlockOn([](LocalExecutor* ex) -> Task<> {
-    auto ch = MakeChannel<int>(1);
-    for (int round = 0; round < kRounds; ++round) {
-      std::string log;
-      JoinHandle<void> a = ex->Spawn(Receive(ch.get(), &log));
-      co_await Settle();
-      JoinHandle<void> normal, high;
-      co_await ex->Spawn(SendThenSpawn(ex, ch.get(), &log, &normal, &high));
-      co_await a;
-      co_await normal;
-      co_await high;
-      // High priority first; then a, woken before the normal task came.
-      EXPECT_EQ(log, "SHAN") << "round " << round;
-    }
-  }(ex.get()));
+  RunRounds([](Round r) -> Task<> {
+    JoinHandle<void> normal, high;
+    co_await r.ex->Spawn(SendThenSpawn(r.ex, r.ch, r.log, &normal, &high));
+    co_await *r.a;
+    co_await normal;
+    co_await high;
+    // High priority first; then a, woken before the normal task came.
+    EXPECT_EQ(*r.log, "SHAN") << "round " << r.index;
+  });
 }
 
 Task<> SendThenAbort(Channel<int>* ch, JoinHandle<void>* receiver,
@@ -103,21 +117,14 @@ Task<> SendThenAbort(Channel<int>* ch, JoinHandle<void>* receiver,
 }
 
 TEST(HandOffTest, AnAbortCancelsAHandedOffTaskAtOnceAndKeepsItsMessage) {
-  auto ex = MakeExecutor();
-  ex->BlockOn([](LocalExecutor* ex) -> Task<> {
-    auto ch = MakeChannel<int>(1);
-    for (int round = 0; round < kRounds; ++round) {
-      std::string log;
-      JoinHandle<void> a = ex->Spawn(Receive(ch.get(), &log));
-      co_await Settle();
-      std::optional<int> back;
-      co_await ex->Spawn(SendThenAbort(ch.get(), &a, &back));
-      EXPECT_EQ(back, 1) << "round " << round;
-      EXPECT_EQ(a.status(), JoinStatus::kCancelled) << "round " << round;
-      EXPECT_EQ(log, "") << "round " << round;
-    }
-    EXPECT_EQ(ex->Stats().handoffs, 0u);  // every handed-off task was aborted
-  }(ex.get()));
+  const uint64_t handoffs = RunRounds([](Round r) -> Task<> {
+    std::optional<int> back;
+    co_await r.ex->Spawn(SendThenAbort(r.ch, r.a, &back));
+    EXPECT_EQ(back, 1) << "round " << r.index;
+    EXPECT_EQ(r.a->status(), JoinStatus::kCancelled) << "round " << r.index;
+    EXPECT_EQ(*r.log, "") << "round " << r.index;
+  });
+  EXPECT_EQ(handoffs, 0u);  // every handed-off task was aborted
 }
 
 Task<int64_t> Bounce(Channel<int>* in, Channel<int>* out, int rounds,
