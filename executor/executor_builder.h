@@ -4,6 +4,12 @@
 #ifndef SPINDLE_EXECUTOR_EXECUTOR_BUILDER_H_
 #define SPINDLE_EXECUTOR_EXECUTOR_BUILDER_H_
 
+// Spindle is C++20: an older -std stops here, with one error that says so.
+#if __cplusplus < 202002L
+#error "Spindle requires C++20: compile with -std=c++20 (or later)"
+#include "Spindle requires C++20, see the error above"  // Stops the build.
+#endif
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
