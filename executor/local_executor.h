@@ -468,7 +468,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // every message two tasks of one worker bounce.  Empty outside RunSlice.
   static constexpr uint16_t kNoSlice = 0xffff;
   uint16_t slice_queue_ = kNoSlice;
-  const sched::FifoScheduler* slice_fifo_ = nullptr;  // slice_queue_'s
+  // slice_queue_'s scheduler; stale once the slice ends, so read only
+  // after a match with slice_queue_ (no task's queue is kNoSlice).
+  const sched::FifoScheduler* slice_fifo_ = nullptr;
   executor_internal::TaskHeader* handoff_ = nullptr;
   uint64_t next_task_id_ = 1;  // odd ids for local spawns
   executor_internal::TaskHeader* all_tasks_ = nullptr;  // live task list

@@ -96,10 +96,11 @@ inline TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
 // Under the primitive's lock, for a task still listed: if it belongs to
 // this thread's executor (LocalOwnerOf: that executor, else null),
 // requeues it now (HandOffLocal: inside a poll it may run right after it),
-// with no atomic operation, and returns true.  Nothing else can wake it (it is listed only here), and an
-// abort arriving from another thread is acted on by this thread later: a
-// queued task is then removed and cancelled, its awaiter handing its grant
-// on.  Inline: it is most of a same-worker channel message.
+// with no atomic operation, and returns true.  Nothing else can wake it
+// (it is listed only here), and an abort arriving from another thread is
+// acted on by this thread later: a queued task is then removed and
+// cancelled, its awaiter handing its grant on.  Inline: it is most of a
+// same-worker channel message.
 inline LocalExecutor* LocalOwnerOf(const TaskHeader* t) noexcept {
   LocalExecutor* const ex = tl_executor;  // read once
   return t->owner == ex ? ex : nullptr;
