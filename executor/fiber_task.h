@@ -182,6 +182,11 @@ void FreeFiberCell(TaskHeader* h) noexcept {
   FreeFrame(f, size);
 }
 
+// The entries of a fiber task returning T.
+template <typename T>
+inline constexpr TaskOps kFiberOps{&ResumeFiber, &DestroyFiber,
+                                   &FreeFiberCell<T>, &ErrorOfCell<T>};
+
 // Makes a fiber task that runs `fn` (not yet spawned): the cell, with one
 // reference (the body's).  Throws std::bad_alloc when memory cannot be had.
 // The stack is mapped (or taken from the cache) when the fiber first runs,
@@ -203,11 +208,8 @@ TaskCell<FiberResult<F>>* MakeFiber(F&& fn, const FiberOptions& options) {
   auto* f = ::new (mem) FiberContext;
   auto* cell = ::new (static_cast<void*>(HeaderOfFiber(f))) TaskCell<T>;
   cell->alloc_size = static_cast<uint32_t>(L::kTotal);
-  cell->resume = &ResumeFiber;
+  cell->ops = &kFiberOps<T>;
   cell->fiber = true;
-  cell->destroy = &DestroyFiber;
-  cell->free_cell = &FreeFiberCell<T>;
-  cell->error_of = &ErrorOfCell<T>;
   f->body = &FiberBody<T, Fn>;
   f->drop = &DropCallable<T, Fn>;
   f->fail = &FailFiber<T, Fn>;

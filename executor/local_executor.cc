@@ -57,6 +57,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstddef>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -75,6 +76,30 @@ using executor_internal::InboxNode;
 using executor_internal::RunState;
 using executor_internal::TaskHeader;
 using executor_internal::WaitKind;
+
+namespace {
+
+// The task whose node of one inbox list `n` is (each list holds one kind
+// of node).  TaskHeader has base classes, so offsetof on it is only
+// conditionally supported: GCC and Clang support it for a type without
+// virtual bases, and warn.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+TaskHeader* TaskOfWakeNode(InboxNode* n) noexcept {
+  return reinterpret_cast<TaskHeader*>(reinterpret_cast<char*>(n) -
+                                       offsetof(TaskHeader, wake_node));
+}
+TaskHeader* TaskOfWakerNode(InboxNode* n) noexcept {
+  return reinterpret_cast<TaskHeader*>(reinterpret_cast<char*>(n) -
+                                       offsetof(TaskHeader, waker_node));
+}
+TaskHeader* TaskOfAbortNode(InboxNode* n) noexcept {
+  return reinterpret_cast<TaskHeader*>(reinterpret_cast<char*>(n) -
+                                       offsetof(TaskHeader, abort_node));
+}
+#pragma GCC diagnostic pop
+
+}  // namespace
 
 
 // ---- LocalExecutor
@@ -270,7 +295,7 @@ void LocalExecutor::DrainInbox() noexcept {
   for (;;) {
     InboxNode* n = in.wakes.Pop();
     if (n == nullptr) break;
-    TaskHeader* t = n->task;
+    TaskHeader* t = TaskOfWakeNode(n);
     if (t->run_state == RunState::kNew) {
       Adopt(t);  // spawned from another thread
     } else if (t->run_state == RunState::kMoving) {
@@ -283,7 +308,7 @@ void LocalExecutor::DrainInbox() noexcept {
   for (;;) {
     InboxNode* n = in.waker_wakes.Pop();
     if (n == nullptr) break;
-    TaskHeader* t = n->task;
+    TaskHeader* t = TaskOfWakerNode(n);
     // A task cancelled after the Wake() was sent: nothing to do.
     if (t->run_state == RunState::kSuspended) {
       t->woken = true;
@@ -294,7 +319,7 @@ void LocalExecutor::DrainInbox() noexcept {
   for (;;) {
     InboxNode* n = in.aborts.Pop();
     if (n == nullptr) break;
-    TaskHeader* t = n->task;
+    TaskHeader* t = TaskOfAbortNode(n);
     if (t->owner != this) {
       // Moved to another worker after the sender read its owner: forwarded
       // there with the message's reference (a closed inbox drops it; that

@@ -96,10 +96,10 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   executor_internal::tl_task = t;
   beacon_.Begin(t->ctx.task_id, t->ctx.name);
   // `bounce` is false whenever a poll begins (see RunSlice).
-  t->resume(t);
+  t->ops->resume(t);
   while (t->bounce) {
     t->bounce = false;
-    t->resume(t);
+    t->ops->resume(t);
   }
   beacon_.End();
   executor_internal::tl_task = nullptr;

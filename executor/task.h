@@ -157,10 +157,30 @@ enum class RunState : uint8_t {
 //        pending; the run loop cancels it after the poll.
 enum class WaitKind : uint8_t { kNone, kIo, kJoin, kWaker, kAborted };
 
-// Link for the executor's cross-thread inbox (intrusive MPSC queue).
+// Link for the executor's cross-thread inbox (intrusive MPSC queue).  A
+// task has one per inbox list; the list says which, and the task is found
+// from the node's address (TaskOfWakeNode and co., local_executor.cc).
 struct InboxNode {
   std::atomic<InboxNode*> next{nullptr};
-  struct TaskHeader* task = nullptr;
+};
+
+struct TaskHeader;
+
+// A task type's entries: one static table per type (a coroutine's
+// Task<T>, a fiber returning T), so the header holds one pointer for all.
+struct TaskOps {
+  // Runs the body to its next suspension (PollTask; the slice loop
+  // resumes a coroutine through `resume_point` without it).
+  void (*resume)(TaskHeader*) noexcept;
+  // Ends the task's body (a finished one, or a cancelled one at its
+  // suspension point: a coroutine's frame is destroyed, a fiber's stack
+  // unwound) and drops the body's reference, which may free the cell
+  // (unless body_ref_kept).
+  void (*destroy)(TaskHeader*) noexcept;
+  // Frees the cell (destroys the result, returns the memory).
+  void (*free_cell)(TaskHeader*) noexcept;
+  // The exception the task ended with (set when `threw`), type-erased.
+  std::exception_ptr (*error_of)(TaskHeader*) noexcept;
 };
 
 // One runnable thing.  See docs/architecture.md, "The task".  A Runtime
@@ -172,7 +192,7 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // Resume entry: for a coroutine, resumes `resume_point`; for a fiber
   // (executor/fiber.h), switches to its stack, where it resumes
   // `resume_point` itself.  The run loop does not care which.
-  void (*resume)(TaskHeader*) noexcept = nullptr;
+  const TaskOps* ops = nullptr;
   // The innermost suspended coroutine: the task's own, or, in a fiber, the
   // one this_fiber::Await is running.
   std::coroutine_handle<> resume_point;
@@ -195,7 +215,7 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // The destroy entry leaves the body's reference to its caller, which
   // still uses the cell after the frame is gone (DestroyAndComplete).
   bool body_ref_kept = false;
-  // resume == &ResumeFiber (else it is &ResumeCoroutine): the run loop's
+  // ops->resume == &ResumeFiber (else &ResumeCoroutine): the run loop's
   // test, one byte compare.
   bool fiber = false;
   // A Runtime's stealable coroutine task (bound by the worker that first
@@ -208,16 +228,6 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   uint16_t home_queue = 0;
 
   budget::TaskContext ctx;  // 16-byte TaskBudget, id, name, tier state.
-
-  // Frees the cell (destroys the result, returns the memory).
-  void (*free_cell)(TaskHeader*) noexcept = nullptr;
-  // The exception the task ended with (set when `threw`), type-erased.
-  std::exception_ptr (*error_of)(TaskHeader*) noexcept = nullptr;
-  // Destroy entry: ends the task's body (a finished one, or a cancelled one
-  // at its suspension point: a coroutine's frame is destroyed, a fiber's
-  // stack unwound) and drops the body's reference, which may free the cell
-  // (unless body_ref_kept).
-  void (*destroy)(TaskHeader*) noexcept = nullptr;
 
   // Set before the task is published (LocalExecutor, Spawner) or, for a
   // Runtime's stealable task, by the worker that first runs it, before its
@@ -246,12 +256,6 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   InboxNode abort_node;            // aborts from other threads
   TaskHeader* all_prev = nullptr;  // executor's list of live tasks
   TaskHeader* all_next = nullptr;
-
-  TaskHeader() {
-    wake_node.task = this;
-    waker_node.task = this;
-    abort_node.task = this;
-  }
 };
 
 // The join handle's reference, taken at spawn before the cell is published
@@ -266,11 +270,11 @@ inline void ReleaseRef(TaskHeader* h) noexcept {
   // Sole owner (the common case of a detached task): no other reference can
   // appear, so no RMW.  acquire: sees the writes of earlier releasers.
   if (h->refs.load(std::memory_order_acquire) == 1) {
-    h->free_cell(h);
+    h->ops->free_cell(h);
     return;
   }
   // acq_rel: the last releaser must see every write of the others.
-  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) h->free_cell(h);
+  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) h->ops->free_cell(h);
 }
 
 // Wakes a suspended task from any thread (I/O completion, join, user code).
@@ -389,7 +393,7 @@ std::exception_ptr ErrorOfCell(TaskHeader* h) noexcept {
 }
 
 inline std::exception_ptr ErrorOf(TaskHeader* h) noexcept {
-  return h->error_of(h);
+  return h->ops->error_of(h);
 }
 
 template <typename T>
@@ -399,6 +403,11 @@ void FreeCell(TaskHeader* h) noexcept {
   cell->~TaskCell<T>();
   FreeFrame(cell, size);
 }
+
+// The entries of a coroutine task returning T.
+template <typename T>
+inline constexpr TaskOps kCoroutineOps{&ResumeCoroutine, &DestroyCoroutine<T>,
+                                       &FreeCell<T>, &ErrorOfCell<T>};
 
 struct PromiseBase {
   std::coroutine_handle<> continuation;  // the awaiting parent, if nested
@@ -462,10 +471,7 @@ struct Promise : PromiseStorage<T> {
     // initialiser, and zero-filling the whole cell first costs a rep stos.
     auto* cell = ::new (mem) TaskCell<T>;
     cell->alloc_size = static_cast<uint32_t>(kCellSize<T> + size);
-    cell->resume = &ResumeCoroutine;
-    cell->destroy = &DestroyCoroutine<T>;
-    cell->free_cell = &FreeCell<T>;
-    cell->error_of = &ErrorOfCell<T>;
+    cell->ops = &kCoroutineOps<T>;
     return static_cast<char*>(mem) + kCellSize<T>;
   }
   static void operator delete(void* frame, size_t) noexcept {

@@ -61,14 +61,14 @@ inline void DestroyAndComplete(TaskHeader* t, bool cancelled) noexcept {
   // acquire: as in CompleteState.  Only the frame refers to the task: no
   // one can observe the order.
   if (t->refs.load(std::memory_order_acquire) == 1) {
-    t->destroy(t);  // drops the frame's reference: frees the cell
+    t->ops->destroy(t);  // drops the frame's reference: frees the cell
     return;
   }
   // Others hold references (a handle, an abort in flight), and one of them
   // may be dropped on another thread meanwhile: the body's reference keeps
   // the cell alive until the completion is published.
   t->body_ref_kept = true;
-  t->destroy(t);
+  t->ops->destroy(t);
   CompleteState(t, cancelled);
   ReleaseRef(t);  // the body's
 }
