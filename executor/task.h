@@ -189,9 +189,9 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // Field order: what every poll reads or writes comes first (after the
   // queue links of the bases), so that a poll touches few cache lines.
 
-  // Resume entry: for a coroutine, resumes `resume_point`; for a fiber
-  // (executor/fiber.h), switches to its stack, where it resumes
-  // `resume_point` itself.  The run loop does not care which.
+  // The task's entries.  Its resume entry, for a coroutine, resumes
+  // `resume_point`; for a fiber (executor/fiber.h), it switches to the
+  // fiber's stack, where the fiber resumes `resume_point` itself.
   const TaskOps* ops = nullptr;
   // The innermost suspended coroutine: the task's own, or, in a fiber, the
   // one this_fiber::Await is running.
