@@ -79,25 +79,21 @@ using executor_internal::WaitKind;
 
 namespace {
 
-// The task whose node of one inbox list `n` is (each list holds one kind
+// Where each inbox node sits in its task (each inbox list holds one kind
 // of node).  TaskHeader has base classes, so offsetof on it is only
 // conditionally supported: GCC and Clang support it for a type without
 // virtual bases, and warn.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Winvalid-offsetof"
-TaskHeader* TaskOfWakeNode(InboxNode* n) noexcept {
-  return reinterpret_cast<TaskHeader*>(reinterpret_cast<char*>(n) -
-                                       offsetof(TaskHeader, wake_node));
-}
-TaskHeader* TaskOfWakerNode(InboxNode* n) noexcept {
-  return reinterpret_cast<TaskHeader*>(reinterpret_cast<char*>(n) -
-                                       offsetof(TaskHeader, waker_node));
-}
-TaskHeader* TaskOfAbortNode(InboxNode* n) noexcept {
-  return reinterpret_cast<TaskHeader*>(reinterpret_cast<char*>(n) -
-                                       offsetof(TaskHeader, abort_node));
-}
+constexpr size_t kWakeNodeAt = offsetof(TaskHeader, wake_node);
+constexpr size_t kWakerNodeAt = offsetof(TaskHeader, waker_node);
+constexpr size_t kAbortNodeAt = offsetof(TaskHeader, abort_node);
 #pragma GCC diagnostic pop
+
+// The task whose node, `at` bytes into it, `n` is.
+TaskHeader* TaskOfNode(InboxNode* n, size_t at) noexcept {
+  return reinterpret_cast<TaskHeader*>(reinterpret_cast<char*>(n) - at);
+}
 
 }  // namespace
 
@@ -295,7 +291,7 @@ void LocalExecutor::DrainInbox() noexcept {
   for (;;) {
     InboxNode* n = in.wakes.Pop();
     if (n == nullptr) break;
-    TaskHeader* t = TaskOfWakeNode(n);
+    TaskHeader* t = TaskOfNode(n, kWakeNodeAt);
     if (t->run_state == RunState::kNew) {
       Adopt(t);  // spawned from another thread
     } else if (t->run_state == RunState::kMoving) {
@@ -308,7 +304,7 @@ void LocalExecutor::DrainInbox() noexcept {
   for (;;) {
     InboxNode* n = in.waker_wakes.Pop();
     if (n == nullptr) break;
-    TaskHeader* t = TaskOfWakerNode(n);
+    TaskHeader* t = TaskOfNode(n, kWakerNodeAt);
     // A task cancelled after the Wake() was sent: nothing to do.
     if (t->run_state == RunState::kSuspended) {
       t->woken = true;
@@ -319,7 +315,7 @@ void LocalExecutor::DrainInbox() noexcept {
   for (;;) {
     InboxNode* n = in.aborts.Pop();
     if (n == nullptr) break;
-    TaskHeader* t = TaskOfAbortNode(n);
+    TaskHeader* t = TaskOfNode(n, kAbortNodeAt);
     if (t->owner != this) {
       // Moved to another worker after the sender read its owner: forwarded
       // there with the message's reference (a closed inbox drops it; that

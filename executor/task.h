@@ -159,7 +159,7 @@ enum class WaitKind : uint8_t { kNone, kIo, kJoin, kWaker, kAborted };
 
 // Link for the executor's cross-thread inbox (intrusive MPSC queue).  A
 // task has one per inbox list; the list says which, and the task is found
-// from the node's address (TaskOfWakeNode and co., local_executor.cc).
+// from the node's address (TaskOfNode, local_executor.cc).
 struct InboxNode {
   std::atomic<InboxNode*> next{nullptr};
 };
@@ -274,7 +274,9 @@ inline void ReleaseRef(TaskHeader* h) noexcept {
     return;
   }
   // acq_rel: the last releaser must see every write of the others.
-  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) h->ops->free_cell(h);
+  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    h->ops->free_cell(h);
+  }
 }
 
 // Wakes a suspended task from any thread (I/O completion, join, user code).
