@@ -332,6 +332,32 @@ Task<void> Bursts(int bursts, int width, std::atomic<int>* done) {
   }
 }
 
+// A burst far past the stealable queue's knob, spawned in one poll: every
+// task runs once.  With 2+ workers the surplus goes to the injector (in
+// batches, with the deque's older half); a single worker queues its own
+// spawns in its executor at once, so nothing overflows.
+TEST_P(RuntimeTest, ABurstPastTheStealableQueueCapacityRunsEveryTaskOnce) {
+  steal::StealOptions so;
+  so.stealable_queue_capacity = 8;
+  RuntimeBuilder b;
+  b.Workers(workers()).Steal(so);
+  auto rt = MakeRuntime(b);
+  ASSERT_NE(rt, nullptr);
+  const int n = kSanitized ? 1000 : 5000;
+  std::atomic<int> done{0};
+  RuntimeSpawnOptions o;
+  o.placement = Placement::Pinned(0);
+  EXPECT_EQ(rt->Spawn(Bursts(1, n, &done), o).Wait(), JoinStatus::kCompleted);
+  EXPECT_EQ(done.load(), n);
+  const RuntimeStats st = rt->Stats();
+  if (workers() == 1) {
+    EXPECT_EQ(st.overflowed, 0u);
+    EXPECT_GE(st.steal.local_tasks, static_cast<uint64_t>(n));
+  } else {
+    EXPECT_GT(st.overflowed, 0u);
+  }
+}
+
 // At most half the workers (rounded up) search for work at once, however
 // often they run dry; every task still runs exactly once.
 TEST_P(RuntimeTest, AtMostHalfTheWorkersSearchAtOnce) {

@@ -20,9 +20,13 @@
 //                      after the threads are joined: the destructor.
 //                      With 2+ workers every push is published at once
 //                      (WorkDeque's private part stays empty): a poll that
-//                      blocks never strands a queued task.  A single
-//                      worker keeps its pushes private (no one else could
-//                      take them; its Pop then takes no locked RMW).
+//                      blocks never strands a queued task; past
+//                      StealOptions::stealable_queue_capacity, the older
+//                      half and the new task go to the shared injector in
+//                      one batch.  A single worker keeps its pushes
+//                      private (no one else could take them; its Pop then
+//                      takes no locked RMW), and past the knob or the ring
+//                      binds and queues a spawn in its executor at once.
 //   Worker::executor   the worker's thread while it runs (it builds nothing:
 //                      the executor is built by Build and destroyed by the
 //                      worker thread at the end of step S3).
