@@ -292,8 +292,10 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // WakeSole's fast path, which then needs no callee-saved registers.
   bool TryScheduleLocalFast(executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's thread: binds an unbound task to this executor and
-  // queues it (or cancels it, if it was aborted before).
-  void BindAndAdopt(executor_internal::TaskHeader* task) noexcept;
+  // queues it (or cancels it, if it was aborted before).  `unpublished`:
+  // no other thread can reach the task yet (a spawn that has not returned).
+  void BindAndAdopt(executor_internal::TaskHeader* task,
+                    bool unpublished = false) noexcept;
   // A Runtime worker's thread, after a poll that yielded: hands the task to
   // the isolation thread; false if it stays (no isolation thread, this is
   // it, or a wake is in flight).

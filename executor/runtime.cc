@@ -177,7 +177,7 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
       }
       Worker::Bump(self->started);
       self->policy->counters().AddLocal(1);
-      self->executor->BindAndAdopt(t);
+      self->executor->BindAndAdopt(t, /*unpublished=*/true);
       return;
     }
     const size_t queued = self->deque.size();

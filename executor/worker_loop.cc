@@ -218,15 +218,28 @@ TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
 }  // namespace
 }  // namespace executor_internal
 
-void LocalExecutor::BindAndAdopt(TaskHeader* t) noexcept {
+void LocalExecutor::BindAndAdopt(TaskHeader* t, bool unpublished) noexcept {
   t->owner = this;
   t->inbox = inbox_.get();
   // Stealable: may move on once started (task_move.cc); a fiber stays on
   // the worker that started it.
   t->movable = !t->fiber;
-  // release: an Abort that sees kStateBound reads owner and inbox; acquire:
-  // an Abort that came first left kStateCancelRequested, which Adopt reads.
-  t->state.fetch_or(executor_internal::kStateBound, std::memory_order_acq_rel);
+  if (unpublished) {
+    // No other thread can reach the task yet (its JoinHandle does not exist
+    // until the spawn returns; handing that to another thread publishes
+    // these stores): a plain store.  A locked RMW here waited, at every
+    // spawn, for the stores that built the task (in a cold block) to leave
+    // the store buffer.
+    t->state.store(t->state.load(std::memory_order_relaxed) |
+                       executor_internal::kStateBound,
+                   std::memory_order_relaxed);
+  } else {
+    // release: an Abort that sees kStateBound reads owner and inbox;
+    // acquire: an Abort that came first left kStateCancelRequested, which
+    // Adopt reads.
+    t->state.fetch_or(executor_internal::kStateBound,
+                      std::memory_order_acq_rel);
+  }
   Adopt(t);
 }
 
