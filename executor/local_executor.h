@@ -364,6 +364,14 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void JudgeReportedPoll(executor_internal::TaskHeader* task) noexcept;
   // After a poll: finish, re-queue or cancel the task by its run state.
   void FinishPoll(executor_internal::TaskHeader* task, uint64_t tick) noexcept;
+  // A Runtime worker, at a yield of a movable task: whether it moves to the
+  // isolation thread (at tier isolate, or after a poll that the tiers
+  // judged a violation while other tasks of this worker waited), or, on the
+  // isolation thread, back to a worker.  True: it moved.
+  bool MoveAtYield(executor_internal::TaskHeader* task, bool violated) noexcept;
+  // Whether a task of this executor, or a due timer or ready I/O of its
+  // reactor, is waiting now (after a slow poll: whom it kept waiting).
+  bool OthersWait() noexcept;
   // Charges a slice's polls to its queue, counts them, adapts the quota.
   void CloseSlice(uint16_t queue_index, uint64_t ticks, uint32_t polls,
                   uint32_t yields) noexcept;
@@ -452,6 +460,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool running_ = false;
   bool shutting_down_ = false;
   bool isolation_thread_ = false;  // a Runtime's isolation thread
+  // JudgePoll charged the poll just ended with a violation (read and reset
+  // by FinishPoll, which follows it).
+  bool poll_violated_ = false;
   executor_internal::Worker* worker_ = nullptr;  // while RunWorker runs
   bool stopping_ = false;  // RequestStop in progress
 

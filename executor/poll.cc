@@ -138,6 +138,7 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
 void LocalExecutor::JudgePoll(TaskHeader* t, budget::PollOutcome outcome,
                               uint64_t ticks) noexcept {
   const budget::Tier before = t->ctx.tier();
+  const uint32_t violations = t->ctx.tier_state.total_violations;
   switch (tiers_->AfterPoll(t->ctx, outcome, ticks)) {
     case budget::Action::kNone:
     case budget::Action::kIsolate:  // counted from the tier change below
@@ -151,6 +152,7 @@ void LocalExecutor::JudgePoll(TaskHeader* t, budget::PollOutcome outcome,
   }
   // The isolation lane is where a task at tier isolate is queued (see
   // QueueOf); count the moves in and out.
+  poll_violated_ = t->ctx.tier_state.total_violations != violations;
   const budget::Tier after = t->ctx.tier();
   if (after != before) {
     if (after == budget::Tier::kIsolate) stats_.tier_isolations++;
@@ -170,11 +172,21 @@ void LocalExecutor::JudgeReportedPoll(TaskHeader* t) noexcept {
   const budget::PollOutcome outcome = t->run_state == RunState::kDone
                                           ? budget::PollOutcome::kReady
                                           : budget::PollOutcome::kPending;
-  JudgePoll(t, outcome, JudgedTicks(timing::TscClock::FromNanos(ns),
-                                    timing::TscClock::Now()));
+  const uint64_t tick = timing::TscClock::Now();
+  const uint64_t ticks = JudgedTicks(timing::TscClock::FromNanos(ns), tick);
+  // The tiers date the poll's end as its start plus its length.  The slice
+  // loop sets poll_start_tick at the slice's start (one clock read per
+  // slice), which may be several polls before this one: dated from there,
+  // the violation (and a tier change) landed up to a slice early, and the
+  // hysteresis windows that start there ended early.  So the start is set
+  // back from now by the judged length.
+  t->ctx.poll_start_tick = tick - ticks;
+  JudgePoll(t, outcome, ticks);
 }
 
 void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
+  const bool violated = poll_violated_;
+  poll_violated_ = false;
   switch (t->run_state) {
     case RunState::kDone:
       FinishTask(t);
@@ -187,15 +199,7 @@ void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
       }
       if (tiers_ != nullptr) tiers_->OnYield(t->ctx);
       if (hooks_ != nullptr) hooks_->CallOnYield(t->ctx);
-      // A Runtime gathers the tasks at tier isolate on its isolation
-      // thread (the workers keep their latency): the task moves there at
-      // this yield, and back to a worker at a yield below tier isolate.
-      // (A task reaches tier isolate only where tiers are on.)
-      if (t->movable && (t->ctx.tier() == budget::Tier::kIsolate
-                             ? MoveIsolated(t)
-                             : isolation_thread_ && MoveFromIsolation(t))) {
-        break;
-      }
+      if (t->movable && MoveAtYield(t, violated)) break;
       Enqueue(t, tick);
       break;
     case RunState::kSuspended:

@@ -31,7 +31,10 @@
 // isolate moves at its next yield to the runtime's isolation thread (one
 // more thread, at nice 19, that runs only such tasks), and back to a worker
 // at a yield once its tier comes down (pinned tasks and fibers stay; see
-// docs/guides/multi_core.md).
+// docs/guides/multi_core.md).  So does, at once, a stealable task whose
+// poll the tiers judge a violation while other tasks of its worker wait
+// (queued, or with a timer or I/O due); it comes back once it has gone the
+// tiers' demotion hysteresis without a violation.
 // A wake or pinned spawn for another worker goes through that worker's
 // inbox; a doorbell is rung only when it sleeps: IORING_OP_MSG_RING on the
 // sending worker's ring, the eventfd from other threads or on epoll.

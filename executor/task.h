@@ -221,6 +221,10 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // A Runtime's stealable coroutine task (bound by the worker that first
   // ran it): a worker may move it to another once it has started (MoveTo).
   bool movable = false;
+  // Moved to the isolation thread below tier isolate, for a slow poll that
+  // kept other tasks of its worker waiting (FinishPoll); written by the
+  // worker that moves it, before the move.
+  bool moved_for_latency = false;
 
   // Accounting: service time is TaskNode::attained_service (charged by
   // QueueSet::Charge for queues that observe it), the spawn tick below.

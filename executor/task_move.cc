@@ -1,7 +1,8 @@
 // executor/task_move.cc: a Runtime worker hands a started task to another
-// worker (today: a task at tier isolate, gathered on the isolation thread
-// so that the workers keep their latency, and a task whose tier came back
-// down, sent from the isolation thread back to a worker).
+// worker (today: a task at tier isolate, or one whose slow poll kept other
+// tasks of its worker waiting, gathered on the isolation thread so that the
+// workers keep their latency, and a task whose tier came back down, sent
+// from the isolation thread back to a worker; MoveAtYield decides).
 //
 // Protocol (the moving worker M, the receiving worker R; the Runtime's
 // own protocol is at the top of executor/internal/runtime_shared.h).
@@ -41,6 +42,8 @@
 #include "executor/internal/runtime_shared.h"
 #include "executor/internal/task_protocol.h"
 #include "executor/local_executor.h"
+#include "reactor/reactor.h"
+#include "timing/clock.h"
 
 namespace spindle {
 
@@ -49,6 +52,57 @@ using executor_internal::RunState;
 using executor_internal::RuntimeShared;
 using executor_internal::TaskHeader;
 using executor_internal::Worker;
+
+bool LocalExecutor::MoveAtYield(TaskHeader* t, bool violated) noexcept {
+  // A Runtime gathers on its isolation thread the tasks at tier isolate (a
+  // task gets there only where tiers are on), and a task whose poll the
+  // tiers just judged a violation while other tasks of its worker waited:
+  // climbing the tiers takes seconds' worth of such polls (promotion
+  // hysteresis), each one keeping the worker's other tasks waiting (on 2
+  // workers with the Balanced tiers, ~200 ms of a hog's 3 ms polls came
+  // before it reached isolate).  On the isolation thread, a task below
+  // tier isolate goes back to a worker at a yield; one moved for latency
+  // only once it has gone a demotion hysteresis without a violation.
+  // `moved_for_latency` is written before the move: it travels with the
+  // task (M2 publishes it).
+  const bool isolate = t->ctx.tier() == budget::Tier::kIsolate;
+  if (!isolation_thread_) {
+    if (!isolate && !(violated && OthersWait())) return false;
+    t->moved_for_latency = !isolate;
+    if (MoveIsolated(t)) return true;
+    t->moved_for_latency = false;
+    return false;
+  }
+  if (isolate) return false;
+  const bool latency = t->moved_for_latency;
+  if (latency &&
+      (tiers_ == nullptr ||
+       timing::TscClock::Now() - t->ctx.tier_state.last_violation_tick <
+           tiers_->policy().demotion_hysteresis_ticks)) {
+    return false;
+  }
+  t->moved_for_latency = false;
+  if (MoveFromIsolation(t)) return true;
+  t->moved_for_latency = latency;
+  return false;
+}
+
+bool LocalExecutor::OthersWait() noexcept {
+  if (!queue_set_->Empty() || handoff_ != nullptr) return true;
+  if (io_ == nullptr) return false;
+  if (io_->NextTimerDeadline() != UINT64_MAX &&
+      TimerDue(timing::TscClock::Now())) {
+    return true;
+  }
+  // A ready event may be a doorbell that wakes nobody: reaped now (as
+  // YieldMaybe does), so that the tasks it wakes, if any, are queued.
+  if (io_peeks_ ? io_->HasPendingWork() : KernelWaits()) {
+    stats_.driver_yields++;
+    io_->Poll(0);
+    return !queue_set_->Empty() || handoff_ != nullptr;
+  }
+  return false;
+}
 
 bool LocalExecutor::MoveIsolated(TaskHeader* t) noexcept {
   Worker* w = executor_internal::tl_worker;
