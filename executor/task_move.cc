@@ -57,17 +57,26 @@ bool LocalExecutor::MoveAtYield(TaskHeader* t, bool violated) noexcept {
   // A Runtime gathers on its isolation thread the tasks at tier isolate (a
   // task gets there only where tiers are on), and a task whose poll the
   // tiers just judged a violation while other tasks of its worker waited:
-  // climbing the tiers takes seconds' worth of such polls (promotion
-  // hysteresis), each one keeping the worker's other tasks waiting (on 2
-  // workers with the Balanced tiers, ~200 ms of a hog's 3 ms polls came
-  // before it reached isolate).  On the isolation thread, a task below
+  // climbing the tiers takes many such polls and the promotion hysteresis
+  // (Balanced(): 14 violations, 200 ms at least), each poll keeping the
+  // worker's other tasks waiting (on 2 workers, ~200 ms of a hog's 3 ms
+  // polls came before it reached isolate).  On the isolation thread, a task below
   // tier isolate goes back to a worker at a yield; one moved for latency
   // only once it has gone a demotion hysteresis without a violation.
   // `moved_for_latency` is written before the move: it travels with the
   // task (M2 publishes it).
   const bool isolate = t->ctx.tier() == budget::Tier::kIsolate;
   if (!isolation_thread_) {
-    if (!isolate && !(violated && OthersWait())) return false;
+    if (!isolate) {
+      // Only where there is an isolation thread to move to (OthersWait may
+      // reap the reactor).
+      if (!violated) return false;
+      const Worker* w = executor_internal::tl_worker;
+      if (w == nullptr || w->executor.get() != this ||
+          w->rt->isolation == nullptr || !OthersWait()) {
+        return false;
+      }
+    }
     t->moved_for_latency = !isolate;
     if (MoveIsolated(t)) return true;
     t->moved_for_latency = false;
