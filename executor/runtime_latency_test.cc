@@ -45,6 +45,26 @@ Task<void> Ticker(const std::atomic<bool>* stop) {
   }
 }
 
+// A Ticker pinned on each worker, stopped and joined by Stop().
+class Tickers {
+ public:
+  explicit Tickers(Runtime& rt) {
+    for (size_t w = 0; w < rt.worker_count(); ++w) {
+      RuntimeSpawnOptions o;
+      o.placement = Placement::Pinned(w);
+      handles_.push_back(rt.Spawn(Ticker(&stop_), o));
+    }
+  }
+  void Stop() {
+    stop_.store(true, std::memory_order_release);
+    for (auto& h : handles_) EXPECT_EQ(h.Wait(), JoinStatus::kCompleted);
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<JoinHandle<void>> handles_;
+};
+
 struct HogTrace {
   int polls_on_workers = 0;      // before the first poll on the isolation thread
   bool isolated_thread = false;  // reached the isolation thread
@@ -77,17 +97,10 @@ TEST_P(RuntimeLatencyTest, ASlowPollThatKeepsOthersWaitingMovesAtOnce) {
   const size_t n = GetParam();
   auto rt = LatencyRuntime(n, std::chrono::milliseconds(500));
   ASSERT_NE(rt, nullptr);
-  std::atomic<bool> stop{false};
-  std::vector<JoinHandle<void>> tickers;
-  for (size_t w = 0; w < n; ++w) {
-    RuntimeSpawnOptions o;
-    o.placement = Placement::Pinned(w);
-    tickers.push_back(rt->Spawn(Ticker(&stop), o));
-  }
+  Tickers tickers(*rt);
   // Wherever the hog runs, a ticker's timer comes due during its poll.
   const HogTrace tr = rt->Spawn(SlowPolls(n, 20)).Join();
-  stop.store(true, std::memory_order_release);
-  for (auto& t : tickers) EXPECT_EQ(t.Wait(), JoinStatus::kCompleted);
+  tickers.Stop();
   ASSERT_TRUE(tr.isolated_thread) << "still on a worker after 20 slow polls";
   // The first slow poll that the monitor saw moves it; the slack is for a
   // first poll after a park, and a monitor thread that gets no CPU during
@@ -154,16 +167,9 @@ TEST_P(RuntimeLatencyTest, AMovedTaskComesBackAfterTheHysteresis) {
   const size_t n = GetParam();
   auto rt = LatencyRuntime(n, std::chrono::milliseconds(100));
   ASSERT_NE(rt, nullptr);
-  std::atomic<bool> stop{false};
-  std::vector<JoinHandle<void>> tickers;
-  for (size_t w = 0; w < n; ++w) {
-    RuntimeSpawnOptions o;
-    o.placement = Placement::Pinned(w);
-    tickers.push_back(rt->Spawn(Ticker(&stop), o));
-  }
+  Tickers tickers(*rt);
   const Return r = rt->Spawn(MovesBack(n)).Join();
-  stop.store(true, std::memory_order_release);
-  for (auto& t : tickers) EXPECT_EQ(t.Wait(), JoinStatus::kCompleted);
+  tickers.Stop();
   ASSERT_TRUE(r.moved) << "never moved";
   ASSERT_TRUE(r.back) << "never came back within 20 s";
   // Not at its first yield there (a task below tier isolate that was not
