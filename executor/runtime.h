@@ -16,7 +16,9 @@
 //   Stealable()  (the default) the task waits in the spawning worker's
 //                work-stealing deque (from a plain thread: the shared
 //                injector) until a worker starts it: its own worker, or an
-//                idle one that steals it.
+//                idle one that steals it.  Past the deque's capacity, the
+//                deque's older half goes to the shared injector (a single
+//                worker queues the task in its executor instead).
 //   StealablePreferred(w)  as Stealable, but queued for worker w first.
 //   Pinned(w)    runs on worker w only.
 //   RoundRobin() pinned to the next worker in turn.
