@@ -358,12 +358,15 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   uint64_t PollTask(executor_internal::TaskHeader* task,
                     uint64_t start) noexcept;
   // The tiers' verdict on a poll of `ticks`, with the stats it moves.
-  void JudgePoll(executor_internal::TaskHeader* task,
+  bool JudgePoll(executor_internal::TaskHeader* task,
                  budget::PollOutcome outcome, uint64_t ticks) noexcept;
   // A poll of a slice that the monitor reported as slow while it ran.
-  void JudgeReportedPoll(executor_internal::TaskHeader* task) noexcept;
-  // After a poll: finish, re-queue or cancel the task by its run state.
-  void FinishPoll(executor_internal::TaskHeader* task, uint64_t tick) noexcept;
+  // Both true if the tiers charged the poll with a violation.
+  bool JudgeReportedPoll(executor_internal::TaskHeader* task) noexcept;
+  // After a poll: finish, re-queue or cancel the task by its run state
+  // (`violated`: what JudgePoll said of the poll, for MoveAtYield).
+  void FinishPoll(executor_internal::TaskHeader* task, uint64_t tick,
+                  bool violated = false) noexcept;
   // A Runtime worker, at a yield of a movable task: whether it moves to the
   // isolation thread (at tier isolate, or after a poll that the tiers
   // judged a violation while other tasks of this worker waited), or, on the
@@ -460,9 +463,6 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool running_ = false;
   bool shutting_down_ = false;
   bool isolation_thread_ = false;  // a Runtime's isolation thread
-  // JudgePoll charged the poll just ended with a violation (read and reset
-  // by FinishPoll, which follows it).
-  bool poll_violated_ = false;
   executor_internal::Worker* worker_ = nullptr;  // while RunWorker runs
   bool stopping_ = false;  // RequestStop in progress
 

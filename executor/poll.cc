@@ -121,21 +121,22 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   const budget::PollOutcome outcome =
       done ? budget::PollOutcome::kReady : budget::PollOutcome::kPending;
   if (hooks_ != nullptr) hooks_->CallAfterPoll(t->ctx, outcome, elapsed);
+  bool violated = false;
   if (tiers_ != nullptr) {
     // A poll long enough to be a violation is checked against the thread's
     // context switches: time the OS took the thread away (involuntary
     // switches only) is not the task's doing.  Rare: only slow polls pay.
-    JudgePoll(t, outcome, JudgedTicks(elapsed, t1));
+    violated = JudgePoll(t, outcome, JudgedTicks(elapsed, t1));
   }
   // Counted, not cleared: the next Pick clears it when it switches queues
   // (clearing it here would cancel the preemption it asks for).
   if (queue_set_->ShouldPreempt()) preemptions_[q]++;
 
-  FinishPoll(t, t1);
+  FinishPoll(t, t1, violated);
   return t1;
 }
 
-void LocalExecutor::JudgePoll(TaskHeader* t, budget::PollOutcome outcome,
+bool LocalExecutor::JudgePoll(TaskHeader* t, budget::PollOutcome outcome,
                               uint64_t ticks) noexcept {
   const budget::Tier before = t->ctx.tier();
   const uint32_t violations = t->ctx.tier_state.total_violations;
@@ -152,15 +153,15 @@ void LocalExecutor::JudgePoll(TaskHeader* t, budget::PollOutcome outcome,
   }
   // The isolation lane is where a task at tier isolate is queued (see
   // QueueOf); count the moves in and out.
-  poll_violated_ = t->ctx.tier_state.total_violations != violations;
   const budget::Tier after = t->ctx.tier();
   if (after != before) {
     if (after == budget::Tier::kIsolate) stats_.tier_isolations++;
     if (before == budget::Tier::kIsolate) stats_.tier_restores++;
   }
+  return t->ctx.tier_state.total_violations != violations;
 }
 
-void LocalExecutor::JudgeReportedPoll(TaskHeader* t) noexcept {
+bool LocalExecutor::JudgeReportedPoll(TaskHeader* t) noexcept {
   // The monitor saw this poll run past the tiers' threshold while it ran.
   // Its length: from when the monitor first saw it (at most one sampling
   // period after it began) to now, a lower bound.
@@ -181,12 +182,11 @@ void LocalExecutor::JudgeReportedPoll(TaskHeader* t) noexcept {
   // hysteresis windows that start there ended early.  So the start is set
   // back from now by the judged length.
   t->ctx.poll_start_tick = tick - ticks;
-  JudgePoll(t, outcome, ticks);
+  return JudgePoll(t, outcome, ticks);
 }
 
-void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick) noexcept {
-  const bool violated = poll_violated_;
-  poll_violated_ = false;
+void LocalExecutor::FinishPoll(TaskHeader* t, uint64_t tick,
+                               bool violated) noexcept {
   switch (t->run_state) {
     case RunState::kDone:
       FinishTask(t);
@@ -301,8 +301,8 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
         // the general way (its tier, and so its queue, may change).
         executor_internal::tl_task = nullptr;
         ++others;
-        if (tiers_ != nullptr) JudgeReportedPoll(t);
-        FinishPoll(t, start);
+        const bool violated = tiers_ != nullptr && JudgeReportedPoll(t);
+        FinishPoll(t, start, violated);
       } else if (const bool cancel_requested =
                      t->state.load(std::memory_order_relaxed) &
                      executor_internal::kStateCancelRequested;

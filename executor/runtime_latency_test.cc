@@ -66,7 +66,8 @@ class Tickers {
 };
 
 struct HogTrace {
-  int polls_on_workers = 0;      // before the first poll on the isolation thread
+  int polls_on_workers = 0;      // before its first poll on the isolation
+                                 // thread
   bool isolated_thread = false;  // reached the isolation thread
   budget::Tier tier_there = budget::Tier::kMonitor;  // at its first poll there
 };

@@ -60,9 +60,10 @@ bool LocalExecutor::MoveAtYield(TaskHeader* t, bool violated) noexcept {
   // climbing the tiers takes many such polls and the promotion hysteresis
   // (Balanced(): 14 violations, 200 ms at least), each poll keeping the
   // worker's other tasks waiting (on 2 workers, ~200 ms of a hog's 3 ms
-  // polls came before it reached isolate).  On the isolation thread, a task below
-  // tier isolate goes back to a worker at a yield; one moved for latency
-  // only once it has gone a demotion hysteresis without a violation.
+  // polls came before it reached isolate).  On the isolation thread, a
+  // task below tier isolate goes back to a worker at a yield; one moved
+  // for latency only once it has gone a demotion hysteresis without a
+  // violation.
   // `moved_for_latency` is written before the move: it travels with the
   // task (M2 publishes it).
   const bool isolate = t->ctx.tier() == budget::Tier::kIsolate;
@@ -98,19 +99,13 @@ bool LocalExecutor::MoveAtYield(TaskHeader* t, bool violated) noexcept {
 
 bool LocalExecutor::OthersWait() noexcept {
   if (!queue_set_->Empty() || handoff_ != nullptr) return true;
-  if (io_ == nullptr) return false;
-  if (io_->NextTimerDeadline() != UINT64_MAX &&
-      TimerDue(timing::TscClock::Now())) {
-    return true;
-  }
-  // A ready event may be a doorbell that wakes nobody: reaped now (as
-  // YieldMaybe does), so that the tasks it wakes, if any, are queued.
-  if (io_peeks_ ? io_->HasPendingWork() : KernelWaits()) {
-    stats_.driver_yields++;
-    io_->Poll(0);
-    return !queue_set_->Empty() || handoff_ != nullptr;
-  }
-  return false;
+  // An event due (the loop's own test): reaped now, as YieldMaybe does, so
+  // that the tasks it wakes are queued; a ready event may be a doorbell
+  // that wakes nobody.
+  if (!IoDue(timing::TscClock::Now())) return false;
+  stats_.driver_yields++;
+  io_->Poll(0);
+  return !queue_set_->Empty() || handoff_ != nullptr;
 }
 
 bool LocalExecutor::MoveIsolated(TaskHeader* t) noexcept {
