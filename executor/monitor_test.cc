@@ -213,6 +213,24 @@ TEST(MonitorTest, TheMonitorDoesNotWakeWhileNoExecutorRuns) {
   EXPECT_EQ(monitor.wakeups(), before) << "woke while idle";
 }
 
+// A program that runs an executor many times in a row (a Run per request)
+// must not wake the monitor at every Run: a monitor that samples within
+// its progress period anyway is left to do so.  (It woke at each of them.)
+TEST(MonitorTest, RunsBackToBackDoNotWakeTheMonitorEachTime) {
+  auto ex = MakeExecutor(ExecutorBuilder().Tiers(OneMsTiers()).NoReactor());
+  ex->BlockOn(Constant(1));  // the monitor thread exists now
+  auto& monitor = executor_internal::Monitor::Get();
+  constexpr int kRuns = 400;
+  const uint64_t before = monitor.wakeups();
+  const uint64_t t0 = timing::MonotonicClock::Now();
+  for (int i = 0; i < kRuns; ++i) ASSERT_EQ(ex->BlockOn(Constant(i)), i);
+  const uint64_t ms = (timing::MonotonicClock::Now() - t0) / 1'000'000;
+  const uint64_t woke = monitor.wakeups() - before;
+  // At most one wake-up per 10 ms of running (the progress period), one
+  // per Run that finds it waiting for good, and a few besides.
+  EXPECT_LT(woke, kRuns / 4) << kRuns << " runs in " << ms << " ms";
+}
+
 TEST(MonitorTest, BadStuckThresholdFromTheEnvironmentIsAnError) {
   ASSERT_EQ(setenv("SPINDLE_STUCK_THRESHOLD_MS", "0", 1), 0);
   auto ex = ExecutorBuilder().NoReactor().Build();

@@ -63,6 +63,11 @@ void Monitor::RunStarted() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (running_++ != 0) return;
+    run_started_ = true;
+    // A monitor in a timed wait of at most kMaxProgressPeriodNs samples
+    // soon enough on its own: no wake-up (a program that runs an executor
+    // many times in a row would otherwise wake it at every Run).
+    if (waiting_ns_ <= kMaxProgressPeriodNs) return;
   }
   cv_.notify_one();
 }
@@ -158,10 +163,10 @@ void Monitor::Loop() {
   uint64_t period = BasePeriodLocked();
   for (;;) {
     while (running_ == 0) {
+      waiting_ns_ = UINT64_MAX;
       cv_.wait(lock);
       // relaxed: a statistic for tests.
       wakeups_.fetch_add(1, std::memory_order_relaxed);
-      period = BasePeriodLocked();
     }
     const Sample sample = SampleLocked(timing::MonotonicClock::Now());
     const uint64_t base = BasePeriodLocked();
@@ -176,7 +181,19 @@ void Monitor::Loop() {
         period = std::min(period * 2, std::max(base, kMaxIdlePeriodNs));
         break;
     }
+    // The period goes on from where it was before the monitor went idle:
+    // a program that runs an executor many times in a row (a Run per
+    // request, a benchmark) would otherwise sample from the base period
+    // again at each Run, most of them short polls.  A poll that starts
+    // with the Run is first seen within the progress period, as any
+    // other is.
+    if (run_started_) {
+      run_started_ = false;
+      period = std::min(period, std::max(base, kMaxProgressPeriodNs));
+    }
+    waiting_ns_ = period;
     cv_.wait_for(lock, std::chrono::nanoseconds(period));
+    waiting_ns_ = 0;
     wakeups_.fetch_add(1, std::memory_order_relaxed);
   }
 }

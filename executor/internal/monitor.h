@@ -29,7 +29,11 @@
 // poll it sees is new (short polls) it doubles the period up to 10 ms, and
 // while no poll is in progress (executors parked) up to 50 ms: a slow poll
 // is then first seen up to one period late and reported from there (the
-// report's running time is a lower bound, never an overstatement).
+// report's running time is a lower bound, never an overstatement).  The
+// first Run after a pause wakes the monitor only if it waits longer than
+// 10 ms (or for good), and the period goes on from where it was, at most
+// 10 ms: a program that runs executors many times in a row does not
+// restart the sampling from the base period at every Run.
 //
 // Shutdown.  Unregister takes the monitor's mutex, which the monitor holds
 // while it samples: after Unregister returns the beacon is never touched.
@@ -156,6 +160,11 @@ class Monitor {
   std::vector<PollBeacon*> beacons_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
+  // A Run began since the monitor last sampled (it caps the next period).
+  bool run_started_ ABSL_GUARDED_BY(mu_) = false;
+  // The wait the monitor is in: its period, UINT64_MAX while it waits for
+  // a Run, 0 while it samples.
+  uint64_t waiting_ns_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> wakeups_{0};
 };
 
