@@ -137,7 +137,7 @@ class [[nodiscard]] JoinHandle {
       me->wait_object = cell;
       cell->join_waiter = me;
       JoinWaitBegin(me);
-      uint32_t s = cell->state.load(std::memory_order_acquire);
+      uint64_t s = cell->state.load(std::memory_order_acquire);
       while (!(s & kStateDone)) {
         // release: publishes join_waiter to the completer's fetch_or.
         if (cell->state.compare_exchange_weak(s, s | kStateJoinWaiter,

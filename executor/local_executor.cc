@@ -225,7 +225,10 @@ void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
     stats_.completions++;
   } else {
     stats_.failed++;
-    if (t->refs.load(std::memory_order_relaxed) == 1) ReportUnhandled(t);
+    if (executor_internal::RefsOf(t->state.load(
+            std::memory_order_relaxed)) == 1) {
+      ReportUnhandled(t);
+    }
   }
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
   if (hooks_ != nullptr) hooks_->CallOnComplete(t->ctx);
@@ -530,7 +533,8 @@ void LocalExecutor::BeginStop() noexcept {
   std::vector<TaskHeader*> live;
   live.reserve(stats_.live_tasks);
   for (TaskHeader* t = all_tasks_; t != nullptr; t = t->all_next) {
-    t->refs.fetch_add(1, std::memory_order_relaxed);
+    t->state.fetch_add(executor_internal::kStateRefOne,
+                       std::memory_order_relaxed);
     live.push_back(t);
   }
   for (TaskHeader* t : live) {

@@ -92,20 +92,29 @@ namespace executor_internal {
 
 struct Inbox;
 
-// Bits of TaskHeader::state, the only task field other threads touch.
-inline constexpr uint32_t kStateComplete = 1u << 0;    // result stored
-inline constexpr uint32_t kStateCancelled = 1u << 1;   // dropped unfinished
-inline constexpr uint32_t kStateFailed = 1u << 2;      // result is an exception
-inline constexpr uint32_t kStateJoinWaiter = 1u << 3;  // join_waiter is set
-inline constexpr uint32_t kStateNotified = 1u << 4;    // a wake is queued
-inline constexpr uint32_t kStateCancelRequested = 1u << 5;
+// Bits of TaskHeader::state, the only task field other threads touch.  The
+// low 32 bits are flags; the high 32 bits count the task's references
+// (kStateRefOne each: the frame, a join handle, a Waker, an abort in
+// flight), so that a completion publishes its bits and drops the frame's
+// reference in one RMW.  64-bit constants: `~kStateX` keeps the count.
+inline constexpr uint64_t kStateComplete = 1u << 0;    // result stored
+inline constexpr uint64_t kStateCancelled = 1u << 1;   // dropped unfinished
+inline constexpr uint64_t kStateFailed = 1u << 2;      // result is an exception
+inline constexpr uint64_t kStateJoinWaiter = 1u << 3;  // join_waiter is set
+inline constexpr uint64_t kStateNotified = 1u << 4;    // a wake is queued
+inline constexpr uint64_t kStateCancelRequested = 1u << 5;
 // owner and inbox are set (a task of a Runtime is spawned unbound and bound
 // to the worker that first runs it: a release RMW after writing them).
-inline constexpr uint32_t kStateBound = 1u << 6;
+inline constexpr uint64_t kStateBound = 1u << 6;
 // A thread blocks in Join()/Wait() on the state word: the completer calls
 // notify_all (a futex syscall) only when this is set.
-inline constexpr uint32_t kStateThreadWaiter = 1u << 7;
-inline constexpr uint32_t kStateDone = kStateComplete | kStateCancelled;
+inline constexpr uint64_t kStateThreadWaiter = 1u << 7;
+inline constexpr uint64_t kStateDone = kStateComplete | kStateCancelled;
+inline constexpr uint64_t kStateRefOne = uint64_t{1} << 32;
+// The reference count of a state word.
+inline constexpr uint32_t RefsOf(uint64_t state) noexcept {
+  return static_cast<uint32_t>(state >> 32);
+}
 
 // A pointer field that one thread writes while others may read it (a
 // task's owner and inbox, rewritten when a Runtime moves a started task to
@@ -201,8 +210,9 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // release RMW after the result is written; JoinHandle readers acquire.
   // A joiner publishes join_waiter, then sets kStateJoinWaiter with a
   // release CAS; the completer's acq_rel fetch_or reads it.
-  std::atomic<uint32_t> state{0};
-  std::atomic<uint32_t> refs{1};  // frame + join handle + pending aborts
+  // The flags above and, in the high half, the references (the frame's
+  // first: kStateRefOne).
+  std::atomic<uint64_t> state{kStateRefOne};
 
   uint8_t io_priority = 1;  // reactor::IoPriority (kNormal)
   RunState run_state = RunState::kNew;
@@ -265,20 +275,21 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
 // The join handle's reference, taken at spawn before the cell is published
 // (only the spawning thread knows it yet): a plain increment, no RMW.
 inline void AddUnpublishedRef(TaskHeader* h) noexcept {
-  h->refs.store(h->refs.load(std::memory_order_relaxed) + 1,
-                std::memory_order_relaxed);
+  h->state.store(h->state.load(std::memory_order_relaxed) + kStateRefOne,
+                 std::memory_order_relaxed);
 }
 
 // Drops one reference; frees the cell at zero.
 inline void ReleaseRef(TaskHeader* h) noexcept {
   // Sole owner (the common case of a detached task): no other reference can
   // appear, so no RMW.  acquire: sees the writes of earlier releasers.
-  if (h->refs.load(std::memory_order_acquire) == 1) {
+  if (RefsOf(h->state.load(std::memory_order_acquire)) == 1) {
     h->ops->free_cell(h);
     return;
   }
   // acq_rel: the last releaser must see every write of the others.
-  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+  if (RefsOf(h->state.fetch_sub(kStateRefOne, std::memory_order_acq_rel)) ==
+      1) {
     h->ops->free_cell(h);
   }
 }

@@ -105,7 +105,7 @@ void RequestAbort(TaskHeader* t) noexcept {
     t->owner->ProcessAbort(t);
     return;
   }
-  t->refs.fetch_add(1, std::memory_order_relaxed);  // held by the message
+  t->state.fetch_add(kStateRefOne, std::memory_order_relaxed);  // the message's
   // The window a regression test widens: the executor may be destroyed
   // right here.  The caller's JoinHandle keeps the inbox alive, and Submit
   // sees it closed.
@@ -241,13 +241,13 @@ void PrepareSpawn(Inbox& in, TaskHeader* t,
 }
 
 void BlockUntilDone(TaskHeader* t) noexcept {
-  uint32_t s = t->state.load(std::memory_order_acquire);
+  uint64_t s = t->state.load(std::memory_order_acquire);
   if (s & kStateDone) return;
-  // acq_rel: ordered with the completer's fetch_or (see CompleteState).
+  // acq_rel: ordered with the completer's RMW (see CompleteAndRelease).
   s = t->state.fetch_or(kStateThreadWaiter, std::memory_order_acq_rel) |
       kStateThreadWaiter;
   while (!(s & kStateDone)) {
-    // Woken by notify_all in CompleteState.
+    // Woken by notify_all in CompleteAndRelease.
     t->state.wait(s, std::memory_order_acquire);
     s = t->state.load(std::memory_order_acquire);
   }

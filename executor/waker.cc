@@ -30,7 +30,9 @@ Waker Waker::SuspendCurrent(std::coroutine_handle<> h) noexcept {
 }
 
 Waker Waker::Holding(executor_internal::TaskHeader* t) noexcept {
-  t->refs.fetch_add(1, std::memory_order_relaxed);  // the waker's
+  // the waker's reference
+  t->state.fetch_add(executor_internal::kStateRefOne,
+                     std::memory_order_relaxed);
   Waker w;
   w.task_ = t;
   w.inbox_ = executor_internal::InboxOf(*t->owner);

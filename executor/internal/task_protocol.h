@@ -30,16 +30,27 @@ extern constinit thread_local TaskHeader* tl_task;
 TaskHeader* SuspendOnWaker(std::coroutine_handle<> h,
                            const char* misuse) noexcept;
 
-// Sets the completion bits of `t` (owner thread) and wakes its joiner.
-inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
-  // Only the frame refers to the task (no handle, no abort in flight): no
-  // other thread can observe the state, so skip the RMW and the notify.
-  // acquire: pairs with the acq_rel release of the last other reference.
-  if (t->refs.load(std::memory_order_acquire) == 1) return;
-  uint32_t bits = cancelled ? kStateCancelled : kStateComplete;
+// Sets the completion bits of `t` (owner thread), drops the body's
+// reference (see DestroyAndComplete) and wakes its joiner; frees the cell if
+// that reference was the last.
+inline void CompleteAndRelease(TaskHeader* t, bool cancelled) noexcept {
+  uint64_t bits = cancelled ? kStateCancelled : kStateComplete;
   if (!cancelled && t->threw) bits |= kStateFailed;
-  // acq_rel: releases the result to joiners; acquires join_waiter.
-  const uint32_t old = t->state.fetch_or(bits, std::memory_order_acq_rel);
+  // One RMW publishes the bits and drops the body's reference, unless a
+  // thread blocks on the word (kStateThreadWaiter): its notify comes after
+  // the bits, so the reference is kept for it and dropped after.  A joining
+  // task (kStateJoinWaiter) holds a handle and cannot drop it before the
+  // wake below: the cell outlives the reads of join_waiter.
+  // acq_rel: releases the result to joiners; acquires join_waiter and the
+  // writes of every earlier releaser (this may be the last reference).
+  uint64_t old = t->state.load(std::memory_order_relaxed);
+  uint64_t next;
+  do {
+    next = old | bits;
+    if (!(old & kStateThreadWaiter)) next -= kStateRefOne;
+  } while (!t->state.compare_exchange_weak(old, next,
+                                           std::memory_order_acq_rel,
+                                           std::memory_order_relaxed));
   if (old & kStateJoinWaiter) {
     TaskHeader* waiter = t->join_waiter;
     Inbox* waiter_inbox = waiter->inbox;  // read before the wake
@@ -47,9 +58,15 @@ inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
     // The last touch of the waiter's executor: its destructor waits for it.
     JoinWaitEnd(waiter_inbox);
   }
-  // Only a blocked thread needs the futex wake (BlockUntilDone sets the
-  // bit with an RMW before it waits, so one of the two RMWs sees the other).
-  if (old & kStateThreadWaiter) t->state.notify_all();
+  if (old & kStateThreadWaiter) {
+    // Only a blocked thread needs the futex wake (BlockUntilDone sets the
+    // bit with an RMW before it waits, so one of the two RMWs sees the
+    // other).
+    t->state.notify_all();
+    ReleaseRef(t);  // the body's
+    return;
+  }
+  if (RefsOf(old) == 1) t->ops->free_cell(t);  // the others went meanwhile
 }
 
 // Ends `t`, which will not run again: its frame goes first (the
@@ -58,19 +75,19 @@ inline void CompleteState(TaskHeader* t, bool cancelled) noexcept {
 // Wait() or a joining task never sees a task done while its destructors
 // still run.
 inline void DestroyAndComplete(TaskHeader* t, bool cancelled) noexcept {
-  // acquire: as in CompleteState.  Only the frame refers to the task: no
-  // one can observe the order.
-  if (t->refs.load(std::memory_order_acquire) == 1) {
+  // Only the frame refers to the task (no handle, no abort in flight): no
+  // other thread can observe the state, so no RMW and no notify.
+  // acquire: pairs with the acq_rel release of the last other reference.
+  if (RefsOf(t->state.load(std::memory_order_acquire)) == 1) {
     t->ops->destroy(t);  // drops the frame's reference: frees the cell
     return;
   }
   // Others hold references (a handle, an abort in flight), and one of them
   // may be dropped on another thread meanwhile: the body's reference keeps
-  // the cell alive until the completion is published.
+  // the cell alive until the completion is published, and goes with it.
   t->body_ref_kept = true;
   t->ops->destroy(t);
-  CompleteState(t, cancelled);
-  ReleaseRef(t);  // the body's
+  CompleteAndRelease(t, cancelled);
 }
 
 inline void DestroyCancelled(TaskHeader* t) noexcept {
@@ -80,7 +97,7 @@ inline void DestroyCancelled(TaskHeader* t) noexcept {
 // Clears `waiter`'s join registration on `target` if the target has not
 // finished; true when the registration is gone (and uncounted).
 inline bool DeregisterJoin(TaskHeader* waiter, TaskHeader* target) noexcept {
-  uint32_t ts = target->state.load(std::memory_order_acquire);
+  uint64_t ts = target->state.load(std::memory_order_acquire);
   while (!(ts & kStateDone)) {
     if (target->state.compare_exchange_weak(ts, ts & ~kStateJoinWaiter,
                                             std::memory_order_acq_rel,
