@@ -338,6 +338,8 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   }
   ex->slice_target_ticks_ =
       timing::TscClock::FromNanos(LocalExecutor::kSliceTargetNs);
+  ex->busy_deadline_ticks_ =
+      timing::TscClock::FromNanos(LocalExecutor::kBusyDeadlineNs);
   ex->stats_.driver = ex->driver_->Name();
   return ex;
 }

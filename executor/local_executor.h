@@ -513,6 +513,20 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   };
   FastBudget fast_budget_[budget::kNumPriorities];
   static constexpr uint64_t kSliceTargetNs = 25'000;
+  // A poll that begins while other tasks are queued (a task woken by a
+  // timer or I/O between two polls of a task that calls YieldMaybe) yields
+  // at YieldMaybe after this long instead of at the tiers' deadline (half
+  // the violation threshold): the woken task waited behind it.  Without
+  // tiers there is no deadline, and none is added: YieldMaybe yields for
+  // its budget and for events only, as documented.
+  static constexpr uint64_t kBusyDeadlineNs = 50'000;
+  uint64_t busy_deadline_ticks_ = 0;
+  // The longest a poll beginning now may run to YieldMaybe's deadline, from
+  // the queues: busy_deadline_ticks_ while tasks are queued, else
+  // UINT64_MAX (no bound).
+  uint64_t BusyDeadline() const noexcept {
+    return queue_set_->Empty() ? UINT64_MAX : busy_deadline_ticks_;
+  }
   static constexpr uint32_t kMaxQuota = 32;
   void AdaptQuota(SliceQuota& sq, uint64_t ticks, uint32_t polls) noexcept;
 };

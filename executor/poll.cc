@@ -82,6 +82,10 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
     t->ctx.budget.Reset(default_budget_);
     t->ctx.poll_start_tick = t0;
   }
+  if (const uint64_t busy = BusyDeadline(); busy != UINT64_MAX) {
+    const uint64_t d = t->ctx.budget.deadline();  // 0: none
+    if (d != 0 && d > t0 + busy) t->ctx.budget.set_deadline(t0 + busy);
+  }
   if (hooks_ != nullptr) hooks_->CallBeforePoll(t->ctx);
 
   if (task_timing_) {
@@ -240,12 +244,13 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
                             ? max_polls_per_yield_ - polls_since_driver_
                             : 1;
   const uint32_t limit = std::min({sq.quota, room, poll_cap_});
-  // Tier monitor's budget and deadline per priority, for this slice.
+  // Tier monitor's budget and deadline per priority, for this slice; while
+  // other tasks wait, at most busy_deadline_ticks_ (see BusyDeadline).
+  const uint64_t busy = BusyDeadline();
   uint64_t deadline[budget::kNumPriorities];
   for (int p = 0; p < budget::kNumPriorities; ++p) {
-    deadline[p] = fast_budget_[p].deadline_ticks != 0
-                      ? start + fast_budget_[p].deadline_ticks
-                      : 0;
+    const uint64_t d = fast_budget_[p].deadline_ticks;  // 0: none
+    deadline[p] = d != 0 ? start + std::min(d, busy) : 0;
   }
   sched::QueueSet::SliceCursor slice = queue_set_->CurrentSlice();
   uint32_t left = limit;  // polls the slice may still hold
