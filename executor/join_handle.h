@@ -73,7 +73,7 @@ class [[nodiscard]] JoinHandle {
   uint64_t id() const noexcept { return Cell("id")->ctx.task_id; }
 
   JoinStatus status() const noexcept {
-    const uint32_t s = Cell("status")->state.load(std::memory_order_acquire);
+    const uint64_t s = Cell("status")->state.load(std::memory_order_acquire);
     if (s & executor_internal::kStateCancelled) return JoinStatus::kCancelled;
     if (s & executor_internal::kStateComplete) {
       return (s & executor_internal::kStateFailed) ? JoinStatus::kFailed
@@ -139,7 +139,7 @@ class [[nodiscard]] JoinHandle {
       JoinWaitBegin(me);
       uint64_t s = cell->state.load(std::memory_order_acquire);
       while (!(s & kStateDone)) {
-        // release: publishes join_waiter to the completer's fetch_or.
+        // release: publishes join_waiter to the completer's CAS.
         if (cell->state.compare_exchange_weak(s, s | kStateJoinWaiter,
                                               std::memory_order_acq_rel,
                                               std::memory_order_acquire)) {

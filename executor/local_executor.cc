@@ -152,7 +152,7 @@ bool LocalExecutor::HasUndeliveredResult(const TaskHeader* t) noexcept {
 
 void LocalExecutor::ProcessAbort(TaskHeader* t) noexcept {
   if (t->run_state == RunState::kDone || t->abort_seen) return;
-  const uint32_t s = t->state.load(std::memory_order_acquire);
+  const uint64_t s = t->state.load(std::memory_order_acquire);
   if (s & executor_internal::kStateDone) return;
   switch (t->run_state) {
     case RunState::kQueued:

@@ -55,7 +55,7 @@ inline int Log2Bucket(uint64_t ticks) noexcept {
 // the task was cancelled instead (an abort came while it was queued).
 inline bool TakeWake(TaskHeader* t) noexcept {
   t->woken = false;
-  const uint32_t old = t->state.fetch_and(~executor_internal::kStateNotified,
+  const uint64_t old = t->state.fetch_and(~executor_internal::kStateNotified,
                                           std::memory_order_acq_rel);
   return (old & executor_internal::kStateCancelRequested) != 0;
 }
@@ -78,13 +78,15 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   }
   if (tiers_ != nullptr) {
     tiers_->BeforePoll(t->ctx, t0);
+    // The tiers' deadline, at most busy_deadline_ticks_ away while other
+    // tasks wait (as RunSlice's).
+    const uint64_t d = t->ctx.budget.deadline();  // 0: none
+    if (const uint64_t busy = BusyDeadline(); d != 0 && d - t0 > busy) {
+      t->ctx.budget.set_deadline(t0 + busy);
+    }
   } else {
     t->ctx.budget.Reset(default_budget_);
     t->ctx.poll_start_tick = t0;
-  }
-  if (const uint64_t busy = BusyDeadline(); busy != UINT64_MAX) {
-    const uint64_t d = t->ctx.budget.deadline();  // 0: none
-    if (d != 0 && d > t0 + busy) t->ctx.budget.set_deadline(t0 + busy);
   }
   if (hooks_ != nullptr) hooks_->CallBeforePoll(t->ctx);
 

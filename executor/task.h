@@ -209,7 +209,7 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // Memory ordering: completion sets kStateComplete/kStateCancelled with a
   // release RMW after the result is written; JoinHandle readers acquire.
   // A joiner publishes join_waiter, then sets kStateJoinWaiter with a
-  // release CAS; the completer's acq_rel fetch_or reads it.
+  // release CAS; the completer's acq_rel CAS reads it.
   // The flags above and, in the high half, the references (the frame's
   // first: kStateRefOne).
   std::atomic<uint64_t> state{kStateRefOne};

@@ -132,7 +132,7 @@ bool LocalExecutor::MoveFromIsolation(TaskHeader* t) noexcept {
 bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to) noexcept {
   // M1.  acq_rel: ordered with the wakers' fetch_or (a waker that set the
   // bit first is seen here; one that comes later backs off).
-  const uint32_t old = t->state.fetch_or(executor_internal::kStateNotified,
+  const uint64_t old = t->state.fetch_or(executor_internal::kStateNotified,
                                          std::memory_order_acq_rel);
   if (old & executor_internal::kStateNotified) return false;
   // M2.

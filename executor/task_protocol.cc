@@ -95,7 +95,7 @@ void SetAbortWindowHookForTesting(void (*hook)()) noexcept {
 }
 
 void RequestAbort(TaskHeader* t) noexcept {
-  const uint32_t old =
+  const uint64_t old =
       t->state.fetch_or(kStateCancelRequested, std::memory_order_acq_rel);
   if (old & (kStateDone | kStateCancelRequested)) return;
   // Not bound yet (a Runtime's task that has not run): the worker that
@@ -118,7 +118,7 @@ void RequestAbort(TaskHeader* t) noexcept {
 void WakeByWaker(TaskHeader* t) noexcept {
   // acq_rel: a second waker sees the first's bit and backs off; acquires
   // the completion bits of a task cancelled meanwhile.
-  const uint32_t old =
+  const uint64_t old =
       t->state.fetch_or(kStateNotified, std::memory_order_acq_rel);
   if (old & (kStateNotified | kStateDone)) {
     ReleaseRef(t);  // woken already, or cancelled: nothing to do
@@ -147,7 +147,7 @@ void FatalMisuse(const char* what) noexcept {
 }
 
 void CheckJoin(const TaskHeader* target, bool from_task) {
-  const uint32_t s = target->state.load(std::memory_order_acquire);
+  const uint64_t s = target->state.load(std::memory_order_acquire);
   if (s & kStateDone) return;
   if (from_task) {
     if (target == tl_task) {

@@ -193,7 +193,6 @@ void Monitor::Loop() {
     }
     waiting_ns_ = period;
     cv_.wait_for(lock, std::chrono::nanoseconds(period));
-    waiting_ns_ = 0;
     wakeups_.fetch_add(1, std::memory_order_relaxed);
   }
 }

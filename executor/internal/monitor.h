@@ -162,8 +162,9 @@ class Monitor {
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   // A Run began since the monitor last sampled (it caps the next period).
   bool run_started_ ABSL_GUARDED_BY(mu_) = false;
-  // The wait the monitor is in: its period, UINT64_MAX while it waits for
-  // a Run, 0 while it samples.
+  // The wait the monitor is in (read by RunStarted, which cannot run while
+  // the monitor samples): its period, UINT64_MAX while it waits for a Run;
+  // 0 before its thread first waits.
   uint64_t waiting_ns_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> wakeups_{0};
 };
