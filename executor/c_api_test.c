@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,11 +55,18 @@ static int Writer(spindle_task_t* self, void* arg) {
   return (int)spindle_write(self, p->fds[1], "hello", 5, -1);
 }
 
+/* What a Sleeper saw: that it began, and that its sleep was cancelled. */
+struct SleepSeen {
+  atomic_int started;
+  int saw_cancel;
+};
+
 /* Sleeps long; once aborted, every call says so and it returns. */
 static int Sleeper(spindle_task_t* self, void* arg) {
-  int* saw_cancel = (int*)arg;
+  struct SleepSeen* seen = (struct SleepSeen*)arg;
+  atomic_store(&seen->started, 1);
   int r = spindle_sleep(self, 60ull * 1000000000ull);
-  if (r == -ECANCELED) *saw_cancel = 1;
+  if (r == -ECANCELED) seen->saw_cancel = 1;
   CHECK(spindle_yield(self) == -ECANCELED);
   return 7;
 }
@@ -279,7 +287,7 @@ static void TestSockets(void) {
 
 struct Joiner {
   spindle_executor_t* ex;
-  int saw_cancel;
+  struct SleepSeen sleep;
   int child_result;
   int timeout_rc;
   int zero_rc;
@@ -293,7 +301,7 @@ static int Joins(spindle_task_t* self, void* arg) {
   spindle_task_t* child = NULL;
   spindle_task_t* sleeper = NULL;
   CHECK(spindle_spawn(j->ex, Add, &j->child_result, NULL, &child) == 0);
-  CHECK(spindle_spawn(j->ex, Sleeper, &j->saw_cancel, NULL, &sleeper) == 0);
+  CHECK(spindle_spawn(j->ex, Sleeper, &j->sleep, NULL, &sleeper) == 0);
   j->zero_rc = spindle_task_join(child, NULL, 0); /* not run yet */
   int v = 0;
   CHECK(spindle_task_join(child, &v, -1) == 0); /* suspends this task */
@@ -321,7 +329,7 @@ static void TestJoinFromTasks(void) {
   CHECK(spindle_task_join(t, NULL, -1) == 0);
   CHECK(j.zero_rc == -ETIMEDOUT);
   CHECK(j.timeout_rc == -ETIMEDOUT);
-  CHECK(j.saw_cancel == 1);
+  CHECK(j.sleep.saw_cancel == 1);
   CHECK(j.destroy_rc == -EBUSY);
   CHECK(j.run_rc == -EBUSY);
   CHECK(spindle_task_release(t) == 0);
@@ -422,14 +430,20 @@ static void TestRuntime(void) {
   CHECK(st.completions >= 49);
   CHECK(st.live_tasks == 0);
 
-  /* Destroy with a sleeping task: it is cancelled, its handle says so. */
-  int saw_cancel = 0;
+  /* Destroy with a sleeping task: it is cancelled, its handle says so.
+   * Wait (1 ms joins) until a worker has begun it: a loaded machine may
+   * not have polled it yet, and a task cancelled before its first poll
+   * never sees -ECANCELED from a call. */
+  struct SleepSeen seen;
+  memset(&seen, 0, sizeof(seen));
   spindle_task_t* left = NULL;
-  CHECK(spindle_runtime_spawn(rt, Sleeper, &saw_cancel, NULL, &left) == 0);
-  CHECK(spindle_task_join(left, NULL, 1000000) == -ETIMEDOUT);
+  CHECK(spindle_runtime_spawn(rt, Sleeper, &seen, NULL, &left) == 0);
+  while (atomic_load(&seen.started) == 0) {
+    CHECK(spindle_task_join(left, NULL, 1000000) == -ETIMEDOUT);
+  }
   CHECK(spindle_runtime_destroy(rt) == 0);
   CHECK(spindle_task_join(left, NULL, -1) == -ECANCELED);
-  CHECK(saw_cancel == 1);
+  CHECK(seen.saw_cancel == 1);
   CHECK(spindle_task_release(left) == 0);
 }
 
@@ -498,14 +512,15 @@ int main(void) {
   close(p.fds[1]);
 
   /* Abort of a sleeping task: its calls return -ECANCELED, join says so. */
-  int saw_cancel = 0;
+  struct SleepSeen seen;
+  memset(&seen, 0, sizeof(seen));
   spindle_task_t* sleeper = NULL;
-  CHECK(spindle_spawn(ex, Sleeper, &saw_cancel, NULL, &sleeper) == 0);
+  CHECK(spindle_spawn(ex, Sleeper, &seen, NULL, &sleeper) == 0);
   CHECK(spindle_executor_run(ex, 0, -1, SPINDLE_RUN_UNTIL_IDLE) ==
         SPINDLE_RUN_IDLE);
   CHECK(spindle_task_abort(sleeper) == 0);
   CHECK(spindle_executor_run(ex, 0, -1, 0) == SPINDLE_RUN_DONE);
-  CHECK(saw_cancel == 1);
+  CHECK(seen.saw_cancel == 1);
   CHECK(spindle_task_join(sleeper, &result, -1) == -ECANCELED);
   CHECK(spindle_task_release(sleeper) == 0);
 
@@ -536,7 +551,7 @@ int main(void) {
 
   /* Destroying with a task left cancels it; its handle outlives. */
   spindle_task_t* left = NULL;
-  CHECK(spindle_spawn(ex, Sleeper, &saw_cancel, NULL, &left) == 0);
+  CHECK(spindle_spawn(ex, Sleeper, &seen, NULL, &left) == 0);
   CHECK(spindle_executor_destroy(ex) == 0);
   CHECK(spindle_task_join(left, NULL, 0) == -ECANCELED);
   CHECK(spindle_task_release(left) == 0);
