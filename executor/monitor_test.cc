@@ -227,8 +227,10 @@ TEST(MonitorTest, RunsBackToBackDoNotWakeTheMonitorEachTime) {
   const uint64_t ms = (timing::MonotonicClock::Now() - t0) / 1'000'000;
   const uint64_t woke = monitor.wakeups() - before;
   // At most one wake-up per 10 ms of running (the progress period), one
-  // per Run that finds it waiting for good, and a few besides.
-  EXPECT_LT(woke, kRuns / 4) << kRuns << " runs in " << ms << " ms";
+  // per Run that finds it waiting for good, and a few besides: a slow
+  // machine (a sanitizer, a loaded CI host) runs longer, so the bound grows
+  // with the time taken.  A wake-up per Run (the bug) is ~kRuns / 2.
+  EXPECT_LT(woke, kRuns / 4 + ms / 10) << kRuns << " runs in " << ms << " ms";
 }
 
 TEST(MonitorTest, BadStuckThresholdFromTheEnvironmentIsAnError) {
