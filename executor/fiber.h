@@ -154,6 +154,15 @@ struct AwaiterRef {
   decltype(auto) await_resume() { return aw->await_resume(); }
 };
 
+// An awaiter whose await_suspend (void or bool) uses its handle only as the
+// task's resume point and wakes the task through the task protocol (as
+// PrepareIo does): a fiber's resume entry never resumes that handle, so the
+// fiber calls await_suspend itself, with no bridge frame between.
+template <typename Aw>
+concept FiberDirectAwaiter = requires {
+  requires Aw::kFiberDirect;
+};
+
 template <typename R, typename Aw>
 Bridge<R> MakeBridge(Aw* aw) {
   if constexpr (std::is_void_v<R>) {
@@ -173,8 +182,8 @@ bool InFiber() noexcept;
 // Suspends the calling fiber until `a` completes and returns what
 // `co_await a` would (or throws what it would).  Anything a task can
 // co_await works.  Cost: nothing more than the awaiter when it is ready;
-// otherwise one small frame from the frame allocator and two stack
-// switches.
+// otherwise two stack switches, and for awaiters other than the I/O ones
+// (FiberDirectAwaiter) one small frame from the frame allocator.
 template <typename A>
 executor_internal::AwaitResult<A> Await(A&& a) {
   using R = executor_internal::AwaitResult<A>;
@@ -186,23 +195,33 @@ executor_internal::AwaitResult<A> Await(A&& a) {
   decltype(auto) aw = executor_internal::AwaiterOf(std::forward<A>(a));
   using Aw = std::remove_reference_t<decltype(aw)>;
   if (aw.await_ready()) return aw.await_resume();
-  auto bridge = executor_internal::MakeBridge<R, Aw>(std::addressof(aw));
-  // Runs the bridge on this stack as the run loop runs a coroutine task
-  // (nested awaits and returns bounce here, so the stack stays flat), and
-  // switches out while it waits.  Inline: no return after a switch (see
-  // executor/internal/fiber_switch.h).
-  executor_internal::TaskHeader* t = executor_internal::HeaderOfFiber(f);
-  t->resume_point = bridge.h;
-  for (;;) {
-    do {
-      t->bounce = false;
-      t->resume_point.resume();
-    } while (t->bounce);
-    if (bridge.h.done()) break;
-    executor_internal::SwitchOut(f);
-    if (f->unwinding) [[unlikely]] executor_internal::ThrowUnwind();
+  if constexpr (executor_internal::FiberDirectAwaiter<Aw>) {
+    // A fiber's resume entry switches stacks and never resumes the resume
+    // point: the no-op handle only fills the field.
+    if (aw.await_suspend(std::noop_coroutine())) {
+      executor_internal::SwitchOut(f);
+      if (f->unwinding) [[unlikely]] executor_internal::ThrowUnwind();
+    }
+    return aw.await_resume();
+  } else {
+    auto bridge = executor_internal::MakeBridge<R, Aw>(std::addressof(aw));
+    // Runs the bridge on this stack as the run loop runs a coroutine task
+    // (nested awaits and returns bounce here, so the stack stays flat), and
+    // switches out while it waits.  Inline: no return after a switch (see
+    // executor/internal/fiber_switch.h).
+    executor_internal::TaskHeader* t = executor_internal::HeaderOfFiber(f);
+    t->resume_point = bridge.h;
+    for (;;) {
+      do {
+        t->bounce = false;
+        t->resume_point.resume();
+      } while (t->bounce);
+      if (bridge.h.done()) break;
+      executor_internal::SwitchOut(f);
+      if (f->unwinding) [[unlikely]] executor_internal::ThrowUnwind();
+    }
+    return bridge.Take();
   }
-  return bridge.Take();
 }
 
 // Re-queues the calling fiber behind the runnable tasks (YieldNow).

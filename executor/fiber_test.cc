@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <stdexcept>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "executor/executor.h"
+#include "executor/frame_allocator.h"
 #include "executor/local_executor_testing.h"
 #include "gtest/gtest.h"
 
@@ -281,6 +283,40 @@ TEST_P(FiberIoTest, ReadsAPipeWrittenByACoroutine) {
   ex->SpawnDetached(writer(fds[1]));
   ex->Run();
   EXPECT_EQ(reader.Join(), "0123456789");
+  close(fds[0]);
+  close(fds[1]);
+}
+
+// An I/O await (IoAwaiter, TimeoutAwaiter) suspends the fiber directly:
+// no bridge frame from the frame allocator, on either backend; a timeout
+// still cancels the read it bounds.
+TEST_P(FiberIoTest, IoAwaitsTakeNoFrameAndTimeoutsCancel) {
+  SPINDLE_MAKE_OR_SKIP(ex);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  uint64_t frames = ~uint64_t{0};
+  int32_t timed_out = 0;
+  int32_t read = 0;
+  ex->SpawnFiberDetached([&, fd = fds[0]] {
+    const auto before = executor_internal::ThreadFrameStats();
+    char c = 0;
+    timed_out = this_fiber::Await(
+        Timeout(Read(fd, &c, 1), std::chrono::milliseconds(1)));
+    this_fiber::Await(SleepFor(std::chrono::microseconds(100)));
+    read = this_fiber::Await(Read(fd, &c, 1));
+    const auto after = executor_internal::ThreadFrameStats();
+    frames = (after.pooled_allocs + after.system_allocs) -
+             (before.pooled_allocs + before.system_allocs);
+  });
+  auto writer = [](int fd) -> Task<void> {
+    co_await SleepFor(std::chrono::milliseconds(3));
+    co_await Write(fd, "x", 1);
+  };
+  ex->SpawnDetached(writer(fds[1]));
+  ex->Run();
+  EXPECT_EQ(timed_out, -ECANCELED);
+  EXPECT_EQ(read, 1);
+  EXPECT_EQ(frames, 0u);
   close(fds[0]);
   close(fds[1]);
 }

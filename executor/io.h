@@ -133,6 +133,9 @@ struct IoAwaiter {
   IoAwaiter(IoAwaiter&& o) noexcept(
       std::is_nothrow_move_constructible_v<Start>)
       : start(std::move(o.start)) {}
+  // await_suspend uses its handle only as the task's resume point and wakes
+  // the task through WakeSole: a fiber calls it directly (this_fiber::Await).
+  static constexpr bool kFiberDirect = true;
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     reactor::Reactor* r = nullptr;
@@ -170,6 +173,7 @@ struct TimeoutAwaiter {
   int remaining = 2;
 
   TimeoutAwaiter(Start s, uint64_t ns) : start(std::move(s)), timeout_ns(ns) {}
+  static constexpr bool kFiberDirect = true;  // as IoAwaiter's
 
   static void OnEither(reactor::Operation* o) noexcept {
     TimeoutAwaiter* self = static_cast<Half*>(o)->owner;
