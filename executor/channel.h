@@ -121,6 +121,9 @@ class Channel {
     ~SendAwaiter() {
       if (suspended) ch->AbandonSend(this);
     }
+    // Suspends through the task protocol only: a fiber awaits it directly
+    // (executor_internal::FiberDirectAwaiter).
+    static constexpr bool kFiberDirect = true;
     bool await_ready() const noexcept { return false; }
     [[gnu::always_inline]] bool await_suspend(
         std::coroutine_handle<> h) noexcept {
@@ -146,6 +149,9 @@ class Channel {
     ~RecvAwaiter() {
       if (suspended) ch->AbandonRecv(this);
     }
+    // Suspends through the task protocol only: a fiber awaits it directly
+    // (executor_internal::FiberDirectAwaiter).
+    static constexpr bool kFiberDirect = true;
     bool await_ready() const noexcept { return false; }
     [[gnu::always_inline]] bool await_suspend(
         std::coroutine_handle<> h) noexcept {

@@ -44,6 +44,7 @@
 #endif
 
 #include <chrono>
+#include <concepts>
 #include <coroutine>
 #include <exception>
 #include <memory>
@@ -154,14 +155,19 @@ struct AwaiterRef {
   decltype(auto) await_resume() { return aw->await_resume(); }
 };
 
-// An awaiter whose await_suspend (void or bool) uses its handle only as the
-// task's resume point and wakes the task through the task protocol (as
-// PrepareIo does): a fiber's resume entry never resumes that handle, so the
-// fiber calls await_suspend itself, with no bridge frame between.
+// An awaiter that says (kFiberDirect) its bool await_suspend uses the
+// handle only as the current task's resume point and has the task woken
+// through the task protocol (PrepareIo, SuspendForSync, a join): a fiber's
+// resume entry switches stacks and never resumes that handle, so the fiber
+// calls await_suspend itself, with no bridge frame between.  Not for an
+// awaiter that runs a nested coroutine (awaiting a Task): that one bounces
+// on the bridge.
 template <typename Aw>
-concept FiberDirectAwaiter = requires {
-  requires Aw::kFiberDirect;
-};
+concept FiberDirectAwaiter =
+    requires { requires Aw::kFiberDirect; } &&
+    requires(Aw& a) {
+      { a.await_suspend(std::coroutine_handle<>{}) } -> std::same_as<bool>;
+    };
 
 template <typename R, typename Aw>
 Bridge<R> MakeBridge(Aw* aw) {
@@ -182,8 +188,9 @@ bool InFiber() noexcept;
 // Suspends the calling fiber until `a` completes and returns what
 // `co_await a` would (or throws what it would).  Anything a task can
 // co_await works.  Cost: nothing more than the awaiter when it is ready;
-// otherwise two stack switches, and for awaiters other than the I/O ones
-// (FiberDirectAwaiter) one small frame from the frame allocator.
+// otherwise two stack switches, and for an awaiter that is not a
+// FiberDirectAwaiter (I/O, joins, the sync primitives are) one small frame
+// from the frame allocator.
 template <typename A>
 executor_internal::AwaitResult<A> Await(A&& a) {
   using R = executor_internal::AwaitResult<A>;

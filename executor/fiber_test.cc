@@ -259,6 +259,43 @@ TEST(FiberTest, ChannelAndMutexFromFibers) {
   EXPECT_EQ(overlaps, 0);
 }
 
+// Joins, channels and Notify suspend a fiber directly too (no bridge
+// frame), and each still gets what it waited for.
+TEST(FiberTest, JoinChannelAndNotifyAwaitsTakeNoFrame) {
+  auto ex = MakeExecutor();
+  ASSERT_NE(ex, nullptr);
+  auto ch = executor_testing::MakeChannel<int>(1);
+  ASSERT_NE(ch, nullptr);
+  Notify go;
+  auto child = [](int v) -> Task<int> {
+    co_await YieldNow();
+    co_return v;
+  };
+  JoinHandle<int> kid = ex->Spawn(child(41));
+  uint64_t frames = ~uint64_t{0};
+  int got = 0;
+  ex->SpawnFiberDetached([&] {
+    const auto before = executor_internal::ThreadFrameStats();
+    got = this_fiber::Await(kid);          // suspends: the child yields
+    got += *this_fiber::Await(ch->Recv());  // suspends: nothing sent yet
+    this_fiber::Await(go.Notified());       // suspends until NotifyOne
+    const auto after = executor_internal::ThreadFrameStats();
+    frames = (after.pooled_allocs + after.system_allocs) -
+             (before.pooled_allocs + before.system_allocs);
+  });
+  auto feed = [](std::shared_ptr<Channel<int>> c, Notify* n) -> Task<void> {
+    for (int i = 0; i < 3; ++i) co_await YieldNow();
+    (void)co_await c->Send(1);
+    for (int i = 0; i < 3; ++i) co_await YieldNow();
+    n->NotifyOne();
+  };
+  // Spawned before the fiber runs: the frame count covers only its awaits.
+  ex->SpawnDetached(feed(ch, &go));
+  ex->Run();
+  EXPECT_EQ(got, 42);
+  EXPECT_EQ(frames, 0u);
+}
+
 // I/O from a fiber on both backends: a pipe written by a coroutine.
 class FiberIoTest : public ReactorBackendTest {};
 

@@ -133,8 +133,8 @@ struct IoAwaiter {
   IoAwaiter(IoAwaiter&& o) noexcept(
       std::is_nothrow_move_constructible_v<Start>)
       : start(std::move(o.start)) {}
-  // await_suspend uses its handle only as the task's resume point and wakes
-  // the task through WakeSole: a fiber calls it directly (this_fiber::Await).
+  // Suspends through the task protocol only: a fiber awaits it directly
+  // (executor_internal::FiberDirectAwaiter).
   static constexpr bool kFiberDirect = true;
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) noexcept {

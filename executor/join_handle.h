@@ -121,6 +121,9 @@ class [[nodiscard]] JoinHandle {
 
   struct Awaiter {
     JoinHandle* handle;
+    // Suspends through the task protocol only: a fiber awaits it directly
+    // (executor_internal::FiberDirectAwaiter).
+    static constexpr bool kFiberDirect = true;
     bool await_ready() const {
       handle->ThrowIfEmpty("co_await");
       executor_internal::CheckJoin(handle->cell_, /*from_task=*/true);

@@ -60,6 +60,9 @@ class Notify {
     ~Awaiter() {
       if (suspended) notify->Abandon(this);
     }
+    // Suspends through the task protocol only: a fiber awaits it directly
+    // (executor_internal::FiberDirectAwaiter).
+    static constexpr bool kFiberDirect = true;
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> h) noexcept {
       return notify->Suspend(this, h);

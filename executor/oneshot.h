@@ -144,6 +144,9 @@ class OneshotReceiver {
         if (state->waiter == &node) state->waiter = nullptr;
       }
     }
+    // Suspends through the task protocol only: a fiber awaits it directly
+    // (executor_internal::FiberDirectAwaiter).
+    static constexpr bool kFiberDirect = true;
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> h) noexcept {
       std::lock_guard<executor_internal::SyncMutex> lock(state->mu);

@@ -93,6 +93,9 @@ class Semaphore {
     ~AcquireAwaiter() {
       if (suspended) sem->Abandon(this);
     }
+    // Suspends through the task protocol only: a fiber awaits it directly
+    // (executor_internal::FiberDirectAwaiter).
+    static constexpr bool kFiberDirect = true;
     bool await_ready() const noexcept { return node.n == 0; }
     bool await_suspend(std::coroutine_handle<> h) noexcept {
       return sem->Suspend(this, h);
