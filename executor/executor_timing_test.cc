@@ -217,8 +217,11 @@ TEST(ExecutorTest, PreemptionByTheOsDoesNotPromotePoliteTasks) {
 // the tiers' threshold (wall time), and the executor charges the report
 // when the poll returns.  A real-time thread on the executor's CPU takes
 // it away for 25 ms at a time (past the monitor's sampling period, at most
-// 10 ms while polls are short), in the middle of its polls (yields only,
-// so that the loop runs many per slice even under the sanitizers).
+// 10 ms while polls are short), in the middle of its polls: each spins
+// 2 us and yields, so that the thread is nearly always inside a poll when
+// it is taken away (a preemption between polls is no slow poll; with bare
+// yields most of them fell there, and a monitor short of CPU saw none),
+// and the loop still runs several polls per slice.
 TEST(ExecutorTest, PreemptionInsideASliceDoesNotPromotePoliteTasks) {
   PinnedHere pin;
   if (!pin.ok()) GTEST_SKIP() << "cannot pin threads here";
@@ -261,6 +264,7 @@ TEST(ExecutorTest, PreemptionInsideASliceDoesNotPromotePoliteTasks) {
   auto polite = [&]() -> Task<void> {
     while (reports.load(std::memory_order_relaxed) < 8 &&
            timing::MonotonicClock::Now() - start < 3'000'000'000) {
+      Spin(2'000);
       co_await YieldNow();
       worst = std::max(worst, CurrentTaskContext()->tier());
     }
