@@ -29,7 +29,9 @@ struct QueueStatsSnapshot {
   // converts); bucket 0 counts zero.  Sampled: one delay per slice (the
   // run loop's run of polls of one queue between two clock reads), that of
   // the slice's first task, measured to the slice's start; the totals over
-  // all queues equal ExecutorStats::slices.
+  // all queues equal ExecutorStats::slices.  A task queued while the
+  // executor was not running (spawned or woken before a Run, or between
+  // Runs) counts from the Run's start, the earliest it could be picked.
   std::array<uint64_t, 65> delay_histogram{};
   // Poll duration, in the same buckets: a poll timed on its own enters at
   // its length, the n polls of a longer slice at the slice's mean.  The

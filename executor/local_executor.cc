@@ -424,6 +424,7 @@ LocalExecutor::RunStatus LocalExecutor::RunLoop(TaskHeader* until,
   // billed to the next task's queue).  Re-read after the driver ran.
   uint64_t now = timing::TscClock::Now();
   last_driver_tick_ = now;
+  run_start_tick_ = now;
   if (tiers_ != nullptr) MarkCpu(now);
   TaskHeader* carry = nullptr;  // picked by the last slice, not yet polled
   RunStatus status = RunStatus::kDone;

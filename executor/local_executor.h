@@ -16,6 +16,7 @@
 #include "Spindle requires C++20, see the error above"  // Stops the build.
 #endif
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -469,6 +470,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   uint32_t polls_since_driver_ = 0;
   uint64_t last_driver_tick_ = 0;
   uint64_t wake_tick_ = 0;  // enqueue tick for wakes; 0: read the clock
+  uint64_t run_start_tick_ = 0;  // the current (or last) Run's start
   // The hand-off slot: while RunSlice runs a slice of queue slice_queue_
   // (kNoSlice otherwise), a task of normal priority and tier monitor that
   // a sync primitive wakes for that queue while it is empty (a channel
@@ -524,6 +526,15 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // The longest a poll beginning now may run to YieldMaybe's deadline, from
   // the queues: busy_deadline_ticks_ while tasks are queued, else
   // UINT64_MAX (no bound).
+  // The queue delay of `t` picked at tick `at`: from its enqueue tick, or
+  // from this Run's start for a task queued while the executor was not
+  // running (before the Run or between Runs: spawned unstamped, or woken
+  // with a stale wake_tick_), the earliest it could have been picked.
+  uint64_t QueueDelay(const executor_internal::TaskHeader* t,
+                      uint64_t at) const noexcept {
+    const uint64_t from = std::max(t->enqueue_tick, run_start_tick_);
+    return at - std::min(at, from);
+  }
   uint64_t BusyDeadline() const noexcept {
     return queue_set_->Empty() ? UINT64_MAX : busy_deadline_ticks_;
   }

@@ -73,8 +73,7 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   if (collect_stats_) {
     // Buckets of TSC ticks (no conversion on the hot path); Stats() says
     // how long a tick is.
-    const uint64_t delay = t0 - std::min(t0, t->enqueue_tick);
-    delay_histograms_[q][Log2Bucket(delay)]++;
+    delay_histograms_[q][Log2Bucket(QueueDelay(t, t0))]++;
   }
   if (tiers_ != nullptr) {
     tiers_->BeforePoll(t->ctx, t0);
@@ -238,8 +237,7 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
   }
   wake_tick_ = start;  // wakes inside the slice are stamped with its start
   if (collect_stats_) {
-    const uint64_t delay = start - std::min(start, t->enqueue_tick);
-    delay_histograms_[q][Log2Bucket(delay)]++;
+    delay_histograms_[q][Log2Bucket(QueueDelay(t, start))]++;
   }
   // Never past MaxPollsPerYield; at least this one poll.
   const uint32_t room = max_polls_per_yield_ > polls_since_driver_

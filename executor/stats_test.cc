@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "budget/tier.h"
 #include "executor/executor.h"
@@ -234,6 +235,32 @@ TEST(StatsTest, EveryFieldOfAScriptedScenario) {
   EXPECT_EQ(q1.preemptions, 3u);
   EXPECT_EQ(q2.sched.preemptions, 0u);
   EXPECT_EQ(q2.preemptions, 0u);
+}
+
+// A task spawned (or woken) while the executor is not running waits in
+// its queue from the Run's start on, the earliest it could be picked: the
+// time before the Run is not queue delay.  (Those spawns read no clock.)
+TEST(StatsTest, QueueDelayBeforeARunCountsFromTheRunsStart) {
+  auto ex = MakeExecutor(ExecutorBuilder().NoReactor());
+  ASSERT_NE(ex, nullptr);
+  for (int i = 0; i < 4; ++i) ex->SpawnDetached(YieldThenReturn(1, i));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ex->Run();
+  const ExecutorStats s = ex->Stats();
+  ASSERT_GT(s.ns_per_tick, 0.0);
+  uint64_t samples = 0;
+  for (const QueueStatsSnapshot& q : s.queues) {
+    samples += Total(q.delay_histogram);
+    for (size_t b = 1; b < q.delay_histogram.size(); ++b) {
+      if (q.delay_histogram[b] == 0) continue;
+      // Bucket b holds delays of at least 2^(b-1) ticks: none near the
+      // 200 ms before the Run (a loaded machine may add milliseconds).
+      const double low_ns = static_cast<double>(uint64_t{1} << (b - 1)) *
+                            s.ns_per_tick;
+      EXPECT_LT(low_ns, 50e6) << "bucket " << b;
+    }
+  }
+  EXPECT_EQ(samples, s.slices);
 }
 
 TEST(StatsTest, NoHistogramsWithCollectStatsOff) {

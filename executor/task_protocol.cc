@@ -232,12 +232,20 @@ void PrepareSpawn(Inbox& in, TaskHeader* t,
   t->state.store(t->state.load(std::memory_order_relaxed) | kStateBound,
                  std::memory_order_relaxed);
   // Spawned by a task of the same executor: the poll's start tick stands in
-  // for the spawn time (no second TSC read, ~10 ns on these VMs; the queue
-  // delay it starts is at most that poll's length too long).
+  // for the spawn time (no second TSC read, ~8-10 ns on these VMs; the
+  // queue delay it starts is at most that poll's length too long).
+  // Spawned while the executor is not running (before a Run, between
+  // Runs): not stamped, as its queue delay counts from the next Run's start
+  // (LocalExecutor::QueueDelay), unless TaskTiming wants the spawn time.
   TaskHeader* cur = tl_task;
-  t->spawn_tick = (cur != nullptr && cur->owner == in.owner)
-                      ? cur->ctx.poll_start_tick
-                      : timing::TscClock::Now();
+  if (cur != nullptr && cur->owner == in.owner) {
+    t->spawn_tick = cur->ctx.poll_start_tick;
+  } else if (!remote && !in.stamp_idle_spawns &&
+             !in.running.load(std::memory_order_relaxed)) {
+    t->spawn_tick = 0;
+  } else {
+    t->spawn_tick = timing::TscClock::Now();
+  }
 }
 
 void BlockUntilDone(TaskHeader* t) noexcept {

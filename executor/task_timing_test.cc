@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <optional>
+#include <thread>
 
 #include "executor/executor.h"
 #include "executor/local_executor_testing.h"
@@ -59,6 +60,21 @@ TEST(TaskTimingTest, CoroutineTimelineInOrder) {
   std::optional<TaskTiming> t = h.Timing();
   ASSERT_TRUE(t.has_value());
   ExpectSpinSleepTimeline(*t);
+}
+
+// With TaskTiming, a spawn before the Run is stamped when it happens (the
+// executor's own queue-delay statistics count from the Run's start).
+TEST(TaskTimingTest, SpawnBeforeTheRunIsStampedThen) {
+  auto ex = Timed();
+  ASSERT_NE(ex, nullptr);
+  JoinHandle<int> h = ex->Spawn(executor_testing::Constant(3));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ex->Run();
+  EXPECT_EQ(h.Join(), 3);
+  std::optional<TaskTiming> t = h.Timing();
+  ASSERT_TRUE(t.has_value());
+  EXPECT_GT(t->spawned, 0u);
+  EXPECT_GE(t->first_run - t->spawned, TscClock::FromNanos(20'000'000));
 }
 
 TEST(TaskTimingTest, FiberTimelineInOrder) {
