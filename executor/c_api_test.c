@@ -550,6 +550,7 @@ int main(void) {
   CHECK(st.live_tasks == 0);
 
   /* Destroying with a task left cancels it; its handle outlives. */
+  memset(&seen, 0, sizeof(seen));
   spindle_task_t* left = NULL;
   CHECK(spindle_spawn(ex, Sleeper, &seen, NULL, &left) == 0);
   CHECK(spindle_executor_destroy(ex) == 0);

@@ -300,7 +300,6 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
       timing::TscClock::FromNanos(static_cast<uint64_t>(driver_yield_.count()));
   ex->collect_stats_ = stats_;
   ex->task_timing_ = task_timing_;
-  ex->inbox_->stamp_idle_spawns = task_timing_;
   if (!no_monitor_) {
     ex->beacon_.slow_ns =
         ex->tiers_ != nullptr

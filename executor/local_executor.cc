@@ -119,7 +119,8 @@ std::optional<TaskTiming> CurrentTaskTiming() noexcept {
 
 void LocalExecutor::SubmitTask(TaskHeader* t,
                                const SpawnOptions& options) noexcept {
-  executor_internal::PrepareSpawn(*inbox_, t, options, /*remote=*/false);
+  executor_internal::PrepareSpawn(*inbox_, t, options, /*remote=*/false,
+                                  task_timing_);
   t->ctx.task_id = next_task_id_;  // odd; a Spawner's are even
   next_task_id_ += 2;
   Adopt(t);

@@ -145,9 +145,11 @@ budget::TaskPriority BudgetPriorityOf(Priority priority) noexcept;
 
 // Fills a task's spawn-time fields from `options`; the queue id is looked
 // up in the inbox's immutable map (an unknown id is a bug: it crashes,
-// naming the id).
+// naming the id).  `remote`: from another thread through the inbox (always
+// stamped with the clock); else from the executor's own thread, where a
+// spawn outside a Run is stamped only if `task_timing` (see spawn_tick).
 void PrepareSpawn(Inbox& inbox, TaskHeader* task, const SpawnOptions& options,
-                  bool remote) noexcept;
+                  bool remote, bool task_timing) noexcept;
 // The part of PrepareSpawn that does not bind the task to an executor
 // (queue index, priorities, name), for a Runtime's stealable tasks.
 void FillSpawnFields(const Inbox& inbox, TaskHeader* task,
@@ -523,9 +525,6 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // its budget and for events only, as documented.
   static constexpr uint64_t kBusyDeadlineNs = 50'000;
   uint64_t busy_deadline_ticks_ = 0;
-  // The longest a poll beginning now may run to YieldMaybe's deadline, from
-  // the queues: busy_deadline_ticks_ while tasks are queued, else
-  // UINT64_MAX (no bound).
   // The queue delay of `t` picked at tick `at`: from its enqueue tick, or
   // from this Run's start for a task queued while the executor was not
   // running (before the Run or between Runs: spawned unstamped, or woken
@@ -535,6 +534,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
     const uint64_t from = std::max(t->enqueue_tick, run_start_tick_);
     return at - std::min(at, from);
   }
+  // The longest a poll beginning now may run to YieldMaybe's deadline, from
+  // the queues: busy_deadline_ticks_ while tasks are queued, else
+  // UINT64_MAX (no bound).
   uint64_t BusyDeadline() const noexcept {
     return queue_set_->Empty() ? UINT64_MAX : busy_deadline_ticks_;
   }

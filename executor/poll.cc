@@ -79,9 +79,9 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
     tiers_->BeforePoll(t->ctx, t0);
     // The tiers' deadline, at most busy_deadline_ticks_ away while other
     // tasks wait (as RunSlice's).
-    const uint64_t d = t->ctx.budget.deadline();  // 0: none
-    if (const uint64_t busy = BusyDeadline(); d != 0 && d - t0 > busy) {
-      t->ctx.budget.set_deadline(t0 + busy);
+    if (const uint64_t d = t->ctx.budget.deadline(); d != 0) {  // 0: none
+      const uint64_t busy = BusyDeadline();
+      if (d - t0 > busy) t->ctx.budget.set_deadline(t0 + busy);
     }
   } else {
     t->ctx.budget.Reset(default_budget_);

@@ -227,7 +227,8 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
   if (pinned) {
     Worker& w = to != nullptr ? *to : *rt.workers[target];
     Inbox& in = *w.inbox;
-    executor_internal::PrepareSpawn(in, t, options, /*remote=*/true);
+    executor_internal::PrepareSpawn(in, t, options, /*remote=*/true,
+                                    /*task_timing=*/true);
     if (!in.Submit(in.wakes, &t->wake_node)) {
       executor_internal::DestroyCancelled(t);
     }

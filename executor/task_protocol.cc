@@ -213,14 +213,18 @@ void FillSpawnFields(const Inbox& in, TaskHeader* t,
   t->io_priority = static_cast<uint8_t>(options.io_priority);
 }
 
-void PrepareSpawn(Inbox& in, TaskHeader* t,
-                  const SpawnOptions& options, bool remote) noexcept {
-  // relaxed: a diagnostic only; `running` is set by the thread in Run.
-  if (!remote && tl_executor != in.owner &&
-      in.running.load(std::memory_order_relaxed)) {
-    FatalMisuse(
-        "LocalExecutor::Spawn called from a thread other than the one "
-        "running the executor; use GetSpawner() on other threads");
+void PrepareSpawn(Inbox& in, TaskHeader* t, const SpawnOptions& options,
+                  bool remote, bool task_timing) noexcept {
+  // relaxed: `running` is set by the thread in Run; another thread reads it
+  // for the misuse diagnostic only, and this thread's own Run is ordered.
+  bool running = false;
+  if (!remote) {
+    running = in.running.load(std::memory_order_relaxed);
+    if (tl_executor != in.owner && running) {
+      FatalMisuse(
+          "LocalExecutor::Spawn called from a thread other than the one "
+          "running the executor; use GetSpawner() on other threads");
+    }
   }
   FillSpawnFields(in, t, options);
   // owner and inbox are written before the task is published (a plain call
@@ -241,8 +245,7 @@ void PrepareSpawn(Inbox& in, TaskHeader* t,
   TaskHeader* cur = tl_task;
   if (cur != nullptr && cur->owner == in.owner) {
     t->spawn_tick = cur->ctx.poll_start_tick;
-  } else if (!remote && !in.stamp_idle_spawns &&
-             !in.running.load(std::memory_order_relaxed)) {
+  } else if (!remote && !running && !task_timing) {
     t->spawn_tick = 0;
   } else {
     t->spawn_tick = timing::TscClock::Now();
@@ -274,7 +277,8 @@ void Spawner::SubmitTask(executor_internal::TaskHeader* t,
                          const SpawnOptions& options) noexcept {
   using executor_internal::Inbox;
   Inbox& in = *inbox_;
-  executor_internal::PrepareSpawn(in, t, options, /*remote=*/true);
+  executor_internal::PrepareSpawn(in, t, options, /*remote=*/true,
+                                  /*task_timing=*/true);
   // Ids of tasks from spawners are even, those of local spawns odd: the id
   // is final before the handle exists (no race with the adopting thread).
   t->ctx.task_id =

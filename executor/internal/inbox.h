@@ -95,8 +95,6 @@ struct Inbox {
   // foreign thread spawning through the executor instead of a Spawner;
   // and a local spawn outside a Run is not stamped, see PrepareSpawn).
   std::atomic<bool> running{false};
-  // ExecutorBuilder::TaskTiming: every spawn is stamped (set at Build).
-  bool stamp_idle_spawns = false;
   // Ids of tasks spawned through a Spawner (even; local spawns are odd).
   std::atomic<uint64_t> next_remote_id{0};
   std::atomic<bool> parked{false};
