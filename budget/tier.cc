@@ -1,7 +1,8 @@
 // TierManager protocol.
 //
 // State: each task's tier lives in ctx.budget (tier byte, so observers can
-// read it) and its bookkeeping in ctx.tier_state.  Both are owned by the
+// read it) and its bookkeeping in *ctx.tier_bookkeeping (allocated at the
+// task's first slow poll).  Both are owned by the
 // thread polling the task and written only from BeforePoll / AfterPoll /
 // OnSpawn / OnComplete on that thread; moving a task between threads goes
 // through the run queue's synchronisation.
@@ -28,6 +29,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -368,7 +370,7 @@ void TierManager::SetWarningCallback(
 void TierManager::SetTier(TaskContext& ctx, unsigned from, unsigned to,
                           uint64_t now) noexcept {
   ctx.budget.set_tier(static_cast<uint8_t>(to));
-  TierState& st = ctx.tier_state;
+  TierState& st = *ctx.tier_bookkeeping;  // set by the slow poll that led here
   st.violations = 0;
   st.good_polls = 0;
   st.tier_entered_tick = now;
@@ -382,8 +384,9 @@ void TierManager::Warn(TaskContext& ctx, uint64_t elapsed_ticks) noexcept {
   const uint64_t poll_ns = policy_.TicksToNanos(elapsed_ticks);
   Bump(warnings_);
   const uint8_t bit = static_cast<uint8_t>(1u << static_cast<unsigned>(tier));
-  if (policy_.log_warnings && (ctx.tier_state.logged_tiers & bit) == 0) {
-    ctx.tier_state.logged_tiers |= bit;
+  TierState& st = *ctx.tier_bookkeeping;  // set by the slow poll (AfterPoll)
+  if (policy_.log_warnings && (st.logged_tiers & bit) == 0) {
+    st.logged_tiers |= bit;
     Bump(log_lines_);
     const unsigned p = static_cast<unsigned>(ctx.priority) & 3u;
     const std::string_view tier_name = TierName(tier);
@@ -407,12 +410,22 @@ Action TierManager::AfterPollSlow(TaskContext& ctx, PollOutcome outcome,
   const unsigned p = static_cast<unsigned>(ctx.priority) & 3u;
   const unsigned tier = ctx.budget.tier() & 3u;
   const uint64_t now = ctx.poll_start_tick + elapsed_ticks;
-  TierState& st = ctx.tier_state;
   const bool slow = elapsed_ticks > policy_.violation_ticks[p];
   if (slow) Bump(slow_polls_);
   if (outcome == PollOutcome::kReady) return Action::kNone;
 
   if (slow) {
+    if (ctx.tier_bookkeeping == nullptr) {
+      // The task's first slow poll.  Out of memory (a noexcept path): the
+      // violation is counted in the manager's metrics but not against the
+      // task, which keeps its tier.
+      ctx.tier_bookkeeping.reset(new (std::nothrow) TierState());
+      if (ctx.tier_bookkeeping == nullptr) {
+        Bump(violations_);
+        return Action::kNone;
+      }
+    }
+    TierState& st = *ctx.tier_bookkeeping;
     Bump(violations_);
     if (st.total_violations != UINT32_MAX) ++st.total_violations;
     if (st.violations > 0 && st.violated_before &&
@@ -447,7 +460,10 @@ Action TierManager::AfterPollSlow(TaskContext& ctx, PollOutcome outcome,
     return Action::kNone;
   }
 
-  if (tier == 0) return Action::kNone;
+  // Above kMonitor only through a slow poll, which allocated the state (a
+  // tier set by hand without one is left alone).
+  if (tier == 0 || ctx.tier_bookkeeping == nullptr) return Action::kNone;
+  TierState& st = *ctx.tier_bookkeeping;
   if (elapsed_ticks > policy_.good_poll_ticks[p]) {
     st.good_polls = 0;  // neither good nor a violation: ends the streak
     return Action::kNone;
@@ -474,7 +490,7 @@ void TierManager::OnComplete(TaskContext& ctx) noexcept {
 }
 
 void TierManager::OnSpawn(TaskContext& ctx) noexcept {
-  ctx.tier_state = TierState{};
+  ctx.tier_bookkeeping.reset();  // null for a new task: one test
   ctx.budget.set_tier(0);
   // Owner-thread write, as in OnComplete.
   tasks_per_tier_[0].store(

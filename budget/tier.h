@@ -95,6 +95,7 @@ std::string_view TaskPriorityName(TaskPriority priority) noexcept;
 
 // Per-task tier bookkeeping.  Owned by the thread polling the task; written
 // only by TierManager.  Zero-initialised state is "just spawned, kMonitor".
+// Allocated at the task's first slow poll (TaskContext::tier_bookkeeping).
 struct TierState {
   uint32_t violations = 0;     // counted toward the next promotion
   uint32_t good_polls = 0;     // current streak of good polls
@@ -109,18 +110,27 @@ struct TierState {
 
 // The task's budget and tier state, embedded in the executor's task header.
 // 16-byte aligned (it holds a TaskBudget): plain `new` and coroutine frames
-// on x86-64 / aarch64 already are.  Copyable (the budget copies relaxed), so
-// a header may be moved between polls by its owner.
+// on x86-64 / aarch64 already are.  Movable, not copyable (it owns its tier
+// bookkeeping); the executor never moves a live header.
 struct TaskContext {
-  // What a poll touches first; the tier bookkeeping (read only for slow
-  // polls and tasks above tier monitor) last.
+  // What a poll touches first.
   TaskBudget budget;
   uint64_t task_id = 0;
   const char* name = nullptr;  // may be null; static / long-lived string
   uint64_t poll_start_tick = 0;  // set by BeforePoll
   TaskPriority priority = TaskPriority::kNormal;
-  TierState tier_state;
+  // The tier bookkeeping, allocated by TierManager at the task's first slow
+  // poll and freed with the context: most tasks never have a slow poll, and
+  // 8 bytes here instead of the 40 of a TierState keep every task header
+  // smaller (a burst of 100k spawns is bound by the memory it writes).
+  // Null: no slow poll yet, every field zero.
+  std::unique_ptr<TierState> tier_bookkeeping;
 
+  // The bookkeeping, or an all-zero state when there is none yet.
+  const TierState& tier_state() const noexcept {
+    static constexpr TierState kNone{};
+    return tier_bookkeeping != nullptr ? *tier_bookkeeping : kNone;
+  }
   Tier tier() const noexcept { return static_cast<Tier>(budget.tier()); }
 };
 

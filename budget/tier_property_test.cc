@@ -109,7 +109,7 @@ TEST_P(TierPropertyTest, RandomPollSequencesKeepTheInvariants) {
     }
     if (after < before) {
       ASSERT_TRUE(good && !ready) << "demotion only after a good poll";
-      ASSERT_GE(t.tier_state.tier_entered_tick, end);
+      ASSERT_GE(t.tier_state().tier_entered_tick, end);
       ASSERT_GE(m.streak + 1, c.demotion_good_polls);
       ASSERT_GE(end - m.entered, pol.min_ticks_at_tier);
       ASSERT_TRUE(!m.has_violation ||
@@ -161,7 +161,7 @@ TEST_P(TierPropertyTest, RandomPollSequencesKeepTheInvariants) {
       }
     }
     ASSERT_EQ(after, m.tier) << "poll " << n << " task " << i;
-    ASSERT_EQ(t.tier_state.good_polls, m.streak) << "poll " << n;
+    ASSERT_EQ(t.tier_state().good_polls, m.streak) << "poll " << n;
 
     if (ready) {  // the task finished; a new one takes its slot
       tm->OnComplete(t);

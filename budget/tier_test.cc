@@ -74,6 +74,28 @@ TEST(TierTest, WellBehavedTaskStaysAtMonitor) {
   EXPECT_EQ(m.tasks_per_tier[0], 1);
 }
 
+// Most tasks never have a slow poll: their context holds no bookkeeping
+// (no allocation, 8 bytes in the header); the first violation allocates it,
+// and a slow poll that ends the task does not.
+TEST(TierTest, BookkeepingIsAllocatedAtTheFirstViolation) {
+  Harness h(TestConfig());
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(h.Good(), Action::kNone);
+  EXPECT_EQ(h.ctx.tier_bookkeeping, nullptr);
+  EXPECT_EQ(h.ctx.tier_state().total_violations, 0u);
+  h.Poll(2 * kMs, 0, PollOutcome::kReady);
+  EXPECT_EQ(h.ctx.tier_bookkeeping, nullptr);
+  EXPECT_EQ(h.Violate(), Action::kNone);
+  ASSERT_NE(h.ctx.tier_bookkeeping, nullptr);
+  EXPECT_EQ(h.ctx.tier_state().total_violations, 1u);
+  EXPECT_EQ(h.ctx.tier_state().violations, 1u);
+  EXPECT_TRUE(h.ctx.tier_state().violated_before);
+  // A respawned context starts clean.
+  h.tm->OnComplete(h.ctx);
+  h.tm->OnSpawn(h.ctx);
+  EXPECT_EQ(h.ctx.tier_bookkeeping, nullptr);
+  EXPECT_EQ(h.ctx.tier(), Tier::kMonitor);
+}
+
 TEST(TierTest, PollAtThresholdIsNotAViolation) {
   Harness h(TestConfig());
   for (int i = 0; i < 10; ++i) ASSERT_EQ(h.Poll(1 * kMs), Action::kNone);
@@ -106,14 +128,14 @@ TEST(TierTest, EscalatesOneTierAtATimeToIsolate) {
   EXPECT_EQ(m.slow_polls, m.violations);
   EXPECT_EQ(m.tasks_per_tier[3], 1);
   EXPECT_EQ(m.tasks_per_tier[0], 0);
-  EXPECT_EQ(h.ctx.tier_state.total_violations, 29u);
+  EXPECT_EQ(h.ctx.tier_state().total_violations, 29u);
 }
 
 TEST(TierTest, PromotionHysteresisDefersTheNextPromotion) {
   Harness h(TestConfig());
   h.Violate();
   EXPECT_EQ(h.Violate(), Action::kWarn);
-  const uint64_t promoted_at = h.ctx.tier_state.last_promotion_tick;
+  const uint64_t promoted_at = h.ctx.tier_state().last_promotion_tick;
   // Three quick violations reach the warn->yield count within 100 ms of
   // the promotion: no promotion yet, the count is kept.
   for (int i = 0; i < 5; ++i) {
@@ -151,7 +173,7 @@ TEST(TierTest, ViolationCooldownRestartsTheCount) {
 uint64_t ToWarn(Harness& h) {
   h.Violate();
   EXPECT_EQ(h.Violate(), Action::kWarn);
-  return h.ctx.tier_state.last_promotion_tick;
+  return h.ctx.tier_state().last_promotion_tick;
 }
 
 TEST(TierTest, DemotionNeedsTheConfiguredNumberOfGoodPolls) {
@@ -167,7 +189,7 @@ TEST(TierTest, DemotionNeedsTheConfiguredNumberOfGoodPolls) {
   // A poll between the good (500 us) and violation (1 ms) thresholds ends
   // the streak without being a violation.
   EXPECT_EQ(h.Poll(700 * kUs), Action::kNone);
-  EXPECT_EQ(h.ctx.tier_state.good_polls, 0u);
+  EXPECT_EQ(h.ctx.tier_state().good_polls, 0u);
   for (int i = 0; i < 4; ++i) {
     h.Good();
     ASSERT_EQ(h.ctx.tier(), Tier::kWarn);
@@ -183,7 +205,7 @@ TEST(TierTest, DemotionWaitsForMinimumTimeAtTier) {
   c.demotion_hysteresis_ns = 0;
   Harness h(c);
   const uint64_t entered = ToWarn(h);
-  EXPECT_EQ(h.ctx.tier_state.tier_entered_tick, entered);
+  EXPECT_EQ(h.ctx.tier_state().tier_entered_tick, entered);
   // Good polls every 10 ms: the streak is long enough after 5, but the task
   // must stay 1 s at the tier.
   while (true) {
@@ -205,7 +227,7 @@ TEST(TierTest, DemotionHysteresisCountsFromTheLastViolation) {
   Harness h(c);
   ToWarn(h);
   h.Violate();  // 1 of 3 at warn: no promotion, but resets the quiet time
-  const uint64_t last_violation = h.ctx.tier_state.last_violation_tick;
+  const uint64_t last_violation = h.ctx.tier_state().last_violation_tick;
   while (true) {
     const uint64_t poll_end = h.now + 100 * kUs;
     h.Good(20 * kMs);
@@ -386,8 +408,8 @@ TEST(TierTest, SpawnResetsReusedContext) {
   h.tm->OnComplete(h.ctx);
   h.tm->OnSpawn(h.ctx);
   EXPECT_EQ(h.ctx.tier(), Tier::kMonitor);
-  EXPECT_EQ(h.ctx.tier_state.violations, 0u);
-  EXPECT_FALSE(h.ctx.tier_state.promoted_before);
+  EXPECT_EQ(h.ctx.tier_state().violations, 0u);
+  EXPECT_FALSE(h.ctx.tier_state().promoted_before);
 }
 
 TEST(TierTest, RealClockBeforePollStampsAndSetsDeadline) {

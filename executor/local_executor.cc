@@ -130,6 +130,10 @@ void LocalExecutor::Adopt(TaskHeader* t) noexcept {
   stats_.spawns++;
   LinkLive(t);
   if (tiers_ != nullptr) tiers_->OnSpawn(t->ctx);
+  // The spawn tick (PrepareSpawn) starts the queue delay; a timed task
+  // keeps it in its ticks (a task cancelled here is timed too: spawned and
+  // completed).
+  if (task_timing_) (void)t->ticks.Attach(t->enqueue_tick);
   if (shutting_down_ || stopping_) {
     CancelTask(t);
     return;
@@ -139,7 +143,7 @@ void LocalExecutor::Adopt(TaskHeader* t) noexcept {
     CancelTask(t);
     return;
   }
-  Enqueue(t, t->spawn_tick);
+  Enqueue(t, t->enqueue_tick);
 }
 
 // A queued task woken by an operation that completed with a real result
@@ -214,9 +218,7 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
   // Without a registry: one null check, as around every poll.
   if (hooks_ != nullptr) hooks_->CallOnCancel(t->ctx);
-  if (task_timing_) {
-    t->done_tick = timing::TscClock::Now();
-  }
+  if (t->ticks) t->ticks->done = timing::TscClock::Now();
   executor_internal::DestroyCancelled(t);
 }
 

@@ -147,7 +147,8 @@ budget::TaskPriority BudgetPriorityOf(Priority priority) noexcept;
 // up in the inbox's immutable map (an unknown id is a bug: it crashes,
 // naming the id).  `remote`: from another thread through the inbox (always
 // stamped with the clock); else from the executor's own thread, where a
-// spawn outside a Run is stamped only if `task_timing` (see spawn_tick).
+// spawn outside a Run is stamped only if `task_timing` (the spawn tick is
+// TaskNode::enqueue_tick until Adopt).
 void PrepareSpawn(Inbox& inbox, TaskHeader* task, const SpawnOptions& options,
                   bool remote, bool task_timing) noexcept;
 // The part of PrepareSpawn that does not bind the task to an executor

@@ -83,7 +83,7 @@ TEST(MonitorTest, ASlowPollInsideASliceIsChargedToItsTask) {
   uint32_t violations_after = 0;
   auto culprit = [&]() -> Task<void> {
     for (int i = 0; i < 1000; ++i) co_await YieldNow();
-    violations_before = CurrentTaskContext()->tier_state.total_violations;
+    violations_before = CurrentTaskContext()->tier_state().total_violations;
     // One slow poll: until the monitor has reported it (at least 20 ms, at
     // most 5 s on a starved machine).
     const uint64_t start = timing::MonotonicClock::Now();
@@ -92,7 +92,7 @@ TEST(MonitorTest, ASlowPollInsideASliceIsChargedToItsTask) {
             timing::MonotonicClock::Now() - start < 5'000'000'000)) {
     }
     co_await YieldNow();
-    violations_after = CurrentTaskContext()->tier_state.total_violations;
+    violations_after = CurrentTaskContext()->tier_state().total_violations;
   };
   JoinHandle<void> h = ex->Spawn(culprit());
   culprit_id.store(h.id());

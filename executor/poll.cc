@@ -41,6 +41,7 @@ namespace spindle {
 
 using executor_internal::RunState;
 using executor_internal::TaskHeader;
+using executor_internal::TaskTicks;
 using executor_internal::WaitKind;
 
 namespace {
@@ -90,11 +91,13 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
   if (hooks_ != nullptr) hooks_->CallBeforePoll(t->ctx);
 
   if (task_timing_) {
-    // t0 may predate the spawn: a Runtime worker can take a task spawned
-    // after it last read the clock.  The poll began after both.
-    const uint64_t start = std::max(t0, t->spawn_tick);
-    if (t->first_run_tick == 0) t->first_run_tick = start;
-    t->resume_tick = start;
+    if (TaskTicks* k = t->ticks.get(); k != nullptr) {
+      // t0 may predate the spawn: a Runtime worker can take a task spawned
+      // after it last read the clock.  The poll began after both.
+      const uint64_t start = std::max(t0, k->spawned);
+      if (k->first_run == 0) k->first_run = start;
+      k->resumed = start;
+    }
   }
   t->run_state = RunState::kRunning;
   wake_tick_ = t0;
@@ -117,10 +120,12 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
 
   const bool done = t->run_state == RunState::kDone;
   if (task_timing_) {
-    if (done) {
-      t->done_tick = t1;
-    } else {
-      t->suspend_tick = t1;
+    if (TaskTicks* k = t->ticks.get(); k != nullptr) {
+      if (done) {
+        k->done = t1;
+      } else {
+        k->suspended = t1;
+      }
     }
   }
   const budget::PollOutcome outcome =
@@ -144,7 +149,7 @@ uint64_t LocalExecutor::PollTask(TaskHeader* t, uint64_t t0) noexcept {
 bool LocalExecutor::JudgePoll(TaskHeader* t, budget::PollOutcome outcome,
                               uint64_t ticks) noexcept {
   const budget::Tier before = t->ctx.tier();
-  const uint32_t violations = t->ctx.tier_state.total_violations;
+  const uint32_t violations = t->ctx.tier_state().total_violations;
   switch (tiers_->AfterPoll(t->ctx, outcome, ticks)) {
     case budget::Action::kNone:
     case budget::Action::kIsolate:  // counted from the tier change below
@@ -163,7 +168,7 @@ bool LocalExecutor::JudgePoll(TaskHeader* t, budget::PollOutcome outcome,
     if (after == budget::Tier::kIsolate) stats_.tier_isolations++;
     if (before == budget::Tier::kIsolate) stats_.tier_restores++;
   }
-  return t->ctx.tier_state.total_violations != violations;
+  return t->ctx.tier_state().total_violations != violations;
 }
 
 bool LocalExecutor::JudgeReportedPoll(TaskHeader* t) noexcept {

@@ -111,7 +111,7 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
   if (self != nullptr && self->rt != &rt) self = nullptr;  // another runtime
   executor_internal::FillSpawnFields(*rt.queue_map, t, options);
   TaskHeader* cur = executor_internal::tl_task;
-  t->spawn_tick = (self != nullptr && cur != nullptr)
+  t->enqueue_tick = (self != nullptr && cur != nullptr)
                       ? cur->ctx.poll_start_tick
                       : timing::TscClock::Now();
   t->ctx.task_id =

@@ -175,6 +175,47 @@ struct InboxNode {
 
 struct TaskHeader;
 
+// A timed task's ticks (ExecutorBuilder::TaskTiming), TSC, 0: not yet.  Kept
+// beside the header, not in it: most executors do not time their tasks, and
+// 40 bytes in every header cost a burst of spawns the memory it writes.
+struct TaskTicks {
+  uint64_t spawned = 0;
+  uint64_t first_run = 0;
+  uint64_t resumed = 0;
+  uint64_t suspended = 0;
+  uint64_t done = 0;
+};
+
+// Owns a header's TaskTicks (frame-allocator memory, freed with the cell on
+// whichever thread frees it).
+class TaskTicksPtr {
+ public:
+  TaskTicksPtr() noexcept = default;
+  TaskTicksPtr(const TaskTicksPtr&) = delete;
+  TaskTicksPtr& operator=(const TaskTicksPtr&) = delete;
+  ~TaskTicksPtr() {
+    if (p_ != nullptr) FreeFrame(p_, sizeof(TaskTicks));
+  }
+  // Allocates the ticks, the spawn tick set; false when out of memory (the
+  // task is then not timed).
+  bool Attach(uint64_t spawned) noexcept {
+    if (p_ != nullptr) return true;
+    try {
+      p_ = ::new (AllocateFrame(sizeof(TaskTicks))) TaskTicks();
+    } catch (...) {
+      return false;
+    }
+    p_->spawned = spawned;
+    return true;
+  }
+  TaskTicks* get() const noexcept { return p_; }
+  TaskTicks* operator->() const noexcept { return p_; }
+  explicit operator bool() const noexcept { return p_ != nullptr; }
+
+ private:
+  TaskTicks* p_ = nullptr;
+};
+
 // A task type's entries: one static table per type (a coroutine's
 // Task<T>, a fiber returning T), so the header holds one pointer for all.
 struct TaskOps {
@@ -253,17 +294,15 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   PublishedPtr<LocalExecutor> owner;
   PublishedPtr<Inbox> inbox;  // owner's inbox, for wakes from other threads
 
-  uint64_t spawn_tick = 0;
   void* wait_object = nullptr;  // reactor::Operation* or join target
   TaskHeader* join_waiter = nullptr;
 
-  // Per-task timing, TSC ticks (0: not yet), written by the owner only
-  // where ExecutorBuilder::TaskTiming is on; the run time is
-  // TaskNode::attained_service (every poll is timed then).
-  uint64_t first_run_tick = 0;
-  uint64_t resume_tick = 0;
-  uint64_t suspend_tick = 0;
-  uint64_t done_tick = 0;
+  // Per-task timing, attached by the owner at the task's adoption and
+  // written by it only where ExecutorBuilder::TaskTiming is on; the run
+  // time is TaskNode::attained_service (every poll is timed then).  Until
+  // the adoption, the spawn tick is in TaskNode::enqueue_tick (the queue
+  // delay starts there too; 0: spawned outside a Run, not stamped).
+  TaskTicksPtr ticks;
 
   InboxNode wake_node;             // spawns and wakes from other threads
   InboxNode waker_node;            // Waker wakes from other threads
@@ -317,17 +356,20 @@ inline TaskHeader* CurrentTask() noexcept;
 // Whether the task's executor recorded its timing: a timed task has a
 // first run or, cancelled before it ran, an end (a TSC tick is never 0).
 inline bool IsTimed(const TaskHeader* t) noexcept {
-  return (t->first_run_tick | t->done_tick) != 0;
+  const TaskTicks* k = t->ticks.get();
+  return k != nullptr && (k->first_run | k->done) != 0;
 }
 
 inline TaskTiming TimingOf(const TaskHeader* t) noexcept {
   TaskTiming out;
-  out.spawned = t->spawn_tick;
-  out.first_run = t->first_run_tick;
-  out.last_resumed = t->resume_tick;
-  out.last_suspended = t->suspend_tick;
-  out.completed = t->done_tick;
-  out.run_ticks = t->attained_service;
+  if (const TaskTicks* k = t->ticks.get(); k != nullptr) {
+    out.spawned = k->spawned;
+    out.first_run = k->first_run;
+    out.last_resumed = k->resumed;
+    out.last_suspended = k->suspended;
+    out.completed = k->done;
+    out.run_ticks = t->attained_service;
+  }
   return out;
 }
 

@@ -87,7 +87,7 @@ bool LocalExecutor::MoveAtYield(TaskHeader* t, bool violated) noexcept {
   const bool latency = t->moved_for_latency;
   if (latency &&
       (tiers_ == nullptr ||
-       timing::TscClock::Now() - t->ctx.tier_state.last_violation_tick <
+       timing::TscClock::Now() - t->ctx.tier_state().last_violation_tick <
            tiers_->policy().demotion_hysteresis_ticks)) {
     return false;
   }

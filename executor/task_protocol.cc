@@ -244,11 +244,11 @@ void PrepareSpawn(Inbox& in, TaskHeader* t, const SpawnOptions& options,
   // (~2 ns per spawn from main in a burst, measured here.)
   TaskHeader* cur = tl_task;
   if (cur != nullptr && cur->owner == in.owner) {
-    t->spawn_tick = cur->ctx.poll_start_tick;
+    t->enqueue_tick = cur->ctx.poll_start_tick;
   } else if (!remote && !running && !task_timing) {
-    t->spawn_tick = 0;
+    t->enqueue_tick = 0;
   } else {
-    t->spawn_tick = timing::TscClock::Now();
+    t->enqueue_tick = timing::TscClock::Now();
   }
 }
 
