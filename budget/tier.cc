@@ -489,8 +489,16 @@ void TierManager::OnComplete(TaskContext& ctx) noexcept {
               std::memory_order_relaxed);
 }
 
+namespace {
+[[gnu::cold, gnu::noinline]] void DropBookkeeping(TaskContext& ctx) noexcept {
+  ctx.tier_bookkeeping.reset();
+}
+}  // namespace
+
 void TierManager::OnSpawn(TaskContext& ctx) noexcept {
-  ctx.tier_bookkeeping.reset();  // null for a new task: one test
+  // Null for a new task: a test, no store (a reused context starts clean,
+  // out of line so that this stays a leaf).
+  if (ctx.tier_bookkeeping != nullptr) [[unlikely]] DropBookkeeping(ctx);
   ctx.budget.set_tier(0);
   // Owner-thread write, as in OnComplete.
   tasks_per_tier_[0].store(
