@@ -71,13 +71,19 @@ namespace {
 [[noreturn]] void FiberEntry(bc::transfer_t in) noexcept {
   auto* f = static_cast<FiberContext*>(in.data);
   f->caller = in.fctx;
+#if defined(SPINDLE_ASAN)
   AsanFinishSwitch(nullptr, &f->asan_caller_bottom, &f->asan_caller_size);
+#endif
   f->body(f);
   f->finished = true;
   if (!f->unwinding) HeaderOfFiber(f)->run_state = RunState::kDone;
+#if defined(SPINDLE_ASAN)
   // Nothing of this stack is used again: no fake stack to keep.
   AsanStartSwitch(nullptr, f->asan_caller_bottom, f->asan_caller_size);
+#endif
+#if defined(SPINDLE_TSAN)
   TsanSwitchTo(f->tsan_caller);
+#endif
   bc::jump_fcontext(f->caller, nullptr);
   __builtin_unreachable();
 }
@@ -115,7 +121,9 @@ bool StartFiber(FiberContext* f) noexcept {
   const size_t color = (tl_color++ % kColors) * 64;
   f->self = bc::make_fcontext(f->stack.top() - color,
                               f->stack.usable() - color, &FiberEntry);
+#if defined(SPINDLE_TSAN)
   f->tsan_fiber = TsanCreateFiber();
+#endif
   return true;
 }
 
@@ -140,8 +148,10 @@ void DestroyFiber(TaskHeader* h) noexcept {
   }
   if (f->stack.base != nullptr) ReleaseStack(f->stack);
   f->stack = FiberStack{};
+#if defined(SPINDLE_TSAN)
   TsanDestroyFiber(f->tsan_fiber);
   f->tsan_fiber = nullptr;
+#endif
   // The body's reference; may free the cell.
   if (!h->body_ref_kept) [[likely]] ReleaseRef(h);
 }

@@ -39,6 +39,7 @@
 #include "absl/status/status.h"
 #include "executor/frame_allocator.h"
 #include "executor/internal/fiber_stack.h"
+#include "executor/internal/sanitizers.h"
 #include "executor/task.h"
 
 namespace spindle {
@@ -86,12 +87,18 @@ struct alignas(16) FiberContext {
   // Ends a fiber that could not start (no stack): the exception is its
   // result, the callable is dropped.
   void (*fail)(FiberContext*, std::exception_ptr) noexcept = nullptr;
-  // Sanitizers (executor/internal/sanitizers.h); unused otherwise.
+  // What the sanitizers track per fiber (executor/internal/sanitizers.h):
+  // present only in their builds, so that a fiber's block stays small (a
+  // burst of spawns writes all of it).
+#if defined(SPINDLE_ASAN)
   void* asan_fake = nullptr;
   const void* asan_caller_bottom = nullptr;
   size_t asan_caller_size = 0;
+#endif
+#if defined(SPINDLE_TSAN)
   void* tsan_fiber = nullptr;
   void* tsan_caller = nullptr;
+#endif
 };
 
 inline TaskHeader* HeaderOfFiber(FiberContext* f) noexcept {

@@ -70,8 +70,10 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
   // otherwise be tested twice per switch for arguments nobody reads.
   AsanStartSwitch(&fake, f->stack.base + StackPageSize(), f->stack.usable());
 #endif
+#if defined(SPINDLE_TSAN)
   f->tsan_caller = TsanCurrentFiber();
   TsanSwitchTo(f->tsan_fiber);
+#endif
   const bc::transfer_t back = bc::jump_fcontext(f->self, f);
   f->self = back.fctx;
   AsanFinishSwitch(fake, nullptr, nullptr);
@@ -84,12 +86,18 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
 // Fiber side: back to whoever switched it in, until it is switched in again.
 __attribute__((always_inline)) inline void SwitchOut(
     FiberContext* f) noexcept {
+#if defined(SPINDLE_ASAN)
   AsanStartSwitch(&f->asan_fake, f->asan_caller_bottom, f->asan_caller_size);
+#endif
+#if defined(SPINDLE_TSAN)
   TsanSwitchTo(f->tsan_caller);
+#endif
   const bc::transfer_t in = bc::jump_fcontext(f->caller, nullptr);
   f->caller = in.fctx;
+#if defined(SPINDLE_ASAN)
   AsanFinishSwitch(f->asan_fake, &f->asan_caller_bottom,
                    &f->asan_caller_size);
+#endif
 }
 
 }  // namespace spindle::executor_internal
