@@ -38,6 +38,7 @@
 
 #include "budget/tier.h"
 #include "executor/frame_allocator.h"
+#include "executor/internal/task_ticks.h"
 #include "sched/task_node.h"
 #include "steal/injector.h"
 
@@ -175,47 +176,6 @@ struct InboxNode {
 
 struct TaskHeader;
 
-// A timed task's ticks (ExecutorBuilder::TaskTiming), TSC, 0: not yet.  Kept
-// beside the header, not in it: most executors do not time their tasks, and
-// 40 bytes in every header cost a burst of spawns the memory it writes.
-struct TaskTicks {
-  uint64_t spawned = 0;
-  uint64_t first_run = 0;
-  uint64_t resumed = 0;
-  uint64_t suspended = 0;
-  uint64_t done = 0;
-};
-
-// Owns a header's TaskTicks (frame-allocator memory, freed with the cell on
-// whichever thread frees it).
-class TaskTicksPtr {
- public:
-  TaskTicksPtr() noexcept = default;
-  TaskTicksPtr(const TaskTicksPtr&) = delete;
-  TaskTicksPtr& operator=(const TaskTicksPtr&) = delete;
-  ~TaskTicksPtr() {
-    if (p_ != nullptr) FreeFrame(p_, sizeof(TaskTicks));
-  }
-  // Allocates the ticks, the spawn tick set; false when out of memory (the
-  // task is then not timed).
-  bool Attach(uint64_t spawned) noexcept {
-    if (p_ != nullptr) return true;
-    try {
-      p_ = ::new (AllocateFrame(sizeof(TaskTicks))) TaskTicks();
-    } catch (...) {
-      return false;
-    }
-    p_->spawned = spawned;
-    return true;
-  }
-  TaskTicks* get() const noexcept { return p_; }
-  TaskTicks* operator->() const noexcept { return p_; }
-  explicit operator bool() const noexcept { return p_ != nullptr; }
-
- private:
-  TaskTicks* p_ = nullptr;
-};
-
 // A task type's entries: one static table per type (a coroutine's
 // Task<T>, a fiber returning T), so the header holds one pointer for all.
 struct TaskOps {
@@ -297,11 +257,10 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   void* wait_object = nullptr;  // reactor::Operation* or join target
   TaskHeader* join_waiter = nullptr;
 
-  // Per-task timing, attached by the owner at the task's adoption and
-  // written by it only where ExecutorBuilder::TaskTiming is on; the run
-  // time is TaskNode::attained_service (every poll is timed then).  Until
-  // the adoption, the spawn tick is in TaskNode::enqueue_tick (the queue
-  // delay starts there too; 0: spawned outside a Run, not stamped).
+  // Per-task timing (ExecutorBuilder::TaskTiming), attached and written by
+  // the owner; run time: TaskNode::attained_service.  Until the adoption,
+  // the spawn tick is TaskNode::enqueue_tick (the queue delay starts there;
+  // 0: spawned outside a Run, not stamped).
   TaskTicksPtr ticks;
 
   InboxNode wake_node;             // spawns and wakes from other threads
