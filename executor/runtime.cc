@@ -37,6 +37,11 @@ constexpr size_t kMaxWorkers = 1024;
 // The isolation thread's niceness: the kernel runs it only on CPU time the
 // workers leave, and preempts it when one wakes.
 constexpr int kIsolationNice = 19;
+// RuntimeBuilder::SpinBeforePark: the range and the default.
+constexpr std::chrono::nanoseconds kMaxParkSpin = std::chrono::milliseconds(1);
+constexpr std::chrono::nanoseconds kDefaultParkSpin =
+    std::chrono::microseconds(20);
+constexpr std::chrono::nanoseconds kNoSpin{0};
 
 // The CPUs this process may run on.
 cpu_set_t AllowedCpus() {
@@ -281,6 +286,16 @@ RuntimeBuilder& RuntimeBuilder::ThreadAffinity(std::vector<int> cpus) {
   return *this;
 }
 
+RuntimeBuilder& RuntimeBuilder::SpinBeforePark(std::chrono::nanoseconds spin) {
+  if (spin < std::chrono::nanoseconds(0) || spin > kMaxParkSpin) {
+    errors_.push_back(absl::InvalidArgumentError(absl::StrCat(
+        "RuntimeBuilder::SpinBeforePark(", spin.count(),
+        " ns): out of range [0, ", kMaxParkSpin.count(), "] ns")));
+  }
+  spin_ = spin;
+  return *this;
+}
+
 RuntimeBuilder& RuntimeBuilder::Steal(steal::StealOptions options) {
   if (absl::Status s = options.Validate(); !s.ok()) errors_.push_back(s);
   steal_ = options;
@@ -367,6 +382,13 @@ absl::StatusOr<std::unique_ptr<Runtime>> RuntimeBuilder::Build() {
     if (!policy.ok()) return policy.status();
     w->policy.emplace(std::move(*policy));
     if (!cpus_.empty() && !isolation) w->cpu = cpus_[i % cpus_.size()];
+    if (!isolation) {  // it has nothing to search for: it parks at once
+      const std::chrono::nanoseconds spin = spin_.value_or(
+          n <= static_cast<size_t>(CPU_COUNT(&allowed)) ? kDefaultParkSpin
+                                                        : kNoSpin);
+      w->spin_ticks =
+          timing::TscClock::FromNanos(static_cast<uint64_t>(spin.count()));
+    }
     return w;
   };
   for (size_t i = 0; i < n; ++i) {

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <mutex>
+#include <thread>
 
 #include "absl/base/internal/raw_logging.h"
 #include "executor/internal/inbox.h"
@@ -25,6 +26,20 @@ namespace executor_internal {
 constinit thread_local Worker* tl_worker = nullptr;
 
 namespace {
+
+// idle_mu guards a few instructions at a time, taken by workers going idle
+// and waking each other: a contended lock tries again for a while before
+// it blocks, since a futex sleep and its wake-up cost ~10 us on a VM (two
+// workers passing one task back and forth met there at every hand-off).
+std::unique_lock<std::mutex> LockIdle(std::mutex& mu) noexcept {
+  for (int i = 0; i < 64; ++i) {
+    if (mu.try_lock()) return std::unique_lock<std::mutex>(mu, std::adopt_lock);
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  return std::unique_lock<std::mutex>(mu);
+}
 
 // Raises `peak` to `v` (stats; slow path).
 void RaisePeak(std::atomic<uint64_t>& peak, uint64_t v) noexcept {
@@ -55,7 +70,7 @@ bool RuntimeShared::NotifyOne() noexcept {
 bool RuntimeShared::WakeOne(bool unless_searching) noexcept {
   Worker* sleeper = nullptr;
   {
-    std::lock_guard<std::mutex> lock(idle_mu);
+    const std::unique_lock<std::mutex> lock = LockIdle(idle_mu);
     if (idle_list.empty()) return false;
     // One parked worker fewer, one searcher more.  A CAS: the parked count
     // changes only under idle_mu, the searchers also outside it (F1, F3);
@@ -120,7 +135,7 @@ namespace {
 // I2, I4: leaves the idle list if the worker is still on it; if a waker
 // took it off (N3), it is a searcher now.
 void LeaveIdle(RuntimeShared& rt, Worker& w) {
-  std::lock_guard<std::mutex> lock(rt.idle_mu);
+  const std::unique_lock<std::mutex> lock = LockIdle(rt.idle_mu);
   if (w.idle_listed) {
     w.idle_listed = false;
     auto it = std::find(rt.idle_list.begin(), rt.idle_list.end(), &w);
@@ -135,7 +150,7 @@ void LeaveIdle(RuntimeShared& rt, Worker& w) {
 // I1: joins the idle list (one parked worker more, one searcher fewer if
 // it searched); true if it was the last searcher.
 bool JoinIdle(RuntimeShared& rt, Worker& w) {
-  std::lock_guard<std::mutex> lock(rt.idle_mu);
+  const std::unique_lock<std::mutex> lock = LockIdle(rt.idle_mu);
   ABSL_RAW_CHECK(!w.idle_listed, "a parking worker is already idle-listed");
   w.idle_listed = true;
   rt.idle_list.push_back(&w);
@@ -254,6 +269,45 @@ sched::TaskNode* LocalExecutor::RefillSlice(
   return slice.Next();
 }
 
+// Idle, on the idle list (I1-I2 done): before the park's system call, a
+// short wait awake.  A wake from another worker on a VM can cost ~10 us
+// when it must bring a halted CPU back (the `pingpong` row went 11-13x the
+// raw MSG_RING round trip on a 2-core VM); a worker that is still awake
+// sees the item in its inbox (or a Nudge) within the line transfer, and
+// its producer skips the doorbell, since `parked` stays false meanwhile.
+// True when the inbox has something (the caller drains it instead of
+// parking); false when the driver has work (a completion, a due timer) or
+// the time is up: the caller parks, which polls the driver (at once when
+// something is ready) under the inbox's protocol, so no wake is lost.
+// Not while epoll has operations in the kernel (their completions cannot
+// be seen without a system call).  It yields its CPU every couple of
+// microseconds: where the worker it waits for shares that CPU (a loaded
+// machine), spinning on would keep that worker from running until the
+// kernel's time slice ends.
+bool LocalExecutor::SpinBeforePark(uint64_t ticks) noexcept {
+  if (io_ != nullptr && !io_peeks_ && KernelWaits()) return false;
+  const executor_internal::Inbox& in = *inbox_;
+  const uint64_t start = timing::TscClock::Now();
+  const uint64_t yield_every = timing::TscClock::FromNanos(2'000);
+  uint64_t now = start;
+  uint64_t last_yield = start;
+  do {
+    if (now - last_yield >= yield_every) {
+      std::this_thread::yield();
+      last_yield = now;
+    }
+    for (int i = 0; i < 8; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    if (!in.Empty()) return true;
+    now = timing::TscClock::Now();
+    if (IoDue(now)) return false;
+  } while (now - start < ticks);
+  return false;
+}
+
 void LocalExecutor::RunWorker(Worker* w) {
   RuntimeShared& rt = *w->rt;
   ABSL_RAW_CHECK(!running_, "a Runtime worker's executor is already running");
@@ -319,7 +373,11 @@ void LocalExecutor::RunWorker(Worker* w) {
         continue;
       }
       Worker::Bump(w->parks);
-      Park();
+      if (w->spin_ticks != 0 && SpinBeforePark(w->spin_ticks)) {
+        DrainInbox();  // a wake (or a Nudge) came while it was awake
+      } else {
+        Park();
+      }
       executor_internal::LeaveIdle(rt, *w);
       now = timing::TscClock::Now();
       continue;

@@ -155,6 +155,7 @@ struct Worker {
   std::optional<steal::StealPolicy> policy;
   std::thread thread;
   int cpu = -1;  // ThreadAffinity, -1: none
+  uint64_t spin_ticks = 0;  // RuntimeBuilder::SpinBeforePark, TSC ticks
   bool isolation = false;  // the isolation thread (not in `workers`)
   bool idle_listed = false;      // guarded by RuntimeShared::idle_mu
   bool woken_searching = false;  // guarded by RuntimeShared::idle_mu (N3)
