@@ -415,18 +415,15 @@ Action TierManager::AfterPollSlow(TaskContext& ctx, PollOutcome outcome,
   if (outcome == PollOutcome::kReady) return Action::kNone;
 
   if (slow) {
+    Bump(violations_);
     if (ctx.tier_bookkeeping == nullptr) {
       // The task's first slow poll.  Out of memory (a noexcept path): the
       // violation is counted in the manager's metrics but not against the
       // task, which keeps its tier.
       ctx.tier_bookkeeping.reset(new (std::nothrow) TierState());
-      if (ctx.tier_bookkeeping == nullptr) {
-        Bump(violations_);
-        return Action::kNone;
-      }
+      if (ctx.tier_bookkeeping == nullptr) return Action::kNone;
     }
     TierState& st = *ctx.tier_bookkeeping;
-    Bump(violations_);
     if (st.total_violations != UINT32_MAX) ++st.total_violations;
     if (st.violations > 0 && st.violated_before &&
         now - st.last_violation_tick > policy_.cooldown_ticks) {

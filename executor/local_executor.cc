@@ -130,10 +130,10 @@ void LocalExecutor::Adopt(TaskHeader* t) noexcept {
   stats_.spawns++;
   LinkLive(t);
   if (tiers_ != nullptr) tiers_->OnSpawn(t->ctx);
-  // The spawn tick (PrepareSpawn) starts the queue delay; a timed task
-  // keeps it in its ticks (a task cancelled here is timed too: spawned and
-  // completed).
-  if (task_timing_) (void)t->ticks.Attach(t->enqueue_tick);
+  // A timed task keeps its spawn tick, even if it is cancelled here.
+  if (task_timing_) {
+    (void)executor_internal::AttachTicks(t->ticks, t->enqueue_tick);
+  }
   if (shutting_down_ || stopping_) {
     CancelTask(t);
     return;
@@ -218,7 +218,7 @@ void LocalExecutor::CancelTask(TaskHeader* t) noexcept {
   if (tiers_ != nullptr) tiers_->OnComplete(t->ctx);
   // Without a registry: one null check, as around every poll.
   if (hooks_ != nullptr) hooks_->CallOnCancel(t->ctx);
-  if (t->ticks) t->ticks->done = timing::TscClock::Now();
+  if (t->ticks != nullptr) t->ticks->done = timing::TscClock::Now();
   executor_internal::DestroyCancelled(t);
 }
 

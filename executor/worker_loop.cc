@@ -27,16 +27,23 @@ constinit thread_local Worker* tl_worker = nullptr;
 
 namespace {
 
+// A spin-wait's pause (lets the sibling hyperthread run, saves power).
+inline void CpuRelax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 // idle_mu guards a few instructions at a time, taken by workers going idle
 // and waking each other: a contended lock tries again for a while before
 // it blocks, since a futex sleep and its wake-up cost ~10 us on a VM (two
 // workers passing one task back and forth met there at every hand-off).
 std::unique_lock<std::mutex> LockIdle(std::mutex& mu) noexcept {
   for (int i = 0; i < 64; ++i) {
-    if (mu.try_lock()) return std::unique_lock<std::mutex>(mu, std::adopt_lock);
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    if (mu.try_lock()) {
+      return std::unique_lock<std::mutex>(mu, std::adopt_lock);
+    }
+    CpuRelax();
   }
   return std::unique_lock<std::mutex>(mu);
 }
@@ -296,11 +303,7 @@ bool LocalExecutor::SpinBeforePark(uint64_t ticks) noexcept {
       std::this_thread::yield();
       last_yield = now;
     }
-    for (int i = 0; i < 8; ++i) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    }
+    for (int i = 0; i < 8; ++i) executor_internal::CpuRelax();
     if (!in.Empty()) return true;
     now = timing::TscClock::Now();
     if (IoDue(now)) return false;
@@ -372,10 +375,10 @@ void LocalExecutor::RunWorker(Worker* w) {
         executor_internal::LeaveIdle(rt, *w);
         continue;
       }
-      Worker::Bump(w->parks);
       if (w->spin_ticks != 0 && SpinBeforePark(w->spin_ticks)) {
         DrainInbox();  // a wake (or a Nudge) came while it was awake
       } else {
+        Worker::Bump(w->parks);
         Park();
       }
       executor_internal::LeaveIdle(rt, *w);

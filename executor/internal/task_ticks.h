@@ -5,6 +5,7 @@
 #define SPINDLE_EXECUTOR_INTERNAL_TASK_TICKS_H_
 
 #include <cstdint>
+#include <memory>
 #include <new>
 
 #include "executor/frame_allocator.h"
@@ -22,35 +23,27 @@ struct TaskTicks {
   uint64_t done = 0;
 };
 
-// Owns a header's TaskTicks (frame-allocator memory, freed with the cell on
-// whichever thread frees it).
-class TaskTicksPtr {
- public:
-  TaskTicksPtr() noexcept = default;
-  TaskTicksPtr(const TaskTicksPtr&) = delete;
-  TaskTicksPtr& operator=(const TaskTicksPtr&) = delete;
-  ~TaskTicksPtr() {
-    if (p_ != nullptr) FreeFrame(p_, sizeof(TaskTicks));
+// Frees a header's TaskTicks (frame-allocator memory, on whichever thread
+// frees the cell).
+struct FreeTaskTicks {
+  void operator()(TaskTicks* k) const noexcept {
+    FreeFrame(k, sizeof(TaskTicks));  // trivially destructible
   }
-  // Allocates the ticks, the spawn tick set; false when out of memory (the
-  // task is then not timed).
-  bool Attach(uint64_t spawned) noexcept {
-    if (p_ != nullptr) return true;
-    try {
-      p_ = ::new (AllocateFrame(sizeof(TaskTicks))) TaskTicks();
-    } catch (...) {
-      return false;
-    }
-    p_->spawned = spawned;
-    return true;
-  }
-  TaskTicks* get() const noexcept { return p_; }
-  TaskTicks* operator->() const noexcept { return p_; }
-  explicit operator bool() const noexcept { return p_ != nullptr; }
-
- private:
-  TaskTicks* p_ = nullptr;
 };
+using TaskTicksPtr = std::unique_ptr<TaskTicks, FreeTaskTicks>;
+
+// Gives `ticks` its record, the spawn tick set (kept if it has one); false
+// when out of memory (the task is then not timed).
+inline bool AttachTicks(TaskTicksPtr& ticks, uint64_t spawned) noexcept {
+  if (ticks != nullptr) return true;
+  try {
+    ticks.reset(::new (AllocateFrame(sizeof(TaskTicks))) TaskTicks());
+  } catch (...) {
+    return false;
+  }
+  ticks->spawned = spawned;
+  return true;
+}
 
 }  // namespace spindle::executor_internal
 
