@@ -204,6 +204,9 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> ExecutorBuilder::Build() {
   ex->queue_set_ = std::make_unique<sched::QueueSet>(qc);
   ex->inbox_ = std::make_shared<Inbox>();
   ex->inbox_->owner = ex.get();
+  // Retired by the destructor (even a half-built executor's): the anchor's
+  // reference to the inbox goes with the last handle after that.
+  ex->inbox_->handle_anchor.Arm(ex.get(), ex->inbox_);
   // Without WithQueue: one default queue (id 0).
   if (queues_.empty())
     queues_.push_back(QueueSpec{0, kDefaultQueueShare, nullptr});

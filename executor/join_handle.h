@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "executor/internal/handle_anchor.h"
 #include "executor/task.h"
 
 namespace spindle {
@@ -50,16 +51,19 @@ template <typename T = void>
 class [[nodiscard]] JoinHandle {
  public:
   JoinHandle() noexcept = default;
+  // Takes over a task reference and an anchor reference (or none: see
+  // executor/internal/handle_anchor.h).
   JoinHandle(executor_internal::TaskCell<T>* cell,
-             std::shared_ptr<executor_internal::Inbox> inbox) noexcept
-      : cell_(cell), inbox_(std::move(inbox)) {}
+             executor_internal::HandleAnchor* anchor) noexcept
+      : cell_(cell), anchor_(anchor) {}
   JoinHandle(JoinHandle&& o) noexcept
-      : cell_(std::exchange(o.cell_, nullptr)), inbox_(std::move(o.inbox_)) {}
+      : cell_(std::exchange(o.cell_, nullptr)),
+        anchor_(std::exchange(o.anchor_, nullptr)) {}
   JoinHandle& operator=(JoinHandle&& o) noexcept {
     if (this != &o) {
       Reset();
       cell_ = std::exchange(o.cell_, nullptr);
-      inbox_ = std::move(o.inbox_);
+      anchor_ = std::exchange(o.anchor_, nullptr);
     }
     return *this;
   }
@@ -201,11 +205,13 @@ class [[nodiscard]] JoinHandle {
       executor_internal::ReleaseRef(cell_);
       cell_ = nullptr;
     }
-    inbox_.reset();
+    if (anchor_ != nullptr) {
+      executor_internal::HandleAnchor::Release(std::exchange(anchor_, nullptr));
+    }
   }
   executor_internal::TaskCell<T>* cell_ = nullptr;
   // Keeps the executor's inbox alive for Abort() from any thread.
-  std::shared_ptr<executor_internal::Inbox> inbox_;
+  executor_internal::HandleAnchor* anchor_ = nullptr;
 };
 
 }  // namespace spindle

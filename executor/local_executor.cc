@@ -552,7 +552,10 @@ void LocalExecutor::BeginStop() noexcept {
 LocalExecutor::~LocalExecutor() {
   ABSL_RAW_CHECK(!running_, "LocalExecutor destroyed while running");
   if (monitored_) executor_internal::Monitor::Get().Unregister(&beacon_);
-  if (driver_ == nullptr) return;  // Build() failed half way: nothing ran.
+  if (driver_ == nullptr) {  // Build() failed half way: nothing ran.
+    if (inbox_ != nullptr) inbox_->handle_anchor.Retire();
+    return;
+  }
   shutting_down_ = true;
   LocalExecutor* const prev = executor_internal::tl_executor;
   executor_internal::tl_executor = this;
@@ -577,6 +580,9 @@ LocalExecutor::~LocalExecutor() {
   }
   while (all_tasks_ != nullptr) CancelTask(all_tasks_);
   executor_internal::tl_executor = prev;
+  // After the last frame (whose handles counted plainly): the handles
+  // still out keep the inbox alive from here.
+  inbox_->handle_anchor.Retire();
   driver_.reset();
   queue_set_.reset();
 }

@@ -101,7 +101,9 @@ class SpawnApi {
     TaskCell<T>* cell = task.Release();
     AddUnpublishedRef(cell);  // the handle's
     static_cast<Derived*>(this)->SubmitTask(cell, options);
-    return JoinHandle<T>(cell, static_cast<Derived*>(this)->inbox_);
+    return JoinHandle<T>(cell, HandleAnchor::Acquire(
+                                   &static_cast<Derived*>(this)
+                                        ->inbox_->handle_anchor));
   }
   template <typename T>
   JoinHandle<T> Spawn(QueueId queue, Task<T> task) {
@@ -129,8 +131,9 @@ class SpawnApi {
     TaskCell<FiberResult<F>>* cell = MakeFiber(std::forward<F>(fn), fiber);
     AddUnpublishedRef(cell);  // the handle's
     static_cast<Derived*>(this)->SubmitTask(cell, options);
-    return JoinHandle<FiberResult<F>>(cell,
-                                      static_cast<Derived*>(this)->inbox_);
+    return JoinHandle<FiberResult<F>>(
+        cell, HandleAnchor::Acquire(
+                  &static_cast<Derived*>(this)->inbox_->handle_anchor));
   }
   template <typename F>
   void SpawnFiberDetached(F&& fn, const FiberOptions& fiber = {},

@@ -26,6 +26,7 @@
 
 namespace spindle {
 
+using executor_internal::HandleAnchor;
 using executor_internal::Inbox;
 using executor_internal::RuntimeShared;
 using executor_internal::TaskHeader;
@@ -96,16 +97,15 @@ void WorkerMain(Worker* w) {
 // ---- RuntimeSpawner
 // -----------------------------------------------------------
 
-std::shared_ptr<Inbox> RuntimeSpawner::Anchor() const noexcept {
-  // On a worker of this runtime: the worker's own anchor (a reference count
-  // that stays in this core's cache; see Worker::anchor).
+HandleAnchor* RuntimeSpawner::Anchor() const noexcept {
+  // On a worker of this runtime: the worker's own anchor (counted without
+  // atomics while its executor runs; see Worker::handle_anchor).
   Worker* self = executor_internal::tl_worker;
-  if (self != nullptr && self->rt == rt_.get() && self->anchor != nullptr) {
-    return self->anchor;
+  if (self != nullptr && self->rt == rt_.get()) {
+    return HandleAnchor::Acquire(&self->handle_anchor);
   }
-  // Aliasing: the handle keeps the whole runtime state (and every worker's
-  // inbox) alive; the pointer itself is only a keep-alive.
-  return std::shared_ptr<Inbox>(rt_, rt_->workers[0]->inbox.get());
+  // Elsewhere: worker 0's, counted atomically (rt_ keeps it alive here).
+  return HandleAnchor::Acquire(&rt_->workers[0]->handle_anchor);
 }
 
 void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
@@ -409,10 +409,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> RuntimeBuilder::Build() {
     for (auto& w : rt->workers) f(*w);
     if (rt->isolation != nullptr) f(*rt->isolation);
   };
-  for_each([&](Worker& w) {
-    w.anchor = std::shared_ptr<Inbox>(rt->queue_map,
-                                      [keep = rt](Inbox*) noexcept {});
-  });
+  for_each([&](Worker& w) { w.handle_anchor.Arm(w.executor.get(), rt); });
   std::unique_ptr<Runtime> runtime(new Runtime(rt));
   for_each([](Worker& w) { w.thread = std::thread(WorkerMain, &w); });
   return runtime;
@@ -445,9 +442,11 @@ Runtime::~Runtime() {
     while (TaskHeader* t = w->preferred.Pop()) RuntimeShared::CancelUnbound(t);
   }
   while (TaskHeader* t = rt.injector.Pop()) RuntimeShared::CancelUnbound(t);
-  // Breaks the cycle RuntimeShared -> Worker::anchor -> RuntimeShared; the
-  // JoinHandles still out hold their anchors (and so the state) alive.
-  for (Worker* w : all) w->anchor.reset();
+  // Breaks the cycle RuntimeShared -> Worker::handle_anchor ->
+  // RuntimeShared (after the joins: the workers' plain counts are ours to
+  // read); the JoinHandles still out hold their anchors (and so the state)
+  // alive.
+  for (Worker* w : all) w->handle_anchor.Retire();
   rt.runtime = nullptr;
 }
 

@@ -206,7 +206,9 @@ class RuntimeSpawner {
     Submit(cell, {}, to);
     return JoinHandle<T>(cell, Anchor());
   }
-  std::shared_ptr<executor_internal::Inbox> Anchor() const noexcept;
+  // A handle's anchor reference (executor/internal/handle_anchor.h): the
+  // calling worker's, or worker 0's from elsewhere; nullptr after shutdown.
+  executor_internal::HandleAnchor* Anchor() const noexcept;
   std::shared_ptr<executor_internal::RuntimeShared> rt_;
 };
 

@@ -28,6 +28,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "executor/driver.h"
+#include "executor/internal/handle_anchor.h"
 #include "executor/task.h"
 
 namespace spindle::executor_internal {
@@ -83,6 +84,9 @@ class MpscQueue {
 };
 
 struct Inbox {
+  // What the executor's JoinHandles hold (armed by the builder, retired by
+  // the executor's destructor): it keeps this inbox alive.
+  HandleAnchor handle_anchor;
   MpscQueue wakes;        // spawned tasks and wakes
   MpscQueue waker_wakes;  // Waker wakes (each holds a task reference)
   MpscQueue aborts;       // abort requests (each holds a task reference)

@@ -144,12 +144,13 @@ struct Worker {
   RuntimeShared* rt = nullptr;
   std::unique_ptr<LocalExecutor> executor;
   std::shared_ptr<Inbox> inbox;  // the executor's; outlives it
-  // What JoinHandles of tasks spawned on this worker hold: a control block
-  // of its own (its deleter keeps the RuntimeShared alive), so that spawns
-  // and handle drops on different workers do not share one reference
-  // count.  Set before the threads start; reset by ~Runtime after S4 (it
-  // would otherwise keep its own RuntimeShared alive).
-  std::shared_ptr<Inbox> anchor;
+  // What JoinHandles of tasks spawned on this worker hold (it keeps the
+  // RuntimeShared alive): counted without atomics by this worker's thread
+  // while its executor runs, so that spawns and handle drops on different
+  // workers do not share one reference count either.  Armed before the
+  // threads start; retired by ~Runtime after S4 (it would otherwise keep
+  // its own RuntimeShared alive).
+  HandleAnchor handle_anchor;
   steal::WorkDeque<TaskHeader> deque;
   steal::Injector<TaskHeader> preferred;  // StealablePreferred(index)
   std::optional<steal::StealPolicy> policy;
