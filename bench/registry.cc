@@ -125,6 +125,9 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     b.variants.push_back({"spindle", [id, fib_n](int64_t w) {
                             return SpindleSkewed(id, w, fib_n + 10, 16);
                           }});
+    b.variants.push_back({"tbb", [id, fib_n](int64_t w) {
+                            return TbbSkewed(id, w, fib_n + 10, 16);
+                          }});
     all.push_back(std::move(b));
   }
 }

@@ -148,6 +148,8 @@ absl::StatusOr<Rows> FloorEventfdPingPong(const std::string& id,
 absl::StatusOr<Rows> FloorMsgRingPingPong(const std::string& id,
                                           int64_t rounds);
 absl::StatusOr<Rows> TbbMtFib(const std::string& id, int64_t workers, int n);
+absl::StatusOr<Rows> TbbSkewed(const std::string& id, int64_t workers, int n,
+                               int cutoff);
 absl::StatusOr<Rows> TbbMtSpawn(const std::string& id, int64_t workers,
                                 int64_t n);
 
