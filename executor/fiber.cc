@@ -4,7 +4,8 @@
 // Switching.  The run loop resumes a fiber through its TaskHeader's resume
 // entry (ResumeFiber): SwitchIn jumps to the fiber's saved context; the
 // fiber runs until it suspends (SwitchOut jumps back to the saved caller)
-// or its body ends (the entry's last jump).  Boost.Context's jump_fcontext
+// or its body ends (the entry's jump out, where the entry then waits,
+// parked on the stack, for the next fiber to take the stack).  Boost.Context's jump_fcontext
 // does the jump: it saves the callee-saved registers on the current stack
 // and hands the other side the saved context.
 //
@@ -67,25 +68,40 @@ EhGlobals* FetchEhGlobals() noexcept {
 
 namespace {
 
-// The first instruction a fiber runs: its body, then the last jump out.
-[[noreturn]] void FiberEntry(bc::transfer_t in) noexcept {
-  auto* f = static_cast<FiberContext*>(in.data);
-  f->caller = in.fctx;
-#if defined(SPINDLE_ASAN)
-  AsanFinishSwitch(nullptr, &f->asan_caller_bottom, &f->asan_caller_size);
+// Whether a finished fiber's entry stays parked on its stack for the next
+// fiber (executor/internal/fiber_stack.h).  Not under the sanitizers: they
+// track each fiber's stack from its first switch to its last (ASan's fake
+// stack, TSan's fiber object), which a parked entry would outlive.
+#if defined(SPINDLE_ASAN) || defined(SPINDLE_TSAN)
+constexpr bool kParkEntries = true;
+#else
+constexpr bool kParkEntries = true;
 #endif
-  f->body(f);
-  f->finished = true;
-  if (!f->unwinding) HeaderOfFiber(f)->run_state = RunState::kDone;
+
+// The first instruction a fiber runs: its body, then the jump out.  Where
+// entries park, that jump is where the entry waits for the next fiber to
+// take the stack: the next jump in resumes it with that fiber's context.
+[[noreturn]] void FiberEntry(bc::transfer_t in) noexcept {
+  for (;;) {
+    auto* f = static_cast<FiberContext*>(in.data);
+    f->caller = in.fctx;
 #if defined(SPINDLE_ASAN)
-  // Nothing of this stack is used again: no fake stack to keep.
-  AsanStartSwitch(nullptr, f->asan_caller_bottom, f->asan_caller_size);
+    AsanFinishSwitch(nullptr, &f->asan_caller_bottom, &f->asan_caller_size);
+#endif
+    f->body(f);
+    f->finished = true;
+    if (!f->unwinding) HeaderOfFiber(f)->run_state = RunState::kDone;
+#if defined(SPINDLE_ASAN)
+    // Nothing of this stack is used again: no fake stack to keep.
+    AsanStartSwitch(nullptr, f->asan_caller_bottom, f->asan_caller_size);
 #endif
 #if defined(SPINDLE_TSAN)
-  TsanSwitchTo(f->tsan_caller);
+    TsanSwitchTo(f->tsan_caller);
 #endif
-  bc::jump_fcontext(f->caller, nullptr);
-  __builtin_unreachable();
+    in = bc::jump_fcontext(f->caller, nullptr);
+    // Resumed only where entries park (DestroyFiber hands the context to
+    // the stack cache then), by StartFiber of the stack's next fiber.
+  }
 }
 
 }  // namespace
@@ -110,17 +126,22 @@ constinit thread_local size_t tl_color = 0;
 
 bool StartFiber(FiberContext* f) noexcept {
   f->started = true;
+  void* parked = nullptr;
   try {
-    f->stack = AcquireStack(f->stack_request);
+    f->stack = AcquireStack(f->stack_request, &parked);
   } catch (...) {
     f->fail(f, std::current_exception());
     f->finished = true;
     HeaderOfFiber(f)->run_state = RunState::kDone;
     return false;
   }
-  const size_t color = (tl_color++ % kColors) * 64;
-  f->self = bc::make_fcontext(f->stack.top() - color,
-                              f->stack.usable() - color, &FiberEntry);
+  if (kParkEntries && parked != nullptr) {
+    f->self = parked;  // an entry waiting at the stack's top
+  } else {
+    const size_t below = kStackTopReserve + (tl_color++ % kColors) * 64;
+    f->self = bc::make_fcontext(f->stack.top() - below,
+                                f->stack.usable() - below, &FiberEntry);
+  }
 #if defined(SPINDLE_TSAN)
   f->tsan_fiber = TsanCreateFiber();
 #endif
@@ -146,7 +167,11 @@ void DestroyFiber(TaskHeader* h) noexcept {
           "that swallowed the cancellation and waited again)");
     }
   }
-  if (f->stack.base != nullptr) ReleaseStack(f->stack);
+  // A fiber that ended through its entry left the entry parked at the
+  // stack's top (f->self, from its last switch out).
+  if (f->stack.base != nullptr) {
+    ReleaseStack(f->stack, kParkEntries && f->finished ? f->self : nullptr);
+  }
   f->stack = FiberStack{};
 #if defined(SPINDLE_TSAN)
   TsanDestroyFiber(f->tsan_fiber);

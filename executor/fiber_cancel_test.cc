@@ -292,6 +292,83 @@ TEST_F(FiberCancelTest, StacksAreRecycled) {
   EXPECT_GE(after.reused - before.reused, 99u);
 }
 
+// A fiber's entry stays parked on its stack when the fiber ends, whichever
+// way it ends, and the next fiber on that stack resumes it: from the spare
+// slot and from the size lists (two stack sizes in turn), after a return,
+// a throw, an unwinding abort and a fiber dropped before it started.  (Not
+// under the sanitizers, which track each fiber's stack to its end.)
+TEST_F(FiberCancelTest, ParkedEntriesRunTheNextFibers) {
+  auto ex = MakeExecutor();
+  ASSERT_NE(ex, nullptr);
+  const executor_internal::StackCacheStats before =
+      executor_internal::ThreadStackStats();
+  constexpr int kRounds = 40;
+  int started = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    FiberOptions o;
+    o.stack_size = (i % 2 == 0) ? (size_t{16} << 10) : (size_t{32} << 10);
+    switch (i % 4) {
+      case 0: {
+        JoinHandle<int> h = ex->SpawnFiber(
+            [i] {
+              this_fiber::Yield();
+              return i;
+            },
+            o);
+        ex->Run();
+        EXPECT_EQ(h.Join(), i);
+        ++started;
+        break;
+      }
+      case 1: {
+        JoinHandle<int> h = ex->SpawnFiber(
+            [i]() -> int { throw std::runtime_error(std::to_string(i)); },
+            o);
+        ex->Run();
+        try {
+          (void)h.Join();
+          ADD_FAILURE() << "no exception";
+        } catch (const std::runtime_error& e) {
+          EXPECT_EQ(e.what(), std::to_string(i));
+        }
+        ++started;
+        break;
+      }
+      case 2: {
+        JoinHandle<int> h = ex->SpawnFiber(
+            [] {
+              Live guard;
+              this_fiber::Await(SleepFor(std::chrono::hours(1)));
+              return -1;
+            },
+            o);
+        ex->SpawnDetached(AbortLater(&h));  // once the fiber sleeps
+        ex->Run();
+        EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+        EXPECT_EQ(Live::count.load(), 0) << "the stack was not unwound";
+        ++started;
+        break;
+      }
+      default: {
+        JoinHandle<int> h = ex->SpawnFiber([] { return 0; }, o);
+        h.Abort();  // never starts: no stack
+        ex->Run();
+        EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+        break;
+      }
+    }
+  }
+  const executor_internal::StackCacheStats after =
+      executor_internal::ThreadStackStats();
+  EXPECT_LE(after.mapped - before.mapped, 2u) << "one stack per size";
+  if (executor_testing::kSanitized) {
+    EXPECT_EQ(after.parked - before.parked, 0u);
+  } else {
+    EXPECT_GE(after.parked - before.parked,
+              static_cast<uint64_t>(started - 2));
+  }
+}
+
 // A thread's cached stacks (its spare and its lists) are unmapped when it
 // exits.
 TEST_F(FiberCancelTest, ThreadExitUnmapsItsCachedStacks) {

@@ -49,10 +49,13 @@ bool InstallGuard(char* base, size_t page) noexcept {
   return mprotect(base, page, PROT_NONE) == 0;
 }
 
-// A free stack is linked through a word at its top.
+// A free stack is linked through words at its top (in the
+// kStackTopReserve bytes that no context uses).
 struct FreeStack {
   FreeStack* next;
+  void* parked;  // the entry context waiting on it, or nullptr
 };
+static_assert(sizeof(FreeStack) <= kStackTopReserve);
 
 constexpr int kMaxSizeClasses = 8;
 
@@ -90,8 +93,10 @@ thread_local StackCache tl_cache;
 // stack is unmapped by tl_cache's destructor, which the first release on
 // the thread registers (tl_cache_made).
 constinit thread_local FiberStack tl_spare{};
+constinit thread_local void* tl_spare_parked = nullptr;
 constinit thread_local bool tl_cache_made = false;
 constinit thread_local uint64_t tl_reused_spare = 0;
+constinit thread_local uint64_t tl_reused_parked = 0;
 
 FreeStack* FreeStackOf(char* base, size_t size) noexcept {
   return reinterpret_cast<FreeStack*>(base + size - sizeof(FreeStack));
@@ -130,7 +135,7 @@ GuardKind StackGuardKind() noexcept {
              : GuardKind::kMadvise;
 }
 
-FiberStack AcquireStack(size_t usable) {
+FiberStack AcquireStack(size_t usable, void** parked) {
   const size_t page = PageSizeOnce();
   // Rounded up to pages with a mask, not a division (~20-40 cycles on
   // this project's machines, on every fiber spawn): a page is a power of 2.
@@ -138,7 +143,9 @@ FiberStack AcquireStack(size_t usable) {
   if (tl_spare.size == size) [[likely]] {
     const FiberStack s = tl_spare;
     tl_spare = FiberStack{};
+    *parked = tl_spare_parked;
     tl_reused_spare++;
+    tl_reused_parked += tl_spare_parked != nullptr;
     return s;
   }
   if (!tl_cache_gone) {
@@ -149,9 +156,12 @@ FiberStack AcquireStack(size_t usable) {
       c->head = f->next;
       c->count--;
       cache.reused++;
+      *parked = f->parked;
+      tl_reused_parked += f->parked != nullptr;
       return FiberStack{BaseOf(f, size), size};
     }
   }
+  *parked = nullptr;
   void* mem = mmap(nullptr, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
                    -1, 0);
@@ -166,7 +176,7 @@ FiberStack AcquireStack(size_t usable) {
   return FiberStack{base, size};
 }
 
-void ReleaseStack(FiberStack stack) noexcept {
+void ReleaseStack(FiberStack stack, void* parked) noexcept {
 #if defined(SPINDLE_ASAN)
   // Frames of the fiber that ran here may have left shadow poison.  (Only
   // under ASan: elsewhere the page size's guard would be tested for
@@ -175,6 +185,7 @@ void ReleaseStack(FiberStack stack) noexcept {
 #endif
   if (tl_spare.base == nullptr && tl_cache_made) [[likely]] {
     tl_spare = stack;
+    tl_spare_parked = parked;
     return;
   }
   if (!tl_cache_gone) {
@@ -184,6 +195,7 @@ void ReleaseStack(FiberStack stack) noexcept {
     if (c != nullptr && (c->count + 1) * stack.size <= kMaxCachedStackBytes) {
       FreeStack* f = FreeStackOf(stack.base, stack.size);
       f->next = c->head;
+      f->parked = parked;
       c->head = f;
       c->count++;
       return;
@@ -202,6 +214,7 @@ StackCacheStats ThreadStackStats() noexcept {
   const StackCache& cache = tl_cache;
   s.mapped = cache.mapped;
   s.reused = cache.reused + tl_reused_spare;
+  s.parked = tl_reused_parked;
   for (const StackCache::SizeClass& c : cache.classes) s.cached_stacks += c.count;
   if (tl_spare.base != nullptr) s.cached_stacks++;
   return s;

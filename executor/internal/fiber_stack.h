@@ -19,6 +19,14 @@
 // unmapped.  A cached stack keeps its pages: reusing it costs no page
 // faults.
 //
+// Parked entries.  A fiber's entry (executor/fiber.cc) does not leave its
+// stack when the fiber ends: it switches out and waits there, at the top
+// of the stack, for the next fiber.  The stack goes to the cache with that
+// parked context, and the next fiber to take the stack resumes it instead
+// of building a fresh context (make_fcontext and its trampoline).  The top
+// kStackTopReserve bytes of a stack are the cache's (its free-list links);
+// contexts begin below them.
+//
 // Thread safety: AcquireStack and ReleaseStack may be called from any
 // thread, on any stack; the caches are per thread.
 
@@ -49,13 +57,20 @@ struct FiberStack {
 // Per thread and per stack size.
 inline constexpr size_t kMaxCachedStackBytes = size_t{64} << 20;  // 64 MiB
 
-// A stack with at least `usable` bytes above its guard page (rounded up to
-// whole pages).  Throws std::bad_alloc when the mapping fails (out of
-// memory, or out of mappings).
-FiberStack AcquireStack(size_t usable);
+// The cache's bytes at the top of every stack (see above).
+inline constexpr size_t kStackTopReserve = 64;
 
-// Returns a stack to this thread's cache (or unmaps it).
-void ReleaseStack(FiberStack stack) noexcept;
+// A stack with at least `usable` bytes above its guard page (rounded up to
+// whole pages).  `*parked`: the entry context parked on it (ReleaseStack's
+// `parked`), or nullptr for a stack that has none (a fresh one).  Throws
+// std::bad_alloc when the mapping fails (out of memory, or out of
+// mappings).
+FiberStack AcquireStack(size_t usable, void** parked);
+
+// Returns a stack to this thread's cache (or unmaps it).  `parked`: the
+// context of a fiber entry waiting at the stack's top for the next fiber,
+// or nullptr.
+void ReleaseStack(FiberStack stack, void* parked) noexcept;
 
 // How guard pages are made on this kernel.
 enum class GuardKind : uint8_t { kMadvise, kMprotect };
@@ -64,6 +79,7 @@ GuardKind StackGuardKind() noexcept;
 struct StackCacheStats {
   uint64_t mapped = 0;         // stacks mapped (fresh)
   uint64_t reused = 0;         // stacks taken from the cache
+  uint64_t parked = 0;         // of those, with a parked entry on them
   uint64_t cached_stacks = 0;  // on this thread's cache now
 };
 StackCacheStats ThreadStackStats() noexcept;
