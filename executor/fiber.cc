@@ -73,7 +73,7 @@ namespace {
 // track each fiber's stack from its first switch to its last (ASan's fake
 // stack, TSan's fiber object), which a parked entry would outlive.
 #if defined(SPINDLE_ASAN) || defined(SPINDLE_TSAN)
-constexpr bool kParkEntries = true;
+constexpr bool kParkEntries = false;
 #else
 constexpr bool kParkEntries = true;
 #endif
@@ -88,7 +88,10 @@ constexpr bool kParkEntries = true;
 #if defined(SPINDLE_ASAN)
     AsanFinishSwitch(nullptr, &f->asan_caller_bottom, &f->asan_caller_size);
 #endif
-    f->body(f);
+    // A new fiber has caught nothing (the scheduler's state is restored by
+    // its side of the switch).
+    *ThreadEhGlobals() = EhGlobals{nullptr, 0};
+    f->ops->body(f);
     f->finished = true;
     if (!f->unwinding) HeaderOfFiber(f)->run_state = RunState::kDone;
 #if defined(SPINDLE_ASAN)
@@ -128,9 +131,11 @@ bool StartFiber(FiberContext* f) noexcept {
   f->started = true;
   void* parked = nullptr;
   try {
-    f->stack = AcquireStack(f->stack_request, &parked);
+    const FiberStack s = AcquireStack(f->stack_size, &parked);
+    f->stack_base = s.base;
+    f->stack_size = static_cast<uint32_t>(s.size);
   } catch (...) {
-    f->fail(f, std::current_exception());
+    f->ops->fail(f, std::current_exception());
     f->finished = true;
     HeaderOfFiber(f)->run_state = RunState::kDone;
     return false;
@@ -139,8 +144,8 @@ bool StartFiber(FiberContext* f) noexcept {
     f->self = parked;  // an entry waiting at the stack's top
   } else {
     const size_t below = kStackTopReserve + (tl_color++ % kColors) * 64;
-    f->self = bc::make_fcontext(f->stack.top() - below,
-                                f->stack.usable() - below, &FiberEntry);
+    f->self = bc::make_fcontext(f->stack().top() - below,
+                                f->stack().usable() - below, &FiberEntry);
   }
 #if defined(SPINDLE_TSAN)
   f->tsan_fiber = TsanCreateFiber();
@@ -157,7 +162,7 @@ void ResumeFiber(TaskHeader* h) noexcept {
 void DestroyFiber(TaskHeader* h) noexcept {
   FiberContext* f = FiberOfHeader(h);
   if (!f->started) {
-    f->drop(f);
+    f->ops->drop(f);
   } else if (!f->finished) {
     f->unwinding = true;
     SwitchIn(f);
@@ -169,10 +174,11 @@ void DestroyFiber(TaskHeader* h) noexcept {
   }
   // A fiber that ended through its entry left the entry parked at the
   // stack's top (f->self, from its last switch out).
-  if (f->stack.base != nullptr) {
-    ReleaseStack(f->stack, kParkEntries && f->finished ? f->self : nullptr);
+  if (f->stack_base != nullptr) {
+    ReleaseStack(f->stack(), kParkEntries && f->finished ? f->self : nullptr);
   }
-  f->stack = FiberStack{};
+  f->stack_base = nullptr;
+  f->stack_size = 0;
 #if defined(SPINDLE_TSAN)
   TsanDestroyFiber(f->tsan_fiber);
   f->tsan_fiber = nullptr;
@@ -203,7 +209,7 @@ FiberContext* CurrentFiberOrDie(const char* call) noexcept {
 }
 
 FiberStack CurrentFiberStack() noexcept {
-  return tl_fiber != nullptr ? tl_fiber->stack : FiberStack{};
+  return tl_fiber != nullptr ? tl_fiber->stack() : FiberStack{};
 }
 
 

@@ -65,28 +65,37 @@ using FiberResult = std::invoke_result_t<std::decay_t<F>&>;
 
 namespace executor_internal {
 
+struct FiberContext;
+
+// What a fiber's callable type provides (one static table per type).
+struct FiberOps {
+  void (*body)(FiberContext*) noexcept;  // runs the callable
+  void (*drop)(FiberContext*) noexcept;  // destroys it, unrun
+  // Ends a fiber that could not start (no stack): the exception is its
+  // result, the callable is dropped.
+  void (*fail)(FiberContext*, std::exception_ptr) noexcept;
+};
+
 // A fiber's switching state, in front of its TaskHeader.  Owner-thread
-// only, like the header's run_state.
+// only, like the header's run_state.  48 bytes outside the sanitizer
+// builds: with a one-pointer callable a fiber is a 320-byte block (five
+// cache lines), as a small coroutine task is.  The C++ runtime's
+// exception state of a fiber that is switched out (it may suspend inside
+// a catch block) is kept on the fiber's own stack, by its side of the
+// switch (executor/internal/fiber_switch.h).
 struct alignas(16) FiberContext {
-  // What every switch reads or writes, first (one cache line).
   void* self = nullptr;    // the fiber's saved context while it is out
   void* caller = nullptr;  // the scheduler's saved context while it runs
-  // The C++ runtime's per-thread exception state (caught exceptions,
-  // uncaught count) of the fiber while it is switched out: a fiber may
-  // suspend inside a catch block.
-  void* eh_caught = nullptr;
-  unsigned int eh_uncaught = 0;
+  // The stack's mapping (its guard page first); null until the first
+  // resume, when it is mapped (or taken from the cache).
+  char* stack_base = nullptr;
+  const FiberOps* ops = nullptr;
+  // The mapping's bytes (guard page included) once mapped; before, the
+  // usable bytes asked for (at most kMaxFiberStack).
+  uint32_t stack_size = 0;
   bool started = false;
   bool finished = false;   // the body returned (or unwound)
   bool unwinding = false;  // cancelled: the next resume throws FiberUnwind
-
-  FiberStack stack;
-  size_t stack_request = 0;  // usable bytes, mapped at the first resume
-  void (*body)(FiberContext*) noexcept = nullptr;  // runs the callable
-  void (*drop)(FiberContext*) noexcept = nullptr;  // destroys it, unrun
-  // Ends a fiber that could not start (no stack): the exception is its
-  // result, the callable is dropped.
-  void (*fail)(FiberContext*, std::exception_ptr) noexcept = nullptr;
   // What the sanitizers track per fiber (executor/internal/sanitizers.h):
   // present only in their builds, so that a fiber's block stays small (a
   // burst of spawns writes all of it).
@@ -99,7 +108,17 @@ struct alignas(16) FiberContext {
   void* tsan_fiber = nullptr;
   void* tsan_caller = nullptr;
 #endif
+
+  FiberStack stack() const noexcept {
+    return FiberStack{stack_base, stack_size};
+  }
 };
+static_assert(kMaxFiberStack + (size_t{1} << 20) <= UINT32_MAX,
+              "FiberContext::stack_size holds a whole mapping");
+#if !defined(SPINDLE_ASAN) && !defined(SPINDLE_TSAN)
+static_assert(sizeof(FiberContext) == 48 || sizeof(void*) != 8,
+              "a fiber's block grows a cache line past 48 bytes here");
+#endif
 
 inline TaskHeader* HeaderOfFiber(FiberContext* f) noexcept {
   return reinterpret_cast<TaskHeader*>(reinterpret_cast<char*>(f) +
@@ -189,6 +208,10 @@ void FreeFiberCell(TaskHeader* h) noexcept {
   FreeFrame(f, size);
 }
 
+template <typename T, typename Fn>
+inline constexpr FiberOps kFiberCallableOps{
+    &FiberBody<T, Fn>, &DropCallable<T, Fn>, &FailFiber<T, Fn>};
+
 // The entries of a fiber task returning T.
 template <typename T>
 inline constexpr TaskOps kFiberOps{&ResumeFiber, &DestroyFiber,
@@ -217,10 +240,8 @@ TaskCell<FiberResult<F>>* MakeFiber(F&& fn, const FiberOptions& options) {
   cell->alloc_size = static_cast<uint32_t>(L::kTotal);
   cell->ops = &kFiberOps<T>;
   cell->fiber = true;
-  f->body = &FiberBody<T, Fn>;
-  f->drop = &DropCallable<T, Fn>;
-  f->fail = &FailFiber<T, Fn>;
-  f->stack_request = options.stack_size;
+  f->ops = &kFiberCallableOps<T, Fn>;
+  f->stack_size = static_cast<uint32_t>(options.stack_size);
   try {
     ::new (static_cast<void*>(L::Callable(f))) Fn(std::forward<F>(fn));
   } catch (...) {

@@ -12,7 +12,10 @@
 //
 // Per switch, besides the jump: the C++ runtime's caught-exception state is
 // swapped (so a fiber may suspend inside a catch block while other code
-// throws on the thread), `tl_fiber` names the running fiber, and the
+// throws on the thread): each side keeps its own in a local of its frame
+// across the jump and puts it back when the jump returns (a fiber never
+// changes threads once it has run, so its side's pointer to the thread's
+// state stays right).  `tl_fiber` names the running fiber, and the
 // sanitizers are told (executor/internal/sanitizers.h).
 
 #ifndef SPINDLE_EXECUTOR_INTERNAL_FIBER_SWITCH_H_
@@ -62,13 +65,12 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
   tl_fiber = f;
   EhGlobals* g = ThreadEhGlobals();
   const EhGlobals mine = *g;
-  g->caught = f->eh_caught;
-  g->uncaught = f->eh_uncaught;
   void* fake = nullptr;
 #if defined(SPINDLE_ASAN)
   // Only here: the page size is a function-local static, whose guard would
   // otherwise be tested twice per switch for arguments nobody reads.
-  AsanStartSwitch(&fake, f->stack.base + StackPageSize(), f->stack.usable());
+  AsanStartSwitch(&fake, f->stack_base + StackPageSize(),
+                  f->stack().usable());
 #endif
 #if defined(SPINDLE_TSAN)
   f->tsan_caller = TsanCurrentFiber();
@@ -77,8 +79,6 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
   const bc::transfer_t back = bc::jump_fcontext(f->self, f);
   f->self = back.fctx;
   AsanFinishSwitch(fake, nullptr, nullptr);
-  f->eh_caught = g->caught;
-  f->eh_uncaught = g->uncaught;
   *g = mine;
   tl_fiber = outer;
 }
@@ -86,6 +86,8 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
 // Fiber side: back to whoever switched it in, until it is switched in again.
 __attribute__((always_inline)) inline void SwitchOut(
     FiberContext* f) noexcept {
+  EhGlobals* g = ThreadEhGlobals();
+  const EhGlobals mine = *g;  // this fiber's, kept on its stack
 #if defined(SPINDLE_ASAN)
   AsanStartSwitch(&f->asan_fake, f->asan_caller_bottom, f->asan_caller_size);
 #endif
@@ -98,6 +100,7 @@ __attribute__((always_inline)) inline void SwitchOut(
   AsanFinishSwitch(f->asan_fake, &f->asan_caller_bottom,
                    &f->asan_caller_size);
 #endif
+  *g = mine;
 }
 
 }  // namespace spindle::executor_internal
