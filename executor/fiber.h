@@ -191,8 +191,14 @@ bool InFiber() noexcept;
 // otherwise two stack switches, and for an awaiter that is not a
 // FiberDirectAwaiter (I/O, joins, the sync primitives are) one small frame
 // from the frame allocator.
+//
+// Always inline: the fiber switches out in the caller's frame, so that no
+// `ret` runs right after the switch back in (the CPU's return predictor
+// holds the scheduler's calls then, and would miss it: see
+// executor/internal/fiber_switch.h).
 template <typename A>
-executor_internal::AwaitResult<A> Await(A&& a) {
+[[gnu::always_inline]] inline executor_internal::AwaitResult<A> Await(
+    A&& a) {
   using R = executor_internal::AwaitResult<A>;
   // tl_fiber is read here, before any switch, and not after one.
   executor_internal::FiberContext* f = executor_internal::tl_fiber;
