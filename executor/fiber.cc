@@ -5,9 +5,10 @@
 // entry (ResumeFiber): SwitchIn jumps to the fiber's saved context; the
 // fiber runs until it suspends (SwitchOut jumps back to the saved caller)
 // or its body ends (the entry's jump out, where the entry then waits,
-// parked on the stack, for the next fiber to take the stack).  Boost.Context's jump_fcontext
-// does the jump: it saves the callee-saved registers on the current stack
-// and hands the other side the saved context.
+// parked on the stack, for the next fiber to take the stack).
+// Boost.Context's jump_fcontext does the jump: it saves the callee-saved
+// registers on the current stack and hands the other side the saved
+// context.
 //
 // Per switch, besides the jump: the C++ runtime's caught-exception state is
 // swapped (so a fiber may suspend inside a catch block while other fibers
@@ -66,6 +67,10 @@ EhGlobals* FetchEhGlobals() noexcept {
   return tl_eh_globals;
 }
 
+[[gnu::noinline]] void SetThreadEhGlobals(EhGlobals state) noexcept {
+  *ThreadEhGlobals() = state;
+}
+
 namespace {
 
 // Whether a finished fiber's entry stays parked on its stack for the next
@@ -90,7 +95,7 @@ constexpr bool kParkEntries = true;
 #endif
     // A new fiber has caught nothing (the scheduler's state is restored by
     // its side of the switch).
-    *ThreadEhGlobals() = EhGlobals{nullptr, 0};
+    SetThreadEhGlobals(EhGlobals{nullptr, 0});
     f->ops->body(f);
     f->finished = true;
     if (!f->unwinding) HeaderOfFiber(f)->run_state = RunState::kDone;

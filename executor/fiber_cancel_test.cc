@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -367,6 +368,58 @@ TEST_F(FiberCancelTest, ParkedEntriesRunTheNextFibers) {
     EXPECT_GE(after.parked - before.parked,
               static_cast<uint64_t>(started - 2));
   }
+}
+
+// A fiber suspended inside a catch block on one thread, unwound by its
+// executor's destruction on another: the fiber's exception state is put
+// on the destroying thread (where it unwinds), and the thread it ran on
+// keeps its own (here: inside a catch block of its own, waiting).
+TEST_F(FiberCancelTest, UnwindingOnAnotherThreadLeavesTheFirstThreadsException) {
+  std::unique_ptr<LocalExecutor> ex;
+  JoinHandle<int> h;
+  std::atomic<int> stage{0};  // 1: the fiber sleeps; 2: ex destroyed
+  std::string seen_on_a;
+  std::thread a([&] {
+    ex = MakeExecutor();
+    h = ex->SpawnFiber([] {
+      Live guard;
+      try {
+        throw std::runtime_error("fiber's");
+      } catch (const std::runtime_error&) {
+        this_fiber::Await(SleepFor(std::chrono::hours(1)));
+      }
+      return 1;
+    });
+    LocalExecutor::RunLimits until_idle;
+    until_idle.until_idle = true;  // the fiber asleep: nothing runnable
+    (void)ex->RunFor(until_idle);
+    try {
+      throw std::logic_error("thread a's");
+    } catch (const std::logic_error&) {
+      stage.store(1, std::memory_order_release);
+      while (stage.load(std::memory_order_acquire) != 2) {
+        std::this_thread::yield();
+      }
+      try {
+        throw;  // what this thread has caught, still its own?
+      } catch (const std::exception& e) {
+        seen_on_a = e.what();
+      }
+    }
+  });
+  while (stage.load(std::memory_order_acquire) != 1) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(Live::count.load(), 1) << "the fiber is not asleep";
+  ex.reset();  // unwinds the fiber here
+  EXPECT_EQ(std::uncaught_exceptions(), 0);
+  EXPECT_EQ(std::current_exception(), nullptr)
+      << "the fiber's caught exception stayed on this thread";
+  stage.store(2, std::memory_order_release);
+  a.join();
+  EXPECT_EQ(seen_on_a, "thread a's");
+  EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+  EXPECT_EQ(Live::count.load(), 0);
 }
 
 // A thread's cached stacks (its spare and its lists) are unmapped when it

@@ -13,10 +13,10 @@
 // Per switch, besides the jump: the C++ runtime's caught-exception state is
 // swapped (so a fiber may suspend inside a catch block while other code
 // throws on the thread): each side keeps its own in a local of its frame
-// across the jump and puts it back when the jump returns (a fiber never
-// changes threads once it has run, so its side's pointer to the thread's
-// state stays right).  `tl_fiber` names the running fiber, and the
-// sanitizers are told (executor/internal/sanitizers.h).
+// across the jump and puts it back when the jump returns (the fiber's side
+// through SetThreadEhGlobals, since it may come back on another thread).
+// `tl_fiber` names the running fiber, and the sanitizers are told
+// (executor/internal/sanitizers.h).
 
 #ifndef SPINDLE_EXECUTOR_INTERNAL_FIBER_SWITCH_H_
 #define SPINDLE_EXECUTOR_INTERNAL_FIBER_SWITCH_H_
@@ -53,6 +53,13 @@ inline EhGlobals* ThreadEhGlobals() noexcept {
   return g != nullptr ? g : FetchEhGlobals();
 }
 
+// Sets this thread's exception state, from a fiber that has just been
+// switched in.  Out of line: the thread may not be the one the fiber
+// switched out on (a suspended fiber unwound by an executor destroyed on
+// another thread), and inline code could reuse the address of the other
+// thread's state, computed before the switch.
+void SetThreadEhGlobals(EhGlobals state) noexcept;
+
 // The first resume: a stack (from the cache, or mapped) and the initial
 // context.  False if no stack could be had: the fiber has ended, failed
 // with std::bad_alloc at its JoinHandle.
@@ -86,8 +93,7 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
 // Fiber side: back to whoever switched it in, until it is switched in again.
 __attribute__((always_inline)) inline void SwitchOut(
     FiberContext* f) noexcept {
-  EhGlobals* g = ThreadEhGlobals();
-  const EhGlobals mine = *g;  // this fiber's, kept on its stack
+  const EhGlobals mine = *ThreadEhGlobals();  // this fiber's, on its stack
 #if defined(SPINDLE_ASAN)
   AsanStartSwitch(&f->asan_fake, f->asan_caller_bottom, f->asan_caller_size);
 #endif
@@ -100,7 +106,7 @@ __attribute__((always_inline)) inline void SwitchOut(
   AsanFinishSwitch(f->asan_fake, &f->asan_caller_bottom,
                    &f->asan_caller_size);
 #endif
-  *g = mine;
+  SetThreadEhGlobals(mine);
 }
 
 }  // namespace spindle::executor_internal
