@@ -125,9 +125,11 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     b.variants.push_back({"spindle", [id, fib_n](int64_t w) {
                             return SpindleSkewed(id, w, fib_n + 10, 16);
                           }});
-    b.variants.push_back({"tbb", [id, fib_n](int64_t w) {
-                            return TbbSkewed(id, w, fib_n + 10, 16);
-                          }});
+    b.variants.push_back(
+        {"tbb", [id, fib_n](int64_t w) -> absl::StatusOr<Rows> {
+           if (kTsan) return NoTbbUnderTsan();
+           return TbbSkewed(id, w, fib_n + 10, 16);
+         }});
     all.push_back(std::move(b));
   }
 }
