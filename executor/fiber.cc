@@ -67,10 +67,6 @@ EhGlobals* FetchEhGlobals() noexcept {
   return tl_eh_globals;
 }
 
-[[gnu::noinline]] void SetThreadEhGlobals(EhGlobals state) noexcept {
-  *ThreadEhGlobals() = state;
-}
-
 namespace {
 
 // Whether a finished fiber's entry stays parked on its stack for the next
@@ -95,7 +91,7 @@ constexpr bool kParkEntries = true;
 #endif
     // A new fiber has caught nothing (the scheduler's state is restored by
     // its side of the switch).
-    SetThreadEhGlobals(EhGlobals{nullptr, 0});
+    *f->eh_globals = EhGlobals{nullptr, 0};
     f->ops->body(f);
     f->finished = true;
     if (!f->unwinding) HeaderOfFiber(f)->run_state = RunState::kDone;

@@ -66,6 +66,7 @@ using FiberResult = std::invoke_result_t<std::decay_t<F>&>;
 namespace executor_internal {
 
 struct FiberContext;
+struct EhGlobals;
 
 // What a fiber's callable type provides (one static table per type).
 struct FiberOps {
@@ -90,6 +91,10 @@ struct alignas(16) FiberContext {
   // resume, when it is mapped (or taken from the cache).
   char* stack_base = nullptr;
   const FiberOps* ops = nullptr;
+  // The exception state of the thread the fiber runs on (its C++
+  // runtime's per-thread globals, executor/internal/fiber_switch.h), set
+  // by the scheduler's side at each switch in.
+  EhGlobals* eh_globals = nullptr;
   // The mapping's bytes (guard page included) once mapped; before, the
   // usable bytes asked for (at most kMaxFiberStack).
   uint32_t stack_size = 0;

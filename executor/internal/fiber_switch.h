@@ -13,8 +13,12 @@
 // Per switch, besides the jump: the C++ runtime's caught-exception state is
 // swapped (so a fiber may suspend inside a catch block while other code
 // throws on the thread): each side keeps its own in a local of its frame
-// across the jump and puts it back when the jump returns (the fiber's side
-// through SetThreadEhGlobals, since it may come back on another thread).
+// across the jump and puts it back when the jump returns.  The fiber's side
+// reaches the thread's state through FiberContext::eh_globals, which the
+// scheduler's side sets at each switch in: a suspended fiber may be
+// resumed on another thread (unwound by an executor destroyed there), and
+// a thread-local read inline on the fiber's side could reuse the address
+// computed on the first thread before the switch.
 // `tl_fiber` names the running fiber, and the sanitizers are told
 // (executor/internal/sanitizers.h).
 
@@ -53,13 +57,6 @@ inline EhGlobals* ThreadEhGlobals() noexcept {
   return g != nullptr ? g : FetchEhGlobals();
 }
 
-// Sets this thread's exception state, from a fiber that has just been
-// switched in.  Out of line: the thread may not be the one the fiber
-// switched out on (a suspended fiber unwound by an executor destroyed on
-// another thread), and inline code could reuse the address of the other
-// thread's state, computed before the switch.
-void SetThreadEhGlobals(EhGlobals state) noexcept;
-
 // The first resume: a stack (from the cache, or mapped) and the initial
 // context.  False if no stack could be had: the fiber has ended, failed
 // with std::bad_alloc at its JoinHandle.
@@ -72,6 +69,9 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
   tl_fiber = f;
   EhGlobals* g = ThreadEhGlobals();
   const EhGlobals mine = *g;
+  // The fiber's side reaches this thread's state through it, not through
+  // a thread-local of its own (see the top comment).
+  f->eh_globals = g;
   void* fake = nullptr;
 #if defined(SPINDLE_ASAN)
   // Only here: the page size is a function-local static, whose guard would
@@ -93,7 +93,7 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
 // Fiber side: back to whoever switched it in, until it is switched in again.
 __attribute__((always_inline)) inline void SwitchOut(
     FiberContext* f) noexcept {
-  const EhGlobals mine = *ThreadEhGlobals();  // this fiber's, on its stack
+  const EhGlobals mine = *f->eh_globals;  // this fiber's, on its stack
 #if defined(SPINDLE_ASAN)
   AsanStartSwitch(&f->asan_fake, f->asan_caller_bottom, f->asan_caller_size);
 #endif
@@ -106,7 +106,7 @@ __attribute__((always_inline)) inline void SwitchOut(
   AsanFinishSwitch(f->asan_fake, &f->asan_caller_bottom,
                    &f->asan_caller_size);
 #endif
-  SetThreadEhGlobals(mine);
+  *f->eh_globals = mine;  // the (maybe other) thread it is back on
 }
 
 }  // namespace spindle::executor_internal
