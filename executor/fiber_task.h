@@ -47,7 +47,10 @@ namespace spindle {
 // How a fiber is made.
 struct FiberOptions {
   // Usable stack bytes, rounded up to whole pages; a guard page below them
-  // faults on overflow.  Valid: kMinFiberStack .. kMaxFiberStack.
+  // faults on overflow.  The fiber's frames begin 64 bytes to ~2 KiB below
+  // the top (the stack cache's links, and an offset per stack that spreads
+  // the stacks' hot lines over the cache).  Valid: kMinFiberStack ..
+  // kMaxFiberStack.
   size_t stack_size = size_t{64} << 10;  // 64 KiB
 };
 
