@@ -399,7 +399,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // A Runtime worker about to park: waits up to `ticks` for a wake, work
   // or I/O, awake; true if its inbox has something (worker_loop.cc,
   // RuntimeBuilder::SpinBeforePark).
-  bool SpinBeforePark(uint64_t ticks) noexcept;
+  bool SpinBeforePark(uint64_t ticks, bool yield) noexcept;
   // Context-switch accounting for slow polls (see DiscountPreemption).
   struct CpuMark {
     uint64_t tick = 0;

@@ -156,6 +156,9 @@ struct Worker {
   std::optional<steal::StealPolicy> policy;
   std::thread thread;
   int cpu = -1;  // ThreadAffinity, -1: none
+  // The CPU this worker's thread was on when it last began an idle spin
+  // (-1: never); read by the other workers' spins (relaxed: a hint).
+  std::atomic<int> last_cpu{-1};
   uint64_t spin_ticks = 0;  // RuntimeBuilder::SpinBeforePark, TSC ticks
   bool isolation = false;  // the isolation thread (not in `workers`)
   bool idle_listed = false;      // guarded by RuntimeShared::idle_mu
