@@ -88,6 +88,11 @@ int64_t SleeperP99BesideHogs() {
 // hog_mt_p99 with tiers: 1.4-1.9 ms against ~50 us).  Up to three tries,
 // for a loaded machine: the fault made every try late.
 TEST(RuntimeSpinLatencyTest, ASpinningWorkerKeepsItsCpuBesideTheIsolationThread) {
+#if defined(__SANITIZE_THREAD__)
+  // Under ThreadSanitizer the fixed spin's p99 was 1.0-1.3 ms (CI, run
+  // alone): the instrumentation's own delay is as large as the fault's.
+  GTEST_SKIP() << "ThreadSanitizer's overhead hides the difference";
+#endif
   const char* reactor = std::getenv("SPINDLE_REACTOR");
   if (reactor != nullptr && std::string(reactor) == "epoll") {
     GTEST_SKIP() << "on epoll a worker does not spin while its operations "
