@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/base/internal/raw_logging.h"
+#include "executor/internal/cpu_relax.h"
 #include "executor/internal/inbox.h"
 #include "executor/internal/runtime_shared.h"
 #include "executor/internal/task_protocol.h"
@@ -28,13 +29,6 @@ namespace executor_internal {
 constinit thread_local Worker* tl_worker = nullptr;
 
 namespace {
-
-// A spin-wait's pause (lets the sibling hyperthread run, saves power).
-inline void CpuRelax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
 
 // idle_mu guards a few instructions at a time, taken by workers going idle
 // and waking each other: a contended lock tries again for a while before

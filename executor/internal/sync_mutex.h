@@ -54,6 +54,7 @@
 #include <cstdint>
 #include <thread>
 
+#include "executor/internal/cpu_relax.h"
 #include "executor/internal/sanitizers.h"
 #include "steal/atomics.h"
 
@@ -175,9 +176,7 @@ class BasicSyncMutex {
   static void Backoff(int& spins) noexcept {
     if (spins < 100) {
       ++spins;
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
+      CpuRelax();
     } else {
       std::this_thread::yield();  // the holder may be descheduled
     }
