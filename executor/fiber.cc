@@ -6,9 +6,9 @@
 // fiber runs until it suspends (SwitchOut jumps back to the saved caller)
 // or its body ends (the entry's jump out, where the entry then waits,
 // parked on the stack, for the next fiber to take the stack).
-// Boost.Context's jump_fcontext does the jump: it saves the callee-saved
-// registers on the current stack and hands the other side the saved
-// context.
+// JumpContext (executor/internal/context_jump.h) does the jump: it saves
+// the callee-saved registers on the current stack and hands the other side
+// the saved context.
 //
 // Per switch, besides the jump: the C++ runtime's caught-exception state is
 // swapped (so a fiber may suspend inside a catch block while other fibers
@@ -25,7 +25,6 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
-#include "boost/context/detail/fcontext.hpp"
 #include "executor/fiber.h"
 #include "executor/internal/fiber_switch.h"
 #include "executor/internal/sanitizers.h"
@@ -82,7 +81,7 @@ constexpr bool kParkEntries = true;
 // The first instruction a fiber runs: its body, then the jump out.  Where
 // entries park, that jump is where the entry waits for the next fiber to
 // take the stack: the next jump in resumes it with that fiber's context.
-[[noreturn]] void FiberEntry(bc::transfer_t in) noexcept {
+[[noreturn]] void FiberEntry(ContextTransfer in) noexcept {
   for (;;) {
     auto* f = static_cast<FiberContext*>(in.data);
     f->caller = in.fctx;
@@ -102,7 +101,7 @@ constexpr bool kParkEntries = true;
 #if defined(SPINDLE_TSAN)
     TsanSwitchTo(f->tsan_caller);
 #endif
-    in = bc::jump_fcontext(f->caller, nullptr);
+    in = JumpContext(f->caller, nullptr);
     // Resumed only where entries park (DestroyFiber hands the context to
     // the stack cache then), by StartFiber of the stack's next fiber.
   }
@@ -145,7 +144,7 @@ bool StartFiber(FiberContext* f) noexcept {
     f->self = parked;  // an entry waiting at the stack's top
   } else {
     const size_t below = kStackTopReserve + (tl_color++ % kColors) * 64;
-    f->self = bc::make_fcontext(f->stack().top() - below,
+    f->self = MakeContext(f->stack().top() - below,
                                 f->stack().usable() - below, &FiberEntry);
   }
 #if defined(SPINDLE_TSAN)

@@ -2,7 +2,11 @@
 // exceptions, and the mix with coroutine tasks (executor/fiber.h).
 // Cancellation, shutdown and stacks are in fiber_cancel_test.cc.
 
+#include <execinfo.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include <cerrno>
 #include <chrono>
@@ -378,6 +382,67 @@ TEST(FiberTest, OptionsOutOfRangeAreNamed) {
   EXPECT_NE(s.message().find("8192"), std::string::npos) << s;
   o.stack_size = size_t{2} << 30;
   EXPECT_FALSE(ValidateFiberOptions(o).ok());
+}
+
+// The floating-point environment is the thread's, as for coroutine tasks
+// (executor/internal/context_jump.h): a switch neither saves nor reloads
+// it.  Boost.Context's switch reloaded each side's own MXCSR, which cost
+// ~50 ns per switch whenever the two differed in a sticky exception flag
+// (67 ns per yield against 13 for a fiber that cleared the flags), and
+// made this test fail.
+TEST(FiberTest, FloatingPointFlagsAreTheThreadsAcrossSwitches) {
+#if !defined(__x86_64__)
+  GTEST_SKIP() << "reads MXCSR, an x86-64 register";
+#else
+  constexpr unsigned kFlags = 0x3f;  // MXCSR's six exception flags
+  constexpr unsigned kInexact = 0x20;
+  auto ex = MakeExecutor();
+  ASSERT_NE(ex, nullptr);
+  const unsigned saved = _mm_getcsr();
+  unsigned fiber_saw = 0;
+  unsigned coroutine_saw = kFlags;
+  JoinHandle<void> f = ex->SpawnFiber([&fiber_saw] {
+    _mm_setcsr(_mm_getcsr() & ~kFlags);
+    this_fiber::Yield();  // the coroutine raises "inexact" meanwhile
+    fiber_saw = _mm_getcsr() & kFlags;
+    _mm_setcsr(_mm_getcsr() & ~kFlags);
+    this_fiber::Yield();
+  });
+  auto coro = [](unsigned* saw) -> Task<void> {
+    _mm_setcsr((_mm_getcsr() & ~kFlags) | kInexact);
+    co_await YieldNow();
+    *saw = _mm_getcsr() & kFlags;  // the fiber cleared them meanwhile
+  };
+  JoinHandle<void> c = ex->Spawn(coro(&coroutine_saw));
+  ex->Run();
+  _mm_setcsr(saved);
+  EXPECT_EQ(f.status(), JoinStatus::kCompleted);
+  EXPECT_EQ(c.status(), JoinStatus::kCompleted);
+  EXPECT_EQ(fiber_saw, kInexact);
+  EXPECT_EQ(coroutine_saw, 0u);
+#endif
+}
+
+// A stack trace taken inside a fiber ends at the fiber's entry (its
+// trampoline's unwind information), for both a fresh stack and a reused
+// one with an entry parked on it.
+TEST(FiberTest, StackTracesInsideAFiberEndAtItsEntry) {
+  auto ex = MakeExecutor();
+  ASSERT_NE(ex, nullptr);
+  constexpr int kMax = 64;
+  std::vector<int> depths;
+  for (int i = 0; i < 3; ++i) {
+    ex->SpawnFiberDetached([&depths] {
+      void* frames[kMax];
+      depths.push_back(backtrace(frames, kMax));
+    });
+    ex->Run();
+  }
+  ASSERT_EQ(depths.size(), 3u);
+  for (int d : depths) {
+    EXPECT_GT(d, 1);
+    EXPECT_LT(d, 16);  // the fiber's frames only, not the scheduler's
+  }
 }
 
 using FiberDeathTest = ::testing::Test;

@@ -1,8 +1,8 @@
 // executor/internal/fiber_switch.h: the two halves of a fiber switch, inline
 // (executor/fiber.cc has the entry, the end and cancellation).
 //
-// Why inline.  Boost.Context's jump_fcontext is entered with a call and
-// left with an indirect jump, so the CPU's return-address predictor keeps
+// Why inline.  The jump (executor/internal/context_jump.h) is entered with
+// a call and left with an indirect jump, so the CPU's return-address predictor keeps
 // the calls of the stack that was left: every `ret` taken right after a
 // switch is mispredicted (measured here: a raw round trip costs ~11 ns, and
 // ~28 ns once each side returns through one function after its switch).
@@ -25,14 +25,12 @@
 #ifndef SPINDLE_EXECUTOR_INTERNAL_FIBER_SWITCH_H_
 #define SPINDLE_EXECUTOR_INTERNAL_FIBER_SWITCH_H_
 
-#include "boost/context/detail/fcontext.hpp"
 #include "executor/fiber_task.h"
+#include "executor/internal/context_jump.h"
 #include "executor/internal/fiber_stack.h"
 #include "executor/internal/sanitizers.h"
 
 namespace spindle::executor_internal {
-
-namespace bc = boost::context::detail;
 
 // The fiber running on this thread (null on the thread's own stack).  Not
 // tl_task: a cancelled fiber unwinds outside its own poll.  Read before a
@@ -83,7 +81,7 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
   f->tsan_caller = TsanCurrentFiber();
   TsanSwitchTo(f->tsan_fiber);
 #endif
-  const bc::transfer_t back = bc::jump_fcontext(f->self, f);
+  const ContextTransfer back = JumpContext(f->self, f);
   f->self = back.fctx;
   AsanFinishSwitch(fake, nullptr, nullptr);
   *g = mine;
@@ -100,7 +98,7 @@ __attribute__((always_inline)) inline void SwitchOut(
 #if defined(SPINDLE_TSAN)
   TsanSwitchTo(f->tsan_caller);
 #endif
-  const bc::transfer_t in = bc::jump_fcontext(f->caller, nullptr);
+  const ContextTransfer in = JumpContext(f->caller, nullptr);
   f->caller = in.fctx;
 #if defined(SPINDLE_ASAN)
   AsanFinishSwitch(f->asan_fake, &f->asan_caller_bottom,
