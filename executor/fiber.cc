@@ -68,16 +68,6 @@ EhGlobals* FetchEhGlobals() noexcept {
 
 namespace {
 
-// Whether a finished fiber's entry stays parked on its stack for the next
-// fiber (executor/internal/fiber_stack.h).  Not under the sanitizers: they
-// track each fiber's stack from its first switch to its last (ASan's fake
-// stack, TSan's fiber object), which a parked entry would outlive.
-#if defined(SPINDLE_ASAN) || defined(SPINDLE_TSAN)
-constexpr bool kParkEntries = false;
-#else
-constexpr bool kParkEntries = true;
-#endif
-
 // The first instruction a fiber runs: its body, then the jump out.  Where
 // entries park, that jump is where the entry waits for the next fiber to
 // take the stack: the next jump in resumes it with that fiber's context.
@@ -140,7 +130,7 @@ bool StartFiber(FiberContext* f) noexcept {
     HeaderOfFiber(f)->run_state = RunState::kDone;
     return false;
   }
-  if (kParkEntries && parked != nullptr) {
+  if (kParkFiberEntries && parked != nullptr) {
     f->self = parked;  // an entry waiting at the stack's top
   } else {
     const size_t below = kStackTopReserve + (tl_color++ % kColors) * 64;
@@ -155,30 +145,38 @@ bool StartFiber(FiberContext* f) noexcept {
 
 void ResumeFiber(TaskHeader* h) noexcept {
   FiberContext* f = FiberOfHeader(h);
-  if (!f->started && !StartFiber(f)) [[unlikely]] return;
+  if (!f->started && !BeginFiber(f)) [[unlikely]] return;
   SwitchIn(f);
+  if (f->finished) EndFiberStack(f);
 }
+
+namespace {
+
+// A started fiber that has not ended: switched in to unwind its stack (its
+// suspension point throws FiberUnwind), which ends it.  Out of line: the
+// switch's saved registers would otherwise cost every fiber's destruction.
+[[gnu::noinline]] void UnwindFiber(FiberContext* f) noexcept {
+  f->unwinding = true;
+  SwitchIn(f);
+  if (!f->finished) {
+    FatalMisuse(
+        "a cancelled fiber suspended instead of unwinding (a catch (...) "
+        "that swallowed the cancellation and waited again)");
+  }
+}
+
+}  // namespace
 
 void DestroyFiber(TaskHeader* h) noexcept {
   FiberContext* f = FiberOfHeader(h);
-  if (!f->started) {
+  if (!f->started) [[unlikely]] {
     f->ops->drop(f);
-  } else if (!f->finished) {
-    f->unwinding = true;
-    SwitchIn(f);
-    if (!f->finished) {
-      FatalMisuse(
-          "a cancelled fiber suspended instead of unwinding (a catch (...) "
-          "that swallowed the cancellation and waited again)");
-    }
+  } else if (!f->finished) [[unlikely]] {
+    UnwindFiber(f);
   }
-  // A fiber that ended through its entry left the entry parked at the
-  // stack's top (f->self, from its last switch out).
-  if (f->stack_base != nullptr) {
-    ReleaseStack(f->stack(), kParkEntries && f->finished ? f->self : nullptr);
-  }
-  f->stack_base = nullptr;
-  f->stack_size = 0;
+  // A fiber that ended in a poll released its stack then (EndFiberStack);
+  // one unwound here has just ended, leaving its entry parked.
+  if (f->stack_base != nullptr) [[unlikely]] EndFiberStack(f);
 #if defined(SPINDLE_TSAN)
   TsanDestroyFiber(f->tsan_fiber);
   f->tsan_fiber = nullptr;

@@ -91,7 +91,8 @@ struct alignas(16) FiberContext {
   void* self = nullptr;    // the fiber's saved context while it is out
   void* caller = nullptr;  // the scheduler's saved context while it runs
   // The stack's mapping (its guard page first); null until the first
-  // resume, when it is mapped (or taken from the cache).
+  // resume, when it is mapped (or taken from the cache), and again once
+  // the fiber has ended and the stack is back in the cache.
   char* stack_base = nullptr;
   const FiberOps* ops = nullptr;
   // The exception state of the thread the fiber runs on (its C++

@@ -300,8 +300,9 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
         // (this_fiber::Await), so `bounce` is false when it switches out.
         executor_internal::FiberContext* f =
             executor_internal::FiberOfHeader(t);
-        if (f->started || executor_internal::StartFiber(f)) [[likely]] {
+        if (f->started || executor_internal::BeginFiber(f)) [[likely]] {
           executor_internal::SwitchIn(f);
+          if (f->finished) executor_internal::EndFiberStack(f);
         }
       }
       // No beacon_.End() here: the next poll's Begin, or the one after the

@@ -89,15 +89,6 @@ struct StackCache {
 // released afterwards are unmapped at once.
 constinit thread_local bool tl_cache_gone = false;
 thread_local StackCache tl_cache;
-// The spare slot: constinit, so reaching it costs no TLS wrapper call.  Its
-// stack is unmapped by tl_cache's destructor, which the first release on
-// the thread registers (tl_cache_made).
-constinit thread_local FiberStack tl_spare{};
-constinit thread_local void* tl_spare_parked = nullptr;
-constinit thread_local bool tl_cache_made = false;
-constinit thread_local uint64_t tl_reused_spare = 0;
-constinit thread_local uint64_t tl_reused_parked = 0;
-
 FreeStack* FreeStackOf(char* base, size_t size) noexcept {
   return reinterpret_cast<FreeStack*>(base + size - sizeof(FreeStack));
 }
@@ -108,10 +99,10 @@ char* BaseOf(FreeStack* f, size_t size) noexcept {
 
 StackCache::~StackCache() {
   tl_cache_gone = true;
-  tl_cache_made = false;  // later releases unmap
-  if (tl_spare.base != nullptr) {
-    Unmap(tl_spare.base, tl_spare.size);
-    tl_spare = FiberStack{};
+  tl_stack_cache_made = false;  // later releases unmap
+  if (tl_spare_stack.base != nullptr) {
+    Unmap(tl_spare_stack.base, tl_spare_stack.size);
+    tl_spare_stack = FiberStack{};
   }
   for (SizeClass& c : classes) {
     while (c.head != nullptr) {
@@ -125,6 +116,15 @@ StackCache::~StackCache() {
 
 }  // namespace
 
+// The spare slot: constinit, so reaching it costs no TLS wrapper call.  Its
+// stack is unmapped by tl_cache's destructor, which the first release on
+// the thread registers (tl_stack_cache_made).
+constinit thread_local FiberStack tl_spare_stack{};
+constinit thread_local void* tl_spare_parked = nullptr;
+constinit thread_local bool tl_stack_cache_made = false;
+constinit thread_local uint64_t tl_reused_spare = 0;
+constinit thread_local uint64_t tl_reused_parked = 0;
+
 size_t QueryPageSize() noexcept {
   return static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
@@ -137,12 +137,10 @@ GuardKind StackGuardKind() noexcept {
 
 FiberStack AcquireStack(size_t usable, void** parked) {
   const size_t page = PageSizeOnce();
-  // Rounded up to pages with a mask, not a division (~20-40 cycles on
-  // this project's machines, on every fiber spawn): a page is a power of 2.
-  const size_t size = ((usable + page - 1) & ~(page - 1)) + page;
-  if (tl_spare.size == size) [[likely]] {
-    const FiberStack s = tl_spare;
-    tl_spare = FiberStack{};
+  const size_t size = StackMappingSize(usable);
+  if (tl_spare_stack.size == size) [[likely]] {
+    const FiberStack s = tl_spare_stack;
+    tl_spare_stack = FiberStack{};
     *parked = tl_spare_parked;
     tl_reused_spare++;
     tl_reused_parked += tl_spare_parked != nullptr;
@@ -183,14 +181,14 @@ void ReleaseStack(FiberStack stack, void* parked) noexcept {
   // nothing on every fiber's end.)
   SanitizerUnpoison(stack.base + PageSizeOnce(), stack.usable());
 #endif
-  if (tl_spare.base == nullptr && tl_cache_made) [[likely]] {
-    tl_spare = stack;
+  if (tl_spare_stack.base == nullptr && tl_stack_cache_made) [[likely]] {
+    tl_spare_stack = stack;
     tl_spare_parked = parked;
     return;
   }
   if (!tl_cache_gone) {
     StackCache& cache = tl_cache;  // constructed here (and its destructor
-    tl_cache_made = true;           // registered) before the spare is used
+    tl_stack_cache_made = true;           // registered) before the spare is used
     StackCache::SizeClass* c = cache.Find(stack.size, /*create=*/true);
     if (c != nullptr && (c->count + 1) * stack.size <= kMaxCachedStackBytes) {
       FreeStack* f = FreeStackOf(stack.base, stack.size);
@@ -216,7 +214,7 @@ StackCacheStats ThreadStackStats() noexcept {
   s.reused = cache.reused + tl_reused_spare;
   s.parked = tl_reused_parked;
   for (const StackCache::SizeClass& c : cache.classes) s.cached_stacks += c.count;
-  if (tl_spare.base != nullptr) s.cached_stacks++;
+  if (tl_spare_stack.base != nullptr) s.cached_stacks++;
   return s;
 }
 

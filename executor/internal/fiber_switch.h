@@ -55,10 +55,50 @@ inline EhGlobals* ThreadEhGlobals() noexcept {
   return g != nullptr ? g : FetchEhGlobals();
 }
 
+// Whether a finished fiber's entry stays parked on its stack for the next
+// fiber (executor/internal/fiber_stack.h).  Not under the sanitizers: they
+// track each fiber's stack from its first switch to its last (ASan's fake
+// stack, TSan's fiber object), which a parked entry would outlive.
+#if defined(SPINDLE_ASAN) || defined(SPINDLE_TSAN)
+inline constexpr bool kParkFiberEntries = false;
+#else
+inline constexpr bool kParkFiberEntries = true;
+#endif
+
 // The first resume: a stack (from the cache, or mapped) and the initial
 // context.  False if no stack could be had: the fiber has ended, failed
 // with std::bad_alloc at its JoinHandle.
 bool StartFiber(FiberContext* f) noexcept;
+
+// StartFiber, with its common case inline: the spare stack, with the last
+// fiber's entry parked on it, is taken over.
+inline bool BeginFiber(FiberContext* f) noexcept {
+  if constexpr (kParkFiberEntries) {
+    FiberStack s;
+    void* parked;
+    if (TakeSpareStack(StackMappingSize(f->stack_size), &s, &parked))
+        [[likely]] {
+      f->started = true;
+      f->stack_base = s.base;
+      f->stack_size = static_cast<uint32_t>(s.size);
+      f->self = parked;
+      return true;
+    }
+  }
+  return StartFiber(f);
+}
+
+// After a switch in that ended the fiber: its stack goes back to the cache
+// at once (the spare slot, inline, when it is free), with the entry parked
+// on it.  The stack is then the next fiber's to start, and DestroyFiber
+// finds none to release.
+inline void EndFiberStack(FiberContext* f) noexcept {
+  const FiberStack s = f->stack();
+  void* parked = kParkFiberEntries ? f->self : nullptr;
+  f->stack_base = nullptr;
+  f->stack_size = 0;
+  if (!PutSpareStack(s, parked)) [[unlikely]] ReleaseStack(s, parked);
+}
 
 // Scheduler side: runs the fiber (started: it has a stack and a context)
 // until it switches out or ends.
