@@ -36,7 +36,11 @@
 #include <cstddef>
 #include <cstdint>
 
-#if defined(__x86_64__) && defined(__ELF__) && !defined(_WIN32)
+// Not with control-flow protection (-fcf-protection defines __CET__): the
+// jump neither switches a shadow stack nor lands on endbr64 (it jumps to
+// return addresses), so a CET build takes Boost.Context's.
+#if defined(__x86_64__) && defined(__ELF__) && !defined(_WIN32) && \
+    !defined(__CET__)
 #define SPINDLE_OWN_CONTEXT_JUMP 1
 #else
 #define SPINDLE_OWN_CONTEXT_JUMP 0
