@@ -110,6 +110,7 @@ inline size_t ClassOf(size_t size) noexcept {
     // Already counted against room.
     l.heads[c] = cache.outgoing[c];
     l.counts[c] = cache.outgoing_counts[c];
+    l.cold_pops = l.counts[c];
     cache.outgoing[c] = nullptr;
     cache.outgoing_counts[c] = 0;
     return true;
@@ -129,6 +130,7 @@ inline size_t ClassOf(size_t size) noexcept {
                              std::memory_order_relaxed);
   l.heads[c] = batch;
   l.counts[c] = kDepotBatch;
+  l.cold_pops = kDepotBatch;
   l.room -= static_cast<int64_t>(kDepotBatch * BlockSize(c));
   cache.depot_refills++;
   return true;

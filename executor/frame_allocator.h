@@ -84,6 +84,10 @@ struct FrameLists {
   // batch from the depot may take it below 0 for a while.
   int64_t room;
   uint64_t pooled_allocs;  // FrameAllocatorStats::pooled_allocs
+  // Allocations still to prefetch whole blocks for after a refill (the
+  // refilled blocks were freed long ago, or on another thread); see
+  // PopFrameBlock.
+  uint32_t cold_pops;
 };
 inline constinit thread_local FrameLists tl_frame_lists{};
 
@@ -112,10 +116,14 @@ inline constexpr FrameClassBounds kFrameClassBounds;
   // where each line is a miss (1A and fiber_spawn at N = 100k: the spawn
   // loop went from ~24.5 to ~20.5 ns a task).  A short list's blocks were
   // freed recently and are still cached: there the extra prefetches only
-  // cost (`mt_fib`, a spawn and a join at a time: +3-4% with them).
+  // cost (`mt_fib`, a spawn and a join at a time: +3-4% with them; its
+  // lists hold 8-64 blocks).  Blocks a refill brought (from the depot, or
+  // this thread's spilled batch) are cold however short the list: the
+  // refill's batch is prefetched so too (cold_pops).
   const char* n = reinterpret_cast<const char*>(b->next);
   __builtin_prefetch(n, 1);
-  if (l.counts[c] > kPrefetchMinBlocks) {
+  if (l.counts[c] > kPrefetchMinBlocks || l.cold_pops != 0) {
+    l.cold_pops -= l.cold_pops != 0;
     const size_t bytes = std::min((c + 1) * kFrameGranule,
                                   kPrefetchLines * kFrameGranule);
     for (size_t off = kFrameGranule; off < bytes; off += kFrameGranule) {
