@@ -187,8 +187,10 @@ void ReleaseStack(FiberStack stack, void* parked) noexcept {
     return;
   }
   if (!tl_cache_gone) {
-    StackCache& cache = tl_cache;  // constructed here (and its destructor
-    tl_stack_cache_made = true;           // registered) before the spare is used
+    // tl_cache is constructed here (and its destructor registered) before
+    // the spare is used.
+    StackCache& cache = tl_cache;
+    tl_stack_cache_made = true;
     StackCache::SizeClass* c = cache.Find(stack.size, /*create=*/true);
     if (c != nullptr && (c->count + 1) * stack.size <= kMaxCachedStackBytes) {
       FreeStack* f = FreeStackOf(stack.base, stack.size);

@@ -2,10 +2,11 @@
 // (executor/fiber.cc has the entry, the end and cancellation).
 //
 // Why inline.  The jump (executor/internal/context_jump.h) is entered with
-// a call and left with an indirect jump, so the CPU's return-address predictor keeps
-// the calls of the stack that was left: every `ret` taken right after a
-// switch is mispredicted (measured here: a raw round trip costs ~11 ns, and
-// ~28 ns once each side returns through one function after its switch).
+// a call and left with an indirect jump, so the CPU's return-address
+// predictor keeps the calls of the stack that was left: every `ret` taken
+// right after a switch is mispredicted (measured here: a raw round trip
+// costs ~11 ns, and ~28 ns once each side returns through one function
+// after its switch).
 // So the run loop switches in from its own frame (RunSlice) and
 // this_fiber::Yield switches out from the caller's, and neither side
 // returns through a frame of its own after the jump.
