@@ -22,9 +22,11 @@
 // An exception thrown out of the callable reaches the JoinHandle, as for
 // coroutines.  A fiber may suspend inside a catch block.
 //
-// The floating-point environment (rounding mode, exception flags) is the
-// thread's, shared with the tasks that run on it, as for coroutines: a
-// switch does not save it (executor/internal/context_jump.h).
+// On x86-64 the floating-point environment (rounding mode, exception
+// flags) is the thread's, shared with the tasks that run on it, as for
+// coroutines: a switch does not save it.  Elsewhere (and in -fcf-protection
+// builds) Boost.Context's switch keeps each fiber's own; see
+// executor/internal/context_jump.h.
 //
 // Requires: the this_fiber:: calls only inside a fiber (elsewhere they abort
 // the process with a message naming the call).  A fiber stays on the thread
