@@ -92,8 +92,9 @@ namespace {
     TsanSwitchTo(f->tsan_caller);
 #endif
     in = JumpContext(f->caller, nullptr);
-    // Resumed only where entries park (DestroyFiber hands the context to
-    // the stack cache then), by StartFiber of the stack's next fiber.
+    // Resumed only where entries park (EndFiberStack hands the context to
+    // the stack cache then), by BeginFiber or StartFiber of the stack's
+    // next fiber.
   }
 }
 
@@ -135,7 +136,7 @@ bool StartFiber(FiberContext* f) noexcept {
   } else {
     const size_t below = kStackTopReserve + (tl_color++ % kColors) * 64;
     f->self = MakeContext(f->stack().top() - below,
-                                f->stack().usable() - below, &FiberEntry);
+                          f->stack().usable() - below, &FiberEntry);
   }
 #if defined(SPINDLE_TSAN)
   f->tsan_fiber = TsanCreateFiber();
@@ -144,10 +145,7 @@ bool StartFiber(FiberContext* f) noexcept {
 }
 
 void ResumeFiber(TaskHeader* h) noexcept {
-  FiberContext* f = FiberOfHeader(h);
-  if (!f->started && !BeginFiber(f)) [[unlikely]] return;
-  SwitchIn(f);
-  if (f->finished) EndFiberStack(f);
+  PollFiber(FiberOfHeader(h));
 }
 
 namespace {

@@ -385,9 +385,9 @@ TEST(FiberTest, OptionsOutOfRangeAreNamed) {
   EXPECT_FALSE(ValidateFiberOptions(o).ok());
 }
 
-// The floating-point environment is the thread's, as for coroutine tasks
-// (executor/internal/context_jump.h): a switch neither saves nor reloads
-// it.  Boost.Context's switch reloaded each side's own MXCSR, which cost
+// On x86-64 the floating-point environment is the thread's, as for
+// coroutine tasks (executor/internal/context_jump.h): a switch neither
+// saves nor reloads it.  Boost.Context's switch reloaded each side's own MXCSR, which cost
 // ~50 ns per switch whenever the two differed in a sticky exception flag
 // (67 ns per yield against 13 for a fiber that cleared the flags), and
 // made this test fail.

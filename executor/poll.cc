@@ -298,12 +298,7 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
         // A fiber, switched in from this frame (see
         // executor/internal/fiber_switch.h).  It bounces on its own stack
         // (this_fiber::Await), so `bounce` is false when it switches out.
-        executor_internal::FiberContext* f =
-            executor_internal::FiberOfHeader(t);
-        if (f->started || executor_internal::BeginFiber(f)) [[likely]] {
-          executor_internal::SwitchIn(f);
-          if (f->finished) executor_internal::EndFiberStack(f);
-        }
+        executor_internal::PollFiber(executor_internal::FiberOfHeader(t));
       }
       // No beacon_.End() here: the next poll's Begin, or the one after the
       // loop, ends it for the monitor.

@@ -129,6 +129,15 @@ __attribute__((always_inline)) inline void SwitchIn(FiberContext* f) noexcept {
   tl_fiber = outer;
 }
 
+// One poll of a fiber task, from the caller's frame (the run loop's, and
+// ResumeFiber's): starts it if it has not started, switches it in, and
+// returns its stack once it has ended.
+__attribute__((always_inline)) inline void PollFiber(FiberContext* f) noexcept {
+  if (!f->started && !BeginFiber(f)) [[unlikely]] return;
+  SwitchIn(f);
+  if (f->finished) EndFiberStack(f);
+}
+
 // Fiber side: back to whoever switched it in, until it is switched in again.
 __attribute__((always_inline)) inline void SwitchOut(
     FiberContext* f) noexcept {
