@@ -57,20 +57,21 @@ int64_t SleeperP99BesideHogs() {
         }(&late_us[static_cast<size_t>(s)]),
         on));
   }
-  JoinHandle<void> spinner =
-      rt->Spawn([](std::atomic<bool>* stop) -> Task<void> {
-        while (!stop->load(std::memory_order_relaxed)) {
-          executor_testing::Spin(2'000);
-          co_await YieldMaybe();
-        }
-      }(&stop));
+  // Until `stop`: spins `ns` between yields (YieldMaybe, or YieldNow).
+  auto hog = [](std::atomic<bool>* stop, uint64_t ns,
+                bool maybe) -> Task<void> {
+    while (!stop->load(std::memory_order_relaxed)) {
+      executor_testing::Spin(ns);
+      if (maybe) {
+        co_await YieldMaybe();
+      } else {
+        co_await YieldNow();
+      }
+    }
+  };
+  JoinHandle<void> spinner = rt->Spawn(hog(&stop, 2'000, /*maybe=*/true));
   JoinHandle<void> overrunner =
-      rt->Spawn([](std::atomic<bool>* stop) -> Task<void> {
-        while (!stop->load(std::memory_order_relaxed)) {
-          executor_testing::Spin(3'000'000);
-          co_await YieldNow();
-        }
-      }(&stop));
+      rt->Spawn(hog(&stop, 3'000'000, /*maybe=*/false));
   for (auto& h : sleepers) EXPECT_EQ(h.Wait(), JoinStatus::kCompleted);
   stop.store(true, std::memory_order_relaxed);
   EXPECT_EQ(spinner.Wait(), JoinStatus::kCompleted);
