@@ -134,14 +134,18 @@ bool StartFiber(FiberContext* f) noexcept {
   if (kParkFiberEntries && parked != nullptr) {
     f->self = parked;  // an entry waiting at the stack's top
   } else {
-    const size_t below = kStackTopReserve + (tl_color++ % kColors) * 64;
-    f->self = MakeContext(f->stack().top() - below,
-                          f->stack().usable() - below, &FiberEntry);
+    MakeFiberContext(f);
   }
+  return true;
+}
+
+void MakeFiberContext(FiberContext* f) noexcept {
+  const size_t below = kStackTopReserve + (tl_color++ % kColors) * 64;
+  f->self = MakeContext(f->stack().top() - below, f->stack().usable() - below,
+                        &FiberEntry);
 #if defined(SPINDLE_TSAN)
   f->tsan_fiber = TsanCreateFiber();
 #endif
-  return true;
 }
 
 void ResumeFiber(TaskHeader* h) noexcept {

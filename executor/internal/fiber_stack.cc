@@ -138,14 +138,7 @@ GuardKind StackGuardKind() noexcept {
 FiberStack AcquireStack(size_t usable, void** parked) {
   const size_t page = PageSizeOnce();
   const size_t size = StackMappingSize(usable);
-  if (tl_spare_stack.size == size) [[likely]] {
-    const FiberStack s = tl_spare_stack;
-    tl_spare_stack = FiberStack{};
-    *parked = tl_spare_parked;
-    tl_reused_spare++;
-    tl_reused_parked += tl_spare_parked != nullptr;
-    return s;
-  }
+  if (FiberStack s; TakeSpareStack(size, &s, parked)) [[likely]] return s;
   if (!tl_cache_gone) {
     StackCache& cache = tl_cache;
     if (StackCache::SizeClass* c = cache.Find(size, /*create=*/false);

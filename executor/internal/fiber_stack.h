@@ -80,19 +80,17 @@ extern constinit thread_local bool tl_stack_cache_made;
 extern constinit thread_local uint64_t tl_reused_spare;
 extern constinit thread_local uint64_t tl_reused_parked;
 
-// Takes the spare stack if it has `mapping_size` bytes and an entry parked
-// on it: true, with the stack and the entry's context.
+// Takes the spare stack if it has `mapping_size` bytes: true, with the
+// stack and the context of the entry parked on it (nullptr if none).
 inline bool TakeSpareStack(size_t mapping_size, FiberStack* stack,
                            void** parked) noexcept {
-  if (tl_spare_stack.size != mapping_size || tl_spare_parked == nullptr) {
-    return false;
-  }
+  if (tl_spare_stack.size != mapping_size) return false;
   *stack = tl_spare_stack;
   *parked = tl_spare_parked;
   tl_spare_stack = FiberStack{};
   tl_spare_parked = nullptr;
   tl_reused_spare++;
-  tl_reused_parked++;
+  tl_reused_parked += *parked != nullptr;
   return true;
 }
 

@@ -71,8 +71,11 @@ inline constexpr bool kParkFiberEntries = true;
 // with std::bad_alloc at its JoinHandle.
 bool StartFiber(FiberContext* f) noexcept;
 
-// StartFiber, with its common case inline: the spare stack, with the last
-// fiber's entry parked on it, is taken over.
+// The fiber's initial context on its new stack (the entry, not yet run).
+void MakeFiberContext(FiberContext* f) noexcept;
+
+// StartFiber, with its common case inline: the spare stack is taken over,
+// with the last fiber's entry parked on it.
 inline bool BeginFiber(FiberContext* f) noexcept {
   if constexpr (kParkFiberEntries) {
     FiberStack s;
@@ -82,7 +85,11 @@ inline bool BeginFiber(FiberContext* f) noexcept {
       f->started = true;
       f->stack_base = s.base;
       f->stack_size = static_cast<uint32_t>(s.size);
-      f->self = parked;
+      if (parked != nullptr) [[likely]] {
+        f->self = parked;
+      } else {
+        MakeFiberContext(f);
+      }
       return true;
     }
   }
