@@ -25,6 +25,35 @@
 
 namespace spindle {
 
+namespace executor_internal {
+
+// A join whose target runs inside the joiner's poll (JoinHandle::Awaiter):
+// a Runtime's stealable coroutine task that has not started and is still
+// the newest in the joining worker's deque is taken back and resumed as a
+// nested Task of the joiner, on the joiner's header, as oneTBB's wait runs
+// a child itself.  While it runs, the joiner's context carries the task's
+// id and name (CurrentTaskContext() inside it is the task's), and the
+// joiner's budget, tier and queue are charged for it.  Nothing else can
+// reach the task meanwhile: it is unbound (an Abort only marks it), off
+// every queue, and its one handle is the one being awaited.
+struct InlineJoin {
+  TaskHeader* joiner = nullptr;  // set from Begin to End
+  TaskHeader* target = nullptr;
+  uint64_t saved_id = 0;
+  const char* saved_name = nullptr;
+};
+// Takes `target` back if it may run inline (see LocalExecutor::
+// TakeJoinTarget) and gives `joiner` its id and name; false: join it the
+// usual way.
+bool BeginInlineJoin(TaskHeader* joiner, TaskHeader* target,
+                     InlineJoin* ij) noexcept;
+// Ends an inline run: the joiner gets its id and name back, the target's
+// frame is destroyed (a cancelled one's at its suspension point: its
+// locals' destructors run) and its completion bits are set, without an
+// RMW.  `cancelled`: the joiner is being destroyed.
+void EndInlineJoin(InlineJoin* ij, bool cancelled) noexcept;
+}  // namespace executor_internal
+
 // JoinHandle<T>: the spawner's view of a spawned task.
 //
 // `co_await handle` from a task, or `Join()` from a plain thread, yields the
@@ -125,6 +154,9 @@ class [[nodiscard]] JoinHandle {
 
   struct Awaiter {
     JoinHandle* handle;
+    // Set while the task runs inside this awaiter's poll (see
+    // executor_internal::BeginInlineJoin).
+    executor_internal::InlineJoin inline_join{};
     // Suspends through the task protocol only: a fiber awaits it directly
     // (executor_internal::FiberDirectAwaiter).
     static constexpr bool kFiberDirect = true;
@@ -138,6 +170,21 @@ class [[nodiscard]] JoinHandle {
       using namespace executor_internal;
       TaskCell<T>* cell = handle->cell_;
       TaskHeader* me = CurrentTask();
+      // A Runtime's task that has not started (unbound), a coroutine: if it
+      // is still the newest in this worker's deque, the awaiter takes it
+      // back and runs it now, as a nested Task (oneTBB's wait does the
+      // same): no queueing, no join registration, no wake.
+      if (!(cell->state.load(std::memory_order_relaxed) & kStateBound) &&
+          cell->ops == &kCoroutineOps<T> &&
+          BeginInlineJoin(me, cell, &inline_join)) {
+        auto child = std::coroutine_handle<Promise<T>>::from_address(
+            reinterpret_cast<char*>(cell) + kCellSize<T>);
+        // Its final_suspend bounces back to `h` (PromiseBase).
+        child.promise().continuation = h;
+        me->resume_point = child;
+        me->bounce = true;
+        return true;
+      }
       me->resume_point = h;
       me->run_state = RunState::kSuspended;
       me->wait_kind = WaitKind::kJoin;
@@ -159,11 +206,21 @@ class [[nodiscard]] JoinHandle {
       return false;  // finished meanwhile: continue at once
     }
     T await_resume() {
+      if (inline_join.joiner != nullptr) {
+        executor_internal::EndInlineJoin(&inline_join, /*cancelled=*/false);
+      }
       if (handle->cell_->state.load(std::memory_order_acquire) &
           executor_internal::kStateCancelled) {
         throw TaskCancelledError();
       }
       return handle->Take();
+    }
+    // Destroyed while the task runs inline: the awaiting task is being
+    // destroyed (cancelled), and the task with it.
+    ~Awaiter() {
+      if (inline_join.joiner != nullptr) [[unlikely]] {
+        executor_internal::EndInlineJoin(&inline_join, /*cancelled=*/true);
+      }
     }
   };
   Awaiter operator co_await() noexcept { return Awaiter{this}; }

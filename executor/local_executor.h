@@ -303,6 +303,12 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // no other thread can reach the task yet (a spawn that has not returned).
   void BindAndAdopt(executor_internal::TaskHeader* task,
                     bool unpublished = false) noexcept;
+  // Inline joins (executor/join_inline.cc): takes an unbound task that
+  // `joiner` awaits back from the worker's deque (false: it may not run
+  // inline); counts one that ran inline at its end (ExecutorStats).
+  bool TakeJoinTarget(const executor_internal::TaskHeader* joiner,
+                      executor_internal::TaskHeader* target) noexcept;
+  void CountInlineJoinEnd(bool failed, bool cancelled) noexcept;
   // A Runtime worker's thread, after a poll that yielded: hands the task to
   // the isolation thread; false if it stays (no isolation thread, this is
   // it, or a wake is in flight).

@@ -145,6 +145,10 @@ struct RuntimeStats {
   uint64_t injected = 0;        // tasks queued from outside any worker
   uint64_t overflowed = 0;      // tasks moved from a full deque to injector
   uint64_t stuck_reports = 0;   // monitor reports of stuck workers
+  // Tasks that their joiner ran inside its own poll (a join of a task that
+  // had not started and was the newest in the joiner's deque): counted in
+  // started_per_worker and the steal stats' local tasks too.
+  uint64_t joins_inlined = 0;
   // Tasks started by each worker (all placements).
   std::vector<uint64_t> started_per_worker;
   // Each worker's executor, from a plain thread only (empty from a task).

@@ -249,6 +249,18 @@ class WorkDeque {
     return PopPublic(s);
   }
 
+  // Owner only.  The item the next Pop would take, or a stale value (an
+  // item thieves took since, or nullptr) when the deque is empty: a hint
+  // for an owner that wants one particular item back (compare, then Pop:
+  // a thief can take the newest item only after every older one, so when
+  // it is gone the deque is empty and Pop returns nullptr).  Plain loads:
+  // only the owner writes bottom_ and the slots.
+  T* Newest() const noexcept {
+    const Index b = bottom_.load(std::memory_order_relaxed);
+    return slots_[static_cast<Index>(b - 1) & kMask].load(
+        std::memory_order_relaxed);
+  }
+
   // Any thread.  Takes the oldest published item, or returns nullptr when
   // there is none (raising the request flag if the owner holds private
   // items) or another thread took that item first (the caller moves on; it

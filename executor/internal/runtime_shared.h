@@ -170,6 +170,7 @@ struct Worker {
   std::atomic<uint64_t> parks{0};
   std::atomic<uint64_t> wakes_skipped{0};  // spawns that woke nobody
   std::atomic<uint64_t> overflowed{0};     // spawns sent to the injector
+  std::atomic<uint64_t> joins_inlined{0};  // run by their joiner (inline)
 
   // Worker thread: one relaxed add (no RMW).
   static void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {

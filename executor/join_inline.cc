@@ -1,0 +1,133 @@
+// executor/join_inline.cc: inline joins.  A task that awaits the handle of
+// a Runtime task that has not started, and is still the newest item of the
+// awaiting worker's deque, runs it inside its own poll as a nested Task
+// (JoinHandle::Awaiter; the declarations and the rules are in
+// executor/join_handle.h).
+//
+// Why.  A fork-join tree (`mt_fib`: spawn a child, compute, join it) joins
+// its newest spawn almost always before any other worker took it.  The
+// usual path then costs a bind RMW, a queue insert and pick, a join
+// registration CAS, a completion CAS and a wake of the joiner; the inline
+// path costs the deque pop and nothing locked besides (oneTBB's wait runs
+// such a child itself).
+//
+// Why it is safe without RMWs on the task's state.  The task is unbound
+// (no owner: an Abort only sets kStateCancelRequested and returns; no
+// Waker can name it, since code inside it runs as the joiner: wakes,
+// I/O and joins register the joiner's header), it is off every queue (the
+// deque pop took it: thieves see only other items), and the one handle
+// to it is the one being awaited, whose task is suspended until the end.
+// So from the pop to the end of EndInlineJoin only the thread that polls
+// the joiner touches it, and a plain store publishes its completion bits
+// (release: the result, to whoever reads the handle's status later).  A
+// concurrent Abort (a misuse: the handle is in use by its awaiter) can
+// only lose its own bit: the task counts as finished, as an abort that
+// came after the end.
+//
+// Accounting.  The joiner's queue and budget are charged for the inline
+// run (hence only a task of the joiner's queue, priority and I/O priority
+// runs inline); it counts as a spawn and by its outcome at its end, on the
+// executor that ends it, so ExecutorStats' balance holds on every worker.
+// Not with hooks (they would miss its polls) or task timing (its timeline
+// would be the joiner's).
+
+#include <cstdint>
+
+#include "absl/base/internal/raw_logging.h"
+#include "executor/internal/runtime_shared.h"
+#include "executor/internal/task_protocol.h"
+#include "executor/local_executor.h"
+#include "executor/task.h"
+
+namespace spindle {
+
+using executor_internal::TaskHeader;
+using executor_internal::Worker;
+
+bool LocalExecutor::TakeJoinTarget(const TaskHeader* joiner,
+                                   TaskHeader* target) noexcept {
+  Worker* const w = worker_;
+  // The isolation thread has no worker_ (nor a deque of its own); fibers
+  // switch stacks in their polls and bounce on their own stacks.
+  if (w == nullptr || joiner->fiber || target->fiber || hooks_ != nullptr ||
+      task_timing_) {
+    return false;
+  }
+  if (target->home_queue != joiner->home_queue ||
+      target->priority != joiner->priority ||
+      target->io_priority != joiner->io_priority) {
+    return false;
+  }
+  // acquire: an Abort that came first (seen here) makes it run the usual
+  // way: bound and cancelled by Adopt.
+  if (target->state.load(std::memory_order_acquire) &
+      (executor_internal::kStateCancelRequested | executor_internal::kStateDone)) {
+    return false;
+  }
+  if (w->deque.Newest() != target) return false;
+  // The newest item is ours unless a thief took every item (then Pop finds
+  // the deque empty).
+  TaskHeader* const t = w->deque.Pop();
+  if (t == nullptr) return false;
+  ABSL_RAW_CHECK(t == target, "inline join: the deque's newest item changed");
+  w->policy->counters().AddLocal(1);
+  Worker::Bump(w->started);
+  Worker::Bump(w->joins_inlined);
+  return true;
+}
+
+void LocalExecutor::CountInlineJoinEnd(bool failed, bool cancelled) noexcept {
+  stats_.spawns++;
+  if (cancelled) {
+    stats_.cancellations++;
+  } else if (failed) {
+    stats_.failed++;
+  } else {
+    stats_.completions++;
+  }
+}
+
+namespace executor_internal {
+
+bool BeginInlineJoin(TaskHeader* joiner, TaskHeader* target,
+                     InlineJoin* ij) noexcept {
+  LocalExecutor* const ex = tl_executor;
+  if (ex == nullptr || !ex->TakeJoinTarget(joiner, target)) return false;
+  ij->joiner = joiner;
+  ij->target = target;
+  ij->saved_id = joiner->ctx.task_id;
+  ij->saved_name = joiner->ctx.name;
+  joiner->ctx.task_id = target->ctx.task_id;
+  joiner->ctx.name = target->ctx.name;
+  return true;
+}
+
+void EndInlineJoin(InlineJoin* ij, bool cancelled) noexcept {
+  TaskHeader* const joiner = ij->joiner;
+  TaskHeader* const t = ij->target;
+  ij->joiner = nullptr;
+  joiner->ctx.task_id = ij->saved_id;
+  joiner->ctx.name = ij->saved_name;
+  // The frame goes first (a cancelled one at its suspension point: the
+  // destructors of its locals run), keeping the body's reference, which
+  // the store below drops.
+  t->body_ref_kept = true;
+  t->ops->destroy(t);
+  const bool failed = !cancelled && t->threw;
+  // The joiner's executor: the one polling it (await_resume), or the one
+  // destroying it (the Awaiter's destructor).
+  joiner->owner->CountInlineJoinEnd(failed, cancelled);
+  const uint64_t s = t->state.load(std::memory_order_relaxed);
+  if (RefsOf(s) == 1) {  // the handle went first: nobody will read it
+    t->ops->free_cell(t);
+    return;
+  }
+  uint64_t bits = cancelled ? kStateCancelled : kStateComplete;
+  if (failed) bits |= kStateFailed;
+  // release: the result and the frame's end, to whoever reads the handle's
+  // status (another thread, once the joiner hands the handle on).
+  t->state.store((s - kStateRefOne) | bits, std::memory_order_release);
+}
+
+}  // namespace executor_internal
+}  // namespace spindle
