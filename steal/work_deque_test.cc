@@ -33,6 +33,27 @@ TEST(WorkDequeTest, PopIsLifoStealIsFifo) {
   EXPECT_TRUE(d.empty());
 }
 
+// Newest() names what the next Pop takes, private or published; once
+// thieves took everything its value is stale and Pop finds the deque empty.
+TEST(WorkDequeTest, NewestIsWhatPopTakesNext) {
+  WorkDeque<Item, 8> d;
+  Item items[3];
+  EXPECT_EQ(d.Newest(), nullptr);  // never pushed
+  ASSERT_TRUE(d.Push(&items[0]));
+  ASSERT_TRUE(d.Push(&items[1]));
+  EXPECT_EQ(d.Newest(), &items[1]);  // private
+  d.Publish();
+  EXPECT_EQ(d.Newest(), &items[1]);  // published
+  ASSERT_TRUE(d.Push(&items[2]));
+  EXPECT_EQ(d.Newest(), &items[2]);
+  EXPECT_EQ(d.Pop(), &items[2]);
+  EXPECT_EQ(d.Newest(), &items[1]);
+  EXPECT_EQ(d.Steal(), &items[0]);
+  EXPECT_EQ(d.Steal(), &items[1]);
+  EXPECT_EQ(d.Newest(), &items[1]);  // stale: the deque is empty
+  EXPECT_EQ(d.Pop(), nullptr);
+}
+
 TEST(WorkDequeTest, PushOnFullIsRefusedAndChangesNothing) {
   WorkDeque<Item, 4> d;
   Item items[5];
