@@ -44,7 +44,7 @@ namespace spindle {
 using executor_internal::TaskHeader;
 using executor_internal::Worker;
 
-bool LocalExecutor::TakeJoinTarget(const TaskHeader* joiner,
+bool LocalExecutor::TakeJoinTarget(TaskHeader* joiner,
                                    TaskHeader* target) noexcept {
   Worker* const w = worker_;
   // The isolation thread has no worker_ (nor a deque of its own); fibers
@@ -65,6 +65,18 @@ bool LocalExecutor::TakeJoinTarget(const TaskHeader* joiner,
     return false;
   }
   if (w->deque.Newest() != target) return false;
+  // The joiner's poll goes on only while YieldMaybe would let it: its
+  // budget of operations (one per inline join), and, every 16th join, the
+  // rest of YieldMaybe's test (its deadline, due I/O or timers, a queue
+  // that should run first: a clock read and a look at the ring, a quarter
+  // of an inline join's cost if made at every one).  Otherwise the join
+  // suspends, the loop reaps, drains its inbox and runs what is due, and
+  // starts the task (still the deque's newest) in a poll of its own: a
+  // fork-join tree runs in polls of a budget's length, not as one poll of
+  // the whole tree.
+  budget::TaskBudget& b = joiner->ctx.budget;
+  if (b.Consume()) return false;
+  if ((b.Remaining() & 15) == 0 && ShouldYield(joiner)) return false;
   // The newest item is ours unless a thief took every item (then Pop finds
   // the deque empty).
   TaskHeader* const t = w->deque.Pop();

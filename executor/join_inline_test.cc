@@ -261,6 +261,42 @@ Task<uint64_t> Fib(int n) {
   co_return co_await a + b;
 }
 
+Task<void> Yielder(std::atomic<bool>* stop, std::atomic<uint64_t>* turns) {
+  while (!stop->load()) {
+    turns->fetch_add(1);
+    co_await YieldNow();
+  }
+}
+
+Task<uint64_t> CountTurnsAround(Task<uint64_t> work,
+                                std::atomic<uint64_t>* turns,
+                                uint64_t* during) {
+  const uint64_t before = turns->load();
+  const uint64_t v = co_await std::move(work);
+  *during = turns->load() - before;
+  co_return v;
+}
+
+// Inline joins consume the joiner's budget (and look at its deadline, due
+// I/O and timers) as YieldMaybe does: a fork-join tree gives way to the
+// worker's other tasks between polls of a budget's length, instead of
+// running as one poll of the whole tree.
+TEST(JoinInlineTest, AForkJoinTreeGivesWayWhenItsBudgetIsSpent) {
+  auto rt = MakeRuntime(1);
+  ASSERT_NE(rt, nullptr);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> turns{0};
+  JoinHandle<void> y = rt->Spawn(Yielder(&stop, &turns));
+  while (turns.load() == 0) std::this_thread::yield();
+  uint64_t during = 0;
+  // fib(20) joins 10,945 times; a poll's budget is 2,000 operations.
+  EXPECT_EQ(rt->BlockOn(CountTurnsAround(Fib(20), &turns, &during)), 6765u);
+  stop.store(true);
+  EXPECT_EQ(y.Wait(), JoinStatus::kCompleted);
+  EXPECT_GE(during, 4u);
+  EXPECT_GT(rt->Stats().joins_inlined, 0u);
+}
+
 class JoinInlineWorkersTest : public ::testing::TestWithParam<size_t> {};
 
 // Fork-join on every worker count: inline joins beside stolen children

@@ -306,7 +306,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // Inline joins (executor/join_inline.cc): takes an unbound task that
   // `joiner` awaits back from the worker's deque (false: it may not run
   // inline); counts one that ran inline at its end (ExecutorStats).
-  bool TakeJoinTarget(const executor_internal::TaskHeader* joiner,
+  bool TakeJoinTarget(executor_internal::TaskHeader* joiner,
                       executor_internal::TaskHeader* target) noexcept;
   void CountInlineJoinEnd(bool failed, bool cancelled) noexcept;
   // A Runtime worker's thread, after a poll that yielded: hands the task to

@@ -207,11 +207,12 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
       // Past the knob (StealOptions::stealable_queue_capacity): the older
       // half of the deque and this task go to the injector as one batch
       // (as PushOrOverflow does when the ring is full): a long burst pays
-      // the injector's two locked RMWs once per batch, and the deque's
-      // one CAS per task taken, instead of two locked RMWs per task.  The
-      // deque stays within the knob, and its newest tasks stay here.
+      // the injector's two locked RMWs and the deque's one CAS
+      // (TakeOldest) once per batch, instead of two locked RMWs per
+      // task.  The deque stays within the knob, and its newest tasks stay
+      // here.
       std::array<TaskHeader*, decltype(self->deque)::kMaxBatch + 1> moved;
-      const size_t k = self->deque.StealBatch(
+      const size_t k = self->deque.TakeOldest(
           moved.data(), std::min(queued / 2, moved.size() - 1));
       moved[k] = t;
       rt.injector.PushBatch(moved.data(), k + 1);

@@ -196,8 +196,8 @@ class WorkDeque {
   }
 
   // Owner only.  Pushes `item` and publishes every private item; when the
-  // deque is full, claims the oldest half of it instead (racing thieves
-  // fairly, oldest first) and calls `overflow(T** items, size_t n)` once with
+  // deque is full, claims the oldest half of it instead (TakeOldest: one
+  // CAS, racing thieves fairly, oldest first) and calls `overflow(T** items, size_t n)` once with
   // those items followed by `item`.  `overflow` must take ownership of all n
   // items (e.g. Injector::PushBatch), must not throw, and must not call this
   // deque's owner operations.
@@ -208,13 +208,13 @@ class WorkDeque {
       // the oldest half, private or not.
       Publish();
       std::array<T*, kMaxBatch + 1> moved;
-      const size_t n = StealBatch(moved.data(), kMaxBatch);
+      const size_t n = TakeOldest(moved.data(), kMaxBatch);
       if (n > 0) {
         moved[n] = item;
         std::forward<Overflow>(overflow)(moved.data(), n + 1);
         return;
       }
-      // Thieves emptied the ring between our Push and StealBatch: there is
+      // Thieves emptied the ring between our Push and TakeOldest: there is
       // room now, so the next Push succeeds.
     }
     Publish();
@@ -310,6 +310,38 @@ class WorkDeque {
       if (Diff(s, t) <= 0) break;
     }
     return n;
+  }
+
+  // Owner only.  Takes up to `max` of the oldest published items with one
+  // CAS of top_, writing them oldest first to `into`, which has room for
+  // `max` pointers; returns how many (0 when nothing is published).  One
+  // CAS for a whole batch is safe for the owner and not for a thief
+  // (StealBatch): the owner's Pop, which takes from the bottom of the
+  // public part without a CAS while more than one item is left there,
+  // cannot run meanwhile, and thieves move top_ one item at a time, so a
+  // thief's claim either comes first (the CAS fails and is retried from
+  // the new top) or fails.  For an owner moving its oldest items elsewhere
+  // (PushOrOverflow, the runtime's spill past its stealable capacity).
+  size_t TakeOldest(T** into, size_t max) noexcept {
+    // seq_cst as in Steal (a thief's CAS is ordered before it).
+    Index t = top_.load(std::memory_order_seq_cst);
+    const Index s = split_.load(std::memory_order_relaxed);  // own store
+    for (;;) {
+      const Signed avail = Diff(s, t);
+      if (avail <= 0 || max == 0) return 0;
+      const size_t n = std::min(max, static_cast<size_t>(avail));
+      // On failure t is the new top: retried with fewer items available.
+      if (top_.compare_exchange_strong(t, static_cast<Index>(t + n),
+                                       std::memory_order_seq_cst,
+                                       std::memory_order_seq_cst)) {
+        // [t, t + n) is ours; only the owner (here) rewrites slots.
+        for (size_t i = 0; i < n; ++i) {
+          into[i] = slots_[static_cast<Index>(t + i) & kMask].load(
+              std::memory_order_relaxed);
+        }
+        return n;
+      }
+    }
   }
 
   // Any thread that owns `into` (a thief moving loot into its own deque).

@@ -40,6 +40,7 @@ enum class Op {
   kPushOrSink,  // owner: PushOrOverflow into the sink
   kPop,         // owner
   kPublish,     // owner: Publish
+  kTakeOldest2,  // owner: TakeOldest(into, 2), into the sink
   kSteal,       // thief
   kBatch2,      // thief: StealBatch(into, 2)
   kBatch4,      // thief: StealBatch(into, 4)
@@ -135,6 +136,12 @@ class DequeModel {
         case Op::kPublish:
           deque_->Publish();
           break;
+        case Op::kTakeOldest2: {
+          Item* moved[2];
+          const size_t n = deque_->TakeOldest(moved, 2);
+          for (size_t i = 0; i < n; ++i) Took(moved[i], SinkBucket());
+          break;
+        }
         default:
           bad_ = "thief op in owner script";
       }
@@ -318,6 +325,27 @@ TEST(WorkDequeModelTest, OverflowToSinkAndRefusedPush) {
              {O::kPushOrSink, O::kPush, O::kPop, O::kPushOrSink},
              {{O::kSteal, O::kBatch2}}};
   total_interleavings += Check<2>(s).executions;
+}
+
+// The owner's one-CAS batch of its oldest items against a thief's steals
+// and batch, and its own pops of the last items.
+TEST(WorkDequeModelTest, OwnerTakesOldestVersusThief) {
+  Scenario s{"take oldest vs steals",
+             4,
+             0,
+             {O::kTakeOldest2, O::kPop, O::kTakeOldest2},
+             {{O::kSteal, O::kBatch2}}};
+  total_interleavings += Check<4>(s).executions;
+}
+
+TEST(WorkDequeModelTest, OwnerTakesOldestVersusTwoThievesAcrossWrapAround) {
+  SPINDLE_SKIP_IF_SANITIZED();
+  Scenario s{"take oldest, 2 thieves, wrap-around",
+             3,
+             254,
+             {O::kTakeOldest2, O::kPush, O::kTakeOldest2, O::kPop},
+             {{O::kSteal}, {O::kBatch2}}};
+  total_interleavings += Check<4>(s).executions;
 }
 
 TEST(WorkDequeModelTest, OverflowWithTwoThieves) {
