@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "budget/hooks.h"
 #include "executor/executor.h"
 #include "executor/fiber.h"
 #include "executor/local_executor_testing.h"
@@ -234,6 +235,27 @@ TEST(JoinInlineTest, TaskTimingKeepsEveryJoinOnItsOwnTimeline) {
   JoinResult r;
   rt->BlockOn(SpawnAndJoin(&child, &r, {}));
   EXPECT_EQ(r.value, 7);
+  EXPECT_EQ(rt->Stats().joins_inlined, 0u);
+}
+
+// With hooks every task's polls and completion reach them: no inline joins.
+TEST(JoinInlineTest, HooksSeeEveryJoinedTaskComplete) {
+  auto registry = std::make_shared<budget::HookRegistry>();
+  std::atomic<int> completed{0};
+  budget::PollHooks hooks;
+  hooks.on_complete = [&completed](const budget::TaskContext&) {
+    completed.fetch_add(1);
+  };
+  registry->Install(std::move(hooks));
+  RuntimeBuilder b;
+  b.Workers(1).Hooks(registry);
+  auto rt = MakeRuntime(b);
+  ASSERT_NE(rt, nullptr);
+  Seen child;
+  JoinResult r;
+  rt->BlockOn(SpawnAndJoin(&child, &r, {}));
+  EXPECT_EQ(r.value, 7);
+  EXPECT_EQ(completed.load(), 2);  // the root and the joined task
   EXPECT_EQ(rt->Stats().joins_inlined, 0u);
 }
 
