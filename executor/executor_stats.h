@@ -81,6 +81,11 @@ struct ExecutorStats {
   // see the exception.  The first one is logged on stderr.
   uint64_t unhandled_exceptions = 0;
   uint64_t stops = 0;  // RequestStop()s acted on
+  // Joined tasks that ran inside their joiner's poll (inline joins: a task
+  // that had not started, joined by a task of the same executor, or on a
+  // Runtime worker the newest of its deque); each is counted as a spawn and
+  // by its outcome when it ends, on the executor that ends it.
+  uint64_t joins_inlined = 0;
   // Polls the monitor saw run past the tiers' threshold / the stuck
   // threshold while they ran (0 with NoMonitor()).
   uint64_t monitor_slow_polls = 0;

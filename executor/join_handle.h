@@ -28,14 +28,16 @@ namespace spindle {
 namespace executor_internal {
 
 // A join whose target runs inside the joiner's poll (JoinHandle::Awaiter):
-// a Runtime's stealable coroutine task that has not started and is still
-// the newest in the joining worker's deque is taken back and resumed as a
-// nested Task of the joiner, on the joiner's header, as oneTBB's wait runs
-// a child itself.  While it runs, the joiner's context carries the task's
+// a coroutine task that has not started, either a Runtime's stealable task
+// that is still the newest in the joining worker's deque, or a task of the
+// joiner's own executor queued by its spawn, is taken back and resumed as
+// a nested Task of the joiner, on the joiner's header, as oneTBB's wait
+// runs a child itself.  While it runs, the joiner's context carries the task's
 // id and name (CurrentTaskContext() inside it is the task's), and the
 // joiner's budget, tier and queue are charged for it.  Nothing else can
-// reach the task meanwhile: it is unbound (an Abort only marks it), off
-// every queue, and its one handle is the one being awaited.
+// reach the task meanwhile: it is off every queue and list, it never ran
+// (no Waker names it), no abort is pending, and its one handle is the one
+// being awaited (executor/join_inline.cc).
 struct InlineJoin {
   TaskHeader* joiner = nullptr;  // set from Begin to End
   TaskHeader* target = nullptr;
@@ -170,12 +172,11 @@ class [[nodiscard]] JoinHandle {
       using namespace executor_internal;
       TaskCell<T>* cell = handle->cell_;
       TaskHeader* me = CurrentTask();
-      // A Runtime's task that has not started (unbound), a coroutine: if it
-      // is still the newest in this worker's deque, the awaiter takes it
-      // back and runs it now, as a nested Task (oneTBB's wait does the
-      // same): no queueing, no join registration, no wake.
-      if (!(cell->state.load(std::memory_order_relaxed) & kStateBound) &&
-          cell->ops == &kCoroutineOps<T> &&
+      // A coroutine task that has not started, queued where this poll can
+      // take it back (BeginInlineJoin): the awaiter runs it now, as a
+      // nested Task (oneTBB's wait does the same): no queueing, no join
+      // registration, no wake.
+      if (cell->ops == &kCoroutineOps<T> &&
           BeginInlineJoin(me, cell, &inline_join)) {
         auto child = std::coroutine_handle<Promise<T>>::from_address(
             reinterpret_cast<char*>(cell) + kCellSize<T>);

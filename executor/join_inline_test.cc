@@ -319,6 +319,120 @@ TEST(JoinInlineTest, AForkJoinTreeGivesWayWhenItsBudgetIsSpent) {
   EXPECT_GT(rt->Stats().joins_inlined, 0u);
 }
 
+// ---- On a LocalExecutor: a task of the same executor, queued by its
+// spawn and never polled, runs inside its joiner's poll.
+
+Task<uint64_t> LocalFib(int n) {
+  if (n < 2) co_return static_cast<uint64_t>(n);
+  JoinHandle<uint64_t> a = CurrentExecutor()->Spawn(LocalFib(n - 1));
+  const uint64_t b = co_await LocalFib(n - 2);
+  co_return co_await a + b;
+}
+
+void RunIdle(LocalExecutor& ex) {
+  LocalExecutor::RunLimits l;
+  l.until_idle = true;
+  const LocalExecutor::RunStatus st = ex.RunFor(l);
+  EXPECT_TRUE(st == LocalExecutor::RunStatus::kIdle ||
+              st == LocalExecutor::RunStatus::kDone);
+}
+
+void ExpectBalanced(const ExecutorStats& e) {
+  EXPECT_EQ(e.spawns + e.moved_in, e.completions + e.failed +
+                                       e.cancellations + e.moved_out +
+                                       e.live_tasks);
+}
+
+TEST(JoinInlineLocalTest, ASpawnJoinedBeforeItRanRunsInsideTheJoinersPoll) {
+  auto ex = executor_testing::MakeExecutor();
+  ASSERT_NE(ex, nullptr);
+  Seen child;
+  uint64_t handle_id = 0;
+  auto joiner = [](Seen* c, uint64_t* id) -> Task<int> {
+    JoinHandle<int> h = CurrentExecutor()->Spawn(Record(c, 9));
+    *id = h.id();
+    co_return co_await h;
+  };
+  EXPECT_EQ(ex->BlockOn(joiner(&child, &handle_id)), 9);
+  EXPECT_EQ(child.id, handle_id);
+  const ExecutorStats s = ex->Stats();
+  EXPECT_EQ(s.joins_inlined, 1u);
+  EXPECT_EQ(s.live_tasks, 0u);
+  ExpectBalanced(s);
+}
+
+TEST(JoinInlineLocalTest, ForkJoinRunsDepthFirst) {
+  auto ex = executor_testing::MakeExecutor();
+  ASSERT_NE(ex, nullptr);
+  EXPECT_EQ(ex->BlockOn(LocalFib(kSanitized ? 15 : 20)),
+            kSanitized ? 610u : 6765u);
+  const ExecutorStats s = ex->Stats();
+  EXPECT_GT(s.joins_inlined, 0u);
+  ExpectBalanced(s);
+}
+
+Task<int> YieldsOnce(std::atomic<int>* polls) {
+  polls->fetch_add(1);
+  co_await YieldNow();
+  polls->fetch_add(1);
+  co_return 4;
+}
+
+// A task that has run once is joined the usual way: it may hold Wakers or
+// wait on something, and only a task queued by its spawn is taken back.
+TEST(JoinInlineLocalTest, ATaskThatHasRunIsJoinedTheUsualWay) {
+  auto ex = executor_testing::MakeExecutor();
+  ASSERT_NE(ex, nullptr);
+  std::atomic<int> polls{0};
+  auto joiner = [](std::atomic<int>* p) -> Task<int> {
+    JoinHandle<int> h = CurrentExecutor()->Spawn(YieldsOnce(p));
+    co_await YieldNow();  // the task runs once and yields: queued again
+    co_return co_await h;
+  };
+  EXPECT_EQ(ex->BlockOn(joiner(&polls)), 4);
+  EXPECT_EQ(polls.load(), 2);
+  EXPECT_EQ(ex->Stats().joins_inlined, 0u);
+}
+
+TEST(JoinInlineLocalTest, CancellingTheJoinerDestroysTheInlineTask) {
+  auto ex = executor_testing::MakeExecutor();
+  ASSERT_NE(ex, nullptr);
+  Event never;
+  std::atomic<int> live{0};
+  auto joiner = [](Event* e, std::atomic<int>* l) -> Task<int> {
+    co_return co_await CurrentExecutor()->Spawn(WaitHolding(e, l));
+  };
+  JoinHandle<int> h = ex->Spawn(joiner(&never, &live));
+  RunIdle(*ex);
+  EXPECT_EQ(live.load(), 1);
+  EXPECT_EQ(ex->Stats().joins_inlined, 1u);
+  h.Abort();
+  RunIdle(*ex);
+  EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+  EXPECT_EQ(live.load(), 0);
+  const ExecutorStats s = ex->Stats();
+  EXPECT_EQ(s.cancellations, 2u);
+  ExpectBalanced(s);
+}
+
+TEST(JoinInlineLocalTest, DestroyingTheExecutorDestroysTheInlineTask) {
+  Event never;
+  std::atomic<int> live{0};
+  JoinHandle<int> h;
+  {
+    auto ex = executor_testing::MakeExecutor();
+    ASSERT_NE(ex, nullptr);
+    auto joiner = [](Event* e, std::atomic<int>* l) -> Task<int> {
+      co_return co_await CurrentExecutor()->Spawn(WaitHolding(e, l));
+    };
+    h = ex->Spawn(joiner(&never, &live));
+    RunIdle(*ex);
+    EXPECT_EQ(live.load(), 1);
+  }
+  EXPECT_EQ(live.load(), 0);
+  EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+}
+
 class JoinInlineWorkersTest : public ::testing::TestWithParam<size_t> {};
 
 // Fork-join on every worker count: inline joins beside stolen children
