@@ -226,15 +226,22 @@ TEST(JoinInlineTest, ShutdownDestroysAnInlineTaskThatWaits) {
   EXPECT_EQ(joiner.status(), JoinStatus::kCancelled);
 }
 
-TEST(JoinInlineTest, TaskTimingKeepsEveryJoinOnItsOwnTimeline) {
-  RuntimeBuilder b;
-  b.Workers(1).TaskTiming();
-  auto rt = MakeRuntime(b);
-  ASSERT_NE(rt, nullptr);
+// Builds a one-worker runtime from `b` and runs one spawn-and-join on it.
+std::unique_ptr<Runtime> JoinOnce(RuntimeBuilder& b) {
+  auto rt = MakeRuntime(b.Workers(1));
+  if (rt == nullptr) return nullptr;
   Seen child;
   JoinResult r;
   rt->BlockOn(SpawnAndJoin(&child, &r, {}));
   EXPECT_EQ(r.value, 7);
+  return rt;
+}
+
+TEST(JoinInlineTest, TaskTimingKeepsEveryJoinOnItsOwnTimeline) {
+  RuntimeBuilder b;
+  b.TaskTiming();
+  auto rt = JoinOnce(b);
+  ASSERT_NE(rt, nullptr);
   EXPECT_EQ(rt->Stats().joins_inlined, 0u);
 }
 
@@ -248,13 +255,9 @@ TEST(JoinInlineTest, HooksSeeEveryJoinedTaskComplete) {
   };
   registry->Install(std::move(hooks));
   RuntimeBuilder b;
-  b.Workers(1).Hooks(registry);
-  auto rt = MakeRuntime(b);
+  b.Hooks(registry);
+  auto rt = JoinOnce(b);
   ASSERT_NE(rt, nullptr);
-  Seen child;
-  JoinResult r;
-  rt->BlockOn(SpawnAndJoin(&child, &r, {}));
-  EXPECT_EQ(r.value, 7);
   EXPECT_EQ(completed.load(), 2);  // the root and the joined task
   EXPECT_EQ(rt->Stats().joins_inlined, 0u);
 }
