@@ -96,7 +96,11 @@ TEST(PoolSlurmFailureTest, StepsOnAFailedNodeFailUnavailableTheRestRun) {
   ResumeNode resume{slurmd};  // first thing undone at the end, or at a failure
   ASSERT_EQ(::kill(slurmd, SIGSTOP), 0);
 
-  int unavailable = 0, on_n1 = 0;
+  // A step counts as running once its srun starts; if n2's slurmd launched
+  // it before the stop, its slurmstepd runs it to the end (a loaded
+  // machine notices the four srun processes late): at most the two
+  // running there may so finish on n2.
+  int unavailable = 0, on_n1 = 0, finished_on_n2 = 0;
   for (size_t i = 0; i < hs.size(); ++i) {
     // Slurm notices a silent slurmd after SlurmdTimeout (5 s in the local
     // cluster) and a few pings: well within two minutes.
@@ -104,7 +108,13 @@ TEST(PoolSlurmFailureTest, StepsOnAFailedNodeFailUnavailableTheRestRun) {
     ASSERT_NE(r, nullptr) << "task " << i << " hangs";
     if (r->ok()) {
       EXPECT_EQ((*r)->exit_code, 0) << i;
-      EXPECT_EQ(absl::StripAsciiWhitespace((*r)->stdout_data), "n1") << i;
+      const absl::string_view node =
+          absl::StripAsciiWhitespace((*r)->stdout_data);
+      if (node == "n2" && i < 4) {
+        ++finished_on_n2;
+        continue;
+      }
+      EXPECT_EQ(node, "n1") << i;
       ++on_n1;
     } else {
       EXPECT_EQ(r->status().code(), absl::StatusCode::kUnavailable)
@@ -116,11 +126,14 @@ TEST(PoolSlurmFailureTest, StepsOnAFailedNodeFailUnavailableTheRestRun) {
       ++unavailable;
     }
   }
-  // The two running on n2 failed; every queued one ran, on n1 (or failed
-  // fast on n2 before the node was dropped).
-  EXPECT_GE(unavailable, 2);
+  // The two running on n2 failed (or finished there, see above); every
+  // queued one ran, on n1 (or failed fast on n2 before the node was
+  // dropped): at least one step failed with the node, which dropped it.
+  EXPECT_LE(finished_on_n2, 2);
+  EXPECT_GE(unavailable + finished_on_n2, 2);
+  EXPECT_GE(unavailable, 1);
   EXPECT_GE(on_n1, 2);
-  EXPECT_EQ(unavailable + on_n1, 12);
+  EXPECT_EQ(unavailable + on_n1 + finished_on_n2, 12);
   EXPECT_EQ(slurm->live_nodes(), std::vector<std::string>{"n1"});
 }
 
