@@ -182,11 +182,10 @@ void EndInlineJoin(InlineJoin* ij, bool cancelled) noexcept {
     t->ops->free_cell(t);
     return;
   }
-  uint64_t bits = cancelled ? kStateCancelled : kStateComplete;
-  if (failed) bits |= kStateFailed;
   // release: the result and the frame's end, to whoever reads the handle's
   // status (another thread, once the joiner hands the handle on).
-  t->state.store((s - kStateRefOne) | bits, std::memory_order_release);
+  t->state.store((s - kStateRefOne) | CompletionBits(t, cancelled),
+                 std::memory_order_release);
 }
 
 }  // namespace executor_internal

@@ -30,12 +30,18 @@ extern constinit thread_local TaskHeader* tl_task;
 TaskHeader* SuspendOnWaker(std::coroutine_handle<> h,
                            const char* misuse) noexcept;
 
+// The bits a task's end sets: cancelled, or complete (and failed if it
+// threw).  CompleteAndRelease and an inline join's end (EndInlineJoin).
+inline uint64_t CompletionBits(const TaskHeader* t, bool cancelled) noexcept {
+  if (cancelled) return kStateCancelled;
+  return t->threw ? kStateComplete | kStateFailed : kStateComplete;
+}
+
 // Sets the completion bits of `t` (owner thread), drops the body's
 // reference (see DestroyAndComplete) and wakes its joiner; frees the cell if
 // that reference was the last.
 inline void CompleteAndRelease(TaskHeader* t, bool cancelled) noexcept {
-  uint64_t bits = cancelled ? kStateCancelled : kStateComplete;
-  if (!cancelled && t->threw) bits |= kStateFailed;
+  const uint64_t bits = CompletionBits(t, cancelled);
   // One RMW publishes the bits and drops the body's reference, unless a
   // thread blocks on the word (kStateThreadWaiter): its notify comes after
   // the bits, so the reference is kept for it and dropped after.  A joining
