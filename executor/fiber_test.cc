@@ -387,10 +387,10 @@ TEST(FiberTest, OptionsOutOfRangeAreNamed) {
 
 // On x86-64 the floating-point environment is the thread's, as for
 // coroutine tasks (executor/internal/context_jump.h): a switch neither
-// saves nor reloads it.  Boost.Context's switch reloaded each side's own MXCSR, which cost
-// ~50 ns per switch whenever the two differed in a sticky exception flag
-// (67 ns per yield against 13 for a fiber that cleared the flags), and
-// made this test fail.
+// saves nor reloads it.  Boost.Context's switch reloaded each side's own
+// MXCSR, which cost ~50 ns per switch whenever the two differed in a
+// sticky exception flag (67 ns per yield against 13 for a fiber that
+// cleared the flags), and made this test fail.
 TEST(FiberTest, FloatingPointFlagsAreTheThreadsAcrossSwitches) {
 #if !SPINDLE_OWN_CONTEXT_JUMP
   GTEST_SKIP() << "Boost.Context's switch (this architecture, or a CET "

@@ -32,9 +32,9 @@ namespace executor_internal {
 // that is still the newest in the joining worker's deque, or a task of the
 // joiner's own executor queued by its spawn, is taken back and resumed as
 // a nested Task of the joiner, on the joiner's header, as oneTBB's wait
-// runs a child itself.  While it runs, the joiner's context carries the task's
-// id and name (CurrentTaskContext() inside it is the task's), and the
-// joiner's budget, tier and queue are charged for it.  Nothing else can
+// runs a child itself.  While it runs, the joiner's context carries the
+// task's id and name (CurrentTaskContext() inside it is the task's), and
+// the joiner's budget, tier and queue are charged for it.  Nothing else can
 // reach the task meanwhile: it is off every queue and list, it never ran
 // (no Waker names it), no abort is pending, and its one handle is the one
 // being awaited (executor/join_inline.cc).

@@ -303,9 +303,10 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // no other thread can reach the task yet (a spawn that has not returned).
   void BindAndAdopt(executor_internal::TaskHeader* task,
                     bool unpublished = false) noexcept;
-  // Inline joins (executor/join_inline.cc): takes an unbound task that
-  // `joiner` awaits back from the worker's deque (false: it may not run
-  // inline); counts one that ran inline at its end (ExecutorStats).
+  // Inline joins (executor/join_inline.cc): takes a task that `joiner`
+  // awaits and that never ran back (from the worker's deque, or off this
+  // executor's queue; false: it may not run inline); counts one that ran
+  // inline at its end (ExecutorStats).
   bool TakeJoinTarget(executor_internal::TaskHeader* joiner,
                       executor_internal::TaskHeader* target) noexcept;
   void CountInlineJoinEnd(bool failed, bool cancelled) noexcept;

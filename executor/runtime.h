@@ -146,8 +146,9 @@ struct RuntimeStats {
   uint64_t overflowed = 0;      // tasks moved from a full deque to injector
   uint64_t stuck_reports = 0;   // monitor reports of stuck workers
   // Tasks that their joiner ran inside its own poll (a join of a task that
-  // had not started and was the newest in the joiner's deque): counted in
-  // started_per_worker and the steal stats' local tasks too.
+  // had not started: the newest in the joiner's deque, counted in
+  // started_per_worker and the steal stats' local tasks too, or one bound
+  // to the joiner's worker and still queued there).
   uint64_t joins_inlined = 0;
   // Tasks started by each worker (all placements).
   std::vector<uint64_t> started_per_worker;

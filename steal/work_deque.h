@@ -197,8 +197,9 @@ class WorkDeque {
 
   // Owner only.  Pushes `item` and publishes every private item; when the
   // deque is full, claims the oldest half of it instead (TakeOldest: one
-  // CAS, racing thieves fairly, oldest first) and calls `overflow(T** items, size_t n)` once with
-  // those items followed by `item`.  `overflow` must take ownership of all n
+  // CAS, racing thieves fairly, oldest first) and calls
+  // `overflow(T** items, size_t n)` once with those items followed by
+  // `item`.  `overflow` must take ownership of all n
   // items (e.g. Injector::PushBatch), must not throw, and must not call this
   // deque's owner operations.
   template <class Overflow>
