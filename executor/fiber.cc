@@ -121,21 +121,16 @@ constinit thread_local size_t tl_color = 0;
 bool StartFiber(FiberContext* f) noexcept {
   f->started = true;
   void* parked = nullptr;
+  FiberStack s;
   try {
-    const FiberStack s = AcquireStack(f->stack_size, &parked);
-    f->stack_base = s.base;
-    f->stack_size = static_cast<uint32_t>(s.size);
+    s = AcquireStack(f->stack_size, &parked);
   } catch (...) {
     f->ops->fail(f, std::current_exception());
     f->finished = true;
     HeaderOfFiber(f)->run_state = RunState::kDone;
     return false;
   }
-  if (kParkFiberEntries && parked != nullptr) {
-    f->self = parked;  // an entry waiting at the stack's top
-  } else {
-    MakeFiberContext(f);
-  }
+  UseFiberStack(f, s, parked);
   return true;
 }
 

@@ -74,6 +74,19 @@ bool StartFiber(FiberContext* f) noexcept;
 // The fiber's initial context on its new stack (the entry, not yet run).
 void MakeFiberContext(FiberContext* f) noexcept;
 
+// Gives the fiber stack `s`, and starts it at the entry parked on it
+// (`parked`), or at a fresh context when none is.
+inline void UseFiberStack(FiberContext* f, const FiberStack& s,
+                          void* parked) noexcept {
+  f->stack_base = s.base;
+  f->stack_size = static_cast<uint32_t>(s.size);
+  if (kParkFiberEntries && parked != nullptr) [[likely]] {
+    f->self = parked;  // an entry waiting at the stack's top
+  } else {
+    MakeFiberContext(f);
+  }
+}
+
 // StartFiber, with its common case inline: the spare stack is taken over,
 // with the last fiber's entry parked on it.
 inline bool BeginFiber(FiberContext* f) noexcept {
@@ -83,13 +96,7 @@ inline bool BeginFiber(FiberContext* f) noexcept {
     if (TakeSpareStack(StackMappingSize(f->stack_size), &s, &parked))
         [[likely]] {
       f->started = true;
-      f->stack_base = s.base;
-      f->stack_size = static_cast<uint32_t>(s.size);
-      if (parked != nullptr) [[likely]] {
-        f->self = parked;
-      } else {
-        MakeFiberContext(f);
-      }
+      UseFiberStack(f, s, parked);
       return true;
     }
   }
