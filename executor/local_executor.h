@@ -403,10 +403,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void BeginStop() noexcept;
   void DriverYield(uint64_t now) noexcept;
   void Park(uint64_t timeout_ns = UINT64_MAX) noexcept;
-  // A Runtime worker about to park: waits up to `ticks` for a wake, work
-  // or I/O, awake; true if its inbox has something (worker_loop.cc,
-  // RuntimeBuilder::SpinBeforePark).
-  bool SpinBeforePark(uint64_t ticks, bool yield) noexcept;
+  // A Runtime worker with nothing to run (I0): waits awake until TSC tick
+  // `deadline` for a wake or work; true if either came (worker_loop.cc).
+  bool SpinBeforePark(uint64_t deadline, bool yield) noexcept;
   // Context-switch accounting for slow polls (see DiscountPreemption).
   struct CpuMark {
     uint64_t tick = 0;

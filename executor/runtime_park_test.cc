@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "executor/executor.h"
+#include "executor/local_executor_testing.h"
 #include "executor/runtime_testing.h"
 #include "gtest/gtest.h"
 
@@ -92,6 +94,73 @@ TEST(RuntimeParkTest, TimersAndOutsideSpawnsEndTheSpin) {
     }());
     EXPECT_EQ(h.Join(), 7);
   }
+}
+
+// An idle worker spins before it joins the idle list (I0), still counted
+// as a searcher: a task pushed onto another worker's deque meanwhile is
+// its to take (N2 wakes nobody), and it takes it without a wake.  It used
+// to spin on the idle list, so the push woke it (N3: a wake sent, and two
+// turns of the idle lock per idle spell).  Worker 1 runs a task and goes
+// idle; worker 0, 50 us later (well inside the 1 ms spin), spawns kTasks
+// stealable tasks and then keeps its CPU until they have run: only worker
+// 1 can run them.  A worker kept off its CPU past the spin parks, and then
+// the wake is right: such a try is run again (up to three).  The window
+// starts after worker 1's first idle spell, which follows a park (whose
+// spin used to end at once, the driver's submission left by the wake).
+TEST(RuntimeParkTest, ASpinningWorkerTakesNewWorkWithoutAWake) {
+  constexpr int kTasks = 64;
+  bool checked = false;
+  for (int attempt = 0; attempt < 3 && !checked; ++attempt) {
+    RuntimeBuilder b;
+    b.Workers(2).NoTiers().SpinBeforePark(std::chrono::milliseconds(1));
+    std::unique_ptr<Runtime> rt = MakeRuntime(b);
+    ASSERT_NE(rt, nullptr);
+    std::atomic<int> ran{0};
+    std::atomic<int> ran_on_1{0};
+    auto count = [](std::atomic<int>* ran,
+                    std::atomic<int>* ran_on_1) -> Task<void> {
+      if (CurrentWorker() == std::optional<size_t>(1)) {
+        ran_on_1->fetch_add(1, std::memory_order_relaxed);
+      }
+      ran->fetch_add(1, std::memory_order_release);
+      co_return;
+    };
+    uint64_t wakes = 0;
+    uint64_t parks = 0;  // from the root's start to its end
+    auto root = [&]() -> Task<bool> {
+      RuntimeSpawnOptions on1;
+      on1.placement = Placement::Pinned(1);
+      // Worker 1 wakes from its park for the first task and goes idle.
+      co_await rt->Spawn([]() -> Task<void> { co_return; }(), on1);
+      executor_testing::Spin(50'000);
+      // From a task, Stats() reads the runtime's counters only.
+      const RuntimeStats before = rt->Stats();
+      // It takes the second awake, and goes idle again.
+      co_await rt->Spawn([]() -> Task<void> { co_return; }(), on1);
+      executor_testing::Spin(50'000);
+      for (int i = 0; i < kTasks; ++i) {
+        rt->SpawnDetached(count(&ran, &ran_on_1));
+      }
+      const auto give_up =
+          std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (ran.load(std::memory_order_acquire) < kTasks &&
+             std::chrono::steady_clock::now() < give_up) {
+      }
+      const RuntimeStats after = rt->Stats();
+      wakes = after.wakes_sent - before.wakes_sent;
+      parks = after.parks - before.parks;
+      co_return ran.load(std::memory_order_acquire) == kTasks;
+    };
+    RuntimeSpawnOptions on0;
+    on0.placement = Placement::Pinned(0);
+    ASSERT_TRUE(rt->Spawn(root(), on0).Join())
+        << "worker 1 did not take the tasks queued on worker 0";
+    EXPECT_EQ(ran_on_1.load(), kTasks);
+    if (parks != 0) continue;
+    EXPECT_EQ(wakes, 0u) << "a spinning worker was woken for work";
+    checked = true;
+  }
+  if (!checked) GTEST_SKIP() << "worker 1 parked in every try (a busy host)";
 }
 
 TEST(RuntimeParkTest, SpinOutOfRangeIsAnError) {

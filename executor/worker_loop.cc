@@ -121,6 +121,13 @@ void RuntimeShared::EndSearching(Worker& w) noexcept {
   if ((s & kSearcherMask) == 1 && AnyWork(w)) NotifyOne();
 }
 
+bool RuntimeShared::MaySearch() const noexcept {
+  const uint64_t n = workers.size();
+  // Relaxed: a hint for I0; F1's CAS decides.
+  return n > 1 &&
+         2 * (idle_state.load(std::memory_order_relaxed) & kSearcherMask) < n;
+}
+
 bool RuntimeShared::AnyWork(const Worker& self) const noexcept {
   if (AnyInjected(self)) return true;
   for (const auto& w : workers) {
@@ -299,16 +306,26 @@ sched::TaskNode* LocalExecutor::RefillSlice(
   return slice.Next();
 }
 
-// Idle, on the idle list (I1-I2 done): before the park's system call, a
-// short wait awake.  A wake from another worker on a VM can cost ~10 us
+// I0: idle, not yet on the idle list, a short wait awake before I1 and the
+// park's system call.  A wake from another worker on a VM can cost ~10 us
 // when it must bring a halted CPU back (the `pingpong` row went 11-13x the
 // raw MSG_RING round trip on a 2-core VM); a worker that is still awake
 // sees the item in its inbox (or a Nudge) within the line transfer, and
 // its producer skips the doorbell, since `parked` stays false meanwhile.
-// True when the inbox has something (the caller drains it instead of
-// parking); false when the driver has work (a completion, a due timer) or
-// the time is up: the caller parks, which polls the driver (at once when
-// something is ready) under the inbox's protocol, so no wake is lost.
+// It spins before I1, not after it: joining and leaving the idle list take
+// idle_mu, and two workers passing a task back and forth met there at
+// every hand-off (`pingpong`: ~35% of its round trip).  Off the idle list
+// it is an awake worker, so N3 never wakes it, and it watches for what N3
+// would have told it: its inbox and the injectors at every step; if it
+// searches, every deque (N2 counted on it); if it does not, whether it may
+// search now (F1's bound), every 8th step.
+// True when the loop should look again: the inbox or a queue has
+// something, or the driver had work (a completion, a due timer, a
+// submission; polled here without waiting: it ended the spin at once
+// after every park, since the park's wake leaves a submission behind).
+// False when `deadline` (a TSC tick) has passed: the caller goes on to I1
+// and parks, which polls the driver under the inbox's protocol, so no
+// wake is lost.
 // Not while epoll has operations in the kernel (their completions cannot
 // be seen without a system call).
 //
@@ -322,23 +339,30 @@ sched::TaskNode* LocalExecutor::RefillSlice(
 // wake-up preemption.  With tiers on, the isolation thread (nice 19,
 // running the hogs) took the yields that way, and `hog_mt_p99` with tiers
 // went from ~50 us to 1.4-1.9 ms.
-bool LocalExecutor::SpinBeforePark(uint64_t ticks, bool yield) noexcept {
+bool LocalExecutor::SpinBeforePark(uint64_t deadline, bool yield) noexcept {
   if (io_ != nullptr && !io_peeks_ && KernelWaits()) return false;
   const executor_internal::Inbox& in = *inbox_;
-  const uint64_t start = timing::TscClock::Now();
+  const Worker& w = *worker_;
+  const RuntimeShared& rt = *w.rt;
   const uint64_t yield_every = timing::TscClock::FromNanos(2'000);
-  uint64_t now = start;
-  uint64_t last_yield = start;
-  do {
+  uint64_t now = timing::TscClock::Now();
+  uint64_t last_yield = now;
+  for (uint32_t step = 1; now < deadline; ++step) {
     if (yield && now - last_yield >= yield_every) {
       std::this_thread::yield();
       last_yield = now;
     }
     for (int i = 0; i < 8; ++i) executor_internal::CpuRelax();
-    if (!in.Empty()) return true;
+    if (!in.Empty() || rt.AnyInjected(w)) return true;
+    if (step % 8 == 0 && (w.searching ? rt.AnyWork(w) : rt.MaySearch())) {
+      return true;
+    }
     now = timing::TscClock::Now();
-    if (IoDue(now)) return false;
-  } while (now - start < ticks);
+    if (IoDue(now)) {
+      DriverYield(now);  // what it reaps may make a task runnable
+      return true;
+    }
+  }
   return false;
 }
 
@@ -369,6 +393,7 @@ void LocalExecutor::RunWorker(Worker* w) {
     BindAndAdopt(t);
   };
   TaskHeader* carry = nullptr;  // picked by the last slice, not yet polled
+  uint64_t spin_deadline = 0;   // I0's end in this idle spell; 0: none yet
   for (;;) {
     stats_.loop_iterations++;
     if (carry != nullptr) {
@@ -399,6 +424,20 @@ void LocalExecutor::RunWorker(Worker* w) {
         start(t);
         continue;
       }
+      // I0: one spin per idle spell (until a slice runs or it parks),
+      // however often something seen in it turns out taken by another.
+      if (w->spin_ticks != 0) {
+        now = timing::TscClock::Now();
+        if (spin_deadline == 0) spin_deadline = now + w->spin_ticks;
+        if (now < spin_deadline &&
+            SpinBeforePark(spin_deadline,
+                           executor_internal::SharesCpuWithAwakeWorker(rt,
+                                                                       *w))) {
+          DrainInbox();  // a wake (or a Nudge) came while it was awake
+          now = timing::TscClock::Now();
+          continue;
+        }
+      }
       // I1-I4.
       const bool last_searcher = executor_internal::JoinIdle(rt, *w);
       if ((last_searcher ? rt.AnyWork(*w) : rt.AnyInjected(*w)) ||
@@ -406,19 +445,15 @@ void LocalExecutor::RunWorker(Worker* w) {
         executor_internal::LeaveIdle(rt, *w);
         continue;
       }
-      if (w->spin_ticks != 0 &&
-          SpinBeforePark(w->spin_ticks,
-                         executor_internal::SharesCpuWithAwakeWorker(rt, *w))) {
-        DrainInbox();  // a wake (or a Nudge) came while it was awake
-      } else {
-        Worker::Bump(w->parks);
-        Park();
-      }
+      Worker::Bump(w->parks);
+      Park();
       executor_internal::LeaveIdle(rt, *w);
+      spin_deadline = 0;
       now = timing::TscClock::Now();
       continue;
     }
     rt.EndSearching(*w);  // F3: it found work (picked: started or woken)
+    spin_deadline = 0;
     now = RunSlice<false>(static_cast<TaskHeader*>(node), nullptr, now,
                           &carry);
     // Not while a task is carried: the driver's wakes and aborts must find

@@ -55,6 +55,14 @@
 //         runs N1-N3 if any queue still holds a task, so that parallelism
 //         grows one worker at a time while there is work to take.
 //   Parking.
+//     I0. spins awake, off the idle list, still a searcher if it was one
+//         (RuntimeBuilder::SpinBeforePark; at most that long per idle spell,
+//         which a slice run or a park ends).  It goes back to work when its
+//         inbox or an injector has something, or, every 8th step, when a
+//         deque has a task (if it searches: N2 counted on it) or it may
+//         search (if not: F1's bound has room).  N3 never wakes a spinner:
+//         it is an awake worker, and the argument below holds for it as for
+//         any awake worker, since it goes through I1-I2 before it parks.
 //     I1. under idle_mu: joins the idle list; one seq_cst RMW adds one
 //         parked worker and, if it was searching, removes one searcher.
 //     I2. looks again: always at the shared injector and its own preferred
@@ -229,6 +237,9 @@ struct RuntimeShared {
   bool StartSearching(Worker& w) noexcept;
   // F3: `w` found work; no-op if it was not searching.
   void EndSearching(Worker& w) noexcept;
+  // I0 for a worker that does not search: may one more worker search now
+  // (F1's bound; a hint)?
+  bool MaySearch() const noexcept;
   // I2, and F3's check: is there a task in any queue a worker may take?
   bool AnyWork(const Worker& self) const noexcept;
   // I2 for a worker that was not the last searcher: the shared injector
