@@ -138,8 +138,8 @@ struct RuntimeStats {
   uint64_t wakes_skipped = 0;
   // Searching (stealing) workers: at most half the workers search at once
   // (with 2+ workers); `max_searching` is the most seen at once, and
-  // `searches_refused` counts idle workers that parked without searching
-  // because half were searching already.
+  // `searches_refused` counts idle workers refused a search because half
+  // were searching already (they spin, and park unless room opens).
   uint64_t max_searching = 0;
   uint64_t searches_refused = 0;
   uint64_t injected = 0;        // tasks queued from outside any worker
