@@ -191,7 +191,7 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
       // poll that blocks after this spawn strands nothing.
       bool overflowed = false;
       self->deque.PushOrOverflow(t, [&](TaskHeader** items, size_t k) {
-        rt.injector.PushBatch(items, k);
+        rt.Spill(*self, items, k);
         Worker::Bump(self->overflowed, k);
         overflowed = true;
       });
@@ -215,7 +215,7 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
       const size_t k = self->deque.TakeOldest(
           moved.data(), std::min(queued / 2, moved.size() - 1));
       moved[k] = t;
-      rt.injector.PushBatch(moved.data(), k + 1);
+      rt.Spill(*self, moved.data(), k + 1);
       Worker::Bump(self->overflowed, k + 1);
     }
     // N1-N3.
@@ -443,6 +443,12 @@ Runtime::~Runtime() {
     while (TaskHeader* t = w->preferred.Pop()) RuntimeShared::CancelUnbound(t);
   }
   while (TaskHeader* t = rt.injector.Pop()) RuntimeShared::CancelUnbound(t);
+  while (executor_internal::OverflowBatch* b = rt.overflow.Pop()) {
+    for (uint32_t i = b->next; i < b->size; ++i) {
+      RuntimeShared::CancelUnbound(b->items[i]);
+    }
+    b->home->GiveBack(b);
+  }
   // Breaks the cycle RuntimeShared -> Worker::handle_anchor ->
   // RuntimeShared (after the joins: the workers' plain counts are ours to
   // read); the JoinHandles still out hold their anchors (and so the state)

@@ -183,20 +183,56 @@ bool JoinIdle(RuntimeShared& rt, Worker& w) {
   for (int line = 0; line < 6; ++line) __builtin_prefetch(p + 64 * line, 1);
 }
 
+// O2: the oldest task of a spilled batch, or null; as many of the batch's
+// other tasks as w's deque has room for go there (stealable), the rest
+// back on `overflow`.  The tasks were built on another worker: the ones w
+// runs first (the newest: its deque is LIFO) are fetched together now.
+TaskHeader* PopOverflow(RuntimeShared& rt, Worker& w) noexcept {
+  OverflowBatch* b = rt.overflow.Pop();
+  if (b == nullptr) return nullptr;
+  const size_t room = w.deque.capacity() - w.deque.size();
+  const size_t n = std::min<size_t>(b->size - b->next, room + 1);
+  TaskHeader* const* items = b->items.data() + b->next;
+  for (size_t i = n; i-- > 1 && n - i <= 16;) PrefetchTask(items[i]);
+  PrefetchTask(items[0]);
+  for (size_t i = 1; i < n; ++i) {
+    // Room was counted above and only this thread pushes.
+    if (!w.deque.Push(items[i])) rt.injector.Push(items[i]);
+  }
+  TaskHeader* first = items[0];
+  b->next += static_cast<uint32_t>(n);
+  if (b->next < b->size) {
+    rt.overflow.Push(b);
+  } else {
+    b->home->GiveBack(b);
+  }
+  w.policy->counters().AddInjected(n);
+  // Stealable before NotifyOne (P1 before N1), and while `first` runs.
+  w.deque.Publish();
+  if (n > 1 || !rt.overflow.empty()) rt.NotifyOne();  // tasks others may take
+  return first;
+}
+
 // A task queued for worker `w` (its preferred injector) or for anyone (the
-// shared injector); a batch from the shared injector goes to w's deque
-// (still stealable) after the first.
+// shared injectors: spilled batches and the linked one, in turn); a batch
+// from those goes to w's deque (still stealable) after the first.
 TaskHeader* PopInjected(RuntimeShared& rt, Worker& w) noexcept {
   if (TaskHeader* t = w.preferred.Pop()) {
     w.policy->counters().AddInjected(1);
     return t;
   }
-  if (rt.injector.empty()) return nullptr;
+  w.overflow_first = !w.overflow_first;
+  if (w.overflow_first) {
+    if (TaskHeader* t = PopOverflow(rt, w)) return t;
+  }
+  if (rt.injector.empty()) {
+    return w.overflow_first ? nullptr : PopOverflow(rt, w);
+  }
   std::array<TaskHeader*, 16> batch;
   const size_t room = w.deque.capacity() - w.deque.size();
   const size_t want = std::min<size_t>(batch.size(), room + 1);
   const size_t n = rt.injector.PopBatch(batch.data(), want);
-  if (n == 0) return nullptr;
+  if (n == 0) return w.overflow_first ? nullptr : PopOverflow(rt, w);
   for (size_t i = 0; i < n; ++i) PrefetchTask(batch[i]);
   w.policy->counters().AddInjected(n);
   for (size_t i = 1; i < n; ++i) {

@@ -126,6 +126,7 @@
 #ifndef SPINDLE_EXECUTOR_INTERNAL_RUNTIME_SHARED_H_
 #define SPINDLE_EXECUTOR_INTERNAL_RUNTIME_SHARED_H_
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -136,6 +137,7 @@
 #include <vector>
 
 #include "executor/internal/inbox.h"
+#include "executor/internal/overflow.h"
 #include "executor/local_executor.h"
 #include "executor/runtime.h"
 #include "executor/task.h"
@@ -160,6 +162,7 @@ struct Worker {
   // its own RuntimeShared alive).
   HandleAnchor handle_anchor;
   steal::WorkDeque<TaskHeader> deque;
+  OverflowPool overflow;  // the batches its deque spills (O1)
   steal::Injector<TaskHeader> preferred;  // StealablePreferred(index)
   std::optional<steal::StealPolicy> policy;
   std::thread thread;
@@ -172,6 +175,7 @@ struct Worker {
   bool idle_listed = false;      // guarded by RuntimeShared::idle_mu
   bool woken_searching = false;  // guarded by RuntimeShared::idle_mu (N3)
   bool searching = false;        // the worker's thread only (F1-F3, I1-I4)
+  bool overflow_first = false;   // the worker's thread only (PopInjected)
 
   // Written by the worker thread, read by Stats() from any thread.
   std::atomic<uint64_t> started{0};
@@ -197,6 +201,8 @@ struct RuntimeShared {
     return workers.size() + (isolation != nullptr ? 1 : 0);
   }
   steal::Injector<TaskHeader> injector;  // from outside any worker
+  // The batches full deques spilled (executor/internal/overflow.h).
+  steal::Injector<OverflowBatch> overflow;
 
   // Searching and sleeping workers (F1-F3, I1-I4, N1-N3).
   static constexpr uint64_t kSearcher = 1;
@@ -242,10 +248,24 @@ struct RuntimeShared {
   bool MaySearch() const noexcept;
   // I2, and F3's check: is there a task in any queue a worker may take?
   bool AnyWork(const Worker& self) const noexcept;
-  // I2 for a worker that was not the last searcher: the shared injector
+  // I2 for a worker that was not the last searcher: the shared injectors
   // and its own preferred injector.
   bool AnyInjected(const Worker& self) const noexcept {
-    return !injector.empty() || !self.preferred.empty();
+    return !injector.empty() || !overflow.empty() || !self.preferred.empty();
+  }
+  // O1: the deque of `self` spills items[0, k) (k >= 1, oldest first): one
+  // batch of its pool on `overflow`, or, the pool spent, linked on the
+  // shared injector.
+  void Spill(Worker& self, TaskHeader* const* items, size_t k) noexcept {
+    OverflowBatch* b = k > 1 ? self.overflow.Get() : nullptr;
+    if (b == nullptr) {
+      injector.PushBatch(items, k);
+      return;
+    }
+    std::copy(items, items + k, b->items.begin());
+    b->size = static_cast<uint32_t>(k);
+    b->next = 0;
+    overflow.Push(b);
   }
   // Cancels an unbound task (it never ran): completion bits, frame freed.
   static void CancelUnbound(TaskHeader* t) noexcept;
