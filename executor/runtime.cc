@@ -205,12 +205,11 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
       }
     } else {
       // Past the knob (StealOptions::stealable_queue_capacity): the older
-      // half of the deque and this task go to the injector as one batch
-      // (as PushOrOverflow does when the ring is full): a long burst pays
-      // the injector's two locked RMWs and the deque's one CAS
-      // (TakeOldest) once per batch, instead of two locked RMWs per
-      // task.  The deque stays within the knob, and its newest tasks stay
-      // here.
+      // half of the deque and this task are spilled as one overflow batch
+      // (O1; as PushOrOverflow does when the ring is full): a long burst
+      // pays an injector push and the deque's one CAS (TakeOldest) once
+      // per batch, instead of two locked RMWs per task.  The deque stays
+      // within the knob, and its newest tasks stay here.
       std::array<TaskHeader*, decltype(self->deque)::kMaxBatch + 1> moved;
       const size_t k = self->deque.TakeOldest(
           moved.data(), std::min(queued / 2, moved.size() - 1));

@@ -143,7 +143,7 @@ struct RuntimeStats {
   uint64_t max_searching = 0;
   uint64_t searches_refused = 0;
   uint64_t injected = 0;        // tasks queued from outside any worker
-  uint64_t overflowed = 0;      // tasks moved from a full deque to injector
+  uint64_t overflowed = 0;  // tasks full deques spilled (overflow batches)
   uint64_t stuck_reports = 0;   // monitor reports of stuck workers
   // Tasks that their joiner ran inside its own poll (a join of a task that
   // had not started: the newest in the joiner's deque, counted in

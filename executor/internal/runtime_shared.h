@@ -22,15 +22,18 @@
 //                      (WorkDeque's private part stays empty): a poll that
 //                      blocks never strands a queued task; past
 //                      StealOptions::stealable_queue_capacity, the older
-//                      half and the new task go to the shared injector in
-//                      one batch.  A single worker keeps its pushes
+//                      half and the new task are spilled in one overflow
+//                      batch (internal/overflow.h: O1-O3; linked on the
+//                      shared injector once the worker's pool is spent).
+//                      A single worker keeps its pushes
 //                      private (no one else could take them; its Pop then
 //                      takes no locked RMW), and past the knob or the ring
 //                      binds and queues a spawn in its executor at once.
 //   Worker::executor   the worker's thread while it runs (it builds nothing:
 //                      the executor is built by Build and destroyed by the
 //                      worker thread at the end of step S3).
-//   injectors          any thread.
+//   injectors          any thread (the shared `injector`, `overflow`,
+//                      each worker's `preferred`).
 //   idle list          under idle_mu.
 //
 // Searching and sleeping (after Tokio's idle protocol; one packed word).
