@@ -260,7 +260,9 @@ struct RuntimeShared {
   // batch of its pool on `overflow`, or, the pool spent, linked on the
   // shared injector.
   void Spill(Worker& self, TaskHeader* const* items, size_t k) noexcept {
-    OverflowBatch* b = k > 1 ? self.overflow.Get() : nullptr;
+    OverflowBatch* b = k > 1 && k <= kOverflowBatchCapacity
+                           ? self.overflow.Get()
+                           : nullptr;
     if (b == nullptr) {
       injector.PushBatch(items, k);
       return;
