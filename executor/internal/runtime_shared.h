@@ -165,7 +165,6 @@ struct Worker {
   // its own RuntimeShared alive).
   HandleAnchor handle_anchor;
   steal::WorkDeque<TaskHeader> deque;
-  OverflowPool overflow;  // the batches its deque spills (O1)
   steal::Injector<TaskHeader> preferred;  // StealablePreferred(index)
   std::optional<steal::StealPolicy> policy;
   std::thread thread;
@@ -186,6 +185,8 @@ struct Worker {
   std::atomic<uint64_t> wakes_skipped{0};  // spawns that woke nobody
   std::atomic<uint64_t> overflowed{0};     // spawns sent to the injector
   std::atomic<uint64_t> joins_inlined{0};  // run by their joiner (inline)
+
+  OverflowPool overflow;  // the batches its deque spills (O1)
 
   // Worker thread: one relaxed add (no RMW).
   static void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
