@@ -13,8 +13,14 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/internal/raw_logging.h"
 #include "absl/hash/hash.h"
@@ -479,14 +485,30 @@ void Runtime::CheckBlockingCall(const char* what) {
 }
 
 namespace {
+// How long Stats() from a plain thread waits for the workers' snapshots.
+constexpr std::chrono::seconds kSnapshotWait{1};
+
+// The snapshots Stats() waits for.  Shared with the snapshot tasks: one on
+// a thread busy in a poll past the wait answers later, into a Snapshots
+// that nobody reads any more.
+struct Snapshots {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t left = 0;                                  // guarded by mu
+  std::vector<std::optional<ExecutorStats>> taken;  // guarded by mu
+};
+
 // A worker's counters without the snapshot task itself (spawned and live
 // while it reads them): an idle runtime reports no live task, and every
 // spawn counted has ended.  Earlier snapshots count as spawns that ended.
-Task<ExecutorStats> SnapshotWorker() {
+Task<void> SnapshotWorker(std::shared_ptr<Snapshots> into, size_t slot) {
   ExecutorStats s = CurrentExecutor()->Stats();
   s.spawns -= 1;
   s.live_tasks -= 1;
-  co_return s;
+  const std::lock_guard<std::mutex> lock(into->mu);
+  into->taken[slot] = s;
+  if (--into->left == 0) into->cv.notify_all();
+  co_return;
 }
 }  // namespace
 
@@ -509,21 +531,36 @@ RuntimeStats Runtime::Stats() const {
   s.max_searching = rt.max_searching.load(std::memory_order_relaxed);
   s.searches_refused = rt.searches_refused.load(std::memory_order_relaxed);
   if (executor_internal::tl_executor != nullptr) return s;
-  // From a plain thread: a pinned task on each worker takes its snapshot.
-  std::vector<JoinHandle<ExecutorStats>> handles;
+  // From a plain thread: a pinned task on each worker (and the isolation
+  // thread) takes its snapshot.  It waits kSnapshotWait at most: a thread
+  // held in one poll (a stuck task, the moment one wants stats) is named
+  // in busy_workers instead of holding this call until the poll ends.
+  const size_t n = rt.workers.size();
+  const size_t threads = rt.thread_count();
+  auto snapshots = std::make_shared<Snapshots>();
+  snapshots->taken.resize(threads);
+  snapshots->left = threads;
   RuntimeSpawner spawner = spawner_;
-  for (size_t i = 0; i < rt.workers.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     RuntimeSpawnOptions o;
     o.placement = Placement::Pinned(i);
-    handles.push_back(spawner.Spawn(SnapshotWorker(), o));
-  }
-  for (auto& h : handles) {
-    if (h.Wait() == JoinStatus::kCompleted) s.workers.push_back(h.Join());
+    spawner.SpawnDetached(SnapshotWorker(snapshots, i), o);
   }
   if (rt.isolation != nullptr) {
-    JoinHandle<ExecutorStats> h =
-        spawner.SpawnOn(rt.isolation.get(), SnapshotWorker());
-    if (h.Wait() == JoinStatus::kCompleted) s.isolation = h.Join();
+    JoinHandle<void> h =
+        spawner.SpawnOn(rt.isolation.get(), SnapshotWorker(snapshots, n));
+  }
+  std::unique_lock<std::mutex> lock(snapshots->mu);
+  snapshots->cv.wait_for(lock, kSnapshotWait,
+                         [&] { return snapshots->left == 0; });
+  for (size_t i = 0; i < threads; ++i) {
+    const std::optional<ExecutorStats>& taken = snapshots->taken[i];
+    if (!taken.has_value()) s.busy_workers.push_back(i);
+    if (i < n) {
+      s.workers.push_back(taken.value_or(ExecutorStats{}));
+    } else {
+      s.isolation = taken;
+    }
   }
   return s;
 }

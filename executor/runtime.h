@@ -120,7 +120,8 @@ struct RuntimeSpawnOptions : SpawnOptions {
 // What a Runtime did.  Runtime counters are read live from any thread;
 // `workers` (each worker's ExecutorStats) is filled when Stats() is called
 // from a plain thread (a task on each worker takes its executor's
-// snapshot), and left empty when called from inside a task.
+// snapshot; the call waits 1 s at most, see busy_workers), and left empty
+// when called from inside a task.
 struct RuntimeStats {
   size_t worker_count = 0;
   // Stealing, over all workers: probes, successes, scans, and where the
@@ -156,6 +157,10 @@ struct RuntimeStats {
   std::vector<ExecutorStats> workers;
   // The isolation thread's executor (tiers on, 2+ workers), likewise.
   std::optional<ExecutorStats> isolation;
+  // From a plain thread: the threads (worker indices; the isolation
+  // thread's is worker_count) that did not answer within 1 s, held in one
+  // poll: their `workers` entry is all zero (`isolation` stays empty).
+  std::vector<size_t> busy_workers;
 };
 
 class Runtime;

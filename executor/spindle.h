@@ -134,7 +134,8 @@ int spindle_runtime_destroy(spindle_runtime_t* rt);
 /* The number of worker threads. */
 int spindle_runtime_workers(const spindle_runtime_t* rt);
 /* Sums of the workers' counters (polls, spawns, ...), read from a thread
- * that is not one of the runtime's workers (-EBUSY from a worker). */
+ * that is not one of the runtime's workers (-EBUSY from a worker).  Waits
+ * 1 s at most: a worker held in one poll that long is left out. */
 int spindle_runtime_stats(const spindle_runtime_t* rt, spindle_stats_t* out);
 
 /* ---- Spawning ----------------------------------------------------------- */
