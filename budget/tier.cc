@@ -478,29 +478,8 @@ Action TierManager::AfterPollSlow(TaskContext& ctx, PollOutcome outcome,
 
 void TierManager::OnYield(TaskContext& ctx) noexcept { Bump(yields_); }
 
-void TierManager::OnComplete(TaskContext& ctx) noexcept {
-  // Relaxed load + store, not an RMW: only the owning thread writes (see
-  // the class comment); Metrics() on another thread reads relaxed.
-  auto& gauge = tasks_per_tier_[ctx.budget.tier() & 3u];
-  gauge.store(gauge.load(std::memory_order_relaxed) - 1,
-              std::memory_order_relaxed);
-}
-
-namespace {
-[[gnu::cold, gnu::noinline]] void DropBookkeeping(TaskContext& ctx) noexcept {
+void TierManager::DropBookkeeping(TaskContext& ctx) noexcept {
   ctx.tier_bookkeeping.reset();
-}
-}  // namespace
-
-void TierManager::OnSpawn(TaskContext& ctx) noexcept {
-  // Null for a new task: a test, no store (a reused context starts clean,
-  // out of line so that this stays a leaf).
-  if (ctx.tier_bookkeeping != nullptr) [[unlikely]] DropBookkeeping(ctx);
-  ctx.budget.set_tier(0);
-  // Owner-thread write, as in OnComplete.
-  tasks_per_tier_[0].store(
-      tasks_per_tier_[0].load(std::memory_order_relaxed) + 1,
-      std::memory_order_relaxed);
 }
 
 void TierManager::OnMoveIn(const TaskContext& ctx) noexcept {

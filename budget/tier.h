@@ -312,10 +312,26 @@ class TierManager {
     yields_.store(yields_.load(std::memory_order_relaxed) + n,
                   std::memory_order_relaxed);
   }
-  // The task finished: leaves the per-tier gauge of its tier.
-  void OnComplete(TaskContext& ctx) noexcept;
+  // The task finished: leaves the per-tier gauge of its tier.  Inline, as
+  // OnSpawn: once per task, on every spawn-heavy path.
+  void OnComplete(TaskContext& ctx) noexcept {
+    // Relaxed load + store, not an RMW: only the owning thread writes (see
+    // the class comment); Metrics() on another thread reads relaxed.
+    auto& gauge = tasks_per_tier_[ctx.budget.tier() & 3u];
+    gauge.store(gauge.load(std::memory_order_relaxed) - 1,
+                std::memory_order_relaxed);
+  }
   // The task entered: tier state reset, kMonitor, joins the kMonitor gauge.
-  void OnSpawn(TaskContext& ctx) noexcept;
+  void OnSpawn(TaskContext& ctx) noexcept {
+    // Null for a new task: a test, no store (a reused context starts clean,
+    // out of line).
+    if (ctx.tier_bookkeeping != nullptr) [[unlikely]] DropBookkeeping(ctx);
+    ctx.budget.set_tier(0);
+    // Owner-thread write, as in OnComplete.
+    tasks_per_tier_[0].store(
+        tasks_per_tier_[0].load(std::memory_order_relaxed) + 1,
+        std::memory_order_relaxed);
+  }
   // A started task moved in from another manager (a Runtime worker handed
   // it over; that manager called OnComplete): it keeps its tier state and
   // joins the gauge of its tier here.
@@ -332,6 +348,8 @@ class TierManager {
   void SetTier(TaskContext& ctx, unsigned from, unsigned to,
                uint64_t now) noexcept;
   void Warn(TaskContext& ctx, uint64_t elapsed_ticks) noexcept;
+  [[gnu::cold, gnu::noinline]] static void DropBookkeeping(
+      TaskContext& ctx) noexcept;
 
   static void Bump(std::atomic<uint64_t>& c) noexcept {
     // Relaxed load + store: only the owning thread writes (no RMW needed);

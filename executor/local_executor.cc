@@ -126,26 +126,6 @@ void LocalExecutor::SubmitTask(TaskHeader* t,
   Adopt(t);
 }
 
-void LocalExecutor::Adopt(TaskHeader* t) noexcept {
-  stats_.spawns++;
-  LinkLive(t);
-  if (tiers_ != nullptr) tiers_->OnSpawn(t->ctx);
-  // A timed task keeps its spawn tick, even if it is cancelled here.
-  if (task_timing_) {
-    (void)executor_internal::AttachTicks(t->ticks, t->enqueue_tick);
-  }
-  if (shutting_down_ || stopping_) {
-    CancelTask(t);
-    return;
-  }
-  if (t->state.load(std::memory_order_relaxed) &
-      executor_internal::kStateCancelRequested) {
-    CancelTask(t);
-    return;
-  }
-  Enqueue(t, t->enqueue_tick);
-}
-
 // A queued task woken by an operation that completed with a real result
 // (bytes, a descriptor): the result is delivered before a cancellation
 // takes effect, so nothing is lost (an accepted socket would leak).

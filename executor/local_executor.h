@@ -144,7 +144,7 @@ class SpawnApi {
 };
 
 // The tiers' priority of a task spawned with CPU priority `priority`.
-budget::TaskPriority BudgetPriorityOf(Priority priority) noexcept;
+inline budget::TaskPriority BudgetPriorityOf(Priority priority) noexcept;
 
 // Fills a task's spawn-time fields from `options`; the queue id is looked
 // up in the inbox's immutable map (an unknown id is a bug: it crashes,
@@ -156,8 +156,8 @@ void PrepareSpawn(Inbox& inbox, TaskHeader* task, const SpawnOptions& options,
                   bool remote, bool task_timing) noexcept;
 // The part of PrepareSpawn that does not bind the task to an executor
 // (queue index, priorities, name), for a Runtime's stealable tasks.
-void FillSpawnFields(const Inbox& inbox, TaskHeader* task,
-                     const SpawnOptions& options) noexcept;
+inline void FillSpawnFields(const Inbox& inbox, TaskHeader* task,
+                            const SpawnOptions& options) noexcept;
 struct Worker;
 
 // Wakes a task for a Waker (executor/waker.h), consuming the waker's
@@ -403,9 +403,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void BeginStop() noexcept;
   void DriverYield(uint64_t now) noexcept;
   void Park(uint64_t timeout_ns = UINT64_MAX) noexcept;
-  // A Runtime worker with nothing to run (I0): waits awake until TSC tick
-  // `deadline` for a wake or work; true if either came (worker_loop.cc).
-  bool SpinBeforePark(uint64_t deadline, bool yield) noexcept;
+  // A Runtime worker with nothing to run (I0), at tick `now`: waits awake
+  // until `deadline` for a wake or work; true if either came.
+  bool SpinBeforePark(uint64_t now, uint64_t deadline, bool yield) noexcept;
   // Context-switch accounting for slow polls (see DiscountPreemption).
   struct CpuMark {
     uint64_t tick = 0;

@@ -324,6 +324,12 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
         // Waits for a wake (I/O, a join, a Waker): nothing to do, as
         // FinishPoll would find.
         ++others;
+      } else if (t->run_state == RunState::kDone) {
+        // Finished: FinishPoll's first case, without the call (a spawned
+        // task's last poll; ~20 of its ~550 instructions in `mt_spawn`).
+        executor_internal::tl_task = nullptr;
+        ++others;
+        FinishTask(t);
       } else {
         executor_internal::tl_task = nullptr;
         ++others;

@@ -114,12 +114,82 @@ HandleAnchor* RuntimeSpawner::Anchor() const noexcept {
   return HandleAnchor::Acquire(&rt_->workers[0]->handle_anchor);
 }
 
-void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
-                            Worker* to) noexcept {
-  RuntimeShared& rt = *rt_;
+namespace {
+
+// P1: a stealable task spawned by a task of worker `self` (not the
+// isolation thread) goes to self's own deque.  Shutdown does not race with
+// it: S4 drains the deques after the threads are joined; from S1 on (the
+// cancellations of S3 may spawn) the task is cancelled at once.  Kept apart
+// from SubmitPlaced: it is every fork-join program's spawn path, and the
+// placement switch and the registers the whole of Submit saved cost
+// `mt_spawn` ~25 instructions a task (callgrind).
+void SubmitFromWorker(RuntimeShared& rt, Worker& self, TaskHeader* t,
+                      const RuntimeSpawnOptions& options) noexcept {
+  executor_internal::FillSpawnFields(*rt.queue_map, t, options);
+  TaskHeader* cur = executor_internal::tl_task;
+  t->enqueue_tick =
+      cur != nullptr ? cur->ctx.poll_start_tick : timing::TscClock::Now();
+  t->ctx.task_id = TaskId(++tl_worker_seq, self.index);
+  if (rt.closing.load(std::memory_order_relaxed)) {
+    RuntimeShared::CancelUnbound(t);
+    return;
+  }
+  if (rt.workers.size() == 1) {
+    // A single worker has no thief and nobody to wake.  Its deque keeps
+    // the newest spawns private (its Pop takes no locked instruction, and
+    // LIFO runs a fork-join tree depth first, as `mt_fib` needs).  Past
+    // the knob or the ring, the task is bound and queued in the executor
+    // at once, as LocalExecutor::Spawn does, not sent to the injector:
+    // there each task of a burst was touched again when taken, after the
+    // burst had left the caches (`mt_spawn` on one worker spent a third
+    // of its time there).
+    Worker::Bump(self.wakes_skipped);
+    if (self.policy->AdmitStealable(self.deque.size()) &&
+        self.deque.Push(t)) {
+      return;
+    }
+    Worker::Bump(self.started);
+    self.policy->counters().AddLocal(1);
+    self.executor->BindAndAdopt(t, /*unpublished=*/true);
+    return;
+  }
+  const size_t queued = self.deque.size();
+  if (self.policy->AdmitStealable(queued)) {
+    // PushOrOverflow publishes the task: stealable at once, so that a
+    // poll that blocks after this spawn strands nothing.
+    bool overflowed = false;
+    self.deque.PushOrOverflow(t, [&](TaskHeader** items, size_t k) {
+      rt.Spill(self, items, k);
+      Worker::Bump(self.overflowed, k);
+      overflowed = true;
+    });
+    // Only a push onto an empty deque looks for a worker to wake: the
+    // push that made it non-empty did (N1-N3), and whoever that found
+    // (a searcher, or the worker it woke) hands the search on while the
+    // deque holds work (F3, I2).  This worker runs its own deque anyway.
+    if (queued != 0 && !overflowed) {
+      Worker::Bump(self.wakes_skipped);
+      return;
+    }
+  } else {
+    // Past the knob (StealOptions::stealable_queue_capacity): the older
+    // half of the deque and this task are spilled as one overflow batch
+    // (O1; as PushOrOverflow does when the ring is full): a long burst
+    // pays an injector push and the deque's one CAS (TakeOldest) once
+    // per batch, instead of two locked RMWs per task.  The deque stays
+    // within the knob, and its newest tasks stay here.
+    Worker::Bump(self.overflowed, rt.SpillOldest(self, queued / 2, t));
+  }
+  // N1-N3.
+  if (!rt.NotifyOne()) Worker::Bump(self.wakes_skipped);
+}
+
+// Every other spawn: from outside, from the isolation thread, or placed.
+[[gnu::noinline]] void SubmitPlaced(RuntimeShared& rt, Worker* self,
+                                    TaskHeader* t,
+                                    const RuntimeSpawnOptions& options,
+                                    Worker* to) noexcept {
   const size_t n = rt.workers.size();
-  Worker* self = executor_internal::tl_worker;
-  if (self != nullptr && self->rt != &rt) self = nullptr;  // another runtime
   executor_internal::FillSpawnFields(*rt.queue_map, t, options);
   TaskHeader* cur = executor_internal::tl_task;
   t->enqueue_tick = (self != nullptr && cur != nullptr)
@@ -161,73 +231,6 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
   }
   if (to != nullptr) pinned = true;
 
-  // From a worker of this runtime, a stealable task goes to its own deque
-  // (P1).  Shutdown does not race with it: S4 drains the deques after the
-  // threads are joined; from S1 on (the cancellations of S3 may spawn) the
-  // task is cancelled at once.  The isolation thread has no deque others
-  // steal from: its spawns go to the shared injector, as from outside.
-  if (self != nullptr && !self->isolation && !pinned &&
-      p.kind() == Placement::Kind::kStealable) {
-    if (rt.closing.load(std::memory_order_relaxed)) {
-      RuntimeShared::CancelUnbound(t);
-      return;
-    }
-    if (n == 1) {
-      // A single worker has no thief and nobody to wake.  Its deque keeps
-      // the newest spawns private (its Pop takes no locked instruction, and
-      // LIFO runs a fork-join tree depth first, as `mt_fib` needs).  Past
-      // the knob or the ring, the task is bound and queued in the executor
-      // at once, as LocalExecutor::Spawn does, not sent to the injector:
-      // there each task of a burst was touched again when taken, after the
-      // burst had left the caches (`mt_spawn` on one worker spent a third
-      // of its time there).
-      Worker::Bump(self->wakes_skipped);
-      if (self->policy->AdmitStealable(self->deque.size()) &&
-          self->deque.Push(t)) {
-        return;
-      }
-      Worker::Bump(self->started);
-      self->policy->counters().AddLocal(1);
-      self->executor->BindAndAdopt(t, /*unpublished=*/true);
-      return;
-    }
-    const size_t queued = self->deque.size();
-    if (self->policy->AdmitStealable(queued)) {
-      // PushOrOverflow publishes the task: stealable at once, so that a
-      // poll that blocks after this spawn strands nothing.
-      bool overflowed = false;
-      self->deque.PushOrOverflow(t, [&](TaskHeader** items, size_t k) {
-        rt.Spill(*self, items, k);
-        Worker::Bump(self->overflowed, k);
-        overflowed = true;
-      });
-      // Only a push onto an empty deque looks for a worker to wake: the
-      // push that made it non-empty did (N1-N3), and whoever that found
-      // (a searcher, or the worker it woke) hands the search on while the
-      // deque holds work (F3, I2).  This worker runs its own deque anyway.
-      if (queued != 0 && !overflowed) {
-        Worker::Bump(self->wakes_skipped);
-        return;
-      }
-    } else {
-      // Past the knob (StealOptions::stealable_queue_capacity): the older
-      // half of the deque and this task are spilled as one overflow batch
-      // (O1; as PushOrOverflow does when the ring is full): a long burst
-      // pays an injector push and the deque's one CAS (TakeOldest) once
-      // per batch, instead of two locked RMWs per task.  The deque stays
-      // within the knob, and its newest tasks stay here.
-      std::array<TaskHeader*, decltype(self->deque)::kMaxBatch + 1> moved;
-      const size_t k = self->deque.TakeOldest(
-          moved.data(), std::min(queued / 2, moved.size() - 1));
-      moved[k] = t;
-      rt.Spill(*self, moved.data(), k + 1);
-      Worker::Bump(self->overflowed, k + 1);
-    }
-    // N1-N3.
-    if (!rt.NotifyOne()) Worker::Bump(self->wakes_skipped);
-    return;
-  }
-
   // Everything else may race with shutdown: bracketed by `inflight` (S1).
   rt.inflight.fetch_add(1, std::memory_order_seq_cst);
   if (rt.closing.load(std::memory_order_seq_cst)) {
@@ -256,6 +259,21 @@ void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
     }
   }
   rt.inflight.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+}  // namespace
+
+void RuntimeSpawner::Submit(TaskHeader* t, const RuntimeSpawnOptions& options,
+                            Worker* to) noexcept {
+  RuntimeShared& rt = *rt_;
+  Worker* self = executor_internal::tl_worker;
+  if (self != nullptr && self->rt != &rt) self = nullptr;  // another runtime
+  if (self != nullptr && to == nullptr && !self->isolation &&
+      options.placement.kind() == Placement::Kind::kStealable) [[likely]] {
+    SubmitFromWorker(rt, *self, t, options);
+  } else {
+    SubmitPlaced(rt, self, t, options, to);
+  }
 }
 
 // ---- RuntimeBuilder
@@ -547,8 +565,7 @@ RuntimeStats Runtime::Stats() const {
     spawner.SpawnDetached(SnapshotWorker(snapshots, i), o);
   }
   if (rt.isolation != nullptr) {
-    JoinHandle<void> h =
-        spawner.SpawnOn(rt.isolation.get(), SnapshotWorker(snapshots, n));
+    spawner.SpawnDetachedOn(rt.isolation.get(), SnapshotWorker(snapshots, n));
   }
   std::unique_lock<std::mutex> lock(snapshots->mu);
   snapshots->cv.wait_for(lock, kSnapshotWait,

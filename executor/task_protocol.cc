@@ -180,37 +180,15 @@ void CheckJoin(const TaskHeader* target, bool from_task) {
   }
 }
 
-budget::TaskPriority BudgetPriorityOf(Priority priority) noexcept {
-  // The tiers' critical column is not reachable from SpawnOptions; a value
-  // past kLow counts as kLow, as in the schedulers.
-  switch (priority) {
-    case Priority::kHigh:
-      return budget::TaskPriority::kHigh;
-    case Priority::kNormal:
-      return budget::TaskPriority::kNormal;
-    default:
-      return budget::TaskPriority::kLow;
+uint16_t QueueIndexOf(const Inbox& in, uint32_t queue_id) noexcept {
+  auto it = in.queue_index.find(queue_id);
+  if (it == in.queue_index.end()) {
+    ABSL_RAW_LOG(FATAL,
+                 "Spawn: unknown queue id %u (not given to "
+                 "ExecutorBuilder::WithQueue)",
+                 static_cast<unsigned>(queue_id));
   }
-}
-
-void FillSpawnFields(const Inbox& in, TaskHeader* t,
-                     const SpawnOptions& options) noexcept {
-  uint16_t q = in.default_queue;
-  if (options.queue.has_value()) {
-    auto it = in.queue_index.find(*options.queue);
-    if (it == in.queue_index.end()) {
-      ABSL_RAW_LOG(FATAL,
-                   "Spawn: unknown queue id %u (not given to "
-                   "ExecutorBuilder::WithQueue)",
-                   static_cast<unsigned>(*options.queue));
-    }
-    q = it->second;
-  }
-  t->home_queue = q;
-  t->priority = options.priority;
-  t->ctx.priority = BudgetPriorityOf(options.priority);
-  t->ctx.name = options.name;
-  t->io_priority = static_cast<uint8_t>(options.io_priority);
+  return it->second;
 }
 
 void PrepareSpawn(Inbox& in, TaskHeader* t, const SpawnOptions& options,

@@ -130,6 +130,7 @@
 #define SPINDLE_EXECUTOR_INTERNAL_RUNTIME_SHARED_H_
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -272,6 +273,26 @@ struct RuntimeShared {
     b->size = static_cast<uint32_t>(k);
     b->next = 0;
     overflow.Push(b);
+  }
+  // O1 past StealOptions::stealable_queue_capacity: up to `max` of the
+  // oldest tasks of self's deque (TakeOldest), then `t`, taken straight
+  // into one batch; returns how many were spilled.
+  size_t SpillOldest(Worker& self, size_t max, TaskHeader* t) noexcept {
+    max = std::min(max, kOverflowBatchCapacity - 1);
+    OverflowBatch* b = self.overflow.Get();
+    if (b == nullptr) {  // the pool is spent: linked on the injector
+      std::array<TaskHeader*, kOverflowBatchCapacity> moved;
+      const size_t k = self.deque.TakeOldest(moved.data(), max);
+      moved[k] = t;
+      injector.PushBatch(moved.data(), k + 1);
+      return k + 1;
+    }
+    const size_t k = self.deque.TakeOldest(b->items.data(), max);
+    b->items[k] = t;
+    b->size = static_cast<uint32_t>(k + 1);
+    b->next = 0;
+    overflow.Push(b);
+    return k + 1;
   }
   // Cancels an unbound task (it never ran): completion bits, frame freed.
   static void CancelUnbound(TaskHeader* t) noexcept;

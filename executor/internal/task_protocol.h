@@ -80,6 +80,17 @@ inline void CompleteAndRelease(TaskHeader* t, bool cancelled) noexcept {
 // unwinds), then its joiners see it done (`cancelled` or not): a thread in
 // Wait() or a joining task never sees a task done while its destructors
 // still run.
+// Others hold references (a handle, an abort in flight), and one of them
+// may be dropped on another thread meanwhile: the body's reference keeps
+// the cell alive until the completion is published, and goes with it.
+// Out of line, so that DestroyAndComplete's common case stays a tail call.
+[[gnu::noinline]] inline void DestroyAndCompleteShared(
+    TaskHeader* t, bool cancelled) noexcept {
+  t->body_ref_kept = true;
+  t->ops->destroy(t);
+  CompleteAndRelease(t, cancelled);
+}
+
 inline void DestroyAndComplete(TaskHeader* t, bool cancelled) noexcept {
   // Only the frame refers to the task (no handle, no abort in flight): no
   // other thread can observe the state, so no RMW and no notify.
@@ -88,12 +99,7 @@ inline void DestroyAndComplete(TaskHeader* t, bool cancelled) noexcept {
     t->ops->destroy(t);  // drops the frame's reference: frees the cell
     return;
   }
-  // Others hold references (a handle, an abort in flight), and one of them
-  // may be dropped on another thread meanwhile: the body's reference keeps
-  // the cell alive until the completion is published, and goes with it.
-  t->body_ref_kept = true;
-  t->ops->destroy(t);
-  CompleteAndRelease(t, cancelled);
+  DestroyAndCompleteShared(t, cancelled);
 }
 
 inline void DestroyCancelled(TaskHeader* t) noexcept {
