@@ -210,11 +210,8 @@ class RuntimeSpawner {
               const RuntimeSpawnOptions& options,
               executor_internal::Worker* to = nullptr) noexcept;
   template <typename T>
-  JoinHandle<T> SpawnOn(executor_internal::Worker* to, Task<T> task) {
-    executor_internal::TaskCell<T>* cell = task.Release();
-    executor_internal::AddUnpublishedRef(cell);  // the handle's
-    Submit(cell, {}, to);
-    return JoinHandle<T>(cell, Anchor());
+  void SpawnDetachedOn(executor_internal::Worker* to, Task<T> task) {
+    Submit(task.Release(), {}, to);
   }
   // A handle's anchor reference (executor/internal/handle_anchor.h): the
   // calling worker's, or worker 0's from elsewhere; nullptr after shutdown.

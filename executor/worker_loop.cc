@@ -183,6 +183,24 @@ bool JoinIdle(RuntimeShared& rt, Worker& w) {
   for (int line = 0; line < 6; ++line) __builtin_prefetch(p + 64 * line, 1);
 }
 
+// A batch of n tasks taken from the shared queues by w, which runs
+// items[0]: the others go to w's deque (stealable), past its room (counted
+// by the caller) back to the injector.
+void KeepRest(RuntimeShared& rt, Worker& w, TaskHeader* const* items,
+              size_t n) noexcept {
+  for (size_t i = 1; i < n; ++i) {
+    if (!w.deque.Push(items[i])) rt.injector.Push(items[i]);
+  }
+}
+
+// After KeepRest: the batch is counted, and what w keeps is stealable
+// before NotifyOne (P1 before N1) looks for a worker to take `others`.
+void Announce(RuntimeShared& rt, Worker& w, size_t n, bool others) noexcept {
+  w.policy->counters().AddInjected(n);
+  w.deque.Publish();
+  if (others) rt.NotifyOne();
+}
+
 // O2: the oldest task of a spilled batch, or null; as many of the batch's
 // other tasks as w's deque has room for go there (stealable), the rest
 // back on `overflow`.  The tasks were built on another worker: the ones w
@@ -195,10 +213,7 @@ TaskHeader* PopOverflow(RuntimeShared& rt, Worker& w) noexcept {
   TaskHeader* const* items = b->items.data() + b->next;
   for (size_t i = n; i-- > 1 && n - i <= 16;) PrefetchTask(items[i]);
   PrefetchTask(items[0]);
-  for (size_t i = 1; i < n; ++i) {
-    // Room was counted above and only this thread pushes.
-    if (!w.deque.Push(items[i])) rt.injector.Push(items[i]);
-  }
+  KeepRest(rt, w, items, n);
   TaskHeader* first = items[0];
   b->next += static_cast<uint32_t>(n);
   if (b->next < b->size) {
@@ -206,10 +221,7 @@ TaskHeader* PopOverflow(RuntimeShared& rt, Worker& w) noexcept {
   } else {
     b->home->GiveBack(b);
   }
-  w.policy->counters().AddInjected(n);
-  // Stealable before NotifyOne (P1 before N1), and while `first` runs.
-  w.deque.Publish();
-  if (n > 1 || !rt.overflow.empty()) rt.NotifyOne();  // tasks others may take
+  Announce(rt, w, n, n > 1 || !rt.overflow.empty());
   return first;
 }
 
@@ -234,14 +246,8 @@ TaskHeader* PopInjected(RuntimeShared& rt, Worker& w) noexcept {
   const size_t n = rt.injector.PopBatch(batch.data(), want);
   if (n == 0) return w.overflow_first ? nullptr : PopOverflow(rt, w);
   for (size_t i = 0; i < n; ++i) PrefetchTask(batch[i]);
-  w.policy->counters().AddInjected(n);
-  for (size_t i = 1; i < n; ++i) {
-    // Room was counted above and only this thread pushes.
-    if (!w.deque.Push(batch[i])) rt.injector.Push(batch[i]);
-  }
-  // Stealable before NotifyOne (P1 before N1), and while batch[0] runs.
-  w.deque.Publish();
-  if (n > 1) rt.NotifyOne();  // tasks others may take
+  KeepRest(rt, w, batch.data(), n);
+  Announce(rt, w, n, n > 1);
   return batch[0];
 }
 
@@ -395,14 +401,14 @@ static uint32_t PausesPerLook() noexcept {
   return pauses;
 }
 
-bool LocalExecutor::SpinBeforePark(uint64_t deadline, bool yield) noexcept {
+bool LocalExecutor::SpinBeforePark(uint64_t now, uint64_t deadline,
+                                   bool yield) noexcept {
   if (io_ != nullptr && !io_peeks_ && KernelWaits()) return false;
   const executor_internal::Inbox& in = *inbox_;
   const Worker& w = *worker_;
   const RuntimeShared& rt = *w.rt;
   const uint64_t yield_every = timing::TscClock::FromNanos(2'000);
   const uint32_t pauses = PausesPerLook();
-  uint64_t now = timing::TscClock::Now();
   uint64_t last_yield = now;
   for (uint32_t step = 1; now < deadline; ++step) {
     if (yield && now - last_yield >= yield_every) {
@@ -451,6 +457,7 @@ void LocalExecutor::RunWorker(Worker* w) {
   };
   TaskHeader* carry = nullptr;  // picked by the last slice, not yet polled
   uint64_t spin_deadline = 0;   // I0's end in this idle spell; 0: none yet
+  bool spin_yields = false;     // the spell's spin yields its CPU at times
   for (;;) {
     stats_.loop_iterations++;
     if (carry != nullptr) {
@@ -485,11 +492,12 @@ void LocalExecutor::RunWorker(Worker* w) {
       // however often something seen in it turns out taken by another.
       if (w->spin_ticks != 0) {
         now = timing::TscClock::Now();
-        if (spin_deadline == 0) spin_deadline = now + w->spin_ticks;
+        if (spin_deadline == 0) {
+          spin_deadline = now + w->spin_ticks;
+          spin_yields = executor_internal::SharesCpuWithAwakeWorker(rt, *w);
+        }
         if (now < spin_deadline &&
-            SpinBeforePark(spin_deadline,
-                           executor_internal::SharesCpuWithAwakeWorker(rt,
-                                                                       *w))) {
+            SpinBeforePark(now, spin_deadline, spin_yields)) {
           DrainInbox();  // a wake (or a Nudge) came while it was awake
           now = timing::TscClock::Now();
           continue;
