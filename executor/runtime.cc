@@ -184,7 +184,9 @@ void SubmitFromWorker(RuntimeShared& rt, Worker& self, TaskHeader* t,
   if (!rt.NotifyOne()) Worker::Bump(self.wakes_skipped);
 }
 
-// Every other spawn: from outside, from the isolation thread, or placed.
+// Every other spawn: placed, from outside, or from the isolation thread
+// (it has no deque others steal from: its stealable spawns go to the
+// shared injector, as from outside).
 [[gnu::noinline]] void SubmitPlaced(RuntimeShared& rt, Worker* self,
                                     TaskHeader* t,
                                     const RuntimeSpawnOptions& options,

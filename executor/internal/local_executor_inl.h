@@ -81,8 +81,7 @@ inline void LocalExecutor::Enqueue(executor_internal::TaskHeader* t,
   queue_set_->Push(QueueOf(t), t);
 }
 
-// Inline: every spawned task comes through here once (the call cost ~14
-// instructions of a spawn, measured with callgrind on `mt_spawn`).
+// Every spawned task comes through here once (SubmitTask, BindAndAdopt).
 inline void LocalExecutor::Adopt(executor_internal::TaskHeader* t) noexcept {
   stats_.spawns++;
   LinkLive(t);

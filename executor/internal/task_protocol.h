@@ -75,15 +75,11 @@ inline void CompleteAndRelease(TaskHeader* t, bool cancelled) noexcept {
   if (RefsOf(old) == 1) t->ops->free_cell(t);  // the others went meanwhile
 }
 
-// Ends `t`, which will not run again: its frame goes first (the
-// destructors of its locals, parameters and captures run; a fiber's stack
-// unwinds), then its joiners see it done (`cancelled` or not): a thread in
-// Wait() or a joining task never sees a task done while its destructors
-// still run.
-// Others hold references (a handle, an abort in flight), and one of them
-// may be dropped on another thread meanwhile: the body's reference keeps
-// the cell alive until the completion is published, and goes with it.
-// Out of line, so that DestroyAndComplete's common case stays a tail call.
+// DestroyAndComplete of a task that others refer to (a handle, an abort
+// in flight), and one of them may be dropped on another thread meanwhile:
+// the body's reference keeps the cell alive until the completion is
+// published, and goes with it.  Out of line, so that DestroyAndComplete's
+// common case stays a tail call.
 [[gnu::noinline]] inline void DestroyAndCompleteShared(
     TaskHeader* t, bool cancelled) noexcept {
   t->body_ref_kept = true;
@@ -91,6 +87,11 @@ inline void CompleteAndRelease(TaskHeader* t, bool cancelled) noexcept {
   CompleteAndRelease(t, cancelled);
 }
 
+// Ends `t`, which will not run again: its frame goes first (the
+// destructors of its locals, parameters and captures run; a fiber's stack
+// unwinds), then its joiners see it done (`cancelled` or not): a thread in
+// Wait() or a joining task never sees a task done while its destructors
+// still run.
 inline void DestroyAndComplete(TaskHeader* t, bool cancelled) noexcept {
   // Only the frame refers to the task (no handle, no abort in flight): no
   // other thread can observe the state, so no RMW and no notify.
