@@ -163,11 +163,13 @@ void SubmitFromWorker(RuntimeShared& rt, Worker& self, TaskHeader* t,
       Worker::Bump(self.overflowed, k);
       overflowed = true;
     });
-    // Only a push onto an empty deque looks for a worker to wake: the
-    // push that made it non-empty did (N1-N3), and whoever that found
-    // (a searcher, or the worker it woke) hands the search on while the
-    // deque holds work (F3, I2).  This worker runs its own deque anyway.
-    if (queued != 0 && !overflowed) {
+    // Only the push that makes the deque worth stealing from looks for a
+    // worker to wake (N0): onto an empty deque, or past the locality
+    // margin (thieves leave a deque of that many tasks or fewer alone).
+    // Whoever it found (a searcher, or the worker it woke) hands the
+    // search on while the deque holds work (F3, I2).  This worker runs its
+    // own deque anyway.
+    if (queued != self.policy->options().locality_margin && !overflowed) {
       Worker::Bump(self.wakes_skipped);
       return;
     }

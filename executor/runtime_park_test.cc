@@ -11,11 +11,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "executor/executor.h"
 #include "executor/local_executor_testing.h"
 #include "executor/runtime_testing.h"
 #include "gtest/gtest.h"
+#include "steal/steal_policy.h"
 
 namespace spindle {
 namespace {
@@ -213,6 +215,84 @@ TEST(RuntimeParkTest, AWorkerWokenFromAParkSpinsBeforeItParksAgain) {
   }
   if (conclusive == 0) GTEST_SKIP() << "every try was checked too late";
   EXPECT_EQ(conclusive, 1) << "worker 1 parked again at once after its wake";
+}
+
+// With StealOptions::locality_margin, a worker's deque of that many tasks
+// or fewer is not stolen from.  A searcher used to count such tasks as
+// work it could take (I2): while they waited behind a long poll of their
+// owner, it left the idle list and looked again, over and over, and never
+// parked.  And a push that takes the deque past the margin must wake a
+// parked worker (N0), since from then on there is work for it.  Worker 1
+// runs a task until worker 0's root has queued kMargin / 2 tasks, then goes
+// idle: it must park.  The root then queues more, past the margin: worker
+// 1 must wake and take some while the root still holds worker 0.
+TEST(RuntimeParkTest, TasksWithinTheLocalityMarginLetASearcherPark) {
+  using Clock = std::chrono::steady_clock;
+  constexpr uint32_t kMargin = 4;
+  steal::StealOptions so;
+  so.locality_margin = kMargin;
+  RuntimeBuilder b;
+  b.Workers(2).NoTiers().NoMonitor().Steal(so);
+  std::unique_ptr<Runtime> rt = MakeRuntime(b);
+  ASSERT_NE(rt, nullptr);
+  std::atomic<int> ran{0};
+  std::atomic<int> ran_on_1{0};
+  auto count = [](std::atomic<int>* ran,
+                  std::atomic<int>* ran_on_1) -> Task<void> {
+    if (CurrentWorker() == std::optional<size_t>(1)) {
+      ran_on_1->fetch_add(1, std::memory_order_relaxed);
+    }
+    ran->fetch_add(1, std::memory_order_relaxed);
+    co_return;
+  };
+  std::atomic<bool> release_1{false};
+  RuntimeSpawnOptions on1;
+  on1.placement = Placement::Pinned(1);
+  JoinHandle<void> holder = rt->Spawn(
+      [](std::atomic<bool>* release) -> Task<void> {
+        while (!release->load(std::memory_order_acquire)) {
+        }
+        co_return;
+      }(&release_1),
+      on1);
+  bool parked = false;
+  bool taken_past_margin = false;
+  auto root = [&]() -> Task<void> {
+    for (uint32_t i = 0; i < kMargin / 2; ++i) {
+      rt->SpawnDetached(count(&ran, &ran_on_1));
+    }
+    // From a task, Stats() reads the counters only; worker 0 runs this
+    // root without a break, so a park counted from here is worker 1's.
+    const uint64_t start = rt->Stats().parks;
+    release_1.store(true, std::memory_order_release);
+    const auto give_up = Clock::now() + std::chrono::seconds(5);
+    while (rt->Stats().parks == start && Clock::now() < give_up) {
+    }
+    parked = rt->Stats().parks != start;
+    for (uint32_t i = 0; i < 2 * kMargin; ++i) {
+      rt->SpawnDetached(count(&ran, &ran_on_1));
+    }
+    while (ran_on_1.load(std::memory_order_relaxed) == 0 &&
+           Clock::now() < give_up) {
+    }
+    taken_past_margin = ran_on_1.load(std::memory_order_relaxed) != 0;
+    co_return;
+  };
+  RuntimeSpawnOptions on0;
+  on0.placement = Placement::Pinned(0);
+  EXPECT_EQ(rt->Spawn(root(), on0).Wait(), JoinStatus::kCompleted);
+  EXPECT_EQ(holder.Wait(), JoinStatus::kCompleted);
+  EXPECT_TRUE(parked) << "worker 1 never parked beside " << kMargin / 2
+                      << " tasks it may not steal";
+  EXPECT_TRUE(taken_past_margin)
+      << "worker 1 was not woken for a deque past the margin";
+  // Every task runs once: the rest on worker 0 after the root.
+  const auto give_up = Clock::now() + std::chrono::seconds(5);
+  while (ran.load() < static_cast<int>(kMargin / 2 + 2 * kMargin) &&
+         Clock::now() < give_up) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(ran.load(), static_cast<int>(kMargin / 2 + 2 * kMargin));
 }
 
 TEST(RuntimeParkTest, SpinOutOfRangeIsAnError) {

@@ -130,8 +130,13 @@ bool RuntimeShared::MaySearch() const noexcept {
 
 bool RuntimeShared::AnyWork(const Worker& self) const noexcept {
   if (AnyInjected(self)) return true;
+  // Another worker's queues count past StealOptions::locality_margin only,
+  // as in a steal scan: a searcher that counted tasks it may not take
+  // never parked while they waited behind a long poll.
+  const size_t margin = self.policy->options().locality_margin;
   for (const auto& w : workers) {
-    if (!w->deque.empty() || !w->preferred.empty()) return true;
+    const size_t queued = w->deque.size() + w->preferred.size();
+    if (w.get() == &self ? queued != 0 : queued > margin) return true;
   }
   return false;
 }

@@ -79,10 +79,13 @@
 //         off, it is a searcher (N3 counted it).
 //   Notifying, after a push of a stealable task (P1):
 //     N0. a worker's push onto its own deque runs N1-N3 only if the deque
-//         was empty (or the push overflowed to the injector): the push
-//         that made it non-empty ran them, and the owner runs its own
-//         deque anyway.  Parallelism grows through F3 and I2 while the
-//         deque holds work.
+//         held StealOptions::locality_margin tasks (0 by default: it was
+//         empty; thieves take nothing from a deque of margin tasks or
+//         fewer), or the push overflowed: the push that made it worth
+//         stealing from ran them, and the owner runs its own deque anyway.
+//         Parallelism grows through F3 and I2 while the deque holds more.
+//         "A deque has a task" (I0, I2, F3) means as much: past the margin
+//         for another worker's deque, any task for a worker's own.
 //     N1. one seq_cst RMW reads idle_state (fetch_add 0);
 //     N2. if someone searches, or nobody is parked: done, nobody is woken;
 //     N3. else under idle_mu, if still nobody searches: takes one worker
@@ -251,7 +254,8 @@ struct RuntimeShared {
   // I0 for a worker that does not search: may one more worker search now
   // (F1's bound; a hint)?
   bool MaySearch() const noexcept;
-  // I2, and F3's check: is there a task in any queue a worker may take?
+  // I2, and F3's check: is there a task in any queue `self` may take (its
+  // own, an injector, or another worker's past the locality margin)?
   bool AnyWork(const Worker& self) const noexcept;
   // I2 for a worker that was not the last searcher: the shared injectors
   // and its own preferred injector.
