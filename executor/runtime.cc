@@ -385,10 +385,15 @@ absl::StatusOr<std::unique_ptr<Runtime>> RuntimeBuilder::Build() {
     ExecutorBuilder b;
     for (const auto& f : apply_) f(b);
     // A stuck worker's report also wakes a sleeping worker, which takes
-    // the stealable tasks queued behind the stuck poll.
-    b.OnMonitorReport([shared](const MonitorReport& r) {
+    // the stealable tasks queued behind the stuck poll, whatever the
+    // locality margin (Worker::stuck).  Reports come only while the
+    // workers run: `workers` is complete by then.
+    b.OnMonitorReport([shared, i, isolation](const MonitorReport& r) {
       if (r.kind != MonitorReport::Kind::kStuck) return;
       shared->stuck_reports.fetch_add(1, std::memory_order_relaxed);
+      if (!isolation) {
+        shared->workers[i]->stuck.store(true, std::memory_order_relaxed);
+      }
       shared->WakeOne();
     });
     absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Build();

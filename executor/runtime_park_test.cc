@@ -295,6 +295,56 @@ TEST(RuntimeParkTest, TasksWithinTheLocalityMarginLetASearcherPark) {
   EXPECT_EQ(ran.load(), static_cast<int>(kMargin / 2 + 2 * kMargin));
 }
 
+// The stuck-worker hand-off takes the tasks queued behind a stuck poll
+// whatever the locality margin: a worker held in one poll keeps nothing
+// for locality.  Worker 0's root queues kMargin / 2 tasks (within the
+// margin) and holds its worker; the monitor reports it stuck after 20 ms,
+// and worker 1 must take and run one of them while the root still holds
+// worker 0.  They used to wait for the root's end.
+TEST(RuntimeParkTest, AStuckWorkersTasksWithinTheMarginAreHandedOff) {
+  using Clock = std::chrono::steady_clock;
+  constexpr uint32_t kMargin = 4;
+  steal::StealOptions so;
+  so.locality_margin = kMargin;
+  RuntimeBuilder b;
+  b.Workers(2)
+      .NoTiers()
+      .StuckThreshold(std::chrono::milliseconds(20))
+      .Steal(so);
+  std::unique_ptr<Runtime> rt = MakeRuntime(b);
+  ASSERT_NE(rt, nullptr);
+  std::atomic<int> ran{0};
+  std::atomic<int> ran_on_1{0};
+  auto count = [](std::atomic<int>* ran,
+                  std::atomic<int>* ran_on_1) -> Task<void> {
+    if (CurrentWorker() == std::optional<size_t>(1)) {
+      ran_on_1->fetch_add(1, std::memory_order_relaxed);
+    }
+    ran->fetch_add(1, std::memory_order_relaxed);
+    co_return;
+  };
+  auto root = [&]() -> Task<bool> {
+    for (uint32_t i = 0; i < kMargin / 2; ++i) {
+      rt->SpawnDetached(count(&ran, &ran_on_1));
+    }
+    const auto give_up = Clock::now() + std::chrono::seconds(5);
+    while (ran_on_1.load(std::memory_order_relaxed) == 0 &&
+           Clock::now() < give_up) {
+    }
+    co_return ran_on_1.load(std::memory_order_relaxed) != 0;
+  };
+  RuntimeSpawnOptions on0;
+  on0.placement = Placement::Pinned(0);
+  EXPECT_TRUE(rt->Spawn(root(), on0).Join())
+      << "no task queued behind the stuck poll ran on worker 1";
+  EXPECT_GE(rt->Stats().stuck_reports, 1u);
+  const auto give_up = Clock::now() + std::chrono::seconds(5);
+  while (ran.load() < static_cast<int>(kMargin / 2) && Clock::now() < give_up) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(ran.load(), static_cast<int>(kMargin / 2));
+}
+
 TEST(RuntimeParkTest, SpinOutOfRangeIsAnError) {
   for (const std::chrono::nanoseconds bad :
        {std::chrono::nanoseconds(-1),

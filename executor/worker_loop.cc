@@ -136,7 +136,11 @@ bool RuntimeShared::AnyWork(const Worker& self) const noexcept {
   const size_t margin = self.policy->options().locality_margin;
   for (const auto& w : workers) {
     const size_t queued = w->deque.size() + w->preferred.size();
-    if (w.get() == &self ? queued != 0 : queued > margin) return true;
+    if (w.get() == &self || w->stuck.load(std::memory_order_relaxed)
+            ? queued != 0
+            : queued > margin) {
+      return true;
+    }
   }
   return false;
 }
@@ -273,10 +277,17 @@ TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
   if (TaskHeader* t = PopInjected(rt, w)) return t;
   const size_t n = rt.workers.size();
   if (n < 2 || !rt.StartSearching(w)) return nullptr;
+  const size_t margin = w.policy->options().locality_margin;
   w.policy->Scan(
       w.index, n,
       [&](size_t v) {
-        return rt.workers[v]->deque.size() + rt.workers[v]->preferred.size();
+        const Worker& victim = *rt.workers[v];
+        const size_t queued = victim.deque.size() + victim.preferred.size();
+        // A worker held in one poll keeps nothing for locality: past the
+        // margin, so that the scan takes from it.
+        return queued != 0 && victim.stuck.load(std::memory_order_relaxed)
+                   ? std::max(queued, margin + 1)
+                   : queued;
       },
       [&](size_t v, size_t max) -> size_t {
         Worker& victim = *rt.workers[v];
@@ -465,6 +476,10 @@ void LocalExecutor::RunWorker(Worker* w) {
   bool spin_yields = false;     // the spell's spin yields its CPU at times
   for (;;) {
     stats_.loop_iterations++;
+    // A stuck report's poll is over (Worker::stuck).
+    if (w->stuck.load(std::memory_order_relaxed)) [[unlikely]] {
+      w->stuck.store(false, std::memory_order_relaxed);
+    }
     if (carry != nullptr) {
       // Nothing ran since the last slice picked it (see RunUntil).
       TaskHeader* t = carry;

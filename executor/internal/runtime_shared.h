@@ -92,7 +92,9 @@
 //         off the idle list, counts it as a searcher (one CAS: one parked
 //         fewer, one searcher more; it fails if a worker started searching)
 //         and Nudges it.  The monitor's stuck report wakes one even while
-//         others search, so it may take the count one past the bound.
+//         others search, so it may take the count one past the bound; it
+//         also marks the stuck worker (Worker::stuck), whose queued tasks
+//         the locality margin then no longer keeps from thieves.
 //   No lost wake-up.  The RMWs on idle_state are totally ordered, and N1's
 //   fence orders its load with them (a store-buffering pattern: either N1
 //   sees a parker's I1, or that parker's I2 sees the push).  Take a
@@ -191,6 +193,14 @@ struct Worker {
   std::atomic<uint64_t> joins_inlined{0};  // run by their joiner (inline)
 
   OverflowPool overflow;  // the batches its deque spills (O1)
+
+  // Reported stuck in one poll by the monitor (its thread sets it; this
+  // worker clears it once the poll is over): its queues keep no tasks for
+  // locality, so thieves and AnyWork ignore the locality margin for it.
+  // Relaxed: a hint, never needed for correctness.  On a line of its own:
+  // every steal probe reads it, and the counters above are written at
+  // every spawn.
+  alignas(64) std::atomic<bool> stuck{false};
 
   // Worker thread: one relaxed add (no RMW).
   static void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
