@@ -26,6 +26,30 @@ using runtime_testing::Event;
 using runtime_testing::MakeRuntime;
 
 constexpr int kRounds = 2000;
+using Clock = std::chrono::steady_clock;
+
+// Runs of CountRun's tasks: all, and those on worker 1.
+struct Runs {
+  std::atomic<int> all{0};
+  std::atomic<int> on_1{0};
+};
+
+Task<void> CountRun(Runs* runs) {
+  if (CurrentWorker() == std::optional<size_t>(1)) {
+    runs->on_1.fetch_add(1, std::memory_order_relaxed);
+  }
+  runs->all.fetch_add(1, std::memory_order_release);
+  co_return;
+}
+
+// Spins (inside a task: its worker stays held) until `done()` or
+// `deadline`; returns done().
+template <typename Done>
+bool SpinUntil(Done done, Clock::time_point deadline) {
+  while (!done() && Clock::now() < deadline) {
+  }
+  return done();
+}
 
 // One side of a round trip between two pinned tasks: `serve` posts first.
 Task<void> Side(Event* mine, Event* theirs, int rounds, bool serve,
@@ -117,16 +141,7 @@ TEST(RuntimeParkTest, ASpinningWorkerTakesNewWorkWithoutAWake) {
     b.Workers(2).NoTiers().SpinBeforePark(std::chrono::milliseconds(1));
     std::unique_ptr<Runtime> rt = MakeRuntime(b);
     ASSERT_NE(rt, nullptr);
-    std::atomic<int> ran{0};
-    std::atomic<int> ran_on_1{0};
-    auto count = [](std::atomic<int>* ran,
-                    std::atomic<int>* ran_on_1) -> Task<void> {
-      if (CurrentWorker() == std::optional<size_t>(1)) {
-        ran_on_1->fetch_add(1, std::memory_order_relaxed);
-      }
-      ran->fetch_add(1, std::memory_order_release);
-      co_return;
-    };
+    Runs runs;
     uint64_t wakes = 0;
     uint64_t parks = 0;  // from the root's start to its end
     auto root = [&]() -> Task<bool> {
@@ -140,24 +155,20 @@ TEST(RuntimeParkTest, ASpinningWorkerTakesNewWorkWithoutAWake) {
       // It takes the second awake, and goes idle again.
       co_await rt->Spawn([]() -> Task<void> { co_return; }(), on1);
       executor_testing::Spin(50'000);
-      for (int i = 0; i < kTasks; ++i) {
-        rt->SpawnDetached(count(&ran, &ran_on_1));
-      }
-      const auto give_up =
-          std::chrono::steady_clock::now() + std::chrono::seconds(10);
-      while (ran.load(std::memory_order_acquire) < kTasks &&
-             std::chrono::steady_clock::now() < give_up) {
-      }
+      for (int i = 0; i < kTasks; ++i) rt->SpawnDetached(CountRun(&runs));
+      const bool all_ran = SpinUntil(
+          [&] { return runs.all.load(std::memory_order_acquire) == kTasks; },
+          Clock::now() + std::chrono::seconds(10));
       const RuntimeStats after = rt->Stats();
       wakes = after.wakes_sent - before.wakes_sent;
       parks = after.parks - before.parks;
-      co_return ran.load(std::memory_order_acquire) == kTasks;
+      co_return all_ran;
     };
     RuntimeSpawnOptions on0;
     on0.placement = Placement::Pinned(0);
     ASSERT_TRUE(rt->Spawn(root(), on0).Join())
         << "worker 1 did not take the tasks queued on worker 0";
-    EXPECT_EQ(ran_on_1.load(), kTasks);
+    EXPECT_EQ(runs.on_1.load(), kTasks);
     if (parks != 0) continue;
     EXPECT_EQ(wakes, 0u) << "a spinning worker was woken for work";
     checked = true;
@@ -173,7 +184,6 @@ TEST(RuntimeParkTest, ASpinningWorkerTakesNewWorkWithoutAWake) {
 // A try whose check came later than that (a busy host) says nothing and
 // is run again, up to five times.
 TEST(RuntimeParkTest, AWorkerWokenFromAParkSpinsBeforeItParksAgain) {
-  using Clock = std::chrono::steady_clock;
   int conclusive = 0;
   for (int attempt = 0; attempt < 5 && conclusive == 0; ++attempt) {
     RuntimeBuilder b;
@@ -217,6 +227,32 @@ TEST(RuntimeParkTest, AWorkerWokenFromAParkSpinsBeforeItParksAgain) {
   EXPECT_EQ(conclusive, 1) << "worker 1 parked again at once after its wake";
 }
 
+// Two workers without tiers whose thieves leave a deque of kMargin tasks
+// or fewer alone; the monitor reports a poll stuck after 20 ms, or is off.
+constexpr uint32_t kMargin = 4;
+std::unique_ptr<Runtime> MarginRuntime(bool monitor) {
+  steal::StealOptions so;
+  so.locality_margin = kMargin;
+  RuntimeBuilder b;
+  b.Workers(2).NoTiers().Steal(so);
+  if (monitor) {
+    b.StuckThreshold(std::chrono::milliseconds(20));
+  } else {
+    b.NoMonitor();
+  }
+  return MakeRuntime(b);
+}
+
+// Waits on the test's thread until `n` runs are counted (5 s at most).
+int AwaitRuns(const Runs& runs, int n) {
+  const auto give_up = Clock::now() + std::chrono::seconds(5);
+  while (runs.all.load(std::memory_order_acquire) < n &&
+         Clock::now() < give_up) {
+    std::this_thread::yield();
+  }
+  return runs.all.load(std::memory_order_acquire);
+}
+
 // With StealOptions::locality_margin, a worker's deque of that many tasks
 // or fewer is not stolen from.  A searcher used to count such tasks as
 // work it could take (I2): while they waited behind a long poll of their
@@ -227,24 +263,9 @@ TEST(RuntimeParkTest, AWorkerWokenFromAParkSpinsBeforeItParksAgain) {
 // idle: it must park.  The root then queues more, past the margin: worker
 // 1 must wake and take some while the root still holds worker 0.
 TEST(RuntimeParkTest, TasksWithinTheLocalityMarginLetASearcherPark) {
-  using Clock = std::chrono::steady_clock;
-  constexpr uint32_t kMargin = 4;
-  steal::StealOptions so;
-  so.locality_margin = kMargin;
-  RuntimeBuilder b;
-  b.Workers(2).NoTiers().NoMonitor().Steal(so);
-  std::unique_ptr<Runtime> rt = MakeRuntime(b);
+  std::unique_ptr<Runtime> rt = MarginRuntime(/*monitor=*/false);
   ASSERT_NE(rt, nullptr);
-  std::atomic<int> ran{0};
-  std::atomic<int> ran_on_1{0};
-  auto count = [](std::atomic<int>* ran,
-                  std::atomic<int>* ran_on_1) -> Task<void> {
-    if (CurrentWorker() == std::optional<size_t>(1)) {
-      ran_on_1->fetch_add(1, std::memory_order_relaxed);
-    }
-    ran->fetch_add(1, std::memory_order_relaxed);
-    co_return;
-  };
+  Runs runs;
   std::atomic<bool> release_1{false};
   RuntimeSpawnOptions on1;
   on1.placement = Placement::Pinned(1);
@@ -259,23 +280,20 @@ TEST(RuntimeParkTest, TasksWithinTheLocalityMarginLetASearcherPark) {
   bool taken_past_margin = false;
   auto root = [&]() -> Task<void> {
     for (uint32_t i = 0; i < kMargin / 2; ++i) {
-      rt->SpawnDetached(count(&ran, &ran_on_1));
+      rt->SpawnDetached(CountRun(&runs));
     }
     // From a task, Stats() reads the counters only; worker 0 runs this
     // root without a break, so a park counted from here is worker 1's.
     const uint64_t start = rt->Stats().parks;
     release_1.store(true, std::memory_order_release);
     const auto give_up = Clock::now() + std::chrono::seconds(5);
-    while (rt->Stats().parks == start && Clock::now() < give_up) {
-    }
-    parked = rt->Stats().parks != start;
+    parked = SpinUntil([&] { return rt->Stats().parks != start; }, give_up);
     for (uint32_t i = 0; i < 2 * kMargin; ++i) {
-      rt->SpawnDetached(count(&ran, &ran_on_1));
+      rt->SpawnDetached(CountRun(&runs));
     }
-    while (ran_on_1.load(std::memory_order_relaxed) == 0 &&
-           Clock::now() < give_up) {
-    }
-    taken_past_margin = ran_on_1.load(std::memory_order_relaxed) != 0;
+    taken_past_margin = SpinUntil(
+        [&] { return runs.on_1.load(std::memory_order_relaxed) != 0; },
+        give_up);
     co_return;
   };
   RuntimeSpawnOptions on0;
@@ -287,12 +305,8 @@ TEST(RuntimeParkTest, TasksWithinTheLocalityMarginLetASearcherPark) {
   EXPECT_TRUE(taken_past_margin)
       << "worker 1 was not woken for a deque past the margin";
   // Every task runs once: the rest on worker 0 after the root.
-  const auto give_up = Clock::now() + std::chrono::seconds(5);
-  while (ran.load() < static_cast<int>(kMargin / 2 + 2 * kMargin) &&
-         Clock::now() < give_up) {
-    std::this_thread::yield();
-  }
-  EXPECT_EQ(ran.load(), static_cast<int>(kMargin / 2 + 2 * kMargin));
+  const int n = static_cast<int>(kMargin / 2 + 2 * kMargin);
+  EXPECT_EQ(AwaitRuns(runs, n), n);
 }
 
 // The stuck-worker hand-off takes the tasks queued behind a stuck poll
@@ -302,47 +316,24 @@ TEST(RuntimeParkTest, TasksWithinTheLocalityMarginLetASearcherPark) {
 // and worker 1 must take and run one of them while the root still holds
 // worker 0.  They used to wait for the root's end.
 TEST(RuntimeParkTest, AStuckWorkersTasksWithinTheMarginAreHandedOff) {
-  using Clock = std::chrono::steady_clock;
-  constexpr uint32_t kMargin = 4;
-  steal::StealOptions so;
-  so.locality_margin = kMargin;
-  RuntimeBuilder b;
-  b.Workers(2)
-      .NoTiers()
-      .StuckThreshold(std::chrono::milliseconds(20))
-      .Steal(so);
-  std::unique_ptr<Runtime> rt = MakeRuntime(b);
+  std::unique_ptr<Runtime> rt = MarginRuntime(/*monitor=*/true);
   ASSERT_NE(rt, nullptr);
-  std::atomic<int> ran{0};
-  std::atomic<int> ran_on_1{0};
-  auto count = [](std::atomic<int>* ran,
-                  std::atomic<int>* ran_on_1) -> Task<void> {
-    if (CurrentWorker() == std::optional<size_t>(1)) {
-      ran_on_1->fetch_add(1, std::memory_order_relaxed);
-    }
-    ran->fetch_add(1, std::memory_order_relaxed);
-    co_return;
-  };
+  Runs runs;
   auto root = [&]() -> Task<bool> {
     for (uint32_t i = 0; i < kMargin / 2; ++i) {
-      rt->SpawnDetached(count(&ran, &ran_on_1));
+      rt->SpawnDetached(CountRun(&runs));
     }
-    const auto give_up = Clock::now() + std::chrono::seconds(5);
-    while (ran_on_1.load(std::memory_order_relaxed) == 0 &&
-           Clock::now() < give_up) {
-    }
-    co_return ran_on_1.load(std::memory_order_relaxed) != 0;
+    co_return SpinUntil(
+        [&] { return runs.on_1.load(std::memory_order_relaxed) != 0; },
+        Clock::now() + std::chrono::seconds(5));
   };
   RuntimeSpawnOptions on0;
   on0.placement = Placement::Pinned(0);
   EXPECT_TRUE(rt->Spawn(root(), on0).Join())
       << "no task queued behind the stuck poll ran on worker 1";
   EXPECT_GE(rt->Stats().stuck_reports, 1u);
-  const auto give_up = Clock::now() + std::chrono::seconds(5);
-  while (ran.load() < static_cast<int>(kMargin / 2) && Clock::now() < give_up) {
-    std::this_thread::yield();
-  }
-  EXPECT_EQ(ran.load(), static_cast<int>(kMargin / 2));
+  const int n = static_cast<int>(kMargin / 2);
+  EXPECT_EQ(AwaitRuns(runs, n), n);
 }
 
 TEST(RuntimeParkTest, SpinOutOfRangeIsAnError) {
