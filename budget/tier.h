@@ -118,13 +118,17 @@ struct TaskContext {
   uint64_t task_id = 0;
   const char* name = nullptr;  // may be null; static / long-lived string
   uint64_t poll_start_tick = 0;  // set by BeforePoll
-  TaskPriority priority = TaskPriority::kNormal;
   // The tier bookkeeping, allocated by TierManager at the task's first slow
   // poll and freed with the context: most tasks never have a slow poll, and
   // 8 bytes here instead of the 40 of a TierState keep every task header
   // smaller (a burst of 100k spawns is bound by the memory it writes).
   // Null: no slow poll yet, every field zero.
   std::unique_ptr<TierState> tier_bookkeeping;
+  // Last: the struct's 15 bytes of tail padding (its size is a multiple of
+  // 16) follow it, where a header that embeds the context as a
+  // [[no_unique_address]] member places its own small fields (the
+  // executor's task header does).
+  TaskPriority priority = TaskPriority::kNormal;
 
   // The bookkeeping, or an all-zero state when there is none yet.
   const TierState& tier_state() const noexcept {

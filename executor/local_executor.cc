@@ -80,12 +80,12 @@ using executor_internal::WaitKind;
 namespace {
 
 // Where each inbox node sits in its task (each inbox list holds one kind
-// of node).  TaskHeader has base classes, so offsetof on it is only
+// of node; `wakes` holds the base's, TaskOfWakeNode).  TaskHeader has base
+// classes, so offsetof on it is only
 // conditionally supported: GCC and Clang support it for a type without
 // virtual bases, and warn.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Winvalid-offsetof"
-constexpr size_t kWakeNodeAt = offsetof(TaskHeader, wake_node);
 constexpr size_t kWakerNodeAt = offsetof(TaskHeader, waker_node);
 constexpr size_t kAbortNodeAt = offsetof(TaskHeader, abort_node);
 #pragma GCC diagnostic pop
@@ -277,7 +277,7 @@ void LocalExecutor::DrainInbox() noexcept {
   for (;;) {
     InboxNode* n = in.wakes.Pop();
     if (n == nullptr) break;
-    TaskHeader* t = TaskOfNode(n, kWakeNodeAt);
+    TaskHeader* t = executor_internal::TaskOfWakeNode(n);
     if (t->run_state == RunState::kNew) {
       Adopt(t);  // spawned from another thread
     } else if (t->run_state == RunState::kMoving) {

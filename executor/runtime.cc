@@ -247,7 +247,7 @@ void SubmitFromWorker(RuntimeShared& rt, Worker& self, TaskHeader* t,
     Inbox& in = *w.inbox;
     executor_internal::PrepareSpawn(in, t, options, /*remote=*/true,
                                     /*task_timing=*/true);
-    if (!in.Submit(in.wakes, &t->wake_node)) {
+    if (!in.Submit(in.wakes, executor_internal::WakeNodeOf(t))) {
       executor_internal::DestroyCancelled(t);
     }
   } else {

@@ -167,12 +167,13 @@ enum class RunState : uint8_t {
 //        pending; the run loop cancels it after the poll.
 enum class WaitKind : uint8_t { kNone, kIo, kJoin, kWaker, kAborted };
 
-// Link for the executor's cross-thread inbox (intrusive MPSC queue).  A
-// task has one per inbox list; the list says which, and the task is found
-// from the node's address (TaskOfNode, local_executor.cc).
-struct InboxNode {
-  std::atomic<InboxNode*> next{nullptr};
-};
+// Link for the executor's cross-thread inbox (intrusive MPSC queue): the
+// node type of steal::Injector, so that one link of the task header serves
+// the injector before the task is bound and the inbox's `wakes` after it
+// (WakeNodeOf).  A task has one per inbox list; the list says which, and
+// the task is found from the node's address (TaskOfNode,
+// local_executor.cc).
+using InboxNode = steal::InjectorNode;
 
 struct TaskHeader;
 
@@ -195,6 +196,14 @@ struct TaskOps {
 
 // One runnable thing.  See docs/architecture.md, "The task".  A Runtime
 // queues tasks that have not run yet on its injectors (the second base).
+//
+// Size: a spawn writes the whole header, and a burst of 100k spawns is
+// bound by the memory it writes, so the header is packed to 211 bytes of
+// fields in 224 (TaskCell<void>'s result fills the last 8: 224 in all).
+// `ctx` is [[no_unique_address]] so that the small fields after it sit in
+// its tail padding, and the second base's link is also the inbox link
+// (`wakes`): a task is on an injector only before it is bound, and on an
+// inbox's `wakes` only after (see WakeNodeOf).
 struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // Field order: what every poll reads or writes comes first (after the
   // queue links of the bases), so that a poll touches few cache lines.
@@ -215,34 +224,28 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // first: kStateRefOne).
   std::atomic<uint64_t> state{kStateRefOne};
 
+  // Accounting: service time is TaskNode::attained_service (charged by
+  // QueueSet::Charge for queues that observe it), the spawn tick below.
+  uint32_t alloc_size = 0;
+  uint16_t home_queue = 0;
   uint8_t io_priority = 1;  // reactor::IoPriority (kNormal)
   RunState run_state = RunState::kNew;
+
+  // 16-byte TaskBudget, id, name, tier state, priority; 49 bytes in 64.
+  [[no_unique_address]] budget::TaskContext ctx;
+
+  // In ctx's tail padding.
   WaitKind wait_kind = WaitKind::kNone;
   bool woken = false;   // queued by a Wake: clear kStateNotified at poll
   bool threw = false;   // ended by an exception
   bool bounce = false;  // resume `resume_point` again (nested await/return)
   bool abort_seen = false;  // owner: the abort was acted on (idempotence)
-  bool value_taken = false;  // the result was moved out by a join
-  // The destroy entry leaves the body's reference to its caller, which
-  // still uses the cell after the frame is gone (DestroyAndComplete).
-  bool body_ref_kept = false;
   // ops->resume == &ResumeFiber (else &ResumeCoroutine): the run loop's
   // test, one byte compare.
   bool fiber = false;
-  // A Runtime's stealable coroutine task (bound by the worker that first
-  // ran it): a worker may move it to another once it has started (MoveTo).
-  bool movable = false;
-  // Moved to the isolation thread below tier isolate, for a slow poll that
-  // kept other tasks of its worker waiting (FinishPoll); written by the
-  // worker that moves it, before the move.
-  bool moved_for_latency = false;
-
-  // Accounting: service time is TaskNode::attained_service (charged by
-  // QueueSet::Charge for queues that observe it), the spawn tick below.
-  uint32_t alloc_size = 0;
-  uint16_t home_queue = 0;
-
-  budget::TaskContext ctx;  // 16-byte TaskBudget, id, name, tier state.
+  // The destroy entry leaves the body's reference to its caller, which
+  // still uses the cell after the frame is gone (DestroyAndComplete).
+  bool body_ref_kept = false;
 
   // Set before the task is published (LocalExecutor, Spawner) or, for a
   // Runtime's stealable task, by the worker that first runs it, before its
@@ -263,12 +266,29 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // 0: spawned outside a Run, not stamped).
   TaskTicksPtr ticks;
 
-  InboxNode wake_node;             // spawns and wakes from other threads
+  // Spawns and wakes from other threads use the second base (WakeNodeOf).
   InboxNode waker_node;            // Waker wakes from other threads
   InboxNode abort_node;            // aborts from other threads
   TaskHeader* all_prev = nullptr;  // executor's list of live tasks
   TaskHeader* all_next = nullptr;
+
+  bool value_taken = false;  // the result was moved out by a join
+  // A Runtime's stealable coroutine task (bound by the worker that first
+  // ran it): a worker may move it to another once it has started (MoveTo).
+  bool movable = false;
+  // Moved to the isolation thread below tier isolate, for a slow poll that
+  // kept other tasks of its worker waiting (FinishPoll); written by the
+  // worker that moves it, before the move.
+  bool moved_for_latency = false;
 };
+
+// The header's link on an inbox's `wakes` (spawns and wakes from other
+// threads): the injector's link, free once the task has left the injector.
+// Neither queue touches a node after popping it.
+inline InboxNode* WakeNodeOf(TaskHeader* t) noexcept { return t; }
+inline TaskHeader* TaskOfWakeNode(InboxNode* n) noexcept {
+  return static_cast<TaskHeader*>(n);
+}
 
 // The join handle's reference, taken at spawn before the cell is published
 // (only the spawning thread knows it yet): a plain increment, no RMW.
@@ -380,6 +400,10 @@ template <typename T>
 inline constexpr size_t kCellSize =
     (sizeof(TaskCell<T>) + __STDCPP_DEFAULT_NEW_ALIGNMENT__ - 1) &
     ~(size_t{__STDCPP_DEFAULT_NEW_ALIGNMENT__} - 1);
+
+// The packing of TaskHeader (see its comment): a spawn writes every byte.
+static_assert(kCellSize<void> == 224,
+              "TaskHeader grew: a task of a spawn burst writes it whole");
 
 template <typename T>
 TaskCell<T>* CellOfFrame(void* frame) noexcept {

@@ -18,7 +18,7 @@
 //       of the hand-off: a later waker reads the new owner).
 //   M2. M takes it off its live-task list and tier gauges, sets run_state
 //       = kMoving, then stores inbox and owner (release).
-//   M3. M pushes its wake_node onto R's inbox (`wakes`).
+//   M3. M pushes its wake node (WakeNodeOf) onto R's inbox (`wakes`).
 //   R1. R drains it (acquire) and adopts it (AdoptMoved): live-task list,
 //       tier gauge of its tier (its tier state travels with it), queued as
 //       a woken task in the lane of its tier; cancelled instead if an
@@ -145,7 +145,7 @@ bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to) noexcept {
   t->owner = to;  // release: publishes the writes above
   // M3.  R's inbox closes only in its destructor (S3), after every run loop
   // has ended (S2): it is open while this worker runs its loop.
-  const bool sent = in.Submit(in.wakes, &t->wake_node);
+  const bool sent = in.Submit(in.wakes, WakeNodeOf(t));
   ABSL_RAW_CHECK(sent, "a Runtime worker's inbox closed while another "
                        "worker ran (shutdown steps S2/S3 out of order)");
   return true;

@@ -50,7 +50,7 @@ void Wake(TaskHeader* t) noexcept {
   }
   // From another thread: through the owner's inbox.  If the owner has shut
   // down the task has been (or is being) cancelled by it.
-  (void)t->inbox->Submit(t->inbox->wakes, &t->wake_node);
+  (void)t->inbox->Submit(t->inbox->wakes, WakeNodeOf(t));
 }
 
 namespace {
@@ -261,7 +261,7 @@ void Spawner::SubmitTask(executor_internal::TaskHeader* t,
   // is final before the handle exists (no race with the adopting thread).
   t->ctx.task_id =
       in.next_remote_id.fetch_add(2, std::memory_order_relaxed) + 2;
-  if (!in.Submit(in.wakes, &t->wake_node)) {
+  if (!in.Submit(in.wakes, WakeNodeOf(t))) {
     // The executor is gone: the task never runs.
     executor_internal::DestroyCancelled(t);
   }

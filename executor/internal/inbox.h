@@ -33,30 +33,31 @@
 
 namespace spindle::executor_internal {
 
-// Intrusive multi-producer single-consumer queue of InboxNodes.
+// Intrusive multi-producer single-consumer queue of InboxNodes (linked
+// through steal::InjectorNode's one field: see InboxNode, executor/task.h).
 class MpscQueue {
  public:
   MpscQueue() noexcept : head_(&stub_), tail_(&stub_) {}
 
   // Any thread.
   void Push(InboxNode* node) noexcept {
-    node->next.store(nullptr, std::memory_order_relaxed);
+    node->injector_next.store(nullptr, std::memory_order_relaxed);
     // seq_cst: orders the push before the producer's load of `parked`.
     InboxNode* prev = head_.exchange(node, std::memory_order_seq_cst);
     // release: pairs with the consumer's acquire load of next.
-    prev->next.store(node, std::memory_order_release);
+    prev->injector_next.store(node, std::memory_order_release);
   }
 
   // Consumer only.  nullptr when empty or when a producer is between its
   // exchange and its link (then Empty() is false: try again).
   InboxNode* Pop() noexcept {
     InboxNode* tail = tail_;
-    InboxNode* next = tail->next.load(std::memory_order_acquire);
+    InboxNode* next = tail->injector_next.load(std::memory_order_acquire);
     if (tail == &stub_) {
       if (next == nullptr) return nullptr;
       tail_ = next;
       tail = next;
-      next = next->next.load(std::memory_order_acquire);
+      next = next->injector_next.load(std::memory_order_acquire);
     }
     if (next != nullptr) {
       tail_ = next;
@@ -64,7 +65,7 @@ class MpscQueue {
     }
     if (tail != head_.load(std::memory_order_acquire)) return nullptr;
     Push(&stub_);
-    next = tail->next.load(std::memory_order_acquire);
+    next = tail->injector_next.load(std::memory_order_acquire);
     if (next != nullptr) {
       tail_ = next;
       return tail;
