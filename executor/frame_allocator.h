@@ -43,8 +43,9 @@ namespace spindle::executor_internal {
 
 // 32, not a cache line: a header and a small coroutine frame come to
 // ~290 bytes, and a burst of 100k spawns writes 32 MB in 320-byte blocks
-// but 29 MB in 288-byte ones (on this project's VMs the larger burst left
-// the cache: `mt_spawn`'s first measured run went ~85 -> ~55 ns a task).
+// but 29 MB in 288-byte ones, which settle in the cache at once on this
+// project's VMs (`mt_spawn` on 1 worker: 0.98-1.00x -> 0.88-0.94x oneTBB;
+// bench/history.md).
 inline constexpr size_t kFrameGranule = 32;
 inline constexpr size_t kCacheLine = 64;  // PopFrameBlock's prefetch step
 inline constexpr size_t kMaxPooledSize = 4096;
