@@ -130,17 +130,17 @@ bool RuntimeShared::MaySearch() const noexcept {
 
 bool RuntimeShared::AnyWork(const Worker& self) const noexcept {
   if (AnyInjected(self)) return true;
-  // Another worker's queues count past StealOptions::locality_margin only,
-  // as in a steal scan: a searcher that counted tasks it may not take
-  // never parked while they waited behind a long poll.
-  const size_t margin = self.policy->options().locality_margin;
+  // Another worker's queues count only where a thief may take from them
+  // (StealPolicy::MayStealFrom: past the locality margin, or any for a
+  // stuck worker), as in a steal scan: a searcher that counted tasks it
+  // may not take never parked while they waited behind a long poll.
   for (const auto& w : workers) {
     const size_t queued = w->deque.size() + w->preferred.size();
-    if (w.get() == &self || w->stuck.load(std::memory_order_relaxed)
-            ? queued != 0
-            : queued > margin) {
-      return true;
-    }
+    const bool takes = w.get() == &self
+                           ? queued != 0
+                           : self.policy->MayStealFrom(queued,
+                                                       w->KeepsNoLocality());
+    if (takes) return true;
   }
   return false;
 }
@@ -277,17 +277,11 @@ TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
   if (TaskHeader* t = PopInjected(rt, w)) return t;
   const size_t n = rt.workers.size();
   if (n < 2 || !rt.StartSearching(w)) return nullptr;
-  const size_t margin = w.policy->options().locality_margin;
   w.policy->Scan(
       w.index, n,
       [&](size_t v) {
         const Worker& victim = *rt.workers[v];
-        const size_t queued = victim.deque.size() + victim.preferred.size();
-        // A worker held in one poll keeps nothing for locality: past the
-        // margin, so that the scan takes from it.
-        return queued != 0 && victim.stuck.load(std::memory_order_relaxed)
-                   ? std::max(queued, margin + 1)
-                   : queued;
+        return victim.deque.size() + victim.preferred.size();
       },
       [&](size_t v, size_t max) -> size_t {
         Worker& victim = *rt.workers[v];
@@ -303,7 +297,8 @@ TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
           }
         }
         return got;
-      });
+      },
+      [&](size_t v) { return rt.workers[v]->KeepsNoLocality(); });
   // What was stolen sits in our deque; the newest first.
   return w.deque.Pop();
 }

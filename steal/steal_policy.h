@@ -84,7 +84,8 @@ struct StealOptions {
 // Requires: options that pass `Validate()` (`Create` checks); `Scan`'s
 // `self < workers`.
 // Guarantees: a scan probes at most `victim_probe_count` distinct victims,
-// never `self`, never one whose size is <= `locality_margin`; asks each for
+// never `self`, never an empty one, never one whose size is <=
+// `locality_margin` unless it waives the margin; asks each for
 // at most min(batch_size, budget left); takes at most `steal_budget` tasks
 // in all, and stops when a probe leaves no budget.  Starting points rotate
 // pseudo-randomly (seeded, so reproducible).  The cooldown after fruitless
@@ -119,12 +120,31 @@ class StealPolicy {
   static size_t VictimAt(size_t self, size_t workers, size_t stride,
                          size_t start, size_t k) noexcept;
 
+  // Whether a thief may take from a victim that holds `queued` stealable
+  // tasks: past `locality_margin`; or, where the victim keeps no locality
+  // (`waive_margin`: e.g. a worker held in one long poll, whose cache those
+  // tasks would not find warm), any at all.  The one rule of Scan, for a
+  // caller that asks the same question elsewhere (is there work a thief
+  // could take, before it parks).
+  bool MayStealFrom(size_t queued, bool waive_margin = false) const noexcept {
+    return waive_margin ? queued != 0 : queued > options_.locality_margin;
+  }
+
   // One scan.  `size_of(v)` estimates victim v's stealable tasks;
   // `steal_from(v, max)` takes up to `max` of them and returns how many it
-  // took.  Records one scan and its probes in `counters()`.
+  // took; `waives_margin(v)` says whether victim v keeps no locality (see
+  // MayStealFrom; the overload without it: none waives).  Records one scan
+  // and its probes in `counters()`.
   template <class SizeOf, class StealFrom>
   ScanResult Scan(size_t self, size_t workers, SizeOf&& size_of,
                   StealFrom&& steal_from) noexcept {
+    return Scan(self, workers, size_of, steal_from,
+                [](size_t) { return false; });
+  }
+  template <class SizeOf, class StealFrom, class WaivesMargin>
+  ScanResult Scan(size_t self, size_t workers, SizeOf&& size_of,
+                  StealFrom&& steal_from,
+                  WaivesMargin&& waives_margin) noexcept {
     ScanResult r;
     const size_t victims = workers > 1 ? workers - 1 : 0;
     size_t budget = options_.steal_budget;
@@ -135,7 +155,7 @@ class StealPolicy {
       for (size_t k = 0; k < probes && budget > 0; ++k) {
         const size_t v =
             VictimAt(self, workers, options_.victim_stride, start, k);
-        if (size_of(v) <= options_.locality_margin) continue;
+        if (!MayStealFrom(size_of(v), waives_margin(v))) continue;
         const size_t max = std::min<size_t>(options_.batch_size, budget);
         const size_t got = std::min(steal_from(v, max), max);
         ++r.probes;

@@ -214,6 +214,25 @@ TEST(StealPolicyTest, LocalityMarginSkipsShortQueues) {
   EXPECT_EQ(v.size_checked.size(), 7u);  // looked at all, probed two
 }
 
+TEST(StealPolicyTest, AVictimThatWaivesTheMarginIsProbedWhenNotEmpty) {
+  StealOptions o;
+  o.locality_margin = 3;
+  o.victim_probe_count = 7;
+  StealPolicy p = MakePolicy(o);
+  EXPECT_FALSE(p.MayStealFrom(3));
+  EXPECT_TRUE(p.MayStealFrom(4));
+  EXPECT_TRUE(p.MayStealFrom(1, /*waive_margin=*/true));
+  EXPECT_FALSE(p.MayStealFrom(0, /*waive_margin=*/true));
+  // Victims 1 (3 tasks) and 6 (none) keep no locality: 1 is probed beside
+  // 2 and 4, past the margin; 6 is not (nothing to take).
+  Victims v{{0, 3, 4, 1, 9, 3, 0, 2}};
+  auto r = p.Scan(0, 8, v.SizeOf(), v.StealFrom(),
+                  [](size_t w) { return w == 1 || w == 6; });
+  EXPECT_EQ(std::set<size_t>(v.probed.begin(), v.probed.end()),
+            (std::set<size_t>{1, 2, 4}));
+  EXPECT_EQ(r.probes, 3u);
+}
+
 TEST(StealPolicyTest, FailCostEndsScansOverEmptyVictimsEarly) {
   StealOptions o;
   o.victim_probe_count = 7;

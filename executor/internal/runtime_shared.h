@@ -201,6 +201,11 @@ struct Worker {
   // every steal probe reads it, and the counters above are written at
   // every spawn.
   alignas(64) std::atomic<bool> stuck{false};
+  // A thief may take this worker's tasks within the locality margin
+  // (steal::StealPolicy::MayStealFrom): it is held in one poll.
+  bool KeepsNoLocality() const noexcept {
+    return stuck.load(std::memory_order_relaxed);
+  }
 
   // Worker thread: one relaxed add (no RMW).
   static void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
@@ -284,9 +289,7 @@ struct RuntimeShared {
       return;
     }
     std::copy(items, items + k, b->items.begin());
-    b->size = static_cast<uint32_t>(k);
-    b->next = 0;
-    overflow.Push(b);
+    PushOverflow(b, k);
   }
   // O1 past StealOptions::stealable_queue_capacity: up to `max` of the
   // oldest tasks of self's deque (TakeOldest), then `t`, taken straight
@@ -294,19 +297,23 @@ struct RuntimeShared {
   size_t SpillOldest(Worker& self, size_t max, TaskHeader* t) noexcept {
     max = std::min(max, kOverflowBatchCapacity - 1);
     OverflowBatch* b = self.overflow.Get();
-    if (b == nullptr) {  // the pool is spent: linked on the injector
+    if (b == nullptr) {  // the pool is spent: as Spill does then
       std::array<TaskHeader*, kOverflowBatchCapacity> moved;
       const size_t k = self.deque.TakeOldest(moved.data(), max);
       moved[k] = t;
-      injector.PushBatch(moved.data(), k + 1);
+      Spill(self, moved.data(), k + 1);
       return k + 1;
     }
     const size_t k = self.deque.TakeOldest(b->items.data(), max);
     b->items[k] = t;
-    b->size = static_cast<uint32_t>(k + 1);
+    PushOverflow(b, k + 1);
+    return k + 1;
+  }
+  // Publishes batch `b` of self's pool holding items[0, k).
+  void PushOverflow(OverflowBatch* b, size_t k) noexcept {
+    b->size = static_cast<uint32_t>(k);
     b->next = 0;
     overflow.Push(b);
-    return k + 1;
   }
   // Cancels an unbound task (it never ran): completion bits, frame freed.
   static void CancelUnbound(TaskHeader* t) noexcept;
