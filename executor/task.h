@@ -38,6 +38,7 @@
 
 #include "budget/tier.h"
 #include "executor/frame_allocator.h"
+#include "executor/internal/published_ptr.h"
 #include "executor/internal/task_ticks.h"
 #include "sched/task_node.h"
 #include "steal/injector.h"
@@ -116,30 +117,6 @@ inline constexpr uint64_t kStateRefOne = uint64_t{1} << 32;
 inline constexpr uint32_t RefsOf(uint64_t state) noexcept {
   return static_cast<uint32_t>(state >> 32);
 }
-
-// A pointer field that one thread writes while others may read it (a
-// task's owner and inbox, rewritten when a Runtime moves a started task to
-// another worker).  Loads acquire, stores release: a reader that sees the
-// new owner sees what the mover wrote before it (the task's run_state).
-// Plain moves on x86.
-template <typename T>
-class PublishedPtr {
- public:
-  PublishedPtr() noexcept = default;
-  PublishedPtr(const PublishedPtr&) = delete;
-  PublishedPtr& operator=(const PublishedPtr&) = delete;
-  PublishedPtr& operator=(T* p) noexcept {
-    p_.store(p, std::memory_order_release);
-    return *this;
-  }
-  operator T*() const noexcept {  // NOLINT: reads as the pointer it was
-    return p_.load(std::memory_order_acquire);
-  }
-  T* operator->() const noexcept { return p_.load(std::memory_order_acquire); }
-
- private:
-  std::atomic<T*> p_{nullptr};
-};
 
 // Owner-thread-only scheduling state.
 enum class RunState : uint8_t {
