@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# bench/scaling.sh: the multi-core table (bench/README.md, "Scaling"): the
+# suite's `mt_fib`, `mt_spawn` and `skewed` rows at 1, 2, 4, 8 and 16
+# workers, one suite run per worker count, printed as a Markdown table of
+# medians, each with its speed-up over the same variant at 1 worker.
+#
+#   ./bazelw build -c opt //bench:suite
+#   bench/scaling.sh [SUITE]        # SUITE: default bazel-bin/bench/suite
+#
+# Environment: WORKER_COUNTS (default "1 2 4 8 16"; a count past the CPUs
+# this process may use is skipped, with a note on stderr), ITERATIONS
+# (default 5), OUT (where the CSVs and logs go; default a new temporary
+# folder), and the suite's own (FIB_N, N_TASKS).  Exit 2 for bad input.
+set -euo pipefail
+
+suite=${1:-bazel-bin/bench/suite}
+if [[ ! -x "$suite" ]]; then
+  echo "scaling.sh: no suite binary at '$suite' (build it: ./bazelw build" \
+    "-c opt //bench:suite)" >&2
+  exit 2
+fi
+suite="$(cd "$(dirname "$suite")" && pwd)/$(basename "$suite")"
+counts=${WORKER_COUNTS:-1 2 4 8 16}
+iterations=${ITERATIONS:-5}
+out=${OUT:-$(mktemp -d)}
+cpus=$(nproc)
+
+ran=()
+for w in $counts; do
+  if [[ ! "$w" =~ ^[0-9]+$ ]] || ((w < 1)); then
+    echo "scaling.sh: WORKER_COUNTS has '$w': want whole numbers >= 1" >&2
+    exit 2
+  fi
+  if ((w > cpus)); then
+    echo "scaling.sh: skipped $w workers: $cpus CPUs here" >&2
+    continue
+  fi
+  mkdir -p "$out/w$w"
+  if ! WORKERS=$w ITERATIONS=$iterations \
+    BENCH_FILTER='^mt_fib,^mt_spawn,^skewed' \
+    "$suite" --out "$out/w$w" >"$out/w$w/suite.log" 2>&1; then
+    echo "scaling.sh: the suite failed at $w workers:" >&2
+    cat "$out/w$w/suite.log" >&2
+    exit 1
+  fi
+  ran+=("$w")
+done
+if ((${#ran[@]} == 0)); then
+  echo "scaling.sh: no worker count left to run" >&2
+  exit 2
+fi
+
+# benchmark,variant,parameter,iteration,duration_ns -> the median of each
+# (benchmark, variant, parameter), then one table row per worker count.
+for w in "${ran[@]}"; do
+  tail -n +2 "$out/w$w/benchmark_results.csv"
+done | awk -F, '$1 ~ /^(mt_fib|mt_spawn|skewed)$/ &&
+                $2 ~ /^(spindle|tbb)$/ { print $1 "," $2 "," $3 "," $5 }' |
+  sort -t, -k1,1 -k2,2 -k3,3n -k4,4n |
+  awk -F, -v order="${ran[*]}" '
+    { key = $1 "," $2 "," $3; v[key, ++n[key]] = $4 }
+    END {
+      for (key in n) {
+        k = n[key]
+        if (k % 2) med[key] = v[key, (k + 1) / 2]
+        else med[key] = (v[key, k / 2] + v[key, k / 2 + 1]) / 2
+      }
+      split("mt_fib mt_spawn skewed", bench, " ")
+      split("spindle tbb", variant, " ")
+      printf "| workers |"
+      for (b = 1; b <= 3; ++b)
+        for (x = 1; x <= 2; ++x) printf " %s %s |", bench[b], variant[x]
+      printf "\n|---|"
+      for (i = 1; i <= 6; ++i) printf "---|"
+      printf "\n"
+      m = split(order, workers, " ")
+      for (i = 1; i <= m; ++i) {
+        w = workers[i]
+        printf "| %s |", w
+        for (b = 1; b <= 3; ++b) {
+          for (x = 1; x <= 2; ++x) {
+            key = bench[b] "," variant[x] "," w
+            one = bench[b] "," variant[x] ",1"
+            if (!(key in med)) { printf " - |"; continue }
+            printf " %.2f ms", med[key] / 1e6
+            if (one in med && med[key] > 0)
+              printf " (%.2fx)", med[one] / med[key]
+            printf " |"
+          }
+        }
+        printf "\n"
+      }
+    }'
+echo "CSVs and logs: $out" >&2
