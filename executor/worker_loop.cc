@@ -138,8 +138,8 @@ bool RuntimeShared::AnyWork(const Worker& self) const noexcept {
     const size_t queued = w->deque.size() + w->preferred.size();
     const bool takes = w.get() == &self
                            ? queued != 0
-                           : self.policy->MayStealFrom(queued,
-                                                       w->KeepsNoLocality());
+                           : self.policy->MayStealFrom(
+                                 queued, queued != 0 && w->KeepsNoLocality());
     if (takes) return true;
   }
   return false;

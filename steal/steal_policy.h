@@ -155,7 +155,9 @@ class StealPolicy {
       for (size_t k = 0; k < probes && budget > 0; ++k) {
         const size_t v =
             VictimAt(self, workers, options_.victim_stride, start, k);
-        if (!MayStealFrom(size_of(v), waives_margin(v))) continue;
+        const size_t queued = size_of(v);
+        // An empty victim's waiver is not asked (it may cost a cache line).
+        if (!MayStealFrom(queued, queued != 0 && waives_margin(v))) continue;
         const size_t max = std::min<size_t>(options_.batch_size, budget);
         const size_t got = std::min(steal_from(v, max), max);
         ++r.probes;
