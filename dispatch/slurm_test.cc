@@ -245,6 +245,38 @@ TEST(SlurmTest, StepsRunOnBothNodes) {
   EXPECT_EQ(slurm->steps_running(), 0u);
 }
 
+// A node of the local cluster that Slurm took out of service (as it does
+// to a slurmd that answers late on a loaded machine) is brought back
+// before a test's allocation asks for it (dispatch_testing::TestSlurm),
+// not waited on for salloc's 30 s.  Drained rather than downed: a step of
+// another test still running on n2 is not killed.
+TEST(SlurmTest, ANodeOutOfServiceIsResumedBeforeATestAllocates) {
+  const std::string conf = dispatch_testing::SlurmConf();
+  if (conf.empty() || conf != SlurmOptions::LocalClusterConf()) {
+    if (dispatch_testing::SlurmRequired()) {
+      FAIL() << "SPINDLE_SLURM_REQUIRED=1 and no local cluster ('" << conf
+             << "')";
+    }
+    GTEST_SKIP() << "needs dispatch/slurm/local_cluster.sh's cluster";
+  }
+  absl::StatusOr<std::string> drained = SlurmCommand(
+      "scontrol",
+      {"update", "nodename=n2", "state=drain", "reason=spindle-slurm-test"});
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  absl::StatusOr<std::string> state =
+      SlurmCommand("sinfo", {"-h", "-n", "n2", "-o", "%t"});
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_TRUE(absl::StartsWith(absl::StripAsciiWhitespace(*state), "dr"))
+      << *state;
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::shared_ptr<SlurmLauncher>> slurm =
+      dispatch_testing::TestSlurm(2);
+  ASSERT_TRUE(slurm.ok()) << slurm.status();
+  EXPECT_EQ((*slurm)->live_nodes().size(), 2u);
+  // salloc's own wait is 30 s: the node came back well before it.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(25));
+}
+
 TEST(SlurmTest, MoreCpusThanTheAllocationHasRunAsAJobOfItsOwn) {
   SPINDLE_SLURM_OR_SKIP(slurm, 1);
   auto runner = RunnerOn(slurm);
