@@ -300,6 +300,12 @@ void PrintMachine(std::ostream& out) {
       timing::TscClock::CounterIsInvariant() ? ", invariant" : "");
   out << "reactor: " << backend
       << " (default backend; SPINDLE_REACTOR overrides)\n";
+#if defined(__OPTIMIZE__)
+  out << "build:   optimised\n";
+#else
+  out << "build:   not optimised: these timings say little (build with "
+         "-c opt)\n";
+#endif
 }
 
 void PrintTable(const std::vector<Benchmark>& benchmarks, const RunOutput& run,

@@ -49,6 +49,10 @@ if ((${#ran[@]} == 0)); then
   echo "scaling.sh: no worker count left to run" >&2
   exit 2
 fi
+if grep -q "^build: *not optimised" "$out/w${ran[0]}/suite.log"; then
+  echo "scaling.sh: warning: '$suite' was built without optimisation:" \
+    "the table says little (./bazelw build -c opt //bench:suite)" >&2
+fi
 
 # benchmark,variant,parameter,iteration,duration_ns -> the median of each
 # (benchmark, variant, parameter), then one table row per worker count.

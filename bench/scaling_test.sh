@@ -21,6 +21,11 @@ if (($(nproc) >= 2)); then
   grep -Eq '^\| 2 \| [0-9.]+ ms \([0-9.]+x\) \|' "$table" || {
     echo "no 2-worker row:"; cat "$table"; exit 1; }
 fi
+# The test's suite is a test build (not -c opt): the table says so.
+if ! grep -q "^build: *optimised" "$TEST_TMPDIR/out/w1/suite.log"; then
+  grep -q "built without optimisation" "$log" || {
+    echo "no warning of an unoptimised suite:"; cat "$log"; exit 1; }
+fi
 grep -q "skipped 4096 workers" "$log" || { echo "no skip note:"; cat "$log"; exit 1; }
 if grep -q '^| 4096 |' "$table"; then echo "4096 not skipped"; exit 1; fi
 

@@ -87,6 +87,7 @@ for e in "${expect[@]}"; do
 done
 # The table and the file locations are printed.
 grep -q "^machine: " "$log" || { echo "no machine line"; fail=1; }
+grep -Eq "^build: +(optimised|not optimised)" "$log" || { echo "no build line"; fail=1; }
 grep -q "wrote .*benchmark_results.csv" "$log" || { echo "no CSV line"; fail=1; }
 grep -Eq "^(wrote [0-9]+ charts|no charts: )" "$log" || { echo "no chart line"; fail=1; }
 if [[ $fail -ne 0 ]]; then cat "$log"; exit 1; fi
