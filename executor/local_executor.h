@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -322,6 +323,13 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool MoveTo(executor_internal::TaskHeader* task, LocalExecutor* to) noexcept;
   // Takes over a task another worker handed here (drained from the inbox).
   void AdoptMoved(executor_internal::TaskHeader* task) noexcept;
+  // WakeSole on a Runtime worker (Q0-Q3 in task_move.cc): a movable task's
+  // operation or join completed while other tasks wait here.
+  bool MayOffer(const executor_internal::TaskHeader* task) const noexcept {
+    return work_request_ != nullptr && task->movable && !queue_set_->Empty();
+  }
+  // Hands it to a worker that asked for work (true), or wakes one to ask.
+  bool OfferWoken(executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's run loop (executor/worker_loop.cc): runs until the
   // runtime closes.
   void RunWorker(executor_internal::Worker* worker);
@@ -481,6 +489,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool shutting_down_ = false;
   bool isolation_thread_ = false;  // a Runtime's isolation thread
   executor_internal::Worker* worker_ = nullptr;  // while RunWorker runs
+  std::atomic<uint32_t>* work_request_ = nullptr;  // worker_->request
   bool stopping_ = false;  // RequestStop in progress
 
   uint32_t polls_since_driver_ = 0;

@@ -32,6 +32,34 @@
 //   before any executor is destroyed (S3): a task on its way is in R's
 //   inbox, and R's destructor adopts and cancels it.  A forwarded abort
 //   that finds an inbox closed is dropped; that executor cancels its tasks.
+//
+// Work requests (Q0-Q3): a started task woken on a busy worker V moves to
+// an idle worker that asked for work, so that an operation's completion
+// makes a stealable task runnable again on V and also takeable by others.
+//   Q0. V's thread, in WakeSole of a movable task (its operation or its
+//       join completed: like a yielded task it holds no operation and no
+//       registration, and no other waker refers to it) while other tasks
+//       wait in V's queues, and no worker asked: if workers are parked
+//       and none searches, wakes one as a searcher (N3), as a spawn would
+//       (relaxed: a hint; V runs the task itself anyway).
+//   Q1. A searcher whose steal scan found nothing asks an awake worker V
+//       whose `backlog` says tasks wait in its queues (V publishes it at
+//       the top of its loop when it changes) and that is not stuck: a CAS
+//       of V's `request` from 0 to its index + 1, one request at a time
+//       (`asked`).  Then it goes on with the idle protocol, spinning and
+//       parking as usual: a task given to it comes through its inbox,
+//       whose doorbell wakes it.
+//   Q2. V's thread, in the same WakeSole when a worker asked: exchanges
+//       `request` to 0 and moves the task to the asker (M1-M3).  A task
+//       that would run next on V stays.
+//   Q3. An asker that finds work of its own (a task from FindWork, or
+//       tasks in its queues) withdraws its request: a CAS back to 0 if it
+//       is still its own.  One answered meanwhile brings it one task more.
+//   A stuck V answers nothing (its requester parks; the monitor's report
+//   wakes a worker for V's stealable tasks).  Aborts find a task moved so
+//   as they find any moved task (above); one with a result still to
+//   deliver (an operation that completed) runs once to deliver it, as on
+//   its first worker.
 
 #include <atomic>
 #include <cstddef>
@@ -151,14 +179,39 @@ bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to) noexcept {
   return true;
 }
 
+bool LocalExecutor::OfferWoken(TaskHeader* t) noexcept {
+  Worker& w = *worker_;
+  RuntimeShared& rt = *w.rt;
+  if (!w.backlog_published) {  // Q1's hint, before the loop's next turn
+    w.backlog_published = true;
+    w.backlog.store(true, std::memory_order_relaxed);
+  }
+  // Q2.
+  if (w.request.load(std::memory_order_relaxed) != 0) {
+    const uint32_t asker = w.request.exchange(0, std::memory_order_relaxed);
+    if (asker != 0) {  // else withdrawn meanwhile (Q3)
+      return MoveTo(t, rt.workers[asker - 1]->executor.get());
+    }
+  }
+  // Q0.
+  const uint64_t s = rt.idle_state.load(std::memory_order_relaxed);
+  if ((s & RuntimeShared::kSearcherMask) == 0 && s >= RuntimeShared::kParked) {
+    (void)rt.WakeOne(/*unless_searching=*/true);
+  }
+  return false;
+}
+
 void LocalExecutor::AdoptMoved(TaskHeader* t) noexcept {
   // R1.
   stats_.moved_in++;
   LinkLive(t);
   if (tiers_ != nullptr) tiers_->OnMoveIn(t->ctx);
+  // An abort: cancelled here, unless an operation's result waits to be
+  // delivered (Q2): then it runs once, as ProcessAbort lets a queued task.
   if (shutting_down_ || stopping_ ||
-      (t->state.load(std::memory_order_acquire) &
-       executor_internal::kStateCancelRequested)) {
+      ((t->state.load(std::memory_order_acquire) &
+        executor_internal::kStateCancelRequested) &&
+       !HasUndeliveredResult(t))) {
     CancelTask(t);
     return;
   }

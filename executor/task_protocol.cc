@@ -77,6 +77,11 @@ void WakeSole(TaskHeader* t) noexcept {
   if (ex == tl_executor &&
       !(t->state.load(std::memory_order_relaxed) & kStateCancelRequested))
       [[likely]] {
+    // A stealable task that would wait here may go to an idle worker
+    // (task_move.cc, Q0-Q2).
+    if (ex->MayOffer(t)) [[unlikely]] {
+      if (ex->OfferWoken(t)) return;
+    }
     // The common case inline and without calls (no registers to save);
     // the rest in a tail call.
     if (ex->TryScheduleLocalFast(t)) [[likely]] return;

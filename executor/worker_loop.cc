@@ -269,10 +269,57 @@ TaskHeader* PopOwn(Worker& w) noexcept {
   return t;
 }
 
+// Q3 (executor/task_move.cc): `w` has work of its own; its request, if
+// still unanswered, is taken back.
+void Withdraw(RuntimeShared& rt, Worker& w) noexcept {
+  uint32_t mine = static_cast<uint32_t>(w.index + 1);
+  (void)rt.workers[w.asked - 1]->request.compare_exchange_strong(
+      mine, 0, std::memory_order_relaxed);
+  w.asked = 0;
+}
+
+// Q1: a searcher that found nothing to steal asks a worker whose queues
+// hold tasks for the next one woken there; one request at a time.
+void AskForWork(RuntimeShared& rt, Worker& w) noexcept {
+  const auto mine = static_cast<uint32_t>(w.index + 1);
+  if (w.asked != 0) {
+    if (rt.workers[w.asked - 1]->request.load(std::memory_order_relaxed) ==
+        mine) {
+      return;  // not answered yet
+    }
+    w.asked = 0;
+  }
+  const size_t n = rt.workers.size();
+  for (size_t i = 1; i < n; ++i) {
+    Worker& v = *rt.workers[(w.index + i) % n];
+    if (!v.backlog.load(std::memory_order_relaxed) ||
+        v.stuck.load(std::memory_order_relaxed) ||
+        v.request.load(std::memory_order_relaxed) != 0) {
+      continue;
+    }
+    uint32_t none = 0;
+    if (v.request.compare_exchange_strong(none, mine,
+                                          std::memory_order_relaxed)) {
+      w.asked = static_cast<uint32_t>(v.index + 1);
+      Worker::Bump(w.work_requests);
+      return;
+    }
+  }
+}
+
+TaskHeader* FindWorkOrAsk(RuntimeShared& rt, Worker& w) noexcept;
+
 // The executor's queues are empty: its own deque (a task popped at the top
 // of the loop may have been cancelled instead of queued), injectors (every
-// worker), then a steal scan (searchers only: F1-F2).
+// worker), then a steal scan (searchers only: F1-F2), else a request for a
+// task woken on a busy worker (Q1).
 TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
+  TaskHeader* t = FindWorkOrAsk(rt, w);
+  if (t != nullptr && w.asked != 0) [[unlikely]] Withdraw(rt, w);
+  return t;
+}
+
+TaskHeader* FindWorkOrAsk(RuntimeShared& rt, Worker& w) noexcept {
   if (TaskHeader* t = PopOwn(w)) return t;
   if (TaskHeader* t = PopInjected(rt, w)) return t;
   const size_t n = rt.workers.size();
@@ -300,7 +347,9 @@ TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
       },
       [&](size_t v) { return rt.workers[v]->KeepsNoLocality(); });
   // What was stolen sits in our deque; the newest first.
-  return w.deque.Pop();
+  if (TaskHeader* t = w.deque.Pop()) return t;
+  AskForWork(rt, w);
+  return nullptr;
 }
 
 // Records this thread's CPU for the other workers' spins, and says whether
@@ -455,7 +504,10 @@ void LocalExecutor::RunWorker(Worker* w) {
   }
   // Slices go on with the deque's tasks (RefillSlice); not on the
   // isolation thread, whose stealable spawns go to the shared injector.
-  if (!w->isolation) worker_ = w;
+  if (!w->isolation) {
+    worker_ = w;
+    work_request_ = &w->request;  // Q2
+  }
   DrainInbox();
   uint64_t now = timing::TscClock::Now();
   last_driver_tick_ = now;
@@ -484,6 +536,15 @@ void LocalExecutor::RunWorker(Worker* w) {
     }
     // S2: relaxed, a line every worker only reads until shutdown.
     if (rt.closing.load(std::memory_order_relaxed)) break;
+    // Q1: whether tasks wait here, for the searchers that ask; Q3: this
+    // worker has work of its own again.
+    if (!queue_set_->Empty() != w->backlog_published) [[unlikely]] {
+      w->backlog_published = !w->backlog_published;
+      w->backlog.store(w->backlog_published, std::memory_order_relaxed);
+      if (w->backlog_published && w->asked != 0) {
+        executor_internal::Withdraw(rt, *w);
+      }
+    }
     // One task from the own deque per iteration, so that the deque drains
     // even while the executor's queues are busy; what stays there can be
     // stolen.
@@ -556,6 +617,7 @@ void LocalExecutor::RunWorker(Worker* w) {
     }
   }
   worker_ = nullptr;
+  work_request_ = nullptr;  // no moves outside the loop (S2, S3)
   executor_internal::tl_executor = nullptr;
   inbox_->running.store(false, std::memory_order_relaxed);
   if (monitored_) executor_internal::Monitor::Get().RunEnded();

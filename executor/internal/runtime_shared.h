@@ -184,6 +184,8 @@ struct Worker {
   bool woken_searching = false;  // guarded by RuntimeShared::idle_mu (N3)
   bool searching = false;        // the worker's thread only (F1-F3, I1-I4)
   bool overflow_first = false;   // the worker's thread only (PopInjected)
+  bool backlog_published = false;  // the worker's thread only (Q1)
+  uint32_t asked = 0;  // the worker asked (Q1): that worker's index + 1
 
   // Written by the worker thread, read by Stats() from any thread.
   std::atomic<uint64_t> started{0};
@@ -191,6 +193,7 @@ struct Worker {
   std::atomic<uint64_t> wakes_skipped{0};  // spawns that woke nobody
   std::atomic<uint64_t> overflowed{0};     // spawns sent to the injector
   std::atomic<uint64_t> joins_inlined{0};  // run by their joiner (inline)
+  std::atomic<uint64_t> work_requests{0};  // Q1: asked another for a task
 
   OverflowPool overflow;  // the batches its deque spills (O1)
 
@@ -201,6 +204,13 @@ struct Worker {
   // every steal probe reads it, and the counters above are written at
   // every spawn.
   alignas(64) std::atomic<bool> stuck{false};
+  // Q1-Q3, on a line of their own (a searcher that asks writes it).
+  // Q1: tasks wait in this worker's queues (published by its thread when
+  // that changes; relaxed, a hint for the searchers that ask for work).
+  alignas(64) std::atomic<bool> backlog{false};
+  // Q1-Q3 (executor/task_move.cc): an idle worker's request for a task
+  // woken here, its index + 1 (0: none).
+  std::atomic<uint32_t> request{0};
   // A thief may take this worker's tasks within the locality margin
   // (steal::StealPolicy::MayStealFrom): it is held in one poll.
   bool KeepsNoLocality() const noexcept {

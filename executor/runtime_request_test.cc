@@ -1,0 +1,255 @@
+// Work requests (executor/task_move.cc, Q1-Q3): a started stealable task
+// that an operation's completion wakes on a busy worker moves to an idle
+// worker that asked for work; pinned tasks stay; aborts and shutdown find
+// tasks wherever they moved; nothing runs twice or is lost.
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "executor/executor.h"
+#include "executor/local_executor_testing.h"
+#include "executor/runtime_testing.h"
+#include "gtest/gtest.h"
+
+namespace spindle {
+namespace {
+
+using executor_testing::Spin;
+using runtime_testing::LiveCounter;
+using runtime_testing::MakeRuntime;
+using Clock = std::chrono::steady_clock;
+
+class RuntimeRequestTest : public ::testing::TestWithParam<size_t> {};
+
+// Holds worker `index`'s thread (pinned there) until `started` tasks have
+// begun, so that they all start on the other workers (at most 20 s).
+Task<void> HoldWorker(std::atomic<int>* started, int want) {
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (started->load(std::memory_order_acquire) < want &&
+         Clock::now() < deadline) {
+    Spin(10'000);
+  }
+  co_return;
+}
+
+struct Route {
+  size_t first = 0;
+  bool moved = false;  // a later step ran on another worker
+};
+
+// Sleeps (an operation: its completion wakes the task where it runs) and
+// computes, in turns, until some task of the group has moved or 20 s have
+// passed; records whether it ran anywhere but where it began.
+Task<Route> SleepAndWork(std::atomic<int>* started,
+                         std::atomic<bool>* any_moved, int max_rounds) {
+  Route r;
+  r.first = CurrentWorker().value();
+  started->fetch_add(1, std::memory_order_release);
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  for (int round = 0; round < max_rounds &&
+                      !any_moved->load(std::memory_order_acquire) &&
+                      Clock::now() < deadline;
+       ++round) {
+    co_await SleepFor(std::chrono::microseconds(200));
+    Spin(100'000);
+    if (CurrentWorker().value() != r.first) {
+      r.moved = true;
+      any_moved->store(true, std::memory_order_release);
+    }
+  }
+  co_return r;
+}
+
+TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
+  const size_t n = GetParam();
+  auto rt = MakeRuntime(n);
+  ASSERT_NE(rt, nullptr);
+  // Every worker but 0 is held while the tasks start: they start on 0
+  // (queued for it; nobody else is free to take them).
+  constexpr int kTasks = 8;
+  std::atomic<int> started{0};
+  std::atomic<bool> any_moved{false};
+  std::vector<JoinHandle<void>> holds;
+  for (size_t w = 1; w < n; ++w) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(w);
+    holds.push_back(rt->Spawn(HoldWorker(&started, kTasks), o));
+  }
+  std::vector<JoinHandle<Route>> hs;
+  for (int i = 0; i < kTasks; ++i) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::StealablePreferred(0);
+    // One worker: a few rounds show that nothing moves.
+    hs.push_back(rt->Spawn(
+        SleepAndWork(&started, &any_moved, n == 1 ? 20 : 1'000'000), o));
+  }
+  for (auto& h : holds) h.Join();
+  int moved = 0;
+  for (auto& h : hs) {
+    const Route r = h.Join();
+    EXPECT_EQ(r.first, 0u);
+    if (r.moved) ++moved;
+  }
+  const RuntimeStats s = rt->Stats();
+  if (n == 1) {
+    EXPECT_EQ(moved, 0);  // nowhere to go
+    return;
+  }
+  EXPECT_GE(moved, 1) << "no woken task left worker 0 while others idled";
+  uint64_t in = 0, out = 0;
+  for (const ExecutorStats& w : s.workers) {
+    in += w.moved_in;
+    out += w.moved_out;
+  }
+  EXPECT_EQ(in, out);
+  EXPECT_GE(s.workers[0].moved_out, 1u);
+}
+
+// Pinned tasks woken on a busy worker stay there, however idle the others.
+Task<bool> PinnedSleeper(size_t home, int rounds) {
+  bool stayed = true;
+  for (int i = 0; i < rounds; ++i) {
+    co_await SleepFor(std::chrono::microseconds(100));
+    Spin(100'000);
+    if (CurrentWorker().value() != home) stayed = false;
+  }
+  co_return stayed;
+}
+
+TEST_P(RuntimeRequestTest, PinnedTasksStay) {
+  const size_t n = GetParam();
+  auto rt = MakeRuntime(n);
+  ASSERT_NE(rt, nullptr);
+  std::vector<JoinHandle<bool>> hs;
+  for (int i = 0; i < 8; ++i) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(0);
+    hs.push_back(rt->Spawn(PinnedSleeper(0, 40), o));
+  }
+  for (auto& h : hs) EXPECT_TRUE(h.Join());
+  const RuntimeStats s = rt->Stats();
+  for (const ExecutorStats& w : s.workers) EXPECT_EQ(w.moved_in, 0u);
+}
+
+// Many tasks of operations and joins over every worker: each runs its
+// steps exactly once wherever it moves, and every executor's counters
+// balance.
+Task<int> Leaf(int i) {
+  co_await SleepFor(std::chrono::microseconds(50 + (i % 7) * 20));
+  Spin(20'000);
+  co_return i;
+}
+
+Task<long> Fan(int base, std::atomic<long>* steps) {
+  long sum = 0;
+  for (int round = 0; round < 4; ++round) {
+    JoinHandle<int> a = Runtime::Current()->Spawn(Leaf(base + round));
+    co_await SleepFor(std::chrono::microseconds(100));
+    Spin(50'000);
+    steps->fetch_add(1, std::memory_order_relaxed);
+    sum += co_await a;
+  }
+  co_return sum;
+}
+
+TEST_P(RuntimeRequestTest, EveryStepRunsOnceWhereverTasksMove) {
+  const size_t n = GetParam();
+  auto rt = MakeRuntime(n);
+  ASSERT_NE(rt, nullptr);
+  constexpr int kFans = 64;
+  std::atomic<long> steps{0};
+  std::vector<JoinHandle<long>> hs;
+  for (int i = 0; i < kFans; ++i) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::StealablePreferred(0);
+    hs.push_back(rt->Spawn(Fan(i * 10, &steps), o));
+  }
+  long total = 0, want = 0;
+  for (int i = 0; i < kFans; ++i) {
+    total += hs[i].Join();
+    for (int r = 0; r < 4; ++r) want += i * 10 + r;
+  }
+  EXPECT_EQ(total, want);
+  EXPECT_EQ(steps.load(), 4L * kFans);
+  const RuntimeStats s = rt->Stats();
+  uint64_t in = 0, out = 0;
+  for (const ExecutorStats& w : s.workers) {
+    in += w.moved_in;
+    out += w.moved_out;
+    EXPECT_EQ(w.spawns + w.moved_in,
+              w.completions + w.failed + w.cancellations + w.moved_out +
+                  w.live_tasks);
+    EXPECT_EQ(w.live_tasks, 0u);
+  }
+  EXPECT_EQ(in, out);
+}
+
+// Sleeps and works until aborted, holding a counted object in its frame.
+Task<void> Forever(std::atomic<int>* live) {
+  LiveCounter c(live);
+  for (;;) {
+    co_await SleepFor(std::chrono::microseconds(100));
+    Spin(30'000);
+  }
+}
+
+// Aborts from a plain thread reach tasks that move between workers; every
+// frame is freed.
+TEST_P(RuntimeRequestTest, AbortsReachMovingTasks) {
+  const size_t n = GetParam();
+  auto rt = MakeRuntime(n);
+  ASSERT_NE(rt, nullptr);
+  std::atomic<int> live{0};
+  std::vector<JoinHandle<void>> hs;
+  for (int i = 0; i < 32; ++i) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::StealablePreferred(0);
+    hs.push_back(rt->Spawn(Forever(&live), o));
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (live.load() < 32 && Clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(live.load(), 32);
+  for (auto& h : hs) {
+    Spin(200'000);  // the tasks keep moving meanwhile
+    h.Abort();
+  }
+  for (auto& h : hs) EXPECT_EQ(h.Wait(), JoinStatus::kCancelled);
+  EXPECT_EQ(live.load(), 0);
+}
+
+// The runtime's destruction finds the moving tasks: every one is cancelled
+// and its frame freed.
+TEST_P(RuntimeRequestTest, ShutdownCancelsMovingTasks) {
+  const size_t n = GetParam();
+  std::atomic<int> live{0};
+  std::vector<JoinHandle<void>> hs;
+  {
+    auto rt = MakeRuntime(n);
+    ASSERT_NE(rt, nullptr);
+    for (int i = 0; i < 32; ++i) {
+      RuntimeSpawnOptions o;
+      o.placement = Placement::StealablePreferred(0);
+      hs.push_back(rt->Spawn(Forever(&live), o));
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (live.load() < 32 && Clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    ASSERT_EQ(live.load(), 32);
+    Spin(5'000'000);
+  }
+  EXPECT_EQ(live.load(), 0);
+  for (auto& h : hs) EXPECT_EQ(h.status(), JoinStatus::kCancelled);
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, RuntimeRequestTest,
+                         ::testing::Values(1, 2, 4, 8),
+                         runtime_testing::WorkersName);
+
+}  // namespace
+}  // namespace spindle
