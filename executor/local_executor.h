@@ -311,24 +311,20 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool TakeJoinTarget(executor_internal::TaskHeader* joiner,
                       executor_internal::TaskHeader* target) noexcept;
   void CountInlineJoinEnd(bool failed, bool cancelled) noexcept;
-  // A Runtime worker's thread, after a poll that yielded: hands the task to
-  // the isolation thread; false if it stays (no isolation thread, this is
-  // it, or a wake is in flight).
+  // Moves of started tasks (executor/task_move.cc): after a poll that
+  // yielded, to the isolation thread or from it to a worker (round robin);
+  // MoveTo hands a movable task to `to`; false: it stays here (no such
+  // thread, or a wake is in flight).  AdoptMoved takes one over.
   bool MoveIsolated(executor_internal::TaskHeader* task) noexcept;
-  // The isolation thread, after a poll that yielded below tier isolate:
-  // hands the task to a worker (round robin); false if it stays.
   bool MoveFromIsolation(executor_internal::TaskHeader* task) noexcept;
-  // Hands a yielded movable task to `to` (another worker's executor);
-  // false if it must stay here (a wake is in flight).
   bool MoveTo(executor_internal::TaskHeader* task, LocalExecutor* to) noexcept;
-  // Takes over a task another worker handed here (drained from the inbox).
   void AdoptMoved(executor_internal::TaskHeader* task) noexcept;
-  // WakeSole on a Runtime worker (Q0-Q3 in task_move.cc): a movable task's
-  // operation or join completed while other tasks wait here.
+  // WakeSole on a Runtime worker (Q0-Q3): a movable task's operation or
+  // join completed while others wait here: OfferWoken hands it to a worker
+  // that asked for work (true), or wakes one to ask.
   bool MayOffer(const executor_internal::TaskHeader* task) const noexcept {
     return work_request_ != nullptr && task->movable && !queue_set_->Empty();
   }
-  // Hands it to a worker that asked for work (true), or wakes one to ask.
   bool OfferWoken(executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's run loop (executor/worker_loop.cc): runs until the
   // runtime closes.
