@@ -549,6 +549,7 @@ RuntimeStats Runtime::Stats() const {
     s.wakes_skipped += w->wakes_skipped.load(std::memory_order_relaxed);
     s.overflowed += w->overflowed.load(std::memory_order_relaxed);
     s.joins_inlined += w->joins_inlined.load(std::memory_order_relaxed);
+    s.work_requests += w->work_requests.load(std::memory_order_relaxed);
     s.started_per_worker.push_back(w->started.load(std::memory_order_relaxed));
   }
   s.wakes_sent = rt.wakes_sent.load(std::memory_order_relaxed);

@@ -151,6 +151,9 @@ struct RuntimeStats {
   // started_per_worker and the steal stats' local tasks too, or one bound
   // to the joiner's worker and still queued there).
   uint64_t joins_inlined = 0;
+  // Requests idle workers sent for a task woken on a busy worker (answered
+  // requests show as each executor's moved_in / moved_out).
+  uint64_t work_requests = 0;
   // Tasks started by each worker (all placements).
   std::vector<uint64_t> started_per_worker;
   // Each worker's executor, from a plain thread only (empty from a task).

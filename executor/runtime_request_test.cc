@@ -96,9 +96,11 @@ TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
   const RuntimeStats s = rt->Stats();
   if (n == 1) {
     EXPECT_EQ(moved, 0);  // nowhere to go
+    EXPECT_EQ(s.work_requests, 0u);
     return;
   }
   EXPECT_GE(moved, 1) << "no woken task left worker 0 while others idled";
+  EXPECT_GE(s.work_requests, 1u);
   uint64_t in = 0, out = 0;
   for (const ExecutorStats& w : s.workers) {
     in += w.moved_in;

@@ -427,7 +427,8 @@ void LocalExecutor::RunWorker(Worker* w) {
   // isolation thread, whose stealable spawns go to the shared injector.
   if (!w->isolation) {
     worker_ = w;
-    work_request_ = &w->request;  // Q2
+    // Q0-Q3: a worker with peers.
+    if (rt.workers.size() > 1) work_request_ = &w->request;
   }
   DrainInbox();
   uint64_t now = timing::TscClock::Now();
@@ -459,7 +460,8 @@ void LocalExecutor::RunWorker(Worker* w) {
     if (rt.closing.load(std::memory_order_relaxed)) break;
     // Q1: whether tasks wait here, for the searchers that ask; Q3: this
     // worker has work of its own again.
-    if (!queue_set_->Empty() != w->backlog_published) [[unlikely]] {
+    if (work_request_ != nullptr &&
+        !queue_set_->Empty() != w->backlog_published) [[unlikely]] {
       w->backlog_published = !w->backlog_published;
       w->backlog.store(w->backlog_published, std::memory_order_relaxed);
       if (w->backlog_published && w->asked != 0) {
