@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -22,7 +23,22 @@ using runtime_testing::LiveCounter;
 using runtime_testing::MakeRuntime;
 using Clock = std::chrono::steady_clock;
 
-class RuntimeRequestTest : public ::testing::TestWithParam<size_t> {};
+class RuntimeRequestTest : public ::testing::TestWithParam<size_t> {
+ protected:
+  void SetUp() override {
+    rt_ = MakeRuntime(GetParam());
+    ASSERT_NE(rt_, nullptr);
+  }
+  std::unique_ptr<Runtime> rt_;
+};
+
+// Queued for worker 0 (others may take it before it starts).
+template <typename T>
+JoinHandle<T> ForWorker0(Runtime& rt, Task<T> task) {
+  RuntimeSpawnOptions o;
+  o.placement = Placement::StealablePreferred(0);
+  return rt.Spawn(std::move(task), o);
+}
 
 // Holds worker `index`'s thread (pinned there) until `started` tasks have
 // begun, so that they all start on the other workers (at most 20 s).
@@ -65,8 +81,6 @@ Task<Route> SleepAndWork(std::atomic<int>* started,
 
 TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
   const size_t n = GetParam();
-  auto rt = MakeRuntime(n);
-  ASSERT_NE(rt, nullptr);
   // Every worker but 0 is held while the tasks start: they start on 0
   // (queued for it; nobody else is free to take them).
   constexpr int kTasks = 8;
@@ -76,15 +90,13 @@ TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
   for (size_t w = 1; w < n; ++w) {
     RuntimeSpawnOptions o;
     o.placement = Placement::Pinned(w);
-    holds.push_back(rt->Spawn(HoldWorker(&started, kTasks), o));
+    holds.push_back(rt_->Spawn(HoldWorker(&started, kTasks), o));
   }
   std::vector<JoinHandle<Route>> hs;
   for (int i = 0; i < kTasks; ++i) {
-    RuntimeSpawnOptions o;
-    o.placement = Placement::StealablePreferred(0);
     // One worker: a few rounds show that nothing moves.
-    hs.push_back(rt->Spawn(
-        SleepAndWork(&started, &any_moved, n == 1 ? 20 : 1'000'000), o));
+    hs.push_back(ForWorker0(
+        *rt_, SleepAndWork(&started, &any_moved, n == 1 ? 20 : 1'000'000)));
   }
   for (auto& h : holds) h.Join();
   int moved = 0;
@@ -93,7 +105,7 @@ TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
     EXPECT_EQ(r.first, 0u);
     if (r.moved) ++moved;
   }
-  const RuntimeStats s = rt->Stats();
+  const RuntimeStats s = rt_->Stats();
   if (n == 1) {
     EXPECT_EQ(moved, 0);  // nowhere to go
     EXPECT_EQ(s.work_requests, 0u);
@@ -122,17 +134,14 @@ Task<bool> PinnedSleeper(size_t home, int rounds) {
 }
 
 TEST_P(RuntimeRequestTest, PinnedTasksStay) {
-  const size_t n = GetParam();
-  auto rt = MakeRuntime(n);
-  ASSERT_NE(rt, nullptr);
   std::vector<JoinHandle<bool>> hs;
   for (int i = 0; i < 8; ++i) {
     RuntimeSpawnOptions o;
     o.placement = Placement::Pinned(0);
-    hs.push_back(rt->Spawn(PinnedSleeper(0, 40), o));
+    hs.push_back(rt_->Spawn(PinnedSleeper(0, 40), o));
   }
   for (auto& h : hs) EXPECT_TRUE(h.Join());
-  const RuntimeStats s = rt->Stats();
+  const RuntimeStats s = rt_->Stats();
   for (const ExecutorStats& w : s.workers) EXPECT_EQ(w.moved_in, 0u);
 }
 
@@ -158,16 +167,11 @@ Task<long> Fan(int base, std::atomic<long>* steps) {
 }
 
 TEST_P(RuntimeRequestTest, EveryStepRunsOnceWhereverTasksMove) {
-  const size_t n = GetParam();
-  auto rt = MakeRuntime(n);
-  ASSERT_NE(rt, nullptr);
   constexpr int kFans = 64;
   std::atomic<long> steps{0};
   std::vector<JoinHandle<long>> hs;
   for (int i = 0; i < kFans; ++i) {
-    RuntimeSpawnOptions o;
-    o.placement = Placement::StealablePreferred(0);
-    hs.push_back(rt->Spawn(Fan(i * 10, &steps), o));
+    hs.push_back(ForWorker0(*rt_, Fan(i * 10, &steps)));
   }
   long total = 0, want = 0;
   for (int i = 0; i < kFans; ++i) {
@@ -176,7 +180,7 @@ TEST_P(RuntimeRequestTest, EveryStepRunsOnceWhereverTasksMove) {
   }
   EXPECT_EQ(total, want);
   EXPECT_EQ(steps.load(), 4L * kFans);
-  const RuntimeStats s = rt->Stats();
+  const RuntimeStats s = rt_->Stats();
   uint64_t in = 0, out = 0;
   for (const ExecutorStats& w : s.workers) {
     in += w.moved_in;
@@ -198,24 +202,24 @@ Task<void> Forever(std::atomic<int>* live) {
   }
 }
 
+// 32 Forever tasks queued for worker 0, all started (at most 20 s).
+std::vector<JoinHandle<void>> StartForever(Runtime& rt,
+                                           std::atomic<int>* live) {
+  std::vector<JoinHandle<void>> hs;
+  for (int i = 0; i < 32; ++i) hs.push_back(ForWorker0(rt, Forever(live)));
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (live->load() < 32 && Clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(live->load(), 32);
+  return hs;
+}
+
 // Aborts from a plain thread reach tasks that move between workers; every
 // frame is freed.
 TEST_P(RuntimeRequestTest, AbortsReachMovingTasks) {
-  const size_t n = GetParam();
-  auto rt = MakeRuntime(n);
-  ASSERT_NE(rt, nullptr);
   std::atomic<int> live{0};
-  std::vector<JoinHandle<void>> hs;
-  for (int i = 0; i < 32; ++i) {
-    RuntimeSpawnOptions o;
-    o.placement = Placement::StealablePreferred(0);
-    hs.push_back(rt->Spawn(Forever(&live), o));
-  }
-  const auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (live.load() < 32 && Clock::now() < deadline) {
-    std::this_thread::yield();
-  }
-  ASSERT_EQ(live.load(), 32);
+  std::vector<JoinHandle<void>> hs = StartForever(*rt_, &live);
   for (auto& h : hs) {
     Spin(200'000);  // the tasks keep moving meanwhile
     h.Abort();
@@ -227,24 +231,10 @@ TEST_P(RuntimeRequestTest, AbortsReachMovingTasks) {
 // The runtime's destruction finds the moving tasks: every one is cancelled
 // and its frame freed.
 TEST_P(RuntimeRequestTest, ShutdownCancelsMovingTasks) {
-  const size_t n = GetParam();
   std::atomic<int> live{0};
-  std::vector<JoinHandle<void>> hs;
-  {
-    auto rt = MakeRuntime(n);
-    ASSERT_NE(rt, nullptr);
-    for (int i = 0; i < 32; ++i) {
-      RuntimeSpawnOptions o;
-      o.placement = Placement::StealablePreferred(0);
-      hs.push_back(rt->Spawn(Forever(&live), o));
-    }
-    const auto deadline = Clock::now() + std::chrono::seconds(20);
-    while (live.load() < 32 && Clock::now() < deadline) {
-      std::this_thread::yield();
-    }
-    ASSERT_EQ(live.load(), 32);
-    Spin(5'000'000);
-  }
+  std::vector<JoinHandle<void>> hs = StartForever(*rt_, &live);
+  Spin(5'000'000);
+  rt_.reset();
   EXPECT_EQ(live.load(), 0);
   for (auto& h : hs) EXPECT_EQ(h.status(), JoinStatus::kCancelled);
 }
