@@ -391,7 +391,7 @@ int SuiteMain(int argc, char** argv, std::string_view name,
              "(default 5)\n"
           << "  N_TASKS          task count for 1A, 1B, 1C, poll_profile\n"
           << "  YIELDS_PER_TASK  yields per task for 1B and poll_profile\n"
-          << "  WORKERS          worker count for mt_fib, mt_spawn, skewed, "
+          << "  WORKERS          worker count for mt_fib, mt_spawn, skewed, rebalance, "
              "channel_pingpong "
              "(default: 1 and 2)\n"
           << "  FIB_N            fib(n) of mt_fib [2, 30] (default 25); "

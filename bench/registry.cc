@@ -114,6 +114,24 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     all.push_back(std::move(b));
   }
   {
+    const std::string id = "rebalance";
+    Benchmark b{id,
+                "16 tasks queued for worker 0 while the others are held, so "
+                "all start there, each 100 times a 100 us sleep and 50 us "
+                "of computing; param workers; wall time (spindle_spread: "
+                "pinned round robin from the start)",
+                "spindle_spread",
+                workers,
+                {}};
+    b.variants.push_back({"spindle", [id](int64_t w) {
+                            return SpindleRebalance(id, w, false);
+                          }});
+    b.variants.push_back({"spindle_spread", [id](int64_t w) {
+                            return SpindleRebalance(id, w, true);
+                          }});
+    all.push_back(std::move(b));
+  }
+  {
     const std::string id = "skewed";
     Benchmark b{id,
                 "fib(FIB_N + 10 = 35), the root on worker 0 spawns one "

@@ -55,7 +55,8 @@ expect=(
   io_latency/spindle_alone io_latency/spindle_loaded
   io_latency_p50/spindle_alone io_latency_p99/spindle_loaded
   mt_fib/spindle mt_fib/tbb mt_fib/spindle_local mt_spawn/spindle mt_spawn/tbb
-  skewed/spindle skewed/tbb hog_mt/spindle_alone hog_mt/spindle_tiers
+  skewed/spindle skewed/tbb rebalance/spindle rebalance/spindle_spread
+  hog_mt/spindle_alone hog_mt/spindle_tiers
   hog_mt_p99/spindle_notiers pingpong/spindle pingpong/floor_msg_ring pingpong/floor_eventfd
   dispatch/spindle dispatch/floor
   process_pool/spindle process_pool/floor

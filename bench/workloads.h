@@ -142,6 +142,10 @@ absl::StatusOr<Rows> SpindleMtSpawn(const std::string& id, int64_t workers,
                                     int64_t n);
 absl::StatusOr<Rows> SpindleSkewed(const std::string& id, int64_t workers,
                                    int n, int cutoff);
+// 16 tasks of I/O and computing that all start on worker 0 (or, `spread`,
+// pinned round robin).
+absl::StatusOr<Rows> SpindleRebalance(const std::string& id, int64_t workers,
+                                      bool spread);
 absl::StatusOr<Rows> SpindlePingPong(const std::string& id, int64_t rounds);
 absl::StatusOr<Rows> FloorEventfdPingPong(const std::string& id,
                                           int64_t rounds);

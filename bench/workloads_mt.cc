@@ -1,6 +1,7 @@
 // bench/workloads_mt.cc: the multi-threaded Runtime's rows (mt_fib,
 // mt_spawn, skewed); their oneTBB peers are in workloads_tbb.cc.
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <vector>
@@ -166,6 +167,66 @@ absl::StatusOr<Rows> SpindleSkewed(const std::string& id, int64_t workers,
   Rows rows{Wall(id, t0)};
   if (v != SerialFib(n)) return absl::InternalError("skewed: wrong value");
   return rows;
+}
+
+namespace {
+
+// rebalance: one task's rounds of a 100 us sleep (an operation on the ring
+// of the worker it runs on) and 50 us of computing.
+Task<void> SleepCompute(int rounds, std::atomic<int>* started) {
+  started->fetch_add(1, std::memory_order_relaxed);
+  for (int i = 0; i < rounds; ++i) {
+    co_await SleepFor(std::chrono::microseconds(100));
+    SpinFor(50'000);
+  }
+}
+
+// Holds its worker until `want` tasks have started (at most 1 s).
+Task<void> HoldUntilStarted(const std::atomic<int>* started, int want) {
+  const uint64_t end = MonotonicClock::Now() + 1'000'000'000;
+  while (started->load(std::memory_order_relaxed) < want &&
+         MonotonicClock::Now() < end) {
+    SpinFor(10'000);
+  }
+  co_return;
+}
+
+// One run of `rebalance`: kTasks tasks queued for worker 0 while the
+// others are held (so all start there), or pinned round robin (`spread`).
+absl::Status RebalanceRun(Runtime& rt, bool spread) {
+  constexpr int kTasks = 16, kRounds = 100;
+  const size_t n = rt.worker_count();
+  std::atomic<int> started{0};
+  std::vector<JoinHandle<void>> hs;
+  for (size_t w = 1; !spread && w < n; ++w) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(w);
+    hs.push_back(rt.Spawn(HoldUntilStarted(&started, kTasks), o));
+  }
+  for (int i = 0; i < kTasks; ++i) {
+    RuntimeSpawnOptions o;
+    o.placement = spread ? Placement::Pinned(static_cast<size_t>(i) % n)
+                         : Placement::StealablePreferred(0);
+    hs.push_back(rt.Spawn(SleepCompute(kRounds, &started), o));
+  }
+  for (auto& h : hs) {
+    if (h.Wait() != JoinStatus::kCompleted) {
+      return absl::InternalError("rebalance: a task did not complete");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Rows> SpindleRebalance(const std::string& id, int64_t workers,
+                                      bool spread) {
+  auto rt = MakeRuntime(workers);
+  if (!rt.ok()) return rt.status();
+  if (absl::Status s = RebalanceRun(**rt, spread); !s.ok()) return s;  // warm-up
+  const uint64_t t0 = MonotonicClock::Now();
+  if (absl::Status s = RebalanceRun(**rt, spread); !s.ok()) return s;
+  return Rows{Wall(id, t0)};
 }
 
 absl::StatusOr<Rows> SpindleHogMt(const std::string& id, int64_t workers,
