@@ -181,8 +181,11 @@ Task<void> SleepCompute(int rounds, std::atomic<int>* started) {
   }
 }
 
-// Holds its worker until `want` tasks have started (at most 1 s).
-Task<void> HoldUntilStarted(const std::atomic<int>* started, int want) {
+// Holds its worker (counted in `held`) until `want` tasks have started
+// (at most 1 s).
+Task<void> HoldUntilStarted(std::atomic<int>* held,
+                            const std::atomic<int>* started, int want) {
+  held->fetch_add(1, std::memory_order_relaxed);
   const uint64_t end = MonotonicClock::Now() + 1'000'000'000;
   while (started->load(std::memory_order_relaxed) < want &&
          MonotonicClock::Now() < end) {
@@ -196,12 +199,19 @@ Task<void> HoldUntilStarted(const std::atomic<int>* started, int want) {
 absl::Status RebalanceRun(Runtime& rt, bool spread) {
   constexpr int kTasks = 16, kRounds = 100;
   const size_t n = rt.worker_count();
-  std::atomic<int> started{0};
+  std::atomic<int> started{0}, held{0};
   std::vector<JoinHandle<void>> hs;
   for (size_t w = 1; !spread && w < n; ++w) {
     RuntimeSpawnOptions o;
     o.placement = Placement::Pinned(w);
-    hs.push_back(rt.Spawn(HoldUntilStarted(&started, kTasks), o));
+    hs.push_back(rt.Spawn(HoldUntilStarted(&held, &started, kTasks), o));
+  }
+  // The holds first: a worker not yet held would take the tasks.
+  const uint64_t end = MonotonicClock::Now() + 1'000'000'000;
+  while (!spread &&
+         held.load(std::memory_order_relaxed) < static_cast<int>(n) - 1 &&
+         MonotonicClock::Now() < end) {
+    SpinFor(1'000);
   }
   for (int i = 0; i < kTasks; ++i) {
     RuntimeSpawnOptions o;

@@ -40,9 +40,11 @@ JoinHandle<T> ForWorker0(Runtime& rt, Task<T> task) {
   return rt.Spawn(std::move(task), o);
 }
 
-// Holds worker `index`'s thread (pinned there) until `started` tasks have
-// begun, so that they all start on the other workers (at most 20 s).
-Task<void> HoldWorker(std::atomic<int>* started, int want) {
+// Holds the thread of the worker it is pinned to (counted in `held`) until
+// `started` tasks have begun elsewhere (at most 20 s).
+Task<void> HoldWorker(std::atomic<int>* held, std::atomic<int>* started,
+                      int want) {
+  held->fetch_add(1, std::memory_order_release);
   const auto deadline = Clock::now() + std::chrono::seconds(20);
   while (started->load(std::memory_order_acquire) < want &&
          Clock::now() < deadline) {
@@ -86,12 +88,21 @@ TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
   constexpr int kTasks = 8;
   std::atomic<int> started{0};
   std::atomic<bool> any_moved{false};
+  std::atomic<int> held{0};
   std::vector<JoinHandle<void>> holds;
   for (size_t w = 1; w < n; ++w) {
     RuntimeSpawnOptions o;
     o.placement = Placement::Pinned(w);
-    holds.push_back(rt_->Spawn(HoldWorker(&started, kTasks), o));
+    holds.push_back(rt_->Spawn(HoldWorker(&held, &started, kTasks), o));
   }
+  // Before the tasks are queued: a worker whose hold has not begun would
+  // take them.
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (held.load(std::memory_order_acquire) < static_cast<int>(n) - 1 &&
+         Clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(held.load(), static_cast<int>(n) - 1);
   std::vector<JoinHandle<Route>> hs;
   for (int i = 0; i < kTasks; ++i) {
     // One worker: a few rounds show that nothing moves.
