@@ -282,10 +282,10 @@ void LocalExecutor::DrainInbox() noexcept {
       Adopt(t);  // spawned from another thread
     } else if (t->run_state == RunState::kMoving) {
       AdoptMoved(t);  // handed over by another worker (MoveTo)
-    } else {
+    } else if (!MayOffer(t) || !OfferWoken(t, /*notified=*/true)) {
       t->woken = true;
       ScheduleLocal(t);
-    }
+    }  // else handed to a worker that asked (task_move.cc, Q2)
   }
   for (;;) {
     InboxNode* n = in.waker_wakes.Pop();

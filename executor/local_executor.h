@@ -313,19 +313,21 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void CountInlineJoinEnd(bool failed, bool cancelled) noexcept;
   // Moves of started tasks (executor/task_move.cc): after a poll that
   // yielded, to the isolation thread or from it to a worker (round robin);
-  // MoveTo hands a movable task to `to`; false: it stays here (no such
-  // thread, or a wake is in flight).  AdoptMoved takes one over.
+  // MoveTo hands a movable task to `to` (`notified`: its waker set the
+  // bit); false: it stays (no such thread, or a wake is in flight).
+  // AdoptMoved takes one over.
   bool MoveIsolated(executor_internal::TaskHeader* task) noexcept;
   bool MoveFromIsolation(executor_internal::TaskHeader* task) noexcept;
-  bool MoveTo(executor_internal::TaskHeader* task, LocalExecutor* to) noexcept;
+  bool MoveTo(executor_internal::TaskHeader* task, LocalExecutor* to,
+              bool notified = false) noexcept;
   void AdoptMoved(executor_internal::TaskHeader* task) noexcept;
-  // WakeSole on a Runtime worker (Q0-Q3): a movable task's operation or
-  // join completed while others wait here: OfferWoken hands it to a worker
-  // that asked for work (true), or wakes one to ask.
+  // A movable task woken on a Runtime worker where others wait (Q0-Q3):
+  // OfferWoken hands it to a worker that asked (true) or wakes one to ask.
   bool MayOffer(const executor_internal::TaskHeader* task) const noexcept {
     return work_request_ != nullptr && task->movable && !queue_set_->Empty();
   }
-  bool OfferWoken(executor_internal::TaskHeader* task) noexcept;
+  bool OfferWoken(executor_internal::TaskHeader* task,
+                  bool notified = false) noexcept;
   // A Runtime worker's run loop (executor/worker_loop.cc): runs until the
   // runtime closes.
   void RunWorker(executor_internal::Worker* worker);
@@ -359,14 +361,11 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   }
   RunStatus RunLoop(executor_internal::TaskHeader* until,
                     const RunLimits* limits);
-  // The per-poll path (executor/poll.cc).  A slice is a run of polls of
-  // one queue with one clock read at its end: RunSlice polls `first` (just
-  // picked) and what the queue's slice cursor gives after it, up to the
-  // queue's quota, and returns the tick the slice ended at.
-  // A task the slice cursor gave that must be timed on its own (a tier above
-  // monitor) ends the slice and comes back in *carry (null on entry): the
-  // loop's next slice starts with it.
-  // kUntil: `until` may be non-null (BlockOn); checked after each poll.
+  // The per-poll path (executor/poll.cc).  RunSlice polls `first` (just
+  // picked) and what the queue's slice cursor gives, up to the quota, with
+  // one clock read at the end (returned).  A task that must be timed on its
+  // own (tier above monitor) ends the slice and comes back in *carry (null
+  // on entry).  kUntil: `until` (BlockOn) is checked after each poll.
   template <bool kUntil>
   uint64_t RunSlice(executor_internal::TaskHeader* first,
                     executor_internal::TaskHeader* until, uint64_t start,
@@ -492,16 +491,13 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   uint64_t last_driver_tick_ = 0;
   uint64_t wake_tick_ = 0;  // enqueue tick for wakes; 0: read the clock
   uint64_t run_start_tick_ = 0;  // the current (or last) Run's start
-  // The hand-off slot: while RunSlice runs a slice of queue slice_queue_
-  // (kNoSlice otherwise), a task of normal priority and tier monitor that
-  // a sync primitive wakes for that queue while it is empty (a channel
-  // message's receiver, a mutex's next holder) waits here instead of in
-  // the queue, and runs after the poll that woke it, unless a task of
-  // high priority was queued meanwhile or the slice is over: then it joins
-  // the queue (FlushHandOff).  The order is the queue's: a task queued
-  // earlier, or woken earlier in the poll, keeps the slot empty.  What it
-  // saves is the queue's push and pop (and the dependency between them) of
-  // every message two tasks of one worker bounce.  Empty outside RunSlice.
+  // The hand-off slot (empty outside RunSlice): while RunSlice runs a
+  // slice of queue slice_queue_, a task of normal priority and tier monitor
+  // that a sync primitive wakes for that queue while it is empty waits here
+  // and runs after the poll that woke it, unless a task of high priority
+  // was queued meanwhile or the slice is over: then it joins the queue
+  // (FlushHandOff).  It saves the queue's push and pop of every message two
+  // tasks of one worker bounce.
   static constexpr uint16_t kNoSlice = 0xffff;
   uint16_t slice_queue_ = kNoSlice;
   // slice_queue_'s scheduler; stale once the slice ends, so read only

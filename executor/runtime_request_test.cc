@@ -53,6 +53,28 @@ Task<void> HoldWorker(std::atomic<int>* held, std::atomic<int>* started,
   co_return;
 }
 
+// Holds every worker but 0 until `want` tasks have started, and returns
+// once every hold has begun (a worker not yet held would take tasks queued
+// for worker 0).
+std::vector<JoinHandle<void>> HoldOthers(Runtime& rt, std::atomic<int>* held,
+                                         std::atomic<int>* started,
+                                         int want) {
+  const size_t n = rt.worker_count();
+  std::vector<JoinHandle<void>> holds;
+  for (size_t w = 1; w < n; ++w) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(w);
+    holds.push_back(rt.Spawn(HoldWorker(held, started, want), o));
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (held->load(std::memory_order_acquire) < static_cast<int>(n) - 1 &&
+         Clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(held->load(), static_cast<int>(n) - 1);
+  return holds;
+}
+
 struct Route {
   size_t first = 0;
   bool moved = false;  // a later step ran on another worker
@@ -89,20 +111,8 @@ TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
   std::atomic<int> started{0};
   std::atomic<bool> any_moved{false};
   std::atomic<int> held{0};
-  std::vector<JoinHandle<void>> holds;
-  for (size_t w = 1; w < n; ++w) {
-    RuntimeSpawnOptions o;
-    o.placement = Placement::Pinned(w);
-    holds.push_back(rt_->Spawn(HoldWorker(&held, &started, kTasks), o));
-  }
-  // Before the tasks are queued: a worker whose hold has not begun would
-  // take them.
-  const auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (held.load(std::memory_order_acquire) < static_cast<int>(n) - 1 &&
-         Clock::now() < deadline) {
-    std::this_thread::yield();
-  }
-  ASSERT_EQ(held.load(), static_cast<int>(n) - 1);
+  std::vector<JoinHandle<void>> holds =
+      HoldOthers(*rt_, &held, &started, kTasks);
   std::vector<JoinHandle<Route>> hs;
   for (int i = 0; i < kTasks; ++i) {
     // One worker: a few rounds show that nothing moves.
@@ -131,6 +141,67 @@ TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
   }
   EXPECT_EQ(in, out);
   EXPECT_GE(s.workers[0].moved_out, 1u);
+}
+
+// A child pinned to worker `far`: its completion there wakes its joiner
+// through the joiner's inbox when they are on different workers.
+Task<int> FarChild(int i) {
+  Spin(20'000);
+  co_return i;
+}
+
+// Joins a child pinned to worker `far` and computes, in rounds, until some
+// task of the group has moved or 20 s have passed (`max_rounds` at most).
+Task<Route> JoinAcross(size_t far, std::atomic<int>* started,
+                       std::atomic<bool>* any_moved, int max_rounds) {
+  Route r;
+  r.first = CurrentWorker().value();
+  started->fetch_add(1, std::memory_order_release);
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  for (int round = 0; round < max_rounds &&
+                      !any_moved->load(std::memory_order_acquire) &&
+                      Clock::now() < deadline;
+       ++round) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(far);
+    const int v = co_await Runtime::Current()->Spawn(FarChild(round), o);
+    EXPECT_EQ(v, round);
+    Spin(50'000);
+    if (CurrentWorker().value() != r.first) {
+      r.moved = true;
+      any_moved->store(true, std::memory_order_release);
+    }
+  }
+  co_return r;
+}
+
+// The wake of a join completed on another worker comes through the
+// joiner's inbox; drained on a busy worker, it too goes to a worker that
+// asked (Q2).
+TEST_P(RuntimeRequestTest, AWakeFromAnotherWorkerMovesToAWorkerThatAsked) {
+  const size_t n = GetParam();
+  constexpr int kTasks = 8;
+  std::atomic<int> started{0}, held{0};
+  std::atomic<bool> any_moved{false};
+  std::vector<JoinHandle<void>> holds = HoldOthers(*rt_, &held, &started,
+                                                   kTasks);
+  std::vector<JoinHandle<Route>> hs;
+  for (int i = 0; i < kTasks; ++i) {
+    hs.push_back(ForWorker0(*rt_, JoinAcross(n - 1, &started, &any_moved,
+                                             n == 1 ? 20 : 1'000'000)));
+  }
+  for (auto& h : holds) h.Join();
+  int moved = 0;
+  for (auto& h : hs) {
+    const Route r = h.Join();
+    EXPECT_EQ(r.first, 0u);
+    if (r.moved) ++moved;
+  }
+  if (n == 1) {
+    EXPECT_EQ(moved, 0);
+  } else {
+    EXPECT_GE(moved, 1) << "no remotely woken task left worker 0";
+  }
 }
 
 // Pinned tasks woken on a busy worker stay there, however idle the others.

@@ -38,7 +38,8 @@
 // makes a stealable task runnable again on V and also takeable by others.
 //   Q0. V's thread, in WakeSole of a movable task (its operation or its
 //       join completed: like a yielded task it holds no operation and no
-//       registration, and no other waker refers to it) while other tasks
+//       registration, and no other waker refers to it), or draining such
+//       a wake from its inbox (Q2), while other tasks
 //       wait in V's queues, and no worker asked: if workers are parked
 //       and none searches, wakes one as a searcher (N3), as a spawn would
 //       (relaxed: a hint; V runs the task itself anyway).
@@ -51,7 +52,12 @@
 //       whose doorbell wakes it.
 //   Q2. V's thread, in the same WakeSole when a worker asked: exchanges
 //       `request` to 0 and moves the task to the asker (M1-M3).  A task
-//       that would run next on V stays.
+//       that would run next on V stays.  Likewise for a wake that another
+//       thread sent through V's inbox (`wakes`: WakeSole's remote form, a
+//       join completed on another worker): its waker's fetch_or of
+//       kStateNotified was M1 (no other wake is sent until R's first
+//       poll clears the bit), and the message's node, popped, is free for
+//       M3.  Not for `waker_wakes` (Wakers, sync primitives).
 //   Q3. An asker that finds work of its own (a task from FindWork, or
 //       tasks in its queues) withdraws its request: a CAS back to 0 if it
 //       is still its own.  One answered meanwhile brings it one task more.
@@ -157,12 +163,17 @@ bool LocalExecutor::MoveFromIsolation(TaskHeader* t) noexcept {
   return MoveTo(t, rt.workers[i]->executor.get());
 }
 
-bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to) noexcept {
-  // M1.  acq_rel: ordered with the wakers' fetch_or (a waker that set the
-  // bit first is seen here; one that comes later backs off).
-  const uint64_t old = t->state.fetch_or(executor_internal::kStateNotified,
-                                         std::memory_order_acq_rel);
-  if (old & executor_internal::kStateNotified) return false;
+bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to,
+                           bool notified) noexcept {
+  // M1 (done by the waker when `notified`).  acq_rel: ordered with the
+  // wakers' fetch_or (a waker that set the bit first is seen here; one that
+  // comes later backs off).
+  if (!notified &&
+      (t->state.fetch_or(executor_internal::kStateNotified,
+                         std::memory_order_acq_rel) &
+       executor_internal::kStateNotified)) {
+    return false;
+  }
   // M2.
   UnlinkLive(t);
   stats_.moved_out++;
@@ -179,7 +190,7 @@ bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to) noexcept {
   return true;
 }
 
-bool LocalExecutor::OfferWoken(TaskHeader* t) noexcept {
+bool LocalExecutor::OfferWoken(TaskHeader* t, bool notified) noexcept {
   Worker& w = *worker_;
   RuntimeShared& rt = *w.rt;
   if (!w.backlog_published) {  // Q1's hint, before the loop's next turn
@@ -190,7 +201,7 @@ bool LocalExecutor::OfferWoken(TaskHeader* t) noexcept {
   if (w.request.load(std::memory_order_relaxed) != 0) {
     const uint32_t asker = w.request.exchange(0, std::memory_order_relaxed);
     if (asker != 0) {  // else withdrawn meanwhile (Q3)
-      return MoveTo(t, rt.workers[asker - 1]->executor.get());
+      return MoveTo(t, rt.workers[asker - 1]->executor.get(), notified);
     }
   }
   // Q0.
