@@ -80,11 +80,22 @@ struct Route {
   bool moved = false;  // a later step ran on another worker
 };
 
-// Sleeps (an operation: its completion wakes the task where it runs) and
-// computes, in turns, until some task of the group has moved or 20 s have
-// passed; records whether it ran anywhere but where it began.
-Task<Route> SleepAndWork(std::atomic<int>* started,
-                         std::atomic<bool>* any_moved, int max_rounds) {
+// A child pinned to worker `far`: its completion there wakes its joiner
+// through the joiner's inbox when they are on different workers.
+Task<int> FarChild(int i) {
+  Spin(20'000);
+  co_return i;
+}
+
+// What a round awaits: a 200 us sleep (an operation: its completion wakes
+// the task where it runs), or a child pinned to the last worker.
+enum class Await { kSleep, kFarJoin };
+
+// Awaits and computes, in rounds, until some task of the group has moved
+// or 20 s have passed (`max_rounds` at most); records whether it ran
+// anywhere but where it began.
+Task<Route> Rounds(Await what, size_t far, std::atomic<int>* started,
+                   std::atomic<bool>* any_moved, int max_rounds) {
   Route r;
   r.first = CurrentWorker().value();
   started->fetch_add(1, std::memory_order_release);
@@ -93,8 +104,15 @@ Task<Route> SleepAndWork(std::atomic<int>* started,
                       !any_moved->load(std::memory_order_acquire) &&
                       Clock::now() < deadline;
        ++round) {
-    co_await SleepFor(std::chrono::microseconds(200));
-    Spin(100'000);
+    if (what == Await::kSleep) {
+      co_await SleepFor(std::chrono::microseconds(200));
+    } else {
+      RuntimeSpawnOptions o;
+      o.placement = Placement::Pinned(far);
+      const int v = co_await Runtime::Current()->Spawn(FarChild(round), o);
+      EXPECT_EQ(v, round);
+    }
+    Spin(what == Await::kSleep ? 100'000 : 50'000);
     if (CurrentWorker().value() != r.first) {
       r.moved = true;
       any_moved->store(true, std::memory_order_release);
@@ -103,21 +121,20 @@ Task<Route> SleepAndWork(std::atomic<int>* started,
   co_return r;
 }
 
-TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
-  const size_t n = GetParam();
-  // Every worker but 0 is held while the tasks start: they start on 0
-  // (queued for it; nobody else is free to take them).
+// 8 such tasks start on worker 0 (every other worker held meanwhile) and
+// run until one has moved; how many did (each began on worker 0).
+int MovedOfEight(Runtime& rt, Await what) {
+  const size_t n = rt.worker_count();
   constexpr int kTasks = 8;
-  std::atomic<int> started{0};
+  std::atomic<int> started{0}, held{0};
   std::atomic<bool> any_moved{false};
-  std::atomic<int> held{0};
-  std::vector<JoinHandle<void>> holds =
-      HoldOthers(*rt_, &held, &started, kTasks);
+  std::vector<JoinHandle<void>> holds = HoldOthers(rt, &held, &started,
+                                                   kTasks);
   std::vector<JoinHandle<Route>> hs;
   for (int i = 0; i < kTasks; ++i) {
     // One worker: a few rounds show that nothing moves.
-    hs.push_back(ForWorker0(
-        *rt_, SleepAndWork(&started, &any_moved, n == 1 ? 20 : 1'000'000)));
+    hs.push_back(ForWorker0(rt, Rounds(what, n - 1, &started, &any_moved,
+                                       n == 1 ? 20 : 1'000'000)));
   }
   for (auto& h : holds) h.Join();
   int moved = 0;
@@ -126,8 +143,13 @@ TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
     EXPECT_EQ(r.first, 0u);
     if (r.moved) ++moved;
   }
+  return moved;
+}
+
+TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
+  const int moved = MovedOfEight(*rt_, Await::kSleep);
   const RuntimeStats s = rt_->Stats();
-  if (n == 1) {
+  if (GetParam() == 1) {
     EXPECT_EQ(moved, 0);  // nowhere to go
     EXPECT_EQ(s.work_requests, 0u);
     return;
@@ -143,61 +165,12 @@ TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
   EXPECT_GE(s.workers[0].moved_out, 1u);
 }
 
-// A child pinned to worker `far`: its completion there wakes its joiner
-// through the joiner's inbox when they are on different workers.
-Task<int> FarChild(int i) {
-  Spin(20'000);
-  co_return i;
-}
-
-// Joins a child pinned to worker `far` and computes, in rounds, until some
-// task of the group has moved or 20 s have passed (`max_rounds` at most).
-Task<Route> JoinAcross(size_t far, std::atomic<int>* started,
-                       std::atomic<bool>* any_moved, int max_rounds) {
-  Route r;
-  r.first = CurrentWorker().value();
-  started->fetch_add(1, std::memory_order_release);
-  const auto deadline = Clock::now() + std::chrono::seconds(20);
-  for (int round = 0; round < max_rounds &&
-                      !any_moved->load(std::memory_order_acquire) &&
-                      Clock::now() < deadline;
-       ++round) {
-    RuntimeSpawnOptions o;
-    o.placement = Placement::Pinned(far);
-    const int v = co_await Runtime::Current()->Spawn(FarChild(round), o);
-    EXPECT_EQ(v, round);
-    Spin(50'000);
-    if (CurrentWorker().value() != r.first) {
-      r.moved = true;
-      any_moved->store(true, std::memory_order_release);
-    }
-  }
-  co_return r;
-}
-
 // The wake of a join completed on another worker comes through the
 // joiner's inbox; drained on a busy worker, it too goes to a worker that
 // asked (Q2).
 TEST_P(RuntimeRequestTest, AWakeFromAnotherWorkerMovesToAWorkerThatAsked) {
-  const size_t n = GetParam();
-  constexpr int kTasks = 8;
-  std::atomic<int> started{0}, held{0};
-  std::atomic<bool> any_moved{false};
-  std::vector<JoinHandle<void>> holds = HoldOthers(*rt_, &held, &started,
-                                                   kTasks);
-  std::vector<JoinHandle<Route>> hs;
-  for (int i = 0; i < kTasks; ++i) {
-    hs.push_back(ForWorker0(*rt_, JoinAcross(n - 1, &started, &any_moved,
-                                             n == 1 ? 20 : 1'000'000)));
-  }
-  for (auto& h : holds) h.Join();
-  int moved = 0;
-  for (auto& h : hs) {
-    const Route r = h.Join();
-    EXPECT_EQ(r.first, 0u);
-    if (r.moved) ++moved;
-  }
-  if (n == 1) {
+  const int moved = MovedOfEight(*rt_, Await::kFarJoin);
+  if (GetParam() == 1) {
     EXPECT_EQ(moved, 0);
   } else {
     EXPECT_GE(moved, 1) << "no remotely woken task left worker 0";
