@@ -323,9 +323,7 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void AdoptMoved(executor_internal::TaskHeader* task) noexcept;
   // A movable task woken on a Runtime worker where others wait (Q0-Q3):
   // OfferWoken hands it to a worker that asked (true) or wakes one to ask.
-  bool MayOffer(const executor_internal::TaskHeader* task) const noexcept {
-    return work_request_ != nullptr && task->movable && !queue_set_->Empty();
-  }
+  bool MayOffer(const executor_internal::TaskHeader* task) const noexcept;
   bool OfferWoken(executor_internal::TaskHeader* task,
                   bool notified = false) noexcept;
   // A Runtime worker's run loop (executor/worker_loop.cc): runs until the

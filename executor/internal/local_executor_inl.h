@@ -59,6 +59,11 @@ inline void LocalExecutor::HandOffLocal(
   ScheduleLocal(t);
 }
 
+inline bool LocalExecutor::MayOffer(
+    const executor_internal::TaskHeader* t) const noexcept {
+  return work_request_ != nullptr && t->movable && !queue_set_->Empty();
+}
+
 inline bool LocalExecutor::TryScheduleLocalFast(
     executor_internal::TaskHeader* t) noexcept {
   if (wake_tick_ == 0) return false;
