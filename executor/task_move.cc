@@ -58,9 +58,9 @@
 //       kStateNotified was M1 (no other wake is sent until R's first
 //       poll clears the bit), and the message's node, popped, is free for
 //       M3.  Not for `waker_wakes` (Wakers, sync primitives).
-//   Q3. An asker that finds work of its own (a task from FindWork, or
-//       tasks in its queues) withdraws its request: a CAS back to 0 if it
-//       is still its own.  One answered meanwhile brings it one task more.
+//   Q3. An asker whose queues hold tasks again (at the top of its loop:
+//       what FindWork or its inbox brought) withdraws its request: a CAS
+//       back to 0 if it is still its own.  One answered meanwhile brings it one task more.
 //   A stuck V answers nothing (its requester parks; the monitor's report
 //   wakes a worker for V's stealable tasks).  Aborts find a task moved so
 //   as they find any moved task (above); one with a result still to
@@ -193,10 +193,7 @@ bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to,
 bool LocalExecutor::OfferWoken(TaskHeader* t, bool notified) noexcept {
   Worker& w = *worker_;
   RuntimeShared& rt = *w.rt;
-  if (!w.backlog_published) {  // Q1's hint, before the loop's next turn
-    w.backlog_published = true;
-    w.backlog.store(true, std::memory_order_relaxed);
-  }
+  w.PublishBacklog(true);  // Q1's hint, before the loop's next turn
   // Q2.
   if (w.request.load(std::memory_order_relaxed) != 0) {
     const uint32_t asker = w.request.exchange(0, std::memory_order_relaxed);
@@ -204,11 +201,9 @@ bool LocalExecutor::OfferWoken(TaskHeader* t, bool notified) noexcept {
       return MoveTo(t, rt.workers[asker - 1]->executor.get(), notified);
     }
   }
-  // Q0.
-  const uint64_t s = rt.idle_state.load(std::memory_order_relaxed);
-  if ((s & RuntimeShared::kSearcherMask) == 0 && s >= RuntimeShared::kParked) {
-    (void)rt.WakeOne(/*unless_searching=*/true);
-  }
+  // Q0: a relaxed load, not NotifyOne's fence: a hint (V runs the task
+  // itself if nobody comes).
+  (void)rt.WakeIfNoneSearches(rt.idle_state.load(std::memory_order_relaxed));
   return false;
 }
 

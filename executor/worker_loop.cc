@@ -68,8 +68,7 @@ bool RuntimeShared::NotifyOne() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   const uint64_t s = idle_state.load(std::memory_order_relaxed);
 #endif
-  if ((s & kSearcherMask) != 0 || s < kParked) return false;  // N2
-  return WakeOne(/*unless_searching=*/true);                  // N3
+  return WakeIfNoneSearches(s);  // N2-N3
 }
 
 bool RuntimeShared::WakeOne(bool unless_searching) noexcept {
@@ -309,19 +308,12 @@ void AskForWork(RuntimeShared& rt, Worker& w) noexcept {
   }
 }
 
-TaskHeader* FindWorkOrAsk(RuntimeShared& rt, Worker& w) noexcept;
-
 // The executor's queues are empty: its own deque (a task popped at the top
 // of the loop may have been cancelled instead of queued), injectors (every
 // worker), then a steal scan (searchers only: F1-F2), else a request for a
-// task woken on a busy worker (Q1).
+// task woken on a busy worker (Q1; a task found here is queued, and the
+// loop's next turn withdraws the request, Q3).
 TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
-  TaskHeader* t = FindWorkOrAsk(rt, w);
-  if (t != nullptr && w.asked != 0) [[unlikely]] Withdraw(rt, w);
-  return t;
-}
-
-TaskHeader* FindWorkOrAsk(RuntimeShared& rt, Worker& w) noexcept {
   if (TaskHeader* t = PopOwn(w)) return t;
   if (TaskHeader* t = PopInjected(rt, w)) return t;
   const size_t n = rt.workers.size();
@@ -462,8 +454,7 @@ void LocalExecutor::RunWorker(Worker* w) {
     // worker has work of its own again.
     if (work_request_ != nullptr &&
         !queue_set_->Empty() != w->backlog_published) [[unlikely]] {
-      w->backlog_published = !w->backlog_published;
-      w->backlog.store(w->backlog_published, std::memory_order_relaxed);
+      w->PublishBacklog(!w->backlog_published);
       if (w->backlog_published && w->asked != 0) {
         executor_internal::Withdraw(rt, *w);
       }

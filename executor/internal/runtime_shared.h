@@ -184,7 +184,7 @@ struct Worker {
   bool woken_searching = false;  // guarded by RuntimeShared::idle_mu (N3)
   bool searching = false;        // the worker's thread only (F1-F3, I1-I4)
   bool overflow_first = false;   // the worker's thread only (PopInjected)
-  bool backlog_published = false;  // the worker's thread only (Q1)
+  bool backlog_published = false;  // `backlog`'s value, its thread only
   uint32_t asked = 0;  // the worker asked (Q1): that worker's index + 1
 
   // Written by the worker thread, read by Stats() from any thread.
@@ -211,6 +211,13 @@ struct Worker {
   // Q1-Q3 (executor/task_move.cc): an idle worker's request for a task
   // woken here, its index + 1 (0: none).
   std::atomic<uint32_t> request{0};
+  // Q1: the worker's thread publishes whether tasks wait in its queues
+  // (a store only when that changes).
+  void PublishBacklog(bool b) noexcept {
+    if (b == backlog_published) return;
+    backlog_published = b;
+    backlog.store(b, std::memory_order_relaxed);
+  }
   // A thief may take this worker's tasks within the locality margin
   // (steal::StealPolicy::MayStealFrom): it is held in one poll.
   bool KeepsNoLocality() const noexcept {
@@ -268,6 +275,12 @@ struct RuntimeShared {
   // N1-N3: after a push, wake one parked worker as a searcher unless a
   // worker searches already or none is parked; false when none was woken.
   bool NotifyOne() noexcept;
+  // N2-N3 on an idle_state the caller read: wakes one parked worker as a
+  // searcher unless a worker searches or none is parked.
+  bool WakeIfNoneSearches(uint64_t state) noexcept {
+    if ((state & kSearcherMask) != 0 || state < kParked) return false;
+    return WakeOne(/*unless_searching=*/true);
+  }
   // N3: wakes one parked worker as a searcher; false when none is parked,
   // or, with `unless_searching`, when a worker searches.  The monitor's
   // stuck report wakes one even while others search.
