@@ -1,7 +1,7 @@
 // executor/runtime.cc: RuntimeBuilder, Runtime, RuntimeSpawner: building
-// the workers, placing spawned tasks, stats and shutdown.  The protocol and
-// the step numbers are in internal/runtime_shared.h; the workers' loop is in
-// worker_loop.cc.
+// the workers, placing spawned tasks and shutdown (Stats: runtime_stats.cc).
+// The protocol and the step numbers are in internal/runtime_shared.h; the
+// workers' loop is in worker_loop.cc.
 
 #include "executor/runtime.h"
 
@@ -49,6 +49,8 @@ constexpr std::chrono::nanoseconds kMaxParkSpin = std::chrono::milliseconds(1);
 constexpr std::chrono::nanoseconds kDefaultParkSpin =
     std::chrono::microseconds(20);
 constexpr std::chrono::nanoseconds kNoSpin{0};
+// RuntimeBuilder::WakeFanout's top.
+constexpr uint32_t kMaxWakeFanout = 4;
 
 // The CPUs this process may run on.
 cpu_set_t AllowedCpus() {
@@ -324,6 +326,16 @@ RuntimeBuilder& RuntimeBuilder::SpinBeforePark(std::chrono::nanoseconds spin) {
   return *this;
 }
 
+RuntimeBuilder& RuntimeBuilder::WakeFanout(uint32_t workers) {
+  if (workers < 1 || workers > kMaxWakeFanout) {
+    errors_.push_back(absl::InvalidArgumentError(absl::StrCat(
+        "RuntimeBuilder::WakeFanout(", workers, "): out of range [1, ",
+        kMaxWakeFanout, "]")));
+  }
+  wake_fanout_ = workers;
+  return *this;
+}
+
 RuntimeBuilder& RuntimeBuilder::Steal(steal::StealOptions options) {
   if (absl::Status s = options.Validate(); !s.ok()) errors_.push_back(s);
   steal_ = options;
@@ -394,7 +406,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> RuntimeBuilder::Build() {
       if (!isolation) {
         shared->workers[i]->stuck.store(true, std::memory_order_relaxed);
       }
-      shared->WakeOne();
+      shared->WakeOne(executor_internal::RuntimeShared::WakeIf::kAlways);
     });
     absl::StatusOr<std::unique_ptr<LocalExecutor>> ex = b.Build();
     if (!ex.ok()) {
@@ -436,6 +448,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> RuntimeBuilder::Build() {
     if (!w.ok()) return w.status();
     rt->isolation = std::move(*w);
   }
+  rt->wake_fanout = wake_fanout_;
   rt->queue_map = rt->workers[0]->inbox.get();
   rt->idle_list.reserve(n);
   auto for_each = [&](auto&& f) {
@@ -509,87 +522,6 @@ void Runtime::CheckBlockingCall(const char* what) {
         " on a thread that runs an executor (a worker, or inside a task) "
         "would block it; co_await a JoinHandle from a task instead"));
   }
-}
-
-namespace {
-// How long Stats() from a plain thread waits for the workers' snapshots.
-constexpr std::chrono::seconds kSnapshotWait{1};
-
-// The snapshots Stats() waits for.  Shared with the snapshot tasks: one on
-// a thread busy in a poll past the wait answers later, into a Snapshots
-// that nobody reads any more.
-struct Snapshots {
-  std::mutex mu;
-  std::condition_variable cv;
-  size_t left = 0;                                  // guarded by mu
-  std::vector<std::optional<ExecutorStats>> taken;  // guarded by mu
-};
-
-// A worker's counters without the snapshot task itself (spawned and live
-// while it reads them): an idle runtime reports no live task, and every
-// spawn counted has ended.  Earlier snapshots count as spawns that ended.
-Task<void> SnapshotWorker(std::shared_ptr<Snapshots> into, size_t slot) {
-  ExecutorStats s = CurrentExecutor()->Stats();
-  s.spawns -= 1;
-  s.live_tasks -= 1;
-  const std::lock_guard<std::mutex> lock(into->mu);
-  into->taken[slot] = s;
-  if (--into->left == 0) into->cv.notify_all();
-  co_return;
-}
-}  // namespace
-
-RuntimeStats Runtime::Stats() const {
-  RuntimeShared& rt = *rt_;
-  RuntimeStats s;
-  s.worker_count = rt.workers.size();
-  for (const auto& w : rt.workers) {
-    s.steal += w->policy->counters().Snapshot();
-    s.parks += w->parks.load(std::memory_order_relaxed);
-    s.wakes_skipped += w->wakes_skipped.load(std::memory_order_relaxed);
-    s.overflowed += w->overflowed.load(std::memory_order_relaxed);
-    s.joins_inlined += w->joins_inlined.load(std::memory_order_relaxed);
-    s.work_requests += w->work_requests.load(std::memory_order_relaxed);
-    s.started_per_worker.push_back(w->started.load(std::memory_order_relaxed));
-  }
-  s.wakes_sent = rt.wakes_sent.load(std::memory_order_relaxed);
-  s.wakes_skipped += rt.wakes_skipped.load(std::memory_order_relaxed);
-  s.injected = rt.injected.load(std::memory_order_relaxed);
-  s.stuck_reports = rt.stuck_reports.load(std::memory_order_relaxed);
-  s.max_searching = rt.max_searching.load(std::memory_order_relaxed);
-  s.searches_refused = rt.searches_refused.load(std::memory_order_relaxed);
-  if (executor_internal::tl_executor != nullptr) return s;
-  // From a plain thread: a pinned task on each worker (and the isolation
-  // thread) takes its snapshot.  It waits kSnapshotWait at most: a thread
-  // held in one poll (a stuck task, the moment one wants stats) is named
-  // in busy_workers instead of holding this call until the poll ends.
-  const size_t n = rt.workers.size();
-  const size_t threads = rt.thread_count();
-  auto snapshots = std::make_shared<Snapshots>();
-  snapshots->taken.resize(threads);
-  snapshots->left = threads;
-  RuntimeSpawner spawner = spawner_;
-  for (size_t i = 0; i < n; ++i) {
-    RuntimeSpawnOptions o;
-    o.placement = Placement::Pinned(i);
-    spawner.SpawnDetached(SnapshotWorker(snapshots, i), o);
-  }
-  if (rt.isolation != nullptr) {
-    spawner.SpawnDetachedOn(rt.isolation.get(), SnapshotWorker(snapshots, n));
-  }
-  std::unique_lock<std::mutex> lock(snapshots->mu);
-  snapshots->cv.wait_for(lock, kSnapshotWait,
-                         [&] { return snapshots->left == 0; });
-  for (size_t i = 0; i < threads; ++i) {
-    const std::optional<ExecutorStats>& taken = snapshots->taken[i];
-    if (!taken.has_value()) s.busy_workers.push_back(i);
-    if (i < n) {
-      s.workers.push_back(taken.value_or(ExecutorStats{}));
-    } else {
-      s.isolation = taken;
-    }
-  }
-  return s;
 }
 
 }  // namespace spindle

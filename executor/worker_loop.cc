@@ -1,6 +1,6 @@
 // executor/worker_loop.cc: a Runtime worker's run loop, where it finds work
 // (own deque, injectors, stealing, requests) and how it sleeps (its spin
-// before a park: worker_spin.cc).  The protocol and the step names (F1-F3,
+// before a park: worker_spin.cc).  The protocol and the step names (F1-F4,
 // I1-I4, N1-N3, S1-S4) are in internal/runtime_shared.h; Q0-Q3 in
 // task_move.cc.
 
@@ -71,18 +71,24 @@ bool RuntimeShared::NotifyOne() noexcept {
   return WakeIfNoneSearches(s);  // N2-N3
 }
 
-bool RuntimeShared::WakeOne(bool unless_searching) noexcept {
+bool RuntimeShared::WakeOne(WakeIf when) noexcept {
   Worker* sleeper = nullptr;
   {
     const std::unique_lock<std::mutex> lock = LockIdle(idle_mu);
     if (idle_list.empty()) return false;
     // One parked worker fewer, one searcher more.  A CAS: the parked count
     // changes only under idle_mu, the searchers also outside it (F1, F3);
-    // N3 gives up if one started searching since N1 (so N3 and F1 together
-    // keep the bound).
+    // N3 gives up if one started searching since N1, F4 once half the
+    // workers search (so N3, F4 and F1 together keep the bound).
     uint64_t s = idle_state.load(std::memory_order_relaxed);
     do {
-      if (unless_searching && (s & kSearcherMask) != 0) return false;
+      if (when == WakeIf::kNoneSearches && (s & kSearcherMask) != 0) {
+        return false;
+      }
+      if (when == WakeIf::kWithinBound &&
+          2 * (s & kSearcherMask) >= workers.size()) {
+        return false;
+      }
     } while (!idle_state.compare_exchange_weak(s, s - kParked + kSearcher,
                                                std::memory_order_seq_cst,
                                                std::memory_order_relaxed));
@@ -120,6 +126,20 @@ void RuntimeShared::EndSearching(Worker& w) noexcept {
   // F3: the last searcher to leave hands the search on while work is left.
   const uint64_t s = idle_state.fetch_sub(kSearcher, std::memory_order_seq_cst);
   if ((s & kSearcherMask) == 1 && AnyWork(w)) NotifyOne();
+  if (w.stole_batch) [[unlikely]] FanOut(w);
+}
+
+void RuntimeShared::FanOut(Worker& w) noexcept {
+  w.stole_batch = false;
+  for (uint32_t k = 1; k < wake_fanout; ++k) {
+    // What it stole and has not started yet, as a thief would see it.
+    if (!w.policy->MayStealFrom(w.deque.size())) return;
+    // Relaxed: a hint; WakeOne's CAS decides.
+    const uint64_t s = idle_state.load(std::memory_order_relaxed);
+    if (s < kParked || 2 * (s & kSearcherMask) >= workers.size()) return;
+    if (!WakeOne(WakeIf::kWithinBound)) return;
+    fanout_wakes.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 bool RuntimeShared::MaySearch() const noexcept {
@@ -318,7 +338,7 @@ TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
   if (TaskHeader* t = PopInjected(rt, w)) return t;
   const size_t n = rt.workers.size();
   if (n < 2 || !rt.StartSearching(w)) return nullptr;
-  w.policy->Scan(
+  const steal::StealPolicy::ScanResult scan = w.policy->Scan(
       w.index, n,
       [&](size_t v) {
         const Worker& victim = *rt.workers[v];
@@ -340,6 +360,7 @@ TaskHeader* FindWork(RuntimeShared& rt, Worker& w) noexcept {
         return got;
       },
       [&](size_t v) { return rt.workers[v]->KeepsNoLocality(); });
+  w.stole_batch = scan.stolen >= 2;  // F4, when it leaves the searchers
   // What was stolen sits in our deque; the newest first.
   if (TaskHeader* t = w.deque.Pop()) return t;
   AskForWork(rt, w);

@@ -57,6 +57,17 @@
 //         leave the searchers (seq_cst RMW); the last searcher to leave
 //         runs N1-N3 if any queue still holds a task, so that parallelism
 //         grows one worker at a time while there is work to take.
+//     F4. a searcher whose steal scan took a batch (2+ tasks: its victim
+//         had a backlog) and whose own deque still holds tasks another
+//         worker may take wakes up to RuntimeBuilder::WakeFanout - 1
+//         more parked workers as searchers (N3 without N2's "none
+//         searches": one CAS each, refused once half the workers search,
+//         so F1's bound holds).  Parallelism then doubles per wake-up
+//         instead of growing by one (as oneTBB's workers wake each other
+//         two at a time): on many cores a fork-join run's last worker
+//         joined in only after every wake-up before it.  With 2 workers
+//         it wakes nobody: the victim is awake.  Extra wakes never break
+//         the argument below (it rests on wakes that must happen).
 //   Parking.
 //     I0. spins awake, off the idle list, still a searcher if it was one
 //         (RuntimeBuilder::SpinBeforePark; at most that long per idle spell,
@@ -185,6 +196,7 @@ struct Worker {
   bool searching = false;        // the worker's thread only (F1-F3, I1-I4)
   bool overflow_first = false;   // the worker's thread only (PopInjected)
   bool backlog_published = false;  // `backlog`'s value, its thread only
+  bool stole_batch = false;  // F4: its last steal scan took 2+ tasks
   uint32_t asked = 0;  // the worker asked (Q1): that worker's index + 1
 
   // Written by the worker thread, read by Stats() from any thread.
@@ -271,6 +283,7 @@ struct RuntimeShared {
   std::atomic<uint64_t> wakes_skipped{0};
   std::atomic<uint64_t> injected{0};
   std::atomic<uint64_t> stuck_reports{0};
+  std::atomic<uint64_t> fanout_wakes{0};  // F4's wakes
 
   // N1-N3: after a push, wake one parked worker as a searcher unless a
   // worker searches already or none is parked; false when none was woken.
@@ -279,12 +292,19 @@ struct RuntimeShared {
   // searcher unless a worker searches or none is parked.
   bool WakeIfNoneSearches(uint64_t state) noexcept {
     if ((state & kSearcherMask) != 0 || state < kParked) return false;
-    return WakeOne(/*unless_searching=*/true);
+    return WakeOne(WakeIf::kNoneSearches);
   }
   // N3: wakes one parked worker as a searcher; false when none is parked,
-  // or, with `unless_searching`, when a worker searches.  The monitor's
-  // stuck report wakes one even while others search.
-  bool WakeOne(bool unless_searching = false) noexcept;
+  // or when the condition fails (checked in the CAS that counts it): no
+  // worker searches (N3), fewer than half search (F4), or always (the
+  // monitor's stuck report wakes one even while others search).
+  enum class WakeIf { kNoneSearches, kWithinBound, kAlways };
+  bool WakeOne(WakeIf when = WakeIf::kAlways) noexcept;
+  // F4: `w` took a batch in its steal scan; wakes up to wake_fanout - 1
+  // parked workers while its deque holds tasks to take.
+  void FanOut(Worker& w) noexcept;
+  // RuntimeBuilder::WakeFanout (immutable after Build).
+  uint32_t wake_fanout = 2;
   // F1: true if `w` searches (already, or it may start now).
   bool StartSearching(Worker& w) noexcept;
   // F3: `w` found work; no-op if it was not searching.

@@ -1,0 +1,136 @@
+// A worker whose steal took a batch wakes more parked workers (step F4 of
+// the idle protocol, executor/internal/runtime_shared.h; RuntimeBuilder::
+// WakeFanout): with the default each such thief wakes one more besides
+// the one the last searcher wakes, so that the workers awake double per
+// wake-up; with WakeFanout(1) none does, as before.  Either way every
+// task runs once and at most half the workers search at once.
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "executor/executor.h"
+#include "executor/runtime_testing.h"
+#include "gtest/gtest.h"
+
+namespace spindle {
+namespace {
+
+using runtime_testing::MakeRuntime;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kChildren = 16;
+
+Task<void> Count(std::atomic<int>* ran) {
+  ran->fetch_add(1, std::memory_order_relaxed);
+  co_return;
+}
+
+// Pinned to worker 0 while the others are parked: spawns kChildren
+// stealable tasks onto its deque (the first push wakes a searcher, which
+// takes half of them in one steal), then holds its worker until they have
+// all run elsewhere (at most 10 s), so that only thieves run them.
+Task<bool> Root(std::atomic<int>* ran) {
+  Runtime* rt = Runtime::Current();
+  for (int i = 0; i < kChildren; ++i) rt->SpawnDetached(Count(ran));
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (ran->load(std::memory_order_relaxed) < kChildren &&
+         Clock::now() < deadline) {
+  }
+  co_return ran->load(std::memory_order_relaxed) == kChildren;
+}
+
+struct Round {
+  bool all_ran = false;
+  RuntimeStats stats;
+};
+
+// One round on a fresh runtime whose workers park at once (no spin: a
+// parked worker is one a wake must reach).
+Round RunRound(size_t workers, std::optional<uint32_t> fanout) {
+  RuntimeBuilder b;
+  b.Workers(workers).NoTiers().SpinBeforePark(std::chrono::nanoseconds(0));
+  if (fanout.has_value()) b.WakeFanout(*fanout);
+  std::unique_ptr<Runtime> rt = MakeRuntime(b);
+  Round r;
+  if (rt == nullptr) return r;
+  std::atomic<int> ran{0};
+  RuntimeSpawnOptions on0;
+  on0.placement = Placement::Pinned(0);
+  r.all_ran = rt->Spawn(Root(&ran), on0).Join();
+  r.stats = rt->Stats();
+  return r;
+}
+
+class RuntimeFanoutTest : public ::testing::TestWithParam<size_t> {
+ protected:
+  size_t workers() const { return GetParam(); }
+};
+
+// Fails with the fan-out taken out (EndSearching without FanOut): no
+// round's thief woke anyone besides the last searcher's wake.  Up to 50
+// rounds: a thief preempted between its steal and its next pick may find
+// that the worker the last searcher woke has already woken the last
+// parked one.
+TEST_P(RuntimeFanoutTest, AThiefThatTookABatchWakesAnotherParkedWorker) {
+  uint64_t fanout_wakes = 0;
+  for (int round = 0; round < 50 && fanout_wakes == 0; ++round) {
+    const Round r = RunRound(workers(), std::nullopt);
+    ASSERT_TRUE(r.all_ran) << "round " << round;
+    EXPECT_LE(r.stats.max_searching, workers() / 2) << "round " << round;
+    fanout_wakes = r.stats.fanout_wakes;
+  }
+  EXPECT_GE(fanout_wakes, 1u)
+      << "no thief that took a batch woke a second parked worker";
+}
+
+TEST_P(RuntimeFanoutTest, AFanoutOfOneWakesOneWorkerAtATime) {
+  for (int round = 0; round < 10; ++round) {
+    const Round r = RunRound(workers(), 1);
+    ASSERT_TRUE(r.all_ran) << "round " << round;
+    EXPECT_EQ(r.stats.fanout_wakes, 0u) << "round " << round;
+    EXPECT_LE(r.stats.max_searching, workers() / 2) << "round " << round;
+  }
+}
+
+TEST_P(RuntimeFanoutTest, AWideFanoutKeepsTheSearchersBound) {
+  for (int round = 0; round < 10; ++round) {
+    const Round r = RunRound(workers(), 4);
+    ASSERT_TRUE(r.all_ran) << "round " << round;
+    EXPECT_LE(r.stats.max_searching, workers() / 2) << "round " << round;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, RuntimeFanoutTest, ::testing::Values(4, 8),
+                         [](const auto& info) {
+                           return std::to_string(info.param) + "workers";
+                         });
+
+// Two workers: the victim is awake, so nobody is parked to wake.
+TEST(RuntimeFanoutTwoWorkersTest, TwoWorkersSendNoFanoutWake) {
+  for (int round = 0; round < 10; ++round) {
+    const Round r = RunRound(2, 4);
+    ASSERT_TRUE(r.all_ran) << "round " << round;
+    EXPECT_EQ(r.stats.fanout_wakes, 0u) << "round " << round;
+  }
+}
+
+TEST(RuntimeFanoutErrorTest, AFanoutOutOfRangeIsAnError) {
+  for (const uint32_t bad : {0u, 5u}) {
+    auto rt = RuntimeBuilder().Workers(2).WakeFanout(bad).Build();
+    ASSERT_FALSE(rt.ok());
+    EXPECT_EQ(rt.status().code(), absl::StatusCode::kInvalidArgument);
+    const std::string m(rt.status().message());
+    EXPECT_NE(m.find("WakeFanout(" + std::to_string(bad) + ")"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("[1, 4]"), std::string::npos) << m;
+  }
+}
+
+}  // namespace
+}  // namespace spindle
