@@ -50,6 +50,33 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     all.push_back(std::move(b));
   }
   {
+    // Why mt_fib scales as it does: a parked worker joins in only when a
+    // worker that found work wakes it.
+    const std::string id = "mt_ramp";
+    Benchmark b{id,
+                "mt_fib's run, each worker's first task timed; param "
+                "workers; wall time, mt_ramp_half / mt_ramp_all: when half "
+                "/ all of the workers had started a task (spindle_fanout1: "
+                "workers wake each other one at a time; spindle_spin: "
+                "workers spin 1 ms before they park)",
+                "spindle",
+                workers,
+                {}};
+    b.variants.push_back({"spindle", [id, fib_n](int64_t w) {
+                            return SpindleMtRamp(id, w, fib_n,
+                                                 RampMode::kDefault);
+                          }});
+    b.variants.push_back({"spindle_fanout1", [id, fib_n](int64_t w) {
+                            return SpindleMtRamp(id, w, fib_n,
+                                                 RampMode::kOneByOne);
+                          }});
+    b.variants.push_back({"spindle_spin", [id, fib_n](int64_t w) {
+                            return SpindleMtRamp(id, w, fib_n,
+                                                 RampMode::kSpin);
+                          }});
+    all.push_back(std::move(b));
+  }
+  {
     const std::string id = "mt_spawn";
     const int64_t n = c.n_tasks.value_or(100'000);
     Benchmark b{id,

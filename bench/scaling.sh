@@ -2,7 +2,8 @@
 # bench/scaling.sh: the multi-core table (bench/README.md, "Scaling"): the
 # suite's `mt_fib`, `mt_spawn` and `skewed` rows at 1, 2, 4, 8 and 16
 # workers, one suite run per worker count, printed as a Markdown table of
-# medians, each with its speed-up over the same variant at 1 worker.
+# medians, each with its speed-up over the same variant at 1 worker; then
+# a second table of the `mt_ramp` row (how soon the workers join in).
 #
 #   ./bazelw build -c opt //bench:suite
 #   bench/scaling.sh [SUITE]        # SUITE: default bazel-bin/bench/suite
@@ -37,7 +38,7 @@ for w in $counts; do
   fi
   mkdir -p "$out/w$w"
   if ! WORKERS=$w ITERATIONS=$iterations \
-    BENCH_FILTER='^mt_fib,^mt_spawn,^skewed' \
+    BENCH_FILTER='^mt_fib,^mt_spawn,^skewed,^mt_ramp' \
     "$suite" --out "$out/w$w" >"$out/w$w/suite.log" 2>&1; then
     echo "scaling.sh: the suite failed at $w workers:" >&2
     cat "$out/w$w/suite.log" >&2
@@ -91,6 +92,49 @@ done | awk -F, '$1 ~ /^(mt_fib|mt_spawn|skewed)$/ &&
               printf " (%.2fx)", med[one] / med[key]
             printf " |"
           }
+        }
+        printf "\n"
+      }
+    }'
+
+# The ramp (mt_ramp): mt_fib's wall time, and when half and all of the
+# workers had started a task, with the runtime's defaults, with the
+# workers waking each other one at a time, and with them spinning 1 ms
+# before they park (the run begins right after a warm-up).
+echo
+for w in "${ran[@]}"; do
+  tail -n +2 "$out/w$w/benchmark_results.csv"
+done | awk -F, '$1 ~ /^mt_ramp(_half|_all)?$/ &&
+                $2 ~ /^spindle(_fanout1|_spin)?$/ {
+                  print $1 "," $2 "," $3 "," $5 }' |
+  sort -t, -k1,1 -k2,2 -k3,3n -k4,4n |
+  awk -F, -v order="${ran[*]}" '
+    { key = $1 "," $2 "," $3; v[key, ++n[key]] = $4 }
+    END {
+      for (key in n) {
+        k = n[key]
+        if (k % 2) med[key] = v[key, (k + 1) / 2]
+        else med[key] = (v[key, k / 2] + v[key, k / 2 + 1]) / 2
+      }
+      split("spindle spindle_fanout1 spindle_spin", variant, " ")
+      printf "| workers |"
+      for (x = 1; x <= 3; ++x)
+        printf " mt_ramp %s: wall (half, all started) |", variant[x]
+      printf "\n|---|---|---|---|\n"
+      m = split(order, workers, " ")
+      for (i = 1; i <= m; ++i) {
+        w = workers[i]
+        printf "| %s |", w
+        for (x = 1; x <= 3; ++x) {
+          wall = "mt_ramp," variant[x] "," w
+          half = "mt_ramp_half," variant[x] "," w
+          all = "mt_ramp_all," variant[x] "," w
+          if (!(wall in med) || !(half in med) || !(all in med)) {
+            printf " - |"
+            continue
+          }
+          printf " %.2f ms (%.0f us, %.0f us) |", med[wall] / 1e6,
+                 med[half] / 1e3, med[all] / 1e3
         }
         printf "\n"
       }

@@ -21,6 +21,11 @@ if (($(nproc) >= 2)); then
   grep -Eq '^\| 2 \| [0-9.]+ ms \([0-9.]+x\) \|' "$table" || {
     echo "no 2-worker row:"; cat "$table"; exit 1; }
 fi
+# The ramp's table: a row per worker count, every cell a time.
+grep -q '^| workers | mt_ramp spindle: wall (half, all started) | mt_ramp spindle_fanout1: ' "$table" || {
+  echo "no ramp table header:"; cat "$table"; exit 1; }
+grep -Eq '^\| 1 \|( [0-9.]+ ms \([0-9]+ us, [0-9]+ us\) \|){3}$' "$table" || {
+  echo "no 1-worker ramp row:"; cat "$table"; exit 1; }
 # The test's suite is a test build (not -c opt): the table says so.
 if ! grep -q "^build: *optimised" "$TEST_TMPDIR/out/w1/suite.log"; then
   grep -q "built without optimisation" "$log" || {

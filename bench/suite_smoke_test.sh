@@ -55,6 +55,8 @@ expect=(
   io_latency/spindle_alone io_latency/spindle_loaded
   io_latency_p50/spindle_alone io_latency_p99/spindle_loaded
   mt_fib/spindle mt_fib/tbb mt_fib/spindle_local mt_spawn/spindle mt_spawn/tbb
+  mt_ramp/spindle mt_ramp/spindle_fanout1 mt_ramp/spindle_spin mt_ramp_half/spindle
+  mt_ramp_all/spindle_spin
   skewed/spindle skewed/tbb rebalance/spindle rebalance/spindle_spread
   hog_mt/spindle_alone hog_mt/spindle_tiers
   hog_mt_p99/spindle_notiers pingpong/spindle pingpong/floor_msg_ring pingpong/floor_eventfd
@@ -76,7 +78,7 @@ for e in "${expect[@]}"; do
     # Allowed only when the suite says it skipped this variant.
     main=$b
     case $b in 1C_sleep_*) main=1C_sleep ;; launch_*) main=launch ;;
-      fairness_*) main=fairness ;; hog_mt_*) main=hog_mt ;; hog_*) main=hog ;; tail_*) main=tail_latency ;;
+      fairness_*) main=fairness ;; mt_ramp_*) main=mt_ramp ;; hog_mt_*) main=hog_mt ;; hog_*) main=hog ;; tail_*) main=tail_latency ;;
       io_latency_*) main=io_latency ;; process_pool_*) main=process_pool ;;
       slurm_steps_*) main=slurm_steps ;; esac
     if grep -q "^  $main/$v/" "$log"; then

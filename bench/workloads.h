@@ -138,6 +138,13 @@ absl::StatusOr<Rows> SpindleMtFib(const std::string& id, int64_t workers,
                                   int n);
 absl::StatusOr<Rows> SpindleLocalFib(const std::string& id, int64_t workers,
                                      int n);
+// mt_fib's run with each worker's first task timed: rows id (wall),
+// id_half and id_all (when half, and all, of the workers had started a
+// task).  The runtime's defaults, or its workers spin 1 ms before they
+// park, or they wake each other one at a time (WakeFanout(1)).
+enum class RampMode { kDefault, kSpin, kOneByOne };
+absl::StatusOr<Rows> SpindleMtRamp(const std::string& id, int64_t workers,
+                                   int n, RampMode mode);
 absl::StatusOr<Rows> SpindleMtSpawn(const std::string& id, int64_t workers,
                                     int64_t n);
 absl::StatusOr<Rows> SpindleSkewed(const std::string& id, int64_t workers,

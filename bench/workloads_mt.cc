@@ -1,9 +1,11 @@
 // bench/workloads_mt.cc: the multi-threaded Runtime's rows (mt_fib,
 // mt_spawn, skewed); their oneTBB peers are in workloads_tbb.cc.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "bench/hog_tasks.h"
@@ -117,6 +119,75 @@ absl::StatusOr<Rows> SpindleMtFib(const std::string& id, int64_t workers,
   Rows rows{Wall(id, t0)};
   if (v != SerialFib(n)) return absl::InternalError("mt_fib: wrong value");
   return rows;
+}
+
+namespace {
+
+// mt_ramp: how fast the workers join in.  Each worker's slot holds the
+// time (ns after the run began, + 1; 0: none yet) its first task of the
+// run started.  One slot per cache line: a worker writes its own once and
+// then only reads it.
+struct RampProbe {
+  struct alignas(64) Slot {
+    std::atomic<uint64_t> first{0};
+  };
+  explicit RampProbe(size_t workers) : slots(workers) {}
+  void Note() noexcept {
+    const std::optional<size_t> w = CurrentWorker();
+    if (!w || *w >= slots.size()) return;  // the isolation thread
+    std::atomic<uint64_t>& f = slots[*w].first;
+    if (f.load(std::memory_order_relaxed) == 0) {
+      f.store(MonotonicClock::Now() - t0 + 1, std::memory_order_relaxed);
+    }
+  }
+  uint64_t t0 = 0;
+  std::vector<Slot> slots;
+};
+
+// RtFib, each call noting its worker's first task.
+Task<uint64_t> RampFib(int n, RampProbe* p) {
+  p->Note();
+  if (n < 2) co_return static_cast<uint64_t>(n);
+  JoinHandle<uint64_t> a = Runtime::Current()->Spawn(RampFib(n - 1, p));
+  const uint64_t b = co_await RampFib(n - 2, p);
+  co_return co_await a + b;
+}
+
+}  // namespace
+
+absl::StatusOr<Rows> SpindleMtRamp(const std::string& id, int64_t workers,
+                                   int n, RampMode mode) {
+  budget::TierConfig tc = budget::TierConfig::Balanced();
+  tc.log_warnings = false;
+  RuntimeBuilder b;
+  b.Workers(static_cast<size_t>(workers)).Tiers(tc);
+  if (mode == RampMode::kSpin) {
+    b.SpinBeforePark(std::chrono::milliseconds(1));  // the range's top
+  } else if (mode == RampMode::kOneByOne) {
+    b.WakeFanout(1);
+  }
+  auto rt = b.Build();
+  if (!rt.ok()) return rt.status();
+  const size_t w = static_cast<size_t>(workers);
+  RampProbe warm(w), probe(w);
+  warm.t0 = MonotonicClock::Now();
+  (void)(*rt)->BlockOn(RampFib(n, &warm));  // warm-up, as for mt_fib
+  const uint64_t t0 = MonotonicClock::Now();
+  probe.t0 = t0;
+  const uint64_t v = (*rt)->BlockOn(RampFib(n, &probe));
+  const uint64_t wall = MonotonicClock::Now() - t0;
+  if (v != SerialFib(n)) return absl::InternalError("mt_ramp: wrong value");
+  // A worker that never ran a task of the run counts as joining at its end.
+  std::vector<uint64_t> first;
+  for (const RampProbe::Slot& s : probe.slots) {
+    const uint64_t f = s.first.load(std::memory_order_relaxed);
+    first.push_back(f == 0 ? wall : f - 1);
+  }
+  std::sort(first.begin(), first.end());
+  const auto ns = [](uint64_t x) { return static_cast<double>(x); };
+  return Rows{{id, ns(wall), Unit::kNanos},
+              {id + "_half", ns(first[(w - 1) / 2]), Unit::kNanos},
+              {id + "_all", ns(first.back()), Unit::kNanos}};
 }
 
 absl::StatusOr<Rows> SpindleLocalFib(const std::string& id, int64_t workers,
