@@ -55,21 +55,33 @@ if grep -q "^build: *not optimised" "$out/w${ran[0]}/suite.log"; then
     "the table says little (./bazelw build -c opt //bench:suite)" >&2
 fi
 
-# benchmark,variant,parameter,iteration,duration_ns -> the median of each
-# (benchmark, variant, parameter), then one table row per worker count.
-for w in "${ran[@]}"; do
-  tail -n +2 "$out/w$w/benchmark_results.csv"
-done | awk -F, '$1 ~ /^(mt_fib|mt_spawn|skewed)$/ &&
-                $2 ~ /^(spindle|tbb)$/ { print $1 "," $2 "," $3 "," $5 }' |
-  sort -t, -k1,1 -k2,2 -k3,3n -k4,4n |
+# The median of each (benchmark, variant, parameter) whose benchmark and
+# variant match the awk patterns $1 and $2, over every worker count run:
+# lines benchmark,variant,parameter,median (from the CSVs' lines
+# benchmark,variant,parameter,iteration,duration_ns).
+medians() {
+  for w in "${ran[@]}"; do
+    tail -n +2 "$out/w$w/benchmark_results.csv"
+  done | awk -F, -v b="$1" -v v="$2" \
+    '$1 ~ b && $2 ~ v { print $1 "," $2 "," $3 "," $5 }' |
+    sort -t, -k1,1 -k2,2 -k3,3n -k4,4n |
+    awk -F, '
+      { key = $1 "," $2 "," $3; v[key, ++n[key]] = $4 }
+      END {
+        for (key in n) {
+          k = n[key]
+          if (k % 2) m = v[key, (k + 1) / 2]
+          else m = (v[key, k / 2] + v[key, k / 2 + 1]) / 2
+          printf "%s,%.1f\n", key, m
+        }
+      }'
+}
+
+# One table row per worker count.
+medians '^(mt_fib|mt_spawn|skewed)$' '^(spindle|tbb)$' |
   awk -F, -v order="${ran[*]}" '
-    { key = $1 "," $2 "," $3; v[key, ++n[key]] = $4 }
+    { med[$1 "," $2 "," $3] = $4 }
     END {
-      for (key in n) {
-        k = n[key]
-        if (k % 2) med[key] = v[key, (k + 1) / 2]
-        else med[key] = (v[key, k / 2] + v[key, k / 2 + 1]) / 2
-      }
       split("mt_fib mt_spawn skewed", bench, " ")
       split("spindle tbb", variant, " ")
       printf "| workers |"
@@ -102,20 +114,10 @@ done | awk -F, '$1 ~ /^(mt_fib|mt_spawn|skewed)$/ &&
 # workers waking each other one at a time, and with them spinning 1 ms
 # before they park (the run begins right after a warm-up).
 echo
-for w in "${ran[@]}"; do
-  tail -n +2 "$out/w$w/benchmark_results.csv"
-done | awk -F, '$1 ~ /^mt_ramp(_half|_all)?$/ &&
-                $2 ~ /^spindle(_fanout1|_spin)?$/ {
-                  print $1 "," $2 "," $3 "," $5 }' |
-  sort -t, -k1,1 -k2,2 -k3,3n -k4,4n |
+medians '^mt_ramp(_half|_all)?$' '^spindle(_fanout1|_spin)?$' |
   awk -F, -v order="${ran[*]}" '
-    { key = $1 "," $2 "," $3; v[key, ++n[key]] = $4 }
+    { med[$1 "," $2 "," $3] = $4 }
     END {
-      for (key in n) {
-        k = n[key]
-        if (k % 2) med[key] = v[key, (k + 1) / 2]
-        else med[key] = (v[key, k / 2] + v[key, k / 2 + 1]) / 2
-      }
       split("spindle spindle_fanout1 spindle_spin", variant, " ")
       printf "| workers |"
       for (x = 1; x <= 3; ++x)
