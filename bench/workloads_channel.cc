@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/quiet.h"
 #include "bench/workloads.h"
 #include "executor/executor.h"
 #include "timing/clock.h"
@@ -44,10 +45,7 @@ Row Wall(const std::string& id, uint64_t t0, uint64_t t1) {
 
 absl::StatusOr<std::unique_ptr<Runtime>> MakeRuntime(
     int64_t workers, std::vector<int> cpus = {}) {
-  budget::TierConfig tc = budget::TierConfig::Balanced();
-  tc.log_warnings = false;
-  RuntimeBuilder b;
-  b.Workers(static_cast<size_t>(workers)).Tiers(tc);
+  RuntimeBuilder b = QuietRuntime(workers);
   if (!cpus.empty()) b.ThreadAffinity(std::move(cpus));
   return b.Build();
 }

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/quiet.h"
 #include "bench/workloads.h"
 #include "boost/context/detail/fcontext.hpp"
 #include "executor/executor.h"
@@ -35,10 +36,7 @@ using timing::MonotonicClock;
 
 absl::StatusOr<std::unique_ptr<LocalExecutor>> MakeQuiet(
     reactor::BackendChoice backend = reactor::BackendChoice::kAuto) {
-  ExecutorBuilder b;
-  budget::TierConfig tc = budget::TierConfig::Balanced();
-  tc.log_warnings = false;
-  b.Tiers(tc);
+  ExecutorBuilder b = QuietExecutor();
   reactor::ReactorOptions o;
   o.backend = backend;
   b.Reactor(o);
@@ -84,8 +82,7 @@ void FloorFiberEntry(bc::transfer_t t) {
   for (;;) t = bc::jump_fcontext(t.fctx, nullptr);
 }
 
-absl::StatusOr<Rows> FloorFiberSwitch(const std::string& id,
-                                      int64_t switches) {
+absl::StatusOr<Rows> FloorFiberSwitch(const std::string& id, int64_t switches) {
   constexpr size_t kStack = 64 << 10;
   std::unique_ptr<char[]> stack(new char[kStack]);
   bc::fcontext_t f =
@@ -137,8 +134,7 @@ absl::StatusOr<Rows> SpindleFiberSpawn(const std::string& id, int64_t n) {
   });
 }
 
-absl::StatusOr<Rows> SpindleCoroutineSpawn(const std::string& id,
-                                           int64_t n) {
+absl::StatusOr<Rows> SpindleCoroutineSpawn(const std::string& id, int64_t n) {
   return TimedSpawns(id, n, [](LocalExecutor& ex, uint64_t* counter) {
     ex.SpawnDetached(BumpTask(counter));
   });
@@ -263,9 +259,8 @@ void AddFiberBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     b.variants.push_back({"spindle_fiber", [id](int64_t n) {
                             return SpindleFiberSpawn(id, n);
                           }});
-    b.variants.push_back({"spindle", [id](int64_t n) {
-                            return SpindleCoroutineSpawn(id, n);
-                          }});
+    b.variants.push_back(
+        {"spindle", [id](int64_t n) { return SpindleCoroutineSpawn(id, n); }});
     b.ops = [](int64_t n) { return static_cast<double>(n); };
     b.op = "spawn";
     all.push_back(std::move(b));
@@ -279,9 +274,8 @@ void AddFiberBenchmarks(const Config& c, std::vector<Benchmark>& all) {
                 "floor",
                 {c.nop_ops},
                 {}};
-    b.variants.push_back({"spindle_fiber", [id](int64_t n) {
-                            return SpindleFiberNop(id, n);
-                          }});
+    b.variants.push_back(
+        {"spindle_fiber", [id](int64_t n) { return SpindleFiberNop(id, n); }});
     b.variants.push_back(
         {"spindle", [id](int64_t n) { return SpindleNop(id, n); }});
     b.variants.push_back(

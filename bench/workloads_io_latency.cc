@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/quiet.h"
 #include "bench/workloads.h"
 #include "executor/executor.h"
 #include "timing/clock.h"
@@ -26,8 +27,7 @@ constexpr int kCpuTasks = 2;      // on the share-1 queue when loaded
 constexpr QueueId kIoQueue = 1;   // share 8
 constexpr QueueId kCpuQueue = 2;  // share 1
 
-Task<void> Client(int fd, std::vector<double>* out,
-                  std::atomic<bool>* stop) {
+Task<void> Client(int fd, std::vector<double>* out, std::atomic<bool>* stop) {
   char byte = 'x';
   for (int i = 0; i < kRounds; ++i) {
     const uint64_t t0 = MonotonicClock::Now();
@@ -52,10 +52,8 @@ Task<void> CpuBound(std::atomic<bool>* stop) {
 
 absl::StatusOr<Rows> SpindleIoLatency(const std::string& id, int64_t clients,
                                       bool loaded) {
-  budget::TierConfig tc = budget::TierConfig::Balanced();
-  tc.log_warnings = false;
-  ExecutorBuilder b;
-  b.Tiers(tc).WithQueue(kIoQueue, 8).WithQueue(kCpuQueue, 1);
+  ExecutorBuilder b = QuietExecutor();
+  b.WithQueue(kIoQueue, 8).WithQueue(kCpuQueue, 1);
   auto ex = b.Build();
   if (!ex.ok()) return ex.status();
   std::vector<int> fds;
@@ -88,8 +86,8 @@ absl::StatusOr<Rows> SpindleIoLatency(const std::string& id, int64_t clients,
     }
   }
   (*ex)->Run();
-  Rows rows{Row{id, static_cast<double>(MonotonicClock::Now() - t0),
-                Unit::kNanos}};
+  Rows rows{
+      Row{id, static_cast<double>(MonotonicClock::Now() - t0), Unit::kNanos}};
   for (int fd : fds) shutdown(fd, SHUT_RDWR);
   for (std::thread& t : peers) t.join();
   for (int fd : fds) close(fd);

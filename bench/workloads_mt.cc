@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bench/hog_tasks.h"
+#include "bench/quiet.h"
 #include "bench/workloads.h"
 #include "executor/executor.h"
 #include "executor/notify.h"
@@ -24,12 +25,7 @@ namespace {
 using timing::MonotonicClock;
 
 absl::StatusOr<std::unique_ptr<Runtime>> MakeRuntime(int64_t workers) {
-  budget::TierConfig tc = budget::TierConfig::Balanced();
-  tc.log_warnings = false;  // a VM's preemptions would print mid-table
-  return RuntimeBuilder()
-      .Workers(static_cast<size_t>(workers))
-      .Tiers(tc)
-      .Build();
+  return QuietRuntime(workers).Build();
 }
 
 Row Wall(const std::string& id, uint64_t t0) {
@@ -157,10 +153,7 @@ Task<uint64_t> RampFib(int n, RampProbe* p) {
 
 absl::StatusOr<Rows> SpindleMtRamp(const std::string& id, int64_t workers,
                                    int n, RampMode mode) {
-  budget::TierConfig tc = budget::TierConfig::Balanced();
-  tc.log_warnings = false;
-  RuntimeBuilder b;
-  b.Workers(static_cast<size_t>(workers)).Tiers(tc);
+  RuntimeBuilder b = QuietRuntime(workers);
   if (mode == RampMode::kSpin) {
     b.SpinBeforePark(std::chrono::milliseconds(1));  // the range's top
   } else if (mode == RampMode::kOneByOne) {
@@ -195,11 +188,7 @@ absl::StatusOr<Rows> SpindleLocalFib(const std::string& id, int64_t workers,
   if (workers != 1) {
     return absl::UnavailableError("spindle_local is single-threaded");
   }
-  ExecutorBuilder b;
-  budget::TierConfig tc = budget::TierConfig::Balanced();
-  tc.log_warnings = false;
-  b.Tiers(tc);
-  auto ex = b.Build();
+  auto ex = QuietExecutor().Build();
   if (!ex.ok()) return ex.status();
   (void)(*ex)->BlockOn(LocalFib(n));  // warm-up, as for the Runtime
   const uint64_t t0 = MonotonicClock::Now();
@@ -304,23 +293,21 @@ absl::StatusOr<Rows> SpindleRebalance(const std::string& id, int64_t workers,
                                       bool spread) {
   auto rt = MakeRuntime(workers);
   if (!rt.ok()) return rt.status();
-  if (absl::Status s = RebalanceRun(**rt, spread); !s.ok()) return s;  // warm-up
+  if (absl::Status s = RebalanceRun(**rt, spread); !s.ok())
+    return s;  // warm-up
   const uint64_t t0 = MonotonicClock::Now();
   if (absl::Status s = RebalanceRun(**rt, spread); !s.ok()) return s;
   return Rows{Wall(id, t0)};
 }
 
 absl::StatusOr<Rows> SpindleHogMt(const std::string& id, int64_t workers,
-                                  int64_t sensitive, int64_t ms,
-                                  HogMode mode) {
+                                  int64_t sensitive, int64_t ms, HogMode mode) {
   RuntimeBuilder b;
   b.Workers(static_cast<size_t>(workers));
   if (mode == HogMode::kTiersOff) {
     b.NoTiers();
   } else {
-    budget::TierConfig tc = budget::TierConfig::Balanced();
-    tc.log_warnings = false;
-    b.Tiers(tc);
+    b.Tiers(QuietTiers());
   }
   auto rt = b.Build();
   if (!rt.ok()) return rt.status();

@@ -11,6 +11,7 @@
 #include <coroutine>
 #include <thread>
 
+#include "bench/quiet.h"
 #include "bench/raw_ring.h"
 #include "bench/workloads.h"
 #include "executor/executor.h"
@@ -69,9 +70,7 @@ Row Wall(const std::string& id, uint64_t t0) {
 }  // namespace
 
 absl::StatusOr<Rows> SpindlePingPong(const std::string& id, int64_t rounds) {
-  budget::TierConfig tc = budget::TierConfig::Balanced();
-  tc.log_warnings = false;
-  auto rt = RuntimeBuilder().Workers(2).Tiers(tc).Build();
+  auto rt = QuietRuntime(2).Build();
   if (!rt.ok()) return rt.status();
   RuntimeSpawnOptions on0, on1;
   on0.placement = Placement::Pinned(0);

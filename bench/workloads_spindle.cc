@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/hog_tasks.h"
+#include "bench/quiet.h"
 #include "bench/workloads.h"
 #include "executor/executor.h"
 #include "timing/clock.h"
@@ -25,14 +26,6 @@ using timing::TscClock;
 // builder that sets its own Tiers()/NoTiers() overrides this.
 absl::StatusOr<std::unique_ptr<LocalExecutor>> Make(ExecutorBuilder& b) {
   return b.Build();
-}
-
-ExecutorBuilder Quiet() {
-  ExecutorBuilder b;
-  budget::TierConfig tc = budget::TierConfig::Balanced();
-  tc.log_warnings = false;
-  b.Tiers(tc);
-  return b;
 }
 
 Row Wall(const std::string& id, uint64_t t0) {
@@ -216,7 +209,7 @@ Task<void> TailGenerator(int64_t rate, int64_t ms, TailMode mode,
 }  // namespace
 
 absl::StatusOr<Rows> SpindleSpawn(const std::string& id, int64_t n) {
-  ExecutorBuilder b = Quiet();
+  ExecutorBuilder b = QuietExecutor();
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
   std::atomic<uint64_t> counter{0};
@@ -233,7 +226,7 @@ absl::StatusOr<Rows> SpindleSpawn(const std::string& id, int64_t n) {
 absl::StatusOr<Rows> SpindleYield(const std::string& id, int64_t tasks,
                                   int64_t yields, int queues,
                                   bool task_timing) {
-  ExecutorBuilder b = Quiet();
+  ExecutorBuilder b = QuietExecutor();
   b.TaskTiming(task_timing);
   for (int q = 0; q < queues; ++q) b.WithQueue(static_cast<QueueId>(q + 1), 1);
   auto ex = Make(b);
@@ -258,7 +251,7 @@ absl::StatusOr<Rows> SpindleSleep(const std::string& id, int64_t tasks,
   o.backend = backend == SpindleBackend::kIoUring
                   ? reactor::BackendChoice::kIoUring
                   : reactor::BackendChoice::kEpoll;
-  ExecutorBuilder b = Quiet();
+  ExecutorBuilder b = QuietExecutor();
   b.Reactor(o);
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
@@ -277,7 +270,7 @@ absl::StatusOr<Rows> SpindleSleep(const std::string& id, int64_t tasks,
 absl::StatusOr<Rows> SpindleNop(const std::string& id, int64_t ops) {
   reactor::ReactorOptions o;
   o.backend = reactor::BackendChoice::kIoUring;
-  ExecutorBuilder b = Quiet();
+  ExecutorBuilder b = QuietExecutor();
   b.Reactor(o);
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
@@ -296,14 +289,13 @@ absl::StatusOr<Rows> SpindleNop(const std::string& id, int64_t ops) {
 void AppendLaunchTicks(const std::string& id, const std::vector<double>& ticks,
                        Rows& rows) {
   const auto n = static_cast<int64_t>(ticks.size());
-  rows.push_back(
-      Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks, n});
+  rows.push_back(Row{id + "_ticks_p50", Quantile(ticks, 0.5), Unit::kTicks, n});
   rows.push_back(
       Row{id + "_ticks_p99", Quantile(ticks, 0.99), Unit::kTicks, n});
 }
 
 absl::StatusOr<Rows> SpindleLaunch(const std::string& id, int64_t launches) {
-  ExecutorBuilder b = Quiet();
+  ExecutorBuilder b = QuietExecutor();
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
   std::vector<double> ticks(static_cast<size_t>(launches));
@@ -320,7 +312,7 @@ absl::StatusOr<Rows> SpindleFairness(const std::string& id, int queues,
   const std::vector<uint32_t> shares = queues == 2
                                            ? std::vector<uint32_t>{3, 1}
                                            : std::vector<uint32_t>{1, 1, 2};
-  ExecutorBuilder b = Quiet();
+  ExecutorBuilder b = QuietExecutor();
   for (size_t q = 0; q < shares.size(); ++q) {
     b.WithQueue(static_cast<QueueId>(q + 1), shares[q]);
   }
@@ -359,14 +351,8 @@ absl::StatusOr<Rows> SpindleFairness(const std::string& id, int queues,
 
 absl::StatusOr<Rows> SpindleHog(const std::string& id, int64_t sensitive,
                                 int64_t ms, HogMode mode) {
-  ExecutorBuilder b = Quiet();
-  if (mode == HogMode::kTiersOff) {
-    b.NoTiers();
-  } else {
-    budget::TierConfig tc = budget::TierConfig::Balanced();
-    tc.log_warnings = false;
-    b.Tiers(tc);
-  }
+  ExecutorBuilder b = QuietExecutor();
+  if (mode == HogMode::kTiersOff) b.NoTiers();
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
   std::atomic<bool> stop{false};
@@ -387,15 +373,12 @@ absl::StatusOr<Rows> SpindleHog(const std::string& id, int64_t sensitive,
 
 absl::StatusOr<Rows> SpindleTail(const std::string& id, int64_t rate,
                                  int64_t ms, TailMode mode) {
-  ExecutorBuilder b = Quiet();
+  ExecutorBuilder b = QuietExecutor();
   if (mode == TailMode::kEevdf) {
     b.WithQueue(1, 8).WithQueue(2, 1);
   } else {
     b.WithQueue(1, 1);
   }
-  budget::TierConfig tc = budget::TierConfig::Balanced();
-  tc.log_warnings = false;
-  b.Tiers(tc);
   auto ex = Make(b);
   if (!ex.ok()) return ex.status();
   std::vector<TailRecord> records;
