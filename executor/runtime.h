@@ -252,9 +252,10 @@ class RuntimeBuilder {
   // join in one at a time, each woken by the last to find work (as in
   // Tokio and Go); with the default, 2, each also wakes one more, so that
   // the workers awake double per wake-up (as oneTBB's wake each other).
-  // A wake-up of a parked worker takes ~5-20 us, so on 16 cores the last
-  // of a fork-join run's workers joined in ~15 wake-ups after the first
-  // one at 1, against ~4 at 2.  No effect on 2 workers (the victim is
+  // A wake-up of a parked worker takes tens of microseconds on a VM
+  // (13-45 us in the suite's mt_ramp row on 2-core VMs), so on 16 cores
+  // the last of a fork-join run's workers would join ~15 wake-ups after
+  // the first one at 1, against ~4 at 2.  No effect on 2 workers (the victim is
   // awake).
   RuntimeBuilder& WakeFanout(uint32_t workers);
   // Executor options, per worker.
