@@ -1,4 +1,5 @@
-// bench/registry.cc: docs/measuring.md's table as Benchmarks with their variants.
+// bench/registry.cc: docs/measuring.md's table as Benchmarks with their
+// variants.
 #include <string>
 #include <vector>
 
@@ -71,8 +72,7 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
                                                  RampMode::kOneByOne);
                           }});
     b.variants.push_back({"spindle_spin", [id, fib_n](int64_t w) {
-                            return SpindleMtRamp(id, w, fib_n,
-                                                 RampMode::kSpin);
+                            return SpindleMtRamp(id, w, fib_n, RampMode::kSpin);
                           }});
     all.push_back(std::move(b));
   }
@@ -85,9 +85,8 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
                 "tbb",
                 workers,
                 {}};
-    b.variants.push_back({"spindle", [id, n](int64_t w) {
-                            return SpindleMtSpawn(id, w, n);
-                          }});
+    b.variants.push_back(
+        {"spindle", [id, n](int64_t w) { return SpindleMtSpawn(id, w, n); }});
     b.variants.push_back({"tbb", [id, n](int64_t w) -> absl::StatusOr<Rows> {
                             if (kTsan) return NoTbbUnderTsan();
                             return TbbMtSpawn(id, w, n);
@@ -127,9 +126,8 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
                 "floor_msg_ring",
                 Or(c.n_tasks, {10000}),
                 {}};
-    b.variants.push_back({"spindle", [id](int64_t r) {
-                            return SpindlePingPong(id, r);
-                          }});
+    b.variants.push_back(
+        {"spindle", [id](int64_t r) { return SpindlePingPong(id, r); }});
     b.variants.push_back({"floor_msg_ring", [id](int64_t r) {
                             return FloorMsgRingPingPong(id, r);
                           }});
@@ -163,7 +161,8 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     Benchmark b{id,
                 "fib(FIB_N + 10 = 35), the root on worker 0 spawns one "
                 "serial task per subtree below n = 16; param workers; wall "
-                "time",
+                "time (floor_threads: plain threads take the same leaves "
+                "through one atomic index, the machine's own speed-up)",
                 "spindle",
                 workers,
                 {}};
@@ -175,6 +174,9 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
            if (kTsan) return NoTbbUnderTsan();
            return TbbSkewed(id, w, fib_n + 10, 16);
          }});
+    b.variants.push_back({"floor_threads", [id, fib_n](int64_t w) {
+                            return FloorThreadsSkewed(id, w, fib_n + 10, 16);
+                          }});
     all.push_back(std::move(b));
   }
 }

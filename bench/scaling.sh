@@ -2,8 +2,9 @@
 # bench/scaling.sh: the multi-core table (bench/README.md, "Scaling"): the
 # suite's `mt_fib`, `mt_spawn` and `skewed` rows at 1, 2, 4, 8 and 16
 # workers, one suite run per worker count, printed as a Markdown table of
-# medians, each with its speed-up over the same variant at 1 worker; then
-# a second table of the `mt_ramp` row (how soon the workers join in).
+# medians, each with its speed-up over the same variant at 1 worker (and
+# `skewed`'s plain-thread floor: the machine's own speed-up); then a
+# second table of the `mt_ramp` row (how soon the workers join in).
 #
 #   ./bazelw build -c opt //bench:suite
 #   bench/scaling.sh [SUITE]        # SUITE: default bazel-bin/bench/suite
@@ -77,33 +78,31 @@ medians() {
       }'
 }
 
-# One table row per worker count.
-medians '^(mt_fib|mt_spawn|skewed)$' '^(spindle|tbb)$' |
+# One table row per worker count; skewed's floor (plain threads taking
+# the same leaves) says what speed-up the machine itself gives.
+medians '^(mt_fib|mt_spawn|skewed)$' '^(spindle|tbb|floor_threads)$' |
   awk -F, -v order="${ran[*]}" '
     { med[$1 "," $2 "," $3] = $4 }
     END {
-      split("mt_fib mt_spawn skewed", bench, " ")
-      split("spindle tbb", variant, " ")
+      c = split("mt_fib,spindle mt_fib,tbb mt_spawn,spindle mt_spawn,tbb " \
+                "skewed,spindle skewed,tbb skewed,floor_threads", col, " ")
       printf "| workers |"
-      for (b = 1; b <= 3; ++b)
-        for (x = 1; x <= 2; ++x) printf " %s %s |", bench[b], variant[x]
+      for (x = 1; x <= c; ++x) { split(col[x], bv, ","); printf " %s %s |", bv[1], bv[2] }
       printf "\n|---|"
-      for (i = 1; i <= 6; ++i) printf "---|"
+      for (x = 1; x <= c; ++x) printf "---|"
       printf "\n"
       m = split(order, workers, " ")
       for (i = 1; i <= m; ++i) {
         w = workers[i]
         printf "| %s |", w
-        for (b = 1; b <= 3; ++b) {
-          for (x = 1; x <= 2; ++x) {
-            key = bench[b] "," variant[x] "," w
-            one = bench[b] "," variant[x] ",1"
-            if (!(key in med)) { printf " - |"; continue }
-            printf " %.2f ms", med[key] / 1e6
-            if (one in med && med[key] > 0)
-              printf " (%.2fx)", med[one] / med[key]
-            printf " |"
-          }
+        for (x = 1; x <= c; ++x) {
+          key = col[x] "," w
+          one = col[x] ",1"
+          if (!(key in med)) { printf " - |"; continue }
+          printf " %.2f ms", med[key] / 1e6
+          if (one in med && med[key] > 0)
+            printf " (%.2fx)", med[one] / med[key]
+          printf " |"
         }
         printf "\n"
       }

@@ -13,6 +13,8 @@ WORKER_COUNTS="1 2 4096" ITERATIONS=1 FIB_N=10 N_TASKS=1000 \
   echo "scaling.sh failed:"; cat "$log" "$table"; exit 1; }
 grep -q '^| workers | mt_fib spindle | mt_fib tbb | mt_spawn spindle' "$table" || {
   echo "no table header:"; cat "$table"; exit 1; }
+grep -q '| skewed tbb | skewed floor_threads |$' "$table" || {
+  echo "no skewed floor column:"; cat "$table"; exit 1; }
 # spindle's 1-worker cells are their own base (oneTBB's may be "-": none
 # under tsan).
 grep -Eq '^\| 1 \| [0-9.]+ ms \(1\.00x\) \|' "$table" || {

@@ -57,7 +57,7 @@ expect=(
   mt_fib/spindle mt_fib/tbb mt_fib/spindle_local mt_spawn/spindle mt_spawn/tbb
   mt_ramp/spindle mt_ramp/spindle_fanout1 mt_ramp/spindle_spin mt_ramp_half/spindle
   mt_ramp_all/spindle_spin
-  skewed/spindle skewed/tbb rebalance/spindle rebalance/spindle_spread
+  skewed/spindle skewed/tbb skewed/floor_threads rebalance/spindle rebalance/spindle_spread
   hog_mt/spindle_alone hog_mt/spindle_tiers
   hog_mt_p99/spindle_notiers pingpong/spindle pingpong/floor_msg_ring pingpong/floor_eventfd
   dispatch/spindle dispatch/floor

@@ -125,8 +125,8 @@ absl::StatusOr<Rows> AsioSpawn(const std::string& id, int64_t n);
 absl::StatusOr<Rows> AsioYield(const std::string& id, int64_t tasks,
                                int64_t yields);
 absl::StatusOr<Rows> AsioSleep(const std::string& id, int64_t tasks);
-absl::StatusOr<Rows> AsioChannelPingPong(const std::string& id,
-                                         int64_t workers, int64_t rounds);
+absl::StatusOr<Rows> AsioChannelPingPong(const std::string& id, int64_t workers,
+                                         int64_t rounds);
 absl::StatusOr<Rows> TbbSpawn(const std::string& id, int64_t n);
 
 absl::StatusOr<Rows> SpindleHogMt(const std::string& id, int64_t workers,
@@ -149,6 +149,11 @@ absl::StatusOr<Rows> SpindleMtSpawn(const std::string& id, int64_t workers,
                                     int64_t n);
 absl::StatusOr<Rows> SpindleSkewed(const std::string& id, int64_t workers,
                                    int n, int cutoff);
+// skewed's floor: the same leaves, listed before the timer, taken through
+// one atomic index by `workers` plain threads woken from a condition
+// variable: the speed-up the machine itself gives that many threads.
+absl::StatusOr<Rows> FloorThreadsSkewed(const std::string& id, int64_t workers,
+                                        int n, int cutoff);
 // 16 tasks of I/O and computing that all start on worker 0 (or, `spread`,
 // pinned round robin).
 absl::StatusOr<Rows> SpindleRebalance(const std::string& id, int64_t workers,

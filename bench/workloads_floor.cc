@@ -6,9 +6,14 @@
 // it: NOPs in batches of 32, and IORING_OP_TIMEOUT for sleeps.
 #include <liburing.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -206,6 +211,108 @@ absl::StatusOr<Rows> FloorSleep(const std::string& id, int64_t tasks) {
   }
   Rows rows{Wall(id, t0)};
   AppendSleepRows(id, actual, rows);
+  return rows;
+}
+
+namespace {
+
+// skewed's floor: `workers` plain threads that block on a condition
+// variable between runs (as the Runtime's workers park) and, once woken,
+// take the leaves, 8 at a time, through one atomic index: balance within
+// 8 leaves, no spawns, no scheduler.
+class LeafCrew {
+ public:
+  LeafCrew(size_t workers, std::vector<int> leaves)
+      : leaves_(std::move(leaves)) {
+    for (size_t i = 0; i < workers; ++i)
+      threads_.emplace_back([this] { Loop(); });
+  }
+  ~LeafCrew() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      quit_ = true;
+    }
+    start_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+  // One run over every leaf; returns the sum of their SerialFib.
+  uint64_t Run() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      next_.store(0, std::memory_order_relaxed);
+      sum_ = 0;
+      running_ = threads_.size();
+      ++generation_;
+    }
+    start_.notify_all();
+    std::unique_lock<std::mutex> l(mu_);
+    done_.wait(l, [this] { return running_ == 0; });
+    return sum_;
+  }
+
+ private:
+  void Loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        start_.wait(l, [&] { return quit_ || generation_ != seen; });
+        if (quit_) return;
+        seen = generation_;
+      }
+      uint64_t mine = 0;
+      for (;;) {
+        const size_t i = next_.fetch_add(kChunk, std::memory_order_relaxed);
+        if (i >= leaves_.size()) break;
+        const size_t end = std::min(i + kChunk, leaves_.size());
+        for (size_t j = i; j < end; ++j) mine += SerialFib(leaves_[j]);
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      sum_ += mine;
+      if (--running_ == 0) done_.notify_one();
+    }
+  }
+
+  // Leaves taken at a time: ~10 us of work (a leaf is fib(14) or
+  // fib(15)), so that the shared index is not a hot line.
+  static constexpr size_t kChunk = 8;
+  const std::vector<int> leaves_;
+  std::atomic<size_t> next_{0};
+  std::mutex mu_;
+  std::condition_variable start_, done_;
+  uint64_t generation_ = 0;  // guarded by mu_, as are the three below
+  uint64_t sum_ = 0;
+  size_t running_ = 0;
+  bool quit_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
+absl::StatusOr<Rows> FloorThreadsSkewed(const std::string& id, int64_t workers,
+                                        int n, int cutoff) {
+  // The walk of the Runtime's root (SkewedRoot), before the timer.
+  std::vector<int> leaves, stack{n};
+  uint64_t inline_sum = 0;
+  while (!stack.empty()) {
+    const int k = stack.back();
+    stack.pop_back();
+    if (k >= cutoff) {
+      stack.push_back(k - 1);
+      stack.push_back(k - 2);
+    } else if (k < 2) {
+      inline_sum += static_cast<uint64_t>(k);
+    } else {
+      leaves.push_back(k);
+    }
+  }
+  LeafCrew crew(static_cast<size_t>(workers), std::move(leaves));
+  (void)crew.Run();  // warm-up, as the Runtime's
+  const uint64_t t0 = MonotonicClock::Now();
+  const uint64_t v = crew.Run() + inline_sum;
+  Rows rows{Wall(id, t0)};
+  if (v != SerialFib(n))
+    return absl::InternalError("floor skewed: wrong value");
   return rows;
 }
 
