@@ -515,6 +515,8 @@ std::optional<size_t> CurrentWorker() noexcept {
 
 size_t Runtime::worker_count() const noexcept { return rt_->workers.size(); }
 
+void Runtime::WakeForBlockOn() noexcept { rt_->WakeForBlockOn(); }
+
 void Runtime::CheckBlockingCall(const char* what) {
   if (executor_internal::tl_executor != nullptr) {
     throw TaskMisuseError(absl::StrCat(

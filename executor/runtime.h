@@ -157,6 +157,9 @@ struct RuntimeStats {
   // Workers woken by a worker whose steal took a batch, besides the one
   // the last searcher wakes (RuntimeBuilder::WakeFanout).
   uint64_t fanout_wakes = 0;
+  // Workers BlockOn woke besides the one its spawn wakes, so that a
+  // fork-join root's first spawns find them awake (WakeFanout - 1 each).
+  uint64_t block_on_wakes = 0;
   // Tasks started by each worker (all placements).
   std::vector<uint64_t> started_per_worker;
   // Each worker's executor, from a plain thread only (empty from a task).
@@ -255,8 +258,10 @@ class RuntimeBuilder {
   // A wake-up of a parked worker takes tens of microseconds on a VM
   // (13-45 us in the suite's mt_ramp row on 2-core VMs), so on 16 cores
   // the last of a fork-join run's workers would join ~15 wake-ups after
-  // the first one at 1, against ~4 at 2.  No effect on 2 workers (the victim is
-  // awake).
+  // the first one at 1, against ~4 at 2.  No effect on 2 workers (the
+  // victim is awake).  BlockOn from a plain thread also wakes
+  // WakeFanout - 1 parked workers besides the one its spawn wakes, so
+  // that a fork-join root's first spawns find them awake.
   RuntimeBuilder& WakeFanout(uint32_t workers);
   // Executor options, per worker.
   RuntimeBuilder& WithQueue(QueueId id, uint32_t share);
@@ -342,6 +347,7 @@ class Runtime {
   T BlockOn(Task<T> task) {
     CheckBlockingCall("Runtime::BlockOn");
     JoinHandle<T> h = Spawn(std::move(task));
+    WakeForBlockOn();
     (void)h.Wait();
     if (h.status() == JoinStatus::kCancelled) throw TaskCancelledError();
     return h.Join();
@@ -355,6 +361,9 @@ class Runtime {
   friend class RuntimeBuilder;
   explicit Runtime(std::shared_ptr<executor_internal::RuntimeShared> rt);
   static void CheckBlockingCall(const char* what);
+  // BlockOn, after its spawn: wakes up to WakeFanout - 1 more parked
+  // workers, so that the root's first spawns find them awake.
+  void WakeForBlockOn() noexcept;
   std::shared_ptr<executor_internal::RuntimeShared> rt_;
   RuntimeSpawner spawner_;
 };

@@ -3,7 +3,9 @@
 // WakeFanout): with the default each such thief wakes one more besides
 // the one the last searcher wakes, so that the workers awake double per
 // wake-up; with WakeFanout(1) none does, as before.  Either way every
-// task runs once and at most half the workers search at once.
+// task runs once and at most half the workers search at once.  And
+// BlockOn from a plain thread wakes WakeFanout - 1 parked workers besides
+// the one its spawn wakes (step B1).
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -11,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "executor/executor.h"
@@ -116,6 +119,72 @@ TEST(RuntimeFanoutTwoWorkersTest, TwoWorkersSendNoFanoutWake) {
     const Round r = RunRound(2, 4);
     ASSERT_TRUE(r.all_ran) << "round " << round;
     EXPECT_EQ(r.stats.fanout_wakes, 0u) << "round " << round;
+  }
+}
+
+// B1: BlockOn from a plain thread wakes WakeFanout - 1 parked workers
+// besides the one its spawn wakes.  A fork-join root: its children run
+// wherever the workers take them.
+Task<int> Value(int v) { co_return v; }
+
+Task<int> ForkJoin(int children) {
+  std::vector<JoinHandle<int>> hs;
+  for (int i = 0; i < children; ++i) {
+    hs.push_back(Runtime::Current()->Spawn(Value(i)));
+  }
+  int sum = 0;
+  for (auto& h : hs) sum += co_await h;
+  co_return sum;
+}
+
+constexpr int kForkChildren = 8;
+constexpr int kForkSum = kForkChildren * (kForkChildren - 1) / 2;
+
+// Runs BlockOn until it has woken a helper (or `calls` times); returns the
+// calls made and the stats after them.  Workers park at once (no spin), so
+// most calls find them parked.
+std::pair<int, RuntimeStats> BlockOnUntilHelperWake(Runtime& rt, int calls) {
+  RuntimeStats st;
+  int made = 0;
+  while (made < calls) {
+    EXPECT_EQ(rt.BlockOn(ForkJoin(kForkChildren)), kForkSum);
+    ++made;
+    if (made % 10 == 0) {
+      st = rt.Stats();
+      if (st.block_on_wakes != 0) return {made, st};
+    }
+  }
+  return {made, rt.Stats()};
+}
+
+// Fails with WakeForBlockOn's body taken out (checked).
+TEST(RuntimeBlockOnWakeTest, BlockOnWakesAParkedHelper) {
+  for (const uint32_t fanout : {2u, 4u}) {
+    RuntimeBuilder b;
+    b.Workers(4).NoTiers().SpinBeforePark(std::chrono::nanoseconds(0));
+    b.WakeFanout(fanout);
+    std::unique_ptr<Runtime> rt = MakeRuntime(b);
+    ASSERT_NE(rt, nullptr);
+    const auto [calls, st] = BlockOnUntilHelperWake(*rt, 1000);
+    EXPECT_GE(st.block_on_wakes, 1u)
+        << "fanout " << fanout << ": no BlockOn "
+        << "woke a parked helper in " << calls << " calls";
+    // At most WakeFanout - 1 a call, and never past the bound.
+    EXPECT_LE(st.block_on_wakes, static_cast<uint64_t>(calls) * (fanout - 1));
+    EXPECT_LE(st.max_searching, 2u);
+  }
+}
+
+TEST(RuntimeBlockOnWakeTest, NoHelperWithAFanoutOfOneOrOneWorker) {
+  for (const size_t workers : {size_t{1}, size_t{4}}) {
+    RuntimeBuilder b;
+    b.Workers(workers).NoTiers().SpinBeforePark(std::chrono::nanoseconds(0));
+    if (workers > 1) b.WakeFanout(1);
+    std::unique_ptr<Runtime> rt = MakeRuntime(b);
+    ASSERT_NE(rt, nullptr);
+    const auto [calls, st] = BlockOnUntilHelperWake(*rt, 100);
+    EXPECT_EQ(calls, 100);
+    EXPECT_EQ(st.block_on_wakes, 0u) << workers << " workers";
   }
 }
 

@@ -63,6 +63,7 @@ RuntimeStats Runtime::Stats() const {
   s.injected = rt.injected.load(std::memory_order_relaxed);
   s.stuck_reports = rt.stuck_reports.load(std::memory_order_relaxed);
   s.fanout_wakes = rt.fanout_wakes.load(std::memory_order_relaxed);
+  s.block_on_wakes = rt.block_on_wakes.load(std::memory_order_relaxed);
   s.max_searching = rt.max_searching.load(std::memory_order_relaxed);
   s.searches_refused = rt.searches_refused.load(std::memory_order_relaxed);
   if (executor_internal::tl_executor != nullptr) return s;

@@ -142,6 +142,26 @@ void RuntimeShared::FanOut(Worker& w) noexcept {
   }
 }
 
+void RuntimeShared::WakeForBlockOn() noexcept {
+  if (workers.size() < 2) return;
+  for (uint32_t k = 1; k < wake_fanout; ++k) {
+    Worker* sleeper = nullptr;
+    {
+      const std::unique_lock<std::mutex> lock = LockIdle(idle_mu);
+      if (idle_list.empty()) return;
+      // B1: one parked worker fewer; it wakes as an awake worker that does
+      // not search (woken_searching stays false: I4 leaves it so).
+      idle_state.fetch_sub(kParked, std::memory_order_seq_cst);
+      sleeper = idle_list.back();
+      idle_list.pop_back();
+      sleeper->idle_listed = false;
+    }
+    wakes_sent.fetch_add(1, std::memory_order_relaxed);
+    block_on_wakes.fetch_add(1, std::memory_order_relaxed);
+    sleeper->inbox->Nudge();
+  }
+}
+
 bool RuntimeShared::MaySearch() const noexcept {
   const uint64_t n = workers.size();
   // Relaxed: a hint for I0; F1's CAS decides.

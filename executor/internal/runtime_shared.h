@@ -106,6 +106,16 @@
 //         others search, so it may take the count one past the bound; it
 //         also marks the stuck worker (Worker::stuck), whose queued tasks
 //         the locality margin then no longer keeps from thieves.
+//   BlockOn from a plain thread, after its spawn's N1-N3:
+//     B1. with 2+ workers, takes up to WakeFanout - 1 more parked workers
+//         off the idle list (under idle_mu; one seq_cst RMW each: one
+//         parked worker fewer, the searchers unchanged, so F1's bound
+//         holds) and Nudges them.  Awake and not searching, each looks at
+//         the injectors, joins the searchers through F1 when the bound has
+//         room and spins (I0) before it parks again: a fork-join root's
+//         first spawns find it up, where otherwise the worker that took
+//         the root would wake it only then (N0), one wake-up after its
+//         own.  With a serial root it parks again after its spin.
 //   No lost wake-up.  The RMWs on idle_state are totally ordered, and N1's
 //   fence orders its load with them (a store-buffering pattern: either N1
 //   sees a parker's I1, or that parker's I2 sees the push).  Take a
@@ -284,6 +294,7 @@ struct RuntimeShared {
   std::atomic<uint64_t> injected{0};
   std::atomic<uint64_t> stuck_reports{0};
   std::atomic<uint64_t> fanout_wakes{0};  // F4's wakes
+  std::atomic<uint64_t> block_on_wakes{0};  // B1's wakes
 
   // N1-N3: after a push, wake one parked worker as a searcher unless a
   // worker searches already or none is parked; false when none was woken.
@@ -305,6 +316,9 @@ struct RuntimeShared {
   void FanOut(Worker& w) noexcept;
   // RuntimeBuilder::WakeFanout (immutable after Build).
   uint32_t wake_fanout = 2;
+  // B1: after BlockOn's spawn, takes up to wake_fanout - 1 more parked
+  // workers off the idle list, not as searchers, and wakes them.
+  void WakeForBlockOn() noexcept;
   // F1: true if `w` searches (already, or it may start now).
   bool StartSearching(Worker& w) noexcept;
   // F3: `w` found work; no-op if it was not searching.
