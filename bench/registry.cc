@@ -51,8 +51,8 @@ void AppendMtBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     all.push_back(std::move(b));
   }
   {
-    // Why mt_fib scales as it does: a parked worker joins in only when a
-    // worker that found work wakes it.
+    // Why mt_fib scales as it does: a parked worker joins in only when
+    // BlockOn or a worker that found work wakes it.
     const std::string id = "mt_ramp";
     Benchmark b{id,
                 "mt_fib's run, each worker's first task timed; param "
