@@ -193,7 +193,8 @@ void RuntimeShared::CancelUnbound(TaskHeader* t) noexcept {
 namespace {
 
 // I2, I4: leaves the idle list if the worker is still on it; if a waker
-// took it off (N3), it is a searcher now.
+// took it off as a searcher (N3, F4), it is a searcher now (B1's wake
+// leaves woken_searching false: it is awake and not searching).
 void LeaveIdle(RuntimeShared& rt, Worker& w) {
   const std::unique_lock<std::mutex> lock = LockIdle(rt.idle_mu);
   if (w.idle_listed) {

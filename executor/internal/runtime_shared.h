@@ -44,8 +44,9 @@
 //   (its own queues are empty; it looks at the shared injector and steals),
 //   parked (on the idle list, asleep in its executor).
 //   `Worker::searching` is the worker's own view (its thread only); a
-//   worker woken by N3 is counted as a searcher by its waker and learns it
-//   in I4 (`woken_searching`, under idle_mu).
+//   worker woken by N3 (or F4) is counted as a searcher by its waker and
+//   learns it in I4 (`woken_searching`, under idle_mu); one woken by B1
+//   is not.
 //
 //   Searching.  With its own queues empty, every worker takes from its
 //   preferred injector and the shared injector; then, with 2+ workers:
@@ -86,8 +87,9 @@
 //     I3. parks in its executor (the inbox's parked protocol: a Nudge
 //         before or during the park ends it).
 //     I4. after waking, under idle_mu: leaves the idle list if still on it
-//         (not searching: it woke for its own tasks); if a waker took it
-//         off, it is a searcher (N3 counted it).
+//         (not searching: it woke for its own tasks); if N3 or F4 took it
+//         off, it is a searcher (its waker counted it); if B1 did, it is
+//         awake and not searching.
 //   Notifying, after a push of a stealable task (P1):
 //     N0. a worker's push onto its own deque runs N1-N3 only if the deque
 //         held StealOptions::locality_margin tasks (0 by default: it was
@@ -202,7 +204,7 @@ struct Worker {
   uint64_t spin_ticks = 0;  // RuntimeBuilder::SpinBeforePark, TSC ticks
   bool isolation = false;  // the isolation thread (not in `workers`)
   bool idle_listed = false;      // guarded by RuntimeShared::idle_mu
-  bool woken_searching = false;  // guarded by RuntimeShared::idle_mu (N3)
+  bool woken_searching = false;  // guarded by RuntimeShared::idle_mu (N3, F4)
   bool searching = false;        // the worker's thread only (F1-F3, I1-I4)
   bool overflow_first = false;   // the worker's thread only (PopInjected)
   bool backlog_published = false;  // `backlog`'s value, its thread only
