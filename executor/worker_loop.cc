@@ -76,27 +76,33 @@ bool RuntimeShared::WakeOne(WakeIf when) noexcept {
   {
     const std::unique_lock<std::mutex> lock = LockIdle(idle_mu);
     if (idle_list.empty()) return false;
-    // One parked worker fewer, one searcher more.  A CAS: the parked count
-    // changes only under idle_mu, the searchers also outside it (F1, F3);
-    // N3 gives up if one started searching since N1, F4 once half the
-    // workers search (so N3, F4 and F1 together keep the bound).
-    uint64_t s = idle_state.load(std::memory_order_relaxed);
-    do {
-      if (when == WakeIf::kNoneSearches && (s & kSearcherMask) != 0) {
-        return false;
-      }
-      if (when == WakeIf::kWithinBound &&
-          2 * (s & kSearcherMask) >= workers.size()) {
-        return false;
-      }
-    } while (!idle_state.compare_exchange_weak(s, s - kParked + kSearcher,
-                                               std::memory_order_seq_cst,
-                                               std::memory_order_relaxed));
-    RaisePeak(max_searching, (s & kSearcherMask) + 1);
+    const bool searcher = when != WakeIf::kNotAsSearcher;
+    if (searcher) {
+      // One parked worker fewer, one searcher more.  A CAS: the parked
+      // count changes only under idle_mu, the searchers also outside it
+      // (F1, F3); N3 gives up if one started searching since N1, F4 once
+      // half the workers search (so N3, F4 and F1 together keep the bound).
+      uint64_t s = idle_state.load(std::memory_order_relaxed);
+      do {
+        if (when == WakeIf::kNoneSearches && (s & kSearcherMask) != 0) {
+          return false;
+        }
+        if (when == WakeIf::kWithinBound &&
+            2 * (s & kSearcherMask) >= workers.size()) {
+          return false;
+        }
+      } while (!idle_state.compare_exchange_weak(s, s - kParked + kSearcher,
+                                                 std::memory_order_seq_cst,
+                                                 std::memory_order_relaxed));
+      RaisePeak(max_searching, (s & kSearcherMask) + 1);
+    } else {
+      // B1: one parked worker fewer, the searchers unchanged.
+      idle_state.fetch_sub(kParked, std::memory_order_seq_cst);
+    }
     sleeper = idle_list.back();
     idle_list.pop_back();
     sleeper->idle_listed = false;
-    sleeper->woken_searching = true;
+    sleeper->woken_searching = searcher;  // I4 reads it
   }
   wakes_sent.fetch_add(1, std::memory_order_relaxed);
   sleeper->inbox->Nudge();
@@ -145,20 +151,8 @@ void RuntimeShared::FanOut(Worker& w) noexcept {
 void RuntimeShared::WakeForBlockOn() noexcept {
   if (workers.size() < 2) return;
   for (uint32_t k = 1; k < wake_fanout; ++k) {
-    Worker* sleeper = nullptr;
-    {
-      const std::unique_lock<std::mutex> lock = LockIdle(idle_mu);
-      if (idle_list.empty()) return;
-      // B1: one parked worker fewer; it wakes as an awake worker that does
-      // not search (woken_searching stays false: I4 leaves it so).
-      idle_state.fetch_sub(kParked, std::memory_order_seq_cst);
-      sleeper = idle_list.back();
-      idle_list.pop_back();
-      sleeper->idle_listed = false;
-    }
-    wakes_sent.fetch_add(1, std::memory_order_relaxed);
+    if (!WakeOne(WakeIf::kNotAsSearcher)) return;
     block_on_wakes.fetch_add(1, std::memory_order_relaxed);
-    sleeper->inbox->Nudge();
   }
 }
 

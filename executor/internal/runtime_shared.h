@@ -311,7 +311,8 @@ struct RuntimeShared {
   // or when the condition fails (checked in the CAS that counts it): no
   // worker searches (N3), fewer than half search (F4), or always (the
   // monitor's stuck report wakes one even while others search).
-  enum class WakeIf { kNoneSearches, kWithinBound, kAlways };
+  // kNotAsSearcher (B1): always, as an awake worker that does not search.
+  enum class WakeIf { kNoneSearches, kWithinBound, kAlways, kNotAsSearcher };
   bool WakeOne(WakeIf when = WakeIf::kAlways) noexcept;
   // F4: `w` took a batch in its steal scan; wakes up to wake_fanout - 1
   // parked workers while its deque holds tasks to take.
