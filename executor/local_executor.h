@@ -38,6 +38,8 @@
 #include "executor/executor_stats.h"
 #include "executor/fiber_task.h"
 #include "executor/internal/monitor.h"
+#include "executor/internal/spawn_api.h"
+#include "executor/spawn_options.h"
 #include "executor/task.h"
 #include "reactor/reactor.h"
 #include "sched/queue_set.h"
@@ -46,103 +48,9 @@
 
 namespace spindle {
 
-// The queue id the executor uses for its isolation lane when tiers are on.
-inline constexpr QueueId kIsolationQueueId = 0xFFFFFFFFu;
-
-// The share of the default queue (id 0) when no WithQueue is given.
-inline constexpr uint32_t kDefaultQueueShare = 100;
-
-// CPU priority of a task: high, normal (the default) or low.  One value
-// drives both places a task's CPU priority matters:
-//   - its queue's scheduler: the default FIFO runs a queue's high tasks
-//     before its normal ones before its low ones, first in, first out within
-//     one (strict: a lower priority waits while a higher one is runnable;
-//     sched::PriorityScheduler ages waiting tasks up, and a scheduler that
-//     ignores priority, such as sched::LifoScheduler(1) or a user's, may be
-//     given to WithQueue).  Priority orders tasks within a queue; between
-//     queues the shares decide.
-//   - the tiers: a high task gets a larger poll budget and a longer CPU
-//     threshold before it is judged slow, a low one smaller (TierConfig's
-//     priority_budget_scale / priority_threshold_scale, high / normal / low
-//     columns).
-using Priority = sched::Priority;
-
-// I/O priority of a task's operations: high, normal (the default) or low.
-// On io_uring, the SQE's ioprio: kHigh is the real-time class, which needs
-// CAP_SYS_NICE (without it the reactor falls back to normal priority and
-// logs that once); kLow is the idle class.  Not applicable on epoll
-// (ignored there).
-using IoPriority = reactor::IoPriority;
-
-// Per-task spawn settings.  Unset fields take the executor's defaults.
-//
-// Example:
-//   spindle::SpawnOptions o;
-//   o.priority = spindle::Priority::kHigh;
-//   o.io_priority = spindle::IoPriority::kLow;
-//   ex->Spawn(Work(), o);
-struct SpawnOptions {
-  std::optional<QueueId> queue;          // default: first queue
-  Priority priority = Priority::kNormal;  // CPU: scheduler and tiers
-  IoPriority io_priority = IoPriority::kNormal;
-  const char* name = nullptr;  // for warnings; must outlive the task
-};
-
 class LocalExecutor;
 
 namespace executor_internal {
-
-// The Spawn / SpawnDetached overloads shared by LocalExecutor and Spawner;
-// `Derived::SubmitTask(header, options)` takes the task from there.
-template <typename Derived>
-class SpawnApi {
- public:
-  template <typename T>
-  JoinHandle<T> Spawn(Task<T> task, const SpawnOptions& options = {}) {
-    TaskCell<T>* cell = task.Release();
-    AddUnpublishedRef(cell);  // the handle's
-    static_cast<Derived*>(this)->SubmitTask(cell, options);
-    return JoinHandle<T>(cell, HandleAnchor::Acquire(
-                                   &static_cast<Derived*>(this)
-                                        ->inbox_->handle_anchor));
-  }
-  template <typename T>
-  JoinHandle<T> Spawn(QueueId queue, Task<T> task) {
-    SpawnOptions o;
-    o.queue = queue;
-    return Spawn(std::move(task), o);
-  }
-  template <typename T>
-  void SpawnDetached(Task<T> task, const SpawnOptions& options = {}) {
-    static_cast<Derived*>(this)->SubmitTask(task.Release(), options);
-  }
-  template <typename T>
-  void SpawnDetached(QueueId queue, Task<T> task) {
-    SpawnOptions o;
-    o.queue = queue;
-    SpawnDetached(std::move(task), o);
-  }
-  // A fiber (executor/fiber.h) running `fn()` on its own stack.  Throws
-  // std::bad_alloc when no stack can be mapped; aborts with a message for
-  // invalid FiberOptions (ValidateFiberOptions says why first).
-  template <typename F>
-  JoinHandle<FiberResult<F>> SpawnFiber(F&& fn,
-                                        const FiberOptions& fiber = {},
-                                        const SpawnOptions& options = {}) {
-    TaskCell<FiberResult<F>>* cell = MakeFiber(std::forward<F>(fn), fiber);
-    AddUnpublishedRef(cell);  // the handle's
-    static_cast<Derived*>(this)->SubmitTask(cell, options);
-    return JoinHandle<FiberResult<F>>(
-        cell, HandleAnchor::Acquire(
-                  &static_cast<Derived*>(this)->inbox_->handle_anchor));
-  }
-  template <typename F>
-  void SpawnFiberDetached(F&& fn, const FiberOptions& fiber = {},
-                          const SpawnOptions& options = {}) {
-    static_cast<Derived*>(this)->SubmitTask(
-        MakeFiber(std::forward<F>(fn), fiber), options);
-  }
-};
 
 // The tiers' priority of a task spawned with CPU priority `priority`.
 inline budget::TaskPriority BudgetPriorityOf(Priority priority) noexcept;
