@@ -291,8 +291,11 @@ void LocalExecutor::DrainInbox() noexcept {
     InboxNode* n = in.waker_wakes.Pop();
     if (n == nullptr) break;
     TaskHeader* t = TaskOfNode(n, kWakerNodeAt);
-    // A task cancelled after the Wake() was sent: nothing to do.
-    if (t->run_state == RunState::kSuspended) {
+    // A task cancelled after the Wake() was sent: nothing to do.  A
+    // movable one may go to a worker that asked (Q2: the waker's fetch_or
+    // was M1; its wake node is free, the message used waker_node).
+    if (t->run_state == RunState::kSuspended &&
+        (!MayOffer(t) || !OfferWoken(t, /*notified=*/true))) {
       t->woken = true;
       ScheduleLocal(t);
     }

@@ -231,7 +231,10 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   void AdoptMoved(executor_internal::TaskHeader* task) noexcept;
   // A movable task woken on a Runtime worker where others wait (Q0-Q3):
   // OfferWoken hands it to a worker that asked (true) or wakes one to ask.
+  // OfferWanted (after MayOffer): a worker asked, or Q0 would wake one (a
+  // sync primitive's grant then goes through WakeByWaker, which offers).
   bool MayOffer(const executor_internal::TaskHeader* task) const noexcept;
+  bool OfferWanted() const noexcept;
   bool OfferWoken(executor_internal::TaskHeader* task,
                   bool notified = false) noexcept;
   // A Runtime worker's run loop (executor/worker_loop.cc): runs until the

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "executor/channel.h"
 #include "executor/executor.h"
 #include "executor/local_executor_testing.h"
 #include "executor/runtime_testing.h"
@@ -174,6 +175,100 @@ TEST_P(RuntimeRequestTest, AWakeFromAnotherWorkerMovesToAWorkerThatAsked) {
     EXPECT_EQ(moved, 0);
   } else {
     EXPECT_GE(moved, 1) << "no remotely woken task left worker 0";
+  }
+}
+
+// Sync primitives' wakes (Q0-Q2 through WakeByWaker): a task waiting for
+// a channel's message, granted one on a busy worker, moves to a worker that
+// asked like a task whose operation completed.  The sender is a ticker
+// pinned to worker 0 (the grant is made on the receiver's own worker:
+// RequeueListedLocal hands it to a Waker) or to the last worker (a Waker
+// woken on another thread: V's inbox, `waker_wakes`).
+// A batch goes out only once the last one was taken, so that the tasks
+// find the channel empty and wait (a busy worker 0 would otherwise find
+// messages buffered and never suspend).
+Task<void> Ticker(Channel<int>* ch, std::atomic<int>* received,
+                  std::atomic<int>* finished, int tasks) {
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  int sent = 0;
+  while (finished->load(std::memory_order_acquire) < tasks &&
+         Clock::now() < deadline) {
+    co_await SleepFor(std::chrono::microseconds(200));
+    if (received->load(std::memory_order_acquire) < sent) continue;
+    for (int i = 0; i < tasks; ++i) {
+      if (ch->TrySend(i) == ChannelStatus::kOk) ++sent;
+    }
+  }
+  ch->Close();
+}
+
+Task<Route> GrantRounds(Channel<int>* ch, std::atomic<int>* started,
+                        std::atomic<bool>* any_moved,
+                        std::atomic<int>* received,
+                        std::atomic<int>* finished, int max_rounds) {
+  Route r;
+  r.first = CurrentWorker().value();
+  started->fetch_add(1, std::memory_order_release);
+  for (int round = 0; round < max_rounds &&
+                      !any_moved->load(std::memory_order_acquire);
+       ++round) {
+    if (!(co_await ch->Recv()).has_value()) break;  // closed: 20 s passed
+    received->fetch_add(1, std::memory_order_release);
+    Spin(100'000);
+    if (CurrentWorker().value() != r.first) {
+      r.moved = true;
+      any_moved->store(true, std::memory_order_release);
+    }
+  }
+  finished->fetch_add(1, std::memory_order_release);
+  co_return r;
+}
+
+int MovedOfEightByGrants(Runtime& rt, size_t ticker_on) {
+  const size_t n = rt.worker_count();
+  constexpr int kTasks = 8;
+  std::atomic<int> started{0}, held{0}, received{0}, finished{0};
+  std::atomic<bool> any_moved{false};
+  std::shared_ptr<Channel<int>> ch = Channel<int>::Create(64).value();
+  std::vector<JoinHandle<void>> holds = HoldOthers(rt, &held, &started,
+                                                   kTasks);
+  std::vector<JoinHandle<Route>> hs;
+  for (int i = 0; i < kTasks; ++i) {
+    hs.push_back(ForWorker0(rt, GrantRounds(ch.get(), &started, &any_moved,
+                                            &received, &finished,
+                                            n == 1 ? 20 : 1'000'000)));
+  }
+  RuntimeSpawnOptions o;
+  o.placement = Placement::Pinned(ticker_on);
+  JoinHandle<void> ticker = rt.Spawn(Ticker(ch.get(), &received, &finished, kTasks), o);
+  for (auto& h : holds) h.Join();
+  int moved = 0;
+  for (auto& h : hs) {
+    const Route r = h.Join();
+    EXPECT_EQ(r.first, 0u);
+    if (r.moved) ++moved;
+  }
+  ticker.Join();
+  return moved;
+}
+
+TEST_P(RuntimeRequestTest, AGrantOnTheTasksOwnWorkerMovesItToAWorkerThatAsked) {
+  const int moved = MovedOfEightByGrants(*rt_, 0);
+  if (GetParam() == 1) {
+    EXPECT_EQ(moved, 0);
+    return;
+  }
+  EXPECT_GE(moved, 1) << "no task woken by a channel left worker 0";
+  const RuntimeStats s = rt_->Stats();
+  EXPECT_GE(s.workers[0].moved_out, 1u);
+}
+
+TEST_P(RuntimeRequestTest, AGrantFromAnotherWorkerMovesToAWorkerThatAsked) {
+  const int moved = MovedOfEightByGrants(*rt_, rt_->worker_count() - 1);
+  if (GetParam() == 1) {
+    EXPECT_EQ(moved, 0);
+  } else {
+    EXPECT_GE(moved, 1) << "no task woken through worker 0's inbox left it";
   }
 }
 

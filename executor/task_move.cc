@@ -35,11 +35,13 @@
 //
 // Work requests (Q0-Q3): a started task woken on a busy worker V moves to
 // an idle worker that asked for work, so that an operation's completion
-// makes a stealable task runnable again on V and also takeable by others.
+// (or a join's, a Waker's, a sync primitive's grant) makes a stealable task
+// runnable again on V and also takeable by others.
 //   Q0. V's thread, in WakeSole of a movable task (its operation or its
 //       join completed: like a yielded task it holds no operation and no
-//       registration, and no other waker refers to it), or draining such
-//       a wake from its inbox (Q2), while other tasks
+//       registration, and no other waker refers to it), in WakeByWaker of
+//       one (its Waker's one wake; a sync primitive has unlisted it), or
+//       draining such a wake from its inbox (Q2), while other tasks
 //       wait in V's queues, and no worker asked: if workers are parked
 //       and none searches, wakes one as a searcher (N3), as a spawn would
 //       (relaxed: a hint; V runs the task itself anyway).
@@ -57,7 +59,14 @@
 //       join completed on another worker): its waker's fetch_or of
 //       kStateNotified was M1 (no other wake is sent until R's first
 //       poll clears the bit), and the message's node, popped, is free for
-//       M3.  Not for `waker_wakes` (Wakers, sync primitives).
+//       M3.  Likewise for `waker_wakes` (a Waker woken on another thread):
+//       its WakeByWaker's fetch_or was M1, and the wake node is free (the
+//       message is the waker node).  A sync primitive's grant to a listed
+//       task of V's, made on V's thread, requeues it in place
+//       (RequeueListedLocal) unless OfferWanted (a request, or Q0 would
+//       wake a worker): then it gets a Waker like a task of another
+//       thread, and the move happens in WakeByWaker after the primitive's
+//       unlock, not under its lock.
 //   Q3. An asker whose queues hold tasks again (at the top of its loop:
 //       what FindWork or its inbox brought) withdraws its request: a CAS
 //       back to 0 if it is still its own.  One answered meanwhile brings it one task more.
@@ -205,6 +214,16 @@ bool LocalExecutor::OfferWoken(TaskHeader* t, bool notified) noexcept {
   // itself if nobody comes).
   (void)rt.WakeIfNoneSearches(rt.idle_state.load(std::memory_order_relaxed));
   return false;
+}
+
+bool LocalExecutor::OfferWanted() const noexcept {
+  // Relaxed loads: hints, as in OfferWoken (a request seen late is answered
+  // at a later wake; a searcher that appears meanwhile asks itself).
+  if (work_request_->load(std::memory_order_relaxed) != 0) return true;
+  const uint64_t s =
+      worker_->rt->idle_state.load(std::memory_order_relaxed);
+  return (s & RuntimeShared::kSearcherMask) == 0 &&
+         s >= RuntimeShared::kParked;
 }
 
 void LocalExecutor::AdoptMoved(TaskHeader* t) noexcept {

@@ -130,8 +130,16 @@ void WakeByWaker(TaskHeader* t) noexcept {
     return;
   }
   if (t->owner == tl_executor) {
+    LocalExecutor* const ex = t->owner;
+    // A stealable task that would wait here may go to an idle worker
+    // (task_move.cc, Q0-Q2): the bit set above is M1.
+    if (ex->MayOffer(t) && !(old & kStateCancelRequested) &&
+        ex->OfferWoken(t, /*notified=*/true)) [[unlikely]] {
+      ReleaseRef(t);
+      return;
+    }
     t->woken = true;
-    t->owner->ScheduleLocal(t);
+    ex->ScheduleLocal(t);
     ReleaseRef(t);
     return;
   }

@@ -112,9 +112,17 @@ inline LocalExecutor* LocalOwnerOf(const TaskHeader* t) noexcept {
   t->wait_kind = WaitKind::kNone;
   ex->HandOffLocal(t);
 }
+// A Runtime's movable task that an idle worker could take (Q0-Q2 of
+// executor/task_move.cc) is not requeued in place: it gets a Waker, whose
+// wake after the unlock offers it (WakeByWaker), so that no move, doorbell
+// or wake-up happens under the primitive's lock.
+[[gnu::always_inline]] inline bool OfferedLater(LocalExecutor* ex,
+                                                const TaskHeader* t) noexcept {
+  return ex->MayOffer(t) && ex->OfferWanted();
+}
 inline bool RequeueListedLocal(TaskHeader* t) noexcept {
   LocalExecutor* const ex = LocalOwnerOf(t);
-  if (ex == nullptr) return false;
+  if (ex == nullptr || OfferedLater(ex, t)) [[unlikely]] return false;
   RequeueLocal(ex, t);
   return true;
 }
@@ -266,7 +274,7 @@ class LocalWakes {
   [[gnu::always_inline]] bool CanTake(const SyncWaiter* w) noexcept {
     if (w->thread) return false;
     ex_ = LocalOwnerOf(w->task);
-    return ex_ != nullptr;
+    return ex_ != nullptr && !OfferedLater(ex_, w->task);
   }
   // For a non-empty list whose front passed CanTake.
   [[gnu::always_inline]] void TakeFront(WaitList& list,
