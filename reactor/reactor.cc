@@ -39,6 +39,13 @@ std::string ErrnoText(int err) {
 
 bool IsPowerOfTwo(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
+// valgrind runs its client with its preload library in LD_PRELOAD
+// (vgpreload_core-<arch>.so), every tool alike.
+bool UnderValgrind() {
+  const char* preload = std::getenv("LD_PRELOAD");
+  return preload != nullptr && std::strstr(preload, "vgpreload") != nullptr;
+}
+
 }  // namespace
 
 std::string_view BackendName(Backend backend) noexcept {
@@ -106,7 +113,25 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
   UringSetup setup = options.uring_setup;
   if (options.sqpoll && setup == UringSetup::kAuto) setup = UringSetup::kSqpoll;
   std::unique_ptr<Reactor> r(new Reactor());
-  if (options.backend != BackendChoice::kEpoll) {
+  // valgrind (3.19) holds its global lock while a thread waits in
+  // io_uring_enter: a thread parked in its ring (a Runtime worker) stops
+  // every other thread, the one that would wake it included, and the
+  // program hangs.  Under auto, epoll instead; an explicit io_uring is kept
+  // (a single thread that waits in its ring alone runs).
+  const bool valgrind =
+      options.backend == BackendChoice::kAuto && UnderValgrind();
+  if (valgrind) {
+    r->fallback_reason_ =
+        "running under valgrind, which stops every thread while one waits "
+        "in io_uring_enter; using epoll (SPINDLE_REACTOR=io_uring keeps "
+        "io_uring)";
+    static std::once_flag logged_valgrind;
+    std::call_once(logged_valgrind, [&] {
+      std::fprintf(stderr, "spindle reactor: %s (logged once)\n",
+                   r->fallback_reason_.c_str());
+    });
+  }
+  if (options.backend != BackendChoice::kEpoll && !valgrind) {
     int err = 0;
     std::string what;
     std::unique_ptr<reactor_internal::UringDriver> d =

@@ -26,8 +26,11 @@
 // (`ReactorOptions::FromEnv`).  `auto` falls back to epoll when ring setup
 // fails with EPERM, ENOSYS or ENOMEM (io_uring disabled by sysctl or seccomp,
 // missing, or over the memlock limit), logs that once on stderr and reports
-// the reason in `fallback_reason()` and `Stats()`.  `epoll` never touches
-// io_uring.
+// the reason in `fallback_reason()` and `Stats()`.  `auto` also picks epoll
+// when the program runs under valgrind (LD_PRELOAD holds its vgpreload
+// library): valgrind stops every thread while one waits in io_uring_enter,
+// so a Runtime whose worker parks in its ring would hang; logged and
+// reported the same way.  `epoll` never touches io_uring.
 //
 // Results are the kernel's: a value >= 0 on success, -errno on failure,
 // -ECANCELED when cancelled.  Differences between the backends that show:

@@ -127,6 +127,39 @@ TEST_F(SelectionTest, AutoFallsBackToEpollWhenIoUringIsRefused) {
   EXPECT_EQ(op.seen, 0);
 }
 
+// Under valgrind (its preload library in LD_PRELOAD), auto picks epoll and
+// says why; an explicit io_uring is kept.
+TEST_F(SelectionTest, AutoPicksEpollUnderValgrind) {
+  const char* old = std::getenv("LD_PRELOAD");
+  const std::string saved = old != nullptr ? old : "";
+  setenv("LD_PRELOAD", "/usr/libexec/valgrind/vgpreload_core-amd64-linux.so",
+         1);
+  absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::Create({});
+  ReactorOptions forced;
+  forced.backend = BackendChoice::kIoUring;
+  absl::StatusOr<std::unique_ptr<Reactor>> u = Reactor::Create(forced);
+  if (old != nullptr) {
+    setenv("LD_PRELOAD", saved.c_str(), 1);
+  } else {
+    unsetenv("LD_PRELOAD");
+  }
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->backend(), Backend::kEpoll);
+  const std::string reason((*r)->fallback_reason());
+  EXPECT_NE(reason.find("valgrind"), std::string::npos) << reason;
+  EXPECT_EQ((*r)->Stats().fallback_reason, reason);
+  if (u.ok()) {  // io_uring may be refused here (a container)
+    EXPECT_EQ((*u)->backend(), Backend::kIoUring);
+    EXPECT_TRUE((*u)->fallback_reason().empty());
+  }
+  // Without it, auto is io_uring where the ring can be set up.
+  absl::StatusOr<std::unique_ptr<Reactor>> plain = Reactor::Create({});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  if (u.ok()) {
+    EXPECT_EQ((*plain)->backend(), Backend::kIoUring);
+  }
+}
+
 TEST_F(SelectionTest, AutoFallsBackForENOSYSAndENOMEM) {
   for (int err : {ENOSYS, ENOMEM}) {
     SetIoUringSetupFailureForTesting(err);
