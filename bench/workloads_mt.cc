@@ -302,13 +302,8 @@ absl::StatusOr<Rows> SpindleRebalance(const std::string& id, int64_t workers,
 
 absl::StatusOr<Rows> SpindleHogMt(const std::string& id, int64_t workers,
                                   int64_t sensitive, int64_t ms, HogMode mode) {
-  RuntimeBuilder b;
-  b.Workers(static_cast<size_t>(workers));
-  if (mode == HogMode::kTiersOff) {
-    b.NoTiers();
-  } else {
-    b.Tiers(QuietTiers());
-  }
+  RuntimeBuilder b = QuietRuntime(workers);
+  if (mode == HogMode::kTiersOff) b.NoTiers();  // the last call wins
   auto rt = b.Build();
   if (!rt.ok()) return rt.status();
   std::atomic<bool> stop{false};
