@@ -122,6 +122,19 @@ Task<Route> Rounds(Await what, size_t far, std::atomic<int>* started,
   co_return r;
 }
 
+// Joins the holds, then the tasks (each began on worker 0); how many moved.
+int JoinAndCountMoved(std::vector<JoinHandle<void>>& holds,
+                      std::vector<JoinHandle<Route>>& hs) {
+  for (auto& h : holds) h.Join();
+  int moved = 0;
+  for (auto& h : hs) {
+    const Route r = h.Join();
+    EXPECT_EQ(r.first, 0u);
+    if (r.moved) ++moved;
+  }
+  return moved;
+}
+
 // 8 such tasks start on worker 0 (every other worker held meanwhile) and
 // run until one has moved; how many did (each began on worker 0).
 int MovedOfEight(Runtime& rt, Await what) {
@@ -137,14 +150,7 @@ int MovedOfEight(Runtime& rt, Await what) {
     hs.push_back(ForWorker0(rt, Rounds(what, n - 1, &started, &any_moved,
                                        n == 1 ? 20 : 1'000'000)));
   }
-  for (auto& h : holds) h.Join();
-  int moved = 0;
-  for (auto& h : hs) {
-    const Route r = h.Join();
-    EXPECT_EQ(r.first, 0u);
-    if (r.moved) ++moved;
-  }
-  return moved;
+  return JoinAndCountMoved(holds, hs);
 }
 
 TEST_P(RuntimeRequestTest, AWokenTaskMovesToAWorkerThatAsked) {
@@ -240,14 +246,9 @@ int MovedOfEightByGrants(Runtime& rt, size_t ticker_on) {
   }
   RuntimeSpawnOptions o;
   o.placement = Placement::Pinned(ticker_on);
-  JoinHandle<void> ticker = rt.Spawn(Ticker(ch.get(), &received, &finished, kTasks), o);
-  for (auto& h : holds) h.Join();
-  int moved = 0;
-  for (auto& h : hs) {
-    const Route r = h.Join();
-    EXPECT_EQ(r.first, 0u);
-    if (r.moved) ++moved;
-  }
+  JoinHandle<void> ticker =
+      rt.Spawn(Ticker(ch.get(), &received, &finished, kTasks), o);
+  const int moved = JoinAndCountMoved(holds, hs);
   ticker.Join();
   return moved;
 }
