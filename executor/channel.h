@@ -281,9 +281,11 @@ class Channel {
   // Send and receive under mu_, for every caller: Wakes is WakeSet (the
   // general paths, the Try and blocking calls) or LocalWakes (the fast
   // paths, which get kNotLocal where they would need more).
+  // *buffered (if given) is set when the message went into the buffer
+  // (not to a waiting receiver).
   template <typename Wakes>
-  [[gnu::always_inline]] ChannelStatus SendLocked(T& value,
-                                                  Wakes& wakes) noexcept {
+  [[gnu::always_inline]] ChannelStatus SendLocked(
+      T& value, Wakes& wakes, bool* buffered = nullptr) noexcept {
     if (closed_) return ChannelStatus::kClosed;
     if (!receivers_.empty()) {
       auto* r = static_cast<ValueWaiter*>(receivers_.front());
@@ -296,6 +298,7 @@ class Channel {
       return ChannelStatus::kFull;
     }
     buf_.PushBack(std::move(value));
+    if (buffered != nullptr) *buffered = true;
     return ChannelStatus::kOk;
   }
 
@@ -339,7 +342,8 @@ class Channel {
     const uint64_t me = executor_internal::tl_sync_thread_id;
     if (mu_.TryB1(me)) [[likely]] {
       executor_internal::LocalWakes wakes;
-      const ChannelStatus s = SendLocked(*a->node.value, wakes);
+      bool buffered = false;
+      const ChannelStatus s = SendLocked(*a->node.value, wakes, &buffered);
       if (s == ChannelStatus::kFull) {
         if (executor_internal::tl_task != nullptr) [[likely]] {
           Wait(senders_, a, h);
@@ -350,7 +354,7 @@ class Channel {
         mu_.UnlockB2();
         a->node.outcome = s == ChannelStatus::kOk ? WaitOutcome::kGranted
                                                   : WaitOutcome::kClosed;
-        return false;
+        return buffered && executor_internal::YieldMaybeAfterOp(h);
       }
       return SuspendSendLocked(a, h);
     }
@@ -372,7 +376,7 @@ class Channel {
         }
       } else if (s != kNotLocal) {
         mu_.UnlockB2();  // a message, or closed and drained (nullopt)
-        return false;
+        return RecvYieldMaybe(a, h);
       }
       return SuspendRecvLocked(a, h);
     }
@@ -406,7 +410,7 @@ class Channel {
                                                 : WaitOutcome::kClosed;
     }
     wakes.Wake();
-    return false;
+    return executor_internal::YieldMaybeAfterOp(h);
   }
 
   [[gnu::noinline]] bool SuspendRecvLocked(RecvAwaiter* a,
@@ -420,7 +424,26 @@ class Channel {
       }
     }
     wakes.Wake();
-    return false;
+    return RecvYieldMaybe(a, h);
+  }
+
+  // The end of a Recv that did not wait (it took a buffered message, or
+  // found the channel closed and drained): the task's budget is charged,
+  // and once it is spent (or YieldMaybe's tests say so, every 32
+  // operations) the task yields holding what it received (`suspended`:
+  // cancelled before it resumes, it gives the message back).
+  // A Send that did not wait is charged the same, except on the fast path
+  // when it handed its message to a waiting task of this thread: that
+  // queues the receiver here, so the sender cannot keep the worker from it
+  // by such hand-offs (and a same-worker ping-pong pays nothing).  So a
+  // task whose channel never runs empty, never fills, or whose peers on
+  // other workers always wait for it, does not keep its worker from the
+  // other tasks (executor_internal::YieldMaybeAfterOp).
+  [[gnu::always_inline]] static bool RecvYieldMaybe(
+      RecvAwaiter* a, std::coroutine_handle<> h) noexcept {
+    if (!executor_internal::YieldMaybeAfterOp(h)) [[likely]] return false;
+    a->suspended = true;
+    return true;
   }
 
   [[gnu::noinline]] void AbandonSend(SendAwaiter* a) noexcept {

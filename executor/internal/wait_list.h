@@ -93,6 +93,31 @@ inline TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
   return t;
 }
 
+// After a channel operation that did not wait: charges the calling task's
+// operation budget (the one YieldMaybe counts, reset at every poll), and
+// every 32 operations asks what YieldMaybe asks (ShouldYield: the tiers'
+// deadline, a queue that should run first, an event to reap; it charges
+// one operation more).  Once the budget is spent, or ShouldYield says so,
+// the task yields there: it is re-queued behind the runnable ones and
+// resumes with the operation done (a received message is held by its
+// awaiter, which gives it back if the task is cancelled before then).  So
+// a consumer whose channel never runs empty, or a producer whose channel
+// never fills, lets the other tasks of its worker run.  Returns
+// await_suspend's answer.  Inline: a load, a store and a test when it does
+// not yield.
+[[gnu::always_inline]] inline bool YieldMaybeAfterOp(
+    std::coroutine_handle<> h) noexcept {
+  TaskHeader* const t = tl_task;
+  if (t == nullptr) [[unlikely]] return false;
+  if (!t->ctx.budget.Consume()) [[likely]] {
+    if ((t->ctx.budget.Remaining() & 31u) != 0) [[likely]] return false;
+    if (!t->owner->ShouldYield(t)) return false;
+  }
+  t->resume_point = h;
+  t->run_state = RunState::kYielded;
+  return true;
+}
+
 // Under the primitive's lock, for a task still listed: if it belongs to
 // this thread's executor (LocalOwnerOf: that executor, else null),
 // requeues it now (HandOffLocal: inside a poll it may run right after it),

@@ -1,0 +1,232 @@
+// executor/channel_budget_test.cc: a Send or Recv that does not wait
+// charges the task's operation budget and yields once it is spent, so a
+// task whose channel never runs empty (or never fills) does not keep its
+// worker; a receiver cancelled while it yields so loses no message.
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "executor/executor.h"
+#include "executor/fiber.h"
+#include "executor/local_executor_testing.h"
+#include "executor/runtime_testing.h"
+#include "executor/sync.h"
+#include "gtest/gtest.h"
+
+namespace spindle {
+namespace {
+
+using executor_testing::MakeChannel;
+using executor_testing::MakeExecutor;
+
+// Far more operations than any task budget (2000 without tiers, at most
+// that with them), so a task that never waits must yield on the way.
+constexpr int kMessages = 10'000;
+
+// Fresh: the channel's general paths; Biased: its lock was taken 100 times
+// in a row here first, so Send and Recv take the fast paths (channel.h)
+// where membarrier is available.
+class ChannelBudgetTest : public testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Paths, ChannelBudgetTest, testing::Bool(),
+                         [](const testing::TestParamInfo<bool>& i) {
+                           return i.param ? "Biased" : "Fresh";
+                         });
+
+// A channel of kMessages slots; full of 0..kMessages-1 if `fill`.
+std::shared_ptr<Channel<int>> BigChannel(bool biased, bool fill) {
+  auto ch = MakeChannel<int>(kMessages);
+  for (int i = 0; biased && i < 100; ++i) {
+    EXPECT_EQ(ch->TrySend(-1), ChannelStatus::kOk);
+    EXPECT_EQ(ch->TryRecv(), -1);
+  }
+  for (int i = 0; fill && i < kMessages; ++i) {
+    EXPECT_EQ(ch->TrySend(i), ChannelStatus::kOk);
+  }
+  return ch;
+}
+
+// Whether `got` is 0..kMessages-1.
+bool AllInOrder(const std::vector<int>& got) {
+  if (got.size() != static_cast<size_t>(kMessages)) return false;
+  for (int i = 0; i < kMessages; ++i) {
+    if (got[i] != i) return false;
+  }
+  return true;
+}
+
+Task<> RecvAll(Channel<int>* ch, std::vector<int>* got) {
+  for (int i = 0; i < kMessages; ++i) {
+    std::optional<int> v = co_await ch->Recv();
+    if (!v.has_value()) co_return;
+    got->push_back(*v);
+  }
+}
+
+Task<> SendAll(Channel<int>* ch) {
+  for (int i = 0; i < kMessages; ++i) EXPECT_TRUE(co_await ch->Send(i));
+}
+
+// What the other tasks of the worker saw: `Observe` runs once per turn
+// until `done` and counts the turns in which `progress()` was strictly
+// between 0 and kMessages (the channel task had started and not ended).
+template <typename Progress>
+Task<> Observe(const std::atomic<bool>* done, Progress progress,
+               int* turns_between) {
+  while (!done->load(std::memory_order_acquire)) {
+    const size_t p = progress();
+    if (p > 0 && p < static_cast<size_t>(kMessages)) ++*turns_between;
+    co_await YieldNow();
+  }
+}
+
+TEST_P(ChannelBudgetTest, AReceiverWhoseChannelNeverRunsEmptyLetsOthersRun) {
+  auto ex = MakeExecutor();
+  ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
+    auto ch = BigChannel(biased, /*fill=*/true);
+    std::vector<int> got;
+    std::atomic<bool> done{false};
+    int turns = 0;
+    auto r = ex->Spawn(RecvAll(ch.get(), &got));
+    auto o = ex->Spawn(
+        Observe(&done, [&got] { return got.size(); }, &turns));
+    co_await r;
+    done.store(true, std::memory_order_release);
+    co_await o;
+    // The receiver yielded on the way (its budget), at least twice.
+    EXPECT_GE(turns, 2);
+    EXPECT_TRUE(AllInOrder(got));
+  }(ex.get(), GetParam()));
+}
+
+TEST_P(ChannelBudgetTest, ASenderWhoseChannelNeverFillsLetsOthersRun) {
+  auto ex = MakeExecutor();
+  ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
+    auto ch = BigChannel(biased, /*fill=*/false);
+    std::atomic<bool> done{false};
+    int turns = 0;
+    auto s = ex->Spawn(SendAll(ch.get()));
+    auto o = ex->Spawn(
+        Observe(&done, [&ch] { return ch->size(); }, &turns));
+    co_await s;
+    done.store(true, std::memory_order_release);
+    co_await o;
+    EXPECT_GE(turns, 2);
+    EXPECT_EQ(ch->size(), static_cast<size_t>(kMessages));
+  }(ex.get(), GetParam()));
+}
+
+TEST_P(ChannelBudgetTest, AReceiverCancelledWhileItYieldsGivesTheMessageBack) {
+  auto ex = MakeExecutor();
+  ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
+    auto ch = BigChannel(biased, /*fill=*/true);
+    std::vector<int> got;
+    auto r = ex->Spawn(RecvAll(ch.get(), &got));
+    // Queued behind the receiver: this resumes when it yields, holding
+    // the message it received last (not yet returned from Recv).
+    co_await YieldNow();
+    const size_t taken = got.size();
+    EXPECT_GT(taken, 0u);
+    EXPECT_LT(taken, static_cast<size_t>(kMessages));
+    r.Abort();
+    EXPECT_EQ(got.size(), taken);
+    // Nothing lost: the held message is back at the front.
+    EXPECT_EQ(ch->size(), kMessages - taken);
+    EXPECT_EQ(ch->TryRecv(), static_cast<int>(taken));
+  }(ex.get(), GetParam()));
+}
+
+TEST(ChannelBudgetFiberTest, AFiberReceiverYieldsForItsBudgetToo) {
+  auto ex = MakeExecutor();
+  auto ch = BigChannel(/*biased=*/false, /*fill=*/true);
+  std::vector<int> got;
+  std::atomic<bool> done{false};
+  int turns = 0;
+  JoinHandle<void> f = ex->SpawnFiber([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      std::optional<int> v = this_fiber::Await(ch->Recv());
+      got.push_back(v.value_or(-1));
+    }
+    done.store(true, std::memory_order_release);
+  });
+  JoinHandle<void> o =
+      ex->Spawn(Observe(&done, [&got] { return got.size(); }, &turns));
+  ex->BlockOn([](JoinHandle<void>* f, JoinHandle<void>* o) -> Task<> {
+    co_await *f;
+    co_await *o;
+  }(&f, &o));
+  EXPECT_GE(turns, 2);
+  EXPECT_TRUE(AllInOrder(got));
+}
+
+// On a Runtime the same holds on every worker count: a consumer that
+// never finds its channel empty shares its worker with a task pinned
+// there.
+class ChannelBudgetRuntimeTest : public testing::TestWithParam<int> {};
+INSTANTIATE_TEST_SUITE_P(Workers, ChannelBudgetRuntimeTest,
+                         testing::Values(1, 2));
+
+TEST_P(ChannelBudgetRuntimeTest, APinnedReceiverSharesItsWorker) {
+  std::unique_ptr<Runtime> rt = runtime_testing::MakeRuntime(GetParam());
+  ASSERT_NE(rt, nullptr);
+  auto ch = BigChannel(/*biased=*/false, /*fill=*/true);
+  std::vector<int> got;
+  std::atomic<bool> done{false};
+  int turns = 0;
+  rt->BlockOn([](Runtime* rt, Channel<int>* ch, std::vector<int>* got,
+                 std::atomic<bool>* done, int* turns) -> Task<> {
+    RuntimeSpawnOptions on0;
+    on0.placement = Placement::Pinned(0);
+    auto r = rt->Spawn(RecvAll(ch, got), on0);
+    auto o = rt->Spawn(
+        Observe(done, [got] { return got->size(); }, turns), on0);
+    co_await r;
+    done->store(true, std::memory_order_release);
+    co_await o;
+  }(rt.get(), ch.get(), &got, &done, &turns));
+  EXPECT_GE(turns, 2);
+  EXPECT_TRUE(AllInOrder(got));
+}
+
+Task<> SendCounting(Channel<int>* ch, std::atomic<size_t>* sent) {
+  for (int i = 0; i < kMessages; ++i) {
+    EXPECT_TRUE(co_await ch->Send(i));
+    sent->fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+// A producer whose consumer on another worker keeps up (its sends are
+// hand-offs to a waiting task of another thread, or buffered) shares its
+// worker too.
+TEST(ChannelBudgetRuntimeTest, ASenderToAnotherWorkerSharesItsWorker) {
+  std::unique_ptr<Runtime> rt = runtime_testing::MakeRuntime(2);
+  ASSERT_NE(rt, nullptr);
+  auto ch = MakeChannel<int>(kMessages);
+  std::vector<int> got;
+  std::atomic<size_t> sent{0};
+  std::atomic<bool> done{false};
+  int turns = 0;
+  rt->BlockOn([](Runtime* rt, Channel<int>* ch, std::vector<int>* got,
+                 std::atomic<size_t>* sent, std::atomic<bool>* done,
+                 int* turns) -> Task<> {
+    RuntimeSpawnOptions on0, on1;
+    on0.placement = Placement::Pinned(0);
+    on1.placement = Placement::Pinned(1);
+    auto r = rt->Spawn(RecvAll(ch, got), on1);
+    auto s = rt->Spawn(SendCounting(ch, sent), on0);
+    auto o = rt->Spawn(
+        Observe(done, [sent] { return sent->load(std::memory_order_relaxed); },
+                turns),
+        on0);
+    co_await s;
+    done->store(true, std::memory_order_release);
+    co_await o;
+    co_await r;
+  }(rt.get(), ch.get(), &got, &sent, &done, &turns));
+  EXPECT_GE(turns, 2);
+  EXPECT_TRUE(AllInOrder(got));
+}
+
+}  // namespace
+}  // namespace spindle
