@@ -11,6 +11,14 @@
 //     to 1 consumer task on worker 0 through one channel of capacity 64;
 //     the floor: 4 producer threads and 1 consumer thread on a bounded
 //     mutex + condition-variable queue of 64.
+//   mt_channel (param workers, 2): a root task spawns 8 consumers of one
+//     channel of capacity 8 while every other worker is kept busy for
+//     2 ms (so they begin on the root's worker, as when the others are
+//     busy or still waking), sends N messages (N_TASKS/20, 5000), each
+//     20 us of work for its consumer, closes and joins them.  spindle:
+//     stealable consumers, which only moves and wakes can spread;
+//     spindle_pinned: consumers pinned to the root's worker (the baseline:
+//     nothing spreads).  Serial work: N x 20 us.
 // Wall time from the start of the exchange to its end; executors and
 // threads are made before the clock starts.
 #include <pthread.h>
@@ -22,6 +30,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -238,6 +247,64 @@ absl::StatusOr<Rows> FloorChannelThroughput(const std::string& id,
   return Rows{Wall(id, t0, t1)};
 }
 
+// ---- mt_channel -------------------------------------------------------------
+
+constexpr int kFanConsumers = 8;
+constexpr uint64_t kFanWorkNs = 20'000;
+
+Task<int64_t> FanConsumer(Channel<int64_t>* ch) {
+  int64_t sum = 0;
+  while (std::optional<int64_t> v = co_await ch->Recv()) {
+    SpinFor(kFanWorkNs);
+    sum += *v;
+  }
+  co_return sum;
+}
+
+Task<> BusyFor(uint64_t ns) {
+  SpinFor(ns);
+  co_return;
+}
+
+Task<int64_t> FanRoot(int64_t messages, bool pinned) {
+  Runtime* rt = Runtime::Current();
+  const size_t me = CurrentWorker().value_or(0);
+  auto ch = Channel<int64_t>::Create(kFanConsumers).value();
+  std::vector<JoinHandle<>> busy;
+  for (size_t w = 0; w < rt->worker_count(); ++w) {
+    if (w == me) continue;
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(w);
+    busy.push_back(rt->Spawn(BusyFor(2'000'000), o));
+  }
+  RuntimeSpawnOptions here;
+  here.placement = Placement::Pinned(me);
+  std::vector<JoinHandle<int64_t>> consumers;
+  for (int i = 0; i < kFanConsumers; ++i) {
+    consumers.push_back(pinned ? rt->Spawn(FanConsumer(ch.get()), here)
+                               : rt->Spawn(FanConsumer(ch.get())));
+  }
+  for (int64_t i = 0; i < messages; ++i) co_await ch->Send(i);
+  ch->Close();
+  for (auto& b : busy) co_await b;
+  int64_t sum = 0;
+  for (auto& c : consumers) sum += co_await c;
+  co_return sum;
+}
+
+absl::StatusOr<Rows> SpindleMtChannel(const std::string& id, int64_t workers,
+                                      int64_t messages, bool pinned) {
+  auto rt = MakeRuntime(workers);
+  if (!rt.ok()) return rt.status();
+  const uint64_t t0 = MonotonicClock::Now();
+  const int64_t sum = (*rt)->BlockOn(FanRoot(messages, pinned));
+  const uint64_t t1 = MonotonicClock::Now();
+  if (sum != SumBelow(messages)) {
+    return absl::InternalError("mt_channel: messages were lost");
+  }
+  return Rows{Wall(id, t0, t1)};
+}
+
 }  // namespace
 
 absl::StatusOr<Rows> SpindleChannelLocal(const std::string& id,
@@ -300,6 +367,28 @@ void AddChannelBenchmarks(const Config& c, std::vector<Benchmark>& all) {
     b.ops = [](int64_t n) {
       return static_cast<double>(n / kProducers * kProducers);
     };
+    b.op = "message";
+    all.push_back(std::move(b));
+  }
+  {
+    const std::string id = "mt_channel";
+    const int64_t messages =
+        std::max<int64_t>(1, c.n_tasks.value_or(100'000) / 20);
+    Benchmark b{id,
+                "a root spawns 8 consumers of one channel (capacity 8) while "
+                "the other workers are busy for 2 ms, then sends N_TASKS/20 "
+                "(5000) messages of 20 us of work each; param workers; wall "
+                "time (baseline: the consumers pinned to the root's worker)",
+                "spindle_pinned",
+                Or(c.workers, {2}),
+                {}};
+    b.variants.push_back({"spindle", [id, messages](int64_t w) {
+                            return SpindleMtChannel(id, w, messages, false);
+                          }});
+    b.variants.push_back({"spindle_pinned", [id, messages](int64_t w) {
+                            return SpindleMtChannel(id, w, messages, true);
+                          }});
+    b.ops = [messages](int64_t) { return static_cast<double>(messages); };
     b.op = "message";
     all.push_back(std::move(b));
   }
