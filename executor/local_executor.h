@@ -237,6 +237,9 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   bool OfferWanted() const noexcept;
   bool OfferWoken(executor_internal::TaskHeader* task,
                   bool notified = false) noexcept;
+  // A movable task that yielded where others wait (Q4): to a worker that
+  // asked (true), else it stays.  Nothing is woken for a yield.
+  bool OfferYielded(executor_internal::TaskHeader* task) noexcept;
   // A Runtime worker's run loop (executor/worker_loop.cc): runs until the
   // runtime closes.
   void RunWorker(executor_internal::Worker* worker);

@@ -345,7 +345,9 @@ uint64_t LocalExecutor::RunSlice(TaskHeader* t, TaskHeader* until,
       // The task in the hand-off slot goes first: it was woken before the
       // task that yielded had finished its poll.
       if (handoff_ != nullptr) [[unlikely]] FlushHandOff(slice);
-      if (yielded) slice.Requeue(t);
+      // A task that yielded goes to a worker that asked (Q4,
+      // executor/task_move.cc), or back to its queue.
+      if (yielded && !(MayOffer(t) && OfferYielded(t))) slice.Requeue(t);
       break;
     }
     sched::TaskNode* next;

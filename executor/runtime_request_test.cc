@@ -1,7 +1,8 @@
-// Work requests (executor/task_move.cc, Q1-Q3): a started stealable task
-// that an operation's completion wakes on a busy worker moves to an idle
-// worker that asked for work; pinned tasks stay; aborts and shutdown find
-// tasks wherever they moved; nothing runs twice or is lost.
+// Work requests (executor/task_move.cc, Q1-Q4): a started stealable task
+// that an operation's completion (or a join, a channel) wakes on a busy
+// worker, or that yields there, moves to an idle worker that asked for
+// work; pinned tasks stay; aborts and shutdown find tasks wherever they
+// moved; nothing runs twice or is lost.
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -89,8 +90,9 @@ Task<int> FarChild(int i) {
 }
 
 // What a round awaits: a 200 us sleep (an operation: its completion wakes
-// the task where it runs), or a child pinned to the last worker.
-enum class Await { kSleep, kFarJoin };
+// the task where it runs), a child pinned to the last worker, or nothing
+// (a YieldNow: the task stays runnable and is never woken).
+enum class Await { kSleep, kFarJoin, kYield };
 
 // Awaits and computes, in rounds, until some task of the group has moved
 // or 20 s have passed (`max_rounds` at most); records whether it ran
@@ -107,6 +109,8 @@ Task<Route> Rounds(Await what, size_t far, std::atomic<int>* started,
        ++round) {
     if (what == Await::kSleep) {
       co_await SleepFor(std::chrono::microseconds(200));
+    } else if (what == Await::kYield) {
+      co_await YieldNow();
     } else {
       RuntimeSpawnOptions o;
       o.placement = Placement::Pinned(far);
@@ -181,6 +185,71 @@ TEST_P(RuntimeRequestTest, AWakeFromAnotherWorkerMovesToAWorkerThatAsked) {
     EXPECT_EQ(moved, 0);
   } else {
     EXPECT_GE(moved, 1) << "no remotely woken task left worker 0";
+  }
+}
+
+// A task that only yields is never woken (Q2 never sees it): it moves at
+// a yield, when a worker asked (Q4).  Without tiers, so that no slow poll
+// sends a task to the isolation thread instead.
+TEST_P(RuntimeRequestTest, AYieldingTaskMovesToAWorkerThatAsked) {
+  RuntimeBuilder b;
+  b.Workers(GetParam()).NoTiers();
+  rt_ = MakeRuntime(b);
+  ASSERT_NE(rt_, nullptr);
+  const int moved = MovedOfEight(*rt_, Await::kYield);
+  if (GetParam() == 1) {
+    EXPECT_EQ(moved, 0);
+    return;
+  }
+  EXPECT_GE(moved, 1) << "no yielding task left worker 0";
+  EXPECT_GE(rt_->Stats().workers[0].moved_out, 1u);
+}
+
+// ...but only once until it waits: a task that never waits, beside
+// sleepers on every worker (each worker has tasks queued at times, and
+// asks while the other has the yielder), would otherwise bounce between
+// the workers at every yield.
+Task<int> YieldAndCountMoves(int rounds) {
+  int moves = 0;
+  size_t at = CurrentWorker().value();
+  for (int i = 0; i < rounds; ++i) {
+    Spin(20'000);
+    co_await YieldNow();
+    if (CurrentWorker().value() != at) {
+      ++moves;
+      at = CurrentWorker().value();
+    }
+  }
+  co_return moves;
+}
+
+Task<void> SleepUntilSet(const std::atomic<bool>* done) {
+  while (!done->load(std::memory_order_acquire)) {
+    co_await SleepFor(std::chrono::microseconds(200));
+  }
+}
+
+TEST_P(RuntimeRequestTest, AYieldingTaskMovesAtMostOnceUntilItWaits) {
+  RuntimeBuilder b;
+  b.Workers(GetParam()).NoTiers();
+  rt_ = MakeRuntime(b);
+  ASSERT_NE(rt_, nullptr);
+  std::atomic<bool> done{false};
+  std::vector<JoinHandle<void>> sleepers;
+  for (size_t w = 0; w < rt_->worker_count(); ++w) {
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(w);
+    for (int i = 0; i < 3; ++i) {
+      sleepers.push_back(rt_->Spawn(SleepUntilSet(&done), o));
+    }
+  }
+  JoinHandle<int> yielder = ForWorker0(*rt_, YieldAndCountMoves(2000));
+  const int moves = yielder.Join();
+  done.store(true, std::memory_order_release);
+  for (auto& s : sleepers) s.Join();
+  EXPECT_LE(moves, 1);
+  if (GetParam() == 1) {
+    EXPECT_EQ(moves, 0);
   }
 }
 

@@ -258,6 +258,10 @@ struct TaskHeader : sched::TaskNode, steal::InjectorNode {
   // kept other tasks of its worker waiting (FinishPoll); written by the
   // worker that moves it, before the move.
   bool moved_for_latency = false;
+  // Moved at a yield to a worker that asked (Q4, executor/task_move.cc);
+  // cleared when it is next offered at a wake.  Owner-written, before a
+  // move, like moved_for_latency.
+  bool moved_at_yield = false;
 };
 
 // The header's link on an inbox's `wakes` (spawns and wakes from other

@@ -69,7 +69,32 @@
 //       unlock, not under its lock.
 //   Q3. An asker whose queues hold tasks again (at the top of its loop:
 //       what FindWork or its inbox brought) withdraws its request: a CAS
-//       back to 0 if it is still its own.  One answered meanwhile brings it one task more.
+//       back to 0 if it is still its own.  One answered meanwhile brings
+//       it one task more.
+//   Q4. V's thread, right after a poll of a movable task that yielded
+//       (a yield at its budget, YieldNow, YieldMaybe) while other tasks
+//       wait in V's queues and a worker asked: exchanges `request` to 0
+//       and moves the task to the asker (M1-M3; a yielded task holds no
+//       operation and no registration).  A task whose yields keep it
+//       runnable (a consumer whose channel never runs empty, a loop of
+//       YieldMaybe) is never woken, so Q2 never offers it: without Q4 the
+//       tasks queued behind it on V waited for it while the others idled.
+//       Checked at every yield judged on its own (FinishPoll) and at the
+//       end of a slice that ended in a yield, not at every yield inside a
+//       slice: the slice's end comes within its 25 us target.  Only a
+//       task at tier monitor whose poll was no violation: a task the
+//       tiers judge slow stays for them (or goes to the isolation thread).
+//       And only once until the task is next offered at a wake (Q0-Q2
+//       clear `moved_at_yield`): a task that never waits would otherwise
+//       bounce between two workers, each asking while the other has it
+//       (a CPU-bound task beside sleepers on 2 workers: `hog_mt`'s p99 went
+//       from ~0.8x to ~20x its run without hogs, both workers kept awake
+//       beside the isolation thread on 2 cores).  The tasks woken behind
+//       it are offered as usual (Q2), so the asker also gets those.  M1
+//       failing (a wake in flight) leaves the task on V and puts the
+//       request back if no other came meanwhile: nothing waits for the
+//       answer (the asker parks as usual), so a request lost this way
+//       costs only time.
 //   A stuck V answers nothing (its requester parks; the monitor's report
 //   wakes a worker for V's stealable tasks).  Aborts find a task moved so
 //   as they find any moved task (above); one with a result still to
@@ -113,8 +138,13 @@ bool LocalExecutor::MoveAtYield(TaskHeader* t, bool violated) noexcept {
   if (!isolation_thread_) {
     if (!isolate) {
       // Only where there is an isolation thread to move to (OthersWait may
-      // reap the reactor).
-      if (!violated) return false;
+      // reap the reactor).  Else a task at tier monitor goes to a worker
+      // that asked (Q4); one above it stays, for the tiers to tame here
+      // (moved, a hog would land on the idle worker's next tasks).
+      if (!violated) {
+        return t->ctx.tier() == budget::Tier::kMonitor && MayOffer(t) &&
+               OfferYielded(t);
+      }
       const Worker* w = executor_internal::tl_worker;
       if (w == nullptr || w->executor.get() != this ||
           w->rt->isolation == nullptr || !OthersWait()) {
@@ -200,6 +230,7 @@ bool LocalExecutor::MoveTo(TaskHeader* t, LocalExecutor* to,
 }
 
 bool LocalExecutor::OfferWoken(TaskHeader* t, bool notified) noexcept {
+  t->moved_at_yield = false;  // it waited: Q4 may move it again
   Worker& w = *worker_;
   RuntimeShared& rt = *w.rt;
   w.PublishBacklog(true);  // Q1's hint, before the loop's next turn
@@ -213,6 +244,24 @@ bool LocalExecutor::OfferWoken(TaskHeader* t, bool notified) noexcept {
   // Q0: a relaxed load, not NotifyOne's fence: a hint (V runs the task
   // itself if nobody comes).
   (void)rt.WakeIfNoneSearches(rt.idle_state.load(std::memory_order_relaxed));
+  return false;
+}
+
+bool LocalExecutor::OfferYielded(TaskHeader* t) noexcept {
+  // Q4.  Relaxed, as in OfferWoken: the request is a hint.
+  if (t->moved_at_yield ||
+      work_request_->load(std::memory_order_relaxed) == 0) {
+    return false;
+  }
+  const uint32_t asker = work_request_->exchange(0, std::memory_order_relaxed);
+  if (asker == 0) return false;  // withdrawn meanwhile (Q3)
+  t->moved_at_yield = true;  // travels with it (M2 publishes it)
+  if (MoveTo(t, worker_->rt->workers[asker - 1]->executor.get())) return true;
+  // M1 failed: the request goes back unless another came meanwhile.
+  t->moved_at_yield = false;
+  uint32_t none = 0;
+  work_request_->compare_exchange_strong(none, asker,
+                                         std::memory_order_relaxed);
   return false;
 }
 
