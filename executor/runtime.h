@@ -143,6 +143,11 @@ struct RuntimeStats {
   // were searching already (they spin, and park unless room opens).
   uint64_t max_searching = 0;
   uint64_t searches_refused = 0;
+  // Times an idle worker's spin (SpinBeforePark) gave its CPU to the
+  // kernel: only while another awake worker last began a spin on the same
+  // CPU (the one it waits for may be runnable there); a spin alone on its
+  // CPU keeps it.
+  uint64_t spin_yields = 0;
   uint64_t injected = 0;        // tasks queued from outside any worker
   uint64_t overflowed = 0;  // tasks full deques spilled (overflow batches)
   uint64_t stuck_reports = 0;   // monitor reports of stuck workers

@@ -56,6 +56,7 @@ RuntimeStats Runtime::Stats() const {
     s.overflowed += w->overflowed.load(std::memory_order_relaxed);
     s.joins_inlined += w->joins_inlined.load(std::memory_order_relaxed);
     s.work_requests += w->work_requests.load(std::memory_order_relaxed);
+    s.spin_yields += w->spin_yields.load(std::memory_order_relaxed);
     s.started_per_worker.push_back(w->started.load(std::memory_order_relaxed));
   }
   s.wakes_sent = rt.wakes_sent.load(std::memory_order_relaxed);

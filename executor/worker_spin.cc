@@ -73,7 +73,7 @@ bool LocalExecutor::SpinBeforePark(uint64_t now, uint64_t deadline,
                                    bool yield) noexcept {
   if (io_ != nullptr && !io_peeks_ && KernelWaits()) return false;
   const executor_internal::Inbox& in = *inbox_;
-  const Worker& w = *worker_;
+  Worker& w = *worker_;
   const RuntimeShared& rt = *w.rt;
   const uint64_t yield_every = timing::TscClock::FromNanos(2'000);
   const uint32_t pauses = PausesPerLook();
@@ -81,6 +81,7 @@ bool LocalExecutor::SpinBeforePark(uint64_t now, uint64_t deadline,
   for (uint32_t step = 1; now < deadline; ++step) {
     if (yield && now - last_yield >= yield_every) {
       std::this_thread::yield();
+      Worker::Bump(w.spin_yields);
       last_yield = now;
     }
     for (uint32_t i = 0; i < pauses; ++i) executor_internal::CpuRelax();

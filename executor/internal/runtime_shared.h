@@ -218,6 +218,7 @@ struct Worker {
   std::atomic<uint64_t> overflowed{0};     // spawns sent to the injector
   std::atomic<uint64_t> joins_inlined{0};  // run by their joiner (inline)
   std::atomic<uint64_t> work_requests{0};  // Q1: asked another for a task
+  std::atomic<uint64_t> spin_yields{0};    // I0: its spin gave up its CPU
 
   OverflowPool overflow;  // the batches its deque spills (O1)
 
