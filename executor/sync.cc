@@ -86,13 +86,22 @@ bool Semaphore::TryAcquire(size_t n) noexcept {
 }
 
 bool Semaphore::Suspend(AcquireAwaiter* a, std::coroutine_handle<> h) noexcept {
-  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
-  if (list_.empty() && permits_ >= a->node.n) {
-    permits_ -= a->node.n;
-    return false;  // acquired without waiting
+  {
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
+    if (!list_.empty() || permits_ < a->node.n) {
+      a->node.task = executor_internal::SuspendForSync(h);
+      list_.PushBack(&a->node);
+      a->suspended = true;
+      return true;
+    }
+    permits_ -= a->node.n;  // acquired without waiting
   }
-  a->node.task = executor_internal::SuspendForSync(h);
-  list_.PushBack(&a->node);
+  // Charged to the task's budget, as a channel operation that did not wait
+  // (YieldMaybeAfterOp): a task that keeps finding permits (another worker
+  // keeps releasing them) yields at times, holding them (`suspended` with
+  // the node unlinked: cancelled before it resumes, Abandon gives them
+  // back).
+  if (!executor_internal::YieldMaybeAfterOp(h)) [[likely]] return false;
   a->suspended = true;
   return true;
 }
@@ -160,13 +169,20 @@ size_t Semaphore::waiters() const noexcept {
 // ---- Notify ---------------------------------------------------------------
 
 bool Notify::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {
-  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
-  if (permit_) {
-    permit_ = false;
-    return false;
+  {
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
+    if (!permit_) {
+      a->node.task = executor_internal::SuspendForSync(h);
+      list_.PushBack(&a->node);
+      a->suspended = true;
+      return true;
+    }
+    permit_ = false;  // the stored permit, taken without waiting
   }
-  a->node.task = executor_internal::SuspendForSync(h);
-  list_.PushBack(&a->node);
+  // Charged as Semaphore::Suspend's; a task cancelled while it yields
+  // passes the permit on (Abandon, as for a granted one).
+  if (!executor_internal::YieldMaybeAfterOp(h)) [[likely]] return false;
+  a->node.outcome = WaitOutcome::kGranted;
   a->suspended = true;
   return true;
 }
@@ -255,12 +271,17 @@ void WaitGroup::Done() noexcept {
 }
 
 bool WaitGroup::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {
-  std::lock_guard<executor_internal::SyncMutex> lock(mu_);
-  if (count_ == 0) return false;
-  a->node.task = executor_internal::SuspendForSync(h);
-  list_.PushBack(&a->node);
-  a->suspended = true;
-  return true;
+  {
+    std::lock_guard<executor_internal::SyncMutex> lock(mu_);
+    if (count_ != 0) {
+      a->node.task = executor_internal::SuspendForSync(h);
+      list_.PushBack(&a->node);
+      a->suspended = true;
+      return true;
+    }
+  }
+  // Charged as Semaphore::Suspend's (nothing is held meanwhile).
+  return executor_internal::YieldMaybeAfterOp(h);
 }
 
 void WaitGroup::Abandon(Awaiter* a) noexcept {
