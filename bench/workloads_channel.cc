@@ -12,10 +12,11 @@
 //     the floor: 4 producer threads and 1 consumer thread on a bounded
 //     mutex + condition-variable queue of 64.
 //   mt_channel (param workers, 2): a root task spawns 8 consumers of one
-//     channel of capacity 8 while every other worker is kept busy for
-//     2 ms (so they begin on the root's worker, as when the others are
-//     busy or still waking), sends N messages (N_TASKS/20, 5000), each
-//     20 us of work for its consumer, closes and joins them.  spindle:
+//     channel of capacity 8 while every other worker is held until they
+//     have begun (bench/hold.h: so they begin on the root's worker, as
+//     when the others are busy or still waking), sends N messages
+//     (N_TASKS/20, 5000), each 20 us of work for its consumer, closes and
+//     joins them.  spindle:
 //     stealable consumers, which only moves and wakes can spread;
 //     spindle_pinned: consumers pinned to the root's worker (the baseline:
 //     nothing spreads).  Serial work: N x 20 us.
@@ -35,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/hold.h"
 #include "bench/quiet.h"
 #include "bench/workloads.h"
 #include "executor/executor.h"
@@ -252,7 +254,8 @@ absl::StatusOr<Rows> FloorChannelThroughput(const std::string& id,
 constexpr int kFanConsumers = 8;
 constexpr uint64_t kFanWorkNs = 20'000;
 
-Task<int64_t> FanConsumer(Channel<int64_t>* ch) {
+Task<int64_t> FanConsumer(Channel<int64_t>* ch, StartGate* gate) {
+  gate->started.fetch_add(1, std::memory_order_relaxed);
   int64_t sum = 0;
   while (std::optional<int64_t> v = co_await ch->Recv()) {
     SpinFor(kFanWorkNs);
@@ -261,32 +264,24 @@ Task<int64_t> FanConsumer(Channel<int64_t>* ch) {
   co_return sum;
 }
 
-Task<> BusyFor(uint64_t ns) {
-  SpinFor(ns);
-  co_return;
-}
-
 Task<int64_t> FanRoot(int64_t messages, bool pinned) {
   Runtime* rt = Runtime::Current();
   const size_t me = CurrentWorker().value_or(0);
   auto ch = Channel<int64_t>::Create(kFanConsumers).value();
-  std::vector<JoinHandle<>> busy;
-  for (size_t w = 0; w < rt->worker_count(); ++w) {
-    if (w == me) continue;
-    RuntimeSpawnOptions o;
-    o.placement = Placement::Pinned(w);
-    busy.push_back(rt->Spawn(BusyFor(2'000'000), o));
-  }
+  StartGate gate;
+  gate.want = kFanConsumers;
+  std::vector<JoinHandle<>> holds;
+  HoldOtherWorkers(*rt, me, &gate, &holds);
   RuntimeSpawnOptions here;
   here.placement = Placement::Pinned(me);
   std::vector<JoinHandle<int64_t>> consumers;
   for (int i = 0; i < kFanConsumers; ++i) {
-    consumers.push_back(pinned ? rt->Spawn(FanConsumer(ch.get()), here)
-                               : rt->Spawn(FanConsumer(ch.get())));
+    consumers.push_back(pinned ? rt->Spawn(FanConsumer(ch.get(), &gate), here)
+                               : rt->Spawn(FanConsumer(ch.get(), &gate)));
   }
   for (int64_t i = 0; i < messages; ++i) co_await ch->Send(i);
   ch->Close();
-  for (auto& b : busy) co_await b;
+  for (auto& h : holds) co_await h;
   int64_t sum = 0;
   for (auto& c : consumers) sum += co_await c;
   co_return sum;
@@ -376,7 +371,8 @@ void AddChannelBenchmarks(const Config& c, std::vector<Benchmark>& all) {
         std::max<int64_t>(1, c.n_tasks.value_or(100'000) / 20);
     Benchmark b{id,
                 "a root spawns 8 consumers of one channel (capacity 8) while "
-                "the other workers are busy for 2 ms, then sends N_TASKS/20 "
+                "the other workers are held until they began, then sends "
+                "N_TASKS/20 "
                 "(5000) messages of 20 us of work each; param workers; wall "
                 "time (baseline: the consumers pinned to the root's worker)",
                 "spindle_pinned",

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bench/hog_tasks.h"
+#include "bench/hold.h"
 #include "bench/quiet.h"
 #include "bench/workloads.h"
 #include "executor/executor.h"
@@ -241,43 +242,55 @@ Task<void> SleepCompute(int rounds, std::atomic<int>* started) {
   }
 }
 
-// Holds its worker (counted in `held`) until `want` tasks have started
-// (at most 1 s).
-Task<void> HoldUntilStarted(std::atomic<int>* held,
-                            const std::atomic<int>* started, int want) {
-  held->fetch_add(1, std::memory_order_relaxed);
+// Holds its worker (counted in the gate's `held`) until the gate's tasks
+// have started (at most 1 s).
+Task<void> HoldUntilStarted(StartGate* gate) {
+  gate->held.fetch_add(1, std::memory_order_relaxed);
   const uint64_t end = MonotonicClock::Now() + 1'000'000'000;
-  while (started->load(std::memory_order_relaxed) < want &&
+  while (gate->started.load(std::memory_order_relaxed) < gate->want &&
          MonotonicClock::Now() < end) {
     SpinFor(10'000);
   }
   co_return;
 }
 
+}  // namespace
+
+void HoldOtherWorkers(Runtime& rt, size_t except, StartGate* gate,
+                      std::vector<JoinHandle<void>>* holds) {
+  int want = gate->held.load(std::memory_order_relaxed);
+  for (size_t w = 0; w < rt.worker_count(); ++w) {
+    if (w == except) continue;
+    RuntimeSpawnOptions o;
+    o.placement = Placement::Pinned(w);
+    holds->push_back(rt.Spawn(HoldUntilStarted(gate), o));
+    ++want;
+  }
+  // Each hold has begun before the workload is spawned: a worker not yet
+  // held would take its tasks.
+  const uint64_t end = MonotonicClock::Now() + 1'000'000'000;
+  while (gate->held.load(std::memory_order_relaxed) < want &&
+         MonotonicClock::Now() < end) {
+    SpinFor(1'000);
+  }
+}
+
+namespace {
+
 // One run of `rebalance`: kTasks tasks queued for worker 0 while the
 // others are held (so all start there), or pinned round robin (`spread`).
 absl::Status RebalanceRun(Runtime& rt, bool spread) {
   constexpr int kTasks = 16, kRounds = 100;
   const size_t n = rt.worker_count();
-  std::atomic<int> started{0}, held{0};
+  StartGate gate;
+  gate.want = kTasks;
   std::vector<JoinHandle<void>> hs;
-  for (size_t w = 1; !spread && w < n; ++w) {
-    RuntimeSpawnOptions o;
-    o.placement = Placement::Pinned(w);
-    hs.push_back(rt.Spawn(HoldUntilStarted(&held, &started, kTasks), o));
-  }
-  // The holds first: a worker not yet held would take the tasks.
-  const uint64_t end = MonotonicClock::Now() + 1'000'000'000;
-  while (!spread &&
-         held.load(std::memory_order_relaxed) < static_cast<int>(n) - 1 &&
-         MonotonicClock::Now() < end) {
-    SpinFor(1'000);
-  }
+  if (!spread) HoldOtherWorkers(rt, 0, &gate, &hs);
   for (int i = 0; i < kTasks; ++i) {
     RuntimeSpawnOptions o;
     o.placement = spread ? Placement::Pinned(static_cast<size_t>(i) % n)
                          : Placement::StealablePreferred(0);
-    hs.push_back(rt.Spawn(SleepCompute(kRounds, &started), o));
+    hs.push_back(rt.Spawn(SleepCompute(kRounds, &gate.started), o));
   }
   for (auto& h : hs) {
     if (h.Wait() != JoinStatus::kCompleted) {

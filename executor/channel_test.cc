@@ -20,6 +20,7 @@ namespace spindle {
 namespace {
 
 using executor_testing::MakeChannel;
+using executor_testing::MakePathChannel;
 using executor_testing::MakeExecutor;
 using executor_testing::Settle;
 
@@ -43,15 +44,6 @@ INSTANTIATE_TEST_SUITE_P(Paths, ChannelPathTest, testing::Bool(),
                            return i.param ? "Biased" : "Fresh";
                          });
 
-std::shared_ptr<Channel<int>> PathChannel(size_t capacity, bool biased) {
-  auto ch = MakeChannel<int>(capacity);
-  for (int i = 0; biased && i < 100; ++i) {
-    EXPECT_EQ(ch->TrySend(-1), ChannelStatus::kOk);
-    EXPECT_EQ(ch->TryRecv(), -1);
-  }
-  return ch;
-}
-
 Task<> Produce(Channel<int>* ch, int from, int n) {
   for (int i = from; i < from + n; ++i) EXPECT_TRUE(co_await ch->Send(i));
 }
@@ -59,7 +51,7 @@ Task<> Produce(Channel<int>* ch, int from, int n) {
 TEST_P(ChannelPathTest, MessagesArriveInOrderThroughASmallBuffer) {
   auto ex = MakeExecutor();
   ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
-    auto ch = PathChannel(2, biased);
+    auto ch = MakePathChannel(2, biased);
     auto p = ex->Spawn(Produce(ch.get(), 0, 1000));
     for (int i = 0; i < 1000; ++i) {
       std::optional<int> v = co_await ch->Recv();
@@ -73,7 +65,7 @@ TEST_P(ChannelPathTest, MessagesArriveInOrderThroughASmallBuffer) {
 TEST_P(ChannelPathTest, SendersWaitWhenFullAndCloseWakesEveryone) {
   auto ex = MakeExecutor();
   ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
-    auto ch = PathChannel(1, biased);
+    auto ch = MakePathChannel(1, biased);
     EXPECT_EQ(ch->TrySend(1), ChannelStatus::kOk);
     int two = 2;
     EXPECT_EQ(ch->TrySend(two), ChannelStatus::kFull);
@@ -98,7 +90,7 @@ TEST_P(ChannelPathTest, SendersWaitWhenFullAndCloseWakesEveryone) {
 TEST_P(ChannelPathTest, CloseWakesWaitingReceiversWithNothing) {
   auto ex = MakeExecutor();
   ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
-    auto ch = PathChannel(4, biased);
+    auto ch = MakePathChannel(4, biased);
     auto r = ex->Spawn([](Channel<int>* ch) -> Task<std::optional<int>> {
       co_return co_await ch->Recv();
     }(ch.get()));
@@ -116,7 +108,7 @@ Task<> RecvInto(Channel<int>* ch, std::vector<int>* got) {
 TEST_P(ChannelPathTest, SendsGoToWaitingReceiversInTheOrderTheyCame) {
   auto ex = MakeExecutor();
   ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
-    auto ch = PathChannel(1, biased);
+    auto ch = MakePathChannel(1, biased);
     std::vector<int> got;
     std::vector<JoinHandle<void>> rs;
     for (int i = 0; i < 3; ++i) {
@@ -133,7 +125,7 @@ TEST_P(ChannelPathTest, SendsGoToWaitingReceiversInTheOrderTheyCame) {
 TEST_P(ChannelPathTest, AReceiverCancelledAfterAHandOffGivesTheMessageBack) {
   auto ex = MakeExecutor();
   ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
-    auto ch = PathChannel(1, biased);
+    auto ch = MakePathChannel(1, biased);
     std::vector<int> got;
     // To the next waiting receiver.
     auto a = ex->Spawn(RecvInto(ch.get(), &got));
@@ -160,7 +152,7 @@ TEST_P(ChannelPathTest, AReceiverCancelledAfterAHandOffGivesTheMessageBack) {
 TEST_P(ChannelPathTest, ASenderCancelledWhileWaitingSendsNothing) {
   auto ex = MakeExecutor();
   ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
-    auto ch = PathChannel(1, biased);
+    auto ch = MakePathChannel(1, biased);
     EXPECT_EQ(ch->TrySend(1), ChannelStatus::kOk);
     auto s2 = ex->Spawn(Produce(ch.get(), 2, 1));
     co_await Settle();
@@ -178,7 +170,7 @@ TEST_P(ChannelPathTest, ASenderCancelledWhileWaitingSendsNothing) {
 TEST_P(ChannelPathTest, WaitingSendersAreNotOvertakenByTrySend) {
   auto ex = MakeExecutor();
   ex->BlockOn([](LocalExecutor* ex, bool biased) -> Task<> {
-    auto ch = PathChannel(1, biased);
+    auto ch = MakePathChannel(1, biased);
     EXPECT_EQ(ch->TrySend(1), ChannelStatus::kOk);
     auto s = ex->Spawn(Produce(ch.get(), 2, 1));
     co_await Settle();

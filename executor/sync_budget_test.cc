@@ -23,6 +23,7 @@ namespace spindle {
 namespace {
 
 using executor_testing::MakeChannel;
+using executor_testing::MakePathChannel;
 using executor_testing::MakeExecutor;
 
 // Far more operations than any task budget (2000 without tiers, at most
@@ -40,11 +41,7 @@ INSTANTIATE_TEST_SUITE_P(Paths, ChannelBudgetTest, testing::Bool(),
 
 // A channel of kMessages slots; full of 0..kMessages-1 if `fill`.
 std::shared_ptr<Channel<int>> BigChannel(bool biased, bool fill) {
-  auto ch = MakeChannel<int>(kMessages);
-  for (int i = 0; biased && i < 100; ++i) {
-    EXPECT_EQ(ch->TrySend(-1), ChannelStatus::kOk);
-    EXPECT_EQ(ch->TryRecv(), -1);
-  }
+  auto ch = MakePathChannel(kMessages, biased);
   for (int i = 0; fill && i < kMessages; ++i) {
     EXPECT_EQ(ch->TrySend(i), ChannelStatus::kOk);
   }
