@@ -99,7 +99,7 @@ bool LocalExecutor::TakeJoinTarget(TaskHeader* joiner,
   // of a budget's length, not as one poll of the whole tree.
   budget::TaskBudget& b = joiner->ctx.budget;
   if (b.Consume()) return false;
-  if ((b.Remaining() & 15) == 0 && ShouldYield(joiner)) return false;
+  if ((b.Remaining() & 15) == 0 && YieldDue(joiner)) return false;
   if (!bound) {
     // The newest item is ours unless a thief took every item (then Pop
     // finds the deque empty).

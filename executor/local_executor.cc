@@ -220,6 +220,10 @@ void LocalExecutor::FinishTask(TaskHeader* t) noexcept {
 
 bool LocalExecutor::ShouldYield(TaskHeader* t) noexcept {
   if (t->ctx.budget.Consume()) return true;
+  return YieldDue(t);
+}
+
+bool LocalExecutor::YieldDue(TaskHeader* t) noexcept {
   if (queue_set_->ShouldPreempt()) return true;
   const uint64_t deadline = t->ctx.budget.deadline();
   if (io_ == nullptr) {

@@ -257,7 +257,11 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   [[gnu::noinline]] void FlushHandOff(
       sched::QueueSet::SliceCursor& slice) noexcept;
   void ProcessAbort(executor_internal::TaskHeader* task) noexcept;
+  // YieldMaybe's test: charges one operation to the task's budget, then
+  // YieldDue.  YieldDue alone (a caller that charged already): a queue
+  // that should run first, the tiers' deadline, I/O or a timer due.
   bool ShouldYield(executor_internal::TaskHeader* task) noexcept;
+  bool YieldDue(executor_internal::TaskHeader* task) noexcept;
 
  private:
   friend class ExecutorBuilder;

@@ -96,24 +96,23 @@ inline TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
 // After a channel operation, a Semaphore (Mutex) acquisition or a Notify
 // or WaitGroup wait that did not wait: charges the calling task's
 // operation budget (the one YieldMaybe counts, reset at every poll), and
-// every 32 operations asks what YieldMaybe asks (ShouldYield: the tiers'
-// deadline, a queue that should run first, an event to reap; it charges
-// one operation more).  Once the budget is spent, or ShouldYield says so,
-// the task yields there: it is re-queued behind the runnable ones and
-// resumes with the operation done (a received message, permits or a
-// notification are held by its awaiter, which gives them back if the task
-// is cancelled before then).  So a consumer whose channel never runs
-// empty, or whose semaphore another worker keeps releasing, or a producer
-// whose channel never fills, lets the other tasks of its worker run.  Returns
-// await_suspend's answer.  Inline: a load, a store and a test when it does
-// not yield.
+// every 32 operations asks what YieldMaybe asks besides (YieldDue: the
+// tiers' deadline, a queue that should run first, an event to reap).
+// Once the budget is spent, or YieldDue says so, the task yields there:
+// it is re-queued behind the runnable ones and resumes with the operation
+// done (a received message, permits or a notification are held by its
+// awaiter, which gives them back if the task is cancelled before then).
+// So a consumer whose channel never runs empty, or whose semaphore
+// another worker keeps releasing, or a producer whose channel never
+// fills, lets the other tasks of its worker run.  Returns await_suspend's
+// answer.  Inline: a load, a store and a test when it does not yield.
 [[gnu::always_inline]] inline bool YieldMaybeAfterOp(
     std::coroutine_handle<> h) noexcept {
   TaskHeader* const t = tl_task;
   if (t == nullptr) [[unlikely]] return false;
   if (!t->ctx.budget.Consume()) [[likely]] {
     if ((t->ctx.budget.Remaining() & 31u) != 0) [[likely]] return false;
-    if (!t->owner->ShouldYield(t)) return false;
+    if (!t->owner->YieldDue(t)) return false;
   }
   t->resume_point = h;
   t->run_state = RunState::kYielded;
