@@ -46,6 +46,15 @@ bool UnderValgrind() {
   return preload != nullptr && std::strstr(preload, "vgpreload") != nullptr;
 }
 
+// Says on stderr, once per process for each `flag`, why a reactor runs on
+// epoll under BackendChoice::kAuto.
+void LogFallbackOnce(std::once_flag& flag, const std::string& reason) {
+  std::call_once(flag, [&] {
+    std::fprintf(stderr, "spindle reactor: %s (logged once)\n",
+                 reason.c_str());
+  });
+}
+
 }  // namespace
 
 std::string_view BackendName(Backend backend) noexcept {
@@ -126,10 +135,7 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
         "in io_uring_enter; using epoll (SPINDLE_REACTOR=io_uring keeps "
         "io_uring)";
     static std::once_flag logged_valgrind;
-    std::call_once(logged_valgrind, [&] {
-      std::fprintf(stderr, "spindle reactor: %s (logged once)\n",
-                   r->fallback_reason_.c_str());
-    });
+    LogFallbackOnce(logged_valgrind, r->fallback_reason_);
   }
   if (options.backend != BackendChoice::kEpoll && !valgrind) {
     int err = 0;
@@ -160,10 +166,7 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(
     }
     r->fallback_reason_ = absl::StrCat(msg, "; using epoll");
     static std::once_flag logged;
-    std::call_once(logged, [&] {
-      std::fprintf(stderr, "spindle reactor: %s (logged once)\n",
-                   r->fallback_reason_.c_str());
-    });
+    LogFallbackOnce(logged, r->fallback_reason_);
   }
   int err = 0;
   std::string what;
