@@ -205,6 +205,53 @@ TEST_P(RuntimeRequestTest, AYieldingTaskMovesToAWorkerThatAsked) {
   EXPECT_GE(rt_->Stats().workers[0].moved_out, 1u);
 }
 
+// Yields every microsecond or so, counting its rounds in `rounds`, until
+// some task of the group moved (or 20 s); whether it ran elsewhere.
+Task<Route> ShortYields(std::atomic<int>* rounds,
+                        std::atomic<bool>* any_moved) {
+  Route r;
+  r.first = CurrentWorker().value();
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (!any_moved->load(std::memory_order_acquire) &&
+         Clock::now() < deadline) {
+    co_await YieldNow();
+    Spin(1'000);
+    rounds->fetch_add(1, std::memory_order_release);
+    if (CurrentWorker().value() != r.first) {
+      r.moved = true;
+      any_moved->store(true, std::memory_order_release);
+    }
+  }
+  co_return r;
+}
+
+// Polls of ~1 us run many to a slice (its quota adapts to the 25 us
+// target), where most yields are not judged on their own: Q4 is asked at
+// the end of the slice (RunSlice) and at the polls still judged on their
+// own (FinishPoll).  The other workers are held until the 8 tasks have done
+// 4000 rounds between them, so that worker 0 runs full slices when they
+// ask.  Fails without Q4 (none moves in 20 s); not without either of its
+// two checks alone, each of which answers the request.
+TEST_P(RuntimeRequestTest, ATaskYieldingInShortPollsMovesToAWorkerThatAsked) {
+  RuntimeBuilder b;
+  b.Workers(GetParam()).NoTiers();
+  rt_ = MakeRuntime(b);
+  ASSERT_NE(rt_, nullptr);
+  if (GetParam() == 1) GTEST_SKIP() << "nowhere to move";
+  constexpr int kTasks = 8;
+  std::atomic<int> rounds{0}, held{0};
+  std::atomic<bool> any_moved{false};
+  std::vector<JoinHandle<void>> holds = HoldOthers(*rt_, &held, &rounds,
+                                                   4000);
+  std::vector<JoinHandle<Route>> hs;
+  for (int i = 0; i < kTasks; ++i) {
+    hs.push_back(ForWorker0(*rt_, ShortYields(&rounds, &any_moved)));
+  }
+  EXPECT_GE(JoinAndCountMoved(holds, hs), 1)
+      << "no yielding task left worker 0";
+  EXPECT_GE(rt_->Stats().workers[0].moved_out, 1u);
+}
+
 // ...but only once until it waits: a task that never waits, beside
 // sleepers on every worker (each worker has tasks queued at times, and
 // asks while the other has the yielder), would otherwise bounce between
