@@ -438,12 +438,10 @@ class Channel {
   // by such hand-offs (and a same-worker ping-pong pays nothing).  So a
   // task whose channel never runs empty, never fills, or whose peers on
   // other workers always wait for it, does not keep its worker from the
-  // other tasks (executor_internal::YieldMaybeAfterOp).
+  // other tasks (executor_internal::YieldMaybeAfterOpHolding).
   [[gnu::always_inline]] static bool RecvYieldMaybe(
       RecvAwaiter* a, std::coroutine_handle<> h) noexcept {
-    if (!executor_internal::YieldMaybeAfterOp(h)) [[likely]] return false;
-    a->suspended = true;
-    return true;
+    return executor_internal::YieldMaybeAfterOpHolding(h, a->suspended);
   }
 
   [[gnu::noinline]] void AbandonSend(SendAwaiter* a) noexcept {

@@ -240,11 +240,12 @@ class LocalExecutor : public executor_internal::SpawnApi<LocalExecutor> {
   // A movable task that yielded where others wait (Q4): to a worker that
   // asked (true), else it stays.  Nothing is woken for a yield.
   bool OfferYielded(executor_internal::TaskHeader* task) noexcept;
-  // Q2/Q4: takes this worker's pending request and moves the task to the
-  // asker (true); if M1 fails the request goes back unless another came.
-  // False, with nothing taken, when no worker asked.
-  bool AnswerRequest(executor_internal::TaskHeader* task,
-                     bool notified) noexcept;
+  // Q2/Q4: TakeRequest takes this worker's pending request (the asker's
+  // index + 1; 0: none).  MoveToAsker moves the task there (true); if M1
+  // fails the task stays and the request goes back unless another came.
+  uint32_t TakeRequest() noexcept;
+  bool MoveToAsker(executor_internal::TaskHeader* task, uint32_t asker,
+                   bool notified) noexcept;
   // A Runtime worker's run loop (executor/worker_loop.cc): runs until the
   // runtime closes.
   void RunWorker(executor_internal::Worker* worker);

@@ -96,14 +96,11 @@ bool Semaphore::Suspend(AcquireAwaiter* a, std::coroutine_handle<> h) noexcept {
     }
     permits_ -= a->node.n;  // acquired without waiting
   }
-  // Charged to the task's budget, as a channel operation that did not wait
-  // (YieldMaybeAfterOp): a task that keeps finding permits (another worker
-  // keeps releasing them) yields at times, holding them (`suspended` with
-  // the node unlinked: cancelled before it resumes, Abandon gives them
-  // back).
-  if (!executor_internal::YieldMaybeAfterOp(h)) [[likely]] return false;
-  a->suspended = true;
-  return true;
+  // Charged to the task's budget, as a channel operation that did not wait:
+  // a task that keeps finding permits (another worker keeps releasing
+  // them) yields at times, holding them (the node unlinked: cancelled
+  // before it resumes, Abandon gives them back).
+  return executor_internal::YieldMaybeAfterOpHolding(h, a->suspended);
 }
 
 void Semaphore::Abandon(AcquireAwaiter* a) noexcept {
@@ -181,10 +178,8 @@ bool Notify::Suspend(Awaiter* a, std::coroutine_handle<> h) noexcept {
   }
   // Charged as Semaphore::Suspend's; a task cancelled while it yields
   // passes the permit on (Abandon, as for a granted one).
-  if (!executor_internal::YieldMaybeAfterOp(h)) [[likely]] return false;
   a->node.outcome = WaitOutcome::kGranted;
-  a->suspended = true;
-  return true;
+  return executor_internal::YieldMaybeAfterOpHolding(h, a->suspended);
 }
 
 void Notify::Abandon(Awaiter* a) noexcept {

@@ -55,7 +55,7 @@
 //   Q2. V's thread, in the same WakeSole when a worker asked: exchanges
 //       `request` to 0 and moves the task to the asker (M1-M3; if M1
 //       fails, a wake in flight, the task stays and the request goes back
-//       unless another came meanwhile, as in Q4: AnswerRequest).  A task
+//       unless another came meanwhile, as in Q4: TakeRequest, MoveToAsker).  A task
 //       that would run next on V stays.  Likewise for a wake that another
 //       thread sent through V's inbox (`wakes`: WakeSole's remote form, a
 //       join completed on another worker): its waker's fetch_or of
@@ -236,7 +236,10 @@ bool LocalExecutor::OfferWoken(TaskHeader* t, bool notified) noexcept {
   Worker& w = *worker_;
   RuntimeShared& rt = *w.rt;
   w.PublishBacklog(true);  // Q1's hint, before the loop's next turn
-  if (AnswerRequest(t, notified)) return true;  // Q2
+  // Q2.
+  if (const uint32_t asker = TakeRequest(); asker != 0) {
+    if (MoveToAsker(t, asker, notified)) return true;
+  }
   // Q0: a relaxed load, not NotifyOne's fence: a hint (V runs the task
   // itself if nobody comes).
   (void)rt.WakeIfNoneSearches(rt.idle_state.load(std::memory_order_relaxed));
@@ -244,32 +247,35 @@ bool LocalExecutor::OfferWoken(TaskHeader* t, bool notified) noexcept {
 }
 
 bool LocalExecutor::OfferYielded(TaskHeader* t) noexcept {
-  // Q4, once until the task is next offered at a wake.  The request's
-  // relaxed load first: most yields find none, and write nothing then.
-  if (t->moved_at_yield ||
-      work_request_->load(std::memory_order_relaxed) == 0) {
-    return false;
-  }
+  // Q4, once until the task is next offered at a wake.
+  if (t->moved_at_yield) return false;
+  const uint32_t asker = TakeRequest();
+  if (asker == 0) return false;
   t->moved_at_yield = true;  // travels with it (M2 publishes it)
-  if (AnswerRequest(t, /*notified=*/false)) return true;
+  if (MoveToAsker(t, asker, /*notified=*/false)) return true;
   t->moved_at_yield = false;
   return false;
 }
 
-bool LocalExecutor::AnswerRequest(TaskHeader* t, bool notified) noexcept {
+uint32_t LocalExecutor::TakeRequest() noexcept {
   // Relaxed: the request is a hint (a request seen late is answered at a
-  // later wake or yield; the asker parks meanwhile, as usual).
+  // later wake or yield; the asker parks meanwhile, as usual).  The load
+  // first: most wakes and yields find none, and write nothing then.
   std::atomic<uint32_t>& request = *work_request_;
-  if (request.load(std::memory_order_relaxed) == 0) return false;
-  const uint32_t asker = request.exchange(0, std::memory_order_relaxed);
-  if (asker == 0) return false;  // withdrawn meanwhile (Q3)
+  if (request.load(std::memory_order_relaxed) == 0) return 0;
+  return request.exchange(0, std::memory_order_relaxed);  // 0: withdrawn (Q3)
+}
+
+bool LocalExecutor::MoveToAsker(TaskHeader* t, uint32_t asker,
+                                bool notified) noexcept {
   if (MoveTo(t, worker_->rt->workers[asker - 1]->executor.get(), notified)) {
     return true;
   }
   // M1 failed (a wake in flight): the task stays; the request goes back
   // unless another came meanwhile.
   uint32_t none = 0;
-  request.compare_exchange_strong(none, asker, std::memory_order_relaxed);
+  work_request_->compare_exchange_strong(none, asker,
+                                         std::memory_order_relaxed);
   return false;
 }
 

@@ -119,6 +119,17 @@ inline TaskHeader* SuspendForSync(std::coroutine_handle<> h) noexcept {
   return true;
 }
 
+// YieldMaybeAfterOp for an awaiter that holds what the operation took (a
+// message, permits, a notification) until the task resumes: marks it
+// `suspended` when the task yields, so that the awaiter's destructor
+// gives it back if the task is cancelled before then.
+[[gnu::always_inline]] inline bool YieldMaybeAfterOpHolding(
+    std::coroutine_handle<> h, bool& suspended) noexcept {
+  if (!YieldMaybeAfterOp(h)) [[likely]] return false;
+  suspended = true;
+  return true;
+}
+
 // Under the primitive's lock, for a task still listed: if it belongs to
 // this thread's executor (LocalOwnerOf: that executor, else null),
 // requeues it now (HandOffLocal: inside a poll it may run right after it),
