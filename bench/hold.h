@@ -24,9 +24,10 @@ struct StartGate {
   int want = 0;
 };
 
-// Spawns a hold pinned to every worker of `rt` but `except` and returns
-// once each has begun (at most 1 s: a spin, also inside a task); their
-// handles go to `holds`, for the caller to join.
+// Spawns a hold pinned to every worker of `rt` but `except` (a worker
+// index; `gate` fresh, its `want` set) and returns once each has begun
+// (at most 1 s: a spin, also inside a task); their handles go to `holds`,
+// for the caller to join.
 void HoldOtherWorkers(Runtime& rt, size_t except, StartGate* gate,
                       std::vector<JoinHandle<void>>* holds);
 

@@ -258,13 +258,12 @@ Task<void> HoldUntilStarted(StartGate* gate) {
 
 void HoldOtherWorkers(Runtime& rt, size_t except, StartGate* gate,
                       std::vector<JoinHandle<void>>* holds) {
-  int want = gate->held.load(std::memory_order_relaxed);
+  const int want = static_cast<int>(rt.worker_count()) - 1;
   for (size_t w = 0; w < rt.worker_count(); ++w) {
     if (w == except) continue;
     RuntimeSpawnOptions o;
     o.placement = Placement::Pinned(w);
     holds->push_back(rt.Spawn(HoldUntilStarted(gate), o));
-    ++want;
   }
   // Each hold has begun before the workload is spawned: a worker not yet
   // held would take its tasks.
