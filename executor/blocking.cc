@@ -40,7 +40,12 @@ struct BlockingPoolState {
 
 namespace {
 
+// The pool whose thread this is (null elsewhere): ~BlockingPool refuses to
+// run on one of its own threads.
+thread_local const BlockingPoolState* tl_pool = nullptr;
+
 void PoolThread(std::shared_ptr<BlockingPoolState> s) {
+  tl_pool = s.get();
   std::unique_lock<std::mutex> lock(s->mu);
   for (;;) {
     if (!s->queue.empty()) {
@@ -89,6 +94,13 @@ BlockingPool::BlockingPool(BlockingPoolOptions options)
       state_(std::make_shared<executor_internal::BlockingPoolState>(options)) {}
 
 BlockingPool::~BlockingPool() {
+  // The wait below would wait for this thread to exit.
+  if (executor_internal::tl_pool == state_.get()) [[unlikely]] {
+    executor_internal::FatalMisuse(
+        "BlockingPool destroyed by one of its own jobs: its destructor waits "
+        "for every pool thread to exit, this one included; destroy it from "
+        "a thread outside the pool");
+  }
   std::unique_lock<std::mutex> lock(state_->mu);
   state_->closed = true;
   state_->work.notify_all();

@@ -124,6 +124,9 @@ class BlockingPool {
  public:
   static absl::StatusOr<std::unique_ptr<BlockingPool>> Create(
       BlockingPoolOptions options = {});
+  // Waits for the jobs submitted (running and queued) to finish and the
+  // threads to exit.  From one of the pool's own jobs it would wait for
+  // itself: it aborts at once with a message instead.
   ~BlockingPool();
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;

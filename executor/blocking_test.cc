@@ -189,6 +189,20 @@ TEST(BlockingPoolTest, DestructionFinishesWhatWasSubmitted) {
   EXPECT_EQ(a.Join() + b.Join(), 3);
 }
 
+// A pool destroyed by one of its own jobs would wait for that job's thread
+// to exit, which never happens while the destructor runs there: it fails
+// at once, naming the misuse (it hung before).
+TEST(BlockingPoolDeathTest, DestroyedByOneOfItsOwnJobsFailsAtOnce) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        auto ex = MakeExecutor();
+        BlockingPool* raw = MakePool(1).release();
+        ex->BlockOn(raw->Run([raw] { delete raw; }));
+      },
+      "BlockingPool destroyed by one of its own jobs");
+}
+
 TEST(ResolveTest, NamesAndNumbersResolveAndFailuresNameTheHost) {
   auto ex = MakeExecutor();
   ex->BlockOn([]() -> Task<> {

@@ -471,6 +471,22 @@ Runtime::Runtime(std::shared_ptr<RuntimeShared> rt)
 
 Runtime::~Runtime() {
   RuntimeShared& rt = *rt_;
+  // On one of its own threads the joins below would wait for this thread
+  // (S3 waits for every worker): a hang, or std::system_error out of a
+  // destructor.  Fail at once, saying what to do instead.
+  if (const Worker* self = executor_internal::tl_worker;
+      self != nullptr && self->rt == &rt) [[unlikely]] {
+    const std::string where =
+        self->isolation ? std::string("the isolation thread")
+                        : absl::StrCat("worker ", self->index);
+    executor_internal::FatalMisuse(
+        absl::StrCat("Runtime destroyed from one of its own tasks (on ",
+                     where,
+                     "): its destructor joins every worker thread, this one "
+                     "included; destroy it from a thread outside the runtime "
+                     "(e.g. the one that built it)")
+            .c_str());
+  }
   // S1.
   rt.closing.store(true, std::memory_order_seq_cst);
   while (rt.inflight.load(std::memory_order_seq_cst) != 0) {

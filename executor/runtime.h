@@ -308,6 +308,8 @@ class RuntimeBuilder {
 //
 // Requires: BlockOn, Stats (with per-worker snapshots) and destruction from
 // a thread that is not a worker of this runtime; Spawn from anywhere.
+// Destroying it from one of its own tasks aborts at once with a message
+// (its destructor would join the thread it runs on).
 // Guarantees: every spawned task runs exactly once or is cancelled (its
 // handle reports kCancelled); a task's exception surfaces at its
 // JoinHandle.  Destruction stops every worker, cancels every task that is

@@ -182,6 +182,23 @@ TEST_P(RuntimeShutdownTest, SpawnsFromCancelledTasksAreCancelled) {
   EXPECT_EQ(live.load(), 0);
 }
 
+// A runtime destroyed from one of its own tasks would join the thread it
+// runs on: it fails at once, naming the misuse (before, the join threw
+// std::system_error "Resource deadlock avoided" out of the destructor).
+TEST_P(RuntimeShutdownTest, DestroyedFromOneOfItsOwnTasksFailsAtOnce) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const size_t workers = GetParam();
+  EXPECT_DEATH(
+      {
+        Runtime* raw = MakeRuntime(workers).release();
+        raw->BlockOn([](Runtime* r) -> Task<void> {
+          delete r;
+          co_return;
+        }(raw));
+      },
+      "Runtime destroyed from one of its own tasks");
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, RuntimeShutdownTest,
                          ::testing::Values(size_t{1}, size_t{2}, size_t{4},
                                            size_t{8}),
