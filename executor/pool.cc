@@ -52,6 +52,9 @@ namespace executor_internal {
 namespace {
 // Set by a driver task around TryRunOne: where Dispatch hands the item.
 thread_local PoolItem** tl_taken = nullptr;
+// The pool whose worker thread this is (a pool of its own threads; null
+// elsewhere): Shutdown refuses to run there.
+thread_local const PoolCore* tl_pool_core = nullptr;
 }  // namespace
 
 absl::StatusOr<LocalExecutor*> PoolThreadExecutor() {
@@ -217,7 +220,10 @@ PoolCore::PoolCore(int workers, size_t max_queue,
   if (runtime == nullptr) {
     for (int i = 0; i < workers; ++i) {
       workers_.push_back(dispatcher_->Attach());
-      threads_.emplace_back([w = workers_.back().get()] { w->Run(); });
+      threads_.emplace_back([this, w = workers_.back().get()] {
+        tl_pool_core = this;
+        w->Run();
+      });
     }
     return;
   }
@@ -330,6 +336,14 @@ void PoolCore::Untrack(const dispatch::ProcessHandle& h) {
 }
 
 void PoolCore::Shutdown(ShutdownMode mode) {
+  // Both modes wait for the items running (the caller's among them) and
+  // join the threads (the caller's among them).
+  if (tl_pool_core == this) [[unlikely]] {
+    FatalMisuse(
+        "Pool::Shutdown (or ~Pool) on one of the pool's own workers: it waits "
+        "for the running items and joins the pool's threads, this one "
+        "included; shut the pool down from a thread outside it");
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     if (closed_) return;

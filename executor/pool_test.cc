@@ -207,5 +207,25 @@ TEST(PoolTest, ShutdownCancelKillsRunningAndCancelsQueued) {
   }
 }
 
+// Shutdown (drain or cancel) from one of the pool's own workers would wait
+// for the item that calls it, and join its thread: it fails at once,
+// naming the misuse (it hung before).
+TEST(PoolDeathTest, ShutdownFromOneOfItsOwnWorkersFailsAtOnce) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (ShutdownMode mode : {ShutdownMode::kDrain, ShutdownMode::kCancel}) {
+    EXPECT_DEATH(
+        {
+          auto pool = MakePool(2, 16);
+          Pool* raw = pool.get();
+          auto h = raw->Submit([raw, mode] {
+            raw->Shutdown(mode);
+            return 1;
+          });
+          (void)h->Wait();
+        },
+        "Pool::Shutdown \\(or ~Pool\\) on one of the pool's own workers");
+  }
+}
+
 }  // namespace
 }  // namespace spindle
