@@ -112,7 +112,8 @@ class ProcessDoneCallback {
   virtual ~ProcessDoneCallback() = default;
   // Called once, then the callback is destroyed.  Runs on the runner's
   // thread (or in OnDone, when the result is already in): it must not block
-  // and must not destroy the runner.
+  // and must not destroy the runner (on the runner's thread that aborts at
+  // once with a message).
   virtual void Done() noexcept = 0;
 };
 

@@ -43,6 +43,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "absl/base/internal/raw_logging.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "dispatch/internal/process_shared.h"
@@ -110,6 +111,14 @@ class RunnerCore {
   }
 
   void Stop() {
+    // A ProcessDoneCallback runs on the runner's thread, which the join
+    // below waits for.
+    if (std::this_thread::get_id() == thread_.get_id()) [[unlikely]] {
+      ABSL_RAW_LOG(FATAL,
+                   "spindle: ProcessRunner destroyed on its own thread (by a "
+                   "ProcessDoneCallback): its destructor joins that thread; "
+                   "destroy it from another thread");
+    }
     {
       std::lock_guard<std::mutex> l(inbox_mu_);
       stopping_ = true;

@@ -442,6 +442,28 @@ TEST_P(ProcessTest, OnDoneCallbacksRunOnceTheResultIsIn) {
   EXPECT_EQ(r.exit_code, 0);
 }
 
+// A callback that destroys its runner would make the runner join its own
+// thread: it fails at once, naming the misuse (before, std::system_error
+// "Resource deadlock avoided" escaped the destructor).
+TEST_P(ProcessTest, DestroyingTheRunnerInADoneCallbackFailsAtOnce) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  struct Destroy final : ProcessDoneCallback {
+    explicit Destroy(ProcessRunner* r) : r(r) {}
+    void Done() noexcept override { delete r; }
+    ProcessRunner* r;
+  };
+  EXPECT_DEATH(
+      {
+        ProcessRunner* raw = runner_.release();
+        // Registered long before the child ends: Done runs on the runner.
+        absl::StatusOr<ProcessHandle> h = raw->Start(Sh("sleep 1"));
+        if (!h.ok()) std::abort();
+        h->OnDone(std::make_unique<Destroy>(raw));
+        for (;;) absl::SleepFor(absl::Seconds(1));  // the runner's thread dies
+      },
+      "ProcessRunner destroyed on its own thread");
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ProcessTest,
                          ::testing::Values("io_uring", "epoll"),
                          [](const auto& info) { return info.param; });
