@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -36,13 +37,18 @@ Task<void> Count(std::atomic<int>* ran) {
 // Pinned to worker 0 while the others are parked: spawns kChildren
 // stealable tasks onto its deque (the first push wakes a searcher, which
 // takes half of them in one steal), then holds its worker until they have
-// all run elsewhere (at most 10 s), so that only thieves run them.
+// all run elsewhere (at most 10 s), so that only thieves run them.  It
+// holds the worker asleep, not spinning: on 2 CPUs a spinning worker 0 left
+// the thieves one CPU to share, where the worker a thief woke (F3) often
+// ran before the thief's own fan-out (F4) and woke the last parked worker
+// first.
 Task<bool> Root(std::atomic<int>* ran) {
   Runtime* rt = Runtime::Current();
   for (int i = 0; i < kChildren; ++i) rt->SpawnDetached(Count(ran));
   const auto deadline = Clock::now() + std::chrono::seconds(10);
   while (ran->load(std::memory_order_relaxed) < kChildren &&
          Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
   co_return ran->load(std::memory_order_relaxed) == kChildren;
 }
@@ -75,13 +81,19 @@ class RuntimeFanoutTest : public ::testing::TestWithParam<size_t> {
 };
 
 // Fails with the fan-out taken out (EndSearching without FanOut): no
-// round's thief woke anyone besides the last searcher's wake.  Up to 50
-// rounds: a thief preempted between its steal and its next pick may find
-// that the worker the last searcher woke has already woken the last
-// parked one.
+// round's thief woke anyone besides the last searcher's wake.  Rounds until
+// one does (up to 2000 rounds or 20 s; the first almost always does on an
+// idle machine): a thief preempted between its steal and its fan-out may
+// find that the worker the last searcher woke has already woken the last
+// parked one, or, on a loaded machine, the other workers not parked yet.
+// 50 rounds were once not enough under ubsan in CI (4 workers, 0 of 50 in
+// 0.2 s).
 TEST_P(RuntimeFanoutTest, AThiefThatTookABatchWakesAnotherParkedWorker) {
   uint64_t fanout_wakes = 0;
-  for (int round = 0; round < 50 && fanout_wakes == 0; ++round) {
+  const auto give_up = Clock::now() + std::chrono::seconds(20);
+  for (int round = 0;
+       round < 2000 && fanout_wakes == 0 && Clock::now() < give_up;
+       ++round) {
     const Round r = RunRound(workers(), std::nullopt);
     ASSERT_TRUE(r.all_ran) << "round " << round;
     EXPECT_LE(r.stats.max_searching, workers() / 2) << "round " << round;
