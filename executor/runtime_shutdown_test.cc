@@ -183,7 +183,8 @@ TEST_P(RuntimeShutdownTest, SpawnsFromCancelledTasksAreCancelled) {
 }
 
 // A runtime destroyed from one of its own tasks would join the thread it
-// runs on: it fails at once, naming the misuse (before, the join threw
+// runs on: it fails at once, naming the misuse (before, with 2+ workers the
+// destructor hung in shutdown step S3; with 1 the join threw
 // std::system_error "Resource deadlock avoided" out of the destructor).
 TEST_P(RuntimeShutdownTest, DestroyedFromOneOfItsOwnTasksFailsAtOnce) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
